@@ -1,0 +1,18 @@
+"""prunenet: Global Channel Pruning (PruneNet) for MXNet Gluon and GluonCV networks.
+
+Importing prunenet before MXNet sets ``OMP_NUM_THREADS`` to the number of cores when the user
+has not set it (MXNet's CPU kernels otherwise run markedly slower on small machines).
+"""
+import os as _os
+
+_os.environ.setdefault("OMP_NUM_THREADS", str(_os.cpu_count() or 1))
+
+from .costs import cost_model, count  # noqa: E402
+from .errors import PrunenetError  # noqa: E402
+from .graph import ChannelGraph, Group, Layer, Norm, UnsupportedOpError, trace  # noqa: E402
+from .select import InfeasibleTargetError, Selection, select  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["trace", "ChannelGraph", "Group", "Layer", "Norm", "UnsupportedOpError", "cost_model",
+           "count", "select", "Selection", "InfeasibleTargetError", "PrunenetError",
+           "__version__"]

@@ -1,0 +1,5 @@
+"""The error a user can act on: the command line prints its message on one line."""
+
+
+class PrunenetError(ValueError):
+    """Bad input or an impossible request; the message says what was wrong and what to do."""

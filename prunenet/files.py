@@ -1,0 +1,129 @@
+"""Files: atomic writes, and GluonCV's pruned-ResNet pair (shape JSON + ``mx.nd.save`` params).
+
+Every file is written under a temporary name in its target folder and renamed into place, so a
+reader never sees a half-written file under its final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Dict, Iterator, List
+
+import numpy as np
+
+from .errors import PrunenetError
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+__all__ = ["atomic_path", "write_json", "read_json", "save_params", "load_params",
+           "read_shapes", "staged_dir"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+
+def read_json(path: str, what: str = "JSON file") -> object:
+    """Read a JSON file, with an error that names the file when it is missing or malformed."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise PrunenetError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PrunenetError(f"{what} {path} is not valid JSON ({err})") from None
+
+
+def read_shapes(path: str) -> Dict[str, List[int]]:
+    """Read a GluonCV pruned-ResNet shape file: parameter name -> list of positive ints."""
+    doc = read_json(path, "shape file")
+    if not isinstance(doc, dict) or not doc:
+        raise PrunenetError(f"shape file {path} must be a JSON object mapping parameter names "
+                            f"to shapes")
+    for key, shape in doc.items():
+        if not (isinstance(shape, list) and shape and
+                all(isinstance(v, int) and not isinstance(v, bool) for v in shape)):
+            raise PrunenetError(f"shape file {path}: {key} must map to a list of integers, "
+                                f"not {json.dumps(shape)[:60]}")
+    return doc
+
+
+def save_params(path: str, params: Dict[str, np.ndarray]) -> None:
+    """Write ``params`` with ``mx.nd.save`` (the format GluonCV's pruned ResNets load), atomically."""
+    import mxnet as mx
+    with atomic_path(path) as tmp:
+        mx.nd.save(tmp, {k: mx.nd.array(v, dtype=v.dtype) for k, v in params.items()})
+
+
+def load_params(path: str) -> Dict[str, np.ndarray]:
+    """Read an ``mx.nd.save`` dict file into NumPy arrays."""
+    import mxnet as mx
+    if not os.path.isfile(path):
+        raise PrunenetError(f"params file {path} does not exist")
+    try:
+        loaded = mx.nd.load(path)
+    except mx.base.MXNetError:
+        raise PrunenetError(f"params file {path} is not an MXNet params file (corrupt or "
+                            f"truncated?)") from None
+    if not isinstance(loaded, dict):
+        raise PrunenetError(f"params file {path} holds an unnamed list, not named parameters")
+    return {k: v.asnumpy() for k, v in loaded.items()}
+
+
+@contextlib.contextmanager
+def staged_dir(out: str, overwrite: bool = False) -> Iterator[str]:
+    """Yield a fresh staging folder beside ``out``; on success it becomes ``out``.
+
+    ``out`` must not exist unless ``overwrite``; on failure nothing under ``out`` changes.
+    """
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not overwrite:
+        raise PrunenetError(f"output folder {out} already exists; choose another --out or pass "
+                            f"--overwrite")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".", suffix=".partial",
+                             dir=parent)
+    os.chmod(stage, 0o777 & ~_umask())
+    try:
+        yield stage
+        if os.path.exists(out):
+            old = stage + ".old"
+            os.replace(out, old)
+            os.replace(stage, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, out)
+    finally:
+        if os.path.exists(stage):
+            shutil.rmtree(stage, ignore_errors=True)
+

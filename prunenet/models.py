@@ -1,0 +1,159 @@
+"""Build GluonCV networks by name, optionally resized to a pruned-ResNet shape file."""
+from __future__ import annotations
+
+import difflib
+from typing import Dict, Optional, Sequence
+
+from .errors import PrunenetError
+
+__all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
+           "check_shapes", "initialize_missing"]
+
+# Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
+_CIFAR_PREFIX = "cifar_"
+
+
+def model_names() -> list:
+    """Every network name GluonCV's ``get_model`` accepts."""
+    from gluoncv.model_zoo import get_model_list
+    return sorted(get_model_list())
+
+
+def input_shape(name: str, input_size: Optional[int] = None, channels: int = 3) -> tuple:
+    """The NCHW shape of one image for ``name`` (default size: 32 for CIFAR nets, else 224)."""
+    size = input_size or (32 if name.startswith(_CIFAR_PREFIX) else 224)
+    if size < 1:
+        raise PrunenetError(f"input size {size} must be a positive number of pixels")
+    return (1, channels, size, size)
+
+
+def build_model(name: str, classes: Optional[int] = None, **kwargs):
+    """GluonCV's network ``name``, uninitialised, with ``classes`` outputs when given."""
+    from gluoncv.model_zoo import get_model
+    names = model_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else \
+            "; see GluonCV's model zoo for the names"
+        raise PrunenetError(f"unknown model {name!r}{hint}")
+    if classes is not None:
+        if classes < 1:
+            raise PrunenetError(f"--classes {classes} must be at least 1")
+        kwargs["classes"] = classes
+    return get_model(name, pretrained=False, **kwargs)
+
+
+def check_shapes(net, shapes: Dict[str, Sequence[int]], source: str, model: str) -> None:
+    """Raise a :class:`PrunenetError` unless ``shapes`` names exactly ``net``'s conv/dense
+    parameters, with their kernel sizes and no more channels than ``net`` has."""
+    from mxnet.gluon import nn
+    from .surgery import gluoncv_key
+
+    expected: Dict[str, tuple] = {}
+
+    def visit(block):
+        for child in block._children.values():
+            if isinstance(child, (nn.Conv2D, nn.Dense)):
+                for pname, param in child._reg_params.items():
+                    if isinstance(child, nn.Conv2D) and pname != "weight":
+                        continue
+                    expected[gluoncv_key(param.name, net.prefix)] = param.shape
+            visit(child)
+
+    visit(net)
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    if missing or extra:
+        detail = (f"missing {missing[0]}" if missing else f"unknown {extra[0]}") + \
+            (f" and {len(missing) + len(extra) - 1} more" if len(missing) + len(extra) > 1 else "")
+        raise PrunenetError(f"shape file {source} does not fit {model}: {detail}; "
+                            f"use a shape file made for this --model")
+    for key, shape in shapes.items():
+        want = expected[key]
+        shape = tuple(shape)
+        bad = len(shape) != len(want) or any(int(v) < 1 for v in shape) or \
+            (want[0] not in (0, None) and shape[0] > want[0]) or tuple(shape[2:]) != tuple(want[2:])
+        if bad:
+            raise PrunenetError(f"shape file {source} does not fit {model}: {key} has shape "
+                                f"{list(shape)}, the model's is {list(want)}")
+
+
+def load_model(name: str, classes: Optional[int] = None, params: Optional[str] = None,
+               shapes: Optional[Dict[str, Sequence[int]]] = None, shapes_source: str = "<shapes>",
+               seed: int = 0, ctx=None, input_size: Optional[int] = None):
+    """Build ``name`` (resized to ``shapes`` when given) and initialise it: from a Gluon
+    ``save_parameters`` file ``params``, or seeded at random."""
+    import mxnet as mx
+    import numpy as np
+    from .surgery import build_resnetv1b, is_resnetv1b
+
+    ctx = ctx or mx.cpu()
+    net = build_model(name, classes)
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    shape = input_shape(name, input_size)
+    if shapes is not None:
+        if not is_resnetv1b(net):
+            raise PrunenetError(f"--shapes takes GluonCV pruned-ResNet shape files, which only fit "
+                                f"the ResNetV1b family (resnet18_v1b, resnet50_v1d, ...), not {name}")
+        net.initialize(mx.init.Zero(), ctx=ctx)
+        net(mx.nd.zeros(shape, ctx=ctx))  # the full-width shapes to check the file against
+        check_shapes(net, shapes, shapes_source, name)
+        net = build_model(name, classes)
+        build_resnetv1b(net, shapes, ctx=ctx)
+    initialize_missing(net, mx.init.MSRAPrelu(), ctx)
+    try:
+        net(mx.nd.zeros(shape, ctx=ctx))  # materialise deferred shapes
+    except mx.base.MXNetError as err:
+        raise PrunenetError(f"{name} cannot run on input of shape {shape}"
+                            + (f" with shape file {shapes_source}" if shapes else "")
+                            + f": {_first_line(err)}") from None
+    if params is not None:
+        try:
+            net.load_parameters(params, ctx=ctx)
+        except (AssertionError, ValueError, mx.base.MXNetError, OSError) as err:
+            raise PrunenetError(f"params file {params} does not fit {name}"
+                                + (f" with {classes} classes" if classes else "")
+                                + f": {_first_line(err)}; pass the save_parameters file of this "
+                                  f"model") from None
+    return net
+
+
+def initialize_missing(net, init, ctx) -> None:
+    """Initialise the parameters of ``net`` that have no value yet, and only those."""
+    for param in net.collect_params().values():
+        if param._data is None and not param._deferred_init:
+            param.initialize(ctx=ctx, default_init=init)
+
+
+def randomize_batchnorm(net, seed: int = 0) -> None:
+    """Give every BatchNorm random γ (both signs), β, running mean and variance.
+
+    GluonCV initialises γ=1, β=0, μ=0, σ²=1, which hides slicing and folding mistakes; tests
+    and checks randomise these first.
+    """
+    import mxnet as mx
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    for name, param in net.collect_params().items():
+        shape = param.shape
+        if name.endswith("_gamma"):
+            value = rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
+        elif name.endswith("_beta"):
+            value = rng.normal(0, 0.5, shape)
+        elif name.endswith("_running_mean"):
+            value = rng.normal(0, 0.5, shape)
+        elif name.endswith("_running_var"):
+            value = rng.uniform(0.5, 2.0, shape)
+        else:
+            continue
+        param.set_data(mx.nd.array(value, dtype=np.float32))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "Stack trace", "[bt]")):
+            return line[:300]
+    return type(err).__name__

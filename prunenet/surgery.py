@@ -1,0 +1,172 @@
+"""Remove channels for real: slice every parameter and rebuild a smaller network.
+
+A *keep mask* is a list with one boolean array per group of a :class:`ChannelGraph` (``True``:
+the channel stays). Everything here works on those masks; nothing reads or writes files.
+"""
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from .graph import ChannelGraph
+
+__all__ = ["full_keep", "widths_of", "sliced_params", "zero_removed", "gluoncv_key",
+           "gluoncv_shapes", "gluoncv_params", "is_resnetv1b", "build_resnetv1b",
+           "build_symbol_block", "layer_widths", "network_params"]
+
+GLUONCV_PREFIX = "resnetv1d_"
+
+
+def full_keep(graph: ChannelGraph) -> List[np.ndarray]:
+    """A keep mask that keeps every channel."""
+    return [np.ones(g.width, dtype=bool) for g in graph.groups]
+
+
+def widths_of(keep: Sequence[np.ndarray]) -> np.ndarray:
+    return np.array([int(k.sum()) for k in keep], dtype=np.int64)
+
+
+def _in_columns(graph: ChannelGraph, layer_name: str, keep: Sequence[np.ndarray]) -> np.ndarray:
+    layer = graph.layers[layer_name]
+    mask = np.concatenate([keep[graph.space_group[s]] for s in layer.in_layout])
+    if layer.cols_per_channel > 1:
+        mask = np.repeat(mask, layer.cols_per_channel)
+    return mask
+
+
+def network_params(net) -> Dict[str, np.ndarray]:
+    """Every parameter of a Gluon network as a NumPy array, keyed by its full name."""
+    return {name: p.data().asnumpy() for name, p in net.collect_params().items()}
+
+
+def sliced_params(graph: ChannelGraph, params: Dict[str, np.ndarray],
+                  keep: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+    """The parameters of the pruned network, keyed by the same full names as ``params``."""
+    out = dict(params)
+    for layer in graph.layers.values():
+        rows = keep[graph.space_group[layer.out_space]]
+        w = params[layer.weight]
+        if layer.groups == 1:
+            w = w[:, _in_columns(graph, layer.name, keep)]
+        out[layer.weight] = np.ascontiguousarray(w[rows])
+        if layer.bias:
+            out[layer.bias] = np.ascontiguousarray(params[layer.bias][rows])
+    for norm in graph.norms.values():
+        rows = keep[graph.space_group[norm.space]]
+        for name in (norm.gamma, norm.beta, norm.running_mean, norm.running_var):
+            out[name] = np.ascontiguousarray(params[name][rows])
+    return out
+
+
+def zero_removed(graph: ChannelGraph, net, keep: Sequence[np.ndarray]) -> None:
+    """Make removed channels output exactly zero in ``net`` (the *masked* network), in place.
+
+    Each removed channel gets zero BN scale and shift and zero producer filters and biases, so
+    it contributes nothing to any consumer.
+    """
+    import mxnet as mx
+    params = net.collect_params()
+
+    def zero_rows(name: str, rows: np.ndarray) -> None:
+        arr = params[name].data().asnumpy()
+        arr[~rows] = 0
+        # An NDArray (not NumPy) source also copies into MKL-DNN-laid-out weights.
+        params[name].set_data(mx.nd.array(arr, dtype=arr.dtype))
+
+    for g in graph.groups:
+        rows = keep[g.index]
+        if rows.all():
+            continue
+        for layer_name in g.producers:
+            layer = graph.layers[layer_name]
+            zero_rows(layer.weight, rows)
+            if layer.bias:
+                zero_rows(layer.bias, rows)
+        for norm_name in g.norms:
+            norm = graph.norms[norm_name]
+            zero_rows(norm.gamma, rows)
+            zero_rows(norm.beta, rows)
+
+
+def layer_widths(graph: ChannelGraph, keep: Sequence[np.ndarray]) -> Dict[str, List[int]]:
+    """Per conv/dense layer: [kept output channels, original output channels]."""
+    return {name: [int(keep[graph.space_group[layer.out_space]].sum()), layer.out_channels]
+            for name, layer in graph.layers.items()}
+
+
+# -- GluonCV's pruned-ResNet format -------------------------------------------------------------
+def is_resnetv1b(net) -> bool:
+    """True for GluonCV's ``ResNetV1b`` family (v1b/v1c/v1d/v1e/v1s), the zoo's format."""
+    from gluoncv.model_zoo.resnetv1b import ResNetV1b
+    return isinstance(net, ResNetV1b)
+
+
+def gluoncv_key(name: str, net_prefix: str) -> str:
+    """A parameter's name as GluonCV's pruned-ResNet files spell it (prefix ``resnetv1d_``)."""
+    if not name.startswith(net_prefix):
+        raise ValueError(f"parameter {name} does not start with the network prefix {net_prefix}")
+    return GLUONCV_PREFIX + name[len(net_prefix):]
+
+
+def gluoncv_shapes(graph: ChannelGraph, net_prefix: str,
+                   keep: Sequence[np.ndarray]) -> Dict[str, List[int]]:
+    """The shape file of the pruned network: every conv/dense weight (and dense bias) shape."""
+    shapes: Dict[str, List[int]] = {}
+    for layer in graph.layers.values():
+        rows = int(keep[graph.space_group[layer.out_space]].sum())
+        cols = int(_in_columns(graph, layer.name, keep).sum())
+        if layer.op == "Convolution":
+            cols //= layer.groups
+            shapes[gluoncv_key(layer.weight, net_prefix)] = [rows, cols, *layer.kernel]
+        else:
+            shapes[gluoncv_key(layer.weight, net_prefix)] = [rows, cols]
+            if layer.bias:
+                shapes[gluoncv_key(layer.bias, net_prefix)] = [rows]
+    return shapes
+
+
+def gluoncv_params(params: Dict[str, np.ndarray], net_prefix: str) -> Dict[str, np.ndarray]:
+    """Re-key full-name parameters to GluonCV's pruned-ResNet names."""
+    return {gluoncv_key(name, net_prefix): value for name, value in params.items()}
+
+
+def build_resnetv1b(fresh_net, shapes: Dict[str, Sequence[int]],
+                    params: Dict[str, np.ndarray] | None = None, ctx=None):
+    """Resize ``fresh_net`` (an unpruned, uninitialised GluonCV ResNetV1b) to ``shapes`` with
+    GluonCV's own ``prune_gluon_block``, and load ``params`` (GluonCV names) when given; without
+    them the conv and dense weights are left for the caller to initialise."""
+    import mxnet as mx
+    from gluoncv.model_zoo.pruned_resnet.resnetv1b_pruned import prune_gluon_block
+
+    ctx = ctx or mx.cpu()
+    nd_params = None if params is None else {k: mx.nd.array(v, dtype=v.dtype)
+                                             for k, v in params.items()}
+    prune_gluon_block(fresh_net, fresh_net.name, dict(shapes), params=nd_params,
+                      pretrained=params is not None, ctx=ctx)
+    return fresh_net
+
+
+def build_symbol_block(graph: ChannelGraph, keep: Sequence[np.ndarray],
+                       params: Dict[str, np.ndarray], ctx=None):
+    """Any traced network, pruned, as a ``gluon.SymbolBlock`` holding the sliced ``params``."""
+    import mxnet as mx
+    from mxnet import gluon
+
+    ctx = ctx or mx.cpu()
+    doc = json.loads(graph.symbol.tojson())
+    node_width = {}
+    for layer in graph.layers.values():
+        node_width[layer.name] = int(keep[graph.space_group[layer.out_space]].sum())
+    for node in doc["nodes"]:
+        if node["name"] in node_width:
+            attrs = node.setdefault("attrs", {})
+            key = "num_filter" if node["op"] == "Convolution" else "num_hidden"
+            attrs[key] = str(node_width[node["name"]])
+    symbol = mx.sym.load_json(json.dumps(doc))
+    block = gluon.SymbolBlock(symbol, [mx.sym.var("data")])
+    for name, param in block.collect_params().items():
+        value = params[name]
+        param._load_init(mx.nd.array(value, dtype=value.dtype), ctx)
+    return block

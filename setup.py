@@ -1,0 +1,31 @@
+import os
+
+from setuptools import find_packages, setup
+
+# MXNet's CPU and CUDA builds are separate packages that both provide `mxnet`: with
+# PRUNENET_GPU=1 the CUDA 11.2 build is required instead of the CPU one (see the README).
+GPU = os.environ.get("PRUNENET_GPU", "") not in ("", "0")
+MXNET = "mxnet-cu112>=1.9.1,<2" if GPU else "mxnet>=1.9.1,<2"
+
+setup(
+    name="prunenet",
+    version="0.1.0",
+    description="Global channel pruning (PruneNet) for MXNet Gluon and GluonCV networks",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["prunenet", "prunenet.*"]),
+    python_requires=">=3.8",
+    install_requires=[
+        MXNET,
+        "numpy<1.24",  # MXNet 1.9.1 uses np.bool, removed in NumPy 1.24
+        "gluoncv==0.10.5.post0",
+        "matplotlib",
+        "pandas",
+        "tqdm",
+    ],
+    extras_require={
+        "gpu": ["mxnet-cu112>=1.9.1,<2"],
+        "dev": ["pytest", "hypothesis"],
+    },
+    entry_points={"console_scripts": ["prunenet=prunenet.cli:main"]},
+)
