@@ -24,7 +24,8 @@ from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluon
                       is_resnetv1b, layer_widths, network_params, sliced_params, widths_of,
                       zero_removed)
 
-__all__ = ["PrunedNetwork", "prune_network", "prune_run", "surgery_check", "environment"]
+__all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surgery_check",
+           "environment"]
 
 SHAPES_FILE = "shapes.json"
 PARAMS_FILE = "pruned.params"
@@ -72,6 +73,28 @@ def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
     return float(np.abs(masked - out).max()), float(np.abs(masked).max())
 
 
+def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
+    """Write the pruned network into ``folder``: GluonCV's pair (``shapes.json`` +
+    ``pruned.params``) for a ResNetV1b, else MXNet's symbol + params pair. Returns the names."""
+    from .files import atomic_path, save_params, write_json
+    if pruned.gluoncv:
+        write_json(os.path.join(folder, SHAPES_FILE),
+                   gluoncv_shapes(pruned.graph, pruned.net_prefix, pruned.selection.keep))
+        save_params(os.path.join(folder, PARAMS_FILE),
+                    gluoncv_params(pruned.params, pruned.net_prefix))
+        return [SHAPES_FILE, PARAMS_FILE]
+    symbol_file, params_file = f"{SYMBOL_PREFIX}-symbol.json", f"{SYMBOL_PREFIX}-0000.params"
+    import mxnet as mx
+    symbol = pruned.net(mx.sym.var("data"))
+    aux = set(symbol.list_auxiliary_states())
+    with atomic_path(os.path.join(folder, symbol_file)) as tmp:
+        symbol.save(tmp)
+    save_params(os.path.join(folder, params_file),
+                {("aux:" if name in aux else "arg:") + name: value
+                 for name, value in pruned.params.items()})
+    return [symbol_file, params_file]
+
+
 def environment() -> Dict[str, str]:
     """Versions and settings needed to reproduce a run."""
     import mxnet as mx
@@ -89,7 +112,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
               log=print) -> dict:
     """Prune ``model`` with a data-free ``method`` to ``target`` × its cost; write the run folder
     ``out`` (see the module doc) and return the report."""
-    from .files import staged_dir, save_params, write_json
+    from .files import staged_dir, write_json
     from .methods import DATA_FREE
     from .models import input_shape, load_model
 
@@ -135,21 +158,13 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
         "min_width": min_width, "seed": seed, "params_file": params,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        "files": ([SHAPES_FILE, PARAMS_FILE] if pruned.gluoncv else
-                  [f"{SYMBOL_PREFIX}-symbol.json", f"{SYMBOL_PREFIX}-0000.params"]),
         "widths": layer_widths(graph, selection.keep),
         "group_widths": [[int(k.sum()), int(k.size)] for k in selection.keep],
         "timings": timings, "environment": environment(),
         "command": command if command is not None else list(sys.argv),
     }
     with staged_dir(out, overwrite=overwrite) as stage:
-        if pruned.gluoncv:
-            write_json(os.path.join(stage, SHAPES_FILE),
-                       gluoncv_shapes(graph, pruned.net_prefix, selection.keep))
-            save_params(os.path.join(stage, PARAMS_FILE),
-                        gluoncv_params(pruned.params, pruned.net_prefix))
-        else:
-            pruned.net.export(os.path.join(stage, SYMBOL_PREFIX))
+        report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
     log(f"{model} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
         f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> {after['macs'] / 1e9:.3f}G, "

@@ -1,0 +1,41 @@
+"""Shared fixtures: small, randomised GluonCV networks (never downloaded)."""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from prunenet.models import load_model, randomize_batchnorm  # noqa: E402
+
+
+def random_net(name, input_size, seed=0, classes=None):
+    """``name`` at seeded random weights, with BN γ (both signs), β, μ, σ² randomised."""
+    net = load_model(name, classes=classes, seed=seed, input_size=input_size)
+    randomize_batchnorm(net, seed=seed)
+    return net
+
+
+def independent_count(symbol, input_shape):
+    """MACs and learnable params counted straight from MXNet's shape inference (not our graph)."""
+    import json
+    internals = symbol.get_internals()
+    arg_shapes, out_shapes, _ = internals.infer_shape(data=input_shape)
+    out = dict(zip(internals.list_outputs(), out_shapes))
+    args = dict(zip(internals.list_arguments(), arg_shapes))
+    nodes = json.loads(symbol.tojson())["nodes"]
+    macs = 0
+    for node in nodes:
+        if node["op"] in ("Convolution", "FullyConnected"):
+            weight = args[nodes[node["inputs"][1][0]]["name"]]
+            hw = np.prod(out[node["name"] + "_output"][2:])  # 1 for a dense layer
+            macs += int(np.prod(weight)) * int(hw)
+    params = sum(int(np.prod(s)) for name, s in args.items() if name != "data")
+    return macs, params
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    mx.random.seed(0)
+    np.random.seed(0)
