@@ -70,6 +70,13 @@ class Group:
     norms: List[str] = field(default_factory=list)
     prunable: bool = True
     reasons: List[str] = field(default_factory=list)
+    ops: List[str] = field(default_factory=list)  # channel-wise ops between producers and consumers
+
+    @property
+    def homogeneous(self) -> bool:
+        """True when every op between the producers' BatchNorm and the consumers is positively
+        homogeneous (ReLU, pooling, ...), so scale can be moved from consumers to producers."""
+        return all(op in _HOMOGENEOUS for op in self.ops)
 
     @property
     def tied(self) -> bool:
@@ -107,6 +114,9 @@ _NOT_ZERO_PRESERVING = {
     "sigmoid", "softrelu", "softsign", "exp", "_plus_scalar", "_minus_scalar", "_rminus_scalar",
     "erf", "gelu",
 }
+# Channel-wise ops f with f(a·x) = a·f(x) for a > 0 (and element-wise adds).
+_HOMOGENEOUS = {"relu", "leaky", "pool_max", "pool_avg", "pool_sum", "Dropout", "Flatten", "flatten",
+                "_copy", "identity", "BlockGrad", "add", "concat"}
 _ADD_OPS = {"elemwise_add", "broadcast_add", "_Plus", "_plus", "_add", "add_n", "ElementWiseSum"}
 _OUTPUT_OPS = {"SoftmaxOutput", "softmax", "log_softmax", "SoftmaxActivation"}
 
@@ -205,6 +215,13 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
     uf = _UnionFind()
     widths: List[int] = []
     frozen: Dict[int, List[str]] = {}  # space -> reasons
+    space_ops: Dict[int, List[str]] = {}  # space -> channel-wise ops applied to it
+
+    def note(spaces, kind: str) -> None:
+        for s in spaces:
+            kinds = space_ops.setdefault(s, [])
+            if kind not in kinds:
+                kinds.append(kind)
 
     def new_space(width: int) -> int:
         widths.append(int(width))
@@ -290,10 +307,12 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
                 freeze(layout, f"BatchNorm {name} on axis {axis} or on a concatenation")
             if attrs.get("fix_gamma", "True") in ("True", "true", "1"):
                 freeze(layout, f"BatchNorm {name} has fix_gamma=True (no learnable scale)")
+            producer = last_layer_of.get(ins[0])
             norms[name] = Norm(name=name, space=layout[0], gamma=gamma, beta=beta,
-                               running_mean=mean, running_var=var,
-                               producer=last_layer_of.get(ins[0]),
+                               running_mean=mean, running_var=var, producer=producer,
                                eps=float(attrs.get("eps", 1e-3)))
+            if producer is None:
+                note(layout, "BatchNorm")  # a norm that is not a producer's own
             tensors[(nid, 0)] = (layout, positions)
             continue
 
@@ -306,6 +325,7 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
                 for lay in layouts[1:]:
                     for a, b in zip(first, lay):
                         uf.union(a, b)
+                note(first, "add")
             else:
                 for lay in layouts:
                     freeze(lay, f"{op} {name} adds tensors of different channel layouts")
@@ -341,6 +361,7 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
                 freeze(layout, f"{op} {name} maps a removed (zero) channel to a non-zero value")
             if op == "Pooling" and attrs.get("layout", "NCHW") not in ("NCHW", "NCW", "None"):
                 freeze(layout, f"Pooling {name}: layout is not channels-first")
+            note(layout, _op_kind(op, attrs))
             positions = in_positions if is_flatten or len(shape) <= 2 else int(np.prod(shape[2:]))
             tensors[(nid, 0)] = (layout, positions)
             continue
@@ -383,6 +404,9 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
             g.prunable = False
             if reason not in g.reasons:
                 g.reasons.append(reason)
+        for kind in space_ops.get(s, []):
+            if kind not in g.ops:
+                g.ops.append(kind)
     for layer in layers.values():
         groups[space_group[layer.out_space]].producers.append(layer.name)
         for s in dict.fromkeys(layer.in_layout):
@@ -395,6 +419,17 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
             g.reasons.append("no convolution or dense layer writes these channels")
     return ChannelGraph(symbol, input_shape, layers, norms, groups, space_group, widths,
                         {k: tuple(v) for k, v in param_shapes.items()}, output_spaces)
+
+
+def _op_kind(op: str, attrs: Dict[str, str]) -> str:
+    """A short name for a channel-wise op: ``relu``, ``pool_max``, ``clip``, ..."""
+    if op == "Activation":
+        return attrs.get("act_type", "relu")
+    if op == "Pooling":
+        return "pool_" + attrs.get("pool_type", "max")
+    if op == "LeakyReLU":
+        return attrs.get("act_type", "leaky")
+    return op
 
 
 def _zero_preserving(op: str, attrs: Dict[str, str]) -> bool:

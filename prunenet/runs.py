@@ -12,14 +12,13 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from .costs import cost_model, count
 from .errors import PrunenetError
 from .graph import ChannelGraph, trace
-from .select import Selection
 from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes,
                       is_resnetv1b, layer_widths, network_params, sliced_params, widths_of,
                       zero_removed)
@@ -39,24 +38,29 @@ class PrunedNetwork:
 
     net: object  # the physically smaller Gluon block
     graph: ChannelGraph  # of the unpruned network
-    selection: Selection
+    keep: List[np.ndarray]
     net_prefix: str
     gluoncv: bool  # True when ``net`` is a GluonCV ResNetV1b
     params: Dict[str, np.ndarray]  # sliced, full names of the unpruned network
 
 
-def prune_network(net, graph: ChannelGraph, selection: Selection, model: str,
-                  classes: Optional[int] = None, ctx=None) -> PrunedNetwork:
-    """Build the physically pruned network for ``selection`` (``net`` is left unchanged)."""
+def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray], model: str,
+                  classes: Optional[int] = None, params: Optional[Dict[str, np.ndarray]] = None,
+                  ctx=None) -> PrunedNetwork:
+    """Build the physically pruned network keeping ``keep`` (``net`` is left unchanged).
+
+    ``params``: the full-width parameters to slice (default: ``net``'s own).
+    """
     from .models import build_model
-    params = sliced_params(graph, network_params(net), selection.keep)
+    params = sliced_params(graph, params if params is not None else network_params(net), keep)
+    keep = [k.copy() for k in keep]
     if is_resnetv1b(net):
-        shapes = gluoncv_shapes(graph, net.prefix, selection.keep)
+        shapes = gluoncv_shapes(graph, net.prefix, keep)
         pruned = build_resnetv1b(build_model(model, classes), shapes,
                                  gluoncv_params(params, net.prefix), ctx=ctx)
-        return PrunedNetwork(pruned, graph, selection, net.prefix, True, params)
-    pruned = build_symbol_block(graph, selection.keep, params, ctx=ctx)
-    return PrunedNetwork(pruned, graph, selection, net.prefix, False, params)
+        return PrunedNetwork(pruned, graph, keep, net.prefix, True, params)
+    pruned = build_symbol_block(graph, keep, params, ctx=ctx)
+    return PrunedNetwork(pruned, graph, keep, net.prefix, False, params)
 
 
 def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
@@ -79,7 +83,7 @@ def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
     from .files import atomic_path, save_params, write_json
     if pruned.gluoncv:
         write_json(os.path.join(folder, SHAPES_FILE),
-                   gluoncv_shapes(pruned.graph, pruned.net_prefix, pruned.selection.keep))
+                   gluoncv_shapes(pruned.graph, pruned.net_prefix, pruned.keep))
         save_params(os.path.join(folder, PARAMS_FILE),
                     gluoncv_params(pruned.params, pruned.net_prefix))
         return [SHAPES_FILE, PARAMS_FILE]
@@ -142,7 +146,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     after = count(graph, widths_of(selection.keep))
 
     t0 = time.time()
-    pruned = prune_network(net, graph, selection, model, classes)
+    pruned = prune_network(net, graph, selection.keep, model, classes)
     diff, scale = surgery_check(net, pruned.net, graph, selection.keep, seed=seed)
     timings["surgery_s"] = time.time() - t0
     if not diff <= 1e-4 * max(1.0, scale):

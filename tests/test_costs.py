@@ -79,7 +79,6 @@ def test_saving_equals_cost_of_the_physically_smaller_network(objective):
     """The saving the cost model predicts for removing channels is what the pruned network
     (built by surgery and counted independently) really saves."""
     from prunenet.runs import prune_network
-    from prunenet.select import Selection
     net = random_net("resnet50_v1d", 64)
     graph = trace(net, (1, 3, 64, 64))
     cost = cost_model(graph, objective)
@@ -92,7 +91,7 @@ def test_saving_equals_cost_of_the_physically_smaller_network(objective):
     stream = max(graph.prunable_groups, key=lambda g: len(g.producers)).index
     predicted = cost.total(widths) - cost.saving(widths, stream, 8)
     keep[stream][np.flatnonzero(keep[stream])[:8]] = False
-    pruned = prune_network(net, graph, Selection(keep, 0, 1, 0, 0), "resnet50_v1d").net
+    pruned = prune_network(net, graph, keep, "resnet50_v1d").net
     macs, params = independent_count(pruned(mx.sym.var("data")), (1, 3, 64, 64))
     assert predicted == (macs if objective == "flops" else params)
 

@@ -22,7 +22,7 @@ def _prune(name, size, method, objective, target=0.5, seed=0, classes=None):
     net = random_net(name, size, seed=seed, classes=classes)
     graph = trace(net, (1, 3, size, size))
     sel = DATA_FREE[method](graph, network_params(net), cost_model(graph, objective), target)
-    return net, graph, sel, prune_network(net, graph, sel, name, classes)
+    return net, graph, sel, prune_network(net, graph, sel.keep, name, classes)
 
 
 @pytest.mark.parametrize("name,size,method,objective", CASES)

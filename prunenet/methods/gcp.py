@@ -1,0 +1,164 @@
+"""``gcp``: Global Channel Pruning, the paper's method (PruneNet).
+
+T alternations of: rescale (so |s| is each channel's global importance) → regularize (proximal
+SGD on loss + λ Σ c_i |s_i| with BatchNorm on its running statistics and convolutions frozen) →
+select blocks of least |s| down to cost₀·α^(t/T) → debias (ordinary BatchNorm, no penalty). The
+surgery and fine-tuning that follow are the caller's (see :mod:`prunenet.runs`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..costs import CostModel
+from ..errors import PrunenetError
+from ..select import Selection, select
+from ..train import BatchStream, NonFiniteError, run_batches
+from ..wrapper import DEBIAS, REGULARIZE, MaskedNetwork
+
+__all__ = ["GCPConfig", "GCP", "StepRecord"]
+
+
+@dataclass
+class GCPConfig:
+    """Hyper-parameters of the pruning schedule."""
+
+    target: float
+    steps: int = 3
+    reg: float = 1e-3  # λ
+    epochs_per_step: float = 1.0  # regularize epochs per step (fractions allowed)
+    debias_epochs: Optional[float] = None  # default: epochs_per_step
+    lr: float = 0.01
+    momentum: float = 0.9
+    round_to: int = 8
+    min_width: int = 8
+
+    def check(self) -> None:
+        if not 0.0 < self.target < 1.0:
+            raise PrunenetError(f"--target {self.target} must lie strictly between 0 and 1")
+        if self.steps < 1:
+            raise PrunenetError(f"--steps {self.steps} must be at least 1")
+        if self.reg < 0:
+            raise PrunenetError(f"--reg {self.reg} must not be negative (it is the weight λ of "
+                                f"the L1 penalty)")
+        if self.epochs_per_step <= 0 or (self.debias_epochs is not None and self.debias_epochs < 0):
+            raise PrunenetError("--epochs-per-step must be positive")
+        if self.lr <= 0:
+            raise PrunenetError(f"--lr {self.lr} must be positive")
+
+
+@dataclass
+class StepRecord:
+    """One line of ``steps.csv``."""
+
+    step: int
+    phase: str
+    target: float
+    achieved: float
+    loss: float
+    top1: float
+    zeroed_channels: int
+    lr: float
+    time_s: float
+
+
+class GCP:
+    """The GCP schedule on a :class:`MaskedNetwork`; resumable between steps."""
+
+    def __init__(self, wrapper: MaskedNetwork, cost: CostModel, config: GCPConfig,
+                 ctx: Sequence, progress: bool = True) -> None:
+        from mxnet import gluon
+        from .. import optim  # noqa: F401  (registers 'proxsgd')
+        config.check()
+        self.wrapper, self.cost, self.config, self.ctx = wrapper, cost, config, list(ctx)
+        self.base_cost = cost.total()
+        self.progress = progress
+        self.reg_trainer = gluon.Trainer(wrapper.trainable_params(REGULARIZE), "proxsgd", {
+            "learning_rate": config.lr, "momentum": config.momentum, "thresholds": {}})
+        self.debias_trainer = gluon.Trainer(wrapper.trainable_params(DEBIAS), "sgd", {
+            "learning_rate": config.lr, "momentum": config.momentum})
+        self.notes: List[str] = []
+
+    def step_target(self, t: int) -> float:
+        """The cost fraction to reach after step ``t`` of T: α^(t/T)."""
+        return self.config.target ** (t / self.config.steps)
+
+    def run_step(self, t: int, stream: BatchStream,
+                 evaluate: Optional[Callable[[MaskedNetwork], float]] = None) -> List[StepRecord]:
+        """Step ``t`` (1-based): rescale, regularize, select, debias. Returns its log lines."""
+        w, cfg = self.wrapper, self.config
+        graph = w.graph
+        records = []
+        start = time.time()
+        w.rescale()
+        widths = np.array([int(k.sum()) for k in w.keep])
+        weights = w.cost_weights(self.cost.marginal(widths))
+        self.reg_trainer._optimizer.set_thresholds(
+            {name: cfg.reg * c for name, c in weights.items()})
+        reg = run_batches(w.block(REGULARIZE), self.reg_trainer, stream.take(cfg.epochs_per_step),
+                          self.ctx, what=f"step {t}/{cfg.steps} regularize",
+                          progress=self.progress, total=stream.count(cfg.epochs_per_step))
+        scores = w.scores()
+        self._check_finite(scores, t)
+        zeroed = int(sum(((s == 0) & k).sum() for s, k, g in zip(scores, w.keep, graph.groups)
+                         if g.prunable))
+        for g in graph.prunable_groups:
+            kept = w.keep[g.index]
+            if kept.any() and not scores[g.index][kept].any():
+                self.notes.append(
+                    f"step {t}: the regulariser zeroed every channel of group {g.index} "
+                    f"({g.producers[0]}); it keeps min_width={cfg.min_width} channels — "
+                    f"consider a smaller --reg")
+        records.append(StepRecord(t, REGULARIZE, self.step_target(t), self.achieved(),
+                                  reg["loss"], reg["top1"], zeroed, cfg.lr, time.time() - start))
+        start = time.time()
+        sel = select(graph, self.cost, scores, self.step_target(t), keep=w.keep,
+                     priority="score", round_to=cfg.round_to, min_width=cfg.min_width,
+                     base_cost=self.base_cost)
+        removed = [(w.scale_name(g.index), w.keep[g.index] & ~sel.keep[g.index])
+                   for g in graph.prunable_groups]
+        self.notes += [f"step {t}: {n}" for n in w.apply_keep(sel.keep)]
+        from ..optim import zero_state_rows
+        for trainer in (self.reg_trainer, self.debias_trainer):
+            zero_state_rows(trainer, [r for r in removed if r[1].any()])
+        self._selection = sel
+        if cfg.debias_epochs != 0:
+            epochs = cfg.epochs_per_step if cfg.debias_epochs is None else cfg.debias_epochs
+            deb = run_batches(w.block(DEBIAS), self.debias_trainer, stream.take(epochs),
+                              self.ctx, what=f"step {t}/{cfg.steps} debias",
+                              progress=self.progress, total=stream.count(epochs))
+            self._check_finite(w.scores(), t)
+        else:
+            deb = {"loss": float("nan"), "top1": float("nan")}
+        top1 = evaluate(w) if evaluate is not None else deb["top1"]
+        records.append(StepRecord(t, DEBIAS, self.step_target(t), self.achieved(), deb["loss"],
+                                  top1, zeroed, cfg.lr, time.time() - start))
+        return records
+
+    def achieved(self) -> float:
+        widths = np.array([int(k.sum()) for k in self.wrapper.keep])
+        return self.cost.total(widths) / self.base_cost
+
+    def selection(self) -> Selection:
+        """The channels kept now, as a :class:`Selection` against the unpruned cost."""
+        w = self.wrapper
+        widths = np.array([int(k.sum()) for k in w.keep])
+        last = getattr(self, "_selection", None)
+        largest = last.largest_block if last is not None else max(
+            (self.cost.saving(widths, g.index, self.config.round_to)
+             for g in w.graph.prunable_groups
+             if widths[g.index] - self.config.round_to >= self.config.min_width), default=0.0)
+        return Selection([k.copy() for k in w.keep], self.cost.total(widths), self.base_cost,
+                         largest, last.blocks_removed if last is not None else 0)
+
+    def _check_finite(self, scores, t: int) -> None:
+        if not all(np.isfinite(s).all() for s in scores):
+            raise NonFiniteError(f"a BatchNorm scale or mask became NaN or Inf in step {t}; the "
+                                 f"learning rate is probably too high: try a smaller --lr")
+
+    def state(self) -> Dict[str, object]:
+        return {"config": asdict(self.config), "base_cost": self.base_cost,
+                "notes": list(self.notes)}

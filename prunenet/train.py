@@ -1,0 +1,203 @@
+"""Training loops: one pass over batches, evaluation, and the fine-tuning recipe.
+
+Data comes in as an *epoch maker*: ``make_epoch(epoch, start)`` returns the batches of epoch
+``epoch`` from batch ``start`` on (an iterable with ``len``, the epoch's full batch count). A
+:class:`BatchStream` walks such epochs in fractions, remembering where it stopped.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import PrunenetError
+
+__all__ = ["BatchStream", "NonFiniteError", "run_batches", "evaluate", "FinetuneConfig",
+           "finetune", "cosine_lr", "split"]
+
+
+class NonFiniteError(PrunenetError):
+    """A loss or parameter became NaN or Inf."""
+
+
+class BatchStream:
+    """Consecutive batches over epochs, taken in (fractions of) epochs; position is resumable."""
+
+    def __init__(self, make_epoch: Callable[[int, int], Iterable], epoch: int = 0,
+                 index: int = 0) -> None:
+        self.make_epoch = make_epoch
+        self.epoch, self.index = epoch, index
+        self._len: Optional[int] = None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        if self._len is None:
+            self._len = len(self.make_epoch(0, 0))
+            if self._len < 1:
+                raise PrunenetError("the training data yields no batch; use a smaller batch size "
+                                    "or more data")
+        return self._len
+
+    def count(self, epochs: float) -> int:
+        """How many batches ``epochs`` (a fraction allowed) is: at least one."""
+        return max(1, int(math.ceil(epochs * self.batches_per_epoch - 1e-9)))
+
+    def take(self, epochs: float):
+        """Yield the next ``epochs`` worth of batches, crossing epoch boundaries."""
+        remaining = self.count(epochs)
+        while remaining > 0:
+            n = self.batches_per_epoch
+            for batch in self.make_epoch(self.epoch, self.index):
+                yield batch
+                self.index += 1
+                remaining -= 1
+                if remaining == 0:
+                    break
+            if self.index >= n:
+                self.epoch, self.index = self.epoch + 1, 0
+
+    def state(self) -> Dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
+
+
+def split(batch, ctx: Sequence) -> Tuple[List, List]:
+    """Split a (data, label) batch across devices."""
+    from mxnet import gluon
+    data, label = batch
+    if len(ctx) == 1:
+        return [data.as_in_context(ctx[0])], [label.as_in_context(ctx[0])]
+    return (gluon.utils.split_and_load(data, ctx, even_split=False),
+            gluon.utils.split_and_load(label, ctx, even_split=False))
+
+
+def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
+                what: str = "training", lr_at: Optional[Callable[[int], float]] = None,
+                teacher=None, distill_weight: float = 0.5, temperature: float = 1.0,
+                progress: bool = True, total: Optional[int] = None) -> Dict[str, float]:
+    """Train ``block`` over ``batches``; return mean loss, training top-1 and batch count.
+
+    A non-finite loss stops with :class:`NonFiniteError` naming ``what``.
+    """
+    import mxnet as mx
+    from mxnet import autograd, gluon
+
+    loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
+    kl = gluon.loss.KLDivLoss(from_logits=False) if teacher is not None else None
+    losses, correct, seen, n = 0.0, 0, 0, 0
+    iterator = _progress(batches, what, total) if progress else batches
+    for i, batch in enumerate(iterator):
+        if lr_at is not None:
+            trainer.set_learning_rate(lr_at(i))
+        data, label = split(batch, ctx)
+        with autograd.record():
+            outs = [block(x) for x in data]
+            ls = [loss_fn(o, y) for o, y in zip(outs, label)]
+            if teacher is not None:
+                soft = [mx.nd.softmax(teacher(x) / temperature) for x in data]
+                ls = [(1 - distill_weight) * l_ + distill_weight * temperature ** 2 *
+                      kl(o / temperature, s) for l_, o, s in zip(ls, outs, soft)]
+        for l_ in ls:
+            l_.backward()
+        trainer.step(batch[0].shape[0])
+        batch_loss = sum(float(l_.sum().asscalar()) for l_ in ls) / batch[0].shape[0]
+        if not math.isfinite(batch_loss):
+            raise NonFiniteError(f"the loss became {batch_loss} in {what} (batch {i}); the "
+                                 f"learning rate is probably too high: try a smaller --lr")
+        losses += batch_loss
+        correct += sum(int((o.argmax(axis=1) == y.astype(o.dtype)).sum().asscalar())
+                       for o, y in zip(outs, label))
+        seen += batch[0].shape[0]
+        n += 1
+        if progress:
+            iterator.set_postfix(loss=f"{losses / n:.4f}", top1=f"{correct / max(seen, 1):.4f}")
+    return {"loss": losses / max(n, 1), "top1": correct / max(seen, 1), "batches": n}
+
+
+def evaluate(net, batches: Iterable, ctx: Sequence) -> Dict[str, float]:
+    """Top-1 and top-5 accuracy (top-5 only with at least 5 classes) in inference mode."""
+    top1 = top5 = seen = 0
+    for batch in batches:
+        data, label = split(batch, ctx)
+        for x, y in zip(data, label):
+            out = net(x).asnumpy()
+            y = y.asnumpy().astype(np.int64)
+            order = np.argsort(-out, axis=1)
+            top1 += int((order[:, 0] == y).sum())
+            if out.shape[1] >= 5:
+                top5 += int((order[:, :5] == y[:, None]).any(axis=1).sum())
+            seen += len(y)
+    if seen == 0:
+        raise PrunenetError("the evaluation data yields no batch")
+    return {"top1": top1 / seen, "top5": top5 / seen if top5 else float("nan")}
+
+
+def cosine_lr(base: float, total: int, warmup: int = 0, final: float = 0.0) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup`` iterations, then cosine decay to ``final`` at ``total``."""
+    def lr_at(i: int) -> float:
+        if i < warmup:
+            return base * (i + 1) / warmup
+        progress = (i - warmup) / max(1, total - warmup)
+        return final + (base - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return lr_at
+
+
+@dataclass
+class FinetuneConfig:
+    """The fine-tuning recipe: NAG, cosine LR with warm-up, label smoothing, no weight decay on
+    BN parameters and biases, optional distillation from a teacher."""
+
+    epochs: float = 1.0
+    lr: float = 0.05
+    momentum: float = 0.9
+    wd: float = 1e-4
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.1
+    distill_weight: float = 0.5
+    temperature: float = 1.0
+
+
+def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, teacher=None,
+             what: str = "fine-tuning", progress: bool = True) -> Dict[str, float]:
+    """Train every parameter of ``net`` for ``config.epochs`` with the fine-tuning recipe."""
+    from mxnet import gluon
+    params = net.collect_params()
+    for name, p in params.items():
+        if p.grad_req == "null" and not name.endswith(("running_mean", "running_var")):
+            p.grad_req = "write"
+        if name.endswith(("_gamma", "_beta", "_bias")):
+            p.wd_mult = 0.0
+    trainer = gluon.Trainer(params, "nag", {"learning_rate": config.lr,
+                                            "momentum": config.momentum, "wd": config.wd})
+    total = stream.count(config.epochs)
+    warmup = int(round(config.warmup_epochs * stream.batches_per_epoch))
+    loss_fn = _smoothed_loss(config.label_smoothing)
+    net.hybridize(static_alloc=True, static_shape=True)
+    return run_batches(net, trainer, stream.take(config.epochs), ctx, loss_fn=loss_fn, what=what,
+                       lr_at=cosine_lr(config.lr, total, warmup), teacher=teacher,
+                       distill_weight=config.distill_weight, temperature=config.temperature,
+                       progress=progress, total=total)
+
+
+def _smoothed_loss(smoothing: float):
+    from mxnet import gluon
+    if smoothing <= 0:
+        return gluon.loss.SoftmaxCrossEntropyLoss()
+
+    class _Smoothed(gluon.loss.Loss):
+        def __init__(self):
+            super().__init__(weight=None, batch_axis=0)
+
+        def hybrid_forward(self, F, pred, label):
+            logp = F.log_softmax(pred, axis=1)
+            nll = -F.pick(logp, label, axis=1)
+            return (1 - smoothing) * nll - smoothing * F.mean(logp, axis=1)
+
+    return _Smoothed()
+
+
+def _progress(iterable, what: str, total: Optional[int]):
+    from tqdm import tqdm
+    return tqdm(iterable, desc=what, total=total, leave=False, dynamic_ncols=True,
+                mininterval=1.0)

@@ -1,0 +1,366 @@
+"""The network while it is being pruned: masks, frozen convolutions, BatchNorm on or off.
+
+:class:`MaskedNetwork` rewrites the traced symbol so that after every producer of a prunable group
+(its BatchNorm, or the layer itself where no BatchNorm follows) the output is multiplied by a
+per-channel factor: the fixed binary *keep* mask, times a learnable *mask* for groups whose
+channels several producers write (a residual stream) or whose producer has no BatchNorm. The
+regularised scale of a group is that mask, or else its producer's BN γ.
+
+Two hybridized ``SymbolBlock`` views share every parameter with the original network: one with
+``use_global_stats=True`` ("BatchNorm off", the regularize step) and one with ordinary BatchNorm
+(the debias step). Convolution weights are frozen in both.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from .graph import ChannelGraph, Group
+from .surgery import full_keep
+
+__all__ = ["MaskedNetwork", "REGULARIZE", "DEBIAS"]
+
+REGULARIZE, DEBIAS = "regularize", "debias"
+_FOLDABLE_OPS = {"relu", "pool_max", "pool_avg", "Dropout", "Flatten", "flatten", "_copy",
+                 "identity", "BlockGrad"}
+_EPS = 1e-12
+
+
+class MaskedNetwork:
+    """A traced network with per-group scale masks, ready for the GCP steps.
+
+    It takes ``net`` over: the parameters are shared and changed in place (a masked group's
+    producer γ and β are divided by its mask), so afterwards only the wrapper, or
+    :meth:`folded_params`, computes the network's function.
+    """
+
+    def __init__(self, net, graph: ChannelGraph, ctx=None) -> None:
+        import mxnet as mx
+        from mxnet import gluon
+
+        self.net, self.graph = net, graph
+        self.ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+        self.params = net.collect_params()
+        self.keep = full_keep(graph)
+        self._bn_of = {n.producer: n for n in graph.norms.values() if n.producer}
+        self.masked_groups = [g.index for g in graph.prunable_groups
+                              if g.tied or any(p not in self._bn_of for p in g.producers)]
+        self.classifier = [name for name, layer in graph.layers.items()
+                           if not graph.out_group(name).prunable
+                           and "network output" in graph.out_group(name).reasons]
+        self.mask_params = gluon.ParameterDict("prunenet_")
+        for g in graph.prunable_groups:
+            keep = self.mask_params.get(f"keep{g.index}", shape=(g.width,), grad_req="null",
+                                        init=mx.init.One())
+            keep.initialize(ctx=self.ctx)
+        for gi in self.masked_groups:
+            mask = self.mask_params.get(f"mask{gi}", shape=(graph.groups[gi].width,),
+                                        init=mx.init.One())
+            mask.initialize(ctx=self.ctx)
+        self._init_masks()
+        self._set_grad_reqs()
+        self._blocks: Dict[str, object] = {}
+
+    # -- names --------------------------------------------------------------------------------
+    def keep_name(self, gi: int) -> str:
+        return f"prunenet_keep{gi}"
+
+    def mask_name(self, gi: int) -> str:
+        return f"prunenet_mask{gi}"
+
+    def scale_name(self, gi: int) -> str:
+        """The parameter regularised for group ``gi``: its mask, or its producer's BN γ."""
+        if gi in self.masked_groups:
+            return self.mask_name(gi)
+        return self._bn_of[self.graph.groups[gi].producers[0]].gamma
+
+    def _param(self, name: str):
+        return self.mask_params[name] if name.startswith("prunenet_") else self.params[name]
+
+    def get(self, name: str) -> np.ndarray:
+        return self._param(name).data(self.ctx[0]).asnumpy()
+
+    def set(self, name: str, value: np.ndarray) -> None:
+        import mxnet as mx
+        self._param(name).set_data(mx.nd.array(value, dtype=value.dtype))
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _init_masks(self) -> None:
+        """m = ‖(γ_p)_p‖₂ over a masked group's producers, and γ_p, β_p divided by m."""
+        for gi in self.masked_groups:
+            norms = [self._bn_of[p] for p in self.graph.groups[gi].producers if p in self._bn_of]
+            if not norms:
+                continue
+            m = np.sqrt(sum(self.get(n.gamma).astype(np.float64) ** 2 for n in norms))
+            m = np.where(m > _EPS, m, 1.0)
+            for n in norms:
+                self.set(n.gamma, (self.get(n.gamma) / m).astype(np.float32))
+                self.set(n.beta, (self.get(n.beta) / m).astype(np.float32))
+            self.set(self.mask_name(gi), m.astype(np.float32))
+
+    def _set_grad_reqs(self) -> None:
+        trainable = set()
+        for norm in self.graph.norms.values():
+            trainable.update((norm.gamma, norm.beta))
+        for name in self.classifier:
+            layer = self.graph.layers[name]
+            trainable.update(p for p in (layer.weight, layer.bias) if p)
+        for name, param in self.params.items():
+            param.grad_req = "write" if name in trainable else "null"
+
+    def trainable_params(self, phase: str = DEBIAS) -> Dict[str, object]:
+        """What a pruning step trains: BN scales and shifts, masks and the classifier — except
+        that in the regularize step the γ of a masked group's producers stay fixed (only the
+        shared mask is regularised there)."""
+        out = {name: p for name, p in self.params.items() if p.grad_req != "null"}
+        out.update({p.name: p for p in self.mask_params.values() if p.grad_req != "null"})
+        if phase == REGULARIZE:
+            for gi in self.masked_groups:
+                for p in self.graph.groups[gi].producers:
+                    if p in self._bn_of:
+                        out.pop(self._bn_of[p].gamma, None)
+        return out
+
+    # -- the two views --------------------------------------------------------------------------
+    def block(self, phase: str):
+        """The hybridized view for ``phase`` (``regularize``: BN on running statistics)."""
+        if phase not in (REGULARIZE, DEBIAS):
+            raise ValueError(f"unknown phase {phase!r}")
+        if phase not in self._blocks:
+            import mxnet as mx
+            from mxnet import gluon
+            symbol = self._masked_symbol(use_global_stats=phase == REGULARIZE)
+            shared = gluon.ParameterDict("")
+            shared.update(self.params)
+            shared.update(self.mask_params)
+            with warnings.catch_warnings():  # SymbolBlock warns that 'data' has no dtype yet
+                warnings.simplefilter("ignore")
+                block = gluon.SymbolBlock(symbol, [mx.sym.var("data")], params=shared)
+            block.hybridize(static_alloc=True, static_shape=True)
+            self._blocks[phase] = block
+        return self._blocks[phase]
+
+    def __call__(self, x):
+        return self.block(DEBIAS)(x)
+
+    def _masked_symbol(self, use_global_stats: bool):
+        import mxnet as mx
+        graph = self.graph
+        doc = json.loads(graph.symbol.tojson())
+        nodes = doc["nodes"]
+        internals = graph.symbol.get_internals()
+        _, out_shapes, _ = internals.infer_shape(data=graph.input_shape)
+        ndim = {name[: -len("_output")]: len(s) for name, s in zip(internals.list_outputs(),
+                                                                    out_shapes)
+                if name.endswith("_output")}
+        tails: Dict[str, int] = {}
+        for g in graph.prunable_groups:
+            for p in g.producers:
+                tail = self._bn_of[p].name if p in self._bn_of else p
+                tails[tail] = g.index
+
+        new: List[dict] = []
+        plain: Dict[int, int] = {}
+        masked: Dict[int, int] = {}
+        factors: Dict[tuple, int] = {}
+
+        def add(node: dict) -> int:
+            new.append(node)
+            return len(new) - 1
+
+        def var(name: str, width: int) -> int:
+            return add({"op": "null", "name": name, "attrs": {"__shape__": f"({width},)"},
+                        "inputs": []})
+
+        def factor(gi: int, dims: int) -> int:
+            if (gi, dims) in factors:
+                return factors[(gi, dims)]
+            width = graph.groups[gi].width
+            src = var(self.keep_name(gi), width)
+            if gi in self.masked_groups:
+                mask = var(self.mask_name(gi), width)
+                src = add({"op": "elemwise_mul", "name": f"prunenet_scale{gi}", "attrs": {},
+                           "inputs": [[mask, 0, 0], [src, 0, 0]]})
+            shape = "(1, -1" + ", 1" * (dims - 2) + ")"
+            factors[(gi, dims)] = add({"op": "Reshape", "name": f"prunenet_scale{gi}_{dims}d",
+                                       "attrs": {"shape": shape}, "inputs": [[src, 0, 0]]})
+            return factors[(gi, dims)]
+
+        def entry(e):
+            old, idx = e[0], e[1]
+            if idx == 0 and old in masked:
+                return [masked[old], 0, 0]
+            return [plain[old], idx, 0]
+
+        for old_id, node in enumerate(nodes):
+            node = dict(node)
+            node["inputs"] = [entry(e) for e in node["inputs"]]
+            if node["op"] == "BatchNorm":
+                node["attrs"] = dict(node.get("attrs", {}),
+                                     use_global_stats=str(bool(use_global_stats)))
+            nid = add(node)
+            plain[old_id] = nid
+            if node["name"] in tails:
+                gi = tails[node["name"]]
+                f = factor(gi, ndim.get(node["name"], 4))
+                masked[old_id] = add({"op": "broadcast_mul", "name": node["name"] + "_prunenet",
+                                      "attrs": {}, "inputs": [[nid, 0, 0], [f, 0, 0]]})
+        doc["nodes"] = new
+        doc["arg_nodes"] = [i for i, n in enumerate(new) if n["op"] == "null"]
+        doc["heads"] = [entry(h) for h in doc["heads"]]
+        doc.pop("node_row_ptr", None)
+        return mx.sym.load_json(json.dumps(doc))
+
+    # -- scores, rescale, keep -------------------------------------------------------------------
+    def consumer_norms(self, gi: int) -> np.ndarray:
+        """n_i = sqrt(Σ over consumers' kept rows of ‖W[:, i]‖²), per channel of group ``gi``."""
+        graph = self.graph
+        total = np.zeros(graph.groups[gi].width)
+        for cname in graph.groups[gi].consumers:
+            layer = graph.layers[cname]
+            w = self.get(layer.weight).astype(np.float64)
+            rows = self.keep[graph.space_group[layer.out_space]]
+            w = w[rows].reshape(int(rows.sum()), w.shape[1], -1)
+            for group, offset in graph.in_segments(cname):
+                if group.index != gi:
+                    continue
+                cols = layer.cols_per_channel
+                block = w[:, offset * cols:(offset + group.width) * cols]
+                block = block.reshape(block.shape[0], group.width, cols, -1)
+                total += (block ** 2).sum(axis=(0, 2, 3))
+        return np.sqrt(total)
+
+    def scores(self) -> List[np.ndarray]:
+        """|s| per channel of every group (0 for removed channels and unprunable groups)."""
+        out = [np.zeros(g.width) for g in self.graph.groups]
+        for g in self.graph.prunable_groups:
+            s = np.abs(self.get(self.scale_name(g.index))).astype(np.float64)
+            if not g.homogeneous:
+                s = s * self.consumer_norms(g.index)
+            out[g.index] = np.where(self.keep[g.index], s, 0.0)
+        return out
+
+    def rescale(self) -> None:
+        """Move each channel's consumer-weight norm into its scale (function preserving), so
+        |s| becomes the global importance score; groups behind a non-homogeneous op are left."""
+        graph = self.graph
+        for g in graph.prunable_groups:
+            if not g.homogeneous:
+                continue
+            n = self.consumer_norms(g.index)
+            n = np.where((n > _EPS) & self.keep[g.index], n, 1.0)
+            if np.allclose(n, 1.0):
+                continue
+            if g.index in self.masked_groups:
+                name = self.mask_name(g.index)
+                self.set(name, (self.get(name) * n).astype(np.float32))
+            else:
+                norm = self._bn_of[g.producers[0]]
+                for name in (norm.gamma, norm.beta):
+                    self.set(name, (self.get(name) * n).astype(np.float32))
+            for cname in g.consumers:
+                layer = graph.layers[cname]
+                w = self.get(layer.weight)
+                for group, offset in graph.in_segments(cname):
+                    if group.index != g.index:
+                        continue
+                    cols = layer.cols_per_channel
+                    scale = np.repeat(n, cols)
+                    shape = (1, -1) + (1,) * (w.ndim - 2)
+                    sl = slice(offset * cols, (offset + group.width) * cols)
+                    w[:, sl] = w[:, sl] / scale.reshape(shape)
+                self.set(layer.weight, w.astype(np.float32))
+
+    def apply_keep(self, keep: Sequence[np.ndarray], zero_tol: float = 0.0) -> List[str]:
+        """Remove the channels that ``keep`` drops: fold the constant output of each removed
+        γ-regularised channel whose γ is zero into its consumers, then hold it at zero.
+        Returns notes on anything that could not be folded exactly."""
+        notes: List[str] = []
+        graph = self.graph
+        for g in graph.prunable_groups:
+            gone = self.keep[g.index] & ~keep[g.index]
+            if not gone.any():
+                continue
+            if g.index in self.masked_groups:
+                name = self.mask_name(g.index)
+                m = self.get(name)
+                m[gone] = 0
+                self.set(name, m)
+            else:
+                norm = self._bn_of[g.producers[0]]
+                gamma, beta = self.get(norm.gamma), self.get(norm.beta)
+                dead = gone & (np.abs(gamma) <= zero_tol)
+                if dead.any():
+                    notes += self._fold_constants(g, dead, beta)
+                gamma[gone], beta[gone] = 0, 0
+                self.set(norm.gamma, gamma)
+                self.set(norm.beta, beta)
+            self.keep[g.index] = self.keep[g.index] & keep[g.index]
+            self.set(self.keep_name(g.index), self.keep[g.index].astype(np.float32))
+        return notes
+
+    def _fold_constants(self, g: Group, dead: np.ndarray, beta: np.ndarray) -> List[str]:
+        graph = self.graph
+        if not set(g.ops) <= _FOLDABLE_OPS:
+            return [f"group {g.index}: constant of removed channels not folded (ops {g.ops})"]
+        const = np.where(dead, np.maximum(beta, 0) if "relu" in g.ops else beta, 0.0)
+        if not const.any():
+            return []
+        notes = []
+        for cname in g.consumers:
+            layer = graph.layers[cname]
+            w = self.get(layer.weight).astype(np.float64)
+            delta = np.zeros(w.shape[0])
+            for group, offset in graph.in_segments(cname):
+                if group.index != g.index:
+                    continue
+                cols = layer.cols_per_channel
+                c = np.repeat(const, cols)
+                sl = slice(offset * cols, (offset + group.width) * cols)
+                part = w[:, sl].reshape(w.shape[0], group.width * cols, -1).sum(axis=2)
+                delta += part @ c
+            norm = self._bn_of.get(cname)
+            if norm is not None:
+                mean = self.get(norm.running_mean)
+                self.set(norm.running_mean, (mean - delta).astype(np.float32))
+            elif layer.bias:
+                bias = self.get(layer.bias)
+                self.set(layer.bias, (bias + delta).astype(np.float32))
+            else:
+                notes.append(f"group {g.index}: consumer {cname} has neither BatchNorm nor bias; "
+                             f"constant of removed channels dropped")
+        return notes
+
+    def folded_params(self) -> Dict[str, np.ndarray]:
+        """All parameters with masks and keep masks folded into the producers (for surgery)."""
+        out = {name: p.data(self.ctx[0]).asnumpy() for name, p in self.params.items()}
+        for g in self.graph.prunable_groups:
+            factor = self.keep[g.index].astype(np.float32)
+            if g.index in self.masked_groups:
+                factor = factor * self.get(self.mask_name(g.index))
+            for p in g.producers:
+                if p in self._bn_of:
+                    norm = self._bn_of[p]
+                    out[norm.gamma] = out[norm.gamma] * factor
+                    out[norm.beta] = out[norm.beta] * factor
+                else:
+                    layer = self.graph.layers[p]
+                    shape = (-1,) + (1,) * (out[layer.weight].ndim - 1)
+                    out[layer.weight] = out[layer.weight] * factor.reshape(shape)
+                    if layer.bias:
+                        out[layer.bias] = out[layer.bias] * factor
+        return out
+
+    def cost_weights(self, marginal: np.ndarray) -> Dict[str, np.ndarray]:
+        """Per regularised parameter, the per-channel cost weight c (mean 1 over kept channels)."""
+        kept = sum(int(self.keep[g.index].sum()) for g in self.graph.prunable_groups)
+        total = sum(marginal[g.index] * self.keep[g.index].sum()
+                    for g in self.graph.prunable_groups)
+        scale = kept / total if total > 0 else 1.0
+        return {self.scale_name(g.index): np.full(g.width, marginal[g.index] * scale,
+                                                  dtype=np.float32)
+                for g in self.graph.prunable_groups}
+
