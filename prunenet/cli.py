@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -66,22 +67,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_count)
 
     p = sub.add_parser("prune", help="prune a model to a cost target")
-    model_args(p)
+    p.add_argument("--model", help="GluonCV model name, e.g. resnet50_v1d")
+    p.add_argument("--input-size", type=_positive_int, default=None,
+                   help="input image size in pixels (default 224; 32 for cifar_* models; for "
+                        "--method gcp: the dataset's)")
+    p.add_argument("--classes", type=_positive_int, default=None,
+                   help="number of output classes (default: the model's, or the dataset's)")
     p.add_argument("--params", default=None,
                    help="Gluon save_parameters file of the unpruned model (default: seeded random "
                         "initialisation)")
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from GluonCV's pretrained weights (downloads them)")
+    p.add_argument("--method", choices=METHODS + ["gcp"])
     p.add_argument("--objective", default="flops", choices=sorted(OBJECTIVES))
-    p.add_argument("--target", required=True, type=_fraction,
+    p.add_argument("--target", type=_fraction,
                    help="fraction of the objective's cost to keep, in (0, 1)")
     p.add_argument("--round-to", type=_positive_int, default=8,
                    help="channels are removed in blocks of this many (default 8)")
     p.add_argument("--min-width", type=_positive_int, default=8,
                    help="no group keeps fewer channels than this (default 8)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (must not exist)")
+    p.add_argument("--out", help="output folder (must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    g = p.add_argument_group("gcp", "the data-driven method (--method gcp)")
+    g.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist, synthetic, imagenet (RecordIO) or folder")
+    g.add_argument("--data-dir", default=None, help="where the dataset's files are")
+    g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
+    g.add_argument("--reg", type=float, default=0.5, help="L1 weight λ (default 0.5)")
+    g.add_argument("--epochs-per-step", type=float, default=1.0,
+                   help="regularize epochs per step; fractions allowed (default 1)")
+    g.add_argument("--debias-epochs", type=float, default=None,
+                   help="debias epochs per step (default: --epochs-per-step)")
+    g.add_argument("--finetune-epochs", type=float, default=1.0)
+    g.add_argument("--lr", type=float, default=0.01, help="learning rate of the pruning steps")
+    g.add_argument("--finetune-lr", type=float, default=0.01)
+    g.add_argument("--warmup-epochs", type=float, default=0.0)
+    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--distill", action="store_true",
+                   help="fine-tune with distillation from the unpruned network")
+    g.add_argument("--batch-size", type=_positive_int, default=128)
+    g.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (default: CPU)")
+    g.add_argument("--train-limit", type=_positive_int, default=None,
+                   help="use only the first N training images")
+    g.add_argument("--val-limit", type=_positive_int, default=None,
+                   help="use only the first N validation images")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the interrupted GCP run in DIR with its saved settings")
     p.set_defaults(func=_prune)
+    p = sub.add_parser("demo", help="train, prune with GCP and compare a ResNet-18 on "
+                                    "Fashion-MNIST (the README's main job)")
+    p.add_argument("--quick", action="store_true", help="a small subset, for tests (~2 min)")
+    p.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder")
+    p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--cache-dir", default=None,
+                   help="where the trained base is cached (default ~/.cache/prunenet or "
+                        "$PRUNENET_CACHE)")
+    p.add_argument("--gpus", default="", help="GPU ids, e.g. 0 (default: CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_demo)
     return parser
 
 
@@ -105,11 +150,45 @@ def _count(args) -> int:
 
 
 def _prune(args) -> int:
-    from .runs import prune_run
+    from .runs import GCPRun, gcp_run, prune_run
+    command = ["prunenet"] + sys.argv[1:]
+    if args.resume:
+        gcp_run(GCPRun(model="", out=args.resume, target=0.5), resume=True)
+        return 0
+    missing = [flag for flag, value in (("--model", args.model), ("--method", args.method),
+                                        ("--target", args.target), ("--out", args.out))
+               if value is None]
+    if missing:
+        raise PrunenetError(f"prune needs {', '.join(missing)} (or --resume DIR)")
+    params = args.params
+    if args.pretrained:
+        if params:
+            raise PrunenetError("give --params or --pretrained, not both")
+        from .models import pretrained_params
+        params = pretrained_params(args.model)
+    if args.method == "gcp":
+        gcp_run(GCPRun(
+            model=args.model, out=args.out, target=args.target, objective=args.objective,
+            dataset=args.dataset, data_dir=args.data_dir, params=params, steps=args.steps,
+            reg=args.reg, epochs_per_step=args.epochs_per_step, debias_epochs=args.debias_epochs,
+            finetune_epochs=args.finetune_epochs, lr=args.lr, finetune_lr=args.finetune_lr,
+            warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+            distill=args.distill, batch_size=args.batch_size, gpus=args.gpus, seed=args.seed,
+            input_size=args.input_size, classes=args.classes, round_to=args.round_to,
+            min_width=args.min_width, train_limit=args.train_limit, val_limit=args.val_limit,
+            progress=not args.no_progress, command=command), overwrite=args.overwrite)
+        return 0
     prune_run(args.model, args.method, args.objective, args.target, args.out,
-              params=args.params, input_size=args.input_size, classes=args.classes,
+              params=params, input_size=args.input_size, classes=args.classes,
               round_to=args.round_to, min_width=args.min_width, seed=args.seed,
-              overwrite=args.overwrite, command=["prunenet"] + sys.argv[1:])
+              overwrite=args.overwrite, command=command)
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+    run_demo(args.out, quick=args.quick, data_dir=args.data_dir, cache_dir=args.cache_dir,
+             gpus=args.gpus, progress=not args.no_progress)
     return 0
 
 

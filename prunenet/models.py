@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Dict, Optional, Sequence
 
 from .errors import PrunenetError
 
 __all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
-           "check_shapes", "initialize_missing"]
+           "check_shapes", "initialize_missing", "pretrained_params"]
 
 # Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
 _CIFAR_PREFIX = "cifar_"
@@ -80,7 +81,7 @@ def check_shapes(net, shapes: Dict[str, Sequence[int]], source: str, model: str)
 
 def load_model(name: str, classes: Optional[int] = None, params: Optional[str] = None,
                shapes: Optional[Dict[str, Sequence[int]]] = None, shapes_source: str = "<shapes>",
-               seed: int = 0, ctx=None, input_size: Optional[int] = None):
+               seed: int = 0, ctx=None, input_size: Optional[int] = None, channels: int = 3):
     """Build ``name`` (resized to ``shapes`` when given) and initialise it: from a Gluon
     ``save_parameters`` file ``params``, or seeded at random."""
     import mxnet as mx
@@ -91,7 +92,7 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
     net = build_model(name, classes)
     mx.random.seed(seed)
     np.random.seed(seed)
-    shape = input_shape(name, input_size)
+    shape = input_shape(name, input_size, channels)
     if shapes is not None:
         if not is_resnetv1b(net):
             raise PrunenetError(f"--shapes takes GluonCV pruned-ResNet shape files, which only fit "
@@ -117,6 +118,19 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 + f": {_first_line(err)}; pass the save_parameters file of this "
                                   f"model") from None
     return net
+
+
+def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
+    """The path of GluonCV's pretrained ``save_parameters`` file for ``name``, downloaded by
+    GluonCV's model store when it is not there yet."""
+    from gluoncv.model_zoo.model_store import get_model_file
+    build_model(name)  # an unknown name fails here with its hint
+    try:
+        return get_model_file(name, root=os.path.expanduser(root))
+    except Exception as err:  # network errors come in many types
+        raise PrunenetError(f"could not get GluonCV's pretrained weights for {name} "
+                            f"({type(err).__name__}: {_first_line(err)}); without internet pass "
+                            f"--params FILE") from None
 
 
 def initialize_missing(net, init, ctx) -> None:

@@ -19,12 +19,13 @@ import numpy as np
 from .costs import cost_model, count
 from .errors import PrunenetError
 from .graph import ChannelGraph, trace
+from .select import Selection
 from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes,
                       is_resnetv1b, layer_widths, network_params, sliced_params, widths_of,
                       zero_removed)
 
 __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surgery_check",
-           "environment"]
+           "environment", "GCPRun", "gcp_run", "contexts", "load_pruned"]
 
 SHAPES_FILE = "shapes.json"
 PARAMS_FILE = "pruned.params"
@@ -99,6 +100,44 @@ def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
     return [symbol_file, params_file]
 
 
+def _check_surgery(diff: float, scale: float) -> None:
+    if not diff <= 1e-4 * max(1.0, scale):
+        raise RuntimeError(f"surgery check failed: the pruned network's outputs differ from the "
+                           f"masked network's by {diff} (outputs up to {scale}); please report it")
+
+
+def _base_report(model: str, method: str, objective: str, target: float, selection: Selection,
+                 graph: ChannelGraph, before: dict, timings: dict, command) -> dict:
+    """The report fields every pruning run has (see the README's output section)."""
+    after = count(graph, widths_of(selection.keep))
+    return {
+        "model": model, "method": method, "objective": objective, "target": target,
+        "achieved": selection.achieved, "granularity": selection.granularity,
+        "macs_before": before["macs"], "macs_after": after["macs"],
+        "params_before": before["params"], "params_after": after["params"],
+        "widths": layer_widths(graph, selection.keep),
+        "group_widths": [[int(k.sum()), int(k.size)] for k in selection.keep],
+        "timings": timings, "environment": environment(),
+        "command": command if command is not None else list(sys.argv),
+    }
+
+
+def load_pruned(folder: str, ctx=None):
+    """The pruned network saved in a run folder (either format), ready to run."""
+    import mxnet as mx
+    from mxnet import gluon
+    from .files import load_params, read_json, read_shapes
+    from .models import build_model
+    report = read_json(os.path.join(folder, REPORT_FILE), "run report")
+    files = [os.path.join(folder, f) for f in report.get("files", [])]
+    if report.get("format", "gluoncv-pruned-resnet") == "mxnet-symbol" or \
+            files and files[0].endswith("-symbol.json"):
+        return gluon.SymbolBlock.imports(files[0], ["data"], files[1], ctx=ctx or mx.cpu())
+    net = build_model(report["model"], report.get("classes"))
+    return build_resnetv1b(net, read_shapes(os.path.join(folder, SHAPES_FILE)),
+                           load_params(os.path.join(folder, PARAMS_FILE)), ctx=ctx)
+
+
 def environment() -> Dict[str, str]:
     """Versions and settings needed to reproduce a run."""
     import mxnet as mx
@@ -143,35 +182,325 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     selection = DATA_FREE[method](graph, network_params(net), cost, target,
                                   round_to=round_to, min_width=min_width)
     timings["select_s"] = time.time() - t0
-    after = count(graph, widths_of(selection.keep))
 
     t0 = time.time()
     pruned = prune_network(net, graph, selection.keep, model, classes)
     diff, scale = surgery_check(net, pruned.net, graph, selection.keep, seed=seed)
     timings["surgery_s"] = time.time() - t0
-    if not diff <= 1e-4 * max(1.0, scale):
-        raise RuntimeError(f"surgery check failed: the pruned network's outputs differ from the "
-                           f"masked network's by {diff} (outputs up to {scale}); please report it")
+    _check_surgery(diff, scale)
 
-    report = {
-        "model": model, "method": method, "objective": objective, "target": target,
-        "achieved": selection.achieved, "granularity": selection.granularity,
-        "macs_before": before["macs"], "macs_after": after["macs"],
-        "params_before": before["params"], "params_after": after["params"],
+    report = _base_report(model, method, objective, target, selection, graph, before, timings,
+                          command)
+    report.update({
         "input_shape": list(shape), "classes": classes, "round_to": round_to,
         "min_width": min_width, "seed": seed, "params_file": params,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        "widths": layer_widths(graph, selection.keep),
-        "group_widths": [[int(k.sum()), int(k.size)] for k in selection.keep],
-        "timings": timings, "environment": environment(),
-        "command": command if command is not None else list(sys.argv),
-    }
+    })
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
     log(f"{model} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
-        f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> {after['macs'] / 1e9:.3f}G, "
-        f"params {before['params'] / 1e6:.2f}M -> {after['params'] / 1e6:.2f}M; written to {out}")
+        f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> "
+        f"{report['macs_after'] / 1e9:.3f}G, params {before['params'] / 1e6:.2f}M -> "
+        f"{report['params_after'] / 1e6:.2f}M; written to {out}")
     return report
 
+
+
+# -- GCP: a data-driven run with checkpoints -------------------------------------------------------
+STEPS_FILE = "steps.csv"
+STEP_COLUMNS = ["step", "phase", "target", "achieved", "loss", "top1", "zeroed_channels", "lr",
+                "time_s"]
+RUN_FILE = "run.json"
+LOG_FILE = "log.txt"
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class GCPRun:
+    """Everything a ``prunenet prune --method gcp`` run needs; saved as ``run.json`` so that
+    ``--resume`` continues with the same settings."""
+
+    model: str
+    out: str
+    target: float
+    objective: str = "flops"
+    dataset: str = "fashion-mnist"
+    data_dir: Optional[str] = None
+    params: Optional[str] = None
+    steps: int = 3
+    reg: float = 0.5
+    epochs_per_step: float = 1.0
+    debias_epochs: Optional[float] = None
+    finetune_epochs: float = 1.0
+    lr: float = 0.01
+    finetune_lr: float = 0.01
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.1
+    distill: bool = False
+    batch_size: int = 128
+    gpus: str = ""
+    seed: int = 0
+    input_size: Optional[int] = None
+    classes: Optional[int] = None
+    round_to: int = 8
+    min_width: int = 8
+    train_limit: Optional[int] = None
+    val_limit: Optional[int] = None
+    progress: bool = True
+    command: Optional[List[str]] = None
+
+
+def contexts(gpus: str) -> list:
+    """``--gpus 0,1`` as MXNet contexts; empty means the CPU."""
+    import mxnet as mx
+    ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
+    if not ids:
+        return [mx.cpu()]
+    try:
+        ctx = [mx.gpu(int(i)) for i in ids]
+    except ValueError:
+        raise PrunenetError(f"--gpus {gpus!r} must be comma-separated GPU ids, e.g. 0,1") from None
+    available = mx.context.num_gpus()
+    missing = [i for i in ids if int(i) >= available]
+    if missing:
+        raise PrunenetError(f"--gpus {gpus}: this machine has {available} GPU(s) for MXNet; "
+                            f"omit --gpus to run on the CPU")
+    return ctx
+
+
+def _write_steps(path: str, rows: List[dict]) -> None:
+    import csv
+    import io
+    from .files import atomic_path
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=STEP_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(buf.getvalue())
+
+
+class _Log:
+    """Prints and appends to the run's log file."""
+
+    def __init__(self, path: str, echo) -> None:
+        self.path, self.echo = path, echo
+
+    def __call__(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.path, "a") as f:
+            f.write(f"{stamp} {message}\n")
+        if self.echo is not None:
+            self.echo(message)
+
+
+def gcp_run(run: GCPRun, resume: bool = False, overwrite: bool = False, log=print) -> dict:
+    """Prune ``run.model`` with GCP on ``run.dataset``, fine-tune and evaluate it, and write the
+    run folder: ``report.json``, ``steps.csv``, ``log.txt``, the pruned pair, and a checkpoint
+    after every step so that ``resume=True`` continues from the last finished one."""
+    import dataclasses
+    import shutil
+    from . import data as datasets
+    from .checkpoint import load_checkpoint, restore_trainer, save_checkpoint
+    from .files import read_json, write_json
+    from .methods.gcp import GCP, GCPConfig
+    from .models import input_shape, load_model
+    from .train import BatchStream, FinetuneConfig, finetune
+    from .wrapper import REGULARIZE, MaskedNetwork
+
+    out = os.path.abspath(run.out)
+    if resume:
+        saved = os.path.join(out, RUN_FILE)
+        if not os.path.exists(saved):
+            raise PrunenetError(f"--resume {out}: no {RUN_FILE} there; it is not a GCP run folder")
+        fields = {f.name for f in dataclasses.fields(GCPRun)}
+        run = GCPRun(**{k: v for k, v in read_json(saved, "run file").items() if k in fields})
+        run.out = out
+    else:
+        GCPConfig(target=run.target, steps=run.steps, reg=run.reg, lr=run.lr,
+                  epochs_per_step=run.epochs_per_step).check()
+        if run.finetune_epochs < 0 or run.batch_size < 1:
+            raise PrunenetError("--finetune-epochs must be >= 0 and --batch-size >= 1")
+    ctx = contexts(run.gpus)
+    train = datasets.load(run.dataset, run.data_dir, train=True,
+                          **_data_options(run, train=True))
+    val = datasets.load(run.dataset, run.data_dir, train=False, **_data_options(run, train=False))
+    classes = run.classes or train.classes
+    if classes != train.classes:
+        raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} classes "
+                            f"of dataset {run.dataset}")
+    if train.num_batches(run.batch_size, drop_last=True) < 1:
+        raise PrunenetError(f"{len(train)} training images make no full batch of "
+                            f"{run.batch_size}; use a smaller --batch-size or more data")
+    channels, size = train.image_shape[0], train.image_shape[-1]
+    if run.input_size and run.input_size != size:
+        raise PrunenetError(f"--input-size {run.input_size} differs from the dataset's "
+                            f"{size}x{size} images")
+    if not resume:
+        if os.path.exists(out) and not overwrite:
+            raise PrunenetError(f"output folder {out} already exists; choose another --out, "
+                                f"pass --overwrite, or continue it with --resume {out}")
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.makedirs(out)
+        write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(run))
+    say = _Log(os.path.join(out, LOG_FILE), log)
+    net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
+                     ctx=ctx[0], input_size=size, channels=channels)
+    shape = input_shape(run.model, size, channels)
+    graph = trace(net, shape)
+    cost = cost_model(graph, run.objective)
+    before = count(graph)
+    ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
+    ckpt = load_checkpoint(ckpt_dir) if resume else None
+    timings: Dict[str, float] = dict(ckpt.get("timings", {})) if ckpt else {}
+    rows: List[dict] = list(ckpt.get("rows", [])) if ckpt else []
+
+    def batches(dataset, epoch, start, shuffle):
+        return dataset.batches(run.batch_size, shuffle=shuffle, seed=run.seed, epoch=epoch,
+                               start=start, drop_last=shuffle)
+
+    def val_top1(block) -> tuple:
+        return datasets.accuracy(block, batches(val, 0, 0, False), ctx)
+
+    if ckpt is None:
+        t0 = time.time()
+        top1_before, top5_before = val_top1(net)
+        timings["eval_before_s"] = time.time() - t0
+        say(f"{run.model}: top-1 {top1_before:.4f} before pruning; "
+            f"{before['macs'] / 1e6:.1f}M MACs, {before['params'] / 1e6:.3f}M params")
+    else:
+        top1_before, top5_before = ckpt["top1_before"], ckpt["top5_before"]
+    wrapper = MaskedNetwork(net, graph, ctx)
+    config = GCPConfig(target=run.target, steps=run.steps, reg=run.reg,
+                       epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
+                       lr=run.lr, round_to=run.round_to, min_width=run.min_width)
+    gcp = GCP(wrapper, cost, config, ctx, progress=run.progress)
+    stream = BatchStream(lambda e, s: batches(train, e, s, True))
+    done = 0
+    if ckpt is not None:
+        arrays = ckpt["arrays"]
+        for name, value in arrays.items():
+            wrapper.set(name, value)
+        wrapper.keep = [arrays[wrapper.keep_name(g.index)] > 0.5 if g.prunable
+                        else np.ones(g.width, dtype=bool) for g in graph.groups]
+        restore_trainer(gcp.reg_trainer, ckpt["states"]["regularize"])
+        restore_trainer(gcp.debias_trainer, ckpt["states"]["debias"])
+        stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
+        gcp.notes = list(ckpt.get("notes", []))
+        done = int(ckpt["step"])
+        from .select import Selection
+        gcp.last_selection = Selection([k.copy() for k in wrapper.keep], 0.0, gcp.base_cost,
+                                   ckpt["largest_block"], ckpt["blocks_removed"])
+        say(f"resuming after step {done} of {run.steps}")
+
+    def snapshot() -> Dict[str, np.ndarray]:
+        arrays = {name: p.data(ctx[0]).asnumpy() for name, p in wrapper.params.items()}
+        arrays.update({p.name: p.data(ctx[0]).asnumpy() for p in wrapper.mask_params.values()})
+        return arrays
+
+    for t in range(done + 1, run.steps + 1):
+        t0 = time.time()
+        records = gcp.run_step(t, stream)
+        timings[f"step{t}_s"] = time.time() - t0
+        for record in records:
+            rows.append(dataclasses.asdict(record))
+        _write_steps(os.path.join(out, STEPS_FILE), rows)
+        import mxnet as mx
+        mx.nd.waitall()
+        save_checkpoint(ckpt_dir, f"step{t}", snapshot(),
+                        {"regularize": gcp.reg_trainer, "debias": gcp.debias_trainer},
+                        step=t, stream=stream.state(), notes=gcp.notes, rows=rows,
+                        largest_block=gcp.last_selection.largest_block,
+                        blocks_removed=gcp.last_selection.blocks_removed,
+                        timings=timings, top1_before=top1_before, top5_before=top5_before)
+        say(f"step {t}/{run.steps}: cost {records[-1].achieved:.4f} of the unpruned "
+            f"(target {records[-1].target:.4f}); train loss {records[-1].loss:.4f}, "
+            f"{records[0].zeroed_channels} channels zeroed by the regulariser")
+    for note in gcp.notes:
+        say(note)
+
+    selection = gcp.selection()
+    t0 = time.time()
+    with_masks = wrapper.block(REGULARIZE)
+    top1_selected, _ = val_top1(with_masks)
+    pruned = prune_network(net, graph, wrapper.keep, run.model, classes,
+                           params=wrapper.folded_params(), ctx=ctx[0])
+    x = _probe(shape, run.seed, ctx[0])
+    masked_out = with_masks(x).asnumpy()
+    diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
+    _check_surgery(diff, float(np.abs(masked_out).max()))
+    timings["surgery_s"] = time.time() - t0
+    rows.append({"step": run.steps, "phase": "surgery", "target": run.target,
+                 "achieved": selection.achieved, "loss": "", "top1": top1_selected,
+                 "zeroed_channels": "", "lr": "", "time_s": timings["surgery_s"]})
+    say(f"after selection: top-1 {top1_selected:.4f}; cost {selection.achieved:.4f} of the "
+        f"unpruned (target {run.target})")
+
+    teacher = None
+    if run.distill:
+        teacher = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
+                             ctx=ctx[0], input_size=size, channels=channels)
+    t0 = time.time()
+    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
+                        warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
+    if run.finetune_epochs > 0:
+        result = finetune(pruned.net, BatchStream(lambda e, s: batches(train, 1000 + e, s, True)),
+                          ft, ctx, teacher=teacher, progress=run.progress)
+        loss = result["loss"]
+    else:
+        loss = float("nan")
+    timings["finetune_s"] = time.time() - t0
+    pruned.params = {name: p.data(ctx[0]).asnumpy() for name, p in
+                     _by_original_names(pruned).items()}
+    top1_after, top5_after = val_top1(pruned.net)
+    rows.append({"step": run.steps, "phase": "finetune", "target": run.target,
+                 "achieved": selection.achieved, "loss": loss, "top1": top1_after,
+                 "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
+    _write_steps(os.path.join(out, STEPS_FILE), rows)
+    report = _base_report(run.model, "gcp", run.objective, run.target, selection, graph, before,
+                          timings, run.command)
+    report.update({
+        "top1_before": top1_before, "top5_before": top5_before,
+        "top1_selected": top1_selected, "top1_after": top1_after, "top5_after": top5_after,
+        "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
+        "surgery_max_abs_diff": diff, "notes": gcp.notes,
+        "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
+        "settings": dataclasses.asdict(run),
+    })
+    report["files"] = save_pruned(pruned, out)
+    write_json(os.path.join(out, REPORT_FILE), report)
+    say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
+        f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
+        f"{report['params_after'] / 1e6:.3f}M; written to {out}")
+    return report
+
+
+def _data_options(run: GCPRun, train: bool) -> dict:
+    limit = run.train_limit if train else run.val_limit
+    options = {}
+    if limit:
+        if run.dataset not in ("fashion-mnist", "synthetic"):
+            raise PrunenetError(f"--train-limit and --val-limit work with fashion-mnist and "
+                                f"synthetic, not {run.dataset}")
+        options["limit" if run.dataset != "synthetic" else "num_examples"] = limit
+    if run.input_size and run.dataset in ("imagenet", "folder"):
+        options["input_size"] = run.input_size
+    return options
+
+
+def _probe(shape, seed: int, ctx):
+    import mxnet as mx
+    return mx.nd.array(np.random.RandomState(seed).normal(size=(2,) + tuple(shape[1:])), ctx=ctx)
+
+
+def _by_original_names(pruned: PrunedNetwork) -> Dict[str, object]:
+    """The pruned network's parameters keyed by the unpruned network's full names."""
+    params = pruned.net.collect_params()
+    if not pruned.gluoncv:
+        return dict(params.items())
+    return {pruned.net_prefix + name[len(pruned.net.prefix):]: p for name, p in params.items()}

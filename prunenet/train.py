@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import PrunenetError
 
-__all__ = ["BatchStream", "NonFiniteError", "run_batches", "evaluate", "FinetuneConfig",
+__all__ = ["BatchStream", "NonFiniteError", "run_batches", "FinetuneConfig",
            "finetune", "cosine_lr", "split"]
 
 
@@ -113,24 +113,6 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
         if progress:
             iterator.set_postfix(loss=f"{losses / n:.4f}", top1=f"{correct / max(seen, 1):.4f}")
     return {"loss": losses / max(n, 1), "top1": correct / max(seen, 1), "batches": n}
-
-
-def evaluate(net, batches: Iterable, ctx: Sequence) -> Dict[str, float]:
-    """Top-1 and top-5 accuracy (top-5 only with at least 5 classes) in inference mode."""
-    top1 = top5 = seen = 0
-    for batch in batches:
-        data, label = split(batch, ctx)
-        for x, y in zip(data, label):
-            out = net(x).asnumpy()
-            y = y.asnumpy().astype(np.int64)
-            order = np.argsort(-out, axis=1)
-            top1 += int((order[:, 0] == y).sum())
-            if out.shape[1] >= 5:
-                top5 += int((order[:, :5] == y[:, None]).any(axis=1).sum())
-            seen += len(y)
-    if seen == 0:
-        raise PrunenetError("the evaluation data yields no batch")
-    return {"top1": top1 / seen, "top5": top5 / seen if top5 else float("nan")}
 
 
 def cosine_lr(base: float, total: int, warmup: int = 0, final: float = 0.0) -> Callable[[int], float]:

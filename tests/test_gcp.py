@@ -140,32 +140,58 @@ def _run_steps(name, size, target=0.5, steps=2, reg=0.05, seed=0):
 
 
 def test_conv_weights_frozen_and_bn_statistics_only_move_in_debias():
+    from prunenet.optim import ProxSGD  # noqa: F401
+    from prunenet.train import run_batches
     net, graph, w = _wrapped("cifar_resnet20_v1", 16)
     params = net.collect_params()
     convs = {layer.weight for layer in graph.layers.values()} - \
         {graph.layers[c].weight for c in w.classifier}
     stats = [n for name in graph.norms for n in (graph.norms[name].running_mean,
                                                  graph.norms[name].running_var)]
+    w.rescale()
     snapshot = {n: params[n].data().asnumpy().copy() for n in convs | set(stats)}
-    cost = cost_model(graph, "flops")
-    gcp = GCP(w, cost, GCPConfig(target=0.9, steps=1, reg=0.01, epochs_per_step=1, lr=0.02,
-                                 debias_epochs=0), [mx.cpu()], progress=False)
-    stream = BatchStream(_toy_stream(16))
     gamma = graph.norms[list(graph.norms)[1]].gamma
     g_before = params[gamma].data().asnumpy().copy()
-    gcp.run_step(1, stream)  # rescale + regularize + select, no debias
+    stream = BatchStream(_toy_stream(16))
+    reg = gluon.Trainer(w.trainable_params(REGULARIZE), "proxsgd",
+                        {"learning_rate": 0.02, "momentum": 0.9, "thresholds": {}})
+    run_batches(w.block(REGULARIZE), reg, stream.take(1), [mx.cpu()], progress=False)
     mx.nd.waitall()
-    for n in stats:
-        np.testing.assert_array_equal(params[n].data().asnumpy(), snapshot[n])
+    for n in convs | set(stats):  # conv weights and BN statistics bit-identical
+        np.testing.assert_array_equal(params[n].data().asnumpy(), snapshot[n], err_msg=n)
     assert not np.array_equal(params[gamma].data().asnumpy(), g_before)  # γ did train
-    conv_after_reg = {n: params[n].data().asnumpy().copy() for n in convs}
     deb = gluon.Trainer(w.trainable_params(DEBIAS), "sgd", {"learning_rate": 0.01})
-    from prunenet.train import run_batches
     run_batches(w.block(DEBIAS), deb, stream.take(1), [mx.cpu()], progress=False)
     mx.nd.waitall()
-    for n in convs:  # bit-identical across the regularize and the debias step (rescale aside)
-        np.testing.assert_array_equal(params[n].data().asnumpy(), conv_after_reg[n])
-    assert any(not np.array_equal(params[n].data().asnumpy(), snapshot[n]) for n in stats)
+    for n in convs:
+        np.testing.assert_array_equal(params[n].data().asnumpy(), snapshot[n], err_msg=n)
+    assert all(not np.array_equal(params[n].data().asnumpy(), snapshot[n]) for n in stats)
+
+
+def test_folding_into_the_classifier_is_exact():
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(16, 3, padding=1), gluon.nn.BatchNorm(), gluon.nn.Activation("relu"),
+            gluon.nn.Conv2D(16, 3, padding=1), gluon.nn.BatchNorm(), gluon.nn.Activation("relu"),
+            gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(5))
+    net.initialize(mx.init.Xavier())
+    x = _x((3, 3, 8, 8))
+    net(x)
+    from prunenet.models import randomize_batchnorm
+    randomize_batchnorm(net, seed=4)
+    graph = trace(net, (1, 3, 8, 8))
+    w = MaskedNetwork(net, graph)
+    last = graph.groups[2]  # the second conv's channels, read only by the dense layer
+    assert graph.layers[last.consumers[0]].op == "FullyConnected"
+    norm = w._bn_of[last.producers[0]]
+    gamma, beta = w.get(norm.gamma), w.get(norm.beta)
+    gamma[:8], beta[:8] = 0, np.abs(beta[:8]) + 0.3
+    w.set(norm.gamma, gamma)
+    w.set(norm.beta, beta)
+    ref = w.block(REGULARIZE)(x).asnumpy()
+    keep = [k.copy() for k in w.keep]
+    keep[last.index][:8] = False
+    assert w.apply_keep(keep) == []
+    np.testing.assert_allclose(w.block(REGULARIZE)(x).asnumpy(), ref, rtol=1e-5, atol=1e-5)
 
 
 def test_folding_a_dead_channel_keeps_the_output():

@@ -81,6 +81,7 @@ class GCP:
         self.debias_trainer = gluon.Trainer(wrapper.trainable_params(DEBIAS), "sgd", {
             "learning_rate": config.lr, "momentum": config.momentum})
         self.notes: List[str] = []
+        self.last_selection: Optional[Selection] = None  # of the latest step
 
     def step_target(self, t: int) -> float:
         """The cost fraction to reach after step ``t`` of T: α^(t/T)."""
@@ -124,7 +125,7 @@ class GCP:
         from ..optim import zero_state_rows
         for trainer in (self.reg_trainer, self.debias_trainer):
             zero_state_rows(trainer, [r for r in removed if r[1].any()])
-        self._selection = sel
+        self.last_selection = sel
         if cfg.debias_epochs != 0:
             epochs = cfg.epochs_per_step if cfg.debias_epochs is None else cfg.debias_epochs
             deb = run_batches(w.block(DEBIAS), self.debias_trainer, stream.take(epochs),
@@ -146,7 +147,7 @@ class GCP:
         """The channels kept now, as a :class:`Selection` against the unpruned cost."""
         w = self.wrapper
         widths = np.array([int(k.sum()) for k in w.keep])
-        last = getattr(self, "_selection", None)
+        last = self.last_selection
         largest = last.largest_block if last is not None else max(
             (self.cost.saving(widths, g.index, self.config.round_to)
              for g in w.graph.prunable_groups

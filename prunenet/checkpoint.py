@@ -1,0 +1,62 @@
+"""Checkpoints of a pruning run: parameters, optimizer states and progress, written atomically.
+
+A checkpoint is a set of files named after its step and phase plus ``checkpoint.json``, which is
+written last and names them: a reader only ever trusts what ``checkpoint.json`` names, so a kill
+during a write leaves the previous checkpoint in force.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+import numpy as np
+
+from .errors import PrunenetError
+from .files import atomic_path, load_params, read_json, save_params, write_json
+
+__all__ = ["save_checkpoint", "load_checkpoint", "restore_trainer", "CHECKPOINT_FILE"]
+
+CHECKPOINT_FILE = "checkpoint.json"
+
+
+def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
+                    trainers: Optional[Dict[str, object]] = None, **progress) -> None:
+    """Save ``arrays`` and the trainers' states under ``tag``, then point ``checkpoint.json``
+    at them together with ``progress`` (JSON-able), and remove older checkpoint files."""
+    os.makedirs(folder, exist_ok=True)
+    params_file = f"ckpt-{tag}.params"
+    save_params(os.path.join(folder, params_file), arrays)
+    states = {}
+    for key, trainer in (trainers or {}).items():
+        name = f"ckpt-{tag}-{key}.states"
+        with atomic_path(os.path.join(folder, name)) as tmp:
+            trainer.save_states(tmp)
+        states[key] = name
+    write_json(os.path.join(folder, CHECKPOINT_FILE),
+               {"tag": tag, "params": params_file, "states": states, **progress})
+    keep = {params_file, CHECKPOINT_FILE, *states.values()}
+    for name in os.listdir(folder):
+        if name.startswith("ckpt-") and name not in keep:
+            os.remove(os.path.join(folder, name))
+
+
+def load_checkpoint(folder: str) -> Optional[dict]:
+    """The newest checkpoint in ``folder`` (its progress, ``arrays`` and state file paths), or
+    None when there is none."""
+    path = os.path.join(folder, CHECKPOINT_FILE)
+    if not os.path.exists(path):
+        return None
+    doc = read_json(path, "checkpoint")
+    if not isinstance(doc, dict) or "params" not in doc:
+        raise PrunenetError(f"checkpoint {path} is not a prunenet checkpoint")
+    doc["arrays"] = load_params(os.path.join(folder, doc["params"]))
+    doc["states"] = {k: os.path.join(folder, v) for k, v in doc.get("states", {}).items()}
+    for key, state in doc["states"].items():
+        if not os.path.exists(state):
+            raise PrunenetError(f"checkpoint {path} names {state}, which is missing")
+    return doc
+
+
+def restore_trainer(trainer, path: str) -> None:
+    """Load an optimizer state saved by :func:`save_checkpoint` into ``trainer``."""
+    trainer.load_states(path)

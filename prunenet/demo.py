@@ -1,0 +1,138 @@
+"""``prunenet demo``: train a ResNet-18 v1b on Fashion-MNIST, prune it with GCP to half its
+FLOPs, fine-tune, and compare the two. The trained base is cached, so a second run skips it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+
+__all__ = ["DemoConfig", "FULL", "QUICK", "run_demo", "train_base"]
+
+
+@dataclass
+class DemoConfig:
+    """What the demo trains and prunes."""
+
+    model: str = "resnet18_v1b"
+    base_epochs: float = 4.0
+    base_lr: float = 0.1
+    target: float = 0.5
+    steps: int = 2
+    reg: float = 0.3
+    epochs_per_step: float = 0.25
+    finetune_epochs: float = 1.5
+    finetune_lr: float = 0.02
+    lr: float = 0.01
+    batch_size: int = 128
+    train_limit: Optional[int] = None
+    val_limit: Optional[int] = None
+    seed: int = 0
+
+    def base_key(self) -> str:
+        """Names the cached base: what determines its weights."""
+        spec = {k: getattr(self, k) for k in ("model", "base_epochs", "base_lr", "batch_size",
+                                              "train_limit", "seed")}
+        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.model}-fashion-mnist-{digest}"
+
+
+FULL = DemoConfig()
+# Enough iterations (128) for BatchNorm's running statistics to settle.
+QUICK = DemoConfig(base_epochs=2.0, steps=1, epochs_per_step=0.5, finetune_epochs=0.5,
+                   train_limit=8192, val_limit=2000)
+
+
+def train_base(config: DemoConfig, data_dir: Optional[str], cache_dir: str, ctx, log=print,
+               progress: bool = True) -> tuple:
+    """The trained base network's ``save_parameters`` file and its test top-1; trained and
+    cached under ``cache_dir`` unless already there."""
+    import mxnet as mx
+    from . import data as datasets
+    from .files import atomic_path, read_json, write_json
+    from .models import load_model
+    from .train import BatchStream, FinetuneConfig, finetune
+
+    key = config.base_key()
+    params_file = os.path.join(cache_dir, key + ".params")
+    meta_file = os.path.join(cache_dir, key + ".json")
+    if os.path.exists(params_file) and os.path.exists(meta_file):
+        meta = read_json(meta_file, "cached base")
+        log(f"using the cached base network {params_file} (top-1 {meta['top1']:.4f})")
+        return params_file, meta["top1"]
+    train = datasets.fashion_mnist(True, data_dir, limit=config.train_limit)
+    val = datasets.fashion_mnist(False, data_dir, limit=config.val_limit)
+    channels, size = train.image_shape[0], train.image_shape[-1]
+    net = load_model(config.model, classes=train.classes, seed=config.seed, ctx=ctx[0],
+                     input_size=size, channels=channels)
+    stream = BatchStream(lambda e, s: train.batches(config.batch_size, shuffle=True,
+                                                    seed=config.seed, epoch=e, start=s,
+                                                    drop_last=True))
+    log(f"training the base {config.model} on Fashion-MNIST for {config.base_epochs} epochs "
+        f"({len(train)} images); cached afterwards in {cache_dir}")
+    t0 = time.time()
+    finetune(net, stream, FinetuneConfig(epochs=config.base_epochs, lr=config.base_lr,
+                                         warmup_epochs=min(0.2, config.base_epochs / 4)),
+             ctx, what="base training", progress=progress)
+    mx.nd.waitall()
+    top1, _ = datasets.accuracy(net, val.batches(config.batch_size), ctx)
+    with atomic_path(params_file) as tmp:
+        net.save_parameters(tmp)
+    write_json(meta_file, {"top1": top1, "train_s": time.time() - t0, "config": asdict(config)})
+    log(f"base network: top-1 {top1:.4f} on {len(val)} test images "
+        f"({time.time() - t0:.0f} s)")
+    return params_file, top1
+
+
+def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
+             cache_dir: Optional[str] = None, gpus: str = "", overwrite: bool = True,
+             progress: bool = True, log=print) -> dict:
+    """Train (or reuse) the base, prune it with GCP, fine-tune, benchmark, print the table."""
+    from .bench import throughput
+    from .models import load_model
+    from .runs import GCPRun, contexts, gcp_run
+
+    config = QUICK if quick else FULL
+    ctx = contexts(gpus)
+    cache_dir = os.path.expanduser(cache_dir or os.environ.get(
+        "PRUNENET_CACHE", os.path.join("~", ".cache", "prunenet")))
+    start = time.time()
+    params_file, base_top1 = train_base(config, data_dir, cache_dir, ctx, log, progress)
+    report = gcp_run(GCPRun(
+        model=config.model, out=out, target=config.target, objective="flops",
+        dataset="fashion-mnist", data_dir=data_dir, params=params_file, steps=config.steps,
+        reg=config.reg, epochs_per_step=config.epochs_per_step,
+        finetune_epochs=config.finetune_epochs, lr=config.lr, finetune_lr=config.finetune_lr,
+        batch_size=config.batch_size, gpus=gpus, seed=config.seed,
+        train_limit=config.train_limit, val_limit=config.val_limit, progress=progress,
+        command=["prunenet", "demo"] + (["--quick"] if quick else [])),
+        overwrite=overwrite, log=log)
+    shape = report["input_shape"][1:]
+    base = load_model(config.model, classes=report["classes"], params=params_file,
+                      ctx=ctx[0], input_size=shape[-1], channels=shape[0])
+    from .runs import load_pruned
+    pruned = load_pruned(out, ctx=ctx[0])
+    speed = throughput({"base": base, "pruned": pruned}, shape, batch_size=64, ctx=ctx[0])
+    rows = [("base", report["top1_before"], report["macs_before"], report["params_before"],
+             speed["base"]["throughput_img_s"]),
+            (f"GCP {config.target:g} FLOPs", report["top1_after"], report["macs_after"],
+             report["params_after"], speed["pruned"]["throughput_img_s"])]
+    device = "GPU" if gpus else "CPU"
+    lines = [f"{'network':<18}{'top-1':>8}{'MACs':>10}{'params':>10}{device + ' img/s':>12}"]
+    for name, top1, macs, params, ips in rows:
+        lines.append(f"{name:<18}{top1 * 100:>7.2f}%{macs / 1e6:>9.1f}M{params / 1e6:>9.3f}M"
+                     f"{ips:>12.0f}")
+    table = "\n".join(lines)
+    log(table)
+    summary = {"table": table, "base_top1": base_top1, "report": report, "throughput": speed,
+               "total_s": time.time() - start, "quick": quick}
+    from .files import write_json
+    write_json(os.path.join(out, "demo.json"), {k: v for k, v in summary.items()
+                                                 if k != "report"})
+    log(f"the pruned network is in {out} (GluonCV pair shapes.json + pruned.params); "
+        f"total {summary['total_s'] / 60:.1f} min")
+    return summary
+

@@ -1,0 +1,34 @@
+"""``prunenet demo --quick``: the README's main job on a subset of Fashion-MNIST."""
+import os
+
+import pytest
+
+from prunenet.data import FASHION_MNIST_DIRS
+from prunenet.files import read_json
+
+HAVE_DATA = any(os.path.exists(os.path.join(os.path.expanduser(d), "t10k-labels-idx1-ubyte.gz"))
+                or os.path.exists(os.path.join(os.path.expanduser(d), "t10k-labels-idx1-ubyte"))
+                for d in FASHION_MNIST_DIRS)
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="Fashion-MNIST is not installed "
+                                          "(apt-get install dataset-fashion-mnist)")
+def test_quick_demo_trains_prunes_and_reuses_its_base(tmp_path):
+    from prunenet.demo import run_demo
+    messages = []
+    first = run_demo(str(tmp_path / "demo"), quick=True, cache_dir=str(tmp_path / "cache"),
+                     progress=False, log=messages.append)
+    report = first["report"]
+    assert report["achieved"] <= 0.5 and report["macs_after"] <= 0.5 * report["macs_before"]
+    assert report["top1_before"] > 0.5  # far above chance (0.1) even on the subset
+    assert report["top1_after"] > 0.5
+    assert "GCP 0.5 FLOPs" in first["table"] and "CPU img/s" in first["table"]
+    assert first["throughput"]["pruned"]["throughput_img_s"] > 0
+    files = os.listdir(tmp_path / "demo")
+    assert {"shapes.json", "pruned.params", "report.json", "steps.csv", "demo.json"} <= set(files)
+    assert read_json(str(tmp_path / "demo" / "demo.json"))["quick"] is True
+    messages.clear()
+    second = run_demo(str(tmp_path / "demo"), quick=True, cache_dir=str(tmp_path / "cache"),
+                      progress=False, log=messages.append)
+    assert any("using the cached base" in m for m in messages)
+    assert second["base_top1"] == first["base_top1"]

@@ -1,0 +1,126 @@
+"""``prunenet prune --method gcp`` end to end on synthetic data: outputs, resume, bad input."""
+import csv
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from prunenet.cli import main
+from prunenet.files import read_json
+from prunenet.methods.gcp import GCP
+from prunenet.runs import GCPRun, gcp_run, load_pruned
+
+SMALL = dict(model="resnet18_v1b", target=0.5, dataset="synthetic", steps=3, reg=0.05,
+             epochs_per_step=0.5, finetune_epochs=0.5, lr=0.02, batch_size=32,
+             train_limit=256, val_limit=64, progress=False)
+
+
+def _run(out, **kwargs):
+    settings = dict(SMALL, **kwargs)
+    return gcp_run(GCPRun(out=str(out), **settings), log=None)
+
+
+def test_gcp_run_writes_everything(tmp_path):
+    report = _run(tmp_path / "run")
+    out = tmp_path / "run"
+    assert 0.5 - report["granularity"] < report["achieved"] <= 0.5
+    assert report["macs_after"] <= 0.5 * report["macs_before"]
+    for key in ("top1_before", "top1_selected", "top1_after", "timings", "widths"):
+        assert key in report
+    assert report["surgery_max_abs_diff"] <= 1e-4 * 10
+    with open(out / "steps.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["step", "phase", "target", "achieved", "loss", "top1",
+                             "zeroed_channels", "lr", "time_s"]
+    assert [r["phase"] for r in rows] == ["regularize", "debias"] * 3 + ["surgery", "finetune"]
+    assert float(rows[-1]["top1"]) == pytest.approx(report["top1_after"], abs=1e-5)
+    assert "done:" in (out / "log.txt").read_text()
+    net = load_pruned(str(out))  # the GluonCV pair loads back
+    x = mx.nd.zeros((2, 3, 32, 32))
+    assert net(x).shape == (2, 10)
+    assert os.listdir(out / "checkpoint")
+
+
+def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypatch):
+    whole = _run(tmp_path / "whole")
+    original = GCP.run_step
+    calls = []
+
+    def interrupted(self, t, stream, evaluate=None):
+        calls.append(t)
+        if t == 2:
+            raise KeyboardInterrupt  # killed during step 2, after step 1's checkpoint
+        return original(self, t, stream, evaluate)
+
+    monkeypatch.setattr(GCP, "run_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "cut")
+    assert read_json(str(tmp_path / "cut" / "checkpoint" / "checkpoint.json"))["step"] == 1
+    assert not (tmp_path / "cut" / "report.json").exists()
+    monkeypatch.setattr(GCP, "run_step", original)
+    resumed = gcp_run(GCPRun(model="", out=str(tmp_path / "cut"), target=0.5), resume=True,
+                      log=None)
+    assert resumed["group_widths"] == whole["group_widths"]
+    assert resumed["widths"] == whole["widths"]
+    a = load_pruned(str(tmp_path / "whole")).collect_params()
+    b = load_pruned(str(tmp_path / "cut")).collect_params()
+    for (na, pa), (nb, pb) in zip(a.items(), b.items()):
+        np.testing.assert_allclose(pa.data().asnumpy(), pb.data().asnumpy(), rtol=1e-4,
+                                   atol=1e-5, err_msg=na)
+
+
+def _err(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+BASE = ["prune", "--model", "resnet18_v1b", "--method", "gcp", "--target", "0.5",
+        "--dataset", "synthetic", "--train-limit", "64", "--val-limit", "32", "--batch-size", "32",
+        "--no-progress"]
+
+
+@pytest.mark.parametrize("extra,words", [(["--reg", "-1"], "--reg"), (["--steps", "0"], "--steps"),
+                                         (["--lr", "0"], "--lr")])
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path, capsys, extra, words):
+    out = tmp_path / "run"
+    assert main(BASE + extra + ["--out", str(out)]) == 2
+    assert words in _err(capsys)
+    assert not out.exists()
+
+
+def test_missing_dataset_and_images_that_do_not_fit(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["prune", "--model", "resnet18_v1b", "--method", "gcp", "--target", "0.5",
+            "--out", str(out), "--no-progress"]
+    assert main(args + ["--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in _err(capsys) and not out.exists()
+    assert main(args + ["--input-size", "32"]) == 2  # Fashion-MNIST images are 28x28
+    assert "28x28" in _err(capsys) and not out.exists()
+    # a base network trained for 3-channel images, given 1-channel Fashion-MNIST
+    from prunenet.models import load_model
+    load_model("resnet18_v1b", classes=10, input_size=28).save_parameters(str(tmp_path / "rgb.params"))
+    assert main(args + ["--params", str(tmp_path / "rgb.params"), "--train-limit", "256"]) == 2
+    assert "rgb.params" in _err(capsys)
+    assert not (out / "report.json").exists()
+
+
+def test_a_diverging_run_names_the_step_and_keeps_what_was_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(BASE + ["--lr", "1e30", "--reg", "0", "--out", str(out)]) == 2
+    message = _err(capsys)
+    assert "step 1/3" in message and "smaller --lr" in message
+    assert (out / "run.json").exists() and not (out / "report.json").exists()
+
+
+def test_too_few_images_for_one_batch(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(BASE + ["--batch-size", "128", "--out", str(out)]) == 2
+    assert "no full batch of 128" in _err(capsys) and not out.exists()
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["prune", "--resume", str(tmp_path)]) == 2
+    assert "run.json" in _err(capsys)
