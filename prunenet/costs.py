@@ -26,7 +26,7 @@ class CostModel:
         self.layers: List[Layer] = list(graph.layers.values())
         self._in_groups = [[graph.space_group[s] for s in layer.in_layout] for layer in self.layers]
         self._out_group = [graph.space_group[layer.out_space] for layer in self.layers]
-        self._norm_group = [graph.space_group[n.space] for n in graph.norms.values()]
+        self._norm_group = [graph.space_group[s] for n in graph.norms.values() for s in n.layout]
         touching: Dict[int, List[int]] = {g.index: [] for g in graph.groups}
         for i, (ins, out) in enumerate(zip(self._in_groups, self._out_group)):
             for gi in set(ins) | {out}:
@@ -91,8 +91,8 @@ class MacsCost(CostModel):
 
     def layer_cost(self, layer: Layer, in_width: int, out_width: int) -> float:
         kh, kw = layer.kernel
-        return float(out_width) * (in_width // layer.groups if layer.groups > 1 else in_width) \
-            * kh * kw * layer.out_hw * layer.cols_per_channel
+        return float(out_width) * _inputs_per_output(layer, in_width) * kh * kw * layer.out_hw \
+            * layer.cols_per_channel
 
 
 class ParamsCost(CostModel):
@@ -114,12 +114,18 @@ class ParamsCost(CostModel):
 
     def layer_cost(self, layer: Layer, in_width: int, out_width: int) -> float:
         kh, kw = layer.kernel
-        per_out = (in_width // layer.groups if layer.groups > 1 else in_width) * kh * kw \
-            * layer.cols_per_channel
+        per_out = _inputs_per_output(layer, in_width) * kh * kw * layer.cols_per_channel
         return float(out_width * per_out + (out_width if layer.bias else 0))
 
     def norm_cost(self, width: int) -> float:
         return 2.0 * width
+
+
+def _inputs_per_output(layer: Layer, in_width: int) -> float:
+    """Input channels each output channel reads: all of them, one (depthwise), or its group's."""
+    if layer.depthwise:
+        return 1
+    return in_width / layer.groups
 
 
 def _aux_names(graph: ChannelGraph) -> set:

@@ -42,14 +42,16 @@ class Layer:
     groups: int
     out_hw: int  # output positions per image (H*W; 1 for a dense layer)
     cols_per_channel: int  # input columns owned by one input channel (H*W when a dense flattens)
+    depthwise: bool = False  # one filter per channel: reads and writes the same group
 
 
 @dataclass
 class Norm:
-    """A BatchNorm node on one channel space; ``producer`` is the layer feeding it directly."""
+    """A BatchNorm node on a layout of channel spaces (one space unless it follows a
+    ``Concat``); ``producer`` is the layer feeding it directly, if any."""
 
     name: str
-    space: int
+    layout: Tuple[int, ...]
     gamma: str
     beta: str
     running_mean: str
@@ -71,6 +73,8 @@ class Group:
     prunable: bool = True
     reasons: List[str] = field(default_factory=list)
     ops: List[str] = field(default_factory=list)  # channel-wise ops between producers and consumers
+    segments: int = 1  # a grouped conv reads/writes it: equal removal from each of these parts
+    gates: List[str] = field(default_factory=list)  # producers whose output only gates (SE)
 
     @property
     def homogeneous(self) -> bool:
@@ -80,8 +84,9 @@ class Group:
 
     @property
     def tied(self) -> bool:
-        """True when several layers write these channels (a residual stream)."""
-        return len(self.producers) > 1
+        """True when several layers write these channels (a residual stream, or a depthwise
+        convolution after the layer it filters); SE gates do not count."""
+        return len(self.producers) - len(self.gates) > 1
 
 
 class _UnionFind:
@@ -106,7 +111,7 @@ class _UnionFind:
 
 # Ops that map channel i to channel i and a zero channel to a zero channel.
 _ZERO_PRESERVING = {
-    "relu", "Dropout", "Flatten", "flatten", "_copy", "identity", "BlockGrad", "Cast", "amp_cast",
+    "relu", "Dropout", "_contrib_AdaptiveAvgPooling2D", "expand_dims", "Flatten", "flatten", "_copy", "identity", "BlockGrad", "Cast", "amp_cast",
     "_mul_scalar", "_div_scalar", "tanh",
 }
 # Ops that map channel i to channel i but give a non-zero output for a zero channel.
@@ -116,7 +121,8 @@ _NOT_ZERO_PRESERVING = {
 }
 # Channel-wise ops f with f(a·x) = a·f(x) for a > 0 (and element-wise adds).
 _HOMOGENEOUS = {"relu", "leaky", "pool_max", "pool_avg", "pool_sum", "Dropout", "Flatten", "flatten",
-                "_copy", "identity", "BlockGrad", "add", "concat"}
+                "_copy", "identity", "BlockGrad", "add", "concat", "expand_dims", "gate"}
+_MUL_OPS = {"broadcast_mul", "elemwise_mul", "_mul"}
 _ADD_OPS = {"elemwise_add", "broadcast_add", "_Plus", "_plus", "_add", "add_n", "ElementWiseSum"}
 _OUTPUT_OPS = {"SoftmaxOutput", "softmax", "log_softmax", "SoftmaxActivation"}
 
@@ -141,6 +147,7 @@ class ChannelGraph:
         self.space_width = space_width
         self.param_shapes = param_shapes
         self.output_spaces = output_spaces
+        self.in_norm: Dict[str, str] = {}  # layer -> a BatchNorm of its own on its input
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -216,6 +223,9 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
     widths: List[int] = []
     frozen: Dict[int, List[str]] = {}  # space -> reasons
     space_ops: Dict[int, List[str]] = {}  # space -> channel-wise ops applied to it
+    nonzero: Dict[int, str] = {}  # space -> an op that maps its zero channels to non-zero values
+    gated: set = set()  # spaces that only scale another tensor channel-wise (SE gates)
+    segments: Dict[int, List[int]] = {}  # space -> num_group of the grouped convs touching it
 
     def note(spaces, kind: str) -> None:
         for s in spaces:
@@ -238,6 +248,8 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
     layers: Dict[str, Layer] = {}
     norms: Dict[str, Norm] = {}
     last_layer_of: Dict[Tuple[int, int], str] = {}  # tensor -> the layer whose raw output it is
+    norm_of: Dict[Tuple[int, int], str] = {}  # tensor -> a non-producer BN it passed through
+    in_norm: Dict[str, str] = {}  # layer -> that BN on its input (DenseNet: BN -> ReLU -> conv)
 
     def inputs_of(node) -> List[Tuple[int, int]]:
         return [(i[0], i[1]) for i in node["inputs"] if nodes[i[0]]["op"] != "null"
@@ -260,6 +272,8 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
         shape = out_shape(nid, 0)
         if op in ("Convolution", "FullyConnected"):
             layout, positions = tensors[ins[0]]
+            if ins[0] in norm_of:
+                in_norm[name] = norm_of[ins[0]]
             params = param_inputs(node)
             weight = params[0]
             bias = params[1] if len(params) > 1 else None
@@ -287,14 +301,20 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
                     cols = 1
                 else:
                     cols = positions
-            out_space = new_space(out_c)
-            if groups > 1:
-                freeze(layout + (out_space,),
-                       f"grouped convolution {name} (num_group={groups}) is not supported yet")
+            depthwise = op == "Convolution" and groups > 1 and groups == in_c == out_c \
+                and len(layout) == 1
+            out_space = layout[0] if depthwise else new_space(out_c)
+            if groups > 1 and not depthwise:
+                if len(layout) == 1:
+                    segments.setdefault(layout[0], []).append(groups)
+                    segments.setdefault(out_space, []).append(groups)
+                else:
+                    freeze(layout + (out_space,),
+                           f"grouped convolution {name} reads a concatenation")
             layers[name] = Layer(name=name, op=op, weight=weight, bias=bias, in_layout=layout,
                                  out_space=out_space, in_channels=in_c, out_channels=out_c,
                                  kernel=tuple(kernel), groups=groups, out_hw=out_hw,
-                                 cols_per_channel=cols)
+                                 cols_per_channel=cols, depthwise=depthwise)
             tensors[(nid, 0)] = ((out_space,), out_hw if op == "Convolution" else 1)
             last_layer_of[(nid, 0)] = name
             continue
@@ -303,16 +323,17 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
             layout, positions = tensors[ins[0]]
             gamma, beta, mean, var = param_inputs(node)[:4]
             axis = int(attrs.get("axis", 1))
-            if axis != 1 or len(layout) != 1:
-                freeze(layout, f"BatchNorm {name} on axis {axis} or on a concatenation")
+            if axis != 1:
+                freeze(layout, f"BatchNorm {name} normalises axis {axis}, not the channels")
             if attrs.get("fix_gamma", "True") in ("True", "true", "1"):
                 freeze(layout, f"BatchNorm {name} has fix_gamma=True (no learnable scale)")
             producer = last_layer_of.get(ins[0])
-            norms[name] = Norm(name=name, space=layout[0], gamma=gamma, beta=beta,
+            norms[name] = Norm(name=name, layout=layout, gamma=gamma, beta=beta,
                                running_mean=mean, running_var=var, producer=producer,
                                eps=float(attrs.get("eps", 1e-3)))
             if producer is None:
                 note(layout, "BatchNorm")  # a norm that is not a producer's own
+                norm_of[(nid, 0)] = name
             tensors[(nid, 0)] = (layout, positions)
             continue
 
@@ -331,6 +352,23 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
                     freeze(lay, f"{op} {name} adds tensors of different channel layouts")
             tensors[(nid, 0)] = (first, positions)
             continue
+
+        if op in _MUL_OPS and len(ins) == 2:
+            (lay_a, pos_a), (lay_b, pos_b) = tensors[ins[0]], tensors[ins[1]]
+            shape_a, shape_b = out_shape(*ins[0]), out_shape(*ins[1])
+            gate_first = len(shape_a) == len(shape_b) and int(np.prod(shape_a[2:])) == 1 < \
+                int(np.prod(shape_b[2:]))
+            if gate_first:
+                (lay_a, pos_a, shape_a), (lay_b, pos_b, shape_b) = \
+                    (lay_b, pos_b, shape_b), (lay_a, pos_a, shape_a)
+            is_gate = (len(lay_a) == 1 and len(lay_b) == 1 and len(shape_a) == len(shape_b) >= 3
+                       and shape_a[1] == shape_b[1] and int(np.prod(shape_b[2:])) == 1)
+            if is_gate:  # x * gate(x): an SE block; a removed channel of x stays zero
+                uf.union(lay_a[0], lay_b[0])
+                gated.add(lay_b[0])
+                note(lay_a, "gate")
+                tensors[(nid, 0)] = (lay_a, pos_a)
+                continue
 
         if op in ("Concat", "concat"):
             dim = int(attrs.get("dim", 1))
@@ -356,12 +394,15 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
             is_flatten = op in ("Flatten", "flatten")
             passthrough = shape[1] == channels * (in_positions if is_flatten else 1)
         if passthrough and ins and len(shape) >= 2:
-            zero_kept = _zero_preserving(op, attrs)
-            if not zero_kept:
-                freeze(layout, f"{op} {name} maps a removed (zero) channel to a non-zero value")
+            if not _zero_preserving(op, attrs):
+                for space in layout:
+                    nonzero.setdefault(space, f"{op} {name} maps a removed (zero) channel to a "
+                                              f"non-zero value")
             if op == "Pooling" and attrs.get("layout", "NCHW") not in ("NCHW", "NCW", "None"):
                 freeze(layout, f"Pooling {name}: layout is not channels-first")
             note(layout, _op_kind(op, attrs))
+            if ins[0] in norm_of:
+                norm_of[(nid, 0)] = norm_of[ins[0]]
             positions = in_positions if is_flatten or len(shape) <= 2 else int(np.prod(shape[2:]))
             tensors[(nid, 0)] = (layout, positions)
             continue
@@ -388,6 +429,10 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
         output_spaces.extend(lay)
         freeze(lay, "network output")
 
+    for space, reason in nonzero.items():
+        if space not in gated:
+            freeze([space], reason)
+
     # Build groups from the union-find classes, in order of first appearance.
     root_index: Dict[int, int] = {}
     space_group = []
@@ -404,21 +449,32 @@ def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> 
             g.prunable = False
             if reason not in g.reasons:
                 g.reasons.append(reason)
-        for kind in space_ops.get(s, []):
+        for kind in ([] if s in gated else space_ops.get(s, [])):
             if kind not in g.ops:
                 g.ops.append(kind)
+        for parts in segments.get(s, []):
+            if g.segments not in (1, parts):
+                g.prunable = False
+                g.reasons.append(f"grouped convolutions with {g.segments} and {parts} groups "
+                                 f"share these channels")
+            g.segments = parts
     for layer in layers.values():
         groups[space_group[layer.out_space]].producers.append(layer.name)
+        if layer.out_space in gated:
+            groups[space_group[layer.out_space]].gates.append(layer.name)
         for s in dict.fromkeys(layer.in_layout):
             groups[space_group[s]].consumers.append(layer.name)
     for norm in norms.values():
-        groups[space_group[norm.space]].norms.append(norm.name)
+        for gi in dict.fromkeys(space_group[s] for s in norm.layout):
+            groups[gi].norms.append(norm.name)
     for g in groups:
         if g.prunable and not g.producers:
             g.prunable = False
             g.reasons.append("no convolution or dense layer writes these channels")
-    return ChannelGraph(symbol, input_shape, layers, norms, groups, space_group, widths,
-                        {k: tuple(v) for k, v in param_shapes.items()}, output_spaces)
+    graph = ChannelGraph(symbol, input_shape, layers, norms, groups, space_group, widths,
+                         {k: tuple(v) for k, v in param_shapes.items()}, output_spaces)
+    graph.in_norm = in_norm
+    return graph
 
 
 def _op_kind(op: str, attrs: Dict[str, str]) -> str:
@@ -427,6 +483,8 @@ def _op_kind(op: str, attrs: Dict[str, str]) -> str:
         return attrs.get("act_type", "relu")
     if op == "Pooling":
         return "pool_" + attrs.get("pool_type", "max")
+    if op == "_contrib_AdaptiveAvgPooling2D":
+        return "pool_avg"
     if op == "LeakyReLU":
         return attrs.get("act_type", "leaky")
     return op

@@ -17,7 +17,8 @@ from .errors import PrunenetError
 from .graph import ChannelGraph
 from .surgery import widths_of
 
-__all__ = ["select", "Selection", "InfeasibleTargetError", "PRIORITIES", "smallest_reachable"]
+__all__ = ["select", "Selection", "InfeasibleTargetError", "PRIORITIES", "smallest_reachable",
+           "block_size"]
 
 
 class InfeasibleTargetError(PrunenetError):
@@ -64,12 +65,23 @@ PRIORITIES: Dict[str, Priority] = {
 }
 
 
+def block_size(group, round_to: int) -> int:
+    """Channels removed at a time from ``group``: ``round_to``, or lcm(round_to, segments) when
+    grouped convolutions need the same number removed from each of their groups."""
+    return int(np.lcm(round_to, group.segments))
+
+
+def _floor(group, min_width: int) -> int:
+    """The fewest channels ``group`` may keep: ``min_width``, and one per segment."""
+    return max(min_width, group.segments)
+
+
 def _min_widths(graph: ChannelGraph, widths: np.ndarray, round_to: int, min_width: int) -> np.ndarray:
     out = widths.copy()
     for g in graph.prunable_groups:
-        w = int(widths[g.index])
-        if w - round_to >= min_width:
-            out[g.index] = w - ((w - min_width) // round_to) * round_to
+        w, block, floor = int(widths[g.index]), block_size(g, round_to), _floor(g, min_width)
+        if w - block >= floor:
+            out[g.index] = w - ((w - floor) // block) * block
     return out
 
 
@@ -110,25 +122,31 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         raise InfeasibleTargetError(target, smallest / base, min_width)
 
     full = graph.full_widths()
-    # Remaining channels of each group, lowest |score| first (ties: lower channel index).
-    order: Dict[int, List[int]] = {}
+    # Remaining channels of each segment of each group, lowest |score| first (ties: index).
+    order: Dict[int, List[List[int]]] = {}
     abs_scores: Dict[int, np.ndarray] = {}
     for g in graph.prunable_groups:
         s = np.abs(np.asarray(scores[g.index], dtype=np.float64))
         if s.shape != (g.width,):
             raise ValueError(f"scores of group {g.index} have shape {s.shape}, expected ({g.width},)")
-        idx = np.flatnonzero(keep[g.index])
-        order[g.index] = [int(i) for i in idx[np.argsort(s[idx], kind="stable")]]
+        part = g.width // g.segments
+        order[g.index] = []
+        for j in range(g.segments):
+            idx = np.flatnonzero(keep[g.index][j * part:(j + 1) * part]) + j * part
+            order[g.index].append([int(i) for i in idx[np.argsort(s[idx], kind="stable")]])
         abs_scores[g.index] = s
     saving_cache: Dict[int, float] = {}
+    groups = graph.groups
 
     def candidate(gi: int):
-        w = int(widths[gi])
-        if w - round_to < min_width:
+        w, group = int(widths[gi]), groups[gi]
+        size = block_size(group, round_to)
+        if w - size < _floor(group, min_width):
             return None
-        block = order[gi][:round_to]
+        per = size // group.segments
+        block = [i for seg in order[gi] for i in seg[:per]]
         if gi not in saving_cache:
-            saving_cache[gi] = cost.saving(widths, gi, round_to)
+            saving_cache[gi] = cost.saving(widths, gi, size)
         saving = saving_cache[gi]
         score = float(abs_scores[gi][block].sum())
         return (rank(score, saving, w, int(full[gi])), -saving, gi, min(block)), block, saving
@@ -145,8 +163,10 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
             raise InfeasibleTargetError(target, current / base, min_width)
         (_, _, gi, _), block, saving = best
         keep[gi][block] = False
-        del order[gi][:round_to]
-        widths[gi] -= round_to
+        per = len(block) // groups[gi].segments
+        for seg in order[gi]:
+            del seg[:per]
+        widths[gi] -= len(block)
         current = cost.total(widths)
         largest = max(largest, saving)
         removed += 1

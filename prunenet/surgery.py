@@ -6,13 +6,15 @@ the channel stays). Everything here works on those masks; nothing reads or write
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Dict, List, Sequence
 
 import numpy as np
 
 from .graph import ChannelGraph
 
-__all__ = ["full_keep", "widths_of", "sliced_params", "zero_removed", "gluoncv_key",
+__all__ = ["full_keep", "widths_of", "sliced_params", "zero_removed", "norm_rows",
+           "expand_grouped", "compress_grouped", "gluoncv_key",
            "gluoncv_shapes", "gluoncv_params", "is_resnetv1b", "build_resnetv1b",
            "build_symbol_block", "layer_widths", "network_params"]
 
@@ -36,6 +38,30 @@ def _in_columns(graph: ChannelGraph, layer_name: str, keep: Sequence[np.ndarray]
     return mask
 
 
+def norm_rows(graph: ChannelGraph, norm_name: str, keep: Sequence[np.ndarray]) -> np.ndarray:
+    """The kept channels of a BatchNorm (its layout's keep masks, end to end)."""
+    return np.concatenate([keep[graph.space_group[s]] for s in graph.norms[norm_name].layout])
+
+
+def expand_grouped(w: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped convolution's weight as the equivalent dense one (zeros across groups)."""
+    out_c, per_group = w.shape[:2]
+    full = np.zeros((out_c, per_group * groups) + w.shape[2:], dtype=w.dtype)
+    rows = out_c // groups
+    for j in range(groups):
+        full[j * rows:(j + 1) * rows, j * per_group:(j + 1) * per_group] = \
+            w[j * rows:(j + 1) * rows]
+    return full
+
+
+def compress_grouped(full: np.ndarray, groups: int) -> np.ndarray:
+    """The inverse of :func:`expand_grouped`."""
+    out_c, in_c = full.shape[:2]
+    rows, per_group = out_c // groups, in_c // groups
+    return np.concatenate([full[j * rows:(j + 1) * rows, j * per_group:(j + 1) * per_group]
+                           for j in range(groups)])
+
+
 def network_params(net) -> Dict[str, np.ndarray]:
     """Every parameter of a Gluon network as a NumPy array, keyed by its full name."""
     return {name: p.data().asnumpy() for name, p in net.collect_params().items()}
@@ -50,11 +76,16 @@ def sliced_params(graph: ChannelGraph, params: Dict[str, np.ndarray],
         w = params[layer.weight]
         if layer.groups == 1:
             w = w[:, _in_columns(graph, layer.name, keep)]
+        elif not layer.depthwise:  # equal channels kept in every group: compress again
+            full = expand_grouped(w, layer.groups)[:, _in_columns(graph, layer.name, keep)]
+            w = compress_grouped(full[rows], layer.groups)
+            rows = slice(None)
         out[layer.weight] = np.ascontiguousarray(w[rows])
         if layer.bias:
-            out[layer.bias] = np.ascontiguousarray(params[layer.bias][rows])
+            out[layer.bias] = np.ascontiguousarray(
+                params[layer.bias][keep[graph.space_group[layer.out_space]]])
     for norm in graph.norms.values():
-        rows = keep[graph.space_group[norm.space]]
+        rows = norm_rows(graph, norm.name, keep)
         for name in (norm.gamma, norm.beta, norm.running_mean, norm.running_var):
             out[name] = np.ascontiguousarray(params[name][rows])
     return out
@@ -84,8 +115,9 @@ def zero_removed(graph: ChannelGraph, net, keep: Sequence[np.ndarray]) -> None:
             zero_rows(layer.weight, rows)
             if layer.bias:
                 zero_rows(layer.bias, rows)
-        for norm_name in g.norms:
-            norm = graph.norms[norm_name]
+    for norm in graph.norms.values():
+        rows = norm_rows(graph, norm.name, keep)
+        if not rows.all():
             zero_rows(norm.gamma, rows)
             zero_rows(norm.beta, rows)
 
@@ -118,7 +150,7 @@ def gluoncv_shapes(graph: ChannelGraph, net_prefix: str,
         rows = int(keep[graph.space_group[layer.out_space]].sum())
         cols = int(_in_columns(graph, layer.name, keep).sum())
         if layer.op == "Convolution":
-            cols //= layer.groups
+            cols = 1 if layer.depthwise else cols // layer.groups
             shapes[gluoncv_key(layer.weight, net_prefix)] = [rows, cols, *layer.kernel]
         else:
             shapes[gluoncv_key(layer.weight, net_prefix)] = [rows, cols]
@@ -156,16 +188,18 @@ def build_symbol_block(graph: ChannelGraph, keep: Sequence[np.ndarray],
 
     ctx = ctx or mx.cpu()
     doc = json.loads(graph.symbol.tojson())
-    node_width = {}
-    for layer in graph.layers.values():
-        node_width[layer.name] = int(keep[graph.space_group[layer.out_space]].sum())
     for node in doc["nodes"]:
-        if node["name"] in node_width:
+        layer = graph.layers.get(node["name"])
+        if layer is not None:
+            width = int(keep[graph.space_group[layer.out_space]].sum())
             attrs = node.setdefault("attrs", {})
-            key = "num_filter" if node["op"] == "Convolution" else "num_hidden"
-            attrs[key] = str(node_width[node["name"]])
+            attrs["num_filter" if node["op"] == "Convolution" else "num_hidden"] = str(width)
+            if layer.depthwise:
+                attrs["num_group"] = str(width)
     symbol = mx.sym.load_json(json.dumps(doc))
-    block = gluon.SymbolBlock(symbol, [mx.sym.var("data")])
+    with warnings.catch_warnings():  # SymbolBlock warns that 'data' has no dtype yet
+        warnings.simplefilter("ignore")
+        block = gluon.SymbolBlock(symbol, [mx.sym.var("data")])
     for name, param in block.collect_params().items():
         value = params[name]
         param._load_init(mx.nd.array(value, dtype=value.dtype), ctx)

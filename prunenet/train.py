@@ -181,5 +181,6 @@ def _smoothed_loss(smoothing: float):
 
 def _progress(iterable, what: str, total: Optional[int]):
     from tqdm import tqdm
+    # disable=None: no bar when stderr is not a terminal (CI logs, files)
     return tqdm(iterable, desc=what, total=total, leave=False, dynamic_ncols=True,
-                mininterval=1.0)
+                mininterval=1.0, disable=None)

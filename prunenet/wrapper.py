@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from .graph import ChannelGraph, Group
-from .surgery import full_keep
+from .surgery import compress_grouped, expand_grouped, full_keep
 
 __all__ = ["MaskedNetwork", "REGULARIZE", "DEBIAS"]
 
@@ -47,7 +47,7 @@ class MaskedNetwork:
         self.keep = full_keep(graph)
         self._bn_of = {n.producer: n for n in graph.norms.values() if n.producer}
         self.masked_groups = [g.index for g in graph.prunable_groups
-                              if g.tied or any(p not in self._bn_of for p in g.producers)]
+                              if g.tied or any(p not in self._bn_of for p in self.writers(g))]
         self.classifier = [name for name, layer in graph.layers.items()
                            if not graph.out_group(name).prunable
                            and "network output" in graph.out_group(name).reasons]
@@ -64,6 +64,10 @@ class MaskedNetwork:
         self._set_grad_reqs()
         self._blocks: Dict[str, object] = {}
 
+    def writers(self, g: Group) -> List[str]:
+        """The producers whose output the group's scale multiplies (SE gates excluded)."""
+        return [p for p in g.producers if p not in g.gates]
+
     # -- names --------------------------------------------------------------------------------
     def keep_name(self, gi: int) -> str:
         return f"prunenet_keep{gi}"
@@ -75,7 +79,7 @@ class MaskedNetwork:
         """The parameter regularised for group ``gi``: its mask, or its producer's BN γ."""
         if gi in self.masked_groups:
             return self.mask_name(gi)
-        return self._bn_of[self.graph.groups[gi].producers[0]].gamma
+        return self._bn_of[self.writers(self.graph.groups[gi])[0]].gamma
 
     def _param(self, name: str):
         return self.mask_params[name] if name.startswith("prunenet_") else self.params[name]
@@ -91,7 +95,8 @@ class MaskedNetwork:
     def _init_masks(self) -> None:
         """m = ‖(γ_p)_p‖₂ over a masked group's producers, and γ_p, β_p divided by m."""
         for gi in self.masked_groups:
-            norms = [self._bn_of[p] for p in self.graph.groups[gi].producers if p in self._bn_of]
+            norms = [self._bn_of[p] for p in self.writers(self.graph.groups[gi])
+                     if p in self._bn_of]
             if not norms:
                 continue
             m = np.sqrt(sum(self.get(n.gamma).astype(np.float64) ** 2 for n in norms))
@@ -158,9 +163,13 @@ class MaskedNetwork:
                 if name.endswith("_output")}
         tails: Dict[str, int] = {}
         for g in graph.prunable_groups:
-            for p in g.producers:
+            for p in self.writers(g):
                 tail = self._bn_of[p].name if p in self._bn_of else p
                 tails[tail] = g.index
+        # A BatchNorm that is no producer's own (DenseNet: Concat -> BN -> ReLU -> conv) maps a
+        # removed (zero) channel to β - γμ/σ: hold its output at zero there too.
+        norm_tails = {n.name: n.layout for n in graph.norms.values() if n.producer is None
+                      and any(graph.group_of(s).prunable for s in n.layout)}
 
         new: List[dict] = []
         plain: Dict[int, int] = {}
@@ -189,6 +198,27 @@ class MaskedNetwork:
                                        "attrs": {"shape": shape}, "inputs": [[src, 0, 0]]})
             return factors[(gi, dims)]
 
+        def keep_factor(layout: Sequence[int], dims: int) -> int:
+            key = (tuple(layout), dims)
+            if key in factors:
+                return factors[key]
+            parts = []
+            for space in layout:
+                g = graph.group_of(space)
+                if g.prunable:
+                    parts.append(var(self.keep_name(g.index), g.width))
+                else:
+                    parts.append(add({"op": "_ones", "name": f"prunenet_ones{space}",
+                                      "attrs": {"shape": f"({g.width},)"}, "inputs": []}))
+            src = parts[0] if len(parts) == 1 else add(
+                {"op": "Concat", "name": f"prunenet_keep_cat{len(new)}",
+                 "attrs": {"dim": "0", "num_args": str(len(parts))},
+                 "inputs": [[p, 0, 0] for p in parts]})
+            shape = "(1, -1" + ", 1" * (dims - 2) + ")"
+            factors[key] = add({"op": "Reshape", "name": f"prunenet_keep_cat{len(new)}_{dims}d",
+                                "attrs": {"shape": shape}, "inputs": [[src, 0, 0]]})
+            return factors[key]
+
         def entry(e):
             old, idx = e[0], e[1]
             if idx == 0 and old in masked:
@@ -203,9 +233,10 @@ class MaskedNetwork:
                                      use_global_stats=str(bool(use_global_stats)))
             nid = add(node)
             plain[old_id] = nid
-            if node["name"] in tails:
-                gi = tails[node["name"]]
-                f = factor(gi, ndim.get(node["name"], 4))
+            if node["name"] in tails or node["name"] in norm_tails:
+                dims = ndim.get(node["name"], 4)
+                f = factor(tails[node["name"]], dims) if node["name"] in tails else \
+                    keep_factor(norm_tails[node["name"]], dims)
                 masked[old_id] = add({"op": "broadcast_mul", "name": node["name"] + "_prunenet",
                                       "attrs": {}, "inputs": [[nid, 0, 0], [f, 0, 0]]})
         doc["nodes"] = new
@@ -215,22 +246,53 @@ class MaskedNetwork:
         return mx.sym.load_json(json.dumps(doc))
 
     # -- scores, rescale, keep -------------------------------------------------------------------
+    def _dense(self, layer) -> np.ndarray:
+        """A consumer's weight as (outputs, input columns, kernel positions), float64; a grouped
+        convolution expanded to its dense equivalent."""
+        w = self.get(layer.weight).astype(np.float64)
+        if layer.groups > 1 and not layer.depthwise:
+            w = expand_grouped(w, layer.groups)
+        return w.reshape(w.shape[0], w.shape[1], -1)
+
+    def _store_dense(self, layer, dense: np.ndarray) -> None:
+        shape = self.graph.param_shapes[layer.weight]
+        if layer.groups > 1 and not layer.depthwise:
+            dense = compress_grouped(dense.reshape((dense.shape[0], -1) + tuple(shape[2:])),
+                                     layer.groups)
+        self.set(layer.weight, dense.reshape(shape).astype(np.float32))
+
+    def _column_scales(self, cname: str, gi: int) -> np.ndarray:
+        """Per channel of group ``gi``, how a consumer's input BatchNorm (DenseNet's BN → ReLU →
+        conv) scales it on the way in: |γ|/σ, or 1 where no such BatchNorm sits between."""
+        norm = self.graph.in_norm.get(cname)
+        if norm is None:
+            return np.ones(self.graph.groups[gi].width)
+        rows = np.concatenate([np.full(self.graph.space_width[s], self.graph.space_group[s])
+                               for s in self.graph.norms[norm].layout])
+        n = self.graph.norms[norm]
+        scale = np.abs(self.get(n.gamma)) / np.sqrt(self.get(n.running_var) + n.eps)
+        return scale[rows == gi][:self.graph.groups[gi].width]
+
     def consumer_norms(self, gi: int) -> np.ndarray:
-        """n_i = sqrt(Σ over consumers' kept rows of ‖W[:, i]‖²), per channel of group ``gi``."""
+        """n_i = sqrt(Σ over consumers' kept rows of ‖W[:, i]‖²), per channel of group ``gi``
+        (scaled by each consumer's own input BatchNorm, where it has one)."""
         graph = self.graph
         total = np.zeros(graph.groups[gi].width)
         for cname in graph.groups[gi].consumers:
             layer = graph.layers[cname]
-            w = self.get(layer.weight).astype(np.float64)
-            rows = self.keep[graph.space_group[layer.out_space]]
-            w = w[rows].reshape(int(rows.sum()), w.shape[1], -1)
+            if layer.depthwise:  # channel i's filter is row i
+                w = self.get(layer.weight).astype(np.float64)
+                total += (w.reshape(w.shape[0], -1) ** 2).sum(axis=1) * self.keep[gi]
+                continue
+            w = self._dense(layer)[self.keep[graph.space_group[layer.out_space]]]
+            scale = self._column_scales(cname, gi) ** 2
             for group, offset in graph.in_segments(cname):
                 if group.index != gi:
                     continue
                 cols = layer.cols_per_channel
                 block = w[:, offset * cols:(offset + group.width) * cols]
                 block = block.reshape(block.shape[0], group.width, cols, -1)
-                total += (block ** 2).sum(axis=(0, 2, 3))
+                total += (block ** 2).sum(axis=(0, 2, 3)) * scale
         return np.sqrt(total)
 
     def scores(self) -> List[np.ndarray]:
@@ -258,21 +320,24 @@ class MaskedNetwork:
                 name = self.mask_name(g.index)
                 self.set(name, (self.get(name) * n).astype(np.float32))
             else:
-                norm = self._bn_of[g.producers[0]]
+                norm = self._bn_of[self.writers(g)[0]]
                 for name in (norm.gamma, norm.beta):
                     self.set(name, (self.get(name) * n).astype(np.float32))
             for cname in g.consumers:
                 layer = graph.layers[cname]
-                w = self.get(layer.weight)
+                if layer.depthwise:
+                    w = self.get(layer.weight)
+                    shape = (-1,) + (1,) * (w.ndim - 1)
+                    self.set(layer.weight, (w / n.reshape(shape)).astype(np.float32))
+                    continue
+                w = self._dense(layer)
                 for group, offset in graph.in_segments(cname):
                     if group.index != g.index:
                         continue
                     cols = layer.cols_per_channel
-                    scale = np.repeat(n, cols)
-                    shape = (1, -1) + (1,) * (w.ndim - 2)
                     sl = slice(offset * cols, (offset + group.width) * cols)
-                    w[:, sl] = w[:, sl] / scale.reshape(shape)
-                self.set(layer.weight, w.astype(np.float32))
+                    w[:, sl] = w[:, sl] / np.repeat(n, cols)[None, :, None]
+                self._store_dense(layer, w)
 
     def apply_keep(self, keep: Sequence[np.ndarray], zero_tol: float = 0.0) -> List[str]:
         """Remove the channels that ``keep`` drops: fold the constant output of each removed
@@ -290,7 +355,7 @@ class MaskedNetwork:
                 m[gone] = 0
                 self.set(name, m)
             else:
-                norm = self._bn_of[g.producers[0]]
+                norm = self._bn_of[self.writers(g)[0]]
                 gamma, beta = self.get(norm.gamma), self.get(norm.beta)
                 dead = gone & (np.abs(gamma) <= zero_tol)
                 if dead.any():
@@ -312,7 +377,11 @@ class MaskedNetwork:
         notes = []
         for cname in g.consumers:
             layer = graph.layers[cname]
-            w = self.get(layer.weight).astype(np.float64)
+            if graph.in_norm.get(cname) is not None:
+                notes.append(f"group {g.index}: consumer {cname} reads it through its own "
+                             f"BatchNorm; constant of removed channels not folded")
+                continue
+            w = self._dense(layer)
             delta = np.zeros(w.shape[0])
             for group, offset in graph.in_segments(cname):
                 if group.index != g.index:
@@ -320,8 +389,7 @@ class MaskedNetwork:
                 cols = layer.cols_per_channel
                 c = np.repeat(const, cols)
                 sl = slice(offset * cols, (offset + group.width) * cols)
-                part = w[:, sl].reshape(w.shape[0], group.width * cols, -1).sum(axis=2)
-                delta += part @ c
+                delta += w[:, sl].sum(axis=2) @ c
             norm = self._bn_of.get(cname)
             if norm is not None:
                 mean = self.get(norm.running_mean)
@@ -341,7 +409,7 @@ class MaskedNetwork:
             factor = self.keep[g.index].astype(np.float32)
             if g.index in self.masked_groups:
                 factor = factor * self.get(self.mask_name(g.index))
-            for p in g.producers:
+            for p in self.writers(g):
                 if p in self._bn_of:
                     norm = self._bn_of[p]
                     out[norm.gamma] = out[norm.gamma] * factor

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..costs import CostModel
 from ..errors import PrunenetError
-from ..select import Selection, select
+from ..select import Selection, block_size, select
 from ..train import BatchStream, NonFiniteError, run_batches
 from ..wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 
@@ -149,9 +149,10 @@ class GCP:
         widths = np.array([int(k.sum()) for k in w.keep])
         last = self.last_selection
         largest = last.largest_block if last is not None else max(
-            (self.cost.saving(widths, g.index, self.config.round_to)
+            (self.cost.saving(widths, g.index, block_size(g, self.config.round_to))
              for g in w.graph.prunable_groups
-             if widths[g.index] - self.config.round_to >= self.config.min_width), default=0.0)
+             if widths[g.index] - block_size(g, self.config.round_to) >= self.config.min_width),
+            default=0.0)
         return Selection([k.copy() for k in w.keep], self.cost.total(widths), self.base_cost,
                          largest, last.blocks_removed if last is not None else 0)
 
