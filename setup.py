@@ -25,7 +25,8 @@ setup(
     ],
     extras_require={
         "gpu": ["mxnet-cu112>=1.9.1,<2"],
-        "dev": ["pytest", "hypothesis"],
+        "onnx": ["onnx==1.14.1", "onnxruntime"],  # prunenet zoo export --format onnx
+        "dev": ["pytest", "hypothesis", "onnx==1.14.1", "onnxruntime"],
     },
     entry_points={"console_scripts": ["prunenet=prunenet.cli:main"]},
 )

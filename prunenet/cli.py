@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", default="", help="GPU ids, e.g. 0 (default: CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
+
+    from . import zoo
+    zoo.add_parser(sub)
     return parser
 
 

@@ -8,10 +8,12 @@ from typing import Dict, Optional, Sequence
 from .errors import PrunenetError
 
 __all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
-           "check_shapes", "initialize_missing", "pretrained_params"]
+           "check_shapes", "initialize_missing", "pretrained_params",
+           "build_pruned_resnet"]
 
 # Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
 _CIFAR_PREFIX = "cifar_"
+_PROBE_SIZE = 32  # every ResNetV1b runs on 32x32 input (five stride-2 stages to 1x1)
 
 
 def model_names() -> list:
@@ -86,7 +88,7 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
     ``save_parameters`` file ``params``, or seeded at random."""
     import mxnet as mx
     import numpy as np
-    from .surgery import build_resnetv1b, is_resnetv1b
+    from .surgery import is_resnetv1b
 
     ctx = ctx or mx.cpu()
     net = build_model(name, classes)
@@ -97,11 +99,11 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
         if not is_resnetv1b(net):
             raise PrunenetError(f"--shapes takes GluonCV pruned-ResNet shape files, which only fit "
                                 f"the ResNetV1b family (resnet18_v1b, resnet50_v1d, ...), not {name}")
-        net.initialize(mx.init.Zero(), ctx=ctx)
-        net(mx.nd.zeros(shape, ctx=ctx))  # the full-width shapes to check the file against
-        check_shapes(net, shapes, shapes_source, name)
-        net = build_model(name, classes)
-        build_resnetv1b(net, shapes, ctx=ctx)
+        net = build_pruned_resnet(name, shapes, ctx=ctx, shapes_source=shapes_source)
+        stored = len(net.fc.bias.data()) if net.fc.bias is not None else None
+        if classes is not None and stored != classes:
+            raise PrunenetError(f"shape file {shapes_source} is for {stored} classes, not "
+                                f"--classes {classes}")
     initialize_missing(net, mx.init.MSRAPrelu(), ctx)
     try:
         net(mx.nd.zeros(shape, ctx=ctx))  # materialise deferred shapes
@@ -117,6 +119,40 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 + (f" with {classes} classes" if classes else "")
                                 + f": {_first_line(err)}; pass the save_parameters file of this "
                                   f"model") from None
+    return net
+
+
+def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=None,
+                        shapes_source: str = "<shapes>", params_source: str = "<params>"):
+    """GluonCV's ``base`` resized to ``shapes`` with ``params`` (GluonCV names) loaded, or
+    randomly initialised without them; any mismatch is an error naming the file."""
+    import mxnet as mx
+    from .surgery import GLUONCV_PREFIX, build_resnetv1b
+
+    ctx = ctx or mx.cpu()
+    shapes = {key: tuple(int(v) for v in shape) for key, shape in shapes.items()}
+    dense = shapes.get(GLUONCV_PREFIX + "dense0_weight")
+    if not dense:
+        raise PrunenetError(f"shape file {shapes_source} has no {GLUONCV_PREFIX}dense0_weight; "
+                            f"it is not a GluonCV pruned-ResNet shape file")
+    net = build_model(base, classes=int(dense[0]))
+    check_shapes(net, shapes, shapes_source, base)  # kernel sizes and widths, before any init
+    try:
+        build_resnetv1b(net, shapes, params, ctx=ctx)
+    except KeyError as err:
+        raise PrunenetError(f"params file {params_source} has no {err.args[0]}; it does not "
+                            f"belong to shape file {shapes_source}") from None
+    except (AssertionError, ValueError, mx.base.MXNetError) as err:
+        raise PrunenetError(f"params file {params_source} does not match shape file "
+                            f"{shapes_source}: {_first_line(err)}") from None
+    if params is None:
+        initialize_missing(net, mx.init.MSRAPrelu(), ctx)
+    channels = int(shapes.get(GLUONCV_PREFIX + "conv0_weight", [0, 3])[1])
+    try:  # materialises deferred BatchNorm shapes and checks that the widths fit together
+        net(mx.nd.zeros((1, channels, _PROBE_SIZE, _PROBE_SIZE), ctx=ctx)).wait_to_read()
+    except mx.base.MXNetError as err:
+        raise PrunenetError(f"shape file {shapes_source}: the layer widths of {base} do not fit "
+                            f"together ({_first_line(err)})") from None
     return net
 
 

@@ -127,15 +127,15 @@ def load_pruned(folder: str, ctx=None):
     import mxnet as mx
     from mxnet import gluon
     from .files import load_params, read_json, read_shapes
-    from .models import build_model
+    from .models import build_pruned_resnet
     report = read_json(os.path.join(folder, REPORT_FILE), "run report")
     files = [os.path.join(folder, f) for f in report.get("files", [])]
     if report.get("format", "gluoncv-pruned-resnet") == "mxnet-symbol" or \
             files and files[0].endswith("-symbol.json"):
         return gluon.SymbolBlock.imports(files[0], ["data"], files[1], ctx=ctx or mx.cpu())
-    net = build_model(report["model"], report.get("classes"))
-    return build_resnetv1b(net, read_shapes(os.path.join(folder, SHAPES_FILE)),
-                           load_params(os.path.join(folder, PARAMS_FILE)), ctx=ctx)
+    shapes, params = os.path.join(folder, SHAPES_FILE), os.path.join(folder, PARAMS_FILE)
+    return build_pruned_resnet(report["model"], read_shapes(shapes), load_params(params), ctx,
+                               shapes, params)
 
 
 def environment() -> Dict[str, str]:

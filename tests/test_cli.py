@@ -108,7 +108,7 @@ def test_shape_files_that_do_not_fit_the_model(tmp_path, capsys):
     bad_kernel = dict(shapes, resnetv1d_layers1_conv0_weight=[8, 8, 5, 5])
     inconsistent = dict(shapes, resnetv1d_layers1_conv1_weight=[8, 16, 3, 3])
     for doc, words in ((bad_kernel, ["layers1_conv0_weight", "[8, 8, 5, 5]"]),
-                       (inconsistent, ["cannot run", "shape file"]),
+                       (inconsistent, ["do not fit together", "shape file"]),
                        ({"resnetv1d_conv0_weight": "wide"}, ["list of integers"]),
                        ([], ["JSON object"])):
         path = tmp_path / "shapes.json"

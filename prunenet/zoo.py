@@ -1,0 +1,527 @@
+"""A model zoo: pruned networks published in GluonCV's format, listed, verified and loaded back.
+
+A zoo is a folder (the same layout can later be served over HTTP or S3)::
+
+    ZOO/zoo.json                          the manifest: every model, its figures and file hashes
+    ZOO/<name>-<sha1[:8]>.json            the GluonCV pruned-ResNet shape file
+    ZOO/<name>-<sha1[:8]>.params          the weights (``mx.nd.save``, GluonCV's full names)
+
+Files are named by the first 8 hex digits of their SHA-1, as GluonCV's model store names its
+files, and both hashes are checked on load. Content-addressed names mean a publish only ever adds
+files: the manifest, written last and atomically under ``ZOO/.lock``, is what makes a model
+appear, so an interrupted publish leaves the zoo as it was and concurrent publishes all land.
+
+GluonCV's own pruned ResNets (``resnet50_v1d_0.86``, ...) load through :func:`get_model` too:
+their shape files come from the installed GluonCV, their weights from a local GluonCV model file.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from .errors import PrunenetError
+from .models import build_pruned_resnet
+
+__all__ = ["get_model", "describe", "publish", "read_manifest", "verify", "Verification",
+           "gluoncv_pruned_models", "format_table", "add_parser", "MANIFEST", "RESNET_FORMAT"]
+
+MANIFEST = "zoo.json"
+LOCK_FILE = ".lock"
+VERSION = 1
+RESNET_FORMAT = "gluoncv-pruned-resnet"  # issue 10 adds "mxnet-symbol" entries
+FORMATS = (RESNET_FORMAT,)
+DEFAULT_ROOT = os.path.join("~", ".mxnet", "models")  # GluonCV's model store
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+# -- names, hashes, the manifest ----------------------------------------------------------------
+def check_name(name: str) -> str:
+    """``name`` if it is a valid model name (letters, digits and ``._-``), else an error."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise PrunenetError(f"model name {name!r} is not valid: use letters, digits, '.', '_' "
+                            f"and '-' (at most 100, starting with a letter or digit), e.g. "
+                            f"resnet50_v1d_0.5_flops")
+    return name
+
+
+def sha1_of(path: str) -> str:
+    """The SHA-1 of a file's bytes, in hex."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest_path(zoo: str) -> str:
+    return os.path.join(os.path.expanduser(zoo), MANIFEST)
+
+
+def read_manifest(zoo: str, must_exist: bool = True) -> dict:
+    """The zoo's manifest ``{"version": 1, "models": {name: entry}}``; an empty one when the zoo
+    has none yet and ``must_exist`` is false."""
+    from .files import read_json
+    path = _manifest_path(zoo)
+    if not os.path.exists(path):
+        if must_exist:
+            raise PrunenetError(f"no model zoo at {zoo}: {path} does not exist; publish a model "
+                                f"there first with prunenet zoo publish RUN_DIR --zoo {zoo} "
+                                f"--name NAME")
+        return {"version": VERSION, "models": {}}
+    doc = read_json(path, "zoo manifest")
+    if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
+        raise PrunenetError(f"zoo manifest {path} has no \"models\" object; it is not a prunenet "
+                            f"zoo manifest")
+    if not isinstance(doc.get("version"), int) or doc["version"] > VERSION:
+        raise PrunenetError(f"zoo manifest {path} has version {doc.get('version')!r}; this "
+                            f"prunenet reads version {VERSION}: upgrade prunenet")
+    return doc
+
+
+@contextlib.contextmanager
+def _locked(zoo: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``ZOO/.lock`` (every writer of the zoo takes it)."""
+    import fcntl
+    os.makedirs(zoo, exist_ok=True)
+    with open(os.path.join(zoo, LOCK_FILE), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def edit_manifest(zoo: str) -> Iterator[dict]:
+    """Read the manifest under the zoo's lock, let the caller change it, write it atomically."""
+    from .files import write_json
+    with _locked(zoo):
+        doc = read_manifest(zoo, must_exist=False)
+        yield doc
+        doc["models"] = dict(sorted(doc["models"].items()))
+        write_json(_manifest_path(zoo), doc)
+
+
+def _entry(zoo: str, name: str, doc: dict) -> dict:
+    entry = doc["models"][name]
+    where = f"zoo manifest {_manifest_path(zoo)}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict) or \
+            not isinstance(entry.get("sha1"), dict):
+        raise PrunenetError(f"{where}: entry {name} has no \"files\" and \"sha1\" objects; "
+                            f"re-publish {name} with --overwrite")
+    if entry.get("format") not in FORMATS:
+        raise PrunenetError(f"{where}: model {name} has format {entry.get('format')!r}, which "
+                            f"this prunenet cannot load ({', '.join(FORMATS)}); upgrade prunenet")
+    for role in ("shapes", "params"):
+        fname = entry["files"].get(role)
+        if not isinstance(fname, str) or os.path.basename(fname) != fname or \
+                fname.startswith(".") or not isinstance(entry["sha1"].get(role), str):
+            raise PrunenetError(f"{where}: model {name} needs a plain file name and a sha1 for "
+                                f"its {role} file; re-publish {name} with --overwrite")
+    return entry
+
+
+def _checked_file(zoo: str, name: str, entry: dict, role: str) -> str:
+    """The path of an entry's ``role`` file after checking it exists and matches its hash."""
+    fname, want = entry["files"][role], entry["sha1"][role].lower()
+    path = os.path.join(os.path.expanduser(zoo), fname)
+    stem = os.path.splitext(fname)[0]
+    if not stem.endswith("-" + want[:8]):
+        raise PrunenetError(f"model {name}: the sha1 recorded for {path} in {MANIFEST} "
+                            f"({want[:8]}...) is not the hash in its file name; the manifest "
+                            f"was edited: re-publish {name} with --overwrite")
+    if not os.path.isfile(path):
+        raise PrunenetError(f"model {name}: file {path} listed in {MANIFEST} is missing; "
+                            f"re-publish {name} with --overwrite")
+    got = sha1_of(path)
+    if got != want:
+        raise PrunenetError(f"model {name}: file {path} has sha1 {got[:8]}..., not the "
+                            f"{want[:8]}... recorded in {MANIFEST}: the file is corrupt or was "
+                            f"changed; re-publish {name} with --overwrite")
+    return path
+
+
+# -- GluonCV's own pruned ResNets ---------------------------------------------------------------
+def gluoncv_pruned_models() -> Dict[str, str]:
+    """GluonCV's pruned ResNets: model name (``resnet50_v1d_0.86``) -> the old speed-up tag its
+    shape and weight files are named by (``resnet50_v1d_1.8x``; GluonCV's ``_renames``)."""
+    from gluoncv.model_zoo import model_store
+    # pretrained_model_list() renames _model_sha1's keys in order with its local _renames
+    pairs = zip(model_store._model_sha1.keys(), model_store.pretrained_model_list())
+    return {name: tag for tag, name in pairs
+            if name != tag and os.path.isfile(_gluoncv_shape_file(tag))}
+
+
+def _gluoncv_shape_file(tag: str) -> str:
+    import gluoncv
+    return os.path.join(os.path.dirname(gluoncv.__file__), "model_zoo", "pruned_resnet",
+                        tag + ".json")
+
+
+def _gluoncv_weights(name: str, tag: str, root: str) -> str:
+    """The local GluonCV weight file of ``name`` after checking its hash (never downloads)."""
+    from gluoncv.model_zoo import model_store
+    want = model_store._model_sha1[tag]
+    fname = f"{tag}-{want[:8]}.params"
+    folders = [os.path.expanduser(root)]
+    if "MXNET_HOME" in os.environ:
+        folders.append(os.path.join(os.environ["MXNET_HOME"], "models"))
+    folders.append(os.path.expanduser(DEFAULT_ROOT))
+    folders = list(dict.fromkeys(os.path.abspath(f) for f in folders))
+    for folder in folders:
+        path = os.path.join(folder, fname)
+        if os.path.isfile(path):
+            got = sha1_of(path)
+            if got != want:
+                raise PrunenetError(f"{name}: {path} has sha1 {got[:8]}..., not GluonCV's "
+                                    f"{want[:8]}...: the file is corrupt; delete it and download "
+                                    f"it again with GluonCV")
+            return path
+    raise PrunenetError(f"no weights for GluonCV's {name}: {fname} is not in "
+                        f"{' or '.join(folders)}; download it with gluoncv.model_zoo."
+                        f"get_model({name!r}, pretrained=True) or pass pretrained=False")
+
+
+# -- building and loading -----------------------------------------------------------------------
+def describe(name: str, root: str = DEFAULT_ROOT) -> dict:
+    """The manifest entry of ``name`` in the zoo at ``root``, or a short one for GluonCV's own
+    pruned ResNets (format, base, classes, input_shape, source)."""
+    doc = read_manifest(root, must_exist=False)
+    if name in doc["models"]:
+        return dict(_entry(root, name, doc), name=name)
+    gluoncv = gluoncv_pruned_models()
+    if name in gluoncv:
+        tag = gluoncv[name]
+        return {"name": name, "format": RESNET_FORMAT, "base": tag.rsplit("_", 1)[0],
+                "classes": 1000, "input_shape": [1, 3, 224, 224], "source": "gluoncv",
+                "tag": tag}
+    known = sorted(doc["models"])
+    where = (f"the zoo at {root} ({', '.join(known) or 'empty'})"
+             if os.path.exists(_manifest_path(root)) else f"a zoo at {root} (no {MANIFEST} there)")
+    raise PrunenetError(f"model {name!r} is neither in {where} nor one of GluonCV's pruned "
+                        f"ResNets ({', '.join(sorted(gluoncv))}); check the name and --zoo/root")
+
+
+def get_model(name: str, pretrained: bool = False, root: str = DEFAULT_ROOT, ctx=None):
+    """Model ``name`` from the zoo at ``root`` (or one of GluonCV's pruned ResNets), as a
+    ``ResNetV1b`` of the stored widths: with the stored weights after checking both files' hashes
+    when ``pretrained``, else randomly initialised. GluonCV style; nothing is downloaded."""
+    from .files import load_params, read_shapes
+    entry = describe(name, root)
+    if entry.get("source") == "gluoncv":
+        shapes_path = _gluoncv_shape_file(entry["tag"])
+        params_path = _gluoncv_weights(name, entry["tag"], root) if pretrained else None
+    else:
+        shapes_path = _checked_file(root, name, entry, "shapes")
+        params_path = _checked_file(root, name, entry, "params") if pretrained else None
+    shapes = read_shapes(shapes_path)
+    params = load_params(params_path) if params_path else None
+    return build_pruned_resnet(entry["base"], shapes, params, ctx, shapes_path,
+                               params_path or "<params>")
+
+
+# -- publishing ---------------------------------------------------------------------------------
+def _device_name(ctx) -> str:
+    if ctx.device_type != "cpu":
+        return str(ctx)
+    model = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), "")
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    return ", ".join(filter(None, [model or "cpu", f"{os.cpu_count()} cores",
+                                   threads and f"OMP_NUM_THREADS={threads}"]))
+
+
+def _run_files(run_dir: str, report: dict) -> Tuple[str, str]:
+    from .runs import PARAMS_FILE, SHAPES_FILE
+    fmt = report.get("format", RESNET_FORMAT)
+    if fmt != RESNET_FORMAT:
+        raise PrunenetError(f"run {run_dir} holds {report.get('model')} as {fmt} "
+                            f"(pruned-symbol.json); the zoo publishes GluonCV pruned ResNets "
+                            f"(the ResNetV1b family) only for now")
+    paths = (os.path.join(run_dir, SHAPES_FILE), os.path.join(run_dir, PARAMS_FILE))
+    for path in paths:
+        if not os.path.isfile(path):
+            raise PrunenetError(f"run {run_dir} has no {os.path.basename(path)}; publish the "
+                                f"output folder of a finished prunenet prune run")
+    return paths
+
+
+def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: bool = True,
+            batch_size: int = 64, repeats: int = 10, warmup: int = 3, ctx=None,
+            log=print) -> dict:
+    """Publish the pruned network of the ``prunenet prune`` folder ``run_dir`` as ``name`` in
+    ``zoo``; return its manifest entry. Refuses an existing name unless ``overwrite``."""
+    import mxnet as mx
+    from . import __version__
+    from .bench import throughput
+    from .files import atomic_path, load_params, read_json, read_shapes
+    from .models import input_shape
+    from .runs import REPORT_FILE
+    from .surgery import GLUONCV_PREFIX
+
+    check_name(name)
+    zoo = os.path.abspath(os.path.expanduser(zoo))
+    run_dir = os.path.abspath(run_dir)
+    ctx = ctx or mx.cpu()
+    if name in gluoncv_pruned_models():
+        raise PrunenetError(f"{name} is the name of one of GluonCV's own pruned ResNets; choose "
+                            f"another --name")
+    if name in read_manifest(zoo, must_exist=False)["models"] and not overwrite:
+        raise _exists(name, zoo)  # checked again under the lock; this one fails fast
+    report = read_json(os.path.join(run_dir, REPORT_FILE), "run report")
+    if not isinstance(report, dict) or not report.get("model"):
+        raise PrunenetError(f"{os.path.join(run_dir, REPORT_FILE)} names no model; publish the "
+                            f"output folder of a finished prunenet prune run")
+    shapes_src, params_src = _run_files(run_dir, report)
+    hashes = {"shapes": sha1_of(shapes_src), "params": sha1_of(params_src)}
+    shapes = read_shapes(shapes_src)
+    net = build_pruned_resnet(report["model"], shapes, load_params(params_src), ctx,
+                              shapes_src, params_src)
+
+    speed = {"throughput_img_s": None, "batch_size": None, "device": None, "device_name": None,
+             "throughput_source": None}
+    if report.get("throughput_img_s"):
+        speed.update(throughput_img_s=report["throughput_img_s"],
+                     batch_size=report.get("batch_size"), device=report.get("device"),
+                     throughput_source="run")
+    elif bench:
+        image_shape = tuple((report.get("input_shape") or input_shape(report["model"]))[1:])
+        measured = throughput({name: net}, image_shape=image_shape, batch_size=batch_size,
+                              repeats=repeats, warmup=warmup, ctx=ctx)[name]
+        speed.update(throughput_img_s=measured["throughput_img_s"], batch_size=batch_size,
+                     device=str(ctx), device_name=_device_name(ctx), throughput_source="publish")
+
+    files = {"shapes": f"{name}-{hashes['shapes'][:8]}.json",
+             "params": f"{name}-{hashes['params'][:8]}.params"}
+    entry = {
+        "format": RESNET_FORMAT, "base": report["model"], "method": report.get("method"),
+        "objective": report.get("objective"), "target": report.get("target"),
+        "achieved": report.get("achieved"), "macs": report.get("macs_after"),
+        "params": report.get("params_after"), "macs_base": report.get("macs_before"),
+        "params_base": report.get("params_before"),
+        "classes": int(shapes[GLUONCV_PREFIX + "dense0_weight"][0]),
+        "input_shape": report.get("input_shape"), "dataset": report.get("dataset"),
+        "top1": report.get("top1_after"), "top5": report.get("top5_after"), **speed,
+        "command": report.get("command"), "files": files, "sha1": hashes,
+        "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "prunenet": __version__, "run_dir": run_dir,
+    }
+
+    added: List[str] = []
+    committed = False
+    try:
+        with edit_manifest(zoo) as doc:
+            old = doc["models"].get(name)
+            if old is not None and not overwrite:
+                raise _exists(name, zoo)
+            for role, src in (("shapes", shapes_src), ("params", params_src)):
+                dst = os.path.join(zoo, files[role])
+                existed = os.path.exists(dst)
+                if existed and sha1_of(dst) == hashes[role]:
+                    continue  # the same bytes are there already
+                with atomic_path(dst) as tmp:  # new, or repairs a corrupt copy of these bytes
+                    shutil.copyfile(src, tmp)
+                    if sha1_of(tmp) != hashes[role]:
+                        raise PrunenetError(f"{src} changed while it was published; "
+                                            f"publish again")
+                if not existed:
+                    added.append(dst)
+            doc["models"][name] = entry
+        committed = True
+    finally:
+        if not committed:  # the manifest is unchanged: take back what was added
+            for path in added:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+    if old is not None:
+        _remove_unreferenced(zoo, old)
+    figure = (f", {entry['throughput_img_s']:.0f} img/s at batch {entry['batch_size']}"
+              if entry["throughput_img_s"] else "")
+    if log:
+        log(f"published {name} ({entry['base']}, {_count(entry['macs'])} MACs, "
+            f"{_count(entry['params'])} params{figure}) to {zoo}: {files['params']}")
+    return entry
+
+
+def _exists(name: str, zoo: str) -> PrunenetError:
+    return PrunenetError(f"model {name} is already in the zoo at {zoo}; choose another --name or "
+                         f"pass --overwrite to replace it")
+
+
+def _remove_unreferenced(zoo: str, old: dict) -> None:
+    """Delete the replaced entry's files that no entry of the manifest lists any more."""
+    with _locked(zoo):
+        listed = {f for e in read_manifest(zoo)["models"].values()
+                  if isinstance(e, dict) and isinstance(e.get("files"), dict)
+                  for f in e["files"].values()}
+        for fname in old.get("files", {}).values():
+            if fname not in listed:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(zoo, fname))
+
+
+# -- verifying and listing ----------------------------------------------------------------------
+@dataclass
+class Verification:
+    """What ``verify`` found: models that passed, problems (one line each), notes."""
+
+    ok: List[str] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
+def verify(zoo: str, ctx=None) -> Verification:
+    """Check every model of the zoo: its files exist, their SHA-1s match the manifest and the
+    file names, the shape file fits the base network and the weights fit the shape file."""
+    from .files import load_params, read_shapes
+    doc = read_manifest(zoo)
+    result = Verification()
+    listed = {MANIFEST}
+    for name in sorted(doc["models"]):
+        try:
+            entry = _entry(zoo, name, doc)
+            listed.update(entry["files"].values())
+            paths = {}
+            for role in ("shapes", "params"):
+                try:
+                    paths[role] = _checked_file(zoo, name, entry, role)
+                except PrunenetError as err:
+                    result.problems.append(str(err))
+            if len(paths) < 2:
+                continue
+            build_pruned_resnet(entry["base"], read_shapes(paths["shapes"]),
+                                load_params(paths["params"]), ctx, paths["shapes"],
+                                paths["params"])
+            result.ok.append(name)
+        except PrunenetError as err:
+            text = str(err)
+            result.problems.append(text if text.startswith(f"model {name}:") else
+                                   f"model {name}: {text}")
+    folder = os.path.expanduser(zoo)
+    for fname in sorted(os.listdir(folder)):
+        if fname not in listed and not fname.startswith("."):
+            result.notes.append(f"{os.path.join(folder, fname)} is not listed in {MANIFEST} "
+                                f"(left by an interrupted publish or another tool)")
+    return result
+
+
+def _count(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1e9:.2f}G" if value >= 1e9 else f"{value / 1e6:.1f}M"
+
+
+def format_table(models: Dict[str, dict]) -> str:
+    """The zoo's models as a text table, one line each, sorted by name."""
+    header = ("name", "base", "objective", "target", "MACs", "params", "top-1", "top-5",
+              "img/s", "batch", "device")
+    rows = [header]
+    for name in sorted(models):
+        e = models[name]
+        pct = (lambda v: "-" if v is None else f"{100 * v:.2f}%")
+        rows.append((name, str(e.get("base", "-")), str(e.get("objective") or "-"),
+                     "-" if e.get("target") is None else f"{e['target']:g}",
+                     _count(e.get("macs")), _count(e.get("params")), pct(e.get("top1")),
+                     pct(e.get("top5")),
+                     "-" if not e.get("throughput_img_s") else f"{e['throughput_img_s']:.0f}",
+                     str(e.get("batch_size") or "-"), str(e.get("device") or "-")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+# -- the command line ---------------------------------------------------------------------------
+def add_parser(subparsers) -> None:
+    """Add ``zoo publish|list|verify|export`` to the ``prunenet`` command line."""
+    from .cli import _positive_int
+    p = subparsers.add_parser("zoo", help="publish pruned models to a model zoo, list, verify "
+                                          "and export them")
+    sub = p.add_subparsers(dest="zoo_command", metavar="ACTION", parser_class=type(p))
+    sub.required = True
+
+    q = sub.add_parser("publish", help="publish a prunenet prune output folder")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of prunenet prune")
+    q.add_argument("--zoo", required=True, help="the zoo folder (created if missing)")
+    q.add_argument("--name", required=True, help="model name, e.g. resnet50_v1d_0.5_flops")
+    q.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
+    q.add_argument("--no-bench", action="store_true",
+                   help="do not measure throughput (unless the run holds one, it stays empty)")
+    q.add_argument("--batch-size", type=_positive_int, default=64,
+                   help="batch size of the throughput measurement (default 64)")
+    q.add_argument("--repeats", type=_positive_int, default=10,
+                   help="timed batches; the median counts (default 10)")
+    q.add_argument("--gpus", default="", help="GPU id to measure on, e.g. 0 (default: CPU)")
+    q.set_defaults(func=_publish)
+
+    q = sub.add_parser("list", help="list the zoo's models as a table")
+    q.add_argument("--zoo", required=True, help="the zoo folder")
+    q.add_argument("--json", action="store_true", help="print the manifest's models as JSON")
+    q.set_defaults(func=_list)
+
+    q = sub.add_parser("verify", help="check every model's hashes and shapes")
+    q.add_argument("--zoo", required=True, help="the zoo folder")
+    q.set_defaults(func=_verify)
+
+    q = sub.add_parser("export", help="export a model for deployment (MXNet symbol or ONNX)")
+    q.add_argument("name", metavar="NAME", help="model name in the zoo (or a GluonCV pruned "
+                                                "ResNet whose weights are local)")
+    q.add_argument("--zoo", required=True, help="the zoo folder")
+    q.add_argument("--format", required=True, choices=["symbol", "onnx"],
+                   help="symbol: NAME-symbol.json + NAME-0000.params; onnx: NAME.onnx")
+    q.add_argument("--out", required=True, help="output folder (created if missing)")
+    q.add_argument("--input-size", type=_positive_int, default=None,
+                   help="input image size (default: the size the model was pruned at)")
+    q.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
+    q.set_defaults(func=_export)
+
+
+def _publish(args) -> int:
+    from .runs import contexts
+    publish(args.run_dir, args.zoo, args.name, overwrite=args.overwrite, bench=not args.no_bench,
+            batch_size=args.batch_size, repeats=args.repeats, ctx=contexts(args.gpus)[0])
+    return 0
+
+
+def _list(args) -> int:
+    import json
+    models = read_manifest(args.zoo)["models"]
+    if args.json:
+        print(json.dumps(models, indent=2))
+    elif not models:
+        print(f"the zoo at {args.zoo} has no models")
+    else:
+        print(format_table(models))
+    return 0
+
+
+def _verify(args) -> int:
+    import sys
+    result = verify(args.zoo)
+    for name in result.ok:
+        print(f"ok       {name}")
+    for problem in result.problems:
+        print(f"FAILED   {problem}")
+    for note in result.notes:
+        print(f"note     {note}")
+    print(f"{len(result.ok)} model(s) verified, {len(result.problems)} problem(s)",
+          file=sys.stderr if result.problems else sys.stdout)
+    return 1 if result.problems else 0
+
+
+def _export(args) -> int:
+    from .export import export
+    written = export(args.name, args.zoo, args.format, args.out, input_size=args.input_size,
+                     overwrite=args.overwrite)
+    check = ("" if written["max_abs_diff"] is None else
+             f" (outputs checked against MXNet's: largest difference "
+             f"{written['max_abs_diff']:.1e})")
+    print(f"wrote {', '.join(written['files'])}{check}")
+    return 0
