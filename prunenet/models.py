@@ -9,7 +9,7 @@ from .errors import PrunenetError
 
 __all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
            "check_shapes", "initialize_missing", "pretrained_params",
-           "build_pruned_resnet"]
+           "build_pruned_resnet", "load_symbol_block"]
 
 # Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
 _CIFAR_PREFIX = "cifar_"
@@ -154,6 +154,25 @@ def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=Non
         raise PrunenetError(f"shape file {shapes_source}: the layer widths of {base} do not fit "
                             f"together ({_first_line(err)})") from None
     return net
+
+
+def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=None):
+    """An MXNet symbol + params pair as a ``SymbolBlock`` (randomly initialised without params),
+    with errors that name the files."""
+    import warnings
+    import mxnet as mx
+    from mxnet import gluon
+    ctx = ctx or mx.cpu()
+    try:
+        with warnings.catch_warnings():  # "Cannot decide type for ... data": harmless
+            warnings.simplefilter("ignore", UserWarning)
+            block = gluon.SymbolBlock.imports(symbol_file, ["data"], params_file, ctx=ctx)
+    except (AssertionError, ValueError, mx.base.MXNetError, OSError) as err:
+        raise PrunenetError(f"{params_file or symbol_file} does not fit {symbol_file}: "
+                            f"{_first_line(err)}") from None
+    if params_file is None:
+        initialize_missing(block, mx.init.MSRAPrelu(), ctx)
+    return block
 
 
 def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:

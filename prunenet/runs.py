@@ -124,15 +124,13 @@ def _base_report(model: str, method: str, objective: str, target: float, selecti
 
 def load_pruned(folder: str, ctx=None):
     """The pruned network saved in a run folder (either format), ready to run."""
-    import mxnet as mx
-    from mxnet import gluon
     from .files import load_params, read_json, read_shapes
-    from .models import build_pruned_resnet
+    from .models import build_pruned_resnet, load_symbol_block
     report = read_json(os.path.join(folder, REPORT_FILE), "run report")
     files = [os.path.join(folder, f) for f in report.get("files", [])]
     if report.get("format", "gluoncv-pruned-resnet") == "mxnet-symbol" or \
             files and files[0].endswith("-symbol.json"):
-        return gluon.SymbolBlock.imports(files[0], ["data"], files[1], ctx=ctx or mx.cpu())
+        return load_symbol_block(files[0], files[1], ctx)
     shapes, params = os.path.join(folder, SHAPES_FILE), os.path.join(folder, PARAMS_FILE)
     return build_pruned_resnet(report["model"], read_shapes(shapes), load_params(params), ctx,
                                shapes, params)

@@ -5,6 +5,8 @@ A zoo is a folder (the same layout can later be served over HTTP or S3)::
     ZOO/zoo.json                          the manifest: every model, its figures and file hashes
     ZOO/<name>-<sha1[:8]>.json            the GluonCV pruned-ResNet shape file
     ZOO/<name>-<sha1[:8]>.params          the weights (``mx.nd.save``, GluonCV's full names)
+    ZOO/<name>-symbol-<sha1[:8]>.json     instead of the shape file, for networks other than
+                                          GluonCV's ResNetV1b family: the MXNet symbol
 
 Files are named by the first 8 hex digits of their SHA-1, as GluonCV's model store names its
 files, and both hashes are checked on load. Content-addressed names mean a publish only ever adds
@@ -29,13 +31,16 @@ from .errors import PrunenetError
 from .models import build_pruned_resnet
 
 __all__ = ["get_model", "describe", "publish", "read_manifest", "verify", "Verification",
-           "gluoncv_pruned_models", "format_table", "add_parser", "MANIFEST", "RESNET_FORMAT"]
+           "gluoncv_pruned_models", "format_table", "add_parser", "MANIFEST", "RESNET_FORMAT",
+           "SYMBOL_FORMAT"]
 
 MANIFEST = "zoo.json"
 LOCK_FILE = ".lock"
 VERSION = 1
-RESNET_FORMAT = "gluoncv-pruned-resnet"  # issue 10 adds "mxnet-symbol" entries
-FORMATS = (RESNET_FORMAT,)
+RESNET_FORMAT = "gluoncv-pruned-resnet"  # the ResNetV1b family: shape file + params
+SYMBOL_FORMAT = "mxnet-symbol"  # any other network: MXNet symbol + params
+ROLES = {RESNET_FORMAT: ("shapes", "params"), SYMBOL_FORMAT: ("symbol", "params")}
+FORMATS = tuple(ROLES)
 DEFAULT_ROOT = os.path.join("~", ".mxnet", "models")  # GluonCV's model store
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -118,7 +123,7 @@ def _entry(zoo: str, name: str, doc: dict) -> dict:
     if entry.get("format") not in FORMATS:
         raise PrunenetError(f"{where}: model {name} has format {entry.get('format')!r}, which "
                             f"this prunenet cannot load ({', '.join(FORMATS)}); upgrade prunenet")
-    for role in ("shapes", "params"):
+    for role in ROLES[entry["format"]]:
         fname = entry["files"].get(role)
         if not isinstance(fname, str) or os.path.basename(fname) != fname or \
                 fname.startswith(".") or not isinstance(entry["sha1"].get(role), str):
@@ -210,19 +215,30 @@ def describe(name: str, root: str = DEFAULT_ROOT) -> dict:
 
 def get_model(name: str, pretrained: bool = False, root: str = DEFAULT_ROOT, ctx=None):
     """Model ``name`` from the zoo at ``root`` (or one of GluonCV's pruned ResNets), as a
-    ``ResNetV1b`` of the stored widths: with the stored weights after checking both files' hashes
-    when ``pretrained``, else randomly initialised. GluonCV style; nothing is downloaded."""
-    from .files import load_params, read_shapes
+    ``ResNetV1b`` of the stored widths (other networks: a ``SymbolBlock``): with the stored
+    weights after checking both files' hashes when ``pretrained``, else randomly initialised.
+    GluonCV style; nothing is downloaded."""
     entry = describe(name, root)
     if entry.get("source") == "gluoncv":
         shapes_path = _gluoncv_shape_file(entry["tag"])
         params_path = _gluoncv_weights(name, entry["tag"], root) if pretrained else None
-    else:
-        shapes_path = _checked_file(root, name, entry, "shapes")
-        params_path = _checked_file(root, name, entry, "params") if pretrained else None
-    shapes = read_shapes(shapes_path)
+        return _load(RESNET_FORMAT, entry["base"], {"shapes": shapes_path, "params": params_path},
+                     ctx)
+    roles = ROLES[entry["format"]]
+    paths = {role: _checked_file(root, name, entry, role) for role in roles
+             if role != "params" or pretrained}
+    return _load(entry["format"], entry["base"], paths, ctx)
+
+
+def _load(fmt: str, base: str, paths: Dict[str, Optional[str]], ctx=None):
+    """Build a stored network from its files (no ``params`` path: randomly initialised)."""
+    from .files import load_params, read_shapes
+    from .models import load_symbol_block
+    params_path = paths.get("params")
+    if fmt == SYMBOL_FORMAT:
+        return load_symbol_block(paths["symbol"], params_path, ctx)
     params = load_params(params_path) if params_path else None
-    return build_pruned_resnet(entry["base"], shapes, params, ctx, shapes_path,
+    return build_pruned_resnet(base, read_shapes(paths["shapes"]), params, ctx, paths["shapes"],
                                params_path or "<params>")
 
 
@@ -240,19 +256,23 @@ def _device_name(ctx) -> str:
                                    threads and f"OMP_NUM_THREADS={threads}"]))
 
 
-def _run_files(run_dir: str, report: dict) -> Tuple[str, str]:
-    from .runs import PARAMS_FILE, SHAPES_FILE
+def _run_files(run_dir: str, report: dict) -> Tuple[str, Dict[str, str]]:
+    """The format of a run's pruned network and its files by role."""
+    from .runs import PARAMS_FILE, SHAPES_FILE, SYMBOL_PREFIX
     fmt = report.get("format", RESNET_FORMAT)
-    if fmt != RESNET_FORMAT:
-        raise PrunenetError(f"run {run_dir} holds {report.get('model')} as {fmt} "
-                            f"(pruned-symbol.json); the zoo publishes GluonCV pruned ResNets "
-                            f"(the ResNetV1b family) only for now")
-    paths = (os.path.join(run_dir, SHAPES_FILE), os.path.join(run_dir, PARAMS_FILE))
-    for path in paths:
+    if fmt == RESNET_FORMAT:
+        paths = {"shapes": SHAPES_FILE, "params": PARAMS_FILE}
+    elif fmt == SYMBOL_FORMAT:
+        paths = {"symbol": f"{SYMBOL_PREFIX}-symbol.json", "params": f"{SYMBOL_PREFIX}-0000.params"}
+    else:
+        raise PrunenetError(f"run {run_dir} holds its network in format {fmt!r}, which this "
+                            f"prunenet cannot publish ({', '.join(FORMATS)})")
+    paths = {role: os.path.join(run_dir, fname) for role, fname in paths.items()}
+    for path in paths.values():
         if not os.path.isfile(path):
             raise PrunenetError(f"run {run_dir} has no {os.path.basename(path)}; publish the "
                                 f"output folder of a finished prunenet prune run")
-    return paths
+    return fmt, paths
 
 
 def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: bool = True,
@@ -263,10 +283,9 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     import mxnet as mx
     from . import __version__
     from .bench import throughput
-    from .files import atomic_path, load_params, read_json, read_shapes
+    from .files import atomic_path, read_json
     from .models import input_shape
     from .runs import REPORT_FILE
-    from .surgery import GLUONCV_PREFIX
 
     check_name(name)
     zoo = os.path.abspath(os.path.expanduser(zoo))
@@ -281,11 +300,11 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     if not isinstance(report, dict) or not report.get("model"):
         raise PrunenetError(f"{os.path.join(run_dir, REPORT_FILE)} names no model; publish the "
                             f"output folder of a finished prunenet prune run")
-    shapes_src, params_src = _run_files(run_dir, report)
-    hashes = {"shapes": sha1_of(shapes_src), "params": sha1_of(params_src)}
-    shapes = read_shapes(shapes_src)
-    net = build_pruned_resnet(report["model"], shapes, load_params(params_src), ctx,
-                              shapes_src, params_src)
+    fmt, sources = _run_files(run_dir, report)
+    hashes = {role: sha1_of(path) for role, path in sources.items()}
+    net = _load(fmt, report["model"], sources, ctx)
+    image_shape = tuple((report.get("input_shape") or input_shape(report["model"]))[1:])
+    classes = int(net(mx.nd.zeros((1,) + image_shape, ctx=ctx)).shape[1])
 
     speed = {"throughput_img_s": None, "batch_size": None, "device": None, "device_name": None,
              "throughput_source": None}
@@ -294,21 +313,23 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
                      batch_size=report.get("batch_size"), device=report.get("device"),
                      throughput_source="run")
     elif bench:
-        image_shape = tuple((report.get("input_shape") or input_shape(report["model"]))[1:])
         measured = throughput({name: net}, image_shape=image_shape, batch_size=batch_size,
                               repeats=repeats, warmup=warmup, ctx=ctx)[name]
         speed.update(throughput_img_s=measured["throughput_img_s"], batch_size=batch_size,
                      device=str(ctx), device_name=_device_name(ctx), throughput_source="publish")
 
-    files = {"shapes": f"{name}-{hashes['shapes'][:8]}.json",
-             "params": f"{name}-{hashes['params'][:8]}.params"}
+    files = {"params": f"{name}-{hashes['params'][:8]}.params"}
+    if fmt == RESNET_FORMAT:
+        files["shapes"] = f"{name}-{hashes['shapes'][:8]}.json"
+    else:
+        files["symbol"] = f"{name}-symbol-{hashes['symbol'][:8]}.json"
     entry = {
-        "format": RESNET_FORMAT, "base": report["model"], "method": report.get("method"),
+        "format": fmt, "base": report["model"], "method": report.get("method"),
         "objective": report.get("objective"), "target": report.get("target"),
         "achieved": report.get("achieved"), "macs": report.get("macs_after"),
         "params": report.get("params_after"), "macs_base": report.get("macs_before"),
         "params_base": report.get("params_before"),
-        "classes": int(shapes[GLUONCV_PREFIX + "dense0_weight"][0]),
+        "classes": classes,
         "input_shape": report.get("input_shape"), "dataset": report.get("dataset"),
         "top1": report.get("top1_after"), "top5": report.get("top5_after"), **speed,
         "command": report.get("command"), "files": files, "sha1": hashes,
@@ -323,7 +344,7 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
             old = doc["models"].get(name)
             if old is not None and not overwrite:
                 raise _exists(name, zoo)
-            for role, src in (("shapes", shapes_src), ("params", params_src)):
+            for role, src in sources.items():
                 dst = os.path.join(zoo, files[role])
                 existed = os.path.exists(dst)
                 if existed and sha1_of(dst) == hashes[role]:
@@ -381,8 +402,8 @@ class Verification:
 
 def verify(zoo: str, ctx=None) -> Verification:
     """Check every model of the zoo: its files exist, their SHA-1s match the manifest and the
-    file names, the shape file fits the base network and the weights fit the shape file."""
-    from .files import load_params, read_shapes
+    file names, the shape file fits the base network and the weights fit the shape file (or
+    the weights fit the symbol)."""
     doc = read_manifest(zoo)
     result = Verification()
     listed = {MANIFEST}
@@ -391,16 +412,14 @@ def verify(zoo: str, ctx=None) -> Verification:
             entry = _entry(zoo, name, doc)
             listed.update(entry["files"].values())
             paths = {}
-            for role in ("shapes", "params"):
+            for role in ROLES[entry["format"]]:
                 try:
                     paths[role] = _checked_file(zoo, name, entry, role)
                 except PrunenetError as err:
                     result.problems.append(str(err))
-            if len(paths) < 2:
+            if len(paths) < len(ROLES[entry["format"]]):
                 continue
-            build_pruned_resnet(entry["base"], read_shapes(paths["shapes"]),
-                                load_params(paths["params"]), ctx, paths["shapes"],
-                                paths["params"])
+            _load(entry["format"], entry["base"], paths, ctx)
             result.ok.append(name)
         except PrunenetError as err:
             text = str(err)

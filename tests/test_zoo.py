@@ -354,7 +354,7 @@ def test_bad_input_is_refused_clearly(runs, published, tmp_path, capsys):
     symbol_run.mkdir()
     with open(symbol_run / "report.json", "w") as f:
         json.dump({"model": "cifar_resnet20_v1", "format": "mxnet-symbol"}, f)
-    with pytest.raises(PrunenetError, match="GluonCV pruned ResNets"):
+    with pytest.raises(PrunenetError, match="has no pruned-symbol.json"):
         zoo.publish(str(symbol_run), fresh, "x", bench=False, log=None)
     assert not os.path.exists(fresh)
     assert cli("zoo", "list", "--zoo", fresh) == 2
@@ -385,3 +385,33 @@ def test_republishing_repairs_a_corrupt_file(published, runs):
     x = probe()
     assert np.array_equal(zoo.get_model(NAME, pretrained=True, root=published)(x).asnumpy(),
                           load_pruned(runs["a"])(x).asnumpy())
+
+
+def test_other_networks_are_stored_as_symbol_and_params(tmp_path, capsys):
+    """A network outside the ResNetV1b family: the same manifest, hash checks and exports."""
+    from prunenet.cli import main
+    run = tmp_path / "mbv2"
+    assert main(["prune", "--model", "mobilenetv2_1.0", "--input-size", "32", "--classes", "10",
+                 "--method", "l1", "--target", "0.6", "--out", str(run)]) == 0
+    path = str(tmp_path / "zoo")
+    entry = zoo.publish(str(run), path, "mobilenetv2_0.6_flops", batch_size=2, repeats=1,
+                        log=None)
+    assert entry["format"] == zoo.SYMBOL_FORMAT and entry["classes"] == 10
+    assert set(entry["files"]) == {"symbol", "params"}
+    for role, fname in entry["files"].items():
+        assert sha1(os.path.join(path, fname)) == entry["sha1"][role]
+    x = mx.nd.array(np.random.RandomState(0).normal(size=(2, 3, 32, 32)))
+    ours = zoo.get_model("mobilenetv2_0.6_flops", pretrained=True, root=path)
+    assert np.array_equal(ours(x).asnumpy(), load_pruned(str(run))(x).asnumpy())
+    assert zoo.verify(path).ok == ["mobilenetv2_0.6_flops"]
+    out = tmp_path / "deploy"
+    assert cli("zoo", "export", "mobilenetv2_0.6_flops", "--zoo", path, "--format", "onnx",
+               "--out", str(out)) == 0
+    assert os.path.exists(out / "mobilenetv2_0.6_flops.onnx")
+    before = snapshot(path)
+    _flip_byte(os.path.join(path, entry["files"]["symbol"]))
+    problems = zoo.verify(path).problems
+    assert len(problems) == 1 and entry["files"]["symbol"] in problems[0]
+    with pytest.raises(PrunenetError, match="sha1"):
+        zoo.get_model("mobilenetv2_0.6_flops", pretrained=True, root=path)
+    assert snapshot(path).keys() == before.keys()
