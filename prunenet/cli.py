@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     g = p.add_argument_group("gcp", "the data-driven method (--method gcp)")
-    g.add_argument("--dataset", default="fashion-mnist",
-                   help="fashion-mnist, synthetic, imagenet (RecordIO) or folder")
+    g.add_argument("--dataset", default=None,
+                   help="fashion-mnist (default for gcp), synthetic, imagenet (RecordIO) or "
+                        "folder; with a data-free method it adds fine-tuning and evaluation")
     g.add_argument("--data-dir", default=None, help="where the dataset's files are")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
     g.add_argument("--reg", type=float, default=0.5, help="L1 weight λ (default 0.5)")
@@ -153,10 +154,10 @@ def _count(args) -> int:
 
 
 def _prune(args) -> int:
-    from .runs import GCPRun, gcp_run, prune_run
+    from .runs import DataRun, data_run, prune_run
     command = ["prunenet"] + sys.argv[1:]
     if args.resume:
-        gcp_run(GCPRun(model="", out=args.resume, target=0.5), resume=True)
+        data_run(DataRun(model="", out=args.resume, target=0.5), resume=True)
         return 0
     missing = [flag for flag, value in (("--model", args.model), ("--method", args.method),
                                         ("--target", args.target), ("--out", args.out))
@@ -169,10 +170,10 @@ def _prune(args) -> int:
             raise PrunenetError("give --params or --pretrained, not both")
         from .models import pretrained_params
         params = pretrained_params(args.model)
-    if args.method == "gcp":
-        gcp_run(GCPRun(
-            model=args.model, out=args.out, target=args.target, objective=args.objective,
-            dataset=args.dataset, data_dir=args.data_dir, params=params, steps=args.steps,
+    if args.method == "gcp" or args.dataset is not None:
+        data_run(DataRun(
+            model=args.model, out=args.out, target=args.target, method=args.method,
+            objective=args.objective, dataset=args.dataset or "fashion-mnist", data_dir=args.data_dir, params=params, steps=args.steps,
             reg=args.reg, epochs_per_step=args.epochs_per_step, debias_epochs=args.debias_epochs,
             finetune_epochs=args.finetune_epochs, lr=args.lr, finetune_lr=args.finetune_lr,
             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,

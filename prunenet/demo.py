@@ -93,7 +93,7 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
     """Train (or reuse) the base, prune it with GCP, fine-tune, benchmark, print the table."""
     from .bench import throughput
     from .models import load_model
-    from .runs import GCPRun, contexts, gcp_run
+    from .runs import DataRun, contexts, data_run
 
     config = QUICK if quick else FULL
     ctx = contexts(gpus)
@@ -101,7 +101,7 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
         "PRUNENET_CACHE", os.path.join("~", ".cache", "prunenet")))
     start = time.time()
     params_file, base_top1 = train_base(config, data_dir, cache_dir, ctx, log, progress)
-    report = gcp_run(GCPRun(
+    report = data_run(DataRun(
         model=config.model, out=out, target=config.target, objective="flops",
         dataset="fashion-mnist", data_dir=data_dir, params=params_file, steps=config.steps,
         reg=config.reg, epochs_per_step=config.epochs_per_step,

@@ -3,14 +3,24 @@
 After each ordinary SGD (momentum) step on the smooth loss, every regularised parameter is
 soft-thresholded per channel: ``s ← sign(s)·max(|s| − lr·t, 0)`` with ``t = λ·c`` its channel's
 cost-weighted threshold. A plain ``gluon.Trainer(params, 'proxsgd', {'thresholds': ...})`` drives it.
+
+The step is vectorised across parameters: the trainer hands over up to ``aggregate_num`` (45)
+parameters at a time, their momentum update is MXNet's one ``multi_sgd_mom_update``, and the
+thresholding of all the regularised ones among them is five engine ops however many there are
+(concatenate, clip to ±lr·t, split, and one ``multi_sgd_update`` that subtracts the clipped
+values: ``s − clip(s, −τ, τ)`` is the soft threshold, exactly zero where ``|s| ≤ τ``).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable
+import os
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import mxnet as mx
+import numpy as np
 
 __all__ = ["ProxSGD", "zero_state_rows"]
+
+_MAX_AGGREGATE = 45  # MXNet's multi-tensor SGD kernels take at most this many arrays
 
 
 @mx.optimizer.register
@@ -23,15 +33,20 @@ class ProxSGD(mx.optimizer.SGD):
 
     def __init__(self, thresholds: Dict[str, object] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.thresholds = {name: mx.nd.array(t) if not isinstance(t, mx.nd.NDArray) else t
-                           for name, t in (thresholds or {}).items()}
-        self._on_ctx: Dict[tuple, mx.nd.NDArray] = {}
+        self.aggregate_num = max(1, min(_MAX_AGGREGATE, int(os.getenv(
+            "MXNET_OPTIMIZER_AGGREGATION_SIZE", str(_MAX_AGGREGATE)))))
+        self.set_thresholds(thresholds or {})
 
     def set_thresholds(self, thresholds: Dict[str, object]) -> None:
         """Replace the thresholds (e.g. after the cost weights were recomputed)."""
-        self.thresholds = {name: mx.nd.array(t) if not isinstance(t, mx.nd.NDArray) else t
-                           for name, t in thresholds.items()}
-        self._on_ctx.clear()
+        self.thresholds = {name: _as_numpy(t) for name, t in thresholds.items()}
+        # (names, context) -> (lrs, τ, -τ) for the latest learning rates
+        self._tau: Dict[tuple, Tuple[tuple, mx.nd.NDArray, mx.nd.NDArray]] = {}
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_tau"] = {}  # a cache of device arrays: rebuilt on use
+        return state
 
     def update(self, index, weight, grad, state):
         super().update(index, weight, grad, state)
@@ -44,22 +59,52 @@ class ProxSGD(mx.optimizer.SGD):
     def _prox(self, index, weight) -> None:
         indices = index if isinstance(index, (list, tuple)) else [index]
         weights = weight if isinstance(weight, (list, tuple)) else [weight]
-        for i, w in zip(indices, weights):
-            param = self.param_dict.get(i)
-            if param is None or param.name not in self.thresholds:
-                continue
-            key = (param.name, w.context)
-            t = self._on_ctx.get(key)
-            if t is None:
-                t = self._on_ctx[key] = self.thresholds[param.name].as_in_context(w.context)
-            shrunk = mx.nd.maximum(mx.nd.abs(w) - self._get_lr(i) * t, 0)
-            w[:] = mx.nd.sign(w) * shrunk
+        chosen = [(i, w) for i, w in zip(indices, weights)
+                  if i in self.param_dict and self.param_dict[i].name in self.thresholds]
+        for start in range(0, len(chosen), _MAX_AGGREGATE):
+            self._soft_threshold(chosen[start:start + _MAX_AGGREGATE])
+
+    def _thresholds_for(self, chosen) -> Tuple[mx.nd.NDArray, mx.nd.NDArray]:
+        """τ = lr·t over the chosen parameters end to end, and −τ (cached while lr holds)."""
+        names = tuple(self.param_dict[i].name for i, _ in chosen)
+        ctx = chosen[0][1].context
+        lrs = tuple(self._get_lrs([i for i, _ in chosen]))
+        cached = self._tau.get((names, ctx))
+        if cached is None or cached[0] != lrs:
+            tau = np.concatenate([lr * self.thresholds[n] for n, lr in zip(names, lrs)])
+            cached = (lrs, mx.nd.array(tau, ctx=ctx, dtype=chosen[0][1].dtype),
+                      mx.nd.array(-tau, ctx=ctx, dtype=chosen[0][1].dtype))
+            self._tau[(names, ctx)] = cached
+        return cached[1], cached[2]
+
+    def _soft_threshold(self, chosen) -> None:
+        tau, neg_tau = self._thresholds_for(chosen)
+        ws = [w for _, w in chosen]
+        if len(ws) == 1:
+            w = ws[0]
+            flat = w.reshape((-1,))
+            flat -= mx.nd.minimum(mx.nd.maximum(flat, neg_tau), tau)
+            return
+        flat = mx.nd.concat(*[w.reshape((-1,)) for w in ws], dim=0)
+        clipped = mx.nd.minimum(mx.nd.maximum(flat, neg_tau), tau)
+        offsets = np.cumsum([w.size for w in ws])[:-1]
+        parts = mx.nd.split_v2(clipped, tuple(int(o) for o in offsets), axis=0)
+        parts = parts if isinstance(parts, (list, tuple)) else [parts]
+        args: List[mx.nd.NDArray] = []
+        for w, d in zip(ws, parts):
+            args += [w, d.reshape(w.shape)]
+        mx.nd.multi_sgd_update(*args, lrs=(1.0,) * len(ws), wds=(0.0,) * len(ws),
+                               rescale_grad=1.0, num_weights=len(ws), out=ws)
+
+
+def _as_numpy(t) -> np.ndarray:
+    arr = t.asnumpy() if isinstance(t, mx.nd.NDArray) else np.asarray(t)
+    return arr.astype(np.float32).ravel()
 
 
 def zero_state_rows(trainer, names_rows: Iterable[tuple]) -> None:
     """Zero the optimizer state (momentum) of the given rows: ``(param name, bool mask of rows
     to zero)`` pairs, so removed channels are not pushed back by old momentum."""
-    import numpy as np
     index = {p.name: i for i, p in enumerate(trainer._params)}
     for name, rows in names_rows:
         i = index.get(name)

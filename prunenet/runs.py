@@ -25,7 +25,7 @@ from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluon
                       zero_removed)
 
 __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surgery_check",
-           "environment", "GCPRun", "gcp_run", "contexts", "load_pruned"]
+           "environment", "DataRun", "data_run", "contexts", "load_pruned"]
 
 SHAPES_FILE = "shapes.json"
 PARAMS_FILE = "pruned.params"
@@ -216,13 +216,15 @@ CHECKPOINT_DIR = "checkpoint"
 
 
 @dataclass
-class GCPRun:
-    """Everything a ``prunenet prune --method gcp`` run needs; saved as ``run.json`` so that
-    ``--resume`` continues with the same settings."""
+class DataRun:
+    """Everything a pruning run with data needs — GCP, or a data-free method followed by the
+    same fine-tuning — saved as ``run.json`` so that ``--resume`` continues with the same
+    settings."""
 
     model: str
     out: str
     target: float
+    method: str = "gcp"
     objective: str = "flops"
     dataset: str = "fashion-mnist"
     data_dir: Optional[str] = None
@@ -296,29 +298,33 @@ class _Log:
             self.echo(message)
 
 
-def gcp_run(run: GCPRun, resume: bool = False, overwrite: bool = False, log=print) -> dict:
-    """Prune ``run.model`` with GCP on ``run.dataset``, fine-tune and evaluate it, and write the
-    run folder: ``report.json``, ``steps.csv``, ``log.txt``, the pruned pair, and a checkpoint
-    after every step so that ``resume=True`` continues from the last finished one."""
+def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print) -> dict:
+    """Prune ``run.model`` with ``run.method`` (GCP on ``run.dataset``, or a data-free method),
+    fine-tune and evaluate it, and write the run folder: ``report.json``, ``steps.csv``,
+    ``log.txt``, the pruned pair, and for GCP a checkpoint after every step so that
+    ``resume=True`` continues from the last finished one."""
     import dataclasses
     import shutil
     from . import data as datasets
-    from .checkpoint import load_checkpoint, restore_trainer, save_checkpoint
+    from .checkpoint import load_checkpoint
     from .files import read_json, write_json
-    from .methods.gcp import GCP, GCPConfig
+    from .methods.gcp import GCPConfig
     from .models import input_shape, load_model
     from .train import BatchStream, FinetuneConfig, finetune
-    from .wrapper import REGULARIZE, MaskedNetwork
 
     out = os.path.abspath(run.out)
     if resume:
         saved = os.path.join(out, RUN_FILE)
         if not os.path.exists(saved):
             raise PrunenetError(f"--resume {out}: no {RUN_FILE} there; it is not a GCP run folder")
-        fields = {f.name for f in dataclasses.fields(GCPRun)}
-        run = GCPRun(**{k: v for k, v in read_json(saved, "run file").items() if k in fields})
+        fields = {f.name for f in dataclasses.fields(DataRun)}
+        run = DataRun(**{k: v for k, v in read_json(saved, "run file").items() if k in fields})
         run.out = out
     else:
+        from .methods import DATA_FREE
+        if run.method != "gcp" and run.method not in DATA_FREE:
+            raise PrunenetError(f"unknown method {run.method!r}: choose gcp or one of "
+                                f"{', '.join(DATA_FREE)}")
         GCPConfig(target=run.target, steps=run.steps, reg=run.reg, lr=run.lr,
                   epochs_per_step=run.epochs_per_step).check()
         if run.finetune_epochs < 0 or run.batch_size < 1:
@@ -373,6 +379,86 @@ def gcp_run(run: GCPRun, resume: bool = False, overwrite: bool = False, log=prin
             f"{before['macs'] / 1e6:.1f}M MACs, {before['params'] / 1e6:.3f}M params")
     else:
         top1_before, top5_before = ckpt["top1_before"], ckpt["top5_before"]
+    t0 = time.time()
+    if run.method == "gcp":
+        selection, masked, params, notes = _gcp_steps(
+            run, net, graph, cost, ctx, train, ckpt, rows, timings, say, batches,
+            progress={"top1_before": top1_before, "top5_before": top5_before})
+    else:
+        from .methods import DATA_FREE
+        params = network_params(net)
+        selection = DATA_FREE[run.method](graph, params, cost, run.target,
+                                          round_to=run.round_to, min_width=run.min_width)
+        zero_removed(graph, net, selection.keep)
+        masked, notes = net, []
+        timings["select_s"] = time.time() - t0
+    t0 = time.time()
+    top1_selected, _ = val_top1(masked)
+    pruned = prune_network(net, graph, selection.keep, run.model, classes, params=params,
+                           ctx=ctx[0])
+    x = _probe(shape, run.seed, ctx[0])
+    masked_out = masked(x).asnumpy()
+    diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
+    _check_surgery(diff, float(np.abs(masked_out).max()))
+    timings["surgery_s"] = time.time() - t0
+    rows.append({"step": run.steps if run.method == "gcp" else 0, "phase": "surgery",
+                 "target": run.target, "achieved": selection.achieved, "loss": "",
+                 "top1": top1_selected, "zeroed_channels": "", "lr": "",
+                 "time_s": timings["surgery_s"]})
+    say(f"after selection: top-1 {top1_selected:.4f}; cost {selection.achieved:.4f} of the "
+        f"unpruned (target {run.target})")
+
+    teacher = None
+    if run.distill:
+        teacher = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
+                             ctx=ctx[0], input_size=size, channels=channels)
+    t0 = time.time()
+    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
+                        warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
+    if run.finetune_epochs > 0:
+        result = finetune(pruned.net, BatchStream(lambda e, s: batches(train, 1000 + e, s, True)),
+                          ft, ctx, teacher=teacher, progress=run.progress)
+        loss = result["loss"]
+    else:
+        loss = float("nan")
+    timings["finetune_s"] = time.time() - t0
+    pruned.params = {name: p.data(ctx[0]).asnumpy() for name, p in
+                     _by_original_names(pruned).items()}
+    top1_after, top5_after = val_top1(pruned.net)
+    rows.append({"step": run.steps, "phase": "finetune", "target": run.target,
+                 "achieved": selection.achieved, "loss": loss, "top1": top1_after,
+                 "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
+    _write_steps(os.path.join(out, STEPS_FILE), rows)
+    report = _base_report(run.model, run.method, run.objective, run.target, selection, graph, before,
+                          timings, run.command)
+    report.update({
+        "top1_before": top1_before, "top5_before": top5_before,
+        "top1_selected": top1_selected, "top1_after": top1_after, "top5_after": top5_after,
+        "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
+        "surgery_max_abs_diff": diff, "notes": notes,
+        "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
+        "settings": dataclasses.asdict(run),
+    })
+    report["files"] = save_pruned(pruned, out)
+    write_json(os.path.join(out, REPORT_FILE), report)
+    say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
+        f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
+        f"{report['params_after'] / 1e6:.3f}M; written to {out}")
+    return report
+
+
+def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, rows, timings,
+               say, batches, progress: dict):
+    """The GCP steps of a run, resuming from ``ckpt``, with a checkpoint after each; returns the
+    selection, the masked network, its parameters for surgery and GCP's notes."""
+    import dataclasses
+    from .checkpoint import restore_trainer, save_checkpoint
+    from .methods.gcp import GCP, GCPConfig
+    from .train import BatchStream
+    from .wrapper import REGULARIZE, MaskedNetwork
+
+    out = run.out
+    ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     wrapper = MaskedNetwork(net, graph, ctx)
     config = GCPConfig(target=run.target, steps=run.steps, reg=run.reg,
                        epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
@@ -415,70 +501,17 @@ def gcp_run(run: GCPRun, resume: bool = False, overwrite: bool = False, log=prin
                         step=t, stream=stream.state(), notes=gcp.notes, rows=rows,
                         largest_block=gcp.last_selection.largest_block,
                         blocks_removed=gcp.last_selection.blocks_removed,
-                        timings=timings, top1_before=top1_before, top5_before=top5_before)
+                        timings=timings, **progress)
         say(f"step {t}/{run.steps}: cost {records[-1].achieved:.4f} of the unpruned "
             f"(target {records[-1].target:.4f}); train loss {records[-1].loss:.4f}, "
             f"{records[0].zeroed_channels} channels zeroed by the regulariser")
     for note in gcp.notes:
         say(note)
 
-    selection = gcp.selection()
-    t0 = time.time()
-    with_masks = wrapper.block(REGULARIZE)
-    top1_selected, _ = val_top1(with_masks)
-    pruned = prune_network(net, graph, wrapper.keep, run.model, classes,
-                           params=wrapper.folded_params(), ctx=ctx[0])
-    x = _probe(shape, run.seed, ctx[0])
-    masked_out = with_masks(x).asnumpy()
-    diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
-    _check_surgery(diff, float(np.abs(masked_out).max()))
-    timings["surgery_s"] = time.time() - t0
-    rows.append({"step": run.steps, "phase": "surgery", "target": run.target,
-                 "achieved": selection.achieved, "loss": "", "top1": top1_selected,
-                 "zeroed_channels": "", "lr": "", "time_s": timings["surgery_s"]})
-    say(f"after selection: top-1 {top1_selected:.4f}; cost {selection.achieved:.4f} of the "
-        f"unpruned (target {run.target})")
-
-    teacher = None
-    if run.distill:
-        teacher = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
-                             ctx=ctx[0], input_size=size, channels=channels)
-    t0 = time.time()
-    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
-                        warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
-    if run.finetune_epochs > 0:
-        result = finetune(pruned.net, BatchStream(lambda e, s: batches(train, 1000 + e, s, True)),
-                          ft, ctx, teacher=teacher, progress=run.progress)
-        loss = result["loss"]
-    else:
-        loss = float("nan")
-    timings["finetune_s"] = time.time() - t0
-    pruned.params = {name: p.data(ctx[0]).asnumpy() for name, p in
-                     _by_original_names(pruned).items()}
-    top1_after, top5_after = val_top1(pruned.net)
-    rows.append({"step": run.steps, "phase": "finetune", "target": run.target,
-                 "achieved": selection.achieved, "loss": loss, "top1": top1_after,
-                 "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
-    _write_steps(os.path.join(out, STEPS_FILE), rows)
-    report = _base_report(run.model, "gcp", run.objective, run.target, selection, graph, before,
-                          timings, run.command)
-    report.update({
-        "top1_before": top1_before, "top5_before": top5_before,
-        "top1_selected": top1_selected, "top1_after": top1_after, "top5_after": top5_after,
-        "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
-        "surgery_max_abs_diff": diff, "notes": gcp.notes,
-        "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        "settings": dataclasses.asdict(run),
-    })
-    report["files"] = save_pruned(pruned, out)
-    write_json(os.path.join(out, REPORT_FILE), report)
-    say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
-        f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
-        f"{report['params_after'] / 1e6:.3f}M; written to {out}")
-    return report
+    return gcp.selection(), wrapper.block(REGULARIZE), wrapper.folded_params(), gcp.notes
 
 
-def _data_options(run: GCPRun, train: bool) -> dict:
+def _data_options(run: DataRun, train: bool) -> dict:
     limit = run.train_limit if train else run.val_limit
     options = {}
     if limit:

@@ -10,8 +10,6 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from .errors import PrunenetError
 
 __all__ = ["BatchStream", "NonFiniteError", "run_batches", "FinetuneConfig",

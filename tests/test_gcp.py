@@ -5,7 +5,7 @@ import pytest
 from conftest import random_net
 from mxnet import autograd, gluon
 
-from prunenet import cost_model, select, trace
+from prunenet import cost_model, trace
 from prunenet.methods.gcp import GCP, GCPConfig
 from prunenet.runs import prune_network
 from prunenet.train import BatchStream
@@ -140,7 +140,7 @@ def _run_steps(name, size, target=0.5, steps=2, reg=0.05, seed=0):
 
 
 def test_conv_weights_frozen_and_bn_statistics_only_move_in_debias():
-    from prunenet.optim import ProxSGD  # noqa: F401
+    import prunenet.optim  # noqa: F401  (registers 'proxsgd')
     from prunenet.train import run_batches
     net, graph, w = _wrapped("cifar_resnet20_v1", 16)
     params = net.collect_params()
@@ -260,7 +260,7 @@ def test_gcp_steps_meet_the_target_and_surgery_equals_masked():
 def test_prox_gives_exact_zeros_and_costly_channels_go_first():
     """Two identical channels, one three times as costly: the costly one reaches exactly zero
     first under the same loss."""
-    from prunenet.optim import ProxSGD  # noqa: F401
+    import prunenet.optim  # noqa: F401  (registers 'proxsgd')
     net = gluon.nn.HybridSequential()
     net.add(gluon.nn.Conv2D(2, 3, use_bias=False), gluon.nn.BatchNorm(),
             gluon.nn.Activation("relu"), gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(2))

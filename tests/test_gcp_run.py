@@ -1,6 +1,5 @@
 """``prunenet prune --method gcp`` end to end on synthetic data: outputs, resume, bad input."""
 import csv
-import json
 import os
 
 import mxnet as mx
@@ -10,7 +9,7 @@ import pytest
 from prunenet.cli import main
 from prunenet.files import read_json
 from prunenet.methods.gcp import GCP
-from prunenet.runs import GCPRun, gcp_run, load_pruned
+from prunenet.runs import DataRun, data_run, load_pruned
 
 SMALL = dict(model="resnet18_v1b", target=0.5, dataset="synthetic", steps=3, reg=0.05,
              epochs_per_step=0.5, finetune_epochs=0.5, lr=0.02, batch_size=32,
@@ -19,10 +18,10 @@ SMALL = dict(model="resnet18_v1b", target=0.5, dataset="synthetic", steps=3, reg
 
 def _run(out, **kwargs):
     settings = dict(SMALL, **kwargs)
-    return gcp_run(GCPRun(out=str(out), **settings), log=None)
+    return data_run(DataRun(out=str(out), **settings), log=None)
 
 
-def test_gcp_run_writes_everything(tmp_path):
+def test_data_run_writes_everything(tmp_path):
     report = _run(tmp_path / "run")
     out = tmp_path / "run"
     assert 0.5 - report["granularity"] < report["achieved"] <= 0.5
@@ -60,7 +59,7 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
     assert read_json(str(tmp_path / "cut" / "checkpoint" / "checkpoint.json"))["step"] == 1
     assert not (tmp_path / "cut" / "report.json").exists()
     monkeypatch.setattr(GCP, "run_step", original)
-    resumed = gcp_run(GCPRun(model="", out=str(tmp_path / "cut"), target=0.5), resume=True,
+    resumed = data_run(DataRun(model="", out=str(tmp_path / "cut"), target=0.5), resume=True,
                       log=None)
     assert resumed["group_widths"] == whole["group_widths"]
     assert resumed["widths"] == whole["widths"]
@@ -124,3 +123,24 @@ def test_too_few_images_for_one_batch(tmp_path, capsys):
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["prune", "--resume", str(tmp_path)]) == 2
     assert "run.json" in _err(capsys)
+
+
+@pytest.mark.parametrize("method", ["uniform", "l1"])
+def test_data_free_methods_get_the_same_fine_tuning_and_outputs(tmp_path, method):
+    report = _run(tmp_path / method, method=method)
+    assert report["method"] == method and 0.5 - report["granularity"] < report["achieved"] <= 0.5
+    for key in ("top1_before", "top1_selected", "top1_after", "surgery_max_abs_diff"):
+        assert key in report
+    with open(tmp_path / method / "steps.csv") as f:
+        assert [r["phase"] for r in csv.DictReader(f)] == ["surgery", "finetune"]
+    assert load_pruned(str(tmp_path / method))(mx.nd.zeros((1, 3, 32, 32))).shape == (1, 10)
+
+
+def test_cli_runs_a_data_free_method_with_a_dataset(tmp_path):
+    out = tmp_path / "run"
+    assert main(["prune", "--model", "resnet18_v1b", "--method", "uniform", "--target", "0.6",
+                 "--dataset", "synthetic", "--train-limit", "64", "--val-limit", "32",
+                 "--batch-size", "32", "--finetune-epochs", "0.5", "--no-progress",
+                 "--out", str(out)]) == 0
+    report = read_json(str(out / "report.json"))
+    assert report["dataset"] == "synthetic" and "top1_after" in report

@@ -1,5 +1,4 @@
 """The channel graph: groups, producers, consumers, ties across residual stages."""
-import mxnet as mx
 import pytest
 from mxnet.gluon import nn
 

@@ -1,6 +1,5 @@
 """The model zoo: publish -> list -> load round trips, GluonCV compatibility both ways, exports,
 and clear errors that change nothing in the zoo."""
-import argparse
 import hashlib
 import json
 import os
