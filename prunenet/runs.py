@@ -136,14 +136,39 @@ def load_pruned(folder: str, ctx=None):
                                shapes, params)
 
 
-def environment() -> Dict[str, str]:
-    """Versions and settings needed to reproduce a run."""
+def _installed(package: str) -> str:
+    """The installed distribution's version (GluonCV's own ``__version__`` string differs)."""
+    from importlib import metadata
+    for name in (package, package + "-cu112"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+def environment() -> Dict[str, object]:
+    """Versions and settings needed to reproduce a run: package versions, MXNet's build
+    features, thread count, and the prunenet git commit when it runs from a checkout."""
+    import subprocess
     import mxnet as mx
-    import gluoncv
     from . import __version__
-    return {"prunenet": __version__, "mxnet": mx.__version__, "gluoncv": gluoncv.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "")}
+    try:
+        features = sorted(f.name for f in mx.runtime.Features().values() if f.enabled)
+    except Exception:  # older builds have no runtime feature list
+        features = []
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__)),
+                                timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"prunenet": __version__, "git_commit": commit, "mxnet": _installed("mxnet"),
+            "mxnet_features": features, "gluoncv": _installed("gluoncv"),
+            "numpy": np.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+            "cpu_count": os.cpu_count()}
 
 
 def prune_run(model: str, method: str, objective: str, target: float, out: str,

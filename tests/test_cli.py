@@ -157,3 +157,16 @@ def test_existing_output_is_left_alone_and_infeasible_target_named(tmp_path, cap
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
     assert main(args + ["--out", str(out), "--overwrite"]) == 0
     assert "report.json" in os.listdir(out) and "keep.txt" not in os.listdir(out)
+
+
+def test_report_records_what_reproduces_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--target", "0.5",
+                 "--seed", "3", "--out", str(out)]) == 0
+    report = read_json(str(out / "report.json"))
+    env = report["environment"]
+    from importlib import metadata
+    assert env["mxnet"] == metadata.version("mxnet") and env["gluoncv"] == metadata.version("gluoncv")
+    assert "MKLDNN" in env["mxnet_features"] or env["mxnet_features"]
+    assert env["omp_num_threads"] and report["seed"] == 3
+    assert report["command"][:2] == ["prunenet", "prune"]
