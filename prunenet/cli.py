@@ -155,7 +155,7 @@ def _count(args) -> int:
 
 def _prune(args) -> int:
     from .runs import DataRun, data_run, prune_run
-    command = ["prunenet"] + sys.argv[1:]
+    command = args.command_line
     if args.resume:
         data_run(DataRun(model="", out=args.resume, target=0.5), resume=True)
         return 0
@@ -199,7 +199,9 @@ def _demo(args) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; a :class:`PrunenetError` becomes one line on stderr and exit 2."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = ["prunenet"] + argv  # recorded in reports
     try:
         return args.func(args)
     except PrunenetError as err:
