@@ -4,23 +4,23 @@ After each ordinary SGD (momentum) step on the smooth loss, every regularised pa
 soft-thresholded per channel: ``s ← sign(s)·max(|s| − lr·t, 0)`` with ``t = λ·c`` its channel's
 cost-weighted threshold. A plain ``gluon.Trainer(params, 'proxsgd', {'thresholds': ...})`` drives it.
 
-The step is vectorised across parameters: the trainer hands over up to ``aggregate_num`` (45)
-parameters at a time, their momentum update is MXNet's one ``multi_sgd_mom_update``, and the
-thresholding of all the regularised ones among them is five engine ops however many there are
-(concatenate, clip to ±lr·t, split, and one ``multi_sgd_update`` that subtracts the clipped
-values: ``s − clip(s, −τ, τ)`` is the soft threshold, exactly zero where ``|s| ≤ τ``).
+The thresholding is vectorised as MXNet's SGD is: the trainer hands over ``aggregate_num``
+parameters at a time (``MXNET_OPTIMIZER_AGGREGATION_SIZE``, 4 by default; larger is slower here,
+MXNet's multi-tensor kernels loop over the largest array) and the regularised ones among them
+are thresholded with five engine ops however many they are: concatenate, clip to ±τ (τ = lr·t,
+cached while the rate holds), split, and one ``multi_sgd_update`` that subtracts the clipped
+values, since ``s − clip(s, −τ, τ)`` is the soft threshold, exactly zero where ``|s| ≤ τ``.
 """
 from __future__ import annotations
 
-import os
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import mxnet as mx
 import numpy as np
 
 __all__ = ["ProxSGD", "zero_state_rows"]
 
-_MAX_AGGREGATE = 45  # MXNet's multi-tensor SGD kernels take at most this many arrays
+_MAX_AGGREGATE = 45  # the most arrays one MXNet multi-tensor SGD op takes
 
 
 @mx.optimizer.register
@@ -33,8 +33,6 @@ class ProxSGD(mx.optimizer.SGD):
 
     def __init__(self, thresholds: Dict[str, object] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.aggregate_num = max(1, min(_MAX_AGGREGATE, int(os.getenv(
-            "MXNET_OPTIMIZER_AGGREGATION_SIZE", str(_MAX_AGGREGATE)))))
         self.set_thresholds(thresholds or {})
 
     def set_thresholds(self, thresholds: Dict[str, object]) -> None:
