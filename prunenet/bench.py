@@ -1,42 +1,236 @@
-"""Inference throughput of hybridized networks on synthetic input, measured side by side."""
+"""Inference speed of hybridized networks on synthetic input, measured side by side.
+
+As GluonCV measures its model zoo: each network hybridized with a static graph, a fixed batch of
+random input, warm-up batches first, then the median of repeated timed batches. Several networks
+are measured interleaved (one batch of each in turn, every round), so that a noisy machine slows
+them alike and their ratios hold. ``prunenet bench`` is the command line over it.
+"""
 from __future__ import annotations
 
+import os
 import time
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from .errors import PrunenetError
 
-__all__ = ["throughput"]
+__all__ = ["throughput", "time_calls", "summarize", "device", "device_name", "DTYPES",
+           "add_parser"]
+
+DTYPES = ("float32", "float16")
+
+
+def device(gpus: str = ""):
+    """The one MXNet context that ``--gpus`` names: empty for the CPU, else a single GPU id."""
+    import mxnet as mx
+    ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
+    if not ids:
+        return mx.cpu()
+    if len(ids) > 1:
+        raise PrunenetError(f"--gpus {gpus}: a benchmark measures one device; give one GPU id")
+    if not ids[0].isdigit():
+        raise PrunenetError(f"--gpus {gpus!r} is not a GPU id; give e.g. --gpus 0, or omit it "
+                            f"for the CPU")
+    available = mx.context.num_gpus()
+    if int(ids[0]) >= available:
+        raise PrunenetError(f"unknown device gpu{ids[0]}: this machine has {available} GPU(s) "
+                            f"for MXNet; omit --gpus to measure on the CPU")
+    return mx.gpu(int(ids[0]))
+
+
+def device_name(ctx) -> str:
+    """``cpu`` or ``gpu0``: the device part of a latency table's key."""
+    return "cpu" if ctx.device_type == "cpu" else f"gpu{ctx.device_id}"
+
+
+def check_settings(batch_size: int, dtype: str = "float32", repeats: int = 1,
+                   warmup: int = 0) -> None:
+    """Refuse settings no measurement can run with, with a message that says what to give."""
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise PrunenetError(f"batch size {batch_size} must be a whole number of at least 1")
+    if dtype not in DTYPES:
+        raise PrunenetError(f"dtype {dtype!r} is not supported; choose {' or '.join(DTYPES)}")
+    if repeats < 1 or warmup < 0:
+        raise PrunenetError(f"repeats ({repeats}) must be at least 1 and warm-up ({warmup}) "
+                            f"at least 0")
+
+
+def time_calls(calls: Dict[str, Callable[[], None]], repeats: int = 10, warmup: int = 3,
+               before: Optional[Callable[[], None]] = None) -> Dict[str, List[float]]:
+    """Seconds per call of each ``calls`` entry (a function that runs and waits for one batch):
+    ``warmup`` untimed calls each, then ``repeats`` rounds in which every entry runs once, in
+    turn; ``before`` runs untimed before every timed call (e.g. to flush the caches)."""
+    import mxnet as mx
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            if before is not None:
+                before()
+            mx.nd.waitall()
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def summarize(seconds: Sequence[float], batch_size: int) -> Dict[str, float]:
+    """Throughput and latency of timed batches: the median and its spread (IQR, min, max)."""
+    ts = np.asarray(seconds, dtype=np.float64)
+    median = float(np.median(ts))
+    q25, q75 = np.percentile(ts, [25, 75])
+    return {"throughput_img_s": batch_size / median, "latency_ms": median * 1e3,
+            "latency_ms_iqr": float(q75 - q25) * 1e3, "latency_ms_min": float(ts.min()) * 1e3,
+            "latency_ms_max": float(ts.max()) * 1e3,
+            "throughput_img_s_iqr": [batch_size / float(q75), batch_size / float(q25)]}
 
 
 def throughput(nets: Dict[str, object], image_shape: Sequence[int], batch_size: int = 64,
-               repeats: int = 10, warmup: int = 3, ctx=None) -> Dict[str, dict]:
+               repeats: int = 10, warmup: int = 3, ctx=None, dtype: str = "float32",
+               ) -> Dict[str, dict]:
     """Images per second of each network in ``nets`` (name -> Gluon block) on random input of
     ``image_shape`` (C, H, W): after ``warmup`` batches, the median of ``repeats`` timed batches,
-    the networks taking turns so that a noisy machine affects them alike."""
+    the networks taking turns so that a noisy machine affects them alike. Each result also has
+    the median latency (ms per batch) and its spread. ``float16`` casts the networks in place."""
     import mxnet as mx
-    if batch_size < 1:
-        raise PrunenetError(f"batch size {batch_size} must be at least 1")
+    check_settings(batch_size, dtype, repeats, warmup)
     ctx = ctx or mx.cpu()
     x = mx.nd.array(np.random.RandomState(0).normal(size=(batch_size,) + tuple(image_shape)),
-                    ctx=ctx)
-    for net in nets.values():
+                    ctx=ctx, dtype=dtype)
+    calls = {}
+    for name, net in nets.items():
+        if dtype != "float32":
+            net.cast(dtype)
         net.hybridize(static_alloc=True, static_shape=True)
-        for _ in range(warmup):
-            net(x).wait_to_read()
-    times: Dict[str, List[float]] = {name: [] for name in nets}
-    for _ in range(repeats):
-        for name, net in nets.items():
-            mx.nd.waitall()
-            t0 = time.perf_counter()
-            net(x).wait_to_read()
-            times[name].append(time.perf_counter() - t0)
-    out = {}
-    for name, ts in times.items():
-        median = float(np.median(ts))
-        out[name] = {"throughput_img_s": batch_size / median, "latency_ms": median * 1e3,
-                     "latency_ms_iqr": float(np.subtract(*np.percentile(ts, [75, 25]))) * 1e3,
-                     "batch_size": batch_size, "repeats": repeats}
-    return out
+        calls[name] = _forward(net, x)
+    try:
+        times = time_calls(calls, repeats, warmup)
+    except mx.base.MXNetError as err:
+        why = "its CPU kernels do not compute in float16; measure float16 on a GPU (--gpus 0)" \
+            if dtype == "float16" and ctx.device_type == "cpu" else _first_line(err)
+        raise PrunenetError(f"MXNet cannot run the networks in {dtype} on {ctx}: {why}, or "
+                            f"use --dtype float32") from None
+    return {name: dict(summarize(ts, batch_size), batch_size=batch_size, repeats=repeats,
+                       warmup=warmup, dtype=dtype, device=device_name(ctx))
+            for name, ts in times.items()}
+
+
+def _forward(net, x) -> Callable[[], None]:
+    def run() -> None:
+        out = net(x)
+        (out[0] if isinstance(out, (list, tuple)) else out).wait_to_read()
+    return run
+
+
+def _first_line(err: BaseException) -> str:
+    for line in str(err).strip().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "Stack trace", "[bt]")):
+            return line[:300]
+    return type(err).__name__
+
+
+# -- the command line -------------------------------------------------------------------------
+def add_parser(subparsers) -> None:
+    """Add ``prunenet bench`` to the command line."""
+    from .cli import _positive_int
+    p = subparsers.add_parser(
+        "bench", help="throughput and latency of networks, measured side by side",
+        description="Throughput (images/s) and latency (ms/batch) of hybridized networks on "
+                    "random input: warm-up batches, then the median of timed batches, the "
+                    "networks taking turns so their ratios hold on a noisy machine.")
+    p.add_argument("--model", action="append", default=[],
+                   help="GluonCV model name, e.g. resnet50_v1d (repeat to compare several)")
+    p.add_argument("--shapes", action="append", default=[], metavar="FILE",
+                   help="a GluonCV pruned-ResNet shape file: measure --model resized to it too "
+                        "(repeatable; needs exactly one --model)")
+    p.add_argument("--zoo", default=None, help="a prunenet model zoo folder (with --name)")
+    p.add_argument("--name", action="append", default=[],
+                   help="a model of --zoo, or one of GluonCV's pruned ResNets (repeatable)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    p.add_argument("--input-size", type=_positive_int, default=None,
+                   help="input image size (default 224; 32 for cifar_* models)")
+    p.add_argument("--gpus", default="", help="GPU id to measure on, e.g. 0 (default: CPU)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument("--repeats", type=_positive_int, default=10,
+                   help="timed batches per network; the median counts (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed batches first (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_bench)
+
+
+def _networks(args, ctx) -> Dict[str, tuple]:
+    """label -> (network, image shape C×H×W) for the command line's models."""
+    from .files import read_shapes
+    from .models import input_shape, load_model
+    if args.zoo is not None and not args.name:
+        raise PrunenetError("--zoo ZOO needs --name NAME: the zoo model to measure")
+    if not args.model and not args.name:
+        raise PrunenetError("bench needs at least one --model NAME (or --zoo ZOO --name NAME)")
+    if args.shapes and len(args.model) != 1:
+        raise PrunenetError(f"--shapes resizes one --model; give exactly one --model, not "
+                            f"{len(args.model)}")
+    nets: Dict[str, tuple] = {}
+    for name in args.model:
+        nets[name] = (load_model(name, input_size=args.input_size, ctx=ctx),
+                      input_shape(name, args.input_size)[1:])
+    for path in args.shapes:
+        model = args.model[0]
+        nets[f"{model}:{os.path.basename(path)}"] = (
+            load_model(model, shapes=read_shapes(path), shapes_source=path,
+                       input_size=args.input_size, ctx=ctx),
+            input_shape(model, args.input_size)[1:])
+    if args.name:
+        try:
+            from . import zoo
+        except ImportError:
+            raise PrunenetError("--zoo needs prunenet.zoo, which this installation lacks; "
+                                "measure shape files with --model NAME --shapes FILE") from None
+        root = args.zoo if args.zoo is not None else zoo.DEFAULT_ROOT  # GluonCV's own need none
+        for name in args.name:
+            entry = zoo.describe(name, root)
+            shape = tuple(entry.get("input_shape") or (1, 3, 224, 224))[1:]
+            if args.input_size:
+                shape = (shape[0], args.input_size, args.input_size)
+            nets[name] = (zoo.get_model(name, pretrained=False, root=root, ctx=ctx), shape)
+    return nets
+
+
+def _bench(args) -> int:
+    import json
+    from .costs import count
+    from .graph import trace
+    check_settings(args.batch_size, args.dtype, args.repeats, args.warmup)
+    ctx = device(args.gpus)
+    nets = _networks(args, ctx)
+    shapes = {shape for _, shape in nets.values()}
+    if len(shapes) > 1:
+        raise PrunenetError(f"the networks take different input shapes ({sorted(shapes)}); "
+                            f"give --input-size to measure them alike")
+    shape = shapes.pop()
+    counts = {label: count(trace(net, (1,) + tuple(shape))) for label, (net, _) in nets.items()}
+    result = throughput({label: net for label, (net, _) in nets.items()}, shape,
+                        batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup,
+                        ctx=ctx, dtype=args.dtype)
+    first = next(iter(result.values()))
+    for label, r in result.items():
+        r.update(counts[label], speedup=r["throughput_img_s"] / first["throughput_img_s"])
+    if args.json:
+        print(json.dumps({"device": device_name(ctx), "threads": os.environ.get(
+            "OMP_NUM_THREADS", ""), "batch_size": args.batch_size, "input_shape": list(shape),
+            "dtype": args.dtype, "repeats": args.repeats, "warmup": args.warmup,
+            "models": result}, indent=2))
+        return 0
+    print(f"{device_name(ctx)}, batch {args.batch_size}, {'x'.join(map(str, shape))}, "
+          f"{args.dtype}: median of {args.repeats} interleaved batches after {args.warmup} "
+          f"warm-up")
+    width = max(len(label) for label in result)
+    print(f"{'model':<{width}}  {'img/s':>8}  {'ms/batch':>9}  {'IQR ms':>7}  {'GMACs':>6}  "
+          f"speed-up")
+    for label, r in result.items():
+        print(f"{label:<{width}}  {r['throughput_img_s']:8.1f}  {r['latency_ms']:9.1f}  "
+              f"{r['latency_ms_iqr']:7.1f}  {r['macs'] / 1e9:6.3f}  {r['speedup']:.2f}x")
+    return 0

@@ -132,16 +132,23 @@ def _aux_names(graph: ChannelGraph) -> set:
     return set(graph.symbol.list_auxiliary_states())
 
 
-OBJECTIVES = {"flops": MacsCost, "params": ParamsCost}
+def _latency(graph: ChannelGraph, **options) -> CostModel:
+    from .latency import LatencyCost  # it measures; imported only when asked for
+    return LatencyCost(graph, **options)
 
 
-def cost_model(graph: ChannelGraph, objective: str) -> CostModel:
-    """The cost model of ``objective`` (``flops`` or ``params``) for ``graph``."""
+OBJECTIVES = {"flops": MacsCost, "params": ParamsCost, "latency": _latency}
+
+
+def cost_model(graph: ChannelGraph, objective: str, **options) -> CostModel:
+    """The cost model of ``objective`` for ``graph``: ``flops``, ``params``, or ``latency``
+    (options ``table`` (a :class:`prunenet.latency.LatencyTable`) and ``round_to``)."""
     try:
-        return OBJECTIVES[objective](graph)
+        make = OBJECTIVES[objective]
     except KeyError:
         raise PrunenetError(f"unknown objective {objective!r}: choose one of "
                          f"{', '.join(sorted(OBJECTIVES))}") from None
+    return make(graph, **options)
 
 
 def count(graph: ChannelGraph, widths: Sequence[int] | None = None) -> Dict[str, int]:

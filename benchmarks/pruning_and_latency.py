@@ -1,0 +1,412 @@
+"""Pruning-step speed and the latency objective, measured side by side on this machine.
+
+(a) Time per image of a GCP regularize step over that of a full training step, same network and
+    batch (ResNet-50 v1d, 224 px, batch 16): with prunenet's masked wrapper as it is, with the
+    proposed change to it (each group's mask folded into its producers' BatchNorm γ and β instead
+    of multiplying their outputs; class ``FoldedMaskedNetwork`` below), and with every weight
+    frozen (forward plus the input-gradient backward: what is left when nothing but the input
+    needs a gradient). Then where the time goes: MXNet's profiler per operator, and oneDNN's log
+    per primitive (which shows the convolutions that compute a weight gradient anyway).
+(b) ResNet-50 v1d at batch 32: pruned data-free (``l1``) by the ``latency`` objective to α = 0.5
+    of the measured latency and by the ``flops`` objective to α = 0.5 of the MACs, and GluonCV's
+    ``resnet50_v1d_0.86`` and ``resnet50_v1d_0.48`` architectures: each one's measured throughput
+    gain over the unpruned network next to its MACs reduction, all measured in one interleaved
+    run.
+(c) The latency objective's predicted latency next to the measured one.
+
+Run from the repository root (about 10 minutes the first time, while the latency table is
+measured; it is cached in ``~/.cache/prunenet``)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pruning_and_latency.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict
+
+import numpy as np
+
+import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from prunenet import bench, cost_model, trace
+from prunenet.costs import count
+from prunenet.latency import LatencyTable, default_table_path, select_measured
+from prunenet.methods import DATA_FREE
+from prunenet.models import load_model, randomize_batchnorm
+from prunenet.runs import prune_network
+from prunenet.surgery import network_params, widths_of
+from prunenet.wrapper import REGULARIZE, MaskedNetwork
+
+MODEL = "resnet50_v1d"
+
+
+# -- the proposed wrapper change --------------------------------------------------------------------
+class FoldedMaskedNetwork(MaskedNetwork):
+    """MaskedNetwork whose per-channel factors (keep mask × learnable mask) multiply each producer
+    BatchNorm's γ and β, C-element vectors, instead of the BatchNorm's output, a whole
+    activation: m·(γ·x̂ + β) = (m·γ)·x̂ + m·β, the same function and the same gradients, without
+    a broadcast multiplication over every activation forward and its two reductions backward."""
+
+    def _masked_symbol(self, use_global_stats: bool):
+        symbol = super()._masked_symbol(use_global_stats)
+        folded, count_ = fold_factors_into_batchnorm(symbol)
+        if count_ == 0:
+            raise RuntimeError("found no producer BatchNorm × factor to fold: prunenet.wrapper "
+                               "changed its node names; update FoldedMaskedNetwork")
+        return folded
+
+
+def fold_factors_into_batchnorm(symbol):
+    """Rewrite ``broadcast_mul(BatchNorm(x, γ, β), Reshape(f))`` as ``BatchNorm(x, γ·f, β·f)``."""
+    doc = json.loads(symbol.tojson())
+    nodes = doc["nodes"]
+    fold = {}  # broadcast_mul node -> (its BatchNorm node, the factor vector node)
+    for i, n in enumerate(nodes):
+        if n["op"] == "broadcast_mul" and n["name"].endswith("_prunenet"):
+            src, fac = n["inputs"][0][0], n["inputs"][1][0]
+            if nodes[src]["op"] == "BatchNorm" and nodes[fac]["op"] == "Reshape":
+                fold[i] = (src, nodes[fac]["inputs"][0][0])
+    factor_of = {bn: vec for bn, vec in fold.values()}
+    new, done = [], {}
+
+    def add(node) -> int:
+        new.append(node)
+        return len(new) - 1
+
+    def emit(i: int) -> int:  # depth-first, so a factor is emitted before the BN that uses it
+        i = fold[i][0] if i in fold else i
+        if i in done:
+            return done[i]
+        node = dict(nodes[i])
+        node["inputs"] = [[emit(e[0]), e[1], 0] for e in node["inputs"]]
+        if i in factor_of:
+            vec = emit(factor_of[i])
+            for k in (1, 2):  # γ and β
+                node["inputs"][k] = [add({"op": "elemwise_mul", "name": f"{node['name']}_f{k}",
+                                          "attrs": {}, "inputs": [node["inputs"][k],
+                                                                  [vec, 0, 0]]}), 0, 0]
+        done[i] = add(node)
+        return done[i]
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * len(nodes)))
+    doc["heads"] = [[emit(h[0]), h[1], 0] for h in doc["heads"]]
+    doc["nodes"] = new
+    doc["arg_nodes"] = [i for i, n in enumerate(new) if n["op"] == "null"]
+    doc.pop("node_row_ptr", None)
+    return mx.sym.load_json(json.dumps(doc)), len(fold)
+
+
+# -- (a) pruning-step time --------------------------------------------------------------------------
+def _step_functions(size: int, batch: int) -> Dict[str, object]:
+    """name -> a function running one step on a fixed batch; and a check of the folded wrapper."""
+    import prunenet.optim  # noqa: F401  (registers 'proxsgd')
+    shape = (batch, 3, size, size)
+    x = mx.nd.array(np.random.RandomState(0).normal(size=shape).astype(np.float32))
+    y = mx.nd.array(np.random.RandomState(1).randint(0, 1000, batch).astype(np.float32))
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def step(block, trainer):
+        def run():
+            with autograd.record():
+                loss = loss_fn(block(x), y)
+            loss.backward()
+            if trainer is not None:
+                trainer.step(batch)
+            mx.nd.waitall()
+        return run
+
+    full = load_model(MODEL, input_size=size, seed=0)
+    full.hybridize(static_alloc=True, static_shape=True)
+    steps = {"full training step (SGD, every weight)": step(full, gluon.Trainer(
+        full.collect_params(), "sgd", {"learning_rate": 1e-4, "momentum": 0.9}))}
+    blocks = {}
+    for label, cls in (("regularize step, prunenet.wrapper now", MaskedNetwork),
+                       ("regularize step, masks folded into BN (proposed)", FoldedMaskedNetwork)):
+        net = load_model(MODEL, input_size=size, seed=1)
+        randomize_batchnorm(net, seed=1)
+        graph = trace(net, (1, 3, size, size))
+        wrapper = cls(net, graph)
+        wrapper.rescale()
+        weights = wrapper.cost_weights(cost_model(graph, "flops").marginal())
+        trainer = gluon.Trainer(wrapper.trainable_params(REGULARIZE), "proxsgd", {
+            "learning_rate": 1e-4, "momentum": 0.9,
+            "thresholds": {k: 1e-3 * v for k, v in weights.items()}})
+        blocks[label] = wrapper.block(REGULARIZE)
+        steps[label] = step(blocks[label], trainer)
+    a, b = blocks.values()
+    probe = x[:2]
+    diff = float((a(probe) - b(probe)).abs().max().asscalar())
+    scale = float(a(probe).abs().max().asscalar())
+    floor = load_model(MODEL, input_size=size, seed=2)
+    for p in floor.collect_params().values():
+        p.grad_req = "null"
+    floor.hybridize(static_alloc=True, static_shape=True)
+    x_grad = x.copy()
+    x_grad.attach_grad()
+
+    def floor_step():
+        with autograd.record():
+            loss = loss_fn(floor(x_grad), y)
+        loss.backward()
+        mx.nd.waitall()
+    steps["all weights frozen: forward + input-gradient backward"] = floor_step
+    return steps, diff / max(scale, 1e-12)
+
+
+def part_a(args) -> dict:
+    print(f"(a) pruning-step time: {MODEL}, {args.size} px, batch {args.step_batch}, "
+          f"{_threads()}; median of {args.step_repeats} interleaved steps after "
+          f"{args.step_warmup} warm-up", flush=True)
+    steps, rel_diff = _step_functions(args.size, args.step_batch)
+    times = bench.time_calls(steps, args.step_repeats, args.step_warmup)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    base = next(iter(med.values()))
+    width = max(len(k) for k in med)
+    print(f"    {'':<{width}}  {'ms/image':>9}  {'IQR':>6}  {'/ training step':>15}")
+    for k, v in med.items():
+        q25, q75 = np.percentile(times[k], [25, 75])
+        print(f"    {k:<{width}}  {v / args.step_batch * 1e3:9.1f}  "
+              f"{(q75 - q25) / args.step_batch * 1e3:6.1f}  {v / base:15.3f}")
+    print(f"    (folded vs current wrapper: outputs agree to {rel_diff:.1e} of their scale)")
+    result = {"ms_per_image": {k: v / args.step_batch * 1e3 for k, v in med.items()},
+              "ratio": {k: v / base for k, v in med.items()}}
+    if args.profile:
+        result["profile"] = _profile(args)
+    return result
+
+
+def _profile(args) -> dict:
+    """Where a step's time goes: MXNet's profiler per operator (operator bulking off, so that
+    each op is timed on its own), and oneDNN's own log per primitive with bulking on, as the
+    steps above ran: the log shows which convolutions compute a weight gradient."""
+    worker = [sys.executable, __file__, "--size", str(args.size), "--step-batch",
+              str(args.step_batch)]
+    env = dict(os.environ, MXNET_EXEC_BULK_EXEC_TRAIN="0", MXNET_EXEC_BULK_EXEC_INFERENCE="0")
+    out = subprocess.run(worker + ["--profile-worker"], env=env, check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    ops = json.loads(out.strip().splitlines()[-1])
+    labels = list(ops)
+    names = sorted(set().union(*[set(v) for v in ops.values()]),
+                   key=lambda n: -max(v.get(n, 0.0) for v in ops.values()))
+    print("    MXNet profiler, ms per step by operator (operator bulking off):")
+    print(f"    {'operator':<30}" + "".join(f"{lab:>12}" for lab in labels))
+    for name in names[:args.profile_rows]:
+        print(f"    {name:<30}" + "".join(f"{ops[lab].get(name, 0.0):12.0f}" for lab in labels))
+    print(f"    {'total':<30}" + "".join(f"{sum(ops[lab].values()):12.0f}" for lab in labels))
+
+    env = dict(os.environ, DNNL_VERBOSE="1", MKLDNN_VERBOSE="1")
+    out = subprocess.run(worker + ["--dnnl-worker"], env=env, check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    prims: Dict[str, Dict[str, list]] = {}
+    label = None
+    for line in out.splitlines():
+        if line.startswith("=== "):  # "=== <label>" before the logged step, "=== end" after
+            label = line[4:].strip()
+            label = None if label == "end" else label
+            if label:
+                prims[label] = {}
+        elif label and line.startswith(("dnnl_verbose,exec", "mkldnn_verbose,exec")):
+            f = line.split(",")
+            kind = f[3] + ("" if f[5] in ("undef", "") else " " + f[5])
+            entry = prims[label].setdefault(kind, [0, 0.0])
+            entry[0] += 1
+            entry[1] += float(f[-1])
+    labels = list(prims)
+    kinds = sorted(set().union(*[set(v) for v in prims.values()]),
+                   key=lambda k: -max(v.get(k, [0, 0.0])[1] for v in prims.values()))
+    print("    oneDNN primitives, count and ms per step (DNNL_VERBOSE; operator bulking on, as "
+          "timed above):")
+    print(f"    {'primitive':<40}" + "".join(f"{lab:>16}" for lab in labels))
+    for kind in kinds:
+        cells = [prims[lab].get(kind, [0, 0.0]) for lab in labels]
+        print(f"    {kind:<40}" + "".join(f"{c:>5d} {ms:9.0f}ms" for c, ms in cells))
+    totals = {lab: sum(v[1] for v in prims[lab].values()) for lab in labels}
+    print(f"    {'total (oneDNN primitives only)':<40}" +
+          "".join(f"{totals[lab]:14.0f}ms" for lab in labels))
+    return {"operators": ops, "onednn": prims}
+
+
+def _chosen_steps(args) -> Dict[str, object]:
+    steps, _ = _step_functions(args.size, args.step_batch)
+    keys = list(steps)
+    return {"training": steps[keys[0]], "regularize": steps[keys[2]], "frozen": steps[keys[3]]}
+
+
+def profile_worker(args) -> None:
+    from mxnet import profiler
+    result = {}
+    for label, run in _chosen_steps(args).items():
+        run()
+        run()
+        profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.devnull)
+        profiler.set_state("run")
+        run()
+        profiler.set_state("stop")
+        stats = json.loads(profiler.dumps(reset=True, format="json"))["Time"]
+        result[label] = {name: v["Total"] for name, v in stats.get("operator", {}).items()}
+    print(json.dumps(result))
+
+
+def dnnl_worker(args) -> None:
+    for label, run in _chosen_steps(args).items():
+        run()
+        run()
+        sys.stdout.flush()
+        print(f"=== {label}", flush=True)
+        run()
+        sys.stdout.flush()
+        print("=== end", flush=True)
+
+
+# -- (b) and (c): the latency objective ----------------------------------------------------------
+def part_bc(args) -> dict:
+    size, batch = args.size, args.latency_batch
+    shape = (3, size, size)
+    net = load_model(MODEL, input_size=size, seed=0)
+    graph = trace(net, (1,) + shape)
+    params = network_params(net)
+    path = args.table or default_table_path("cpu", batch, "float32")
+    t0 = time.time()
+    table = LatencyTable.open(path, batch_size=batch, repeats=args.table_repeats, warmup=2)
+    latency = cost_model(graph, "latency", table=table, name=MODEL)
+
+    def by_latency(target):
+        return DATA_FREE["l1"](graph, params, latency, target)
+    calibrated = len(latency.calibration)
+    first = by_latency(args.target)
+    first_predicted = latency.total(widths_of(first.keep))
+    final, rounds = select_measured(by_latency, latency, args.target)
+    table_s = time.time() - t0
+    selections = {f"l1, latency α={args.target}": final}
+    if any(not np.array_equal(a, b) for a, b in zip(first.keep, final.keep)):
+        selections[f"l1, latency α={args.target}, 1st pass"] = first
+    selections[f"l1, flops α={args.target}"] = DATA_FREE["l1"](
+        graph, params, cost_model(graph, "flops"), args.target)
+    print(f"\n(b) {MODEL}, batch {batch}, {size} px, {_threads()}; latency table {path}: "
+          f"{table.measured} timings this run ({table_s:.0f} s)"
+          f"{'' if table.measured else ', cached'}", flush=True)
+    print(f"    latency objective: the 1st pass selects by the table and a calibration on "
+          f"{calibrated} networks measured whole (the unpruned and uniformly halved ones"
+          f"{', and pruned ones from earlier runs' if calibrated > 2 else ''}); each pruned "
+          f"network chosen is then measured, added to the calibration, and the selection "
+          f"repeated:")
+    for i, r in enumerate(rounds, 1):
+        print(f"      round {i}: predicted {r['predicted']:.3f}, measured {r['measured']:.3f} "
+              f"of the unpruned latency")
+
+    from prunenet.models import build_pruned_resnet
+    from prunenet.files import read_shapes
+    import gluoncv
+    zoo_dir = os.path.join(os.path.dirname(gluoncv.__file__), "model_zoo", "pruned_resnet")
+    nets = {MODEL: net}
+    widths = {}
+    for label, sel in selections.items():
+        nets[label] = prune_network(net, graph, sel.keep, MODEL).net
+        widths[label] = widths_of(sel.keep)
+    for name, tag in (("resnet50_v1d_0.86", "resnet50_v1d_1.8x"),
+                      ("resnet50_v1d_0.48", "resnet50_v1d_3.6x")):
+        shapes_file = os.path.join(zoo_dir, tag + ".json")
+        nets[name] = build_pruned_resnet(MODEL, read_shapes(shapes_file), None,
+                                         shapes_source=shapes_file)
+    macs = {k: count(trace(n, (1,) + shape))["macs"] for k, n in nets.items()}
+    speed = bench.throughput(nets, shape, batch_size=batch, repeats=args.repeats,
+                             warmup=args.warmup)
+    full = speed[MODEL]
+    width = max(len(k) for k in nets)
+    print(f"    measured interleaved, median of {args.repeats} batches after {args.warmup} "
+          f"warm-up")
+    print(f"    {'network':<{width}}  {'GMACs':>6}  {'img/s':>6}  {'ms/batch':>8}  {'IQR':>5}  "
+          f"{'latency':>7}  {'throughput':>10}  {'MACs':>9}  {'gain per':>8}")
+    print(f"    {'':<{width}}  {'':>6}  {'':>6}  {'':>8}  {'':>5}  {'fraction':>7}  "
+          f"{'gain':>10}  {'reduction':>9}  {'MACs red.':>8}")
+    rows = {}
+    for k, r in speed.items():
+        gain = r["throughput_img_s"] / full["throughput_img_s"]
+        red = macs[MODEL] / macs[k]
+        rows[k] = {"macs": macs[k], "throughput_img_s": r["throughput_img_s"],
+                   "latency_ms": r["latency_ms"], "latency_ms_iqr": r["latency_ms_iqr"],
+                   "latency_ms_min": r["latency_ms_min"],
+                   "latency_fraction": r["latency_ms"] / full["latency_ms"],
+                   "throughput_gain": gain, "macs_reduction": red, "gain_per_reduction": gain / red}
+        print(f"    {k:<{width}}  {macs[k] / 1e9:6.3f}  {r['throughput_img_s']:6.2f}  "
+              f"{r['latency_ms']:8.0f}  {r['latency_ms_iqr']:5.0f}  "
+              f"{rows[k]['latency_fraction']:7.3f}  {gain:9.2f}x  {red:8.2f}x  "
+              f"{gain / red:8.2f}")
+
+    print(f"\n(c) predicted (latency table) vs measured latency, ms per batch of {batch}")
+    print(f"    {'network':<{width}}  {'predicted':>9}  {'measured':>8}  {'error':>6}  "
+          f"{'min':>6}  {'error':>6}  {'pred. frac.':>11}  {'meas. frac.':>11}")
+    predicted = {MODEL: latency.total()}
+    predicted.update({k: latency.total(w) for k, w in widths.items()})
+    first_label = f"l1, latency α={args.target}, 1st pass"
+    if first_label in predicted:  # as predicted before any pruned network was measured
+        predicted[first_label] = first_predicted
+    for k, p in predicted.items():
+        r = rows[k]
+        rows[k]["predicted_ms"] = p
+        print(f"    {k:<{width}}  {p:9.0f}  {r['latency_ms']:8.0f}  "
+              f"{(p / r['latency_ms'] - 1) * 100:+5.1f}%  {r['latency_ms_min']:6.0f}  "
+              f"{(p / r['latency_ms_min'] - 1) * 100:+5.1f}%  {p / predicted[MODEL]:11.3f}  "
+              f"{r['latency_fraction']:11.3f}")
+    print(f"    (predicted: the latency model after the measured rounds, except the 1st pass's "
+          f"own prediction; the table's unpruned {latency.network_ms:.0f} ms and uniformly "
+          f"halved {latency.half_ms:.0f} ms; near full width latency = {latency.scale:.3f} x "
+          f"units {latency.constant:+.0f} ms)")
+    return {"table": path, "networks": rows}
+
+
+def _threads() -> str:
+    return f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
+    p.add_argument("--step-batch", type=int, default=16, help="batch of part (a) (default 16)")
+    p.add_argument("--step-repeats", type=int, default=5)
+    p.add_argument("--step-warmup", type=int, default=2)
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="skip the profiler breakdown of part (a)")
+    p.add_argument("--profile-rows", type=int, default=10)
+    p.add_argument("--latency-batch", type=int, default=32, help="batch of (b), (c) (default 32)")
+    p.add_argument("--target", type=float, default=0.5, help="α of (b) (default 0.5)")
+    p.add_argument("--repeats", type=int, default=10, help="timed batches in (b) (default 10)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--table", default=None, help="latency table file (default: the cache's)")
+    p.add_argument("--table-repeats", type=int, default=5,
+                   help="timings per table entry; the fastest counts (default 5)")
+    p.add_argument("--parts", default="abc", help="which parts to run (default abc)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--dnnl-worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.profile_worker:
+        profile_worker(args)
+        return 0
+    if args.dnnl_worker:
+        dnnl_worker(args)
+        return 0
+    start = time.time()
+    print(f"prunenet {prunenet.__version__}, MXNet {mx.__version__}, {os.cpu_count()} cores, "
+          f"{_threads()}")
+    results = {}
+    if "a" in args.parts:
+        results["a"] = part_a(args)
+    if "b" in args.parts or "c" in args.parts:
+        results["bc"] = part_bc(args)
+    print(f"\ntotal {time.time() - start:.0f} s")
+    if args.json:
+        from prunenet.files import write_json
+        write_json(args.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,853 @@
+"""Latency as a pruning objective: per-layer latency tables measured on a device, and the cost
+model that looks them up.
+
+A *unit* is one convolution (or dense) layer together with its BatchNorm and activation, and with
+the pooling and residual addition that only it feeds (their cost scales with its width too). Its
+latency (ms per batch) is a function of its input and output widths at the layer's own
+feature-map size, for one device, batch size and dtype. A :class:`LatencyTable` holds such
+measurements, keyed by what the unit computes (kernel, stride, padding, feature-map size, ...)
+and its widths, never by a layer's name, so that alike layers share them; and per network the
+measured latency of the whole network, at full width and with every prunable group near half
+width. It is cached as one JSON file per device, batch size and dtype (and, on the CPU, thread
+count). Every timing is the fastest of a few repeats after flushing the CPU caches, and every
+batch of timings is scaled by a reference unit timed with it, so entries measured minutes apart
+on a busy machine stay comparable.
+
+:class:`LatencyCost` is the cost model. A layer's cost is its unit's latency, interpolated
+bilinearly between widths on a grid (every ``round_to`` channels up to 128, then steps of about an
+eighth of the width) and measured lazily the first time the search needs a grid point. Bilinear
+interpolation is exact for a + b·in + c·out + d·in·out (a convolution's arithmetic), and it turns
+the finite differences the search takes into slopes over a grid cell, well above the timing
+noise of a single 8-channel step. The sum of the units is calibrated against the two measured
+networks: ``total = scale·Σ units + constant``, the constant being the remainder no unit covers.
+
+:class:`UnitTimer` does the measuring; the table calls it only for what it lacks, and a table
+without a timer (``measure=False``) answers from its file alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .costs import CostModel
+from .errors import PrunenetError
+from .graph import ChannelGraph, Layer
+from .select import Selection
+
+__all__ = ["UnitSpec", "unit_specs", "network_key", "UnitTimer", "LatencyTable", "LatencyCost",
+           "select_measured", "default_table_path", "width_grid", "FORMAT"]
+
+FORMAT = "prunenet-latency-table/1"
+_EPS = 1e-3  # a grid point is at least this much (relative) below its wider neighbours
+_DRIFT, _RETRIES = 1.1, 2  # a batch whose reference is off by more is measured again
+
+
+# -- units ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UnitSpec:
+    """What a unit computes, apart from its widths: optional pooling/flatten on its input
+    (``pre``), the conv or dense layer, its BatchNorm, and the element-wise ops and pooling that
+    only it feeds (``post``: activations, a residual addition written ``add``, pooling). Their
+    costs scale with the unit's widths, so they belong to it rather than to the remainder."""
+
+    op: str  # "conv" or "dense"
+    kernel: Tuple[int, int] = (1, 1)
+    stride: Tuple[int, int] = (1, 1)
+    pad: Tuple[int, int] = (0, 0)
+    dilate: Tuple[int, int] = (1, 1)
+    in_hw: Tuple[int, ...] = ()  # the input's spatial size (empty: a flat input)
+    groups: int = 1  # 0: depthwise (as many groups as channels)
+    cols: int = 1  # input columns per channel (a dense layer on a flattened feature map)
+    bias: bool = False
+    bn: bool = True
+    pre: Tuple[str, ...] = ()  # ops on the input, e.g. "Pooling(kernel=(2, 2),...)"
+    post: Tuple[str, ...] = ()  # ops after the BatchNorm, e.g. "add", "Activation(act_type=relu)"
+
+    @property
+    def key(self) -> str:
+        parts = list(self.pre)
+        if self.op == "dense":
+            parts += ["dense", f"c{self.cols}"]
+        else:
+            parts += ["conv", "k{}x{}".format(*self.kernel), "s{}x{}".format(*self.stride),
+                      "p{}x{}".format(*self.pad), "d{}x{}".format(*self.dilate),
+                      "dw" if self.groups == 0 else f"g{self.groups}"]
+        parts += ["x".join(map(str, self.in_hw)) or "flat"]
+        parts += ["bias"] * self.bias + ["bn"] * self.bn + list(self.post)
+        return "/".join(parts)
+
+    def symbol(self, in_width: int, out_width: int):
+        """The unit as an MXNet symbol on ``data`` (and ``residual`` when it adds one)."""
+        import mxnet as mx
+        x = mx.sym.var("data")
+        for i, text in enumerate(self.pre):
+            op, attrs = _parse_op(text)
+            x = getattr(mx.sym, op)(x, name=f"pre{i}", **attrs)
+        if self.op == "dense":
+            x = mx.sym.FullyConnected(x, num_hidden=out_width, no_bias=not self.bias,
+                                      flatten=True, name="fc")
+        else:
+            x = mx.sym.Convolution(x, num_filter=out_width, kernel=self.kernel,
+                                   stride=self.stride, pad=self.pad, dilate=self.dilate,
+                                   num_group=in_width if self.groups == 0 else self.groups,
+                                   no_bias=not self.bias, name="conv")
+        if self.bn:
+            x = mx.sym.BatchNorm(x, fix_gamma=False, eps=1e-5, name="bn")
+        for i, text in enumerate(self.post):
+            if text == "add":
+                x = mx.sym.elemwise_add(x, mx.sym.var("residual"), name=f"post{i}")
+                continue
+            op, attrs = _parse_op(text)
+            x = getattr(mx.sym, op)(x, name=f"post{i}", **attrs)
+        return x
+
+    def input_shape(self, batch_size: int, in_width: int) -> Tuple[int, ...]:
+        if not self.in_hw:
+            return (batch_size, in_width * self.cols)
+        return (batch_size, in_width) + tuple(self.in_hw)
+
+
+def _op_string(op: str, attrs: Dict[str, str]) -> str:
+    inner = ";".join(f"{k}={v}" for k, v in sorted(attrs.items()) if not k.startswith("__"))
+    return f"{op}({inner})"
+
+
+def _parse_op(text: str) -> Tuple[str, Dict[str, str]]:
+    op, inner = text[:-1].split("(", 1)
+    return op, dict(kv.split("=", 1) for kv in inner.split(";") if kv)
+
+
+def _pair(attrs: Dict[str, str], name: str, default: int) -> Tuple[int, int]:
+    text = attrs.get(name)
+    if not text:
+        return (default, default)
+    vals = [int(v) for v in text.strip("()[] ").split(",") if v.strip()]
+    return (vals[0], vals[1] if len(vals) > 1 else 1) if vals else (default, default)
+
+
+_ACTIVATIONS = {"Activation", "LeakyReLU", "clip", "relu", "sigmoid", "tanh"}
+_ADDS = {"elemwise_add", "broadcast_add", "_Plus", "_plus", "_add"}
+_PRE = {"Pooling", "Flatten", "flatten", "Dropout"}
+
+
+def unit_specs(graph: ChannelGraph) -> Dict[str, UnitSpec]:
+    """The unit of every conv/dense layer of ``graph`` that reads or writes a prunable group
+    (the others are part of the remainder)."""
+    doc = json.loads(graph.symbol.tojson())
+    nodes = doc["nodes"]
+    internals = graph.symbol.get_internals()
+    _, out_shapes, _ = internals.infer_shape(data=graph.input_shape)
+    shape_of = dict(zip(internals.list_outputs(), out_shapes))
+    index = {node["name"]: i for i, node in enumerate(nodes)}
+    readers: Dict[int, List[int]] = {}
+    for i, node in enumerate(nodes):
+        for entry in node["inputs"]:
+            readers.setdefault(entry[0], []).append(i)
+    for head in doc["heads"]:
+        readers.setdefault(head[0], []).append(-1)  # the network's output is read too
+    norm_of = {n.producer: n.name for n in graph.norms.values() if n.producer}
+
+    def tensor_shape(entry) -> Tuple[int, ...]:
+        src = nodes[entry[0]]
+        if src["op"] == "null":
+            return tuple(shape_of[src["name"]])
+        return tuple(shape_of.get(f"{src['name']}_output") or
+                     shape_of[f"{src['name']}_output{entry[1]}"])
+
+    def sole_reader(node_id: int) -> Optional[int]:
+        after = readers.get(node_id, [])
+        return after[0] if len(after) == 1 and after[0] >= 0 else None
+
+    def pre_chain(layer_id: int) -> Tuple[List[int], tuple]:
+        """Pooling/flatten nodes that only feed this layer, and the chain's input entry."""
+        chain, entry = [], nodes[layer_id]["inputs"][0]
+        while nodes[entry[0]]["op"] in _PRE and sole_reader(entry[0]) == (
+                chain[0] if chain else layer_id):
+            chain.insert(0, entry[0])
+            entry = nodes[entry[0]]["inputs"][0]
+        return chain, entry
+
+    layer_ids = {index[name] for name in graph.layers}
+    claimed = set()
+    pres = {}
+    for name in graph.layers:
+        pres[name] = pre_chain(index[name])
+        claimed.update(pres[name][0])
+
+    def post_chain(node_id: int) -> List[str]:
+        post = []
+        while True:
+            nxt = sole_reader(node_id)
+            if nxt is None or nxt in claimed or nxt in layer_ids:
+                return post
+            node = nodes[nxt]
+            if node["op"] in _ACTIVATIONS or node["op"] == "Pooling":
+                post.append(_op_string(node["op"], node.get("attrs", {})))
+            elif node["op"] in _ADDS and len(node["inputs"]) == 2 and \
+                    node["inputs"][0][0] == node_id:
+                post.append("add")
+            else:
+                return post
+            node_id = nxt
+
+    specs: Dict[str, UnitSpec] = {}
+    for layer in graph.layers.values():
+        groups = [graph.group_of(s) for s in layer.in_layout] + [graph.out_group(layer.name)]
+        if not any(g.prunable for g in groups):
+            continue
+        node = nodes[index[layer.name]]
+        attrs = node.get("attrs", {})
+        tail = index[norm_of[layer.name]] if layer.name in norm_of else index[layer.name]
+        chain, entry = pres[layer.name]
+        in_shape = tensor_shape(entry)
+        common = dict(bias=layer.bias is not None, bn=layer.name in norm_of,
+                      pre=tuple(_op_string(nodes[i]["op"], nodes[i].get("attrs", {}))
+                                for i in chain),
+                      post=tuple(post_chain(tail)), in_hw=tuple(int(v) for v in in_shape[2:]))
+        if layer.op == "FullyConnected":
+            cols = layer.cols_per_channel if not chain and len(in_shape) <= 2 else 1
+            specs[layer.name] = UnitSpec("dense", cols=cols, **common)
+            continue
+        specs[layer.name] = UnitSpec(
+            "conv", kernel=_pair(attrs, "kernel", 1), stride=_pair(attrs, "stride", 1),
+            pad=_pair(attrs, "pad", 0), dilate=_pair(attrs, "dilate", 1),
+            groups=0 if layer.depthwise else layer.groups, **common)
+    return specs
+
+
+def network_key(graph: ChannelGraph) -> str:
+    """A name for the architecture of ``graph`` at its input size (not its layers' names)."""
+    doc = json.loads(graph.symbol.tojson())
+    plain = [[n["op"], {k: v for k, v in n.get("attrs", {}).items() if not k.startswith("__")},
+              [e[:2] for e in n["inputs"]]] for n in doc["nodes"]]
+    text = json.dumps([plain, doc["heads"], list(graph.input_shape[1:])], sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+# -- measuring ------------------------------------------------------------------------------------
+class UnitTimer:
+    """Times units and whole networks on one device: hybridized with a static graph, random
+    input, ``warmup`` untimed batches, then the fastest of ``repeats`` batches, the calls of one
+    request taking turns."""
+
+    def __init__(self, ctx=None, batch_size: int = 32, dtype: str = "float32", repeats: int = 5,
+                 warmup: int = 2) -> None:
+        import mxnet as mx
+        from .bench import check_settings
+        check_settings(batch_size, dtype, repeats, warmup)
+        self.ctx = ctx or mx.cpu()
+        self.batch_size, self.dtype = batch_size, dtype
+        self.repeats, self.warmup = repeats, warmup
+
+    def _call(self, symbol, input_shape) -> Callable[[], None]:
+        """One batch through ``symbol``, hybridized, randomly initialised, on random input (and a
+        random ``residual`` input when the symbol has one)."""
+        import warnings
+        import mxnet as mx
+        from mxnet import gluon
+        names = [n for n in ("data", "residual") if n in symbol.list_arguments()]
+        arg_shapes, _, _ = symbol.infer_shape(data=tuple(input_shape))
+        shapes = dict(zip(symbol.list_arguments(), arg_shapes))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            block = gluon.SymbolBlock(symbol, [mx.sym.var(n) for n in names])
+        for name, param in block.collect_params().items():
+            init = mx.init.One() if name.endswith(("gamma", "_var")) else \
+                mx.init.Zero() if name.endswith(("beta", "_mean", "bias")) else \
+                mx.init.MSRAPrelu()
+            param.initialize(init, ctx=self.ctx)
+        if self.dtype != "float32":
+            block.cast(self.dtype)
+        block.hybridize(static_alloc=True, static_shape=True)
+        rng = np.random.RandomState(0)
+        xs = [mx.nd.array(rng.normal(size=shapes[n]), ctx=self.ctx, dtype=self.dtype)
+              for n in names]
+
+        def run() -> None:
+            out = block(*xs)
+            (out[0] if isinstance(out, (list, tuple)) else out).wait_to_read()
+        return run
+
+    def unit_call(self, spec: UnitSpec, in_width: int, out_width: int) -> Callable[[], None]:
+        return self._call(spec.symbol(in_width, out_width),
+                          spec.input_shape(self.batch_size, in_width))
+
+    def network_call(self, symbol, image_shape: Sequence[int]) -> Callable[[], None]:
+        return self._call(symbol, (self.batch_size,) + tuple(image_shape))
+
+    def time(self, calls: Dict[str, Callable[[], None]]) -> Dict[str, float]:
+        """Milliseconds per batch of each call, measured side by side: the fastest of the
+        repeats (other processes only ever slow a call down; the fastest is the one they
+        disturbed least), each timed call after the CPU caches were flushed (in a network a
+        layer's weights come from memory; and so every unit is measured alike however many are
+        measured together)."""
+        import mxnet as mx
+        from .bench import time_calls
+        flush = _cache_flusher() if self.ctx.device_type == "cpu" else None
+        try:
+            times = time_calls(calls, self.repeats, self.warmup, before=flush)
+        except mx.base.MXNetError as err:
+            from .bench import _first_line
+            raise PrunenetError(f"MXNet cannot run a layer in {self.dtype} on {self.ctx}: "
+                                f"{_first_line(err)}; measure another dtype or device") from None
+        return {name: float(np.min(ts)) * 1e3 for name, ts in times.items()}
+
+
+def _cache_flusher() -> Callable[[], None]:
+    """A function that evicts the CPU caches by writing a buffer twice the last-level cache."""
+    size = 32 << 20
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:
+            text = f.read().strip().upper()
+        size = int(text.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(text[-1:], 0)
+    except (OSError, ValueError):
+        pass
+    buf = np.zeros(2 * size // 4, dtype=np.float32)
+
+    def flush() -> None:
+        np.add(buf, 1.0, out=buf)
+    return flush
+
+
+# -- the table ------------------------------------------------------------------------------------
+def default_table_path(device: str, batch_size: int, dtype: str = "float32",
+                       cache_dir: Optional[str] = None) -> str:
+    """``$PRUNENET_CACHE`` (or ``~/.cache/prunenet``) ``/latency-<device>-b<batch>-<dtype>.json``;
+    on the CPU the thread count is part of the name."""
+    folder = os.path.expanduser(cache_dir or os.environ.get(
+        "PRUNENET_CACHE", os.path.join("~", ".cache", "prunenet")))
+    if device == "cpu":
+        device = f"cpu{_threads()}t"
+    return os.path.join(folder, f"latency-{device}-b{batch_size}-{dtype}.json")
+
+
+def _threads() -> str:
+    return os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+
+
+def _processor() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+def _point(in_width: int, out_width: int) -> str:
+    return f"{in_width},{out_width}"
+
+
+# The reference unit, timed with every batch of measurements: entries are stored as multiples of
+# its latency in their batch, so that entries timed minutes apart on a busy machine compare.
+REFERENCE = (UnitSpec("conv", kernel=(3, 3), pad=(1, 1), in_hw=(28, 28),
+                      post=("Activation(act_type=relu)",)), 64, 64)
+
+
+class LatencyTable:
+    """Measured latencies of units and networks for one device, batch size and dtype; missing
+    entries are measured by ``timer`` (none: a missing entry is an error).
+
+    Every batch of measurements also times :data:`REFERENCE`, and each entry is stored as a
+    multiple of the reference's latency in its batch: a machine that is busier for a while slows
+    an entry and its reference alike. :attr:`reference_ms`, the reference's median latency over
+    all batches, converts them to milliseconds."""
+
+    def __init__(self, device: str = "cpu", batch_size: int = 32, dtype: str = "float32",
+                 timer: Optional[UnitTimer] = None, path: Optional[str] = None) -> None:
+        self.device, self.batch_size, self.dtype = device, int(batch_size), dtype
+        self.threads = _threads() if device == "cpu" else ""
+        self.units: Dict[str, Dict[str, float]] = {}  # unit key -> {"in,out": latency}
+        self.networks: Dict[str, dict] = {}  # network key -> record with "latency"
+        self.references: List[float] = []  # ms of the reference unit, one per batch
+        self.timer, self.path = timer, path
+        self.measured = 0  # units and networks timed by this object
+
+    @property
+    def reference_ms(self) -> float:
+        """Milliseconds per unit of the stored latencies."""
+        return float(np.median(self.references)) if self.references else float("nan")
+
+    # -- opening and saving ------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Optional[str] = None, gpus: str = "", batch_size: int = 32,
+             dtype: str = "float32", measure: bool = True, repeats: int = 5,
+             warmup: int = 2) -> "LatencyTable":
+        """The table cached at ``path`` (default :func:`default_table_path`), or a new one that
+        will be saved there; it measures what it lacks on the device ``gpus`` names (``""``: the
+        CPU) unless ``measure`` is False. The file must be for this device, batch size, dtype."""
+        from .bench import check_settings, device, device_name
+        check_settings(batch_size, dtype, repeats, warmup)
+        ctx = device(gpus)
+        name = device_name(ctx)
+        path = path or default_table_path(name, batch_size, dtype)
+        timer = UnitTimer(ctx, batch_size, dtype, repeats, warmup) if measure else None
+        table = cls(name, batch_size, dtype, timer=timer, path=path)
+        if os.path.exists(path):
+            table._load(path)
+        elif not measure:
+            raise PrunenetError(f"latency table {path} does not exist; measure it first (open it "
+                                f"with measuring on)")
+        return table
+
+    def _load(self, path: str) -> None:
+        from .files import read_json
+        doc = read_json(path, "latency table")
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise PrunenetError(f"{path} is not a prunenet latency table ({FORMAT}); give "
+                                f"another table file")
+        want = (self.device, self.batch_size, self.dtype, self.threads)
+        got = (doc.get("device"), doc.get("batch_size"), doc.get("dtype"),
+               doc.get("threads", ""))
+        if got != want:
+            raise PrunenetError(
+                f"latency table {path} is for {_describe(*got)}, not {_describe(*want)}; "
+                f"latency depends on all four: use another table file")
+        try:
+            self.units = {k: {p: float(v) for p, v in d.items()}
+                          for k, d in doc["units"].items()}
+            self.networks = dict(doc["networks"])
+            self.references = [float(v) for v in doc["references_ms"]]
+        except (KeyError, AttributeError, TypeError, ValueError):
+            raise PrunenetError(f"latency table {path} is malformed; delete it to measure "
+                                f"again") from None
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "device": self.device, "batch_size": self.batch_size,
+                "dtype": self.dtype, "threads": self.threads, "processor": _processor(),
+                "unit": "latency of the reference unit in the same batch of timings",
+                "reference": f"{REFERENCE[0].key}@{_point(*REFERENCE[1:])}",
+                "reference_ms": round(self.reference_ms, 4),
+                "references_ms": [round(v, 4) for v in self.references],
+                "units": self.units, "networks": self.networks}
+
+    def save(self, path: Optional[str] = None) -> str:
+        """Write the table (atomically) to ``path`` or where it was opened from."""
+        from .files import write_json
+        path = path or self.path
+        if not path:
+            raise ValueError("the table has no path; pass one")
+        write_json(path, self.to_json())
+        return path
+
+    # -- lookups and measuring ----------------------------------------------------------------
+    def get(self, spec: UnitSpec, in_width: int, out_width: int) -> Optional[float]:
+        """The unit's latency, in reference units (× :attr:`reference_ms` for milliseconds)."""
+        return self.units.get(spec.key, {}).get(_point(in_width, out_width))
+
+    def network(self, key: str) -> Optional[dict]:
+        """The record of a measured network: its ``latency`` in reference units, ``widths``."""
+        return self.networks.get(key)
+
+    def ensure(self, points: Iterable[Tuple[UnitSpec, int, int]],
+               networks: Optional[Dict[str, Tuple[object, Sequence[int], dict]]] = None) -> None:
+        """Measure, side by side with the reference, the ``(unit, in width, out width)`` points
+        and the ``networks`` (key -> (symbol, image shape, record fields)) the table lacks."""
+        units = {f"{s.key}@{_point(i, o)}": (s, i, o) for s, i, o in points
+                 if self.get(s, i, o) is None}
+        nets = {k: v for k, v in (networks or {}).items() if k not in self.networks}
+        if not units and not nets:
+            return
+        timer = self._timer(next(iter(units.values()), None))
+        ref_key = "reference"
+        calls = {k: timer.unit_call(*p) for k, p in units.items()}
+        calls.update({f"network:{k}": timer.network_call(sym, shape)
+                      for k, (sym, shape, _) in nets.items()})
+        calls[ref_key] = timer.unit_call(*REFERENCE)
+        times = timer.time(calls)
+        usual = float(np.median(self.references[-5:])) if self.references else None
+        for _ in range(_RETRIES if usual else 0):  # a passing disturbance: once more
+            if abs(math.log(times[ref_key] / usual)) <= math.log(_DRIFT):
+                break
+            again = timer.time(calls)
+            if abs(math.log(again[ref_key] / usual)) < abs(math.log(times[ref_key] / usual)):
+                times = again
+        ref = times[ref_key]
+        self.references.append(ref)
+        for k, (spec, i, o) in units.items():
+            self.units.setdefault(spec.key, {})[_point(i, o)] = round(times[k] / ref, 6)
+        for k, (_, shape, record) in nets.items():
+            self.networks[k] = dict(record, input_shape=list(shape),
+                                    latency=round(times[f"network:{k}"] / ref, 6),
+                                    latency_ms=round(times[f"network:{k}"], 4))
+        self.measured += len(calls)
+        self._autosave()
+
+    def _timer(self, point) -> UnitTimer:
+        if self.timer is None:
+            what = f"unit {point[0].key} at widths {point[1]}, {point[2]}" if point else \
+                "a network"
+            raise PrunenetError(f"latency table {self.path or '(in memory)'} has no entry for "
+                                f"{what} and is not allowed to measure; open it with measuring on")
+        return self.timer
+
+    def _autosave(self) -> None:
+        if self.path:
+            self.save()
+
+
+def _describe(device, batch_size, dtype, threads) -> str:
+    return f"{device}, batch {batch_size}, {dtype}" + (f", {threads} threads" if threads else "")
+
+
+# -- the cost model -------------------------------------------------------------------------------
+def width_grid(full: int, step: int) -> List[int]:
+    """Widths at which a dimension of full width ``full`` is measured, ascending: every ``step``
+    channels up to 128 below ``full``... then steps of about an eighth of the width, all
+    ``full`` minus a multiple of ``step``, down to the smallest positive one (and 1)."""
+    points, p = [full], full
+    while p - step >= 1:
+        p -= max(step, (p // 8) // step * step) if p > 128 else step
+        if p < 1:
+            break
+        points.append(p)
+    if points[-1] > 1:
+        points.append(1)
+    return sorted(set(points))
+
+
+def _bracket(grid: List[int], w: int) -> Tuple[int, int]:
+    import bisect
+    j = bisect.bisect_left(grid, w)
+    if j < len(grid) and grid[j] == w:
+        return w, w
+    j = min(max(j, 1), len(grid) - 1)
+    return grid[j - 1], grid[j]
+
+
+class LatencyCost(CostModel):
+    """Latency (ms per batch on the table's device) as the cost of a network at given widths.
+
+    The sum U of the units' interpolated latencies is mapped to the network's latency by a
+    piecewise-linear calibration N(U) through networks measured whole: the unpruned one, one
+    with every prunable group near half width, and any added by :meth:`measure` (e.g. the pruned
+    networks a search chose; see :func:`select_measured`). What lies between N and U is the
+    remainder no unit covers (negative where a unit measured alone costs more than it does
+    inside the network: its input arrives in another memory layout, its caches are cold)."""
+
+    name = "latency"
+
+    def __init__(self, graph: ChannelGraph, table: Optional[LatencyTable] = None,
+                 round_to: int = 8, name: str = "") -> None:
+        super().__init__(graph)
+        if table is None:
+            raise PrunenetError("the latency objective needs a latency table: pass "
+                                "table=LatencyTable.open(path, gpus, batch_size, dtype)")
+        self.table, self.round_to, self.model = table, max(1, int(round_to)), name
+        self.specs = unit_specs(graph)
+        self._grids = {layer.name: (self._grid(layer, True), self._grid(layer, False))
+                       for layer in self.layers if layer.name in self.specs}
+        self._values: Dict[Tuple[str, int, int], float] = {}  # grid point -> latency used
+        self._memo: Dict[Tuple[str, int, int], float] = {}  # (layer, in, out) -> interpolated
+        self._u_last: Tuple[bytes, float] = (b"", 0.0)
+        self.key = network_key(graph)
+        self._calibrate()
+
+    # -- calibration ------------------------------------------------------------------------
+    def half_widths(self) -> np.ndarray:
+        """Every prunable group at the grid width nearest half its width."""
+        from .select import block_size
+        widths = self.graph.full_widths()
+        for g in self.graph.prunable_groups:
+            grid = width_grid(g.width, block_size(g, self.round_to))
+            widths[g.index] = min(grid, key=lambda w: (abs(w - g.width / 2), w))
+        return widths
+
+    def _unit_corners(self, widths: np.ndarray) -> List[Tuple[UnitSpec, int, int]]:
+        out = []
+        for idx, layer in enumerate(self.layers):
+            if layer.name in self.specs:
+                i, o = self._widths_of(idx, widths)
+                out += [(self.specs[layer.name], a, b) for a, b in self._corners(layer, i, o)]
+        return out
+
+    def _widths_of(self, idx: int, widths: np.ndarray) -> Tuple[int, int]:
+        return (int(sum(widths[g] for g in self._in_groups[idx])),
+                int(widths[self._out_group[idx]]))
+
+    def _calibrate(self) -> None:
+        graph, key = self.graph, self.key
+        full, half = graph.full_widths(), self.half_widths()
+        shape = tuple(graph.input_shape[1:])
+        nets = {key: (graph.symbol, shape, {"name": self.model, "widths": "full"})}
+        half_symbol = _resized_symbol(graph, half)
+        if half_symbol is not None and not np.array_equal(full, half):
+            nets[f"{key}:half"] = (half_symbol, shape, {"name": self.model,
+                                                        "widths": [int(w) for w in half]})
+        self.table.ensure(self._unit_corners(full) + self._unit_corners(half), nets)
+        self.ms = self.table.reference_ms  # ms per reference unit, fixed for this model's life
+        self._u_full = self._units(full)
+        self._n_full = float(self.table.network(key)["latency"])
+        self.network_ms, self.units_ms = self.ms * self._n_full, self.ms * self._u_full
+        record = self.table.network(f"{key}:half")
+        self.half_ms = self.ms * float(record["latency"]) if record else float("nan")
+        self._refit()
+
+    def _refit(self) -> None:
+        """N(U) through every network of this architecture that the table has measured."""
+        points = {}
+        for k, record in self.table.networks.items():
+            if k != self.key and not k.startswith(self.key + ":"):
+                continue
+            widths = self.graph.full_widths() if record.get("widths") == "full" else \
+                np.asarray(record["widths"], dtype=np.int64)
+            self.table.ensure(self._unit_corners(widths))
+            points[self._units(widths)] = float(record["latency"])
+        us = sorted(points)
+        ns = _increasing([points[u] for u in us], us, 0.05 * self._n_full / self._u_full)
+        self._calibration = list(zip(us, ns))
+        self._u_last = (b"", 0.0)
+        self.scale = self._slope(self._u_full)  # for reports: at full width,
+        self.constant = self.network_ms - self.scale * self.units_ms  # N ≈ scale·U + constant
+
+    @property
+    def calibration(self) -> List[Tuple[float, float]]:
+        """The networks measured whole: (Σ units, network) latency pairs in ms, ascending."""
+        return [(self.ms * u, self.ms * n) for u, n in self._calibration]
+
+    def _network(self, u: float) -> float:
+        """N(U): the calibration, extended linearly beyond its end points."""
+        pts = self._calibration
+        if len(pts) == 1:
+            return u * pts[0][1] / pts[0][0]
+        import bisect
+        j = min(max(bisect.bisect_left([p[0] for p in pts], u), 1), len(pts) - 1)
+        (u0, n0), (u1, n1) = pts[j - 1], pts[j]
+        return n0 + (n1 - n0) * (u - u0) / (u1 - u0)
+
+    def _slope(self, u: float) -> float:
+        return (self._network(u) - self._network(u * 0.99)) / (0.01 * u)
+
+    def measure(self, widths: Sequence[int], name: str = "") -> float:
+        """Measure the network at ``widths`` (per group) and add it to the calibration; return
+        its latency in ms (as every figure here: reference units × :attr:`ms`)."""
+        widths = np.asarray(widths, dtype=np.int64)
+        key = f"{self.key}:{hashlib.sha1(widths.tobytes()).hexdigest()[:12]}"
+        symbol = _resized_symbol(self.graph, widths)
+        if symbol is None:
+            raise PrunenetError("the pruned network cannot be built from the traced symbol (an "
+                                "op fixes a channel count); measure it with prunenet bench")
+        self.table.ensure(self._unit_corners(widths), {key: (
+            symbol, tuple(self.graph.input_shape[1:]),
+            {"name": name or self.model, "widths": [int(w) for w in widths]})})
+        self._refit()
+        return self.ms * float(self.table.network(key)["latency"])
+
+    def _units(self, widths: np.ndarray) -> float:
+        """U: the sum of the units' interpolated latencies (reference units)."""
+        return sum(self._raw(layer, *self._widths_of(i, widths))
+                   for i, layer in enumerate(self.layers) if layer.name in self.specs)
+
+    def _u(self, widths: np.ndarray) -> float:
+        key = np.asarray(widths, dtype=np.int64).tobytes()
+        if self._u_last[0] != key:
+            self._u_last = (key, self._units(np.asarray(widths)))
+        return self._u_last[1]
+
+    # -- the cost model ---------------------------------------------------------------------
+    def total(self, widths: Sequence[int] | None = None) -> float:
+        w = self.graph.full_widths() if widths is None else np.asarray(widths)
+        self._prefetch([w], range(len(self.layers)))
+        return self.ms * float(self._network(self._u(w)))
+
+    def saving(self, widths: Sequence[int], group: int, k: int = 1) -> float:
+        w = np.asarray(widths)
+        fewer = w.copy()
+        fewer[group] -= k
+        self._prefetch([w, fewer], self._touching[group])
+        self._prefetch([w], range(len(self.layers)))
+        u = self._u(w)
+        delta = sum(self._raw(self.layers[i], *self._widths_of(i, w))
+                    - self._raw(self.layers[i], *self._widths_of(i, fewer))
+                    for i in self._touching[group] if self.layers[i].name in self.specs)
+        return self.ms * float(self._network(u) - self._network(u - delta))
+
+    def marginal(self, widths: Sequence[int] | None = None) -> np.ndarray:
+        w = self.graph.full_widths() if widths is None else np.asarray(widths)
+        sets, layers = [w], set(range(len(self.layers)))
+        for g in self.graph.prunable_groups:
+            if w[g.index] > 0:
+                fewer = w.copy()
+                fewer[g.index] -= 1
+                sets.append(fewer)
+        self._prefetch(sets, sorted(layers))
+        return super().marginal(w)
+
+    def _prefetch(self, width_sets: Sequence[np.ndarray], layer_ids: Iterable[int]) -> None:
+        """Measure in one batch every grid point that these layers at these widths need."""
+        points = []
+        for idx in layer_ids:
+            layer = self.layers[idx]
+            if layer.name not in self.specs:
+                continue
+            for w in width_sets:
+                i, o = self._widths_of(idx, w)
+                if (layer.name, i, o) not in self._memo:
+                    spec = self.specs[layer.name]
+                    points += [(spec, a, b) for a, b in self._corners(layer, i, o)]
+        if points:
+            self.table.ensure(points)
+
+    def layer_cost(self, layer: Layer, in_width: int, out_width: int) -> float:
+        """The unit's share of the latency at full width's calibration slope (the totals and
+        savings use the calibration itself)."""
+        if layer.name not in self.specs:
+            return 0.0  # part of the remainder
+        return self.ms * self.scale * self._raw(layer, int(in_width), int(out_width))
+
+    def breakdown(self, widths: Sequence[int] | None = None) -> Dict[str, float]:
+        """Predicted milliseconds of every unit at ``widths``, and the remainder."""
+        w = self.graph.full_widths() if widths is None else np.asarray(widths)
+        out = {layer.name: self._layer_total(i, w) for i, layer in enumerate(self.layers)
+               if layer.name in self.specs}
+        out["remainder"] = self.total(w) - sum(out.values())
+        return out
+
+    # -- lookups ----------------------------------------------------------------------------
+    def _grid(self, layer: Layer, is_input: bool) -> List[int]:
+        graph = self.graph
+        groups = [graph.group_of(s) for s in layer.in_layout] if is_input else \
+            [graph.out_group(layer.name)]
+        full = layer.in_channels if is_input else layer.out_channels
+        if not any(g.prunable for g in groups):
+            return [full]
+        step = self.round_to
+        if layer.groups > 1 and not layer.depthwise:
+            step = int(np.lcm(step, layer.groups))
+        return width_grid(full, step)
+
+    def _raw(self, layer: Layer, i: int, o: int) -> float:
+        key = (layer.name, i, o)
+        value = self._memo.get(key)
+        if value is None:
+            value = self._memo[key] = self._interpolate(layer, i, o)
+        return value
+
+    def _corners(self, layer: Layer, i: int, o: int) -> List[Tuple[int, int]]:
+        """The grid points whose latencies give the unit's at widths (i, o)."""
+        in_grid, out_grid = self._grids[layer.name]
+        if self.specs[layer.name].groups == 0:  # depthwise: one width, along the diagonal
+            lo, hi = _bracket(out_grid, o)
+            return list(dict.fromkeys([(lo, lo), (hi, hi)]))
+        (i0, i1), (o0, o1) = _bracket(in_grid, i), _bracket(out_grid, o)
+        return list(dict.fromkeys([(i0, o0), (i0, o1), (i1, o0), (i1, o1)]))
+
+    def _interpolate(self, layer: Layer, i: int, o: int) -> float:
+        spec = self.specs[layer.name]
+        corners = self._corners(layer, i, o)
+        self.table.ensure((spec, a, b) for a, b in corners)
+        for a, b in sorted(corners, key=lambda c: (-c[0], -c[1])):  # wider ones first
+            self._fix(layer, spec, a, b)
+        in_grid, out_grid = self._grids[layer.name]
+        if spec.groups == 0:
+            lo, hi = _bracket(out_grid, o)
+            return _lerp(o, lo, hi, self._value(layer, lo, lo), self._value(layer, hi, hi))
+        (i0, i1), (o0, o1) = _bracket(in_grid, i), _bracket(out_grid, o)
+        low = _lerp(i, i0, i1, self._value(layer, i0, o0), self._value(layer, i1, o0))
+        high = _lerp(i, i0, i1, self._value(layer, i0, o1), self._value(layer, i1, o1))
+        return _lerp(o, o0, o1, low, high)
+
+    def _fix(self, layer: Layer, spec: UnitSpec, i: int, o: int) -> None:
+        """Fix the value used at a grid point, once: the measured one, kept below the nearest
+        value already fixed at a wider point and above the nearest at a narrower one, along
+        each dimension, so that costs stay positive where timing noise would invert a small
+        difference."""
+        key = (layer.name, i, o)
+        if key in self._values:
+            return
+        value = self.table.get(spec, i, o)
+        for narrower, wider in self._nearest_fixed(layer.name, spec, i, o):
+            if narrower is not None:
+                value = max(value, self._values[narrower] * (1 + _EPS))
+            if wider is not None:
+                value = min(value, self._values[wider] * (1 - _EPS))
+        self._values[key] = value
+
+    def _nearest_fixed(self, name: str, spec: UnitSpec, i: int, o: int) -> List[tuple]:
+        """Per dimension, the nearest narrower and the nearest wider grid points whose values
+        are fixed already (None where there is none)."""
+        in_grid, out_grid = self._grids[name]
+
+        def scan(grid: List[int], w: int, make) -> tuple:
+            k = grid.index(w)
+            down = next((make(p) for p in reversed(grid[:k]) if make(p) in self._values), None)
+            up = next((make(p) for p in grid[k + 1:] if make(p) in self._values), None)
+            return down, up
+
+        if spec.groups == 0:
+            return [scan(out_grid, o, lambda p: (name, p, p))]
+        return [scan(in_grid, i, lambda p: (name, p, o)), scan(out_grid, o, lambda p: (name, i, p))]
+
+    def _value(self, layer: Layer, i: int, o: int) -> float:
+        return self._values[(layer.name, i, o)]
+
+
+def select_measured(select: Callable[[float], Selection], cost: LatencyCost, target: float,
+                    rounds: int = 3) -> Tuple[Selection, List[Dict[str, float]]]:
+    """``select(target)`` (a method's selection at a latency target), checked by measuring: the
+    pruned network is measured and added to the calibration and the selection repeated, until
+    it no longer changes (at most ``rounds`` measurements). Returns the selection and, per
+    round, the predicted and measured latency fractions."""
+    from .surgery import widths_of
+    sel, log = select(target), []
+    for _ in range(rounds):
+        widths = widths_of(sel.keep)
+        predicted = cost.total(widths) / cost.total()
+        measured = cost.measure(widths) / cost.network_ms
+        log.append({"predicted": predicted, "measured": measured})
+        again = select(target)
+        if all(np.array_equal(a, b) for a, b in zip(again.keep, sel.keep)):
+            break
+        sel = again
+    return sel, log
+
+
+def _resized_symbol(graph: ChannelGraph, widths: np.ndarray):
+    """``graph``'s symbol with every layer's output width set from ``widths`` (per group), or
+    None when MXNet cannot infer its shapes (an op fixes a channel count)."""
+    import mxnet as mx
+    doc = json.loads(graph.symbol.tojson())
+    for node in doc["nodes"]:
+        if node["op"] == "null":
+            node.get("attrs", {}).pop("__shape__", None)  # the full widths' parameter shapes
+        layer = graph.layers.get(node["name"])
+        if layer is not None:
+            width = int(widths[graph.space_group[layer.out_space]])
+            attrs = node.setdefault("attrs", {})
+            attrs["num_filter" if node["op"] == "Convolution" else "num_hidden"] = str(width)
+            if layer.depthwise:
+                attrs["num_group"] = str(width)
+    symbol = mx.sym.load_json(json.dumps(doc))
+    try:
+        symbol.infer_shape(data=graph.input_shape)
+    except mx.base.MXNetError:
+        return None
+    return symbol
+
+
+def _increasing(values: List[float], at: List[float], least_slope: float) -> List[float]:
+    """``values`` made increasing in ``at`` (pooling adjacent violators, then at least
+    ``least_slope``): a network whose units are faster is not slower."""
+    blocks = []  # [sum, count]
+    for v in values:
+        blocks.append([v, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    out = [b[0] / b[1] for b in blocks for _ in range(b[1])]
+    for j in range(1, len(out)):
+        out[j] = max(out[j], out[j - 1] + least_slope * (at[j] - at[j - 1]))
+    return out
+
+
+def _lerp(x: int, x0: int, x1: int, y0: float, y1: float) -> float:
+    if x1 == x0:
+        return y0
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)

@@ -1,0 +1,76 @@
+"""``prunenet bench`` and :func:`prunenet.bench.throughput`: results, refusals, the command."""
+import argparse
+import json
+import os
+
+import pytest
+from conftest import random_net
+
+from prunenet import PrunenetError, bench
+
+
+def _bench(argv):
+    parser = argparse.ArgumentParser(prog="prunenet")
+    bench.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench"] + argv)
+    return args.func(args)
+
+
+def test_throughput_measures_each_network_with_its_spread():
+    nets = {"a": random_net("cifar_resnet20_v1", 16), "b": random_net("cifar_resnet20_v2", 16)}
+    out = bench.throughput(nets, (3, 16, 16), batch_size=2, repeats=3, warmup=1)
+    assert set(out) == {"a", "b"}
+    for r in out.values():
+        assert r["throughput_img_s"] == pytest.approx(2 / (r["latency_ms"] / 1e3))
+        assert 0 < r["latency_ms_min"] <= r["latency_ms"] <= r["latency_ms_max"]
+        assert r["latency_ms_iqr"] >= 0 and r["batch_size"] == 2 and r["repeats"] == 3
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_batch_size_below_one_is_refused(size):
+    net = random_net("cifar_resnet20_v1", 16)
+    with pytest.raises(PrunenetError, match=f"batch size {size} must be .*at least 1"):
+        bench.throughput({"a": net}, (3, 16, 16), batch_size=size)
+    with pytest.raises(PrunenetError, match="at least 1"):
+        _bench(["--model", "cifar_resnet20_v1", "--batch-size", str(size)])
+
+
+@pytest.mark.parametrize("gpus,words", [("7", "unknown device gpu7"), ("x", "not a GPU id"),
+                                        ("0,1", "one device")])
+def test_unknown_device_is_refused(gpus, words):
+    with pytest.raises(PrunenetError, match=words):
+        bench.device(gpus)
+    with pytest.raises(PrunenetError, match=words):
+        _bench(["--model", "cifar_resnet20_v1", "--gpus", gpus])
+
+
+def test_bench_command_measures_models_and_shape_files_side_by_side(capsys):
+    import gluoncv
+    shapes = os.path.join(os.path.dirname(gluoncv.__file__), "model_zoo", "pruned_resnet",
+                          "resnet18_v1b_2.6x.json")
+    assert _bench(["--model", "resnet18_v1b", "--shapes", shapes, "--input-size", "32",
+                   "--batch-size", "2", "--repeats", "2", "--warmup", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["batch_size"] == 2 and doc["input_shape"] == [3, 32, 32]
+    full, pruned = doc["models"]["resnet18_v1b"], doc["models"]["resnet18_v1b:" +
+                                                                 os.path.basename(shapes)]
+    assert full["speedup"] == 1.0 and pruned["macs"] < full["macs"]
+    assert pruned["throughput_img_s"] > 0
+
+    assert _bench(["--model", "cifar_resnet20_v1", "--batch-size", "2", "--repeats", "2",
+                   "--warmup", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "cifar_resnet20_v1" in text and "img/s" in text and "1.00x" in text
+
+
+@pytest.mark.parametrize("argv,words", [
+    ([], "at least one --model"),
+    (["--model", "resnet18_v1b", "--model", "resnet34_v1b", "--shapes", "x.json"],
+     "exactly one --model"),
+    (["--zoo", "somewhere"], "needs --name"),
+    (["--model", "resnet18_v1b", "--dtype", "float32", "--name", "no_such_model"],
+     "no_such_model"),
+])
+def test_bench_command_refuses_what_it_cannot_measure(argv, words):
+    with pytest.raises(PrunenetError, match=words):
+        _bench(argv + ["--batch-size", "2"])

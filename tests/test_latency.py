@@ -1,0 +1,117 @@
+"""The latency table and the latency cost model, on small networks measured for real."""
+import mxnet as mx
+import pytest
+from conftest import random_net
+from mxnet.gluon import nn
+
+from prunenet import PrunenetError, cost_model, trace
+from prunenet.costs import OBJECTIVES
+from prunenet.latency import LatencyTable, unit_specs, width_grid
+from prunenet.methods import DATA_FREE
+from prunenet.select import smallest_reachable
+from prunenet.surgery import full_keep, network_params, widths_of
+
+BATCH = 4
+
+
+def _table(path, **kw):
+    return LatencyTable.open(str(path), batch_size=BATCH, repeats=4, warmup=1, **kw)
+
+
+def _two_scales(size=64):
+    """Two convs at size×size, max-pooling by 4, two convs at (size/4)²; all 32 wide."""
+    net = nn.HybridSequential()
+    for stage in range(2):
+        for _ in range(2):
+            net.add(nn.Conv2D(32, 3, padding=1, use_bias=False), nn.BatchNorm(),
+                    nn.Activation("relu"))
+        if stage == 0:
+            net.add(nn.MaxPool2D(4))
+    net.add(nn.GlobalAvgPool2D(), nn.Dense(10))
+    net.initialize(mx.init.MSRAPrelu())
+    net(mx.nd.zeros((1, 3, size, size)))
+    return net, trace(net, (1, 3, size, size))
+
+
+def test_table_round_trips_through_its_cache_file(tmp_path):
+    path = tmp_path / "latency.json"
+    net, graph = _two_scales()
+    table = _table(path)
+    cost = cost_model(graph, "latency", table=table)
+    target = (1 + smallest_reachable(graph, cost, full_keep(graph))) / 2
+    assert target < 0.9
+    sel = DATA_FREE["l1"](graph, network_params(net), cost, target)
+    assert table.measured > 0 and path.exists()
+    assert target - sel.granularity < sel.achieved <= target
+
+    again = _table(path, measure=False)  # answers from the file alone, or raises
+    assert again.units == table.units and again.networks == table.networks
+    cost2 = cost_model(graph, "latency", table=again)
+    sel2 = DATA_FREE["l1"](graph, network_params(net), cost2, target)
+    assert again.measured == 0
+    assert [k.tolist() for k in sel2.keep] == [k.tolist() for k in sel.keep]
+    w = widths_of(sel.keep)
+    assert cost2.total(w) / cost2.total() == pytest.approx(cost.total(w) / cost.total())
+    assert cost2.total() == pytest.approx(cost2.network_ms)  # calibrated at full width
+
+    with pytest.raises(PrunenetError, match=r"is for cpu, batch 4, float32.*not cpu, batch 8"):
+        LatencyTable.open(str(path), batch_size=8, measure=False)
+    with pytest.raises(PrunenetError, match="does not exist"):
+        LatencyTable.open(str(tmp_path / "missing.json"), batch_size=BATCH, measure=False)
+
+
+def test_latency_costs_are_positive_and_larger_at_larger_feature_maps(tmp_path):
+    net, graph = _two_scales()
+    cost = cost_model(graph, "latency", table=_table(tmp_path / "t.json"))
+    convs = [name for name, layer in graph.layers.items() if layer.op == "Convolution"]
+    big, small = graph.layers[convs[1]], graph.layers[convs[3]]  # 32→32 at 64² and at 16²
+    assert cost.layer_cost(big, 32, 32) > 2 * cost.layer_cost(small, 32, 32) > 0
+    assert cost.layer_cost(big, 32, 32) - cost.layer_cost(big, 32, 16) > \
+        cost.layer_cost(small, 32, 32) - cost.layer_cost(small, 32, 16)
+
+    marginal = cost.marginal()
+    prunable = [g.index for g in graph.prunable_groups]
+    assert len(prunable) == 4 and all(marginal[g] > 0 for g in prunable)
+    at_big, at_small = graph.out_group(convs[0]).index, graph.out_group(convs[2]).index
+    assert marginal[at_big] > 2 * marginal[at_small]  # read and written at 64² vs 16²
+    for g in prunable:  # a cheaper network at fewer channels, whichever group shrinks
+        fewer = graph.full_widths()
+        fewer[g] -= 8
+        assert cost.total(fewer) < cost.total()
+
+
+def test_units_of_a_resnet_share_entries_and_know_their_feature_maps():
+    net = random_net("resnet50_v1d", 64)
+    graph = trace(net, (1, 3, 64, 64))
+    specs = unit_specs(graph)
+    assert set(specs) == set(graph.layers)  # every layer touches a prunable group
+    keys = {spec.key for spec in specs.values()}
+    assert len(keys) < len(specs) // 2  # the blocks of a stage are measured once
+    relu = "Activation(act_type=relu)"
+    names = list(graph.layers)
+    stem = specs[names[0]]
+    assert stem.in_hw == (64, 64) and stem.stride == (2, 2) and stem.bn and stem.post == (relu,)
+    assert specs[names[2]].post[-1].startswith("Pooling(")  # the stem's max-pooling
+    block = [n for n in names if "layers1_conv" in n]
+    assert [specs[n].post for n in block[:3]] == [(relu,), (relu,), ("add", relu)]
+    assert specs[block[1]].in_hw == (16, 16) and specs[block[1]].kernel == (3, 3)
+    down = [n for n in names if "down2_conv" in n][0]  # v1d: average pooling, then the conv
+    assert specs[down].pre[0].startswith("Pooling(") and specs[down].in_hw == (16, 16)
+    dense = specs[names[-1]]
+    assert dense.op == "dense" and "global_pool=True" in dense.pre[0]
+
+
+def test_width_grid_steps():
+    assert width_grid(64, 8) == [1] + list(range(8, 65, 8))
+    grid = width_grid(2048, 8)
+    assert grid[-1] == 2048 and all((2048 - w) % 8 == 0 for w in grid[1:])
+    for lo, hi in zip(grid[1:], grid[2:]):
+        assert hi - lo == 8 if hi <= 128 else 8 <= hi - lo <= hi / 8  # ~1/8 of the width
+    assert width_grid(3, 8) == [1, 3]
+
+
+def test_latency_objective_needs_a_table():
+    assert "latency" in OBJECTIVES
+    graph = trace(random_net("cifar_resnet20_v1", 16), (1, 3, 16, 16))
+    with pytest.raises(PrunenetError, match="needs a latency table"):
+        cost_model(graph, "latency")
