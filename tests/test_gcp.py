@@ -194,47 +194,39 @@ def test_folding_into_the_classifier_is_exact():
     np.testing.assert_allclose(w.block(REGULARIZE)(x).asnumpy(), ref, rtol=1e-5, atol=1e-5)
 
 
+def _kill_first_channels(w):
+    """Give the first 8 channels of every untied group read only by 1×1 layers γ = 0 and a
+    clearly positive β (so they output a constant after the ReLU); return those groups."""
+    groups = [g for g in w.graph.prunable_groups if not g.tied and
+              all(w.graph.layers[c].kernel == (1, 1) for c in g.consumers)]
+    for g in groups:
+        norm = w._bn_of[g.producers[0]]
+        gamma, beta = w.get(norm.gamma), w.get(norm.beta)
+        gamma[:8] = 0
+        beta[:8] = np.abs(beta[:8]) + 0.5
+        w.set(norm.gamma, gamma)
+        w.set(norm.beta, beta)
+    return groups
+
+
 def test_folding_a_dead_channel_keeps_the_output():
     """A removed channel with γ = 0 still outputs relu(β); folding it into the consumers keeps
     the output exactly when the consumers are 1×1 convolutions or the classifier."""
     net, graph, w = _wrapped("resnet50_v1d", 32)
     x = _x((2, 3, 32, 32))
     # bottleneck conv2 → conv3 (1×1) and the last stage's stream → dense are exact
-    for g in graph.prunable_groups:
-        consumers = [graph.layers[c] for c in g.consumers]
-        if g.tied or not all(c.kernel == (1, 1) for c in consumers):
-            continue
-        norm = w._bn_of[g.producers[0]]
-        gamma, beta = w.get(norm.gamma), w.get(norm.beta)
-        gamma[:8] = 0
-        beta[:8] = np.abs(beta[:8]) + 0.5  # a clearly positive constant after the ReLU
-        w.set(norm.gamma, gamma)
-        w.set(norm.beta, beta)
+    groups = _kill_first_channels(w)
     ref = w.block(REGULARIZE)(x).asnumpy()
     keep = [k.copy() for k in w.keep]
-    touched = 0
-    for g in graph.prunable_groups:
-        consumers = [graph.layers[c] for c in g.consumers]
-        if g.tied or not all(c.kernel == (1, 1) for c in consumers):
-            continue
+    for g in groups:
         keep[g.index][:8] = False
-        touched += 1
-    assert touched >= 10
+    assert len(groups) >= 10
     assert w.apply_keep(keep) == []
     out = w.block(REGULARIZE)(x).asnumpy()
     np.testing.assert_allclose(out, ref, atol=1e-4 * np.abs(ref).max())
     # without folding the output would have changed
     net2, graph2, w2 = _wrapped("resnet50_v1d", 32)
-    for g in graph2.prunable_groups:
-        consumers = [graph2.layers[c] for c in g.consumers]
-        if g.tied or not all(c.kernel == (1, 1) for c in consumers):
-            continue
-        norm = w2._bn_of[g.producers[0]]
-        gamma, beta = w2.get(norm.gamma), w2.get(norm.beta)
-        gamma[:8] = 0
-        beta[:8] = np.abs(beta[:8]) + 0.5
-        w2.set(norm.gamma, gamma)
-        w2.set(norm.beta, beta)
+    _kill_first_channels(w2)
     w2.keep = keep  # bypass apply_keep: hold at zero without folding
     for g in graph2.prunable_groups:
         w2.set(w2.keep_name(g.index), keep[g.index].astype(np.float32))
