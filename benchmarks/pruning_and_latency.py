@@ -1,11 +1,9 @@
 """Pruning-step speed and the latency objective, measured side by side on this machine.
 
 (a) Time per image of a GCP regularize step over that of a full training step, same network and
-    batch (ResNet-50 v1d, 224 px, batch 16): with prunenet's masked wrapper as it is, with the
-    proposed change to it (each group's mask folded into its producers' BatchNorm γ and β instead
-    of multiplying their outputs; class ``FoldedMaskedNetwork`` below), and with every weight
-    frozen (forward plus the input-gradient backward: what is left when nothing but the input
-    needs a gradient). Then where the time goes: MXNet's profiler per operator, and oneDNN's log
+    batch (ResNet-50 v1d, 224 px, batch 16), and of a step with every weight frozen (forward
+    plus the input-gradient backward: what is left when nothing but the input needs a
+    gradient, the floor). Then where the time goes: MXNet's profiler per operator, and oneDNN's log
     per primitive (which shows the convolutions that compute a weight gradient anyway).
 (b) ResNet-50 v1d at batch 32: pruned data-free (``l1``) by the ``latency`` objective to α = 0.5
     of the measured latency and by the ``flops`` objective to α = 0.5 of the MACs, and GluonCV's
@@ -17,7 +15,7 @@
 Run from the repository root (about 10 minutes the first time, while the latency table is
 measured; it is cached in ``~/.cache/prunenet``)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pruning_and_latency.py
+    .venv/bin/python benchmarks/pruning_and_latency.py
 """
 from __future__ import annotations
 
@@ -47,65 +45,9 @@ from prunenet.wrapper import REGULARIZE, MaskedNetwork
 MODEL = "resnet50_v1d"
 
 
-# -- the proposed wrapper change --------------------------------------------------------------------
-class FoldedMaskedNetwork(MaskedNetwork):
-    """MaskedNetwork whose per-channel factors (keep mask × learnable mask) multiply each producer
-    BatchNorm's γ and β, C-element vectors, instead of the BatchNorm's output, a whole
-    activation: m·(γ·x̂ + β) = (m·γ)·x̂ + m·β, the same function and the same gradients, without
-    a broadcast multiplication over every activation forward and its two reductions backward."""
-
-    def _masked_symbol(self, use_global_stats: bool):
-        symbol = super()._masked_symbol(use_global_stats)
-        folded, count_ = fold_factors_into_batchnorm(symbol)
-        if count_ == 0:
-            raise RuntimeError("found no producer BatchNorm × factor to fold: prunenet.wrapper "
-                               "changed its node names; update FoldedMaskedNetwork")
-        return folded
-
-
-def fold_factors_into_batchnorm(symbol):
-    """Rewrite ``broadcast_mul(BatchNorm(x, γ, β), Reshape(f))`` as ``BatchNorm(x, γ·f, β·f)``."""
-    doc = json.loads(symbol.tojson())
-    nodes = doc["nodes"]
-    fold = {}  # broadcast_mul node -> (its BatchNorm node, the factor vector node)
-    for i, n in enumerate(nodes):
-        if n["op"] == "broadcast_mul" and n["name"].endswith("_prunenet"):
-            src, fac = n["inputs"][0][0], n["inputs"][1][0]
-            if nodes[src]["op"] == "BatchNorm" and nodes[fac]["op"] == "Reshape":
-                fold[i] = (src, nodes[fac]["inputs"][0][0])
-    factor_of = {bn: vec for bn, vec in fold.values()}
-    new, done = [], {}
-
-    def add(node) -> int:
-        new.append(node)
-        return len(new) - 1
-
-    def emit(i: int) -> int:  # depth-first, so a factor is emitted before the BN that uses it
-        i = fold[i][0] if i in fold else i
-        if i in done:
-            return done[i]
-        node = dict(nodes[i])
-        node["inputs"] = [[emit(e[0]), e[1], 0] for e in node["inputs"]]
-        if i in factor_of:
-            vec = emit(factor_of[i])
-            for k in (1, 2):  # γ and β
-                node["inputs"][k] = [add({"op": "elemwise_mul", "name": f"{node['name']}_f{k}",
-                                          "attrs": {}, "inputs": [node["inputs"][k],
-                                                                  [vec, 0, 0]]}), 0, 0]
-        done[i] = add(node)
-        return done[i]
-
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * len(nodes)))
-    doc["heads"] = [[emit(h[0]), h[1], 0] for h in doc["heads"]]
-    doc["nodes"] = new
-    doc["arg_nodes"] = [i for i, n in enumerate(new) if n["op"] == "null"]
-    doc.pop("node_row_ptr", None)
-    return mx.sym.load_json(json.dumps(doc)), len(fold)
-
-
 # -- (a) pruning-step time --------------------------------------------------------------------------
 def _step_functions(size: int, batch: int) -> Dict[str, object]:
-    """name -> a function running one step on a fixed batch; and a check of the folded wrapper."""
+    """name -> a function running one step on a fixed batch."""
     import prunenet.optim  # noqa: F401  (registers 'proxsgd')
     shape = (batch, 3, size, size)
     x = mx.nd.array(np.random.RandomState(0).normal(size=shape).astype(np.float32))
@@ -126,24 +68,17 @@ def _step_functions(size: int, batch: int) -> Dict[str, object]:
     full.hybridize(static_alloc=True, static_shape=True)
     steps = {"full training step (SGD, every weight)": step(full, gluon.Trainer(
         full.collect_params(), "sgd", {"learning_rate": 1e-4, "momentum": 0.9}))}
-    blocks = {}
-    for label, cls in (("regularize step, prunenet.wrapper now", MaskedNetwork),
-                       ("regularize step, masks folded into BN (proposed)", FoldedMaskedNetwork)):
-        net = load_model(MODEL, input_size=size, seed=1)
-        randomize_batchnorm(net, seed=1)
-        graph = trace(net, (1, 3, size, size))
-        wrapper = cls(net, graph)
-        wrapper.rescale()
-        weights = wrapper.cost_weights(cost_model(graph, "flops").marginal())
-        trainer = gluon.Trainer(wrapper.trainable_params(REGULARIZE), "proxsgd", {
-            "learning_rate": 1e-4, "momentum": 0.9,
-            "thresholds": {k: 1e-3 * v for k, v in weights.items()}})
-        blocks[label] = wrapper.block(REGULARIZE)
-        steps[label] = step(blocks[label], trainer)
-    a, b = blocks.values()
-    probe = x[:2]
-    diff = float((a(probe) - b(probe)).abs().max().asscalar())
-    scale = float(a(probe).abs().max().asscalar())
+    net = load_model(MODEL, input_size=size, seed=1)
+    randomize_batchnorm(net, seed=1)
+    graph = trace(net, (1, 3, size, size))
+    wrapper = MaskedNetwork(net, graph)
+    wrapper.rescale()
+    weights = wrapper.cost_weights(cost_model(graph, "flops").marginal())
+    trainer = gluon.Trainer(wrapper.trainable_params(REGULARIZE), "proxsgd", {
+        "learning_rate": 1e-4, "momentum": 0.9,
+        "thresholds": {k: 1e-3 * v for k, v in weights.items()}})
+    steps["GCP regularize step (BN scales, masks, classifier)"] = step(
+        wrapper.block(REGULARIZE), trainer)
     floor = load_model(MODEL, input_size=size, seed=2)
     for p in floor.collect_params().values():
         p.grad_req = "null"
@@ -157,14 +92,14 @@ def _step_functions(size: int, batch: int) -> Dict[str, object]:
         loss.backward()
         mx.nd.waitall()
     steps["all weights frozen: forward + input-gradient backward"] = floor_step
-    return steps, diff / max(scale, 1e-12)
+    return steps
 
 
 def part_a(args) -> dict:
     print(f"(a) pruning-step time: {MODEL}, {args.size} px, batch {args.step_batch}, "
           f"{_threads()}; median of {args.step_repeats} interleaved steps after "
           f"{args.step_warmup} warm-up", flush=True)
-    steps, rel_diff = _step_functions(args.size, args.step_batch)
+    steps = _step_functions(args.size, args.step_batch)
     times = bench.time_calls(steps, args.step_repeats, args.step_warmup)
     med = {k: float(np.median(v)) for k, v in times.items()}
     base = next(iter(med.values()))
@@ -174,7 +109,6 @@ def part_a(args) -> dict:
         q25, q75 = np.percentile(times[k], [25, 75])
         print(f"    {k:<{width}}  {v / args.step_batch * 1e3:9.1f}  "
               f"{(q75 - q25) / args.step_batch * 1e3:6.1f}  {v / base:15.3f}")
-    print(f"    (folded vs current wrapper: outputs agree to {rel_diff:.1e} of their scale)")
     result = {"ms_per_image": {k: v / args.step_batch * 1e3 for k, v in med.items()},
               "ratio": {k: v / base for k, v in med.items()}}
     if args.profile:
@@ -234,9 +168,8 @@ def _profile(args) -> dict:
 
 
 def _chosen_steps(args) -> Dict[str, object]:
-    steps, _ = _step_functions(args.size, args.step_batch)
-    keys = list(steps)
-    return {"training": steps[keys[0]], "regularize": steps[keys[2]], "frozen": steps[keys[3]]}
+    steps = _step_functions(args.size, args.step_batch)
+    return dict(zip(("training", "regularize", "frozen"), steps.values()))
 
 
 def profile_worker(args) -> None:

@@ -42,6 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .bench import DTYPES
     from .costs import OBJECTIVES
     from .methods import METHODS
 
@@ -87,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-width", type=_positive_int, default=8,
                    help="no group keeps fewer channels than this (default 8)")
     p.add_argument("--seed", type=int, default=0)
+    lat = p.add_argument_group("latency", "the latency objective (--objective latency): the "
+                                          "target is a fraction of the measured latency")
+    lat.add_argument("--latency-table", default=None, metavar="FILE",
+                     help="latency table to use and extend (default: one per device, batch "
+                          "size, dtype and thread count in ~/.cache/prunenet)")
+    lat.add_argument("--latency-batch-size", type=_positive_int, default=64,
+                     help="batch size the latency is measured at (default 64)")
+    lat.add_argument("--dtype", default="float32", choices=DTYPES,
+                     help="data type the latency is measured in (default float32)")
     p.add_argument("--out", help="output folder (must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     g = p.add_argument_group("gcp", "the data-driven method (--method gcp)")
@@ -129,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
 
-    from . import zoo
+    from . import bench, zoo
+    bench.add_parser(sub)
     zoo.add_parser(sub)
     return parser
 
@@ -180,12 +191,15 @@ def _prune(args) -> int:
             distill=args.distill, batch_size=args.batch_size, gpus=args.gpus, seed=args.seed,
             input_size=args.input_size, classes=args.classes, round_to=args.round_to,
             min_width=args.min_width, train_limit=args.train_limit, val_limit=args.val_limit,
-            progress=not args.no_progress, command=command), overwrite=args.overwrite)
+            latency_table=args.latency_table, latency_batch_size=args.latency_batch_size,
+            dtype=args.dtype, progress=not args.no_progress, command=command),
+            overwrite=args.overwrite)
         return 0
     prune_run(args.model, args.method, args.objective, args.target, args.out,
               params=params, input_size=args.input_size, classes=args.classes,
               round_to=args.round_to, min_width=args.min_width, seed=args.seed,
-              overwrite=args.overwrite, command=command)
+              overwrite=args.overwrite, command=command, latency_table=args.latency_table,
+              latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus)
     return 0
 
 

@@ -792,15 +792,19 @@ def select_measured(select: Callable[[float], Selection], cost: LatencyCost, tar
                     rounds: int = 3) -> Tuple[Selection, List[Dict[str, float]]]:
     """``select(target)`` (a method's selection at a latency target), checked by measuring: the
     pruned network is measured and added to the calibration and the selection repeated, until
-    it no longer changes (at most ``rounds`` measurements). Returns the selection and, per
-    round, the predicted and measured latency fractions."""
+    it no longer changes (at most ``rounds`` measurements). Returns the selection, which is the
+    last one measured, and per round the latency predicted before measuring and the measured
+    one (as fractions of the unpruned network's, and in ms)."""
     from .surgery import widths_of
     sel, log = select(target), []
-    for _ in range(rounds):
+    for i in range(rounds):
         widths = widths_of(sel.keep)
-        predicted = cost.total(widths) / cost.total()
-        measured = cost.measure(widths) / cost.network_ms
-        log.append({"predicted": predicted, "measured": measured})
+        predicted, full = cost.total(widths), cost.total()
+        measured = cost.measure(widths)
+        log.append({"predicted": predicted / full, "measured": measured / cost.network_ms,
+                    "predicted_ms": predicted, "measured_ms": measured})
+        if i == rounds - 1:
+            break
         again = select(target)
         if all(np.array_equal(a, b) for a, b in zip(again.keep, sel.keep)):
             break

@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -122,6 +122,62 @@ def _base_report(model: str, method: str, objective: str, target: float, selecti
     }
 
 
+def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_to: int = 8,
+                   gpus: str = "", latency_table: Optional[str] = None,
+                   latency_batch_size: int = 64, dtype: str = "float32"):
+    """The cost model of ``objective``; for ``latency``, backed by the latency table of the
+    first device in ``gpus`` (the CPU if none) at that batch size and dtype."""
+    if objective != "latency":
+        return cost_model(graph, objective)
+    from .latency import LatencyTable
+    first = (gpus or "").split(",")[0].strip()
+    table = LatencyTable.open(latency_table, gpus=first, batch_size=latency_batch_size,
+                              dtype=dtype)
+    return cost_model(graph, "latency", table=table, round_to=round_to, name=model)
+
+
+def select_with(select, cost, target: float) -> Tuple[Selection, dict]:
+    """``select(target)``, and for the latency objective the selection checked by measuring the
+    pruned network (:func:`prunenet.latency.select_measured`); returns it with the report's
+    latency fields (none for other objectives)."""
+    if cost.name != "latency":
+        return select(target), {}
+    from .latency import select_measured
+    selection, rounds = select_measured(select, cost, target)
+    return selection, {"latency_rounds": rounds, **_latency_fields(cost, rounds[-1])}
+
+
+def latency_report(cost, keep) -> dict:
+    """The report's latency fields for a selection made without measuring (GCP): predicted by
+    the table, then measured."""
+    if cost.name != "latency":
+        return {}
+    widths = widths_of(keep)
+    predicted, full = cost.total(widths), cost.total()
+    measured = cost.measure(widths)
+    return _latency_fields(cost, {"predicted": predicted / full,
+                                  "measured": measured / cost.network_ms,
+                                  "predicted_ms": predicted, "measured_ms": measured})
+
+
+def _latency_fields(cost, last: dict) -> dict:
+    table = cost.table
+    return {"latency_ms_before": cost.network_ms, "latency_ms_predicted": last["predicted_ms"],
+            "latency_ms_measured": last["measured_ms"],
+            "latency_fraction_measured": last["measured"],
+            "latency_table": {"path": table.path, "device": table.device,
+                              "batch_size": table.batch_size, "dtype": table.dtype,
+                              "threads": table.threads}}
+
+
+def _latency_line(report: dict) -> str:
+    if "latency_ms_measured" not in report:
+        return ""
+    return (f"; latency {report['latency_ms_before']:.1f} -> {report['latency_ms_measured']:.1f} "
+            f"ms per batch of {report['latency_table']['batch_size']} measured "
+            f"({report['latency_ms_predicted']:.1f} predicted)")
+
+
 def load_pruned(folder: str, ctx=None):
     """The pruned network saved in a run folder (either format), ready to run."""
     from .files import load_params, read_json, read_shapes
@@ -175,9 +231,11 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
               params: Optional[str] = None, input_size: Optional[int] = None,
               classes: Optional[int] = None, round_to: int = 8, min_width: int = 8,
               seed: int = 0, overwrite: bool = False, command: Optional[List[str]] = None,
-              log=print) -> dict:
+              log=print, latency_table: Optional[str] = None, latency_batch_size: int = 64,
+              dtype: str = "float32", gpus: str = "") -> dict:
     """Prune ``model`` with a data-free ``method`` to ``target`` × its cost; write the run folder
-    ``out`` (see the module doc) and return the report."""
+    ``out`` (see the module doc) and return the report. The ``latency`` objective measures on
+    ``gpus``' first device (the CPU if none), at ``latency_batch_size`` and ``dtype``."""
     from .files import staged_dir, write_json
     from .methods import DATA_FREE
     from .models import input_shape, load_model
@@ -197,13 +255,16 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     net = load_model(model, classes=classes, params=params, seed=seed, input_size=input_size)
     shape = input_shape(model, input_size)
     graph = trace(net, shape)
-    cost = cost_model(graph, objective)
+    cost = objective_cost(graph, objective, model, round_to, gpus, latency_table,
+                          latency_batch_size, dtype)
     before = count(graph)
     timings["load_and_trace_s"] = time.time() - t0
 
     t0 = time.time()
-    selection = DATA_FREE[method](graph, network_params(net), cost, target,
-                                  round_to=round_to, min_width=min_width)
+    params_now = network_params(net)
+    selection, latency = select_with(
+        lambda a: DATA_FREE[method](graph, params_now, cost, a, round_to=round_to,
+                                    min_width=min_width), cost, target)
     timings["select_s"] = time.time() - t0
 
     t0 = time.time()
@@ -219,6 +280,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
         "min_width": min_width, "seed": seed, "params_file": params,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
+        **latency,
     })
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
@@ -226,7 +288,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     log(f"{model} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
         f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> "
         f"{report['macs_after'] / 1e9:.3f}G, params {before['params'] / 1e6:.2f}M -> "
-        f"{report['params_after'] / 1e6:.2f}M; written to {out}")
+        f"{report['params_after'] / 1e6:.2f}M{_latency_line(report)}; written to {out}")
     return report
 
 
@@ -273,6 +335,9 @@ class DataRun:
     min_width: int = 8
     train_limit: Optional[int] = None
     val_limit: Optional[int] = None
+    latency_table: Optional[str] = None
+    latency_batch_size: int = 64
+    dtype: str = "float32"
     progress: bool = True
     command: Optional[List[str]] = None
 
@@ -382,7 +447,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                      ctx=ctx[0], input_size=size, channels=channels)
     shape = input_shape(run.model, size, channels)
     graph = trace(net, shape)
-    cost = cost_model(graph, run.objective)
+    cost = objective_cost(graph, run.objective, run.model, run.round_to, run.gpus,
+                          run.latency_table, run.latency_batch_size, run.dtype)
     before = count(graph)
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     ckpt = load_checkpoint(ckpt_dir) if resume else None
@@ -409,11 +475,13 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         selection, masked, params, notes = _gcp_steps(
             run, net, graph, cost, ctx, train, ckpt, rows, timings, say, batches,
             progress={"top1_before": top1_before, "top5_before": top5_before})
+        latency = latency_report(cost, selection.keep)
     else:
         from .methods import DATA_FREE
         params = network_params(net)
-        selection = DATA_FREE[run.method](graph, params, cost, run.target,
-                                          round_to=run.round_to, min_width=run.min_width)
+        selection, latency = select_with(
+            lambda a: DATA_FREE[run.method](graph, params, cost, a, round_to=run.round_to,
+                                            min_width=run.min_width), cost, run.target)
         zero_removed(graph, net, selection.keep)
         masked, notes = net, []
         timings["select_s"] = time.time() - t0
@@ -462,13 +530,13 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
         "surgery_max_abs_diff": diff, "notes": notes,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        "settings": dataclasses.asdict(run),
+        "settings": dataclasses.asdict(run), **latency,
     })
     report["files"] = save_pruned(pruned, out)
     write_json(os.path.join(out, REPORT_FILE), report)
     say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
         f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
-        f"{report['params_after'] / 1e6:.3f}M; written to {out}")
+        f"{report['params_after'] / 1e6:.3f}M{_latency_line(report)}; written to {out}")
     return report
 
 

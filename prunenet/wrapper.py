@@ -3,8 +3,10 @@
 :class:`MaskedNetwork` rewrites the traced symbol so that after every producer of a prunable group
 (its BatchNorm, or the layer itself where no BatchNorm follows) the output is multiplied by a
 per-channel factor: the fixed binary *keep* mask, times a learnable *mask* for groups whose
-channels several producers write (a residual stream) or whose producer has no BatchNorm. The
-regularised scale of a group is that mask, or else its producer's BN γ.
+channels several producers write (a residual stream) or whose producer has no BatchNorm. A
+BatchNorm applies the factor through its affine parameters (γ·f, β·f), which is the same function
+and much cheaper to differentiate than multiplying the feature map. The regularised scale of a
+group is that mask, or else its producer's BN γ.
 
 Two hybridized ``SymbolBlock`` views share every parameter with the original network: one with
 ``use_global_stats=True`` ("BatchNorm off", the regularize step) and one with ordinary BatchNorm
@@ -184,18 +186,24 @@ class MaskedNetwork:
             return add({"op": "null", "name": name, "attrs": {"__shape__": f"({width},)"},
                         "inputs": []})
 
-        def factor(gi: int, dims: int) -> int:
-            if (gi, dims) in factors:
-                return factors[(gi, dims)]
-            width = graph.groups[gi].width
-            src = var(self.keep_name(gi), width)
+        def vector(gi: int) -> int:
+            """keep × mask of group ``gi``, as a (width,) vector."""
+            if (gi, 1) in factors:
+                return factors[(gi, 1)]
+            src = var(self.keep_name(gi), graph.groups[gi].width)
             if gi in self.masked_groups:
-                mask = var(self.mask_name(gi), width)
+                mask = var(self.mask_name(gi), graph.groups[gi].width)
                 src = add({"op": "elemwise_mul", "name": f"prunenet_scale{gi}", "attrs": {},
                            "inputs": [[mask, 0, 0], [src, 0, 0]]})
-            shape = "(1, -1" + ", 1" * (dims - 2) + ")"
-            factors[(gi, dims)] = add({"op": "Reshape", "name": f"prunenet_scale{gi}_{dims}d",
-                                       "attrs": {"shape": shape}, "inputs": [[src, 0, 0]]})
+            factors[(gi, 1)] = src
+            return src
+
+        def factor(gi: int, dims: int) -> int:
+            if (gi, dims) not in factors:
+                shape = "(1, -1" + ", 1" * (dims - 2) + ")"
+                factors[(gi, dims)] = add({"op": "Reshape", "name": f"prunenet_scale{gi}_{dims}d",
+                                           "attrs": {"shape": shape},
+                                           "inputs": [[vector(gi), 0, 0]]})
             return factors[(gi, dims)]
 
         def keep_factor(layout: Sequence[int], dims: int) -> int:
@@ -228,12 +236,24 @@ class MaskedNetwork:
         for old_id, node in enumerate(nodes):
             node = dict(node)
             node["inputs"] = [entry(e) for e in node["inputs"]]
+            scaled_affine = False
             if node["op"] == "BatchNorm":
-                node["attrs"] = dict(node.get("attrs", {}),
-                                     use_global_stats=str(bool(use_global_stats)))
+                attrs = node["attrs"] = dict(node.get("attrs", {}),
+                                             use_global_stats=str(bool(use_global_stats)))
+                if node["name"] in tails and attrs.get("fix_gamma", "True") == "False":
+                    # γ·f and β·f feed the BatchNorm: the same function and gradients as f
+                    # times its output, without a broadcast multiply over the feature map
+                    # (whose backward dominated the regularize step).
+                    f = vector(tails[node["name"]])
+                    for k in (1, 2):
+                        node["inputs"][k] = [add({"op": "elemwise_mul",
+                                                  "name": f"{node['name']}_prunenet_affine{k}",
+                                                  "attrs": {},
+                                                  "inputs": [node["inputs"][k], [f, 0, 0]]}), 0, 0]
+                    scaled_affine = True
             nid = add(node)
             plain[old_id] = nid
-            if node["name"] in tails or node["name"] in norm_tails:
+            if not scaled_affine and (node["name"] in tails or node["name"] in norm_tails):
                 dims = ndim.get(node["name"], 4)
                 f = factor(tails[node["name"]], dims) if node["name"] in tails else \
                     keep_factor(norm_tails[node["name"]], dims)

@@ -115,3 +115,36 @@ def test_latency_objective_needs_a_table():
     graph = trace(random_net("cifar_resnet20_v1", 16), (1, 3, 16, 16))
     with pytest.raises(PrunenetError, match="needs a latency table"):
         cost_model(graph, "latency")
+
+
+def test_prune_command_with_the_latency_objective_reports_predicted_and_measured(tmp_path):
+    from prunenet.cli import main
+    from prunenet.files import read_json
+    table, out = tmp_path / "table.json", tmp_path / "run"
+    assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1",
+                 "--objective", "latency", "--target", "0.7", "--latency-table", str(table),
+                 "--latency-batch-size", "16", "--out", str(out)]) == 0
+    report = read_json(str(out / "report.json"))
+    assert report["objective"] == "latency" and report["achieved"] <= 0.7
+    assert report["latency_table"]["batch_size"] == 16 and table.exists()
+    rounds = report["latency_rounds"]
+    assert 1 <= len(rounds) <= 3
+    assert report["latency_ms_predicted"] == rounds[-1]["predicted_ms"] > 0
+    assert report["latency_ms_measured"] == rounds[-1]["measured_ms"] > 0
+    assert report["latency_ms_measured"] < report["latency_ms_before"]
+    assert report["macs_after"] < report["macs_before"]
+    saved = LatencyTable.open(str(table), batch_size=16, measure=False)
+    assert len(saved.networks) >= 2 + len(rounds) - 1  # unpruned, halved, and the pruned ones
+
+
+def test_gcp_with_the_latency_objective_measures_what_it_chose(tmp_path):
+    from prunenet.runs import DataRun, data_run
+    report = data_run(DataRun(
+        model="cifar_resnet20_v1", out=str(tmp_path / "run"), target=0.7, objective="latency",
+        dataset="synthetic", steps=2, reg=0.05, epochs_per_step=0.5, finetune_epochs=0,
+        lr=0.02, batch_size=16, train_limit=64, val_limit=32, progress=False,
+        latency_table=str(tmp_path / "table.json"), latency_batch_size=16), log=None)
+    assert 0.7 - report["granularity"] < report["achieved"] <= 0.7
+    assert 0 < report["latency_ms_predicted"] < report["latency_ms_before"]
+    assert 0 < report["latency_ms_measured"] < report["latency_ms_before"]
+    assert report["settings"]["latency_batch_size"] == 16
