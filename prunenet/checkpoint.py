@@ -12,6 +12,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from .errors import PrunenetError
+from .failpoints import failpoint
 from .files import atomic_path, load_params, read_json, save_params, write_json
 
 __all__ = ["save_checkpoint", "load_checkpoint", "restore_trainer", "CHECKPOINT_FILE"]
@@ -32,6 +33,7 @@ def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
         with atomic_path(os.path.join(folder, name)) as tmp:
             trainer.save_states(tmp)
         states[key] = name
+    failpoint("checkpoint")
     write_json(os.path.join(folder, CHECKPOINT_FILE),
                {"tag": tag, "params": params_file, "states": states, **progress})
     keep = {params_file, CHECKPOINT_FILE, *states.values()}

@@ -18,6 +18,7 @@ import numpy as np
 
 from .costs import cost_model, count
 from .errors import PrunenetError
+from .failpoints import failpoint
 from .graph import ChannelGraph, trace
 from .select import Selection
 from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes,
@@ -224,6 +225,7 @@ def environment() -> Dict[str, object]:
             "numpy": np.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+            "mxnet_engine_type": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),
             "cpu_count": os.cpu_count()}
 
 
@@ -262,9 +264,10 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
 
     t0 = time.time()
     params_now = network_params(net)
+    options = {"seed": seed} if method == "random" else {}
     selection, latency = select_with(
         lambda a: DATA_FREE[method](graph, params_now, cost, a, round_to=round_to,
-                                    min_width=min_width), cost, target)
+                                    min_width=min_width, **options), cost, target)
     timings["select_s"] = time.time() - t0
 
     t0 = time.time()
@@ -335,6 +338,7 @@ class DataRun:
     min_width: int = 8
     train_limit: Optional[int] = None
     val_limit: Optional[int] = None
+    checkpoint_every: int = 500
     latency_table: Optional[str] = None
     latency_batch_size: int = 64
     dtype: str = "float32"
@@ -396,7 +400,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     import dataclasses
     import shutil
     from . import data as datasets
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, save_checkpoint
     from .files import read_json, write_json
     from .methods.gcp import GCPConfig
     from .models import input_shape, load_model
@@ -411,14 +415,17 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         run = DataRun(**{k: v for k, v in read_json(saved, "run file").items() if k in fields})
         run.out = out
     else:
-        from .methods import DATA_FREE
-        if run.method != "gcp" and run.method not in DATA_FREE:
+        from .methods import METHODS
+        if run.method != "gcp" and run.method not in METHODS:
             raise PrunenetError(f"unknown method {run.method!r}: choose gcp or one of "
-                                f"{', '.join(DATA_FREE)}")
+                                f"{', '.join(METHODS)}")
         GCPConfig(target=run.target, steps=run.steps, reg=run.reg, lr=run.lr,
                   epochs_per_step=run.epochs_per_step).check()
         if run.finetune_epochs < 0 or run.batch_size < 1:
             raise PrunenetError("--finetune-epochs must be >= 0 and --batch-size >= 1")
+        if run.checkpoint_every < 1:
+            raise PrunenetError(f"--checkpoint-every {run.checkpoint_every} must be at least 1 "
+                                f"(iterations between checkpoints inside an epoch)")
     ctx = contexts(run.gpus)
     train = datasets.load(run.dataset, run.data_dir, train=True,
                           **_data_options(run, train=True))
@@ -471,49 +478,97 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     else:
         top1_before, top5_before = ckpt["top1_before"], ckpt["top5_before"]
     t0 = time.time()
-    if run.method == "gcp":
-        selection, masked, params, notes = _gcp_steps(
-            run, net, graph, cost, ctx, train, ckpt, rows, timings, say, batches,
-            progress={"top1_before": top1_before, "top5_before": top5_before})
-        latency = latency_report(cost, selection.keep)
+    stage = ckpt.get("stage", "gcp") if ckpt else "gcp"
+    if stage == "finetune":  # resuming inside or after fine-tuning: rebuild its network
+        from .select import Selection
+        arrays = ckpt["arrays"]
+        keep = [arrays[f"keep:{g.index}"] > 0.5 for g in graph.groups]
+        s_ = ckpt["selection"]
+        selection = Selection(keep, s_["cost"], s_["base_cost"], s_["largest_block"],
+                              s_["blocks_removed"])
+        pruned = prune_network(net, graph, keep, run.model, classes, ctx=ctx[0])
+        for name, param in _by_original_names(pruned).items():
+            param.set_data(arrays["net:" + name])
+        top1_selected, diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
+        notes, latency = ckpt["notes"], ckpt["latency"]
+        say(f"resuming fine-tuning after batch {ckpt['finetune']['done']}")
     else:
-        from .methods import DATA_FREE
-        params = network_params(net)
-        selection, latency = select_with(
-            lambda a: DATA_FREE[run.method](graph, params, cost, a, round_to=run.round_to,
-                                            min_width=run.min_width), cost, run.target)
-        zero_removed(graph, net, selection.keep)
-        masked, notes = net, []
-        timings["select_s"] = time.time() - t0
-    t0 = time.time()
-    top1_selected, _ = val_top1(masked)
-    pruned = prune_network(net, graph, selection.keep, run.model, classes, params=params,
-                           ctx=ctx[0])
-    x = _probe(shape, run.seed, ctx[0])
-    masked_out = masked(x).asnumpy()
-    diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
-    _check_surgery(diff, float(np.abs(masked_out).max()))
-    timings["surgery_s"] = time.time() - t0
-    rows.append({"step": run.steps if run.method == "gcp" else 0, "phase": "surgery",
-                 "target": run.target, "achieved": selection.achieved, "loss": "",
-                 "top1": top1_selected, "zeroed_channels": "", "lr": "",
-                 "time_s": timings["surgery_s"]})
-    say(f"after selection: top-1 {top1_selected:.4f}; cost {selection.achieved:.4f} of the "
-        f"unpruned (target {run.target})")
+        if run.method == "gcp":
+            selection, masked, params, notes = _gcp_steps(
+                run, net, graph, cost, ctx, train, ckpt, rows, timings, say, batches,
+                progress={"top1_before": top1_before, "top5_before": top5_before})
+            latency = latency_report(cost, selection.keep)
+        else:
+            params = network_params(net)
+            selection, latency = select_with(
+                lambda a: _data_method(run, graph, params, cost, a, net,
+                                       lambda: batches(train, 0, 0, True), ctx),
+                cost, run.target)
+            zero_removed(graph, net, selection.keep)
+            masked, notes = net, []
+            timings["select_s"] = time.time() - t0
+        t0 = time.time()
+        top1_selected, _ = val_top1(masked)
+        pruned = prune_network(net, graph, selection.keep, run.model, classes, params=params,
+                               ctx=ctx[0])
+        x = _probe(shape, run.seed, ctx[0])
+        masked_out = masked(x).asnumpy()
+        diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
+        _check_surgery(diff, float(np.abs(masked_out).max()))
+        timings["surgery_s"] = time.time() - t0
+        rows.append({"step": run.steps if run.method == "gcp" else 0, "phase": "surgery",
+                     "target": run.target, "achieved": selection.achieved, "loss": "",
+                     "top1": top1_selected, "zeroed_channels": "", "lr": "",
+                     "time_s": timings["surgery_s"]})
+        say(f"after selection: top-1 {top1_selected:.4f}; cost {selection.achieved:.4f} of the "
+            f"unpruned (target {run.target})")
+
+    def save_finetune(trainer, done: int, sums: Optional[dict], elapsed: float) -> None:
+        import mxnet as mx
+        mx.nd.waitall()  # static_alloc: read the parameters only once they are written
+        arrays = {"net:" + name: p.data(ctx[0]).asnumpy()
+                  for name, p in _by_original_names(pruned).items()}
+        arrays.update({f"keep:{g.index}": k.astype(np.float32)
+                       for g, k in zip(graph.groups, selection.keep)})
+        save_checkpoint(ckpt_dir, f"finetune-{done}", arrays,
+                        {"finetune": trainer} if trainer is not None else None,
+                        stage="finetune", step=run.steps, stream=stream.state(),
+                        finetune={"done": done, "sums": sums, "elapsed": elapsed},
+                        selection={"cost": selection.cost, "base_cost": selection.base_cost,
+                                   "largest_block": selection.largest_block,
+                                   "blocks_removed": selection.blocks_removed},
+                        top1_before=top1_before, top5_before=top5_before,
+                        top1_selected=top1_selected, surgery_max_abs_diff=diff, notes=notes,
+                        latency=latency, rows=rows, timings=timings)
 
     teacher = None
     if run.distill:
         teacher = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
                              ctx=ctx[0], input_size=size, channels=channels)
-    t0 = time.time()
     ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
                         warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
-    if run.finetune_epochs > 0:
-        result = finetune(pruned.net, BatchStream(lambda e, s: batches(train, 1000 + e, s, True)),
-                          ft, ctx, teacher=teacher, progress=run.progress)
+    stream = BatchStream(lambda e, s: batches(train, 1000 + e, s, True))
+    state = ckpt["finetune"] if stage == "finetune" else {"done": 0, "sums": None, "elapsed": 0.0}
+    if stage == "finetune":
+        stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
+    else:
+        save_finetune(None, 0, None, 0.0)  # the surgery is not repeated after a kill
+    t0 = time.time() - state["elapsed"]
+    total = stream.count(run.finetune_epochs) if run.finetune_epochs > 0 else 0
+    if state["done"] < total:
+        def on_batch(trainer, done: int, sums: dict) -> None:
+            if done % run.checkpoint_every == 0 or done == total:
+                save_finetune(trainer, done, sums, time.time() - t0)
+            failpoint("finetune")
+        resume_from = None
+        if state["done"] > 0:
+            resume_from = dict(state, states=ckpt["states"]["finetune"])
+        result = finetune(pruned.net, stream, ft, ctx, teacher=teacher, progress=run.progress,
+                          resume=resume_from, on_batch=on_batch)
         loss = result["loss"]
     else:
-        loss = float("nan")
+        sums = state["sums"]
+        loss = sums["loss"] / max(sums["n"], 1) if sums else float("nan")
     timings["finetune_s"] = time.time() - t0
     pruned.params = {name: p.data(ctx[0]).asnumpy() for name, p in
                      _by_original_names(pruned).items()}
@@ -533,6 +588,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         "settings": dataclasses.asdict(run), **latency,
     })
     report["files"] = save_pruned(pruned, out)
+    failpoint("export")
     write_json(os.path.join(out, REPORT_FILE), report)
     say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
         f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
@@ -558,7 +614,7 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
                        lr=run.lr, round_to=run.round_to, min_width=run.min_width)
     gcp = GCP(wrapper, cost, config, ctx, progress=run.progress)
     stream = BatchStream(lambda e, s: batches(train, e, s, True))
-    done = 0
+    done, step_state = 0, None
     if ckpt is not None:
         arrays = ckpt["arrays"]
         for name, value in arrays.items():
@@ -569,32 +625,49 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         restore_trainer(gcp.debias_trainer, ckpt["states"]["debias"])
         stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
         gcp.notes = list(ckpt.get("notes", []))
-        done = int(ckpt["step"])
-        from .select import Selection
-        gcp.last_selection = Selection([k.copy() for k in wrapper.keep], 0.0, gcp.base_cost,
-                                   ckpt["largest_block"], ckpt["blocks_removed"])
-        say(f"resuming after step {done} of {run.steps}")
+        done, step_state = int(ckpt["step"]), ckpt.get("step_state")
+        if ckpt.get("largest_block") is not None:
+            from .select import Selection
+            gcp.last_selection = Selection([k.copy() for k in wrapper.keep], 0.0,
+                                           gcp.base_cost, ckpt["largest_block"],
+                                           ckpt["blocks_removed"])
+        where = f"after step {done}" if step_state is None else \
+            f"in step {done + 1}, {step_state['phase']} batch {step_state['done']}"
+        say(f"resuming {where} of {run.steps}")
 
     def snapshot() -> Dict[str, np.ndarray]:
+        import mxnet as mx
+        mx.nd.waitall()  # static_alloc: read the parameters only once they are written
         arrays = {name: p.data(ctx[0]).asnumpy() for name, p in wrapper.params.items()}
         arrays.update({p.name: p.data(ctx[0]).asnumpy() for p in wrapper.mask_params.values()})
         return arrays
 
+    def save(tag: str, finished: int, state: Optional[dict]) -> None:
+        last = gcp.last_selection
+        save_checkpoint(ckpt_dir, tag, snapshot(),
+                        {"regularize": gcp.reg_trainer, "debias": gcp.debias_trainer},
+                        stage="gcp", step=finished, step_state=state, stream=stream.state(),
+                        notes=gcp.notes, rows=rows,
+                        largest_block=last.largest_block if last else None,
+                        blocks_removed=last.blocks_removed if last else None,
+                        timings=timings, **progress)
+
     for t in range(done + 1, run.steps + 1):
-        t0 = time.time()
-        records = gcp.run_step(t, stream)
+        t0 = time.time() - (timings.get(f"step{t}_s", 0.0) if step_state else 0.0)
+
+        def on_progress(state: dict) -> None:
+            timings[f"step{t}_s"] = time.time() - t0
+            if state["done"] == 0 or state["done"] % run.checkpoint_every == 0:
+                save(f"step{t}-{state['phase']}-{state['done']}", t - 1, state)
+            if state["done"]:
+                failpoint(state["phase"])
+        records = gcp.run_step(t, stream, state=step_state, on_progress=on_progress)
+        step_state = None
         timings[f"step{t}_s"] = time.time() - t0
         for record in records:
             rows.append(dataclasses.asdict(record))
         _write_steps(os.path.join(out, STEPS_FILE), rows)
-        import mxnet as mx
-        mx.nd.waitall()
-        save_checkpoint(ckpt_dir, f"step{t}", snapshot(),
-                        {"regularize": gcp.reg_trainer, "debias": gcp.debias_trainer},
-                        step=t, stream=stream.state(), notes=gcp.notes, rows=rows,
-                        largest_block=gcp.last_selection.largest_block,
-                        blocks_removed=gcp.last_selection.blocks_removed,
-                        timings=timings, **progress)
+        save(f"step{t}", t, None)
         say(f"step {t}/{run.steps}: cost {records[-1].achieved:.4f} of the unpruned "
             f"(target {records[-1].target:.4f}); train loss {records[-1].loss:.4f}, "
             f"{records[0].zeroed_channels} channels zeroed by the regulariser")
@@ -602,6 +675,20 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         say(note)
 
     return gcp.selection(), wrapper.block(REGULARIZE), wrapper.folded_params(), gcp.notes
+
+
+def _data_method(run: DataRun, graph: ChannelGraph, params, cost, target: float, net,
+                 train_batches, ctx) -> Selection:
+    """The selection of a non-GCP method at ``target``: data-free, or (``attention``) reading
+    training batches."""
+    from .methods import DATA_DRIVEN, DATA_FREE
+    options = {"round_to": run.round_to, "min_width": run.min_width}
+    if run.method in DATA_DRIVEN:
+        return DATA_DRIVEN[run.method](graph, params, cost, target, net=net,
+                                       batches=train_batches(), ctx=ctx[0], **options)
+    if run.method == "random":
+        options["seed"] = run.seed
+    return DATA_FREE[run.method](graph, params, cost, target, **options)
 
 
 def _data_options(run: DataRun, train: bool) -> dict:

@@ -44,17 +44,22 @@ class BatchStream:
 
     def take(self, epochs: float):
         """Yield the next ``epochs`` worth of batches, crossing epoch boundaries."""
-        remaining = self.count(epochs)
+        return self.take_batches(self.count(epochs))
+
+    def take_batches(self, count: int):
+        """Yield the next ``count`` batches. The position moves on before each batch is handed
+        out, so :meth:`state` taken while a batch is in use resumes after that batch."""
+        remaining = count
         while remaining > 0:
-            n = self.batches_per_epoch
-            for batch in self.make_epoch(self.epoch, self.index):
-                yield batch
+            n, epoch = self.batches_per_epoch, self.epoch
+            for batch in self.make_epoch(epoch, self.index):
                 self.index += 1
+                if self.index >= n:
+                    self.epoch, self.index = epoch + 1, 0
                 remaining -= 1
-                if remaining == 0:
+                yield batch
+                if remaining == 0 or self.epoch != epoch:
                     break
-            if self.index >= n:
-                self.epoch, self.index = self.epoch + 1, 0
 
     def state(self) -> Dict[str, int]:
         return {"epoch": self.epoch, "index": self.index}
@@ -73,19 +78,27 @@ def split(batch, ctx: Sequence) -> Tuple[List, List]:
 def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
                 what: str = "training", lr_at: Optional[Callable[[int], float]] = None,
                 teacher=None, distill_weight: float = 0.5, temperature: float = 1.0,
-                progress: bool = True, total: Optional[int] = None) -> Dict[str, float]:
+                progress: bool = True, total: Optional[int] = None, start: int = 0,
+                sums: Optional[Dict[str, float]] = None,
+                on_batch: Optional[Callable[[int, Dict[str, float]], None]] = None
+                ) -> Dict[str, float]:
     """Train ``block`` over ``batches``; return mean loss, training top-1 and batch count.
 
-    A non-finite loss stops with :class:`NonFiniteError` naming ``what``.
+    To continue an interrupted pass, ``start`` is the number of batches already done (the
+    learning-rate schedule and batch numbers go on from there) and ``sums`` their running sums;
+    ``on_batch(done, sums)`` is called after every batch (e.g. to save a checkpoint). A
+    non-finite loss stops with :class:`NonFiniteError` naming ``what``.
     """
     import mxnet as mx
     from mxnet import autograd, gluon
 
     loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
     kl = gluon.loss.KLDivLoss(from_logits=False) if teacher is not None else None
-    losses, correct, seen, n = 0.0, 0, 0, 0
+    acc = dict(sums or {"loss": 0.0, "correct": 0, "seen": 0, "n": 0})
     iterator = _progress(batches, what, total) if progress else batches
-    for i, batch in enumerate(iterator):
+    if progress and start:
+        iterator.update(start)
+    for i, batch in enumerate(iterator, start):
         if lr_at is not None:
             trainer.set_learning_rate(lr_at(i))
         data, label = split(batch, ctx)
@@ -103,14 +116,18 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
         if not math.isfinite(batch_loss):
             raise NonFiniteError(f"the loss became {batch_loss} in {what} (batch {i}); the "
                                  f"learning rate is probably too high: try a smaller --lr")
-        losses += batch_loss
-        correct += sum(int((o.argmax(axis=1) == y.astype(o.dtype)).sum().asscalar())
-                       for o, y in zip(outs, label))
-        seen += batch[0].shape[0]
-        n += 1
+        acc["loss"] += batch_loss
+        acc["correct"] += sum(int((o.argmax(axis=1) == y.astype(o.dtype)).sum().asscalar())
+                              for o, y in zip(outs, label))
+        acc["seen"] += batch[0].shape[0]
+        acc["n"] += 1
         if progress:
-            iterator.set_postfix(loss=f"{losses / n:.4f}", top1=f"{correct / max(seen, 1):.4f}")
-    return {"loss": losses / max(n, 1), "top1": correct / max(seen, 1), "batches": n}
+            iterator.set_postfix(loss=f"{acc['loss'] / acc['n']:.4f}",
+                                 top1=f"{acc['correct'] / max(acc['seen'], 1):.4f}")
+        if on_batch is not None:
+            on_batch(i + 1, dict(acc))
+    return {"loss": acc["loss"] / max(acc["n"], 1), "top1": acc["correct"] / max(acc["seen"], 1),
+            "batches": acc["n"], "sums": acc}
 
 
 def cosine_lr(base: float, total: int, warmup: int = 0, final: float = 0.0) -> Callable[[int], float]:
@@ -139,8 +156,14 @@ class FinetuneConfig:
 
 
 def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, teacher=None,
-             what: str = "fine-tuning", progress: bool = True) -> Dict[str, float]:
-    """Train every parameter of ``net`` for ``config.epochs`` with the fine-tuning recipe."""
+             what: str = "fine-tuning", progress: bool = True, resume: Optional[dict] = None,
+             on_batch: Optional[Callable[[object, int, Dict[str, float]], None]] = None
+             ) -> Dict[str, float]:
+    """Train every parameter of ``net`` for ``config.epochs`` with the fine-tuning recipe.
+
+    ``resume`` (``done``, ``sums`` and the optimizer ``states`` file of a checkpoint) continues
+    an interrupted fine-tuning, ``stream`` being at the checkpoint's position;
+    ``on_batch(trainer, done, sums)`` is called after every batch."""
     from mxnet import gluon
     params = net.collect_params()
     for name, p in params.items():
@@ -154,10 +177,15 @@ def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, te
     warmup = int(round(config.warmup_epochs * stream.batches_per_epoch))
     loss_fn = _smoothed_loss(config.label_smoothing)
     net.hybridize(static_alloc=True, static_shape=True)
-    return run_batches(net, trainer, stream.take(config.epochs), ctx, loss_fn=loss_fn, what=what,
-                       lr_at=cosine_lr(config.lr, total, warmup), teacher=teacher,
+    done, sums = 0, None
+    if resume is not None:
+        done, sums = int(resume["done"]), resume["sums"]
+        trainer.load_states(resume["states"])
+    step = None if on_batch is None else (lambda d, s: on_batch(trainer, d, s))
+    return run_batches(net, trainer, stream.take_batches(total - done), ctx, loss_fn=loss_fn,
+                       what=what, lr_at=cosine_lr(config.lr, total, warmup), teacher=teacher,
                        distill_weight=config.distill_weight, temperature=config.temperature,
-                       progress=progress, total=total)
+                       progress=progress, total=total, start=done, sums=sums, on_batch=step)
 
 
 def _smoothed_loss(smoothing: float):

@@ -47,11 +47,11 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
     original = GCP.run_step
     calls = []
 
-    def interrupted(self, t, stream, evaluate=None):
+    def interrupted(self, t, stream, **kwargs):
         calls.append(t)
         if t == 2:
             raise KeyboardInterrupt  # killed during step 2, after step 1's checkpoint
-        return original(self, t, stream, evaluate)
+        return original(self, t, stream, **kwargs)
 
     monkeypatch.setattr(GCP, "run_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -125,7 +125,7 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "run.json" in _err(capsys)
 
 
-@pytest.mark.parametrize("method", ["uniform", "l1"])
+@pytest.mark.parametrize("method", ["uniform", "l1", "attention"])
 def test_data_free_methods_get_the_same_fine_tuning_and_outputs(tmp_path, method):
     report = _run(tmp_path / method, method=method)
     assert report["method"] == method and 0.5 - report["granularity"] < report["achieved"] <= 0.5

@@ -66,7 +66,7 @@ class StepRecord:
 
 
 class GCP:
-    """The GCP schedule on a :class:`MaskedNetwork`; resumable between steps."""
+    """The GCP schedule on a :class:`MaskedNetwork`; resumable at any batch."""
 
     def __init__(self, wrapper: MaskedNetwork, cost: CostModel, config: GCPConfig,
                  ctx: Sequence, progress: bool = True) -> None:
@@ -88,55 +88,89 @@ class GCP:
         return self.config.target ** (t / self.config.steps)
 
     def run_step(self, t: int, stream: BatchStream,
-                 evaluate: Optional[Callable[[MaskedNetwork], float]] = None) -> List[StepRecord]:
-        """Step ``t`` (1-based): rescale, regularize, select, debias. Returns its log lines."""
+                 evaluate: Optional[Callable[[MaskedNetwork], float]] = None,
+                 state: Optional[Dict[str, object]] = None,
+                 on_progress: Optional[Callable[[Dict[str, object]], None]] = None
+                 ) -> List[StepRecord]:
+        """Step ``t`` (1-based): rescale, regularize, select, debias. Returns its log lines.
+
+        The step's progress is a JSON-able ``state`` (phase, batches done, running sums, the
+        log lines of finished phases): ``on_progress(state)`` is called after every batch and
+        at the end of each phase, and a step interrupted anywhere continues from the last such
+        state given back as ``state`` (with the parameters, optimizer states and ``stream``
+        position of that moment)."""
         w, cfg = self.wrapper, self.config
         graph = w.graph
-        records = []
-        start = time.time()
-        w.rescale()
-        widths = np.array([int(k.sum()) for k in w.keep])
-        weights = w.cost_weights(self.cost.marginal(widths))
-        self.reg_trainer._optimizer.set_thresholds(
-            {name: cfg.reg * c for name, c in weights.items()})
-        reg = run_batches(w.block(REGULARIZE), self.reg_trainer, stream.take(cfg.epochs_per_step),
-                          self.ctx, what=f"step {t}/{cfg.steps} regularize",
-                          progress=self.progress, total=stream.count(cfg.epochs_per_step))
-        scores = w.scores()
-        self._check_finite(scores, t)
-        zeroed = int(sum(((s == 0) & k).sum() for s, k, g in zip(scores, w.keep, graph.groups)
-                         if g.prunable))
-        for g in graph.prunable_groups:
-            kept = w.keep[g.index]
-            if kept.any() and not scores[g.index][kept].any():
-                self.notes.append(
-                    f"step {t}: the regulariser zeroed every channel of group {g.index} "
-                    f"({g.producers[0]}); it keeps min_width={cfg.min_width} channels — "
-                    f"consider a smaller --reg")
-        records.append(StepRecord(t, REGULARIZE, self.step_target(t), self.achieved(),
-                                  reg["loss"], reg["top1"], zeroed, cfg.lr, time.time() - start))
-        start = time.time()
-        sel = select(graph, self.cost, scores, self.step_target(t), keep=w.keep,
-                     priority="score", round_to=cfg.round_to, min_width=cfg.min_width,
-                     base_cost=self.base_cost)
-        removed = [(w.scale_name(g.index), w.keep[g.index] & ~sel.keep[g.index])
-                   for g in graph.prunable_groups]
-        self.notes += [f"step {t}: {n}" for n in w.apply_keep(sel.keep)]
-        from ..optim import zero_state_rows
-        for trainer in (self.reg_trainer, self.debias_trainer):
-            zero_state_rows(trainer, [r for r in removed if r[1].any()])
-        self.last_selection = sel
+        if state is None:
+            w.rescale()
+            widths = np.array([int(k.sum()) for k in w.keep])
+            weights = w.cost_weights(self.cost.marginal(widths))
+            self.reg_trainer._optimizer.set_thresholds(
+                {name: cfg.reg * c for name, c in weights.items()})
+            state = {"step": t, "phase": REGULARIZE, "done": 0, "sums": None, "elapsed": 0.0,
+                     "records": []}
+        state = dict(state)
+        records = [StepRecord(**r) for r in state["records"]]
+
+        def run(phase: str, trainer, epochs: float) -> Dict[str, float]:
+            start, total = time.time() - state["elapsed"], stream.count(epochs)
+
+            def batch_done(done: int, sums: Dict[str, float]) -> None:
+                state.update(done=done, sums=sums, elapsed=time.time() - start)
+                if on_progress is not None:
+                    on_progress(state)
+            result = run_batches(w.block(phase), trainer,
+                                 stream.take_batches(total - int(state["done"])), self.ctx,
+                                 what=f"step {t}/{cfg.steps} {phase}", progress=self.progress,
+                                 total=total, start=int(state["done"]), sums=state["sums"],
+                                 on_batch=batch_done)
+            result["time_s"] = time.time() - start
+            return result
+
+        def finish(phase: str, record: StepRecord) -> None:
+            records.append(record)
+            state.update(phase=phase, done=0, sums=None, elapsed=0.0,
+                         records=[asdict(r) for r in records])
+            if on_progress is not None:
+                on_progress(state)
+
+        if state["phase"] == REGULARIZE:
+            reg = run(REGULARIZE, self.reg_trainer, cfg.epochs_per_step)
+            start = time.time()
+            scores = w.scores()
+            self._check_finite(scores, t)
+            zeroed = int(sum(((s == 0) & k).sum() for s, k, g in zip(scores, w.keep, graph.groups)
+                             if g.prunable))
+            for g in graph.prunable_groups:
+                kept = w.keep[g.index]
+                if kept.any() and not scores[g.index][kept].any():
+                    self.notes.append(
+                        f"step {t}: the regulariser zeroed every channel of group {g.index} "
+                        f"({g.producers[0]}); it keeps min_width={cfg.min_width} channels — "
+                        f"consider a smaller --reg")
+            sel = select(graph, self.cost, scores, self.step_target(t), keep=w.keep,
+                         priority="score", round_to=cfg.round_to, min_width=cfg.min_width,
+                         base_cost=self.base_cost)
+            removed = [(w.scale_name(g.index), w.keep[g.index] & ~sel.keep[g.index])
+                       for g in graph.prunable_groups]
+            self.notes += [f"step {t}: {n}" for n in w.apply_keep(sel.keep)]
+            from ..optim import zero_state_rows
+            for trainer in (self.reg_trainer, self.debias_trainer):
+                zero_state_rows(trainer, [r for r in removed if r[1].any()])
+            self.last_selection = sel
+            finish(DEBIAS, StepRecord(t, REGULARIZE, self.step_target(t), self.achieved(),
+                                      reg["loss"], reg["top1"], zeroed, cfg.lr,
+                                      reg["time_s"] + time.time() - start))
+        zeroed = records[0].zeroed_channels
         if cfg.debias_epochs != 0:
             epochs = cfg.epochs_per_step if cfg.debias_epochs is None else cfg.debias_epochs
-            deb = run_batches(w.block(DEBIAS), self.debias_trainer, stream.take(epochs),
-                              self.ctx, what=f"step {t}/{cfg.steps} debias",
-                              progress=self.progress, total=stream.count(epochs))
+            deb = run(DEBIAS, self.debias_trainer, epochs)
             self._check_finite(w.scores(), t)
         else:
-            deb = {"loss": float("nan"), "top1": float("nan")}
+            deb = {"loss": float("nan"), "top1": float("nan"), "time_s": 0.0}
         top1 = evaluate(w) if evaluate is not None else deb["top1"]
         records.append(StepRecord(t, DEBIAS, self.step_target(t), self.achieved(), deb["loss"],
-                                  top1, zeroed, cfg.lr, time.time() - start))
+                                  top1, zeroed, cfg.lr, deb["time_s"]))
         return records
 
     def achieved(self) -> float:

@@ -1,0 +1,33 @@
+"""Named points at which a test can kill the process, to prove that a run survives a kill there.
+
+``PRUNENET_FAILPOINT=NAME:N`` makes the N-th time the run passes :func:`failpoint` ``NAME`` send
+the process SIGKILL (no clean-up, no ``finally``: as a power cut or the OOM killer would). Unset,
+a failpoint costs one dictionary lookup. The names: ``regularize``, ``debias`` and ``finetune``
+(after each batch), ``checkpoint`` (after a checkpoint's files are written, before
+``checkpoint.json`` names them) and ``export`` (after the pruned network's files, before
+``report.json``).
+"""
+from __future__ import annotations
+
+import os
+import signal
+from typing import Dict
+
+__all__ = ["failpoint", "ENV"]
+
+ENV = "PRUNENET_FAILPOINT"
+_hits: Dict[str, int] = {}
+
+
+def failpoint(name: str) -> None:
+    """Count a pass through ``name``; SIGKILL this process on the pass ``$PRUNENET_FAILPOINT``
+    names."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    target, _, nth = spec.partition(":")
+    if target != name:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,38 @@
+"""Kill a GCP run anywhere, resume it, get the same network (fast variant; the long one is in
+tests/slow/). Also: two runs with the same seed are identical."""
+import os
+
+import pytest
+from killresume import final, kill_and_resume, prune
+
+import numpy as np
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("ref") / "run")
+    code, err = prune(out)
+    assert code == 0, err
+    return out
+
+
+def test_two_runs_with_the_same_seed_are_identical(reference, tmp_path):
+    out = str(tmp_path / "again")
+    assert prune(out)[0] == 0
+    (w1, p1), (w2, p2) = final(reference), final(out)
+    assert w1 == w2 and sorted(p1) == sorted(p2)
+    for name in p1:
+        np.testing.assert_array_equal(p1[name], p2[name], err_msg=name)
+    with open(os.path.join(reference, "report.json")) as f:
+        env = __import__("json").load(f)["environment"]
+    assert {"mxnet", "omp_num_threads", "mxnet_engine_type"} <= set(env)
+
+
+# 8 batches an epoch, 4 a phase, a checkpoint every 2: regularize:3 and debias:7 fall between
+# checkpoints, inside step 1's regularize epoch and step 2's debias epoch; checkpoint:4 is the
+# write of step 1's first debias checkpoint; finetune:3 is inside fine-tuning; export:1 is after
+# the pruned network's files were written, before report.json.
+@pytest.mark.parametrize("failpoint", ["regularize:3", "debias:7", "checkpoint:4", "finetune:3",
+                                       "export:1"])
+def test_killed_anywhere_a_run_resumes_to_the_same_network(tmp_path, reference, failpoint):
+    kill_and_resume(tmp_path, failpoint, reference)
