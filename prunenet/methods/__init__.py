@@ -1,7 +1,15 @@
-"""Pruning methods. Each module's ``select_channels`` returns a :class:`prunenet.select.Selection`."""
-from . import l1, uniform
+"""Pruning methods. Each module's ``select_channels`` returns a :class:`prunenet.select.Selection`.
 
-DATA_FREE = {"uniform": uniform.select_channels, "l1": l1.select_channels}
-METHODS = sorted(DATA_FREE)
+``DATA_FREE`` methods need only the weights: ``select_channels(graph, params, cost, target,
+round_to=8, min_width=8)``. ``DATA_DRIVEN`` methods also take ``net=``, ``batches=`` (an
+iterable of (data, label) NDArray pairs), ``ctx=`` and ``max_batches=``.
+"""
+from . import attention, l1, qcqp, random, uniform, wsp
 
-__all__ = ["DATA_FREE", "METHODS"]
+DATA_FREE = {"uniform": uniform.select_channels, "l1": l1.select_channels,
+             "random": random.select_channels, "wsp": wsp.select_channels,
+             "qcqp": qcqp.select_channels}
+DATA_DRIVEN = {"attention": attention.select_channels}
+METHODS = sorted({**DATA_FREE, **DATA_DRIVEN})
+
+__all__ = ["DATA_FREE", "DATA_DRIVEN", "METHODS"]
