@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import List, Optional
@@ -23,14 +24,48 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+def _whole_number(least: int):
+    """An argparse type: a whole number, at least ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {least}")
+        return value
+    return parse
+
+
+_positive_int = _whole_number(1)
+
+
+def _real_number(least: float = -math.inf, strict: bool = False, below: float = math.inf):
+    """An argparse type: a finite number, at least ``least`` (above it when ``strict``) and
+    below ``below``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if value < least or (strict and value == least) or value >= below:
+            bound = f"above {least:g}" if strict else f"at least {least:g}"
+            raise argparse.ArgumentTypeError(
+                f"{text} must be {bound}" + (f" and below {below:g}" if below < math.inf else ""))
+        return value
+    return parse
+
+
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(message) -> str:
+    """``message`` on one line and printable: what ``str.splitlines`` breaks at (a name read
+    from a file may hold it) and lone surrogates (a file name that is not UTF-8) escaped."""
+    text = str(message).translate(_LINE_BREAKS)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels are removed in blocks of this many (default 8)")
     p.add_argument("--min-width", type=_positive_int, default=8,
                    help="no group keeps fewer channels than this (default 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_whole_number(0), default=0)
     lat = p.add_argument_group("latency", "the latency objective (--objective latency): the "
                                           "target is a fraction of the measured latency")
     lat.add_argument("--latency-table", default=None, metavar="FILE",
@@ -105,16 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder; with a data-free method it adds fine-tuning and evaluation")
     g.add_argument("--data-dir", default=None, help="where the dataset's files are")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
-    g.add_argument("--reg", type=float, default=0.5, help="L1 weight λ (default 0.5)")
-    g.add_argument("--epochs-per-step", type=float, default=1.0,
+    g.add_argument("--reg", type=_real_number(), default=0.5, help="L1 weight λ (default 0.5)")
+    g.add_argument("--epochs-per-step", type=_real_number(), default=1.0,
                    help="regularize epochs per step; fractions allowed (default 1)")
-    g.add_argument("--debias-epochs", type=float, default=None,
+    g.add_argument("--debias-epochs", type=_real_number(0), default=None,
                    help="debias epochs per step (default: --epochs-per-step)")
-    g.add_argument("--finetune-epochs", type=float, default=1.0)
-    g.add_argument("--lr", type=float, default=0.01, help="learning rate of the pruning steps")
-    g.add_argument("--finetune-lr", type=float, default=0.01)
-    g.add_argument("--warmup-epochs", type=float, default=0.0)
-    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--finetune-epochs", type=_real_number(0), default=1.0)
+    g.add_argument("--lr", type=_real_number(), default=0.01,
+                   help="learning rate of the pruning steps")
+    g.add_argument("--finetune-lr", type=_real_number(0, strict=True), default=0.01)
+    g.add_argument("--warmup-epochs", type=_real_number(0), default=0.0)
+    g.add_argument("--label-smoothing", type=_real_number(0, below=1), default=0.1)
     g.add_argument("--distill", action="store_true",
                    help="fine-tune with distillation from the unpruned network")
     g.add_argument("--batch-size", type=_positive_int, default=128)
@@ -124,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-limit", type=_positive_int, default=None,
                    help="use only the first N validation images")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N",
+                   help="also checkpoint every N iterations inside an epoch (default 500); "
+                        "every phase's end is checkpointed regardless")
     g.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the interrupted GCP run in DIR with its saved settings")
     p.set_defaults(func=_prune)
@@ -165,7 +204,7 @@ def _count(args) -> int:
 
 
 def _prune(args) -> int:
-    from .runs import DataRun, data_run, prune_run
+    from .runs import DataRun, contexts, data_run, prune_run
     command = args.command_line
     if args.resume:
         data_run(DataRun(model="", out=args.resume, target=0.5), resume=True)
@@ -175,12 +214,17 @@ def _prune(args) -> int:
                if value is None]
     if missing:
         raise PrunenetError(f"prune needs {', '.join(missing)} (or --resume DIR)")
+    contexts(args.gpus)  # refuses GPU ids that are not there, whatever the method
     params = args.params
     if args.pretrained:
         if params:
             raise PrunenetError("give --params or --pretrained, not both")
         from .models import pretrained_params
         params = pretrained_params(args.model)
+    from .methods import DATA_DRIVEN
+    if args.method in DATA_DRIVEN and args.dataset is None:
+        raise PrunenetError(f"--method {args.method} needs data: add --dataset "
+                            f"(e.g. fashion-mnist)")
     if args.method == "gcp" or args.dataset is not None:
         data_run(DataRun(
             model=args.model, out=args.out, target=args.target, method=args.method,
@@ -191,7 +235,8 @@ def _prune(args) -> int:
             distill=args.distill, batch_size=args.batch_size, gpus=args.gpus, seed=args.seed,
             input_size=args.input_size, classes=args.classes, round_to=args.round_to,
             min_width=args.min_width, train_limit=args.train_limit, val_limit=args.val_limit,
-            latency_table=args.latency_table, latency_batch_size=args.latency_batch_size,
+            checkpoint_every=args.checkpoint_every, latency_table=args.latency_table,
+            latency_batch_size=args.latency_batch_size,
             dtype=args.dtype, progress=not args.no_progress, command=command),
             overwrite=args.overwrite)
         return 0
@@ -205,6 +250,9 @@ def _prune(args) -> int:
 
 def _demo(args) -> int:
     from .demo import run_demo
+    for flag, path in (("--out", args.out), ("--cache-dir", args.cache_dir)):
+        if path and os.path.isfile(os.path.expanduser(path)):
+            raise PrunenetError(f"{flag} {path} is a file; give a folder")
     run_demo(args.out, quick=args.quick, data_dir=args.data_dir, cache_dir=args.cache_dir,
              gpus=args.gpus, progress=not args.no_progress)
     return 0
@@ -219,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except PrunenetError as err:
-        print(f"prunenet: error: {err}", file=sys.stderr)
+        print(f"prunenet: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prunenet: interrupted", file=sys.stderr)

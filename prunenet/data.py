@@ -160,6 +160,8 @@ def read_idx(path: str) -> np.ndarray:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise PrunenetError(f"IDX file {path} does not exist") from None
+    except IsADirectoryError:
+        raise PrunenetError(f"IDX file {path} is a folder; give the file") from None
     except (OSError, EOFError, zlib.error) as err:
         raise PrunenetError(f"IDX file {path} is not a valid gzip file (corrupt or truncated?): "
                             f"{err}") from None
@@ -233,7 +235,9 @@ def fashion_mnist(train: bool = True, data_dir: Optional[str] = None, limit: Opt
     if data_dir is not None:
         data_dir = os.path.expanduser(data_dir)
         if not os.path.isdir(data_dir):
-            raise PrunenetError(f"data folder {data_dir} does not exist")
+            raise PrunenetError(f"data folder {data_dir} " + (
+                "is a file; give the folder that holds the IDX files"
+                if os.path.exists(data_dir) else "does not exist"))
         folders = [data_dir]
     else:
         folders = [os.path.expanduser(d) for d in FASHION_MNIST_DIRS]
@@ -378,7 +382,9 @@ def image_folder(root: str, train: bool = True, input_size: int = 224,
     input_size/0.875, i.e. 256 for 224) before center-cropping; ``num_workers`` decoding threads."""
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
-        raise PrunenetError(f"image folder {root} does not exist")
+        raise PrunenetError(f"image folder {root} " + (
+            "is a file; give the folder of class sub-folders" if os.path.exists(root)
+            else "does not exist"))
     folders = sorted(d for d in os.listdir(root)
                      if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
     if not folders:
@@ -493,7 +499,7 @@ def _record_offsets(rec_path: str, idx_path: str) -> np.ndarray:
         raise PrunenetError(f"record file {rec_path} is not a RecordIO file (no record at its "
                             f"start)")
     offsets = []
-    with open(idx_path) as f:
+    with open(idx_path, "rb") as f:  # bytes: a binary file given as the index is an error
         for number, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
@@ -501,8 +507,9 @@ def _record_offsets(rec_path: str, idx_path: str) -> np.ndarray:
             try:
                 _, offset = (int(v) for v in fields)
             except ValueError:
+                text = line.strip()[:60].decode("utf-8", "replace")
                 raise PrunenetError(f"index file {idx_path} line {number} is not "
-                                    f"'key<TAB>offset': {line.strip()[:60]!r}") from None
+                                    f"'key<TAB>offset': {text!r}") from None
             offsets.append(offset)
     if not offsets:
         raise PrunenetError(f"index file {idx_path} is empty")
@@ -516,11 +523,17 @@ def _record_offsets(rec_path: str, idx_path: str) -> np.ndarray:
     beyond = np.flatnonzero((offsets < 0) | (offsets + 8 > size))  # 8: a record's header
     if len(beyond):
         raise mismatch(beyond[0], "beyond the end of the file")
-    with open(rec_path, "rb") as f:  # a sample of the records, spread over the file
-        for i in np.unique(np.linspace(0, len(offsets) - 1, min(64, len(offsets))).astype(int)):
+    sample = np.linspace(0, len(offsets) - 1, min(64, len(offsets))).astype(int)
+    with open(rec_path, "rb") as f:  # records spread over the file, and the file's last one
+        for i in np.union1d(sample, [np.argmax(offsets)]):
             f.seek(offsets[i])
-            if struct.unpack("<I", f.read(4))[0] != _RECORD_MAGIC:
+            magic, length = struct.unpack("<II", f.read(8))
+            if magic != _RECORD_MAGIC:
                 raise mismatch(i, "where no record starts")
+            if offsets[i] + 8 + (length & ((1 << 29) - 1)) > size:  # MXNet aborts on it
+                raise PrunenetError(f"record file {rec_path} is truncated: record {i + 1} of "
+                                    f"{idx_path} runs past its end ({size} bytes); copy or "
+                                    f"pack it again")
     return offsets
 
 

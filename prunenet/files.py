@@ -16,6 +16,9 @@ import numpy as np
 
 from .errors import PrunenetError
 
+MAX_ARRAY_SIZE = 2 ** 31 - 1  # elements of one array in MXNet built without large-tensor support
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -23,7 +26,7 @@ def _umask() -> int:
 
 
 __all__ = ["atomic_path", "write_json", "read_json", "save_params", "load_params",
-           "read_shapes", "staged_dir"]
+           "read_shapes", "require_file", "staged_dir"]
 
 
 @contextlib.contextmanager
@@ -55,10 +58,14 @@ def write_json(path: str, obj) -> None:
 def read_json(path: str, what: str = "JSON file") -> object:
     """Read a JSON file, with an error that names the file when it is missing or malformed."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise PrunenetError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise PrunenetError(f"{what} {path} is a folder; give the file") from None
+    except OSError as err:
+        raise PrunenetError(f"{what} {path} cannot be read ({err.strerror or err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise PrunenetError(f"{what} {path} is not valid JSON ({err})") from None
 
@@ -74,7 +81,22 @@ def read_shapes(path: str) -> Dict[str, List[int]]:
                 all(isinstance(v, int) and not isinstance(v, bool) for v in shape)):
             raise PrunenetError(f"shape file {path}: {key} must map to a list of integers, "
                                 f"not {json.dumps(shape)[:60]}")
+        if min(shape) < 1:
+            raise PrunenetError(f"shape file {path}: {key} has shape {json.dumps(shape)[:60]}; "
+                                f"every size must be at least 1")
+        if int(np.prod(shape, dtype=object)) > MAX_ARRAY_SIZE:
+            raise PrunenetError(f"shape file {path}: {key} has shape {json.dumps(shape)[:60]}, "
+                                f"more than the {MAX_ARRAY_SIZE} elements an MXNet array holds")
     return doc
+
+
+def require_file(path: str, what: str) -> str:
+    """``path`` if it is a file, else an error saying it is missing or a folder."""
+    if os.path.isdir(path):
+        raise PrunenetError(f"{what} {path} is a folder; give the file")
+    if not os.path.isfile(path):
+        raise PrunenetError(f"{what} {path} does not exist")
+    return path
 
 
 def save_params(path: str, params: Dict[str, np.ndarray]) -> None:
@@ -87,8 +109,7 @@ def save_params(path: str, params: Dict[str, np.ndarray]) -> None:
 def load_params(path: str) -> Dict[str, np.ndarray]:
     """Read an ``mx.nd.save`` dict file into NumPy arrays."""
     import mxnet as mx
-    if not os.path.isfile(path):
-        raise PrunenetError(f"params file {path} does not exist")
+    require_file(path, "params file")
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError:

@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -402,21 +403,19 @@ class LatencyTable:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise PrunenetError(f"{path} is not a prunenet latency table ({FORMAT}); give "
                                 f"another table file")
+        wrong = _wrong_table_field(doc)
+        if wrong:
+            raise PrunenetError(f"latency table {path} is malformed ({wrong}); delete it to "
+                                f"measure again")
         want = (self.device, self.batch_size, self.dtype, self.threads)
-        got = (doc.get("device"), doc.get("batch_size"), doc.get("dtype"),
-               doc.get("threads", ""))
+        got = (doc["device"], doc["batch_size"], doc["dtype"], doc.get("threads", ""))
         if got != want:
             raise PrunenetError(
                 f"latency table {path} is for {_describe(*got)}, not {_describe(*want)}; "
                 f"latency depends on all four: use another table file")
-        try:
-            self.units = {k: {p: float(v) for p, v in d.items()}
-                          for k, d in doc["units"].items()}
-            self.networks = dict(doc["networks"])
-            self.references = [float(v) for v in doc["references_ms"]]
-        except (KeyError, AttributeError, TypeError, ValueError):
-            raise PrunenetError(f"latency table {path} is malformed; delete it to measure "
-                                f"again") from None
+        self.units = {k: {p: float(v) for p, v in d.items()} for k, d in doc["units"].items()}
+        self.networks = dict(doc["networks"])
+        self.references = [float(v) for v in doc["references_ms"]]
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "device": self.device, "batch_size": self.batch_size,
@@ -490,6 +489,37 @@ class LatencyTable:
     def _autosave(self) -> None:
         if self.path:
             self.save()
+
+
+def _wrong_table_field(doc: dict) -> Optional[str]:
+    """What is wrong with the fields of a latency table's JSON (None: nothing)."""
+    def latency(v) -> bool:  # a number >= 0 that converts to a finite float
+        try:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                0 <= float(v) < math.inf
+        except OverflowError:
+            return False
+
+    for key, kind in (("device", str), ("dtype", str), ("threads", str), ("units", dict),
+                      ("networks", dict), ("references_ms", list)):
+        if not isinstance(doc.get(key, "" if key == "threads" else None), kind):
+            return f"{key} is not a {kind.__name__}"
+    if type(doc.get("batch_size")) is not int or doc["batch_size"] < 1:
+        return f"batch_size {doc.get('batch_size')!r} is not a whole number from 1"
+    if not all(latency(v) and v > 0 for v in doc["references_ms"]):
+        return "references_ms holds a value that is not a positive number"
+    for key, points in doc["units"].items():
+        if not isinstance(points, dict) or not all(
+                re.fullmatch(r"[1-9][0-9]*,[1-9][0-9]*", p) and latency(v)
+                for p, v in points.items()):
+            return f"unit {key[:60]!r} needs \"in,out\" widths mapped to latencies >= 0"
+    for key, record in doc["networks"].items():
+        if not isinstance(record, dict) or not (latency(record.get("latency")) and
+                                                record["latency"] > 0):
+            return f"network {key[:60]!r} has no positive latency"
+    if (doc["units"] or doc["networks"]) and not doc["references_ms"]:
+        return "it has entries but no references_ms to scale them by"
+    return None
 
 
 def _describe(device, batch_size, dtype, threads) -> str:

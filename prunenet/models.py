@@ -112,8 +112,14 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                             + (f" with shape file {shapes_source}" if shapes else "")
                             + f": {_first_line(err)}") from None
     if params is not None:
+        from .files import require_file
+        require_file(params, "params file")
         try:
             net.load_parameters(params, ctx=ctx)
+        except AttributeError:  # mx.nd.load gave a list: the file's arrays have no names
+            raise PrunenetError(f"params file {params} holds an unnamed list of arrays, not "
+                                f"named parameters; pass the save_parameters file of {name}") \
+                from None
         except (AssertionError, ValueError, mx.base.MXNetError, OSError) as err:
             raise PrunenetError(f"params file {params} does not fit {name}"
                                 + (f" with {classes} classes" if classes else "")
@@ -223,6 +229,6 @@ def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     for line in text.splitlines():
         line = line.strip()
-        if line and not line.startswith(("Traceback", "Stack trace", "[bt]")):
+        if line and not line.startswith(("Traceback", "Stack trace", "[bt]", 'File "')):
             return line[:300]
     return type(err).__name__

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -43,12 +44,13 @@ ROLES = {RESNET_FORMAT: ("shapes", "params"), SYMBOL_FORMAT: ("symbol", "params"
 FORMATS = tuple(ROLES)
 DEFAULT_ROOT = os.path.join("~", ".mxnet", "models")  # GluonCV's model store
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # what publish names files: a plain name
 
 
 # -- names, hashes, the manifest ----------------------------------------------------------------
 def check_name(name: str) -> str:
     """``name`` if it is a valid model name (letters, digits and ``._-``), else an error."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise PrunenetError(f"model name {name!r} is not valid: use letters, digits, '.', '_' "
                             f"and '-' (at most 100, starting with a letter or digit), e.g. "
                             f"resnet50_v1d_0.5_flops")
@@ -83,9 +85,13 @@ def read_manifest(zoo: str, must_exist: bool = True) -> dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
         raise PrunenetError(f"zoo manifest {path} has no \"models\" object; it is not a prunenet "
                             f"zoo manifest")
-    if not isinstance(doc.get("version"), int) or doc["version"] > VERSION:
-        raise PrunenetError(f"zoo manifest {path} has version {doc.get('version')!r}; this "
-                            f"prunenet reads version {VERSION}: upgrade prunenet")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise PrunenetError(f"zoo manifest {path} has version {version!r}, not a whole number "
+                            f"from 1; it is not a prunenet zoo manifest")
+    if version > VERSION:
+        raise PrunenetError(f"zoo manifest {path} has version {version}; this prunenet reads "
+                            f"version {VERSION}: upgrade prunenet")
     return doc
 
 
@@ -116,6 +122,9 @@ def edit_manifest(zoo: str) -> Iterator[dict]:
 def _entry(zoo: str, name: str, doc: dict) -> dict:
     entry = doc["models"][name]
     where = f"zoo manifest {_manifest_path(zoo)}"
+    if not _NAME.fullmatch(name):
+        raise PrunenetError(f"{where}: model name {name!r} is not valid (letters, digits, '.', "
+                            f"'_' and '-'); re-publish it under a valid name")
     if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict) or \
             not isinstance(entry.get("sha1"), dict):
         raise PrunenetError(f"{where}: entry {name} has no \"files\" and \"sha1\" objects; "
@@ -125,11 +134,42 @@ def _entry(zoo: str, name: str, doc: dict) -> dict:
                             f"this prunenet cannot load ({', '.join(FORMATS)}); upgrade prunenet")
     for role in ROLES[entry["format"]]:
         fname = entry["files"].get(role)
-        if not isinstance(fname, str) or os.path.basename(fname) != fname or \
-                fname.startswith(".") or not isinstance(entry["sha1"].get(role), str):
+        if not isinstance(fname, str) or not _FILE.fullmatch(fname) or \
+                not isinstance(entry["sha1"].get(role), str):
             raise PrunenetError(f"{where}: model {name} needs a plain file name and a sha1 for "
                                 f"its {role} file; re-publish {name} with --overwrite")
+    wrong = _wrong_field(entry)
+    if wrong:
+        raise PrunenetError(f"{where}: model {name} has {wrong}; re-publish {name} with "
+                            f"--overwrite")
     return entry
+
+
+_FIGURES = ("target", "achieved", "macs", "params", "macs_base", "params_base", "classes",
+            "top1", "top5", "throughput_img_s", "batch_size")
+
+
+def _wrong_field(entry: dict) -> Optional[str]:
+    """What is wrong with an entry's base or figures (None: nothing)."""
+    from .files import MAX_ARRAY_SIZE
+
+    def number(v):  # finite, >= 0, and a float without overflow
+        try:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                0 <= float(v) < math.inf
+        except OverflowError:
+            return False
+    if not isinstance(entry.get("base"), str):
+        return f"base {entry.get('base')!r}, not a GluonCV model name"
+    for key in _FIGURES:
+        if entry.get(key) is not None and not number(entry[key]):
+            return f"{key} {entry[key]!r}, not a number"
+    shape = entry.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 4 and
+                                  all(type(v) is int and v >= 1 for v in shape) and
+                                  math.prod(shape) <= MAX_ARRAY_SIZE):
+        return f"input_shape {shape!r}, not [N, C, H, W] of positive whole numbers"
+    return None
 
 
 def _checked_file(zoo: str, name: str, entry: dict, role: str) -> str:
@@ -289,6 +329,8 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
 
     check_name(name)
     zoo = os.path.abspath(os.path.expanduser(zoo))
+    if os.path.exists(zoo) and not os.path.isdir(zoo):
+        raise PrunenetError(f"--zoo {zoo} is a file, not a zoo folder; give a folder")
     run_dir = os.path.abspath(run_dir)
     ctx = ctx or mx.cpu()
     if name in gluoncv_pruned_models():
@@ -422,9 +464,9 @@ def verify(zoo: str, ctx=None) -> Verification:
             _load(entry["format"], entry["base"], paths, ctx)
             result.ok.append(name)
         except PrunenetError as err:
-            text = str(err)
+            text, label = str(err), name if _NAME.fullmatch(name) else repr(name)
             result.problems.append(text if text.startswith(f"model {name}:") else
-                                   f"model {name}: {text}")
+                                   f"model {label}: {text}")
     folder = os.path.expanduser(zoo)
     for fname in sorted(os.listdir(folder)):
         if fname not in listed and not fname.startswith("."):
@@ -511,7 +553,8 @@ def _publish(args) -> int:
 
 def _list(args) -> int:
     import json
-    models = read_manifest(args.zoo)["models"]
+    doc = read_manifest(args.zoo)
+    models = {name: _entry(args.zoo, name, doc) for name in doc["models"]}
     if args.json:
         print(json.dumps(models, indent=2))
     elif not models:
@@ -523,13 +566,14 @@ def _list(args) -> int:
 
 def _verify(args) -> int:
     import sys
+    from .cli import one_line
     result = verify(args.zoo)
     for name in result.ok:
         print(f"ok       {name}")
     for problem in result.problems:
-        print(f"FAILED   {problem}")
+        print(f"FAILED   {one_line(problem)}")
     for note in result.notes:
-        print(f"note     {note}")
+        print(f"note     {one_line(note)}")
     print(f"{len(result.ok)} model(s) verified, {len(result.problems)} problem(s)",
           file=sys.stderr if result.problems else sys.stdout)
     return 1 if result.problems else 0
@@ -537,6 +581,8 @@ def _verify(args) -> int:
 
 def _export(args) -> int:
     from .export import export
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise PrunenetError(f"--out {args.out} is a file; give a folder for the exported files")
     written = export(args.name, args.zoo, args.format, args.out, input_size=args.input_size,
                      overwrite=args.overwrite)
     check = ("" if written["max_abs_diff"] is None else

@@ -76,11 +76,11 @@ def final(folder):
     return report["widths"], params
 
 
-def kill_and_resume(tmp, failpoint, reference):
-    """Kill a run at ``failpoint``, check what it left, resume it; it must end as
-    ``reference`` (a finished run folder) did, weights bit for bit."""
+def kill_and_resume(tmp, failpoint, reference, args=SMALL):
+    """Kill a run of ``args`` at ``failpoint``, check what it left, resume it; it must end as
+    ``reference`` (a finished run folder of the same ``args``) did, weights bit for bit."""
     out = os.path.join(str(tmp), failpoint.replace(":", "-"))
-    code, err = prune(out, failpoint=failpoint)
+    code, err = prune(out, args, failpoint=failpoint)
     assert code == -signal.SIGKILL, f"{failpoint} was never reached (exit {code}): {err[-2000:]}"
     assert not os.path.exists(os.path.join(out, "report.json"))
     check_no_partial_files(out)
