@@ -23,7 +23,14 @@ CHECKPOINT_FILE = "checkpoint.json"
 def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
                     trainers: Optional[Dict[str, object]] = None, **progress) -> None:
     """Save ``arrays`` and the trainers' states under ``tag``, then point ``checkpoint.json``
-    at them together with ``progress`` (JSON-able), and remove older checkpoint files."""
+    at them together with ``progress`` (JSON-able), and remove older checkpoint files. Arrays
+    holding NaN or Inf are refused (:class:`prunenet.train.NonFiniteError`), so the checkpoint
+    in force stays the last good one."""
+    bad = [name for name, value in arrays.items() if not np.isfinite(value).all()]
+    if bad:
+        from .train import NonFiniteError
+        raise NonFiniteError(f"{bad[0]} became NaN or Inf (at checkpoint {tag}); the last good "
+                             f"checkpoint is kept: start again with a smaller --lr")
     os.makedirs(folder, exist_ok=True)
     params_file = f"ckpt-{tag}.params"
     save_params(os.path.join(folder, params_file), arrays)

@@ -144,3 +144,14 @@ def test_cli_runs_a_data_free_method_with_a_dataset(tmp_path):
                  "--out", str(out)]) == 0
     report = read_json(str(out / "report.json"))
     assert report["dataset"] == "synthetic" and "top1_after" in report
+
+
+def test_a_checkpoint_of_non_finite_parameters_is_refused_and_the_last_good_one_kept(tmp_path):
+    from prunenet.checkpoint import load_checkpoint, save_checkpoint
+    from prunenet.train import NonFiniteError
+    folder = str(tmp_path / "ckpt")
+    save_checkpoint(folder, "good", {"w": np.ones(3, np.float32)}, step=1)
+    with pytest.raises(NonFiniteError, match=r"w became NaN or Inf \(at checkpoint bad\)"):
+        save_checkpoint(folder, "bad", {"w": np.array([1, np.nan, 2], np.float32)}, step=2)
+    kept = load_checkpoint(folder)
+    assert kept["step"] == 1 and np.array_equal(kept["arrays"]["w"], np.ones(3))
