@@ -10,6 +10,12 @@ MXNet's multi-tensor kernels loop over the largest array) and the regularised on
 are thresholded with five engine ops however many they are: concatenate, clip to ±τ (τ = lr·t,
 cached while the rate holds), split, and one ``multi_sgd_update`` that subtracts the clipped
 values, since ``s − clip(s, −τ, τ)`` is the soft threshold, exactly zero where ``|s| ≤ τ``.
+
+With ``keep_top=k`` the k largest |s| of every regularised parameter (one per channel group) are
+exempt from the threshold, so no group is ever zeroed whole: a group with no live channel
+would cut the network wherever nothing bypasses it (MobileNetV2's bottlenecks without a
+residual), its output then constant, and every BatchNorm after it dividing by a zero batch
+variance in the debias step.
 """
 from __future__ import annotations
 
@@ -28,11 +34,14 @@ class ProxSGD(mx.optimizer.SGD):
     """SGD followed by per-channel soft-thresholding of the parameters named in ``thresholds``.
 
     ``thresholds``: parameter name -> NDArray (or array-like) of per-channel λ·c, same length as
-    the parameter. Parameters not named are updated by plain SGD.
+    the parameter. Parameters not named are updated by plain SGD. ``keep_top``: how many of
+    each parameter's largest entries the threshold spares (0: none).
     """
 
-    def __init__(self, thresholds: Dict[str, object] | None = None, **kwargs) -> None:
+    def __init__(self, thresholds: Dict[str, object] | None = None, keep_top: int = 0,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        self.keep_top = int(keep_top)
         self.set_thresholds(thresholds or {})
 
     def set_thresholds(self, thresholds: Dict[str, object]) -> None:
@@ -78,21 +87,32 @@ class ProxSGD(mx.optimizer.SGD):
     def _soft_threshold(self, chosen) -> None:
         tau, neg_tau = self._thresholds_for(chosen)
         ws = [w for _, w in chosen]
-        if len(ws) == 1:
+        if len(ws) == 1 and not self.keep_top:
             w = ws[0]
             flat = w.reshape((-1,))
             flat -= mx.nd.minimum(mx.nd.maximum(flat, neg_tau), tau)
             return
         flat = mx.nd.concat(*[w.reshape((-1,)) for w in ws], dim=0)
         clipped = mx.nd.minimum(mx.nd.maximum(flat, neg_tau), tau)
-        offsets = np.cumsum([w.size for w in ws])[:-1]
-        parts = mx.nd.split_v2(clipped, tuple(int(o) for o in offsets), axis=0)
-        parts = parts if isinstance(parts, (list, tuple)) else [parts]
+        if self.keep_top:
+            clipped = clipped * mx.nd.concat(*[self._subject(w) for w in ws], dim=0)
+        if len(ws) == 1:
+            parts = [clipped]
+        else:
+            offsets = np.cumsum([w.size for w in ws])[:-1]
+            parts = mx.nd.split_v2(clipped, tuple(int(o) for o in offsets), axis=0)
+            parts = parts if isinstance(parts, (list, tuple)) else [parts]
         args: List[mx.nd.NDArray] = []
         for w, d in zip(ws, parts):
             args += [w, d.reshape(w.shape)]
         mx.nd.multi_sgd_update(*args, lrs=(1.0,) * len(ws), wds=(0.0,) * len(ws),
                                rescale_grad=1.0, num_weights=len(ws), out=ws)
+
+
+    def _subject(self, w: mx.nd.NDArray) -> mx.nd.NDArray:
+        """1 where the threshold applies to ``w`` (flattened), 0 at its ``keep_top`` largest |w|."""
+        mag = mx.nd.abs(w.reshape((-1,)))
+        return 1 - mx.nd.topk(mag, k=min(self.keep_top, mag.size), ret_typ="mask")
 
 
 def _as_numpy(t) -> np.ndarray:

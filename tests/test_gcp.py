@@ -293,8 +293,10 @@ def test_too_large_reg_keeps_min_width_and_says_so():
     net, graph, w, gcp, records = _run_steps("cifar_resnet20_v1", 16, target=0.5, steps=1,
                                              reg=1e3)
     assert any("zeroed every channel" in n and "min_width" in n for n in gcp.notes)
-    for g in graph.prunable_groups:
+    scores = w.scores()
+    for g in graph.prunable_groups:  # no group is cut: its min_width largest stay alive
         assert w.keep[g.index].sum() >= min(8, g.width)
+        assert (scores[g.index][w.keep[g.index]] != 0).sum() >= min(8, g.width)
 
 
 @pytest.mark.parametrize("kwargs,words", [({"reg": -1.0}, "--reg"), ({"steps": 0}, "--steps"),

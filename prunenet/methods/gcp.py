@@ -77,7 +77,8 @@ class GCP:
         self.base_cost = cost.total()
         self.progress = progress
         self.reg_trainer = gluon.Trainer(wrapper.trainable_params(REGULARIZE), "proxsgd", {
-            "learning_rate": config.lr, "momentum": config.momentum, "thresholds": {}})
+            "learning_rate": config.lr, "momentum": config.momentum, "thresholds": {},
+            "keep_top": config.min_width})
         self.debias_trainer = gluon.Trainer(wrapper.trainable_params(DEBIAS), "sgd", {
             "learning_rate": config.lr, "momentum": config.momentum})
         self.notes: List[str] = []
@@ -143,11 +144,12 @@ class GCP:
                              if g.prunable))
             for g in graph.prunable_groups:
                 kept = w.keep[g.index]
-                if kept.any() and not scores[g.index][kept].any():
+                live = int((scores[g.index][kept] != 0).sum())
+                if kept.sum() > cfg.min_width and live <= cfg.min_width:
                     self.notes.append(
                         f"step {t}: the regulariser zeroed every channel of group {g.index} "
-                        f"({g.producers[0]}); it keeps min_width={cfg.min_width} channels — "
-                        f"consider a smaller --reg")
+                        f"({g.producers[0]}) but the min_width={cfg.min_width} largest, which "
+                        f"it spares — consider a smaller --reg")
             sel = select(graph, self.cost, scores, self.step_target(t), keep=w.keep,
                          priority="score", round_to=cfg.round_to, min_width=cfg.min_width,
                          base_cost=self.base_cost)
