@@ -412,7 +412,11 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if not os.path.exists(saved):
             raise PrunenetError(f"--resume {out}: no {RUN_FILE} there; it is not a GCP run folder")
         fields = {f.name for f in dataclasses.fields(DataRun)}
-        run = DataRun(**{k: v for k, v in read_json(saved, "run file").items() if k in fields})
+        saved_run = read_json(saved, "run file")
+        if not isinstance(saved_run, dict) or not {"model", "target"} <= set(saved_run):
+            raise PrunenetError(f"--resume {out}: {saved} is not a prunenet run file (a JSON "
+                                f"object with the run's settings); start the run again")
+        run = DataRun(**{k: v for k, v in saved_run.items() if k in fields})
         run.out = out
     else:
         from .methods import METHODS

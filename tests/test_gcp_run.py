@@ -155,3 +155,10 @@ def test_a_checkpoint_of_non_finite_parameters_is_refused_and_the_last_good_one_
         save_checkpoint(folder, "bad", {"w": np.array([1, np.nan, 2], np.float32)}, step=2)
     kept = load_checkpoint(folder)
     assert kept["step"] == 1 and np.array_equal(kept["arrays"]["w"], np.ones(3))
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"steps": 3}', "{not json"])
+def test_resume_of_a_damaged_run_file(tmp_path, capsys, content):
+    (tmp_path / "run.json").write_text(content)
+    assert main(["prune", "--resume", str(tmp_path)]) == 2
+    assert "run.json" in _err(capsys)
