@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .bench import DTYPES
     from .costs import OBJECTIVES
-    from .methods import METHODS
+    from .methods import METHODS, TRAINED
 
     parser = _Parser(
         prog="prunenet", description="Global channel pruning (PruneNet) for GluonCV networks.")
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "initialisation)")
     p.add_argument("--pretrained", action="store_true",
                    help="start from GluonCV's pretrained weights (downloads them)")
-    p.add_argument("--method", choices=METHODS + ["gcp"])
+    p.add_argument("--method", choices=METHODS + TRAINED)
     p.add_argument("--objective", default="flops", choices=sorted(OBJECTIVES))
     p.add_argument("--target", type=_fraction,
                    help="fraction of the objective's cost to keep, in (0, 1)")
@@ -225,7 +225,8 @@ def _prune(args) -> int:
     if args.method in DATA_DRIVEN and args.dataset is None:
         raise PrunenetError(f"--method {args.method} needs data: add --dataset "
                             f"(e.g. fashion-mnist)")
-    if args.method == "gcp" or args.dataset is not None:
+    from .methods import TRAINED
+    if args.method in TRAINED or args.dataset is not None:
         data_run(DataRun(
             model=args.model, out=args.out, target=args.target, method=args.method,
             objective=args.objective, dataset=args.dataset or "fashion-mnist", data_dir=args.data_dir, params=params, steps=args.steps,

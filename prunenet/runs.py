@@ -419,10 +419,10 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         run = DataRun(**{k: v for k, v in saved_run.items() if k in fields})
         run.out = out
     else:
-        from .methods import METHODS
-        if run.method != "gcp" and run.method not in METHODS:
-            raise PrunenetError(f"unknown method {run.method!r}: choose gcp or one of "
-                                f"{', '.join(METHODS)}")
+        from .methods import METHODS, TRAINED
+        if run.method not in TRAINED and run.method not in METHODS:
+            raise PrunenetError(f"unknown method {run.method!r}: choose one of "
+                                f"{', '.join(TRAINED + METHODS)}")
         GCPConfig(target=run.target, steps=run.steps, reg=run.reg, lr=run.lr,
                   epochs_per_step=run.epochs_per_step).check()
         if run.finetune_epochs < 0 or run.batch_size < 1:
@@ -497,7 +497,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         notes, latency = ckpt["notes"], ckpt["latency"]
         say(f"resuming fine-tuning after batch {ckpt['finetune']['done']}")
     else:
-        if run.method == "gcp":
+        from .methods import TRAINED
+        if run.method in TRAINED:
             selection, masked, params, notes = _gcp_steps(
                 run, net, graph, cost, ctx, train, ckpt, rows, timings, say, batches,
                 progress={"top1_before": top1_before, "top5_before": top5_before})
@@ -520,7 +521,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
         _check_surgery(diff, float(np.abs(masked_out).max()))
         timings["surgery_s"] = time.time() - t0
-        rows.append({"step": run.steps if run.method == "gcp" else 0, "phase": "surgery",
+        rows.append({"step": run.steps if run.method in TRAINED else 0,
+                     "phase": "surgery",
                      "target": run.target, "achieved": selection.achieved, "loss": "",
                      "top1": top1_selected, "zeroed_channels": "", "lr": "",
                      "time_s": timings["surgery_s"]})
@@ -613,9 +615,14 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     out = run.out
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     wrapper = MaskedNetwork(net, graph, ctx)
-    config = GCPConfig(target=run.target, steps=run.steps, reg=run.reg,
-                       epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
-                       lr=run.lr, round_to=run.round_to, min_width=run.min_width)
+    settings = dict(target=run.target, steps=run.steps, reg=run.reg,
+                    epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
+                    lr=run.lr, round_to=run.round_to, min_width=run.min_width)
+    if run.method == "slimming":
+        from .methods import slimming
+        config = slimming.config(**settings)
+    else:
+        config = GCPConfig(**settings)
     gcp = GCP(wrapper, cost, config, ctx, progress=run.progress)
     stream = BatchStream(lambda e, s: batches(train, e, s, True))
     done, step_state = 0, None

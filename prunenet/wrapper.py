@@ -118,6 +118,18 @@ class MaskedNetwork:
         for name, param in self.params.items():
             param.grad_req = "write" if name in trainable else "null"
 
+    def weight_params(self) -> Dict[str, object]:
+        """The convolution and dense weights and biases that the pruning steps keep frozen, made
+        trainable (for methods that train them while regularizing, such as network slimming).
+        Call before the first :meth:`block`."""
+        out = {}
+        for layer in self.graph.layers.values():
+            for name in (layer.weight, layer.bias):
+                if name and name in self.params:
+                    self.params[name].grad_req = "write"
+                    out[name] = self.params[name]
+        return out
+
     def trainable_params(self, phase: str = DEBIAS) -> Dict[str, object]:
         """What a pruning step trains: BN scales and shifts, masks and the classifier — except
         that in the regularize step the γ of a masked group's producers stay fixed (only the

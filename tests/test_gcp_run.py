@@ -162,3 +162,40 @@ def test_resume_of_a_damaged_run_file(tmp_path, capsys, content):
     (tmp_path / "run.json").write_text(content)
     assert main(["prune", "--resume", str(tmp_path)]) == 2
     assert "run.json" in _err(capsys)
+
+
+def test_slimming_trains_every_weight_and_keeps_the_outputs_contract(tmp_path):
+    from prunenet.methods import slimming
+    cfg = slimming.config(target=0.5)
+    assert (cfg.bn_off, cfg.rescale, cfg.cost_weighted, cfg.train_weights) == \
+        (False, False, False, True) and cfg.debias_epochs == 0
+    report = _run(tmp_path / "slim", method="slimming", steps=1, reg=0.05)
+    assert report["method"] == "slimming"
+    assert 0.5 - report["granularity"] < report["achieved"] <= 0.5
+    assert report["surgery_max_abs_diff"] < 1e-4
+    with open(tmp_path / "slim" / "steps.csv") as f:
+        phases = [row["phase"] for row in csv.DictReader(f)]
+    assert phases[:2] == ["regularize", "debias"] and "finetune" in phases
+
+
+def test_slimming_regularize_step_moves_the_convolutions_and_gcp_does_not():
+    from prunenet import cost_model, trace
+    from prunenet.methods import slimming
+    from prunenet.methods.gcp import GCP, GCPConfig
+    from prunenet.models import load_model
+    from prunenet.train import BatchStream
+    from prunenet.wrapper import MaskedNetwork
+    x = mx.nd.array(np.random.RandomState(0).normal(size=(8, 3, 16, 16)))
+    y = mx.nd.array(np.arange(8) % 10)
+    moved = {}
+    for name, cfg in (("gcp", GCPConfig(target=0.7, steps=1, reg=0.01, debias_epochs=0)),
+                      ("slimming", slimming.config(target=0.7, steps=1, reg=0.01))):
+        net = load_model("cifar_resnet20_v1", seed=0, input_size=16)
+        graph = trace(net, (1, 3, 16, 16))
+        conv = next(layer.weight for layer in graph.layers.values() if layer.op == "Convolution")
+        before = net.collect_params()[conv].data().asnumpy().copy()
+        gcp = GCP(MaskedNetwork(net, graph), cost_model(graph, "flops"), cfg, [mx.cpu()],
+                  progress=False)
+        gcp.run_step(1, BatchStream(lambda e, s: [(x, y)] * (2 - s)))
+        moved[name] = not np.array_equal(net.collect_params()[conv].data().asnumpy(), before)
+    assert moved == {"gcp": False, "slimming": True}

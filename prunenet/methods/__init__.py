@@ -2,7 +2,8 @@
 
 ``DATA_FREE`` methods need only the weights: ``select_channels(graph, params, cost, target,
 round_to=8, min_width=8)``. ``DATA_DRIVEN`` methods also take ``net=``, ``batches=`` (an
-iterable of (data, label) NDArray pairs), ``ctx=`` and ``max_batches=``.
+iterable of (data, label) NDArray pairs), ``ctx=`` and ``max_batches=``. ``TRAINED`` methods
+(``gcp``, ``slimming``) train the network while pruning it, in :mod:`prunenet.runs`.
 """
 from . import attention, l1, qcqp, random, uniform, wsp
 
@@ -11,5 +12,7 @@ DATA_FREE = {"uniform": uniform.select_channels, "l1": l1.select_channels,
              "qcqp": qcqp.select_channels}
 DATA_DRIVEN = {"attention": attention.select_channels}
 METHODS = sorted({**DATA_FREE, **DATA_DRIVEN})
+# Methods that train the network while pruning it (prunenet.methods.gcp's schedule)
+TRAINED = ["gcp", "slimming"]
 
-__all__ = ["DATA_FREE", "DATA_DRIVEN", "METHODS"]
+__all__ = ["DATA_FREE", "DATA_DRIVEN", "METHODS", "TRAINED"]

@@ -35,6 +35,11 @@ class GCPConfig:
     momentum: float = 0.9
     round_to: int = 8
     min_width: int = 8
+    # GCP's choices; network slimming (:mod:`prunenet.methods.slimming`) turns them all off
+    bn_off: bool = True  # regularize with BatchNorm on its running statistics
+    rescale: bool = True  # move consumer norms into the scales before regularizing
+    cost_weighted: bool = True  # λ·c_i per channel (else λ alike for every channel)
+    train_weights: bool = False  # regularize trains the convolutions too
 
     def check(self) -> None:
         if not 0.0 < self.target < 1.0:
@@ -76,7 +81,10 @@ class GCP:
         self.wrapper, self.cost, self.config, self.ctx = wrapper, cost, config, list(ctx)
         self.base_cost = cost.total()
         self.progress = progress
-        self.reg_trainer = gluon.Trainer(wrapper.trainable_params(REGULARIZE), "proxsgd", {
+        reg_params = wrapper.trainable_params(REGULARIZE)
+        if config.train_weights:
+            reg_params.update(wrapper.weight_params())
+        self.reg_trainer = gluon.Trainer(reg_params, "proxsgd", {
             "learning_rate": config.lr, "momentum": config.momentum, "thresholds": {},
             "keep_top": config.min_width})
         self.debias_trainer = gluon.Trainer(wrapper.trainable_params(DEBIAS), "sgd", {
@@ -103,9 +111,12 @@ class GCP:
         w, cfg = self.wrapper, self.config
         graph = w.graph
         if state is None:
-            w.rescale()
+            if cfg.rescale:
+                w.rescale()
             widths = np.array([int(k.sum()) for k in w.keep])
             weights = w.cost_weights(self.cost.marginal(widths))
+            if not cfg.cost_weighted:
+                weights = {name: np.ones_like(c) for name, c in weights.items()}
             self.reg_trainer._optimizer.set_thresholds(
                 {name: cfg.reg * c for name, c in weights.items()})
             state = {"step": t, "phase": REGULARIZE, "done": 0, "sums": None, "elapsed": 0.0,
@@ -136,7 +147,7 @@ class GCP:
                 on_progress(state)
 
         if state["phase"] == REGULARIZE:
-            reg = run(REGULARIZE, self.reg_trainer, cfg.epochs_per_step)
+            reg = run(REGULARIZE if cfg.bn_off else DEBIAS, self.reg_trainer, cfg.epochs_per_step)
             start = time.time()
             scores = w.scores()
             self._check_finite(scores, t)
