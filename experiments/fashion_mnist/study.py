@@ -1,0 +1,153 @@
+"""The baselines study on Fashion-MNIST: every pruning method at α = 0.5 and 0.25 of the FLOPs of
+one trained ResNet-18, the same fine-tuning budget for all, several seeds for GCP and uniform; and
+the headline comparison: ResNet-34 pruned by GCP to ResNet-18's MACs against ResNet-18 trained
+for the same total number of epochs.
+
+    python experiments/fashion_mnist/study.py --list            # the cells and their state
+    python experiments/fashion_mnist/study.py [--cells PATTERN]  # run what is missing
+    python experiments/fashion_mnist/study.py --report           # results.csv and table.md
+
+Each cell is its own pruning run folder under ``--out``/cells: a finished one is skipped, an
+interrupted one resumed (``prunenet prune --resume``), so the study runs in pieces. The trained
+bases are cached (``--cache-dir``). ``--quick`` runs everything on 4096 training images, to check
+the study end to end.
+"""
+import argparse
+import csv
+import fnmatch
+import os
+import statistics
+import sys
+import time
+
+import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
+from prunenet.bench import throughput
+from prunenet.demo import DemoConfig, train_base
+from prunenet.files import atomic_path, read_json
+from prunenet.models import input_shape, load_model
+from prunenet.runs import DataRun, contexts, data_run, load_pruned
+
+COLUMNS = ["model", "method", "objective", "target", "achieved", "macs", "params", "top1", "top5",
+           "throughput_img_s", "batch_size", "device", "dataset", "seed", "run_dir"]
+METHODS = ["gcp", "slimming", "uniform", "l1", "random", "wsp", "qcqp", "attention"]
+TARGETS = [0.5, 0.25]
+SEEDS = {"gcp": [0, 1, 2], "uniform": [0, 1, 2]}  # the others: seed 0
+BASE = DemoConfig()  # ResNet-18, 4 epochs: the demo's base
+PRUNING = dict(steps=2, reg=0.3, epochs_per_step=0.25, lr=0.01, finetune_epochs=1.5,
+               finetune_lr=0.02, batch_size=128)
+
+
+def cells(quick: bool):
+    """name -> (DemoConfig of its base, DataRun settings) for every cell of the study."""
+    limit = 4096 if quick else None
+    base = DemoConfig(train_limit=limit)
+    out = {}
+    for method in METHODS:
+        for target in TARGETS:
+            for seed in SEEDS.get(method, [0]):
+                out[f"{method}-{target:g}-s{seed}"] = (base, dict(
+                    model=base.model, method=method, target=target, seed=seed, **PRUNING))
+    # the headline: ResNet-34 pruned to ResNet-18's MACs, against ResNet-18 trained as long
+    deep = DemoConfig(model="resnet34_v1b", train_limit=limit)
+    out["resnet34-gcp-to-resnet18-s0"] = (deep, dict(model=deep.model, method="gcp",
+                                                     target=_macs_ratio(), seed=0, **PRUNING))
+    return out
+
+
+def _macs_ratio() -> float:
+    from prunenet import count, trace
+    macs = {m: count(trace(load_model(m, classes=10, input_size=28, channels=1),
+                           input_shape(m, 28, 1)))["macs"] for m in ("resnet18_v1b", "resnet34_v1b")}
+    return round(macs["resnet18_v1b"] / macs["resnet34_v1b"], 4)
+
+
+def state(folder: str) -> str:
+    if os.path.exists(os.path.join(folder, "report.json")):
+        return "done"
+    return "interrupted" if os.path.exists(os.path.join(folder, "run.json")) else "missing"
+
+
+def run_cell(name, base, settings, args, ctx):
+    folder = os.path.join(args.out, "cells", name)
+    if state(folder) == "done":
+        return
+    base_file, _ = train_base(base, None, args.cache_dir, ctx, progress=False)
+    t0 = time.time()
+    if state(folder) == "interrupted":
+        data_run(DataRun(model="", out=folder, target=0.5), resume=True)
+    else:
+        data_run(DataRun(out=folder, dataset="fashion-mnist", params=base_file,
+                         train_limit=base.train_limit, progress=False,
+                         command=[sys.executable] + sys.argv, **settings))
+    print(f"{name}: {time.time() - t0:.0f} s", flush=True)
+
+
+def report(args, ctx) -> None:
+    """results.csv (the shared schema) and table.md from the finished cells."""
+    rows, nets = [], {}
+    for name in sorted(os.listdir(os.path.join(args.out, "cells"))):
+        folder = os.path.join(args.out, "cells", name)
+        if state(folder) != "done":
+            continue
+        r = read_json(os.path.join(folder, "report.json"), "run report")
+        rows.append({"model": r["model"], "method": r["method"], "objective": r["objective"],
+                     "target": r["target"], "achieved": r["achieved"], "macs": r["macs_after"],
+                     "params": r["params_after"], "top1": r["top1_after"],
+                     "top5": r["top5_after"], "batch_size": 64, "device": "cpu",
+                     "dataset": "fashion-mnist", "seed": r["settings"]["seed"],
+                     "run_dir": folder})
+        nets[folder] = load_pruned(folder, ctx=ctx[0])
+    speed = throughput(nets, (1, 28, 28), batch_size=64, ctx=ctx[0]) if nets else {}
+    for row in rows:
+        row["throughput_img_s"] = speed[row["run_dir"]]["throughput_img_s"]
+    with atomic_path(os.path.join(args.out, "results.csv")) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["method"], row["target"]), []).append(row)
+    lines = ["| model | method | α | MACs | params | top-1 (mean ± std) | seeds | CPU img/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (model, method, target), rs in sorted(groups.items()):
+        top1 = [r["top1"] * 100 for r in rs]
+        spread = f" ± {statistics.stdev(top1):.2f}" if len(top1) > 1 else ""
+        lines.append(f"| {model} | {method} | {target:g} | {rs[0]['macs'] / 1e6:.1f}M | "
+                     f"{rs[0]['params'] / 1e6:.3f}M | {statistics.mean(top1):.2f}%{spread} | "
+                     f"{len(rs)} | {statistics.mean(r['throughput_img_s'] for r in rs):.0f} |")
+    with atomic_path(os.path.join(args.out, "table.md")) as tmp:
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=os.path.join("experiments", "results", "fashion_mnist"))
+    p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/prunenet"))
+    p.add_argument("--cells", default="*", help="run only the cells matching this pattern")
+    p.add_argument("--list", action="store_true", help="list the cells and their state")
+    p.add_argument("--report", action="store_true", help="write results.csv and table.md")
+    p.add_argument("--quick", action="store_true", help="4096 training images, to check it runs")
+    p.add_argument("--gpus", default="")
+    args = p.parse_args(argv)
+    ctx = contexts(args.gpus)
+    if args.quick and args.out == p.get_default("out"):
+        args.out += "-quick"
+    todo = {n: c for n, c in cells(args.quick).items() if fnmatch.fnmatch(n, args.cells)}
+    if args.list:
+        for name in todo:
+            print(f"{state(os.path.join(args.out, 'cells', name)):12} {name}")
+        return 0
+    if args.report:
+        report(args, ctx)
+        return 0
+    for name, (base, settings) in todo.items():
+        run_cell(name, base, settings, args, ctx)
+    report(args, ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
