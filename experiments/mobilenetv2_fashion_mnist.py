@@ -32,7 +32,7 @@ def main(argv=None):
     p.add_argument("--target", type=float, default=0.7)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--epochs-per-step", type=float, default=0.25)
-    p.add_argument("--reg", type=float, default=0.3)
+    p.add_argument("--reg", type=float, default=0.1)
     p.add_argument("--finetune-epochs", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=0.1, help="base training learning rate")
     p.add_argument("--seed", type=int, default=0)
