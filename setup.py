@@ -14,6 +14,7 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["prunenet", "prunenet.*"]),
+    package_data={"prunenet": ["gluoncv_reference.csv"]},  # GluonCV's published figures
     python_requires=">=3.8",
     install_requires=[
         MXNET,
@@ -26,7 +27,9 @@ setup(
     extras_require={
         "gpu": ["mxnet-cu112>=1.9.1,<2"],
         "onnx": ["onnx==1.14.1", "onnxruntime"],  # prunenet zoo export --format onnx
-        "dev": ["pytest", "hypothesis", "onnx==1.14.1", "onnxruntime"],
+        # nbclient, nbformat, ipykernel: tests/test_notebooks.py executes the notebooks
+        "dev": ["pytest", "hypothesis", "onnx==1.14.1", "onnxruntime", "nbclient", "nbformat",
+                "ipykernel"],
     },
     entry_points={"console_scripts": ["prunenet=prunenet.cli:main"]},
 )

@@ -178,9 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
 
-    from . import bench, zoo
+    from . import bench, plot, zoo
     bench.add_parser(sub)
     zoo.add_parser(sub)
+    plot.add_parser(sub)
+    from . import experiment
+    experiment.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,743 @@
+"""Pictures of pruning runs: accuracy against throughput, kept widths per layer, and the
+per-step curves of a GCP run. ``prunenet plot`` is the command line over it.
+
+Figures are built on matplotlib's Agg canvas (no display, no pyplot state) and written as PNG and
+SVG, each atomically. Everything here reads the files it is given and writes the figures; it
+never changes a run.
+
+GluonCV's published figures for its ResNets and pruned ResNets ship as package data
+(``gluoncv_reference.csv``, source in its header). Their top-1 is used as published; their
+throughput is either measured again here, on the same device as the user's points, from the
+architectures alone (no weights), or -- only with ``reference="v100"`` -- GluonCV's V100
+figure, drawn in a panel of its own and never on the same axis as local timings.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .errors import PrunenetError
+
+__all__ = ["RESULTS_COLUMNS", "STEPS_COLUMNS", "REFERENCE_FILE", "read_results", "read_zoo",
+           "read_points", "reference_table", "measure_reference", "pareto_front",
+           "tradeoff_figure", "widths_figure", "curves_figure", "read_report", "read_steps",
+           "save_figure", "add_parser"]
+
+RESULTS_COLUMNS = ("model", "method", "objective", "target", "achieved", "macs", "params",
+                   "top1", "top5", "throughput_img_s", "batch_size", "device", "dataset", "seed",
+                   "run_dir")
+STEPS_COLUMNS = ("step", "phase", "target", "achieved", "loss", "top1", "zeroed_channels", "lr",
+                 "time_s")
+REFERENCE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "gluoncv_reference.csv")
+REFERENCE_COLUMNS = ("model", "top1", "top5", "throughput_img_s", "macs_g", "params_m", "kind")
+REFERENCES = ("local", "v100", "none")
+
+_STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+          "xtick.labelsize": 9, "ytick.labelsize": 9, "svg.fonttype": "none",
+          "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+          "grid.alpha": 0.3, "grid.linewidth": 0.6}
+_MARKERS = "osD^vP*Xph<>"
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _read_csv(path: str, required: Sequence[str], what: str) -> List[Tuple[int, dict]]:
+    """(line number, row) of a CSV file with a header holding every ``required`` column; an
+    error naming the file (and the column) when it is missing, unreadable or has no rows."""
+    from .files import require_file
+    require_file(path, what)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = [line for line in f if not line.startswith("#")]
+    except UnicodeDecodeError:
+        raise PrunenetError(f"{what} {path} is not UTF-8 text; give a CSV file") from None
+    except OSError as err:
+        raise PrunenetError(f"{what} {path} cannot be read ({err.strerror or err})") from None
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if not header or not any(h.strip() for h in header):
+        raise PrunenetError(f"{what} {path} is empty: it needs a header with the columns "
+                            f"{', '.join(required)} and at least one row")
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise PrunenetError(f"{what} {path} has no column {missing[0]!r}{more}; its header "
+                            f"must hold {', '.join(required)}")
+    rows = []
+    for number, values in enumerate(reader, start=2):
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) > len(header):
+            raise PrunenetError(f"{what} {path} line {number} has {len(values)} fields, the "
+                                f"header {len(header)}")
+        rows.append((number, {h: (values[i].strip() if i < len(values) else "")
+                              for i, h in enumerate(header)}))
+    if not rows:
+        raise PrunenetError(f"{what} {path} has no rows, only its header; nothing to plot")
+    return rows
+
+
+def _number(row: dict, column: str, path: str, line: int, what: str) -> Optional[float]:
+    """The row's ``column`` as a finite number, None when empty."""
+    text = row.get(column, "")
+    if text in ("", None):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise PrunenetError(f"{what} {path} line {line}: column {column!r} holds {text!r}, "
+                            f"not a finite number")
+    return value
+
+
+def read_results(path: str) -> List[dict]:
+    """The rows of a results CSV (DESIGN.md's schema) that have both a top-1 and a throughput:
+    ``model, method, objective, target, top1 (%), throughput_img_s, batch_size, device,
+    dataset``. Every schema column must be in the header, and some row must have both figures."""
+    what = "results file"
+    points = []
+    for line, row in _read_csv(path, RESULTS_COLUMNS, what):
+        top1 = _number(row, "top1", path, line, what)
+        speed = _number(row, "throughput_img_s", path, line, what)
+        if speed is not None and speed <= 0:
+            raise PrunenetError(f"{what} {path} line {line}: column 'throughput_img_s' holds "
+                                f"{row['throughput_img_s']!r}; images/s must be above 0")
+        if top1 is None or speed is None:
+            continue
+        batch = _number(row, "batch_size", path, line, what)
+        points.append(_point(row["model"], row["method"], row["objective"],
+                             _number(row, "target", path, line, what), top1, speed,
+                             int(batch) if batch else None, row["device"], row["dataset"]))
+    if not points:
+        raise PrunenetError(f"results file {path} has no row with both 'top1' and "
+                            f"'throughput_img_s'; nothing to plot")
+    return points
+
+
+def read_zoo(zoo: str) -> List[dict]:
+    """The models of a prunenet zoo (its ``zoo.json``) that have a top-1 and a throughput, as
+    :func:`read_results` rows."""
+    from .zoo import MANIFEST, read_manifest
+    doc = read_manifest(zoo)
+    points = []
+    for name, entry in sorted(doc["models"].items()):
+        if not isinstance(entry, dict):
+            continue
+        top1, speed = entry.get("top1"), entry.get("throughput_img_s")
+        if not _finite(top1) or not _finite(speed) or speed <= 0:
+            continue
+        target, batch = entry.get("target"), entry.get("batch_size")
+        points.append(_point(name, str(entry.get("method") or ""),
+                             str(entry.get("objective") or ""),
+                             target if _finite(target) else None, float(top1), float(speed),
+                             int(batch) if _finite(batch) else None, _device_of(entry),
+                             str(entry.get("dataset") or "")))
+    if not points:
+        raise PrunenetError(f"zoo manifest {os.path.join(zoo, MANIFEST)} has no model with both "
+                            f"'top1' and 'throughput_img_s'; nothing to plot")
+    return points
+
+
+def read_points(source: str) -> List[dict]:
+    """The points of a results CSV, or of a zoo folder (holding ``zoo.json``)."""
+    if os.path.isdir(source):
+        return read_zoo(source)
+    return read_results(source)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _device_of(entry: dict) -> str:
+    device = str(entry.get("device") or "")
+    return "cpu" if device.startswith("cpu") else device.replace("(", "").replace(")", "")
+
+
+def _point(model, method, objective, target, top1, speed, batch, device, dataset) -> dict:
+    return {"model": model, "method": method or "", "objective": objective or "",
+            "target": target, "top1": top1 * 100 if top1 <= 1.0 else top1,
+            "throughput_img_s": speed, "batch_size": batch, "device": device or "",
+            "dataset": dataset or ""}
+
+
+def reference_table(models: Optional[Iterable[str]] = None) -> List[dict]:
+    """GluonCV's published figures (``gluoncv_reference.csv``), all or the named ``models``."""
+    rows = []
+    for line, row in _read_csv(REFERENCE_FILE, REFERENCE_COLUMNS, "reference table"):
+        rows.append(dict(row, **{c: _number(row, c, REFERENCE_FILE, line, "reference table")
+                                 for c in REFERENCE_COLUMNS if c not in ("model", "kind")}))
+    if models is None:
+        return rows
+    known = {r["model"]: r for r in rows}
+    wanted = [m.strip() for m in models if m.strip()]
+    unknown = [m for m in wanted if m not in known]
+    if unknown or not wanted:
+        raise PrunenetError(f"reference model {unknown[0] if unknown else '(none)'!r} is not "
+                            f"one of GluonCV's: {', '.join(known)}")
+    return [known[m] for m in wanted]
+
+
+# -- measuring the references ---------------------------------------------------------------------
+def _reference_net(name: str, input_size: int, ctx):
+    """GluonCV's ``name`` built without weights (a pruned one from GluonCV's shape file)."""
+    from .files import read_shapes
+    from .models import load_model
+    from .zoo import _gluoncv_shape_file, gluoncv_pruned_models
+    pruned = gluoncv_pruned_models()
+    if name in pruned:
+        tag = pruned[name]
+        path = _gluoncv_shape_file(tag)
+        return load_model(tag.rsplit("_", 1)[0], shapes=read_shapes(path), shapes_source=path,
+                          input_size=input_size, ctx=ctx)
+    return load_model(name, input_size=input_size, ctx=ctx)
+
+
+def measure_reference(models: Sequence[str], input_size: int = 224, batch_size: int = 64,
+                      repeats: int = 10, warmup: int = 3, ctx=None, log=None) -> Dict[str, dict]:
+    """Throughput of GluonCV's reference architectures (random weights) on ``ctx``: one network
+    at a time, so only one is in memory; :func:`prunenet.bench.throughput`'s figures each."""
+    import mxnet as mx
+    from .bench import throughput
+    ctx = ctx or mx.cpu()
+    measured = {}
+    for name in models:
+        if log:
+            log(f"measuring {name} ({input_size} px, batch {batch_size}, {repeats} batches)")
+        net = _reference_net(name, input_size, ctx)
+        measured[name] = throughput({name: net}, (3, input_size, input_size),
+                                    batch_size=batch_size, repeats=repeats, warmup=warmup,
+                                    ctx=ctx)[name]
+        del net
+        mx.nd.waitall()
+    return measured
+
+
+# -- figures --------------------------------------------------------------------------------------
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _style():
+    import matplotlib
+    return matplotlib.rc_context(_STYLE)
+
+
+def pareto_front(points: Sequence[Tuple[float, float]]) -> List[Tuple[float, float]]:
+    """The (throughput, top-1) points no other point beats on both, by increasing throughput."""
+    front: List[Tuple[float, float]] = []
+    best = -math.inf
+    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front[::-1]
+
+
+def _label_of(point: dict) -> str:
+    if point["method"] in ("", "standard", "reference"):
+        return point["model"]
+    target = f" {point['target']:g}" if point.get("target") is not None else ""
+    objective = f" {point['objective']}" if point["objective"] else ""
+    return f"{point['model']}, {point['method']}{objective}{target}"
+
+
+def _family_of(point: dict) -> str:
+    method = point["method"] or "unpruned"
+    return "unpruned" if method == "standard" else method
+
+
+def _scatter_families(ax, families: Dict[str, List[dict]], colors, markers, suffix: str) -> None:
+    for i, (family, pts) in enumerate(families.items()):
+        xs = [p["throughput_img_s"] for p in pts]
+        ys = [p["top1"] for p in pts]
+        color, marker = colors[i % len(colors)], markers[i % len(markers)]
+        ax.scatter(xs, ys, s=36, color=color, marker=marker, zorder=3,
+                   edgecolor="white", linewidth=0.6, label=f"{family}{suffix}")
+        front = pareto_front(list(zip(xs, ys)))
+        if len(front) > 1:
+            ax.plot([p[0] for p in front], [p[1] for p in front], color=color, linewidth=1.2,
+                    alpha=0.8, zorder=2, drawstyle="default")
+
+
+def _place_labels(fig, ax, items: Sequence[Tuple[float, float, str]]) -> None:
+    """Annotate each (x, y, text) beside its point where it overlaps no other label, no point
+    and stays inside the axes; a leader line joins labels that had to move further away."""
+    from matplotlib.transforms import Bbox
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    dots = [ax.transData.transform((x, y)) for x, y, _ in items]
+    radius = 5.0
+    obstacles = [Bbox.from_extents(px - radius, py - radius, px + radius, py + radius)
+                 for px, py in dots]
+    for line in ax.get_lines():  # the fronts: labels keep off them where they can
+        xy = ax.transData.transform(line.get_xydata())
+        for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:]):
+            n = max(1, int(math.hypot(x1 - x0, y1 - y0) / 4.0))
+            obstacles += [Bbox.from_extents(x - 1.5, y - 1.5, x + 1.5, y + 1.5)
+                          for x, y in ((x0 + (x1 - x0) * t / n, y0 + (y1 - y0) * t / n)
+                                       for t in range(n + 1))]
+    rings = []
+    for scale in (1.0, 2.0, 3.2, 4.6):
+        for dx, dy, ha, va in ((6, 3, "left", "bottom"), (6, -3, "left", "top"),
+                               (-6, 3, "right", "bottom"), (-6, -3, "right", "top"),
+                               (0, 7, "center", "bottom"), (0, -7, "center", "top"),
+                               (8, 0, "left", "center"), (-8, 0, "right", "center")):
+            rings.append((dx * scale, dy * scale, ha, va, scale))
+    placed: List = []
+    order = sorted(range(len(items)), key=lambda i: (items[i][0], items[i][1]))
+    for i in order:
+        x, y, text = items[i]
+        best = None
+        for dx, dy, ha, va, scale in rings:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
+                              ha=ha, va=va, fontsize=8, zorder=4)
+            box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
+            overlap = sum(_overlap(box, other) for other in placed + obstacles)
+            own = _distance(box, dots[i])  # a label nearer another point reads as its label
+            if scale > 1.0:  # its leader must not cross another label
+                overlap += 300.0 * _crossings(dots[i], box, placed)
+            overlap += 150.0 * sum(1 for j, d in enumerate(dots)
+                                   if j != i and _distance(box, d) < own + 3.0)
+            outside = 0.0 if (box.x0 >= frame.x0 and box.x1 <= frame.x1 and
+                              box.y0 >= frame.y0 and box.y1 <= frame.y1) else box.width * 50
+            cost = overlap + outside
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, box, scale)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        _, ann, box, scale = best
+        if scale > 1.0:  # moved away: a thin leader from the point to the label's nearest edge
+            px, py = dots[i]
+            ex = min(max(px, box.x0), box.x1)
+            ey = min(max(py, box.y0), box.y1)
+            length = math.hypot(ex - px, ey - py)
+            if length > 6.0:
+                sx, sy = px + (ex - px) * 4.5 / length, py + (ey - py) * 4.5 / length
+                inverse = ax.transData.inverted()
+                (x0, y0), (x1, y1) = inverse.transform([(sx, sy), (ex, ey)])
+                ax.plot([x0, x1], [y0, y1], color="0.55", linewidth=0.6, zorder=1)
+        placed.append(box)
+
+
+def _crossings(point, box, others) -> int:
+    """How many of the boxes ``others`` the leader from ``point`` to ``box`` passes through."""
+    px, py = point
+    ex, ey = min(max(px, box.x0), box.x1), min(max(py, box.y0), box.y1)
+    samples = [(px + (ex - px) * t / 12.0, py + (ey - py) * t / 12.0) for t in range(1, 12)]
+    return sum(1 for other in others
+               if any(other.x0 <= x <= other.x1 and other.y0 <= y <= other.y1
+                      for x, y in samples))
+
+
+def _distance(box, point) -> float:
+    dx = max(box.x0 - point[0], 0.0, point[0] - box.x1)
+    dy = max(box.y0 - point[1], 0.0, point[1] - box.y1)
+    return math.hypot(dx, dy)
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _log_limits(ax, xs: Sequence[float], ys: Sequence[float]) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    lo, hi = min(xs), max(xs)
+    ax.set_xscale("log")
+    ax.set_xlim(lo / 1.8, hi * 1.8)
+    subs = (1.0, 2.0, 5.0) if hi / lo < 30 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ylo, yhi = min(ys), max(ys)
+    pad = max(2.0, 0.12 * (yhi - ylo))
+    ax.set_ylim(ylo - pad, yhi + pad)
+
+
+def tradeoff_figure(points: Sequence[dict], reference: Optional[Sequence[dict]] = None,
+                    measured: Optional[Dict[str, dict]] = None, v100: bool = False,
+                    device: str = "cpu", batch_size: Optional[int] = None,
+                    input_size: int = 224, title: Optional[str] = None):
+    """Top-1 (%) against throughput (images/s, log scale): the user's ``points`` by method,
+    each family with its Pareto front, and GluonCV's ``reference`` rows, at the throughput in
+    ``measured`` (re-measured here) or, with ``v100``, at GluonCV's published V100 throughput in
+    a panel of its own."""
+    reference = list(reference or [])
+    if reference and not v100 and measured is None:
+        raise PrunenetError("reference points need their throughput measured on this device "
+                            "(measure_reference), or v100=True for GluonCV's published figures")
+    with _style():
+        import matplotlib
+        colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        panels = 2 if (v100 and reference) else 1
+        fig = _figure(7.2 * panels + 2.2, 5.0)
+        axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+        fig.subplots_adjust(left=0.08, right=0.98 - 2.2 / (7.2 * panels + 2.2), bottom=0.12,
+                            top=0.86 if panels == 1 else 0.82, wspace=0.3)
+        families: Dict[str, List[dict]] = {}
+        for p in points:
+            families.setdefault(_family_of(p), []).append(p)
+        datasets = sorted({p["dataset"] for p in points if p["dataset"]})
+        suffix = f" ({', '.join(datasets)})" if datasets else ""
+        batch = batch_size or next((p["batch_size"] for p in points if p["batch_size"]), None)
+        where = f"{device}" + (f", batch {batch}" if batch else "")
+        ax = axes[0]
+        _scatter_families(ax, families, colors, _MARKERS, suffix)
+        labels = [(p["throughput_img_s"], p["top1"], _label_of(p)) for p in points]
+        ref_items: List[dict] = []
+        if reference:
+            ref_families: Dict[str, List[dict]] = {}
+            for row in reference:
+                speed = row["throughput_img_s"] if v100 else \
+                    measured[row["model"]]["throughput_img_s"]
+                kind = "GluonCV ResNets" if row["kind"] == "standard" else \
+                    "GluonCV pruned ResNets"
+                item = {"model": row["model"], "method": "reference", "top1": row["top1"],
+                        "throughput_img_s": speed}
+                ref_families.setdefault(kind, []).append(item)
+                ref_items.append(item)
+            ref_ax = axes[1] if v100 else ax
+            ref_suffix = " (ImageNet; V100, batch 64)" if v100 else \
+                f" (ImageNet; {input_size} px)"
+            offset = len(families)
+            _scatter_families(ref_ax, ref_families, colors[offset:] + colors[:offset],
+                              _MARKERS[offset:] + _MARKERS[:offset], ref_suffix)
+            ref_labels = [(r["throughput_img_s"], r["top1"], r["model"]) for r in ref_items]
+            if v100:
+                _log_limits(ref_ax, [r["throughput_img_s"] for r in ref_items],
+                            [r["top1"] for r in ref_items])
+                ref_ax.set_xlabel("throughput on one V100, batch 64 (images/s, log scale)")
+                ref_ax.set_ylabel("ImageNet top-1 accuracy (%)")
+                ref_ax.set_title("GluonCV's published figures (V100)")
+            else:
+                labels += ref_labels
+        own = points if v100 else list(points) + ref_items
+        _log_limits(ax, [p["throughput_img_s"] for p in own], [p["top1"] for p in own])
+        ax.set_xlabel(f"throughput on {where} (images/s, log scale)")
+        ax.set_ylabel("top-1 accuracy (%)" if v100 or not datasets else
+                      "top-1 accuracy (%, on each model's dataset)")
+        if v100 and reference:
+            ax.set_title("your models, measured locally")
+        fig.suptitle(title or "Accuracy against throughput", fontsize=12)
+        handles, names = [], []
+        for a in axes:
+            h, n = a.get_legend_handles_labels()
+            handles += h
+            names += n
+        axes[-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.03, 1.0),
+                        borderaxespad=0.0, frameon=False, title="family (Pareto front)",
+                        title_fontsize=9)
+        _place_labels(fig, ax, labels)
+        if v100 and reference:
+            _place_labels(fig, axes[1], ref_labels)
+    return fig
+
+
+def read_report(run_dir: str) -> dict:
+    """A run's ``report.json``, checked to hold ``widths`` as {layer: [kept, original]}."""
+    from .files import read_json
+    from .runs import REPORT_FILE
+    if not os.path.isdir(run_dir):
+        raise PrunenetError(f"run folder {run_dir} " + (
+            "is a file; give the folder of a prunenet prune run" if os.path.exists(run_dir)
+            else "does not exist"))
+    path = os.path.join(run_dir, REPORT_FILE)
+    report = read_json(path, "run report")
+    widths = report.get("widths") if isinstance(report, dict) else None
+    if not isinstance(widths, dict) or not widths:
+        raise PrunenetError(f"run report {path} has no 'widths' object of {{layer: [kept, "
+                            f"original]}}; give the folder of a finished prunenet prune run")
+    for layer, pair in widths.items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in pair)
+                and 0 <= pair[0] <= pair[1] and pair[1] > 0):
+            raise PrunenetError(f"run report {path}: 'widths' of {layer} is {pair!r}, not "
+                                f"[kept, original] whole numbers with kept <= original")
+    return report
+
+
+def _run_label(report: dict) -> str:
+    parts = [str(report.get("model") or "?"), str(report.get("method") or "?")]
+    if report.get("objective"):
+        parts.append(str(report["objective"]))
+    if _finite(report.get("target")):
+        parts.append(f"α={report['target']:g}")
+    if _finite(report.get("achieved")):
+        parts.append(f"(achieved {report['achieved']:.3f})")
+    return " ".join(parts)
+
+
+def _short_layer(name: str, prefix: str) -> str:
+    name = name[len(prefix):] if prefix and name.startswith(prefix) else name
+    for end in ("_fwd", "_weight"):
+        if name.endswith(end):
+            name = name[:-len(end)]
+    for word, short in _LAYER_WORDS:
+        name = name.replace(word, short)
+    return name
+
+
+# shorter tick labels for the words GluonCV's layer names repeat
+_LAYER_WORDS = (("features_", ""), ("linearbottleneck", "block"), ("layers", "stage"))
+
+
+def widths_figure(run_dirs: Sequence[str], title: Optional[str] = None):
+    """Kept fraction of each layer's output channels, in network order, one line per run."""
+    if not run_dirs:
+        raise PrunenetError("plot widths needs at least one RUN_DIR")
+    reports = [read_report(d) for d in run_dirs]
+    layers = list(reports[0]["widths"])
+    same = all(list(r["widths"]) == layers for r in reports)
+    prefix = os.path.commonprefix(layers) if len(layers) > 1 else ""
+    prefix = prefix[:prefix.rfind("_") + 1] if "_" in prefix else ""
+    n = max(len(r["widths"]) for r in reports)
+    with _style():
+        import matplotlib
+        colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        fig = _figure(max(7.5, min(16.0, 2.5 + 0.2 * n)), 4.8)
+        ax = fig.add_subplot(1, 1, 1)
+        rows = len(reports) if len(reports) < 3 else (len(reports) + 1) // 2
+        fig.subplots_adjust(left=0.08, right=0.97, bottom=0.3,
+                            top=1.0 - (0.5 + 0.2 * rows) / 4.8)
+        for i, report in enumerate(reports):
+            fractions = [k / o for k, o in report["widths"].values()]
+            ax.plot(range(len(fractions)), fractions, color=colors[i % len(colors)],
+                    marker=_MARKERS[i % len(_MARKERS)], markersize=4, linewidth=1.3,
+                    label=_run_label(report), zorder=3)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlim(-0.7, n - 0.3)
+        ax.set_ylabel("kept fraction of output channels")
+        if same:
+            ax.set_xticks(range(len(layers)))
+            ax.set_xticklabels([_short_layer(name, prefix) for name in layers], rotation=90,
+                               fontsize=7 if n > 30 else 8)
+            ax.set_xlabel("layer, in network order")
+        else:
+            ax.set_xlabel("layer index, in network order (the runs' networks differ)")
+        ax.grid(axis="x", alpha=0.15)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0,
+                  frameon=False, ncol=1 if len(reports) < 3 else 2)
+        fig.suptitle(title or "Kept channels per layer", fontsize=12, y=0.99)
+    return fig
+
+
+def read_steps(run_dir: str) -> List[dict]:
+    """A GCP run's ``steps.csv`` rows, numbers parsed (None where empty)."""
+    if not os.path.isdir(run_dir):
+        raise PrunenetError(f"run folder {run_dir} " + (
+            "is a file; give the folder of a prunenet prune run" if os.path.exists(run_dir)
+            else "does not exist"))
+    path = os.path.join(run_dir, "steps.csv")
+    what = "steps file"
+    rows = []
+    for line, row in _read_csv(path, STEPS_COLUMNS, what):
+        parsed = {c: _number(row, c, path, line, what) for c in STEPS_COLUMNS if c != "phase"}
+        parsed["phase"] = row["phase"]
+        rows.append(parsed)
+    return rows
+
+
+_PHASE_ABBREVIATIONS = {"regularize": "reg", "debias": "deb", "surgery": "cut",
+                        "finetune": "fine-tune"}
+
+
+def curves_figure(run_dir: str, title: Optional[str] = None):
+    """Loss, top-1, cost fraction and zeroed channels after every phase of a run's steps
+    (``steps.csv``), as four small multiples sharing the x axis."""
+    rows = read_steps(run_dir)
+    report = None
+    if os.path.exists(os.path.join(run_dir, "report.json")):
+        try:
+            report = read_report(run_dir)
+        except PrunenetError:
+            report = None
+    ticks = [f"{int(r['step']) if r['step'] is not None else ''} "
+             f"{_PHASE_ABBREVIATIONS.get(r['phase'], r['phase'])}".strip() for r in rows]
+    xs = list(range(len(rows)))
+    panels = (("loss", "training loss", None), ("top1", "top-1 accuracy (%)", 100.0),
+              ("achieved", "cost fraction kept", None), ("zeroed_channels", "zeroed channels",
+                                                          None))
+    with _style():
+        import matplotlib
+        colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        phases = list(dict.fromkeys(r["phase"] for r in rows))
+        phase_color = {p: colors[i % len(colors)] for i, p in enumerate(phases)}
+        fig = _figure(9.5, 6.2)
+        axes = fig.subplots(2, 2, sharex=True)
+        fig.subplots_adjust(left=0.08, right=0.8, bottom=0.14, top=0.88, wspace=0.3,
+                            hspace=0.18)
+        for ax, (column, label, scale) in zip(axes.flat, panels):
+            pts = [(x, r[column] * (scale or 1.0)) for x, r in zip(xs, rows)
+                   if r[column] is not None]
+            if column == "achieved":
+                tgt = [(x, r["target"]) for x, r in zip(xs, rows) if r["target"] is not None]
+                if tgt:
+                    ax.plot([p[0] for p in tgt], [p[1] for p in tgt], color="0.45",
+                            linestyle="--", linewidth=1.0, label="target", zorder=2)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color="0.25", linewidth=1.0,
+                        zorder=2)
+                for x, y in pts:
+                    ax.scatter([x], [y], color=phase_color[rows[x]["phase"]], s=30, zorder=3,
+                               edgecolor="white", linewidth=0.5)
+            else:
+                ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center",
+                        va="center", color="0.4")
+            ax.set_ylabel(label)
+            if column == "achieved":
+                ax.set_ylim(0, 1.05)
+            if column == "zeroed_channels":
+                from matplotlib.ticker import MaxNLocator
+                top = max([1.0] + [p[1] for p in pts]) * 1.1
+                ax.set_ylim(-0.04 * top, top)
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in axes[1]:
+            ax.set_xticks(xs)
+            ax.set_xticklabels(ticks, rotation=45, ha="right")
+            ax.set_xlabel("step and phase")
+        from matplotlib.lines import Line2D
+        handles = [Line2D([], [], marker="o", linestyle="", color=phase_color[p],
+                          label=p) for p in phases]
+        handles.append(Line2D([], [], color="0.45", linestyle="--", label="cost target"))
+        axes[0][1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.04, 1.0),
+                          borderaxespad=0.0, frameon=False, title="phase")
+        default = "Pruning run, step by step"
+        if report is not None:
+            default = f"{_run_label(report)}, step by step"
+        fig.suptitle(title or default, fontsize=12)
+    return fig
+
+
+def save_figure(fig, out: str) -> List[str]:
+    """Write ``fig`` as ``out`` (``.png``) and the same name with ``.svg``, each atomically;
+    returns both paths."""
+    from .files import atomic_path
+    stem, ext = os.path.splitext(out)
+    if ext.lower() not in (".png", ".svg", ""):
+        raise PrunenetError(f"--out {out}: give a .png name (an .svg is written beside it)")
+    if os.path.isdir(out):
+        raise PrunenetError(f"--out {out} is a folder; give a file name ending in .png")
+    paths = []
+    with _style():
+        for fmt in ("png", "svg"):
+            path = f"{stem}.{fmt}"
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.15)
+            paths.append(path)
+    return paths
+
+
+# -- the command line -------------------------------------------------------------------------
+def add_parser(subparsers) -> None:
+    """Add ``prunenet plot tradeoff|widths|curves`` to the command line."""
+    from .cli import _Parser, _positive_int
+    p = subparsers.add_parser("plot", help="figures of results and runs (PNG and SVG)",
+                              description="Figures of pruning results and runs, as PNG and SVG.")
+    sub = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=_Parser)
+    sub.required = True
+
+    q = sub.add_parser("tradeoff", help="top-1 against throughput, with GluonCV's ResNets",
+                       description="Top-1 against throughput (images/s, log scale) of a results "
+                                   "CSV or a zoo, with GluonCV's ResNets and pruned ResNets: "
+                                   "their published top-1, their throughput measured here "
+                                   "(random weights), or GluonCV's V100 figures apart.")
+    q.add_argument("source", metavar="RESULTS.csv|ZOO_DIR")
+    q.add_argument("--reference", choices=REFERENCES, default="local",
+                   help="local: measure GluonCV's architectures on this device (default); "
+                        "v100: GluonCV's published V100 throughput, in a panel of its own; "
+                        "none: no reference points")
+    q.add_argument("--reference-models", default=None, metavar="A,B,...",
+                   help="which of GluonCV's models to show (default: all eleven)")
+    q.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="batch size to measure the references at (default: the results', "
+                        "else 64)")
+    q.add_argument("--input-size", type=_positive_int, default=224,
+                   help="image size to measure the references at (default 224)")
+    q.add_argument("--repeats", type=_positive_int, default=10,
+                   help="timed batches per reference network (default 10)")
+    q.add_argument("--warmup", type=int, default=3, help="untimed batches first (default 3)")
+    q.add_argument("--gpus", default="", help="GPU id to measure the references on "
+                                              "(default: the CPU)")
+    q.add_argument("--title", default=None)
+    q.add_argument("--out", default="tradeoff.png", help="PNG file (an SVG is written beside)")
+    q.set_defaults(func=_tradeoff)
+
+    q = sub.add_parser("widths", help="kept fraction of channels per layer, runs side by side")
+    q.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    q.add_argument("--title", default=None)
+    q.add_argument("--out", default="widths.png", help="PNG file (an SVG is written beside)")
+    q.set_defaults(func=_widths)
+
+    q = sub.add_parser("curves", help="loss, top-1, cost and zeroed channels per step")
+    q.add_argument("run", metavar="RUN_DIR")
+    q.add_argument("--title", default=None)
+    q.add_argument("--out", default="curves.png", help="PNG file (an SVG is written beside)")
+    q.set_defaults(func=_curves)
+
+
+def tradeoff(source: str, reference: str = "local", reference_models=None,
+             batch_size: Optional[int] = None, input_size: int = 224, repeats: int = 10,
+             warmup: int = 3, gpus: str = "", title: Optional[str] = None, log=None):
+    """The figure of ``prunenet plot tradeoff``: read ``source``, measure the references when
+    ``reference`` is ``local``, draw."""
+    from .bench import check_settings, device, device_name
+    if reference not in REFERENCES:
+        raise PrunenetError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
+    points = read_points(source)
+    devices = sorted({p["device"] for p in points if p["device"]})
+    if len(devices) > 1:
+        raise PrunenetError(f"{source} mixes throughput measured on {' and '.join(devices)}; "
+                            f"plot one device's rows at a time")
+    batches = sorted({p["batch_size"] for p in points if p["batch_size"]})
+    batch = batch_size or (batches[0] if len(batches) == 1 else 64)
+    if isinstance(reference_models, str):
+        reference_models = reference_models.split(",")
+    rows = [] if reference == "none" else reference_table(reference_models)
+    measured = None
+    where = devices[0] if devices else "this machine"
+    if reference == "local":
+        check_settings(batch, "float32", repeats, warmup)
+        ctx = device(gpus)
+        here = device_name(ctx)
+        if devices and devices[0] != here:
+            raise PrunenetError(f"{source} was measured on {devices[0]}, the references would "
+                                f"be measured on {here}: pass --gpus for that device, or "
+                                f"--reference none")
+        where = here
+        measured = measure_reference([r["model"] for r in rows], input_size, batch, repeats,
+                                     warmup, ctx, log)
+    return tradeoff_figure(points, rows, measured, v100=reference == "v100", device=where,
+                           batch_size=batch, input_size=input_size, title=title)
+
+
+def _tradeoff(args) -> int:
+    fig = tradeoff(args.source, args.reference, args.reference_models, args.batch_size,
+                   args.input_size, args.repeats, args.warmup, args.gpus, args.title, log=print)
+    print("wrote " + " and ".join(save_figure(fig, args.out)))
+    return 0
+
+
+def _widths(args) -> int:
+    print("wrote " + " and ".join(save_figure(widths_figure(args.runs, args.title), args.out)))
+    return 0
+
+
+def _curves(args) -> int:
+    print("wrote " + " and ".join(save_figure(curves_figure(args.run, args.title), args.out)))
+    return 0

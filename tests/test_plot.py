@@ -1,0 +1,256 @@
+"""``prunenet plot``: every figure is written as a PNG (checked: size, not blank) and an SVG;
+bad results and run files are refused in one line naming the file and the column."""
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from prunenet import plot
+from prunenet.cli import main
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+RESULTS = os.path.join(ROOT, "experiments", "results", "mobilenetv2_fashion_mnist", "results.csv")
+GCP_RUN = os.path.join(ROOT, "experiments", "results", "mobilenetv2_fashion_mnist", "gcp")
+SHARED_REFERENCE = os.path.join(ROOT, "..", "shared", "reference", "gluoncv_resnet_zoo.csv")
+CHEAP = ["--input-size", "32", "--repeats", "2", "--warmup", "1",
+         "--reference-models", "resnet18_v1b,resnet18_v1b_0.89"]
+
+
+def check_png(path, min_width=400, min_height=250):
+    """The PNG opens, is at least this large and is not blank."""
+    from matplotlib.image import imread
+    image = imread(path)
+    height, width = image.shape[:2]
+    assert width >= min_width and height >= min_height, (width, height)
+    gray = image[..., :3].mean(axis=2)
+    assert gray.var() > 1e-3, "the figure is blank"
+    assert (gray < 0.9).mean() > 0.01, "almost nothing is drawn"
+    assert os.path.getsize(os.path.splitext(path)[0] + ".svg") > 1000
+
+
+def run_cli(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+def test_tradeoff_with_references_measured_here(tmp_path, capsys):
+    out = str(tmp_path / "tradeoff.png")
+    code, stdout, err = run_cli(["plot", "tradeoff", RESULTS, "--out", out] + CHEAP, capsys)
+    assert code == 0, err
+    assert "measuring resnet18_v1b (32 px" in stdout
+    check_png(out)
+
+
+@pytest.mark.parametrize("reference", ["v100", "none"])
+def test_tradeoff_with_published_v100_figures_or_none(tmp_path, capsys, reference):
+    out = str(tmp_path / "tradeoff.png")
+    code, stdout, err = run_cli(["plot", "tradeoff", RESULTS, "--reference", reference,
+                                 "--out", out], capsys)
+    assert code == 0, err
+    assert "measuring" not in stdout  # nothing is timed
+    check_png(out)
+
+
+def test_v100_figures_get_their_own_panel():
+    points = plot.read_results(RESULTS)
+    fig = plot.tradeoff_figure(points, plot.reference_table(), v100=True)
+    local, v100 = fig.axes
+    assert "V100" in v100.get_xlabel() and "V100" not in local.get_xlabel()
+    local_labels = {t.get_text() for t in local.texts}
+    assert not any(t.startswith("resnet") for t in local_labels)  # never mixed
+
+
+def test_tradeoff_of_a_zoo(tmp_path, capsys):
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    models = {"r18_half": {"method": "gcp", "objective": "flops", "target": 0.5, "top1": 0.9,
+                           "throughput_img_s": 3000.0, "batch_size": 64, "device": "cpu(0)",
+                           "dataset": "fashion-mnist"},
+              "r18_third": {"method": "l1", "objective": "params", "target": 0.3, "top1": 0.85,
+                            "throughput_img_s": 4000.0, "batch_size": 64, "device": "cpu(0)",
+                            "dataset": "fashion-mnist"},
+              "no_figures": {"method": "l1", "top1": None}}
+    (zoo / "zoo.json").write_text(json.dumps({"version": 1, "models": models}))
+    points = plot.read_points(str(zoo))
+    assert [p["model"] for p in points] == ["r18_half", "r18_third"]
+    assert points[0]["top1"] == pytest.approx(90.0) and points[0]["device"] == "cpu"
+    out = str(tmp_path / "zoo.png")
+    code, _, err = run_cli(["plot", "tradeoff", str(zoo), "--out", out] + CHEAP, capsys)
+    assert code == 0, err
+    check_png(out)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "zoo.json").write_text(json.dumps({"version": 1, "models": {
+        "no_figures": models["no_figures"]}}))
+    err = _one_line_error(["plot", "tradeoff", str(bare), "--reference", "none"], capsys)
+    assert f"zoo manifest {bare / 'zoo.json'} has no model with both 'top1'" in err
+
+
+def test_labels_do_not_overlap():
+    points = plot.read_results(RESULTS)
+    reference = plot.reference_table()
+    measured = {r["model"]: {"throughput_img_s": r["throughput_img_s"] / 5} for r in reference}
+    fig = plot.tradeoff_figure(points, reference, measured)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == len(points) + len(reference)
+    frame = ax.get_window_extent(renderer)
+    for i, a in enumerate(boxes):
+        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    legend = ax.get_legend() or fig.axes[-1].get_legend()
+    assert legend.get_window_extent(renderer).x0 > frame.x1  # outside the data
+
+
+def test_pareto_front():
+    pts = [(100, 70), (200, 75), (300, 72), (400, 60), (150, 65), (400, 59)]
+    assert plot.pareto_front(pts) == [(200, 75), (300, 72), (400, 60)]
+
+
+def test_widths_of_several_runs(tmp_path, capsys):
+    from prunenet.runs import prune_run
+    runs = []
+    for objective in ("flops", "params"):
+        runs.append(str(tmp_path / objective))
+        prune_run("cifar_resnet20_v1", "l1", objective, 0.5, runs[-1], log=lambda m: None)
+    out = str(tmp_path / "widths.png")
+    code, _, err = run_cli(["plot", "widths"] + runs + ["--out", out], capsys)
+    assert code == 0, err
+    check_png(out)
+    labels = [t.get_text() for t in plot.widths_figure(runs).axes[0].get_legend().get_texts()]
+    assert labels[0].startswith("cifar_resnet20_v1 l1 flops α=0.5")
+    assert labels[1].startswith("cifar_resnet20_v1 l1 params α=0.5")
+    # networks that differ are drawn by layer index
+    code, _, err = run_cli(["plot", "widths", runs[0], GCP_RUN, "--out", out], capsys)
+    assert code == 0, err
+    check_png(out)
+
+
+def test_curves_of_a_gcp_run(tmp_path, capsys):
+    out = str(tmp_path / "curves.png")
+    code, _, err = run_cli(["plot", "curves", GCP_RUN, "--out", out], capsys)
+    assert code == 0, err
+    check_png(out)
+    fig = plot.curves_figure(GCP_RUN)
+    assert [ax.get_ylabel() for ax in fig.axes[:4]] == [
+        "training loss", "top-1 accuracy (%)", "cost fraction kept", "zeroed channels"]
+
+
+def _one_line_error(argv, capsys):
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("prunenet: error: ")
+    return err
+
+
+SCHEMA = list(plot.RESULTS_COLUMNS)
+ROW = ["r18", "gcp", "flops", "0.5", "0.5", "1", "1", "0.9", "", "100", "64", "cpu",
+       "fashion-mnist", "0", ""]
+
+
+BAD_RESULTS = [
+    ("missing column", [c for c in SCHEMA if c != "throughput_img_s"], [ROW[:9] + ROW[10:]],
+     "has no column 'throughput_img_s'"),
+    ("missing top1", [c for c in SCHEMA if c != "top1"], [ROW[:7] + ROW[8:]],
+     "has no column 'top1'"),
+    ("no rows", SCHEMA, [], "has no rows"),
+    ("not a number", SCHEMA, [ROW[:7] + ["high"] + ROW[8:]], "line 2: column 'top1' holds 'high'"),
+    ("no figures", SCHEMA, [ROW[:7] + [""] + ROW[8:]],
+     "has no row with both 'top1' and 'throughput_img_s'"),
+    ("zero throughput", SCHEMA, [ROW[:9] + ["0"] + ROW[10:]],
+     "column 'throughput_img_s' holds '0'"),
+]
+
+
+@pytest.mark.parametrize("case,header,rows,expected", BAD_RESULTS,
+                         ids=[case[0] for case in BAD_RESULTS])
+def test_bad_results_files_are_refused_in_one_line(tmp_path, capsys, case, header, rows,
+                                                   expected):
+    path = write_csv(tmp_path / "results.csv", header, rows)
+    err = _one_line_error(["plot", "tradeoff", path, "--reference", "none", "--out",
+                           str(tmp_path / "x.png")], capsys)
+    assert f"results file {path}" in err and expected in err
+    assert not os.path.exists(tmp_path / "x.png")
+
+
+def test_results_files_that_are_not_csv_files(tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "is empty" in _one_line_error(["plot", "tradeoff", str(empty), "--reference",
+                                          "none"], capsys)
+    assert "does not exist" in _one_line_error(["plot", "tradeoff", str(tmp_path / "nope.csv"),
+                                                "--reference", "none"], capsys)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00model")
+    assert "is not UTF-8 text" in _one_line_error(["plot", "tradeoff", str(binary),
+                                                   "--reference", "none"], capsys)
+
+
+def test_reference_settings_refused(tmp_path, capsys):
+    err = _one_line_error(["plot", "tradeoff", RESULTS, "--reference-models", "resnet18",
+                           "--out", str(tmp_path / "x.png")], capsys)
+    assert "reference model 'resnet18' is not one of GluonCV's" in err
+    gpu = write_csv(tmp_path / "gpu.csv", SCHEMA, [ROW[:11] + ["gpu0"] + ROW[12:]])
+    err = _one_line_error(["plot", "tradeoff", gpu, "--out", str(tmp_path / "x.png")], capsys)
+    assert "measured on gpu0, the references would be measured on cpu" in err
+    mixed = write_csv(tmp_path / "mixed.csv", SCHEMA, [ROW, ROW[:11] + ["gpu0"] + ROW[12:]])
+    assert "mixes throughput measured on cpu and gpu0" in _one_line_error(
+        ["plot", "tradeoff", mixed, "--reference", "none"], capsys)
+    assert "give a .png name" in _one_line_error(
+        ["plot", "tradeoff", RESULTS, "--reference", "none", "--out", str(tmp_path / "x.jpg")],
+        capsys)
+
+
+def test_bad_run_folders_are_refused_in_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(GCP_RUN, run, ignore=shutil.ignore_patterns("checkpoint", "*.params"))
+    steps = run / "steps.csv"
+    header, *rows = steps.read_text().splitlines()
+    steps.write_text(header.replace(",zeroed_channels", "") + "\n")
+    err = _one_line_error(["plot", "curves", str(run)], capsys)
+    assert f"steps file {steps}" in err and "has no column 'zeroed_channels'" in err
+    steps.write_text(header + "\n")
+    assert "has no rows" in _one_line_error(["plot", "curves", str(run)], capsys)
+    report = json.loads((run / "report.json").read_text())
+    del report["widths"]
+    (run / "report.json").write_text(json.dumps(report))
+    err = _one_line_error(["plot", "widths", str(run)], capsys)
+    assert f"run report {run / 'report.json'} has no 'widths'" in err
+    assert "does not exist" in _one_line_error(["plot", "widths", str(tmp_path / "no")], capsys)
+
+
+def test_reference_data_is_gluoncvs_published_table():
+    rows = plot.reference_table()
+    assert len(rows) == 11
+    assert {r["kind"] for r in rows} == {"standard", "pruned"}
+    from prunenet.zoo import gluoncv_pruned_models
+    assert {r["model"] for r in rows if r["kind"] == "pruned"} == set(gluoncv_pruned_models())
+    if os.path.exists(SHARED_REFERENCE):
+        with open(SHARED_REFERENCE) as f:
+            shared = {r["model"]: r for r in csv.DictReader(f)}
+        for r in rows:
+            assert r["top1"] == pytest.approx(float(shared[r["model"]]["top1"]))
+            assert r["throughput_img_s"] == pytest.approx(
+                float(shared[r["model"]]["throughput_img_s"]))
+
+
+def test_reference_architectures_are_built_without_weights():
+    measured = plot.measure_reference(["resnet18_v1b", "resnet50_v1d_0.11"], input_size=32,
+                                      batch_size=4, repeats=1, warmup=0)
+    assert set(measured) == {"resnet18_v1b", "resnet50_v1d_0.11"}
+    assert all(np.isfinite(m["throughput_img_s"]) and m["throughput_img_s"] > 0
+               for m in measured.values())
