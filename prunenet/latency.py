@@ -669,6 +669,14 @@ class LatencyCost(CostModel):
         self._refit()
         return self.ms * float(self.table.network(key)["latency"])
 
+    def check(self, widths: Sequence[int]) -> Dict[str, float]:
+        """The latency at ``widths`` predicted, then measured (and added to the calibration):
+        as fractions of the unpruned network's and in ms."""
+        predicted, full = self.total(widths), self.total()
+        measured = self.measure(widths)
+        return {"predicted": predicted / full, "measured": measured / self.network_ms,
+                "predicted_ms": predicted, "measured_ms": measured}
+
     def _units(self, widths: np.ndarray) -> float:
         """U: the sum of the units' interpolated latencies (reference units)."""
         return sum(self._raw(layer, *self._widths_of(i, widths))
@@ -828,11 +836,7 @@ def select_measured(select: Callable[[float], Selection], cost: LatencyCost, tar
     from .surgery import widths_of
     sel, log = select(target), []
     for i in range(rounds):
-        widths = widths_of(sel.keep)
-        predicted, full = cost.total(widths), cost.total()
-        measured = cost.measure(widths)
-        log.append({"predicted": predicted / full, "measured": measured / cost.network_ms,
-                    "predicted_ms": predicted, "measured_ms": measured})
+        log.append(cost.check(widths_of(sel.keep)))
         if i == rounds - 1:
             break
         again = select(target)

@@ -153,12 +153,7 @@ def latency_report(cost, keep) -> dict:
     the table, then measured."""
     if cost.name != "latency":
         return {}
-    widths = widths_of(keep)
-    predicted, full = cost.total(widths), cost.total()
-    measured = cost.measure(widths)
-    return _latency_fields(cost, {"predicted": predicted / full,
-                                  "measured": measured / cost.network_ms,
-                                  "predicted_ms": predicted, "measured_ms": measured})
+    return _latency_fields(cost, cost.check(widths_of(keep)))
 
 
 def _latency_fields(cost, last: dict) -> dict:
@@ -264,10 +259,9 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
 
     t0 = time.time()
     params_now = network_params(net)
-    options = {"seed": seed} if method == "random" else {}
     selection, latency = select_with(
-        lambda a: DATA_FREE[method](graph, params_now, cost, a, round_to=round_to,
-                                    min_width=min_width, **options), cost, target)
+        lambda a: method_selection(method, graph, params_now, cost, a, round_to, min_width,
+                                   seed), cost, target)
     timings["select_s"] = time.time() - t0
 
     t0 = time.time()
@@ -506,8 +500,9 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         else:
             params = network_params(net)
             selection, latency = select_with(
-                lambda a: _data_method(run, graph, params, cost, a, net,
-                                       lambda: batches(train, 0, 0, True), ctx),
+                lambda a: method_selection(run.method, graph, params, cost, a, run.round_to,
+                                           run.min_width, run.seed, net,
+                                           lambda: batches(train, 0, 0, True), ctx[0]),
                 cost, run.target)
             zero_removed(graph, net, selection.keep)
             masked, notes = net, []
@@ -688,18 +683,19 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     return gcp.selection(), wrapper.block(REGULARIZE), wrapper.folded_params(), gcp.notes
 
 
-def _data_method(run: DataRun, graph: ChannelGraph, params, cost, target: float, net,
-                 train_batches, ctx) -> Selection:
-    """The selection of a non-GCP method at ``target``: data-free, or (``attention``) reading
-    training batches."""
+def method_selection(method: str, graph: ChannelGraph, params, cost, target: float,
+                     round_to: int = 8, min_width: int = 8, seed: int = 0, net=None,
+                     train_batches=None, ctx=None) -> Selection:
+    """The selection of a non-GCP ``method`` at ``target``: data-free, or (``attention``)
+    reading the batches ``train_batches()`` gives."""
     from .methods import DATA_DRIVEN, DATA_FREE
-    options = {"round_to": run.round_to, "min_width": run.min_width}
-    if run.method in DATA_DRIVEN:
-        return DATA_DRIVEN[run.method](graph, params, cost, target, net=net,
-                                       batches=train_batches(), ctx=ctx[0], **options)
-    if run.method == "random":
-        options["seed"] = run.seed
-    return DATA_FREE[run.method](graph, params, cost, target, **options)
+    options = {"round_to": round_to, "min_width": min_width}
+    if method in DATA_DRIVEN:
+        return DATA_DRIVEN[method](graph, params, cost, target, net=net,
+                                   batches=train_batches(), ctx=ctx, **options)
+    if method == "random":
+        options["seed"] = seed
+    return DATA_FREE[method](graph, params, cost, target, **options)
 
 
 def _data_options(run: DataRun, train: bool) -> dict:
