@@ -20,7 +20,7 @@ from .costs import cost_model, count
 from .errors import PrunenetError
 from .failpoints import failpoint
 from .graph import ChannelGraph, trace
-from .select import Selection
+from .select import Selection, check_reachable
 from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes,
                       is_resnetv1b, layer_widths, network_params, sliced_params, widths_of,
                       zero_removed)
@@ -254,6 +254,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     graph = trace(net, shape)
     cost = objective_cost(graph, objective, model, round_to, gpus, latency_table,
                           latency_batch_size, dtype)
+    check_reachable(graph, cost, target, round_to, min_width)
     before = count(graph)
     timings["load_and_trace_s"] = time.time() - t0
 
@@ -439,21 +440,22 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     if run.input_size and run.input_size != size:
         raise PrunenetError(f"--input-size {run.input_size} differs from the dataset's "
                             f"{size}x{size} images")
-    if not resume:
-        if os.path.exists(out) and not overwrite:
-            raise PrunenetError(f"output folder {out} already exists; choose another --out, "
-                                f"pass --overwrite, or continue it with --resume {out}")
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.makedirs(out)
-        write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(run))
-    say = _Log(os.path.join(out, LOG_FILE), log)
+    if not resume and os.path.exists(out) and not overwrite:
+        raise PrunenetError(f"output folder {out} already exists; choose another --out, "
+                            f"pass --overwrite, or continue it with --resume {out}")
     net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
                      ctx=ctx[0], input_size=size, channels=channels)
     shape = input_shape(run.model, size, channels)
     graph = trace(net, shape)
     cost = objective_cost(graph, run.objective, run.model, run.round_to, run.gpus,
                           run.latency_table, run.latency_batch_size, run.dtype)
+    check_reachable(graph, cost, run.target, run.round_to, run.min_width)
+    if not resume:
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.makedirs(out)
+        write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(run))
+    say = _Log(os.path.join(out, LOG_FILE), log)
     before = count(graph)
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     ckpt = load_checkpoint(ckpt_dir) if resume else None

@@ -15,10 +15,10 @@ import numpy as np
 from .costs import CostModel
 from .errors import PrunenetError
 from .graph import ChannelGraph
-from .surgery import widths_of
+from .surgery import full_keep, widths_of
 
 __all__ = ["select", "Selection", "InfeasibleTargetError", "PRIORITIES", "smallest_reachable",
-           "block_size"]
+           "check_reachable", "block_size"]
 
 
 class InfeasibleTargetError(PrunenetError):
@@ -90,6 +90,15 @@ def smallest_reachable(graph: ChannelGraph, cost: CostModel, keep: Sequence[np.n
     """The smallest cost fraction that block removal can reach from ``keep``."""
     base = cost.total() if base_cost is None else base_cost
     return cost.total(_min_widths(graph, widths_of(keep), round_to, min_width)) / base
+
+
+def check_reachable(graph: ChannelGraph, cost: CostModel, target: float, round_to: int = 8,
+                    min_width: int = 8) -> None:
+    """Raise :class:`InfeasibleTargetError` if ``target`` lies below what pruning every group to
+    ``min_width`` reaches, so a run fails before it trains rather than after."""
+    smallest = smallest_reachable(graph, cost, full_keep(graph), round_to, min_width)
+    if smallest > target:
+        raise InfeasibleTargetError(target, smallest, min_width)
 
 
 def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], target: float,

@@ -426,3 +426,15 @@ def test_latency_tables_that_are_not_tables(tmp_path):
     refused(PRUNE + ["--objective", "latency", "--latency-table", str(tmp_path),
                      "--out", str(out)], "latency table", "is a folder")  # IsADirectoryError
     assert not out.exists()
+
+
+def test_unreachable_target_refused_before_any_training(tmp_path):
+    """GCP trains for minutes before it selects; an unreachable target is named at once."""
+    import time
+    out = tmp_path / "run"
+    t0 = time.time()
+    refused(["prune", "--model", "cifar_resnet20_v1", "--method", "gcp", "--target", "0.001",
+             "--dataset", "synthetic", "--finetune-epochs", "0", "--out", str(out)],
+            "smallest reachable cost fraction", "lower min_width")
+    assert not out.exists()
+    assert time.time() - t0 < 20  # nothing was trained or evaluated (a step takes minutes)
