@@ -8,6 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
+from .distributed import KVSTORES
 from .errors import PrunenetError
 
 __all__ = ["main", "build_parser"]
@@ -155,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune with distillation from the unpruned network")
     g.add_argument("--batch-size", type=_positive_int, default=128)
     g.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (default: CPU)")
+    g.add_argument("--kvstore", default="device", choices=KVSTORES,
+                   help="device/local: one process; dist_sync, dist_sync_device: one worker of "
+                        "a parameter-server job started by mxnet/tools/launch.py; horovod: one "
+                        "of horovodrun's processes (default device)")
     g.add_argument("--train-limit", type=_positive_int, default=None,
                    help="use only the first N training images")
     g.add_argument("--val-limit", type=_positive_int, default=None,
@@ -241,7 +246,8 @@ def _prune(args) -> int:
             min_width=args.min_width, train_limit=args.train_limit, val_limit=args.val_limit,
             checkpoint_every=args.checkpoint_every, latency_table=args.latency_table,
             latency_batch_size=args.latency_batch_size,
-            dtype=args.dtype, progress=not args.no_progress, command=command),
+            dtype=args.dtype, kvstore=args.kvstore, progress=not args.no_progress,
+            command=command),
             overwrite=args.overwrite)
         return 0
     prune_run(args.model, args.method, args.objective, args.target, args.out,

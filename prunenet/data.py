@@ -54,9 +54,17 @@ class Batches:
     stop: int
     drop_last: bool
     ctx: Any = None
+    part: int = 0  # this worker's share of each batch: rows part·b .. (part+1)·b - 1
+    parts: int = 1  # of a global batch of parts·b (b = batch_size)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
+
+    def index(self, order: np.ndarray, b: int) -> np.ndarray:
+        """This part's rows of global batch ``b`` of the epoch order ``order``."""
+        size = self.batch_size * self.parts
+        rows = order[b * size:(b + 1) * size]
+        return rows[self.part * self.batch_size:(self.part + 1) * self.batch_size]
 
     def __iter__(self) -> Iterator[tuple]:
         return self.dataset._iterate(self)
@@ -79,18 +87,21 @@ class Dataset:
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        """Batches in a whole epoch (the last one partial unless ``drop_last``)."""
-        n = len(self)
-        return n // batch_size if drop_last else -(-n // batch_size)
+    def num_batches(self, batch_size: int, drop_last: bool = False, parts: int = 1) -> int:
+        """Batches in a whole epoch (the last one partial unless ``drop_last``), each of
+        ``batch_size`` per part."""
+        n, size = len(self), batch_size * parts
+        return n // size if drop_last else -(-n // size)
 
     def batches(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
                 epoch: int = 0, start: int = 0, fraction: float = 1.0, drop_last: bool = False,
-                ctx=None) -> Batches:
+                ctx=None, part: int = 0, parts: int = 1) -> Batches:
         """Epoch ``epoch``'s batches from batch ``start`` up to the first ⌈fraction·n⌉ of its n.
 
         The order is a permutation drawn from ``(seed, epoch)`` when ``shuffle``, else the
         dataset's; ``drop_last`` leaves out a final partial batch (as training usually does).
+        With ``parts`` > 1 (data-parallel workers), batches are global batches of
+        ``parts × batch_size`` and this one yields share ``part`` of each.
         """
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise PrunenetError(f"batch size {batch_size!r} must be a whole number >= 1")
@@ -99,13 +110,18 @@ class Dataset:
                 raise PrunenetError(f"{what} {value!r} must be a whole number >= 0")
         if not 0.0 < fraction <= 1.0:
             raise PrunenetError(f"fraction {fraction} of an epoch must be in (0, 1]")
-        n = self.num_batches(batch_size, drop_last)
+        if not 0 <= part < parts:
+            raise PrunenetError(f"part {part} must be in 0..{parts - 1} for {parts} parts")
+        if parts > 1 and not drop_last:
+            raise PrunenetError("batches split among workers must drop the last partial batch "
+                                "(drop_last=True), or the workers would take unequal shares")
+        n = self.num_batches(batch_size, drop_last, parts)
         if start > n:
             raise PrunenetError(f"start batch {start} is past the end of an epoch of {n} "
                                 f"batches of {batch_size}")
         stop = min(n, math.ceil(round(fraction * n, 9)))
         return Batches(self, int(batch_size), bool(shuffle), int(seed), int(epoch), int(start),
-                       max(stop, int(start)), bool(drop_last), ctx)
+                       max(stop, int(start)), bool(drop_last), ctx, int(part), int(parts))
 
     def _iterate(self, spec: Batches) -> Iterator[tuple]:
         raise NotImplementedError
@@ -143,9 +159,9 @@ class ArrayDataset(Dataset):
         return self.transform(x) if self.transform is not None else x
 
     def _iterate(self, spec: Batches) -> Iterator[tuple]:
-        order, bs = _epoch_order(len(self), spec), spec.batch_size
+        order = _epoch_order(len(self), spec)
         for b in range(spec.start, spec.stop):
-            index = order[b * bs:(b + 1) * bs]
+            index = spec.index(order, b)
             yield _nd_pair(self._prepare(index), self.labels[index], spec.ctx)
 
 
@@ -345,12 +361,12 @@ class FolderDataset(Dataset):
 
     def _iterate(self, spec: Batches) -> Iterator[tuple]:
         from concurrent.futures import ThreadPoolExecutor
-        order, bs = _epoch_order(len(self), spec), spec.batch_size
+        order = _epoch_order(len(self), spec)
         pool = ThreadPoolExecutor(self.num_workers) if self.num_workers > 0 else None
         load = lambda i: self._load(int(i), spec)  # noqa: E731
         try:
             for b in range(spec.start, spec.stop):
-                index = order[b * bs:(b + 1) * bs]
+                index = spec.index(order, b)
                 images = list(pool.map(load, index) if pool else map(load, index))
                 yield _nd_pair(np.stack(images), self.labels[index], spec.ctx)
         finally:
@@ -433,9 +449,20 @@ class RecordDataset(Dataset):
     def __len__(self) -> int:
         return self.count
 
-    def iterator(self, batch_size: int, shuffle: bool = False, seed: int = 0):
-        """The ``mx.io.ImageRecordIter`` of GluonCV's ``train_imagenet.py`` for this file."""
+    def num_batches(self, batch_size: int, drop_last: bool = False, parts: int = 1) -> int:
+        if parts == 1:
+            return super().num_batches(batch_size, drop_last)
+        # each worker reads its own part of the file; all take as many batches as the smallest
+        return min(_part_sizes(self.count, parts)) // batch_size
+
+    def iterator(self, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 part: int = 0, parts: int = 1):
+        """The ``mx.io.ImageRecordIter`` of GluonCV's ``train_imagenet.py`` for this file (for
+        ``parts`` > 1, part ``part`` of it)."""
         import mxnet as mx
+        if parts > 1 and self.num_parts > 1:
+            raise PrunenetError(f"record file {self.rec_path} is already part {self.rank} of "
+                                f"{self.num_parts}; open it whole to split it among workers")
         mean, std = (123.68, 116.779, 103.939), (58.393, 57.12, 57.375)  # GluonCV's, 0-255
         kwargs = dict(path_imgrec=self.rec_path, path_imgidx=self.idx_path,
                       preprocess_threads=max(1, self.num_workers), shuffle=shuffle, seed=seed,
@@ -443,7 +470,8 @@ class RecordDataset(Dataset):
                       data_shape=(3, self.input_size, self.input_size),
                       mean_r=mean[0], mean_g=mean[1], mean_b=mean[2],
                       std_r=std[0], std_g=std[1], std_b=std[2],
-                      part_index=self.rank, num_parts=self.num_parts, verbose=False)
+                      part_index=part if parts > 1 else self.rank,
+                      num_parts=parts if parts > 1 else self.num_parts, verbose=False)
         if self.train:
             kwargs.update(rand_mirror=True, random_resized_crop=True, max_aspect_ratio=4 / 3,
                           min_aspect_ratio=3 / 4, max_random_area=1, min_random_area=0.08,
@@ -461,7 +489,7 @@ class RecordDataset(Dataset):
         if spec.start >= spec.stop:
             return
         seed = int(np.random.RandomState([spec.seed, spec.epoch]).randint(0, 2 ** 31 - 1))
-        it = self.iterator(spec.batch_size, spec.shuffle, seed)
+        it = self.iterator(spec.batch_size, spec.shuffle, seed, spec.part, spec.parts)
         ctx = spec.ctx or mx.cpu()
         try:
             for b, batch in enumerate(it):
@@ -537,6 +565,12 @@ def _record_offsets(rec_path: str, idx_path: str) -> np.ndarray:
     return offsets
 
 
+def _part_sizes(total: int, parts: int) -> List[int]:
+    """How many records each part gets when dmlc's indexed RecordIO splitter divides ``total``."""
+    step = -(-total // parts)
+    return [max(0, min(step * (r + 1), total) - min(step * r, total)) for r in range(parts)]
+
+
 def imagenet_record(rec_path: str, idx_path: Optional[str] = None, train: bool = True,
                     input_size: int = 224, resize: Optional[int] = None, num_workers: int = 4,
                     rank: int = 0, num_parts: int = 1, classes: int = 1000) -> RecordDataset:
@@ -551,8 +585,7 @@ def imagenet_record(rec_path: str, idx_path: Optional[str] = None, train: bool =
         raise PrunenetError(f"input size {input_size} must be >= 1 and workers {num_workers} "
                             f">= 0")
     total = len(_record_offsets(rec_path, idx_path))
-    step = -(-total // num_parts)  # how dmlc's indexed RecordIO splitter partitions the index
-    count = max(0, min(step * (rank + 1), total) - min(step * rank, total))
+    count = _part_sizes(total, num_parts)[rank]
     if count == 0:
         raise PrunenetError(f"record file {rec_path} has {total} records, none for part {rank} "
                             f"of {num_parts}")

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from .distributed import KVSTORES, LOCAL_KVSTORES
 from .errors import PrunenetError
 
 __all__ = ["Experiment", "load_config", "runs_of", "dry_run", "run_experiment", "results_table",
@@ -39,7 +40,6 @@ COLUMNS = ["model", "method", "objective", "target", "achieved", "macs", "params
            "throughput_img_s", "batch_size", "device", "dataset", "seed", "run_dir"]
 KINDS = ("prune", "transfer")
 DATASETS = ("imagenet", "caltech256")
-KVSTORES = ("device", "local", "dist_sync", "dist_sync_device", "dist_async")
 PRETRAINED_GLUONCV = "gluoncv"
 SMOKE_SIZE = 32
 SMOKE_BATCH = 8
@@ -487,12 +487,14 @@ def _pretrained(exp: Experiment, s: _Settings) -> Optional[str]:
 
 
 def _preflight(exp: Experiment, s: _Settings, out: str, runs: List[Run]) -> None:
-    """Refuse what would fail later, before any training: distributed kvstores (not yet
-    supported), missing or mismatched data, a transfer's missing source runs."""
+    """Refuse what would fail later, before any training: a distributed transfer or latency
+    experiment, missing or mismatched data, a transfer's missing source runs."""
     from . import data as datasets
-    if exp.kvstore.startswith("dist"):
-        raise PrunenetError(f"experiment config {exp.path}: key kvstore {exp.kvstore!r}: runs "
-                            f"across machines are not supported yet; use device or local")
+    if exp.kvstore not in LOCAL_KVSTORES and (exp.kind == "transfer"
+                                              or exp.objective == "latency"):
+        what = "a transfer" if exp.kind == "transfer" else "the latency objective"
+        raise PrunenetError(f"experiment config {exp.path}: key kvstore {exp.kvstore!r}: "
+                            f"{what} runs on one machine; use device or local")
     from .runs import contexts
     contexts(s.gpus)
     if exp.kind == "transfer":
@@ -525,6 +527,8 @@ def run_experiment(exp: Experiment, out: Optional[str] = None, smoke: bool = Fal
     runs = _selected(exp, only)
     s = _settings(exp, out, smoke, data_dir)
     _preflight(exp, s, out, runs)
+    from .distributed import Workers
+    workers = Workers(exp.kvstore)  # rank N > 0 only trains; rank 0 benchmarks and publishes
     os.makedirs(out, exist_ok=True)
     results = os.path.join(out, "results.csv")
     rows = []
@@ -537,17 +541,19 @@ def run_experiment(exp: Experiment, out: Optional[str] = None, smoke: bool = Fal
         if exp.kind == "transfer":
             _transfer(exp, run, run_dir, s, out, log)
         else:
-            _prune(exp, run, run_dir, s, log)
+            _prune(exp, run, run_dir, s, log, workers)
+        if workers.rank > 0:
+            continue
         rows.append(_finish(exp, run, run_dir, s, out, results, log))
         log(f"{run.name}: done in {time.time() - t0:.0f} s")
     return rows
 
 
-def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log) -> None:
+def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) -> None:
     from .runs import DataRun, data_run
-    if os.path.exists(os.path.join(run_dir, "report.json")):
+    if os.path.exists(os.path.join(workers.output_folder(run_dir), "report.json")):
         return
-    if os.path.exists(os.path.join(run_dir, "run.json")):
+    if os.path.exists(os.path.join(run_dir, "run.json")) and not workers.distributed:
         log(f"{run.name}: resuming {run_dir}")
         data_run(DataRun(model="", out=run_dir, target=0.5), resume=True, log=log)
         return
@@ -568,8 +574,9 @@ def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log) -> None:
         gpus=s.gpus, seed=exp.seed, input_size=s.input_size, round_to=exp.round_to,
         min_width=exp.min_width, latency_batch_size=s.latency_batch_size,
         latency_table=os.path.join(run_dir + ".latency.json") if s.smoke else None,
-        progress=not s.smoke, command=[os.path.basename(sys.argv[0])] + sys.argv[1:], **epochs),
-        overwrite=os.path.exists(run_dir), log=log)
+        kvstore=exp.kvstore, progress=not s.smoke,
+        command=[os.path.basename(sys.argv[0])] + sys.argv[1:], **epochs),
+        overwrite=True, log=log, workers=workers)
 
 
 def _source_dir(exp: Experiment, run: Run, s: _Settings, out: str) -> Optional[str]:

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .costs import cost_model, count
+from .distributed import LOCAL_KVSTORES, Workers
 from .errors import PrunenetError
 from .failpoints import failpoint
 from .graph import ChannelGraph, trace
@@ -337,6 +338,7 @@ class DataRun:
     latency_table: Optional[str] = None
     latency_batch_size: int = 64
     dtype: str = "float32"
+    kvstore: str = "device"
     progress: bool = True
     command: Optional[List[str]] = None
 
@@ -387,11 +389,16 @@ class _Log:
             self.echo(message)
 
 
-def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print) -> dict:
+def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print,
+             workers: Optional[Workers] = None) -> dict:
     """Prune ``run.model`` with ``run.method`` (GCP on ``run.dataset``, or a data-free method),
     fine-tune and evaluate it, and write the run folder: ``report.json``, ``steps.csv``,
     ``log.txt``, the pruned pair, and for GCP a checkpoint after every step so that
-    ``resume=True`` continues from the last finished one."""
+    ``resume=True`` continues from the last finished one.
+
+    With a distributed ``run.kvstore`` this process is one worker (``workers``, made from
+    ``run.kvstore`` if not given): it trains on its share of every batch, and rank N > 0 writes
+    its run folder to ``<out>.workerN``."""
     import dataclasses
     import shutil
     from . import data as datasets
@@ -425,7 +432,18 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if run.checkpoint_every < 1:
             raise PrunenetError(f"--checkpoint-every {run.checkpoint_every} must be at least 1 "
                                 f"(iterations between checkpoints inside an epoch)")
+    if run.kvstore not in LOCAL_KVSTORES:
+        if resume:
+            raise PrunenetError(f"--resume with --kvstore {run.kvstore}: resuming a distributed "
+                                f"run is not supported yet; start it again")
+        if run.objective == "latency":
+            raise PrunenetError(f"--objective latency with --kvstore {run.kvstore}: each worker "
+                                f"would measure its own latencies and choose its own widths; "
+                                f"prune for latency on one machine")
     ctx = contexts(run.gpus)
+    workers = workers or Workers(run.kvstore)
+    out = workers.output_folder(out)
+    run = dataclasses.replace(run, out=out)
     train = datasets.load(run.dataset, run.data_dir, train=True,
                           **_data_options(run, train=True))
     val = datasets.load(run.dataset, run.data_dir, train=False, **_data_options(run, train=False))
@@ -433,9 +451,10 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     if classes != train.classes:
         raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} classes "
                             f"of dataset {run.dataset}")
-    if train.num_batches(run.batch_size, drop_last=True) < 1:
+    if train.num_batches(run.batch_size, drop_last=True, parts=workers.count) < 1:
         raise PrunenetError(f"{len(train)} training images make no full batch of "
-                            f"{run.batch_size}; use a smaller --batch-size or more data")
+                            f"{run.batch_size} for each of {workers.count} worker(s); use a "
+                            f"smaller --batch-size or more data")
     channels, size = train.image_shape[0], train.image_shape[-1]
     if run.input_size and run.input_size != size:
         raise PrunenetError(f"--input-size {run.input_size} differs from the dataset's "
@@ -445,6 +464,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                             f"pass --overwrite, or continue it with --resume {out}")
     net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
                      ctx=ctx[0], input_size=size, channels=channels)
+    workers.broadcast(net.collect_params())
     shape = input_shape(run.model, size, channels)
     graph = trace(net, shape)
     cost = objective_cost(graph, run.objective, run.model, run.round_to, run.gpus,
@@ -465,6 +485,12 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     def batches(dataset, epoch, start, shuffle):
         return dataset.batches(run.batch_size, shuffle=shuffle, seed=run.seed, epoch=epoch,
                                start=start, drop_last=shuffle)
+
+    def shares(dataset, epoch, start):
+        """This worker's share of each training batch (the whole batch in one process)."""
+        return dataset.batches(run.batch_size, shuffle=True, seed=run.seed, epoch=epoch,
+                               start=start, drop_last=True, part=workers.rank,
+                               parts=workers.count)
 
     def val_top1(block) -> tuple:
         return datasets.accuracy(block, batches(val, 0, 0, False), ctx)
@@ -496,8 +522,9 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         from .methods import TRAINED
         if run.method in TRAINED:
             selection, masked, params, notes = _gcp_steps(
-                run, net, graph, cost, ctx, train, ckpt, rows, timings, say, batches,
-                progress={"top1_before": top1_before, "top5_before": top5_before})
+                run, net, graph, cost, ctx, train, ckpt, rows, timings, say, shares,
+                progress={"top1_before": top1_before, "top5_before": top5_before},
+                workers=workers)
             latency = latency_report(cost, selection.keep)
         else:
             params = network_params(net)
@@ -550,7 +577,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                              ctx=ctx[0], input_size=size, channels=channels)
     ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
                         warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
-    stream = BatchStream(lambda e, s: batches(train, 1000 + e, s, True))
+    stream = BatchStream(lambda e, s: shares(train, 1000 + e, s))
     state = ckpt["finetune"] if stage == "finetune" else {"done": 0, "sums": None, "elapsed": 0.0}
     if stage == "finetune":
         stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
@@ -567,7 +594,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if state["done"] > 0:
             resume_from = dict(state, states=ckpt["states"]["finetune"])
         result = finetune(pruned.net, stream, ft, ctx, teacher=teacher, progress=run.progress,
-                          resume=resume_from, on_batch=on_batch)
+                          resume=resume_from, on_batch=on_batch, workers=workers)
         loss = result["loss"]
     else:
         sums = state["sums"]
@@ -600,7 +627,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
 
 
 def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, rows, timings,
-               say, batches, progress: dict):
+               say, shares, progress: dict, workers=None):
     """The GCP steps of a run, resuming from ``ckpt``, with a checkpoint after each; returns the
     selection, the masked network, its parameters for surgery and GCP's notes."""
     import dataclasses
@@ -620,8 +647,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         config = slimming.config(**settings)
     else:
         config = GCPConfig(**settings)
-    gcp = GCP(wrapper, cost, config, ctx, progress=run.progress)
-    stream = BatchStream(lambda e, s: batches(train, e, s, True))
+    gcp = GCP(wrapper, cost, config, ctx, progress=run.progress, workers=workers)
+    stream = BatchStream(lambda e, s: shares(train, e, s))
     done, step_state = 0, None
     if ckpt is not None:
         arrays = ckpt["arrays"]

@@ -157,22 +157,24 @@ class FinetuneConfig:
 
 def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, teacher=None,
              what: str = "fine-tuning", progress: bool = True, resume: Optional[dict] = None,
-             on_batch: Optional[Callable[[object, int, Dict[str, float]], None]] = None
-             ) -> Dict[str, float]:
+             on_batch: Optional[Callable[[object, int, Dict[str, float]], None]] = None,
+             workers=None) -> Dict[str, float]:
     """Train every parameter of ``net`` for ``config.epochs`` with the fine-tuning recipe.
 
     ``resume`` (``done``, ``sums`` and the optimizer ``states`` file of a checkpoint) continues
     an interrupted fine-tuning, ``stream`` being at the checkpoint's position;
-    ``on_batch(trainer, done, sums)`` is called after every batch."""
-    from mxnet import gluon
+    ``on_batch(trainer, done, sums)`` is called after every batch. ``workers``
+    (:class:`prunenet.distributed.Workers`) makes it one worker of a data-parallel run."""
+    from .distributed import Workers
+    workers = workers or Workers()
     params = net.collect_params()
     for name, p in params.items():
         if p.grad_req == "null" and not name.endswith(("running_mean", "running_var")):
             p.grad_req = "write"
         if name.endswith(("_gamma", "_beta", "_bias")):
             p.wd_mult = 0.0
-    trainer = gluon.Trainer(params, "nag", {"learning_rate": config.lr,
-                                            "momentum": config.momentum, "wd": config.wd})
+    trainer = workers.trainer(params, "nag", {"learning_rate": config.lr,
+                                              "momentum": config.momentum, "wd": config.wd})
     total = stream.count(config.epochs)
     warmup = int(round(config.warmup_epochs * stream.batches_per_epoch))
     loss_fn = _smoothed_loss(config.label_smoothing)
@@ -182,10 +184,12 @@ def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, te
         done, sums = int(resume["done"]), resume["sums"]
         trainer.load_states(resume["states"])
     step = None if on_batch is None else (lambda d, s: on_batch(trainer, d, s))
-    return run_batches(net, trainer, stream.take_batches(total - done), ctx, loss_fn=loss_fn,
-                       what=what, lr_at=cosine_lr(config.lr, total, warmup), teacher=teacher,
-                       distill_weight=config.distill_weight, temperature=config.temperature,
-                       progress=progress, total=total, start=done, sums=sums, on_batch=step)
+    result = run_batches(net, trainer, stream.take_batches(total - done), ctx, loss_fn=loss_fn,
+                         what=what, lr_at=cosine_lr(config.lr, total, warmup), teacher=teacher,
+                         distill_weight=config.distill_weight, temperature=config.temperature,
+                         progress=progress, total=total, start=done, sums=sums, on_batch=step)
+    workers.average_running_stats(net)
+    return result
 
 
 def _smoothed_loss(smoothing: float):

@@ -5,6 +5,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -271,17 +272,30 @@ def test_a_caltech_class_with_fewer_than_60_images_is_refused_before_training(tm
         ex.caltech_split(str(tmp_path / "none"), str(tmp_path / "split"))
 
 
-def test_distributed_kvstore_is_refused_before_training(records, tmp_path, capsys):
-    with open(config("resnet18_v1b_flops")) as f:
-        doc = json.load(f)
-    doc["kvstore"] = "dist_sync_device"
-    path = tmp_path / "dist.json"
-    path.write_text(json.dumps(doc))
-    assert main(["experiment", str(path), "--dry-run"]) == 0  # a valid config
-    capsys.readouterr()
-    err = refused(capsys, ["experiment", str(path), "--smoke", "--out", str(tmp_path / "o"),
-                           "--data-dir", records])
-    assert "key kvstore 'dist_sync_device'" in err and "not supported yet" in err
+def test_distributed_kvstore_outside_a_launched_job_or_for_a_transfer_is_refused(
+        records, tmp_path, capsys, monkeypatch):
+    """A parameter-server experiment runs as the workers of MXNet's launcher (the loopback job
+    itself is tests/test_distributed.py); Caltech transfer and latency runs stay on one machine."""
+    for key in [k for k in os.environ if k.startswith("DMLC_")]:
+        monkeypatch.delenv(key)
+    for name, words in [("resnet18_v1b_flops", ["DMLC_ROLE", "launch.py"]),
+                        ("caltech256_resnet50_v1d", ["key kvstore 'dist_sync_device'",
+                                                     "a transfer runs on one machine"]),
+                        ("resnet101_v1d_latency", ["the latency objective runs on one machine"])]:
+        with open(config(name)) as f:
+            doc = json.load(f)
+        doc["kvstore"] = "dist_sync_device"
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        if "source" in doc:  # a transfer's source experiment sits beside it
+            shutil.copy(config(doc["source"]), tmp_path)
+        assert main(["experiment", str(path), "--dry-run"]) == 0  # a valid config
+        capsys.readouterr()
+        out = tmp_path / f"{name}-out"
+        err = refused(capsys, ["experiment", str(path), "--smoke", "--out", str(out),
+                               "--data-dir", records])
+        assert all(w in err for w in words), err
+        assert not os.path.exists(os.path.join(out, "runs")), name
 
 
 def test_results_table_of_a_file_that_is_not_results(tmp_path, capsys):

@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..costs import CostModel
+from ..distributed import Workers
 from ..errors import PrunenetError
 from ..select import Selection, block_size, select
 from ..train import BatchStream, NonFiniteError, run_batches
@@ -74,20 +75,20 @@ class GCP:
     """The GCP schedule on a :class:`MaskedNetwork`; resumable at any batch."""
 
     def __init__(self, wrapper: MaskedNetwork, cost: CostModel, config: GCPConfig,
-                 ctx: Sequence, progress: bool = True) -> None:
-        from mxnet import gluon
+                 ctx: Sequence, progress: bool = True, workers: Optional[Workers] = None) -> None:
         from .. import optim  # noqa: F401  (registers 'proxsgd')
         config.check()
         self.wrapper, self.cost, self.config, self.ctx = wrapper, cost, config, list(ctx)
+        self.workers = workers = workers or Workers()
         self.base_cost = cost.total()
         self.progress = progress
         reg_params = wrapper.trainable_params(REGULARIZE)
         if config.train_weights:
             reg_params.update(wrapper.weight_params())
-        self.reg_trainer = gluon.Trainer(reg_params, "proxsgd", {
+        self.reg_trainer = workers.trainer(reg_params, "proxsgd", {
             "learning_rate": config.lr, "momentum": config.momentum, "thresholds": {},
             "keep_top": config.min_width})
-        self.debias_trainer = gluon.Trainer(wrapper.trainable_params(DEBIAS), "sgd", {
+        self.debias_trainer = workers.trainer(wrapper.trainable_params(DEBIAS), "sgd", {
             "learning_rate": config.lr, "momentum": config.momentum})
         self.notes: List[str] = []
         self.last_selection: Optional[Selection] = None  # of the latest step
@@ -136,6 +137,7 @@ class GCP:
                                  what=f"step {t}/{cfg.steps} {phase}", progress=self.progress,
                                  total=total, start=int(state["done"]), sums=state["sums"],
                                  on_batch=batch_done)
+            self.workers.average_running_stats(w.net)
             result["time_s"] = time.time() - start
             return result
 
