@@ -140,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fashion-mnist (default for gcp), synthetic, imagenet (RecordIO) or "
                         "folder; with a data-free method it adds fine-tuning and evaluation")
     g.add_argument("--data-dir", default=None, help="where the dataset's files are")
+    g.add_argument("--rec-train", default=None, metavar="FILE",
+                   help="ImageNet training RecordIO file (default: DATA_DIR/train.rec)")
+    g.add_argument("--rec-train-idx", default=None, metavar="FILE",
+                   help="its index (default: the same name ending .idx)")
+    g.add_argument("--rec-val", default=None, metavar="FILE",
+                   help="ImageNet validation RecordIO file (default: DATA_DIR/val.rec)")
+    g.add_argument("--rec-val-idx", default=None, metavar="FILE",
+                   help="its index (default: the same name ending .idx)")
+    g.add_argument("-j", "--num-data-workers", type=int, default=4, metavar="N",
+                   help="image decoding threads for imagenet and folder (default 4)")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
     g.add_argument("--reg", type=_real_number(), default=0.5, help="L1 weight λ (default 0.5)")
     g.add_argument("--epochs-per-step", type=_real_number(), default=1.0,
@@ -234,6 +244,8 @@ def _prune(args) -> int:
         raise PrunenetError(f"--method {args.method} needs data: add --dataset "
                             f"(e.g. fashion-mnist)")
     from .methods import TRAINED
+    if (args.rec_train or args.rec_val) and args.dataset is None:
+        args.dataset = "imagenet"
     if args.method in TRAINED or args.dataset is not None:
         data_run(DataRun(
             model=args.model, out=args.out, target=args.target, method=args.method,
@@ -246,7 +258,9 @@ def _prune(args) -> int:
             min_width=args.min_width, train_limit=args.train_limit, val_limit=args.val_limit,
             checkpoint_every=args.checkpoint_every, latency_table=args.latency_table,
             latency_batch_size=args.latency_batch_size,
-            dtype=args.dtype, kvstore=args.kvstore, progress=not args.no_progress,
+            dtype=args.dtype, kvstore=args.kvstore, rec_train=args.rec_train,
+            rec_train_idx=args.rec_train_idx, rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,
+            num_data_workers=args.num_data_workers, progress=not args.no_progress,
             command=command),
             overwrite=args.overwrite)
         return 0

@@ -339,6 +339,11 @@ class DataRun:
     latency_batch_size: int = 64
     dtype: str = "float32"
     kvstore: str = "device"
+    rec_train: Optional[str] = None  # ImageNet RecordIO files (default: data_dir/train.rec ...)
+    rec_train_idx: Optional[str] = None
+    rec_val: Optional[str] = None
+    rec_val_idx: Optional[str] = None
+    num_data_workers: int = 4  # decoding threads (ImageNet, image folders)
     progress: bool = True
     command: Optional[List[str]] = None
 
@@ -444,9 +449,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     workers = workers or Workers(run.kvstore)
     out = workers.output_folder(out)
     run = dataclasses.replace(run, out=out)
-    train = datasets.load(run.dataset, run.data_dir, train=True,
-                          **_data_options(run, train=True))
-    val = datasets.load(run.dataset, run.data_dir, train=False, **_data_options(run, train=False))
+    train, val = _dataset(run, train=True), _dataset(run, train=False)
     classes = run.classes or train.classes
     if classes != train.classes:
         raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} classes "
@@ -727,6 +730,22 @@ def method_selection(method: str, graph: ChannelGraph, params, cost, target: flo
     return DATA_FREE[method](graph, params, cost, target, **options)
 
 
+def _dataset(run: DataRun, train: bool):
+    """The run's training or validation set: ``run.dataset`` from ``run.data_dir``, or the
+    RecordIO files ``--rec-train``/``--rec-val`` name."""
+    from . import data as datasets
+    rec, idx = (run.rec_train, run.rec_train_idx) if train else (run.rec_val, run.rec_val_idx)
+    if not (run.rec_train or run.rec_val):
+        return datasets.load(run.dataset, run.data_dir, train=train, **_data_options(run, train))
+    if run.dataset != "imagenet":
+        raise PrunenetError(f"--rec-train and --rec-val are ImageNet RecordIO files; they go "
+                            f"with --dataset imagenet, not {run.dataset}")
+    if not (run.rec_train and run.rec_val):
+        raise PrunenetError("give --rec-train and --rec-val together (and --rec-train-idx, "
+                            "--rec-val-idx unless the index files sit beside them as .idx)")
+    return datasets.imagenet_record(rec, idx, train=train, **_data_options(run, train))
+
+
 def _data_options(run: DataRun, train: bool) -> dict:
     limit = run.train_limit if train else run.val_limit
     options = {}
@@ -735,8 +754,14 @@ def _data_options(run: DataRun, train: bool) -> dict:
             raise PrunenetError(f"--train-limit and --val-limit work with fashion-mnist and "
                                 f"synthetic, not {run.dataset}")
         options["limit" if run.dataset != "synthetic" else "num_examples"] = limit
-    if run.input_size and run.dataset in ("imagenet", "folder"):
-        options["input_size"] = run.input_size
+    if run.dataset in ("imagenet", "folder"):
+        if run.input_size:
+            options["input_size"] = run.input_size
+        if run.num_data_workers < 0:
+            raise PrunenetError(f"-j/--num-data-workers {run.num_data_workers} must be >= 0")
+        options["num_workers"] = run.num_data_workers
+    if run.dataset == "imagenet" and run.classes:
+        options["classes"] = run.classes  # a RecordIO file does not say how many it holds
     return options
 
 

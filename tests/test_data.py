@@ -373,3 +373,35 @@ def test_load_by_name(tmp_path):
                                                                           test.images)
     write_fashion(str(tmp_path), n=4, train=False)
     assert len(load("fashion-mnist", str(tmp_path), train=False, limit=2)) == 2
+
+
+def test_record_file_split_among_workers_by_part(record):
+    """Each worker reads its own part of a RecordIO file; all take the same number of batches,
+    and together they cover distinct records."""
+    from prunenet.data import imagenet_record
+    whole = imagenet_record(str(record / "train.rec"), train=False, input_size=16,
+                            num_workers=1)
+    seen = []
+    for part in range(2):
+        spec = whole.batches(2, shuffle=False, drop_last=True, part=part, parts=2)
+        assert len(spec) == 3  # 12 records: parts of 6, 3 batches of 2 each
+        seen += [int(v) for _, label in spec for v in label.asnumpy()]
+    assert sorted(seen) == list(range(12))
+    with pytest.raises(PrunenetError, match="must drop the last partial batch"):
+        whole.batches(2, part=0, parts=2)
+    half = imagenet_record(str(record / "train.rec"), train=False, input_size=16, rank=1,
+                           num_parts=2, num_workers=1)
+    with pytest.raises(PrunenetError, match="already part 1 of 2"):
+        list(half.batches(2, drop_last=True, part=0, parts=2))
+
+
+def test_array_batches_split_among_workers_by_rows():
+    from prunenet.data import ArrayDataset
+    images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    data = ArrayDataset(images, np.zeros(10), classes=1)
+    whole = [x.asnumpy().ravel().tolist() for x, _ in
+             data.batches(4, shuffle=True, seed=3, drop_last=True)]
+    parts = [[x.asnumpy().ravel().tolist() for x, _ in
+              data.batches(2, shuffle=True, seed=3, drop_last=True, part=p, parts=2)]
+             for p in range(2)]
+    assert len(whole) == 2 and [a + b for a, b in zip(*parts)] == whole

@@ -14,6 +14,7 @@ import pytest
 from prunenet import experiment as ex
 from prunenet.cli import main
 from prunenet.errors import PrunenetError
+from prunenet.files import read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.json")))
@@ -324,3 +325,34 @@ def test_a_transfer_without_its_source_runs_is_refused_before_training(tmp_path,
                            "--out", str(out), "--data-dir", data])
     assert "needs the pruned network of experiment resnet50_v1d_flops at 0.5397" in err
     assert "run that experiment first" in err and not out.exists()
+
+
+def test_prune_reads_imagenet_records_named_by_gluoncv_flags(records, tmp_path, capsys):
+    """--rec-train/--rec-val (and their -idx) as in GluonCV's train_imagenet.py, files named
+    freely; -j decoding threads; a half-given pair or another dataset is refused."""
+    data = tmp_path / "elsewhere"
+    data.mkdir()
+    for split, name in (("train", "tr"), ("val", "va")):
+        for ext in ("rec", "idx"):
+            shutil.copy(os.path.join(records, f"{split}.{ext}"), data / f"{name}-{split}.{ext}")
+    base = ["prune", "--model", "resnet18_v1b", "--method", "l1", "--target", "0.5",
+            "--classes", "4", "--input-size", "32", "--batch-size", "8", "--no-progress"]
+    out = tmp_path / "run"
+    assert main(base + ["--rec-train", str(data / "tr-train.rec"),
+                        "--rec-train-idx", str(data / "tr-train.idx"),
+                        "--rec-val", str(data / "va-val.rec"), "-j", "1",
+                        "--finetune-epochs", "0.25", "--out", str(out)]) == 0
+    report = read_json(str(out / "report.json"))
+    assert report["dataset"] == "imagenet" and report["settings"]["num_data_workers"] == 1
+    assert report["settings"]["rec_val"].endswith("va-val.rec")
+    assert 0 <= report["top1_after"] <= 1 and report["macs_after"] < report["macs_before"]
+    capsys.readouterr()
+    for extra, words in [
+            (["--rec-train", str(data / "tr-train.rec")], "give --rec-train and --rec-val"),
+            (["--rec-train", str(data / "tr-train.rec"), "--rec-val", str(data / "va-val.rec"),
+              "--dataset", "synthetic"], "they go with --dataset imagenet, not synthetic"),
+            (["--rec-train", str(data / "missing.rec"), "--rec-val", str(data / "va-val.rec")],
+             "missing")]:
+        err = refused(capsys, base + extra + ["--out", str(tmp_path / "no")])
+        assert words in err, err
+        assert not (tmp_path / "no").exists()
