@@ -35,6 +35,10 @@ SEEDS = {"gcp": [0, 1, 2], "uniform": [0, 1, 2]}  # the others: seed 0
 BASE = DemoConfig()  # ResNet-18, 4 epochs: the demo's base
 PRUNING = dict(steps=2, reg=0.3, epochs_per_step=0.25, lr=0.01, finetune_epochs=1.5,
                finetune_lr=0.02, batch_size=128)
+# a pruned network's whole training: its base's epochs, then regularize and debias epochs of
+# every step, then fine-tuning
+TOTAL_EPOCHS = BASE.base_epochs + PRUNING["steps"] * 2 * PRUNING["epochs_per_step"] + \
+    PRUNING["finetune_epochs"]
 
 
 def cells(quick: bool):
@@ -51,6 +55,8 @@ def cells(quick: bool):
     deep = DemoConfig(model="resnet34_v1b", train_limit=limit)
     out["resnet34-gcp-to-resnet18-s0"] = (deep, dict(model=deep.model, method="gcp",
                                                      target=_macs_ratio(), seed=0, **PRUNING))
+    longer = DemoConfig(base_epochs=TOTAL_EPOCHS, train_limit=limit)
+    out[f"resnet18-trained-{TOTAL_EPOCHS:g}ep-s0"] = (longer, None)  # trained only, as long
     return out
 
 
@@ -71,7 +77,11 @@ def run_cell(name, base, settings, args, ctx):
     folder = os.path.join(args.out, "cells", name)
     if state(folder) == "done":
         return
-    base_file, _ = train_base(base, None, args.cache_dir, ctx, progress=False)
+    t0 = time.time()
+    base_file, top1 = train_base(base, None, args.cache_dir, ctx, progress=False)
+    if settings is None:  # a standard network trained for as many epochs as a pruned one
+        _trained_report(folder, base, base_file, top1, time.time() - t0, ctx)
+        return
     t0 = time.time()
     if state(folder) == "interrupted":
         data_run(DataRun(model="", out=folder, target=0.5), resume=True)
@@ -80,6 +90,34 @@ def run_cell(name, base, settings, args, ctx):
                          train_limit=base.train_limit, progress=False,
                          command=[sys.executable] + sys.argv, **settings))
     print(f"{name}: {time.time() - t0:.0f} s", flush=True)
+
+
+def _trained_report(folder, base, params_file, top1, seconds, ctx) -> None:
+    """A report.json for a network that was trained, not pruned: the row it makes in the
+    table, and where its parameters are."""
+    from prunenet import count, trace
+    from prunenet.data import accuracy, fashion_mnist
+    from prunenet.files import write_json
+    net = load_model(base.model, classes=10, params=params_file, ctx=ctx[0], input_size=28,
+                     channels=1)
+    val = fashion_mnist(False, limit=base.val_limit)
+    top1_again, top5 = accuracy(net, val.batches(base.batch_size), ctx)
+    assert abs(top1_again - top1) < 1e-6, (top1_again, top1)
+    macs = count(trace(net, input_shape(base.model, 28, 1)))
+    os.makedirs(folder, exist_ok=True)
+    write_json(os.path.join(folder, "report.json"), {
+        "model": base.model, "method": "unpruned", "objective": "", "target": 1.0,
+        "achieved": 1.0, "macs_after": macs["macs"], "params_after": macs["params"],
+        "top1_after": top1, "top5_after": top5, "params_file": params_file,
+        "epochs": base.base_epochs, "timings": {"train_s": seconds},
+        "settings": {"seed": base.seed}})
+
+
+def _network(folder, report, ctx):
+    if report["method"] == "unpruned":
+        return load_model(report["model"], classes=10, params=report["params_file"],
+                          ctx=ctx, input_size=28, channels=1)
+    return load_pruned(folder, ctx=ctx)
 
 
 def report(args, ctx) -> None:
@@ -96,7 +134,7 @@ def report(args, ctx) -> None:
                      "top5": r["top5_after"], "batch_size": 64, "device": "cpu",
                      "dataset": "fashion-mnist", "seed": r["settings"]["seed"],
                      "run_dir": folder})
-        nets[folder] = load_pruned(folder, ctx=ctx[0])
+        nets[folder] = _network(folder, r, ctx[0])
     speed = throughput(nets, (1, 28, 28), batch_size=64, ctx=ctx[0]) if nets else {}
     for row in rows:
         row["throughput_img_s"] = speed[row["run_dir"]]["throughput_img_s"]
