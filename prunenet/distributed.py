@@ -62,10 +62,14 @@ class Workers:
         # cannot read or write
         values = [mx.nd.array(p.data(p.list_ctx()[0]).asnumpy(), dtype=p.dtype)
                   for _, p in items]
-        self.kv.init(keys, values)  # rank 0's values; a barrier
-        self._keys.update(keys)
         got = [mx.nd.zeros(v.shape, dtype=v.dtype) for v in values]
-        self.kv.pull(keys, out=got)
+        if self.kind == "horovod":  # its kvstore has broadcast but no init/pull
+            for key, value, out in zip(keys, values, got):
+                self.kv.broadcast(key, value, out=out)
+        else:
+            self.kv.init(keys, values)  # rank 0's values; a barrier
+            self.kv.pull(keys, out=got)
+        self._keys.update(keys)
         for (_, p), value in zip(items, got):
             p.set_data(value)
 
@@ -75,7 +79,7 @@ class Workers:
         if not live:
             return
         keys = self._ready("grad", live, [p.list_grad()[0] for p in live])
-        self.kv.pushpull(keys, [p.list_grad() for p in live])
+        self._sum(keys, [p.list_grad() for p in live])
 
     def average_running_stats(self, block) -> None:
         """Average BatchNorm's running mean and variance of ``block`` over workers and devices."""
@@ -86,15 +90,10 @@ class Workers:
         if not stats:
             return
         keys = self._ready("stat", stats, [p.list_data()[0] for p in stats])
-        self.kv.pushpull(keys, [p.list_data() for p in stats])
+        self._sum(keys, [p.list_data() for p in stats])
         for p in stats:
             for array in p.list_data():
                 array /= self.count * len(p.list_data())
-
-    def barrier(self) -> None:
-        """Wait until every worker gets here."""
-        if self.distributed and hasattr(self.kv, "_barrier"):
-            self.kv._barrier()
 
     def output_folder(self, out: str) -> str:
         """Where this worker writes its run folder: ``out`` for rank 0, ``out.workerN`` else
@@ -104,13 +103,23 @@ class Workers:
     def _key(self, kind: str, name: str, array) -> str:
         return f"{kind}:{name}:{'x'.join(map(str, array.shape))}"
 
+    def _sum(self, keys: List[str], arrays: List[List[object]]) -> None:
+        """Each key's arrays (one per device) replaced by their sum over devices and workers."""
+        if self.kind != "horovod":
+            self.kv.pushpull(keys, arrays)
+            return
+        for key, per_device in zip(keys, arrays):  # Horovod: one key a call, one device a rank
+            self.kv.pushpull(key, per_device)
+
     def _ready(self, kind: str, params: List[object], zeros_like: List[object]) -> List[str]:
         """The kvstore keys of ``params``, made on first use (all at once: each ``init`` is a
-        barrier across the workers)."""
+        barrier across the workers; Horovod needs none)."""
         import mxnet as mx
         keys = [self._key(kind, p.name, z) for p, z in zip(params, zeros_like)]
         new = [(k, z) for k, z in zip(keys, zeros_like) if k not in self._keys]
-        if new:
+        if new and self.kind == "horovod":
+            self._keys.update(k for k, _ in new)
+        elif new:
             self.kv.init([k for k, _ in new], [mx.nd.zeros(z.shape, z.context, dtype=z.dtype)
                                               for _, z in new])
             self._keys.update(k for k, _ in new)

@@ -446,6 +446,9 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                                 f"would measure its own latencies and choose its own widths; "
                                 f"prune for latency on one machine")
     ctx = contexts(run.gpus)
+    if run.kvstore == "horovod" and len(ctx) > 1:
+        raise PrunenetError(f"--kvstore horovod runs one device per process; give one --gpus "
+                            f"id (not {run.gpus}) and start one process per GPU with horovodrun")
     workers = workers or Workers(run.kvstore)
     out = workers.output_folder(out)
     run = dataclasses.replace(run, out=out)

@@ -73,8 +73,9 @@ def _outcome(folder):
 
 
 def _same_widths(a: dict, b: dict) -> None:
+    """Same kept widths, layer by layer (layer names carry a per-process prefix)."""
     assert a["group_widths"] == b["group_widths"]
-    assert a["widths"] == b["widths"]
+    assert list(a["widths"].values()) == list(b["widths"].values())
 
 
 def test_two_workers_run_gcp_steps_and_end_with_the_same_network(tmp_path):
@@ -164,3 +165,40 @@ def test_what_a_distributed_run_cannot_do_is_refused_before_any_work(tmp_path):
     with pytest.raises(PrunenetError, match="resuming a distributed run is not supported yet"):
         data_run(DataRun(model="", out=str(folder), target=0.5), resume=True, log=None)
     assert os.listdir(folder) == ["run.json"]
+
+
+class _OneRankHorovod:
+    """MXNet's Horovod kvstore as seen from one rank: broadcast and pushpull one key a call, no
+    init or pull; a sum over one rank is the value itself."""
+
+    rank, num_workers, type = 0, 1, "horovod"
+
+    def __init__(self):
+        self.calls = {"broadcast": 0, "pushpull": 0}
+
+    def broadcast(self, key, value, out, priority=0):
+        assert isinstance(key, str) and not isinstance(value, list)
+        self.calls["broadcast"] += 1
+        out[:] = value
+
+    def pushpull(self, key, value, out=None, priority=0):
+        assert isinstance(key, str) and out is None
+        assert all(v.shape == value[0].shape for v in value)
+        self.calls["pushpull"] += 1
+
+
+def test_the_horovod_path_keeps_to_its_kvstore_and_equals_one_process(tmp_path, monkeypatch):
+    """Horovod is not installed here: a one-rank stand-in with its kvstore's interface checks
+    the calls GCP makes, and that one rank trains exactly as a plain process does."""
+    from prunenet import distributed
+    from prunenet.runs import DataRun, data_run
+    fake = _OneRankHorovod()
+    monkeypatch.setattr(distributed, "_create", lambda kind: fake)
+    settings = dict(model="cifar_resnet20_v1", target=0.6, dataset="synthetic", steps=1,
+                    reg=0.2, epochs_per_step=0.25, finetune_epochs=0.25, lr=0.02, batch_size=16,
+                    train_limit=64, val_limit=32, seed=7, progress=False)
+    plain = data_run(DataRun(out=str(tmp_path / "plain"), **settings), log=None)
+    hvd = data_run(DataRun(out=str(tmp_path / "hvd"), kvstore="horovod", **settings), log=None)
+    assert fake.calls["broadcast"] > 0 and fake.calls["pushpull"] > 0
+    _same_widths(hvd, plain)
+    assert hvd["top1_after"] == plain["top1_after"]
