@@ -43,6 +43,7 @@ DATASETS = ("imagenet", "caltech256")
 PRETRAINED_GLUONCV = "gluoncv"
 SMOKE_SIZE = 32
 SMOKE_BATCH = 8
+TRANSFER_CHECKPOINT_EVERY = 500  # iterations
 
 _NUMBER, _INT, _STR, _BOOL, _LIST, _DICT = "number", "whole number", "string", "boolean", \
     "list", "object"
@@ -631,9 +632,14 @@ def _source_network(exp: Experiment, run: Run, s: _Settings, out: str, ctx):
 
 
 def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, log) -> None:
-    """Fine-tune a pruned (or the unpruned) network on Caltech-256 with a new classifier."""
+    """Fine-tune a pruned (or the unpruned) network on Caltech-256 with a new classifier,
+    checkpointed every ``TRANSFER_CHECKPOINT_EVERY`` iterations (every one in smoke mode) in
+    ``<run_dir>.checkpoint`` so that a killed run continues where it was."""
+    import shutil
     from . import data as datasets
+    from .checkpoint import load_checkpoint, save_checkpoint
     from .costs import count
+    from .failpoints import failpoint
     from .files import save_params, staged_dir, write_json
     from .graph import trace
     from .models import build_pruned_resnet, input_shape
@@ -649,20 +655,43 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     train = datasets.load("folder", split, train=True, input_size=size, num_workers=workers)
     val = datasets.load("folder", split, train=False, input_size=size, num_workers=workers)
     shapes, params, source, achieved = _source_network(exp, run, s, out, ctx[0])
-    net = build_pruned_resnet(exp.model, shapes, params, ctx=ctx[0])
-    shape = input_shape(exp.model, size)
-    counted = count(trace(net, shape))
     ft = exp.finetune
     epochs = _smoke_epochs(len(train), s.batch_size) if s.smoke else ft["epochs"]
     stream = BatchStream(lambda e, i: train.batches(s.batch_size, shuffle=True, seed=exp.seed,
                                                     epoch=e, start=i, drop_last=True))
-    t0 = time.time()
-    result = finetune(net, stream, FinetuneConfig(epochs=epochs, lr=ft["lr"],
-                                                  warmup_epochs=ft["warmup_epochs"],
-                                                  label_smoothing=ft["label_smoothing"]),
-                      ctx, progress=not s.smoke)
-    top1, top5 = datasets.accuracy(net, val.batches(s.batch_size), ctx)
+    ckpt_dir = run_dir + ".checkpoint"
+    ckpt = load_checkpoint(ckpt_dir)
+    resume, elapsed = None, 0.0
+    if ckpt is not None:  # the network as checkpointed (GluonCV names), and where it was
+        params = {GLUONCV_PREFIX + name: value for name, value in ckpt["arrays"].items()}
+        stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
+        done = ckpt["finetune"]["done"]
+        resume = dict(ckpt["finetune"], states=ckpt["states"]["finetune"]) if done else None
+        elapsed = ckpt["finetune"]["elapsed"]
+        log(f"{run.name}: resuming the fine-tuning after iteration {done}")
+    net = build_pruned_resnet(exp.model, shapes, params, ctx=ctx[0])
     prefix = net.prefix
+    params_now = {name[len(prefix):]: p for name, p in net.collect_params().items()}
+    shape = input_shape(exp.model, size)
+    counted = count(trace(net, shape))
+    every = 1 if s.smoke else TRANSFER_CHECKPOINT_EVERY
+    t0 = time.time() - elapsed
+    config = FinetuneConfig(epochs=epochs, lr=ft["lr"], warmup_epochs=ft["warmup_epochs"],
+                            label_smoothing=ft["label_smoothing"])
+    total = stream.count(epochs)
+
+    def on_batch(trainer, done: int, sums: dict) -> None:
+        if done % every == 0 or done == total:
+            import mxnet as mx
+            mx.nd.waitall()  # static_alloc: read the parameters only once they are written
+            save_checkpoint(ckpt_dir, f"transfer-{done}",
+                            {name: p.data(ctx[0]).asnumpy() for name, p in params_now.items()},
+                            {"finetune": trainer}, stream=stream.state(),
+                            finetune={"done": done, "sums": sums, "elapsed": time.time() - t0})
+        failpoint("finetune")
+    result = finetune(net, stream, config, ctx, progress=not s.smoke, resume=resume,
+                      on_batch=on_batch)
+    top1, top5 = datasets.accuracy(net, val.batches(s.batch_size), ctx)
     trained = {GLUONCV_PREFIX + name[len(prefix):]: p.data(ctx[0]).asnumpy()
                for name, p in net.collect_params().items()}
     report = {"model": exp.model, "method": exp.method if run.target is not None else "unpruned",
@@ -679,6 +708,7 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
         write_json(os.path.join(stage, SHAPES_FILE), shapes)
         save_params(os.path.join(stage, PARAMS_FILE), trained)
         write_json(os.path.join(stage, REPORT_FILE), report)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
     log(f"{run.name}: top-1 {top1:.4f}, top-5 {top5 if top5 is None else round(top5, 4)} on "
         f"{len(val)} Caltech images after fine-tuning {source}")
 

@@ -709,8 +709,10 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
             rows.append(dataclasses.asdict(record))
         _write_steps(os.path.join(out, STEPS_FILE), rows)
         save(f"step{t}", t, None)
+        ran = [r for r in records if np.isfinite(r.loss)]  # slimming has no debias phase
+        loss = f"{ran[-1].phase} loss {ran[-1].loss:.4f}" if ran else "no training"
         say(f"step {t}/{run.steps}: cost {records[-1].achieved:.4f} of the unpruned "
-            f"(target {records[-1].target:.4f}); train loss {records[-1].loss:.4f}, "
+            f"(target {records[-1].target:.4f}); {loss}, "
             f"{records[0].zeroed_channels} channels zeroed by the regulariser")
     for note in gcp.notes:
         say(note)

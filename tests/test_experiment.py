@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from prunenet import experiment as ex
@@ -235,6 +236,41 @@ def test_an_interrupted_run_is_resumed(records, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stdout
     assert [r["method"] for r in rows(out / "results.csv")] == ["unpruned", "gcp"]
+
+
+def test_a_killed_transfer_continues_its_fine_tuning_to_the_same_network(tmp_path):
+    """Caltech transfer is one long fine-tuning: killed after its first iteration, it resumes
+    from its checkpoint and ends where an uninterrupted run ends (serial engine: bit for bit)."""
+    from prunenet.files import load_params
+    data = ex.make_smoke_folder(str(tmp_path / "caltech"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MXNET_ENGINE_TYPE="NaiveEngine")
+
+    def transfer(out, failpoint=None):
+        cmd = [sys.executable, os.path.join(ROOT, "experiments", "run.py"),
+               config("caltech256_resnet50_v1d"), "--smoke", "--only", "*-0.5", "--out",
+               str(out), "--data-dir", data]
+        run_env = dict(env, PRUNENET_FAILPOINT=failpoint) if failpoint else env
+        return subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=300)
+
+    whole = tmp_path / "results" / "whole"
+    assert transfer(whole).returncode == 0
+    out = tmp_path / "results" / "killed"
+    killed = transfer(out, "finetune:1")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (ckpt,) = glob.glob(str(out / "runs" / "*-0.5.checkpoint"))
+    run_dir = ckpt[:-len(".checkpoint")]
+    assert not os.path.exists(run_dir)  # written whole at the end, or not at all
+    done = transfer(out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming the fine-tuning after iteration 1" in done.stdout
+    assert not os.path.exists(run_dir + ".checkpoint")
+    reports = [json.load(open(os.path.join(folder, "runs", os.path.basename(run_dir),
+                                           "report.json"))) for folder in (whole, out)]
+    assert reports[0]["top1_after"] == reports[1]["top1_after"]
+    assert reports[0]["finetune_loss"] == reports[1]["finetune_loss"]
+    a, b = (load_params(os.path.join(folder, "runs", os.path.basename(run_dir),
+                                     "pruned.params")) for folder in (whole, out))
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 # -- bad data: refused before any training -------------------------------------------------------
