@@ -8,7 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
-from .distributed import KVSTORES
+from .distributed import KVSTORES, LOCAL_KVSTORES
 from .errors import PrunenetError
 
 __all__ = ["main", "build_parser"]
@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (default: CPU)")
     g.add_argument("--kvstore", default="device", choices=KVSTORES,
                    help="device/local: one process; dist_sync, dist_sync_device: one worker of "
-                        "a parameter-server job started by mxnet/tools/launch.py; horovod: one "
-                        "of horovodrun's processes (default device)")
+                        "a parameter-server job started by mxnet/tools/launch.py (default "
+                        "device)")
     g.add_argument("--train-limit", type=_positive_int, default=None,
                    help="use only the first N training images")
     g.add_argument("--val-limit", type=_positive_int, default=None,
@@ -246,6 +246,11 @@ def _prune(args) -> int:
     from .methods import TRAINED
     if (args.rec_train or args.rec_val) and args.dataset is None:
         args.dataset = "imagenet"
+    if args.kvstore not in LOCAL_KVSTORES and args.method not in TRAINED and \
+            args.dataset is None:
+        raise PrunenetError(f"--kvstore {args.kvstore}: --method {args.method} without "
+                            f"--dataset trains nothing to share among workers; run it in one "
+                            f"process (no --kvstore)")
     if args.method in TRAINED or args.dataset is not None:
         data_run(DataRun(
             model=args.model, out=args.out, target=args.target, method=args.method,

@@ -535,7 +535,9 @@ def run_experiment(exp: Experiment, out: Optional[str] = None, smoke: bool = Fal
     rows = []
     for run in runs:
         run_dir = os.path.join(out, "runs", run.name)
-        if os.path.exists(os.path.join(run_dir, "report.json")) and _has_row(results, run_dir):
+        finished = os.path.exists(os.path.join(run_dir, "report.json")) and \
+            _has_row(results, run_dir)
+        if _rank0_says(workers, finished, "finished"):  # all workers skip it, or none
             log(f"{run.name}: finished already ({run_dir})")
             continue
         t0 = time.time()
@@ -550,9 +552,15 @@ def run_experiment(exp: Experiment, out: Optional[str] = None, smoke: bool = Fal
     return rows
 
 
+def _rank0_says(workers, yes: bool, what: str) -> bool:
+    """Rank 0's answer on every worker (each worker sees its own files)."""
+    import numpy as np
+    return bool(workers.from_rank0([np.array([float(yes)])], kind=what)[0][0] > 0.5)
+
+
 def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) -> None:
     from .runs import DataRun, data_run
-    if os.path.exists(os.path.join(workers.output_folder(run_dir), "report.json")):
+    if _rank0_says(workers, os.path.exists(os.path.join(run_dir, "report.json")), "pruned"):
         return
     if os.path.exists(os.path.join(run_dir, "run.json")) and not workers.distributed:
         log(f"{run.name}: resuming {run_dir}")
@@ -661,6 +669,12 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
                                                     epoch=e, start=i, drop_last=True))
     ckpt_dir = run_dir + ".checkpoint"
     ckpt = load_checkpoint(ckpt_dir)
+    recipe = {"source": source, "shapes": shapes, "epochs": epochs, "batch_size": s.batch_size,
+              "finetune": ft, "seed": exp.seed}
+    if ckpt is not None and ckpt.get("recipe") != json.loads(json.dumps(recipe)):
+        log(f"{run.name}: its checkpoint was made with other settings; starting afresh")
+        shutil.rmtree(ckpt_dir)
+        ckpt = None
     resume, elapsed = None, 0.0
     if ckpt is not None:  # the network as checkpointed (GluonCV names), and where it was
         params = {GLUONCV_PREFIX + name: value for name, value in ckpt["arrays"].items()}
@@ -686,7 +700,7 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
             mx.nd.waitall()  # static_alloc: read the parameters only once they are written
             save_checkpoint(ckpt_dir, f"transfer-{done}",
                             {name: p.data(ctx[0]).asnumpy() for name, p in params_now.items()},
-                            {"finetune": trainer}, stream=stream.state(),
+                            {"finetune": trainer}, stream=stream.state(), recipe=recipe,
                             finetune={"done": done, "sums": sums, "elapsed": time.time() - t0})
         failpoint("finetune")
     result = finetune(net, stream, config, ctx, progress=not s.smoke, resume=resume,

@@ -445,31 +445,33 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
             raise PrunenetError(f"--objective latency with --kvstore {run.kvstore}: each worker "
                                 f"would measure its own latencies and choose its own widths; "
                                 f"prune for latency on one machine")
-    ctx = contexts(run.gpus)
-    if run.kvstore == "horovod" and len(ctx) > 1:
-        raise PrunenetError(f"--kvstore horovod runs one device per process; give one --gpus "
-                            f"id (not {run.gpus}) and start one process per GPU with horovodrun")
     workers = workers or Workers(run.kvstore)
     out = workers.output_folder(out)
     run = dataclasses.replace(run, out=out)
-    train, val = _dataset(run, train=True), _dataset(run, train=False)
-    classes = run.classes or train.classes
-    if classes != train.classes:
-        raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} classes "
-                            f"of dataset {run.dataset}")
-    if train.num_batches(run.batch_size, drop_last=True, parts=workers.count) < 1:
-        raise PrunenetError(f"{len(train)} training images make no full batch of "
-                            f"{run.batch_size} for each of {workers.count} worker(s); use a "
-                            f"smaller --batch-size or more data")
-    channels, size = train.image_shape[0], train.image_shape[-1]
-    if run.input_size and run.input_size != size:
-        raise PrunenetError(f"--input-size {run.input_size} differs from the dataset's "
-                            f"{size}x{size} images")
-    if not resume and os.path.exists(out) and not overwrite:
-        raise PrunenetError(f"output folder {out} already exists; choose another --out, "
-                            f"pass --overwrite, or continue it with --resume {out}")
-    net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
-                     ctx=ctx[0], input_size=size, channels=channels)
+    failure = None
+    try:  # what one worker finds wrong here (its GPUs, files, output folder) stops them all
+        ctx = contexts(run.gpus)
+        train, val = _dataset(run, train=True), _dataset(run, train=False)
+        classes = run.classes or train.classes
+        if classes != train.classes:
+            raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} "
+                                f"classes of dataset {run.dataset}")
+        if train.num_batches(run.batch_size, drop_last=True, parts=workers.count) < 1:
+            raise PrunenetError(f"{len(train)} training images make no full batch of "
+                                f"{run.batch_size} for each of {workers.count} worker(s); use a "
+                                f"smaller --batch-size or more data")
+        channels, size = train.image_shape[0], train.image_shape[-1]
+        if run.input_size and run.input_size != size:
+            raise PrunenetError(f"--input-size {run.input_size} differs from the dataset's "
+                                f"{size}x{size} images")
+        if not resume and os.path.exists(out) and not overwrite:
+            raise PrunenetError(f"output folder {out} already exists; choose another --out, "
+                                f"pass --overwrite, or continue it with --resume {out}")
+        net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
+                         ctx=ctx[0], input_size=size, channels=channels)
+    except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
+        failure = err
+    workers.agree(failure)
     workers.broadcast(net.collect_params())
     shape = input_shape(run.model, size, channels)
     graph = trace(net, shape)
@@ -539,6 +541,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                                            run.min_width, run.seed, net,
                                            lambda: batches(train, 0, 0, True), ctx[0]),
                 cost, run.target)
+            selection = workers.rank0_selection(selection, cost)
             zero_removed(graph, net, selection.keep)
             masked, notes = net, []
             timings["select_s"] = time.time() - t0

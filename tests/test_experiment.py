@@ -260,6 +260,8 @@ def test_a_killed_transfer_continues_its_fine_tuning_to_the_same_network(tmp_pat
     (ckpt,) = glob.glob(str(out / "runs" / "*-0.5.checkpoint"))
     run_dir = ckpt[:-len(".checkpoint")]
     assert not os.path.exists(run_dir)  # written whole at the end, or not at all
+    stale = str(tmp_path / "stale-checkpoint")
+    shutil.copytree(ckpt, stale)
     done = transfer(out)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming the fine-tuning after iteration 1" in done.stdout
@@ -271,6 +273,17 @@ def test_a_killed_transfer_continues_its_fine_tuning_to_the_same_network(tmp_pat
     a, b = (load_params(os.path.join(folder, "runs", os.path.basename(run_dir),
                                      "pruned.params")) for folder in (whole, out))
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    # a checkpoint of other settings (here: another batch size) is not resumed
+    shutil.copytree(stale, ckpt)
+    saved = json.load(open(os.path.join(ckpt, "checkpoint.json")))
+    saved["recipe"]["batch_size"] += 1
+    with open(os.path.join(ckpt, "checkpoint.json"), "w") as f:
+        json.dump(saved, f)
+    shutil.rmtree(run_dir)
+    again = transfer(out)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "made with other settings; starting afresh" in again.stdout
+    assert "resuming" not in again.stdout and not os.path.exists(ckpt)
 
 
 # -- bad data: refused before any training -------------------------------------------------------

@@ -166,6 +166,7 @@ class GCP:
             sel = select(graph, self.cost, scores, self.step_target(t), keep=w.keep,
                          priority="score", round_to=cfg.round_to, min_width=cfg.min_width,
                          base_cost=self.base_cost)
+            sel = self.workers.rank0_selection(sel, self.cost)
             removed = [(w.scale_name(g.index), w.keep[g.index] & ~sel.keep[g.index])
                        for g in graph.prunable_groups]
             self.notes += [f"step {t}: {n}" for n in w.apply_keep(sel.keep)]
