@@ -120,9 +120,26 @@ def _network(folder, report, ctx):
     return load_pruned(folder, ctx=ctx)
 
 
+def _epochs(report) -> float:
+    """All the epochs a cell's network was trained for: its base's, then pruning's."""
+    if report["method"] == "unpruned":
+        return report["epochs"]
+    base = read_json(os.path.splitext(report["settings"]["params"])[0] + ".json", "cached base")
+    s = report["settings"]
+    if report["method"] == "gcp":
+        debias = s["epochs_per_step"] if s["debias_epochs"] is None else s["debias_epochs"]
+        pruning = s["steps"] * (s["epochs_per_step"] + debias)
+    elif report["method"] == "slimming":  # no debias step
+        pruning = s["steps"] * s["epochs_per_step"]
+    else:  # chosen without training
+        pruning = 0.0
+    return base["config"]["base_epochs"] + pruning + s["finetune_epochs"]
+
+
 def report(args, ctx) -> None:
-    """results.csv (the shared schema) and table.md from the finished cells."""
-    rows, nets = [], {}
+    """results.csv (the shared schema) and table.md from the finished cells, with the bases
+    the cells start from as rows of their own."""
+    rows, nets, bases = [], {}, {}
     for name in sorted(os.listdir(os.path.join(args.out, "cells"))):
         folder = os.path.join(args.out, "cells", name)
         if state(folder) != "done":
@@ -133,27 +150,47 @@ def report(args, ctx) -> None:
                      "params": r["params_after"], "top1": r["top1_after"],
                      "top5": r["top5_after"], "batch_size": 64, "device": "cpu",
                      "dataset": "fashion-mnist", "seed": r["settings"]["seed"],
-                     "run_dir": folder})
+                     "run_dir": folder, "epochs": _epochs(r)})
         nets[folder] = _network(folder, r, ctx[0])
-    speed = throughput(nets, (1, 28, 28), batch_size=64, ctx=ctx[0]) if nets else {}
+        base_file = r["settings"].get("params")
+        if r["method"] != "unpruned" and base_file not in bases:
+            meta = read_json(os.path.splitext(base_file)[0] + ".json", "cached base")
+            bases[base_file] = {
+                "model": r["model"], "method": "unpruned", "objective": "", "target": 1.0,
+                "achieved": 1.0, "macs": r["macs_before"], "params": r["params_before"],
+                "top1": r["top1_before"], "top5": r["top5_before"], "batch_size": 64,
+                "device": "cpu", "dataset": "fashion-mnist", "seed": meta["config"]["seed"],
+                "run_dir": folder, "epochs": meta["config"]["base_epochs"]}  # evaluated there
+            nets[base_file] = load_model(r["model"], classes=10, params=base_file, ctx=ctx[0],
+                                         input_size=28, channels=1)
+    for base_file, row in bases.items():
+        rows.append(dict(row, run_dir=base_file))
+    # 30 timed batches each, all networks interleaved: the column's ratios hold on a busy CPU
+    speed = throughput(nets, (1, 28, 28), batch_size=64, ctx=ctx[0], repeats=30,
+                       warmup=3) if nets else {}
     for row in rows:
         row["throughput_img_s"] = speed[row["run_dir"]]["throughput_img_s"]
+    for base_file, row in bases.items():
+        row = next(r for r in rows if r["run_dir"] == base_file)
+        row["run_dir"] = bases[base_file]["run_dir"]
     with atomic_path(os.path.join(args.out, "results.csv")) as tmp:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
     groups = {}
     for row in rows:
-        groups.setdefault((row["model"], row["method"], row["target"]), []).append(row)
-    lines = ["| model | method | α | MACs | params | top-1 (mean ± std) | seeds | CPU img/s |",
-             "|---|---|---|---|---|---|---|---|"]
-    for (model, method, target), rs in sorted(groups.items()):
+        groups.setdefault((row["model"], row["method"], row["target"], row["epochs"]),
+                          []).append(row)
+    lines = ["| model | method | α | epochs | MACs | params | top-1 (mean ± std) | seeds | "
+             "CPU img/s |", "|---|---|---|---|---|---|---|---|---|"]
+    for (model, method, target, epochs), rs in sorted(groups.items()):
         top1 = [r["top1"] * 100 for r in rs]
         spread = f" ± {statistics.stdev(top1):.2f}" if len(top1) > 1 else ""
-        lines.append(f"| {model} | {method} | {target:g} | {rs[0]['macs'] / 1e6:.1f}M | "
-                     f"{rs[0]['params'] / 1e6:.3f}M | {statistics.mean(top1):.2f}%{spread} | "
-                     f"{len(rs)} | {statistics.mean(r['throughput_img_s'] for r in rs):.0f} |")
+        lines.append(f"| {model} | {method} | {target:g} | {epochs:g} | "
+                     f"{rs[0]['macs'] / 1e6:.1f}M | {rs[0]['params'] / 1e6:.3f}M | "
+                     f"{statistics.mean(top1):.2f}%{spread} | {len(rs)} | "
+                     f"{statistics.mean(r['throughput_img_s'] for r in rs):.0f} |")
     with atomic_path(os.path.join(args.out, "table.md")) as tmp:
         with open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
