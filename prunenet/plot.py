@@ -272,7 +272,8 @@ def _scatter_families(ax, families: Dict[str, List[dict]], colors, markers, suff
 
 def _place_labels(fig, ax, items: Sequence[Tuple[float, float, str]]) -> None:
     """Annotate each (x, y, text) beside its point where it overlaps no other label, no point
-    and stays inside the axes; a leader line joins labels that had to move further away."""
+    and stays inside the axes; a leader line joins labels that had to move further away. A
+    label with no such place left is not drawn (the legend still names its point's family)."""
     from matplotlib.transforms import Bbox
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
@@ -321,6 +322,11 @@ def _place_labels(fig, ax, items: Sequence[Tuple[float, float, str]]) -> None:
             if cost == 0:
                 break
         _, ann, box, scale = best
+        if any(box.overlaps(other) for other in placed) or not (
+                box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and
+                box.y1 <= frame.y1):
+            ann.remove()  # crowded: an unreadable label is worse than none
+            continue
         if scale > 1.0:  # moved away: a thin leader from the point to the label's nearest edge
             px, py = dots[i]
             ex = min(max(px, box.x0), box.x1)

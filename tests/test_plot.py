@@ -116,6 +116,22 @@ def test_labels_do_not_overlap():
     assert legend.get_window_extent(renderer).x0 > frame.x1  # outside the data
 
 
+def test_a_crowded_plot_leaves_labels_out_rather_than_overlap_them():
+    """The Fashion-MNIST study: 28 points, many of them close together."""
+    study = os.path.join(ROOT, "experiments", "results", "fashion_mnist", "results.csv")
+    points = plot.read_results(study)
+    fig = plot.tradeoff_figure(points, [])
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(points) >= 20 and len(points) // 3 <= len(boxes) < len(points)
+    frame = ax.get_window_extent(renderer)
+    for i, a in enumerate(boxes):
+        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+
+
 def test_pareto_front():
     pts = [(100, 70), (200, 75), (300, 72), (400, 60), (150, 65), (400, 59)]
     assert plot.pareto_front(pts) == [(200, 75), (300, 72), (400, 60)]
