@@ -150,7 +150,7 @@ def report(args, ctx) -> None:
                      "params": r["params_after"], "top1": r["top1_after"],
                      "top5": r["top5_after"], "batch_size": 64, "device": "cpu",
                      "dataset": "fashion-mnist", "seed": r["settings"]["seed"],
-                     "run_dir": folder, "epochs": _epochs(r)})
+                     "run_dir": folder, "epochs": _epochs(r), "net": folder})
         nets[folder] = _network(folder, r, ctx[0])
         base_file = r["settings"].get("params")
         if r["method"] != "unpruned" and base_file not in bases:
@@ -160,19 +160,16 @@ def report(args, ctx) -> None:
                 "achieved": 1.0, "macs": r["macs_before"], "params": r["params_before"],
                 "top1": r["top1_before"], "top5": r["top5_before"], "batch_size": 64,
                 "device": "cpu", "dataset": "fashion-mnist", "seed": meta["config"]["seed"],
-                "run_dir": folder, "epochs": meta["config"]["base_epochs"]}  # evaluated there
+                "run_dir": folder,  # the run whose evaluation it is
+                "epochs": meta["config"]["base_epochs"], "net": base_file}
             nets[base_file] = load_model(r["model"], classes=10, params=base_file, ctx=ctx[0],
                                          input_size=28, channels=1)
-    for base_file, row in bases.items():
-        rows.append(dict(row, run_dir=base_file))
+    rows += bases.values()
     # 30 timed batches each, all networks interleaved: the column's ratios hold on a busy CPU
     speed = throughput(nets, (1, 28, 28), batch_size=64, ctx=ctx[0], repeats=30,
                        warmup=3) if nets else {}
     for row in rows:
-        row["throughput_img_s"] = speed[row["run_dir"]]["throughput_img_s"]
-    for base_file, row in bases.items():
-        row = next(r for r in rows if r["run_dir"] == base_file)
-        row["run_dir"] = bases[base_file]["run_dir"]
+        row["throughput_img_s"] = speed[row["net"]]["throughput_img_s"]
     with atomic_path(os.path.join(args.out, "results.csv")) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
