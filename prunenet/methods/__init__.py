@@ -7,12 +7,15 @@ iterable of (data, label) NDArray pairs), ``ctx=`` and ``max_batches=``. ``TRAIN
 """
 from . import attention, l1, qcqp, random, uniform, wsp
 
-DATA_FREE = {"uniform": uniform.select_channels, "l1": l1.select_channels,
+DATA_FREE = {"uniform": uniform.select_channels, "uniform-l1": uniform.select_channels_l1,
+             "l1": l1.select_channels,
              "random": random.select_channels, "wsp": wsp.select_channels,
              "qcqp": qcqp.select_channels}
 DATA_DRIVEN = {"attention": attention.select_channels}
 METHODS = sorted({**DATA_FREE, **DATA_DRIVEN})
+# Data-free methods whose choice depends on ``seed=`` (random draws)
+SEEDED = {"random", "uniform"}
 # Methods that train the network while pruning it (prunenet.methods.gcp's schedule)
 TRAINED = ["gcp", "slimming"]
 
-__all__ = ["DATA_FREE", "DATA_DRIVEN", "METHODS", "TRAINED"]
+__all__ = ["DATA_FREE", "DATA_DRIVEN", "METHODS", "SEEDED", "TRAINED"]
