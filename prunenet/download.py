@@ -25,7 +25,11 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class Unreachable(PrunenetError):
-    """The server could not be reached at all (nothing was downloaded)."""
+    """The server could not be reached at all (nothing was downloaded); ``reason`` says why."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
 
 
 def is_url(text) -> bool:
@@ -56,8 +60,9 @@ def _open(url: str, what: str, timeout: float, hint_404: str):
         raise PrunenetError(f"cannot download {what} {url}: the server answered HTTP {err.code} "
                             f"{' '.join(str(err.reason).split())}; {hint}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
+        reason = _reason(err)
         raise Unreachable(f"cannot download {what} {url}: the server is unreachable "
-                          f"({_reason(err)}); check the URL and your network") from None
+                          f"({reason}); check the URL and your network", reason) from None
 
 
 def fetch(url: str, path: str, sha1: Optional[str] = None, size: Optional[int] = None,

@@ -664,7 +664,7 @@ def add_parser(subparsers) -> None:
                                    "CSV or a zoo, with GluonCV's ResNets and pruned ResNets: "
                                    "their published top-1, their throughput measured here "
                                    "(random weights), or GluonCV's V100 figures apart.")
-    q.add_argument("source", metavar="RESULTS.csv|ZOO_DIR")
+    q.add_argument("source", metavar="RESULTS.csv|ZOO_DIR|ZOO_URL")
     q.add_argument("--reference", choices=REFERENCES, default="local",
                    help="local: measure GluonCV's architectures on this device (default); "
                         "v100: GluonCV's published V100 throughput, in a panel of its own; "

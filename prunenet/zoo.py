@@ -288,7 +288,8 @@ def _mirror(url: str) -> str:
         if not os.path.isfile(path):
             raise
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(path)))
-        _note(f"prunenet: note: using the manifest cached on {stamp} ({err})")
+        _note(f"prunenet: note: {where} is unreachable ({err.reason}); using the manifest "
+              f"cached on {stamp}")
     return path
 
 
