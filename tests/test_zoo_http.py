@@ -197,8 +197,13 @@ def test_a_file_altered_on_the_server_is_refused_and_discarded(site, capsys):
     entry = manifest(folder)[RESNET]
     served = folder / "zoo" / entry["files"]["params"]
     good = served.read_bytes()
-    served.write_bytes(good[:-8] + bytes(8))  # same size, other bytes
+    served.write_bytes(good + bytes(8))  # another size
     with serving(folder) as url:
+        with pytest.raises(PrunenetError) as err:
+            zoo.get_model(RESNET, pretrained=True, root=url)
+        one_line(str(err.value), url, f"is {len(good) + 8} bytes, not the {len(good)}",
+                 "discarded")
+        served.write_bytes(good[:-8] + bytes(8))  # same size, other bytes
         with pytest.raises(PrunenetError) as err:
             zoo.get_model(RESNET, pretrained=True, root=url)
         one_line(str(err.value), url, entry["files"]["params"], "sha1", "discarded")
@@ -284,3 +289,14 @@ def test_zoo_pull_fetches_without_loading(site, tmp_path, capsys, monkeypatch):
     assert cli("zoo", "list", "--zoo", "ftp://example.com/zoo") == 2
     one_line(capsys.readouterr().err, "cannot download", "http://")
     assert sorted(os.listdir(tmp_path)) == ["cache", "site"]  # no ./http:/example.com/zoo
+
+
+def test_an_entry_with_wrong_sizes_is_refused(site, capsys):
+    folder, _ = site
+    doc = json.loads((folder / "zoo" / "zoo.json").read_text())
+    doc["models"][RESNET]["sizes"] = {"params": -1}
+    (folder / "zoo" / "zoo.json").write_text(json.dumps(doc))
+    with serving(folder) as url:
+        assert cli("zoo", "list", "--zoo", url) == 2
+    one_line(capsys.readouterr().err, f"{url}/zoo.json", f"model {RESNET} has sizes",
+             "not file sizes in bytes")
