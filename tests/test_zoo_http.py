@@ -17,6 +17,8 @@ import pytest
 
 from conftest import random_net
 from prunenet import download, zoo
+from prunenet.cli import main
+from prunenet.plot import read_points
 from prunenet.errors import PrunenetError
 from prunenet.runs import load_pruned, prune_run
 from test_zoo import cli, one_line
@@ -173,6 +175,19 @@ def test_both_formats_load_by_url_then_from_the_cache_offline(site, tmp_path, ca
     err = capsys.readouterr().err
     assert "using the manifest cached" in err and "unreachable" in err
     assert cli("zoo", "list") == 0 and RESNET in capsys.readouterr().out
+    # the other commands that read a zoo take the URL too
+    out = tmp_path / "deploy"
+    assert cli("zoo", "export", SYMBOL, "--zoo", url, "--format", "symbol", "--out",
+               str(out)) == 0
+    assert sorted(os.listdir(out)) == [f"{SYMBOL}-0000.params", f"{SYMBOL}-symbol.json"]
+    capsys.readouterr()
+    assert main(["bench", "--zoo", url, "--name", RESNET, "--batch-size", "1", "--repeats", "1",
+                 "--warmup", "0", "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["input_shape"] == [3, 64, 64] and RESNET in measured["models"]
+    with pytest.raises(PrunenetError, match=f"zoo manifest {url}/zoo.json has no model with "
+                                            f"both 'top1'"):
+        read_points(url)  # plot tradeoff: these data-free runs have no top-1
 
 
 def test_the_cache_is_refreshed_and_repaired(site, capsys):
