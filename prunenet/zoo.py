@@ -221,9 +221,9 @@ def _where(zoo: str, fname: str) -> str:
 def _checked_file(zoo: str, name: str, entry: dict, role: str) -> str:
     """The path of an entry's ``role`` file after checking it exists and matches its hash (a
     zoo URL's file: the cached copy, downloaded first when it is missing or damaged)."""
-    fname, want = _file_of(zoo, name, entry, role)
     if is_url(zoo):
         return _fetched_file(zoo, name, entry, role)
+    fname, want = _file_of(zoo, name, entry, role)
     path = _where(zoo, fname)
     if not os.path.isfile(path):
         raise PrunenetError(f"model {name}: file {path} listed in {MANIFEST} is missing; "
@@ -665,10 +665,10 @@ def _cell(value) -> str:
 
 # -- the command line ---------------------------------------------------------------------------
 def add_parser(subparsers) -> None:
-    """Add ``zoo publish|list|verify|export`` to the ``prunenet`` command line."""
+    """Add ``zoo publish|list|verify|export|pull`` to the ``prunenet`` command line."""
     from .cli import _positive_int
     p = subparsers.add_parser("zoo", help="publish pruned models to a model zoo, list, verify "
-                                          "and export them")
+                                          "and export them, fetch a served zoo")
     sub = p.add_subparsers(dest="zoo_command", metavar="ACTION", parser_class=type(p))
     sub.required = True
 

@@ -164,6 +164,8 @@ def test_both_formats_load_by_url_then_from_the_cache_offline(site, tmp_path, ca
     assert rows[RESNET]["input"] == "3x64x64" and rows[SYMBOL]["input"] == "3x32x32"
     assert rows[RESNET]["device"] == "cpu(0)" and rows[RESNET]["dataset"] == "-"
     assert rows[SYMBOL]["batch"] == "2" and float(rows[SYMBOL]["img/s"]) > 0
+    assert cli("zoo", "list", "--zoo", str(folder / "zoo")) == 0  # a folder: the same table
+    assert capsys.readouterr().out.splitlines() == table
 
     # server stopped: the cache serves, a note says the manifest is the cached one
     capsys.readouterr()
