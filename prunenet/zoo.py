@@ -37,9 +37,10 @@ from .download import Unreachable, fetch, has_scheme, is_url
 from .errors import PrunenetError
 from .models import build_pruned_resnet
 
-__all__ = ["get_model", "describe", "publish", "pull", "read_manifest", "verify", "Verification",
-           "gluoncv_pruned_models", "format_table", "add_parser", "default_root", "cache_folder",
-           "MANIFEST", "RESNET_FORMAT", "SYMBOL_FORMAT", "ZOO_ENV"]
+__all__ = ["get_model", "get_model_file", "describe", "publish", "pull", "read_manifest",
+           "verify", "Verification", "gluoncv_pruned_models", "format_table", "add_parser",
+           "default_root", "cache_folder", "MANIFEST", "RESNET_FORMAT", "SYMBOL_FORMAT",
+           "ZOO_ENV"]
 
 MANIFEST = "zoo.json"
 LOCK_FILE = ".lock"
@@ -409,6 +410,16 @@ def get_model(name: str, pretrained: bool = False, root: Optional[str] = None, c
     paths = {role: _checked_file(root, name, entry, role) for role in roles
              if role != "params" or pretrained}
     return _load(entry["format"], entry["base"], paths, ctx)
+
+
+def get_model_file(name: str, root: Optional[str] = None) -> str:
+    """The local path of model ``name``'s weights after checking their sha1 (a zoo URL's:
+    downloaded into the cache first), as GluonCV's ``model_store.get_model_file``."""
+    root = root or default_root()
+    entry = describe(name, root)
+    if entry.get("source") == "gluoncv":
+        return _gluoncv_weights(name, entry["tag"], root)
+    return _checked_file(root, name, entry, "params")
 
 
 def _load(fmt: str, base: str, paths: Dict[str, Optional[str]], ctx=None):

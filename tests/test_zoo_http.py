@@ -290,6 +290,9 @@ def test_zoo_pull_fetches_without_loading(site, tmp_path, capsys, monkeypatch):
         cache = zoo.cache_folder(url)
         assert files_under(cache) == sorted(["zoo.json", *entries[SYMBOL]["files"].values()])
         assert cache in out and entries[SYMBOL]["files"]["params"] in out
+        path = zoo.get_model_file(SYMBOL, root=url)  # as GluonCV's model_store names it
+        assert path == os.path.join(cache, entries[SYMBOL]["files"]["params"])
+        assert sha1(path) == entries[SYMBOL]["sha1"]["params"]
         assert cli("zoo", "pull", url, "--name", "nope") == 2
         one_line(capsys.readouterr().err, "has no model nope", RESNET)
         monkeypatch.setenv("PRUNENET_ZOO", url + "/zoo.json")  # the manifest's URL works too
