@@ -74,6 +74,12 @@ def fetch(url: str, path: str, sha1: Optional[str] = None, size: Optional[int] =
     on. An existing ``path`` is replaced only by a download that passed."""
     from .files import atomic_path
     timeout = TIMEOUT if timeout is None else timeout
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise PrunenetError(f"cannot download into {folder}: {err.strerror or err}; give a "
+                            f"folder you can write (for a zoo: set PRUNENET_CACHE)") from None
     if log:
         log(f"downloading {url} to {path}")
     with atomic_path(path) as tmp:

@@ -320,3 +320,14 @@ def test_an_entry_with_wrong_sizes_is_refused(site, capsys):
         assert cli("zoo", "list", "--zoo", url) == 2
     one_line(capsys.readouterr().err, f"{url}/zoo.json", f"model {RESNET} has sizes",
              "not file sizes in bytes")
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(site, tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("PRUNENET_CACHE", str(blocker))
+    with serving(site[0]) as url:
+        with pytest.raises(PrunenetError) as err:
+            zoo.get_model(RESNET, pretrained=True, root=url)
+    one_line(str(err.value), f"cannot download into {blocker}", "PRUNENET_CACHE")
+    assert blocker.read_text() == "x"
