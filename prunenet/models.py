@@ -176,7 +176,12 @@ def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=N
     except (AssertionError, ValueError, mx.base.MXNetError, OSError) as err:
         raise PrunenetError(f"{params_file or symbol_file} does not fit {symbol_file}: "
                             f"{_first_line(err)}") from None
-    if params_file is None:
+    if params_file is None:  # BatchNorm as Gluon starts it, the rest as GluonCV's ResNets
+        for name, param in block.collect_params().items():
+            if name.endswith(("_gamma", "_running_var")):
+                param.init = mx.init.One()
+            elif name.endswith(("_beta", "_running_mean", "_bias")):
+                param.init = mx.init.Zero()
         initialize_missing(block, mx.init.MSRAPrelu(), ctx)
     return block
 
