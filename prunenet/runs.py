@@ -121,6 +121,7 @@ def _base_report(model: str, method: str, objective: str, target: float, selecti
         "group_widths": [[int(k.sum()), int(k.size)] for k in selection.keep],
         "timings": timings, "environment": environment(),
         "command": command if command is not None else list(sys.argv),
+        **({"solver": selection.solver} if selection.solver is not None else {}),
     }
 
 

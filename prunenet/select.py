@@ -8,7 +8,7 @@ the target; no group goes below ``min_width``. Because the last block removed co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -41,6 +41,7 @@ class Selection:
     base_cost: float  # the cost that the target is a fraction of
     largest_block: float  # Δ as a cost (largest saving of one removed block)
     blocks_removed: int
+    solver: Optional[dict] = None  # what an exact method solved (qcqp): status, gap, ...
 
     @property
     def achieved(self) -> float:
