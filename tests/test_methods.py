@@ -205,3 +205,79 @@ def test_command_line_attention_asks_for_a_dataset(tmp_path, capsys):
     assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "attention", "--target",
                  "0.5", "--out", str(tmp_path / "run")]) == 2
     assert "--dataset" in capsys.readouterr().err
+
+
+def _wsp_chain(seed=3, width=16):
+    """conv-BN-ReLU ×4 (width ``width``) and a dense layer, BatchNorm randomised."""
+    from conftest import randomize_batchnorm
+    from mxnet import gluon
+    mx.random.seed(seed)
+    net = gluon.nn.HybridSequential(prefix="wspchain_")
+    with net.name_scope():
+        for _ in range(4):
+            net.add(gluon.nn.Conv2D(width, 3, padding=1, use_bias=False), gluon.nn.BatchNorm(),
+                    gluon.nn.Activation("relu"))
+        net.add(gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(10))
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 8, 8)))
+    randomize_batchnorm(net, seed=seed)
+    return trace(net, (1, 3, 8, 8)), network_params(net)
+
+
+def _released_rule(graph, params, conv_p, fc_p):
+    """Per prunable group, the channels the released train.py removes: filter L1 (raw |W|) and
+    the next layer's input-channel L1 both strictly below their np.percentile."""
+    weights = [params[graph.layers[n].weight] for n in graph.layers]  # chain order
+    removed = {}
+    for i, group in enumerate(g for g in graph.groups if g.prunable):
+        filters = np.abs(weights[i]).sum(axis=(1, 2, 3))
+        nxt = np.abs(weights[i + 1])
+        dense = nxt.ndim == 2
+        channels = nxt.sum(axis=0).reshape(group.width, -1).sum(axis=1) if dense else \
+            nxt.sum(axis=(0, 2, 3))
+        p = fc_p if dense else conv_p
+        weak = (filters < np.percentile(filters, p)) & (channels < np.percentile(channels, p))
+        removed[group.index] = set(np.flatnonzero(weak))
+    return removed
+
+
+def test_wsp_fixed_percentile_is_the_released_rule():
+    graph, params = _wsp_chain()
+    cost = cost_model(graph, "flops")
+    assert len(graph.prunable_groups) == 4
+    for conv_p, fc_p in [(20, 20), (50, 30), (70, 90)]:
+        reference = _released_rule(graph, params, conv_p, fc_p)
+        sel = wsp.select_channels(graph, params, cost, 0.5, percentile=conv_p, fc_percentile=fc_p)
+        chosen = {g.index: set(np.flatnonzero(~sel.keep[g.index])) for g in graph.prunable_groups}
+        assert chosen == reference and any(reference.values()), (conv_p, fc_p)
+        assert sel.achieved == cost.total(widths_of(sel.keep)) / cost.total()
+        if conv_p == fc_p:  # a cost target at what P reaches removes the same channels
+            by_target = wsp.select_channels(graph, params, cost, sel.achieved, round_to=1,
+                                            min_width=1)
+            assert all((a == b).all() for a, b in zip(by_target.keep, sel.keep))
+
+
+def test_wsp_folds_batchnorm_only_when_asked():
+    graph, params = _wsp_chain()
+    cost = cost_model(graph, "flops")
+    raw = wsp.select_channels(graph, params, cost, 0.5, percentile=50)
+    folded = wsp.select_channels(graph, params, cost, 0.5, percentile=50, fold_bn=True)
+    # folding rescales each filter by |γ|/σ: some decisions change on a randomised BatchNorm
+    assert sum(int((a != b).sum()) for a, b in zip(raw.keep, folded.keep)) > 0
+    # and the folded rule is the released rule on the folded weights
+    norms = {n.producer: n for n in graph.norms.values() if n.producer}
+    folded_params = dict(params)
+    for name, layer in graph.layers.items():
+        if name in norms:
+            n = norms[name]
+            scale = np.abs(params[n.gamma]) / np.sqrt(params[n.running_var] + n.eps)
+            folded_params[layer.weight] = params[layer.weight] * scale[:, None, None, None]
+    reference = _released_rule(graph, folded_params, 50, 50)
+    assert {g.index: set(np.flatnonzero(~folded.keep[g.index]))
+            for g in graph.prunable_groups} == reference
+
+
+def test_wsp_percentile_must_be_a_percentage():
+    graph, params = _wsp_chain()
+    with pytest.raises(PrunenetError, match="percentile 150 must lie in"):
+        wsp.select_channels(graph, params, cost_model(graph, "flops"), 0.5, percentile=150)

@@ -44,9 +44,10 @@ __all__ = ["kernel_norms", "importance", "kept_importance", "kept_value", "chann
 
 
 def kernel_norms(graph: ChannelGraph, params: Dict[str, np.ndarray],
-                 power: int) -> Dict[str, np.ndarray]:
+                 power: int, fold_bn: bool = True) -> Dict[str, np.ndarray]:
     """Per conv/dense layer, Σ|ŵ|^power of every kernel as an (output, input channels) array,
-    ``ŵ`` folded with the layer's own BatchNorm (grouped and depthwise convs as dense ones)."""
+    ``ŵ`` folded with the layer's own BatchNorm unless not ``fold_bn`` (grouped and depthwise
+    convs as dense ones)."""
     bn_of = {n.producer: n for n in graph.norms.values() if n.producer}
     out: Dict[str, np.ndarray] = {}
     for name, layer in graph.layers.items():
@@ -56,7 +57,7 @@ def kernel_norms(graph: ChannelGraph, params: Dict[str, np.ndarray],
             m = m.reshape(layer.out_channels, layer.in_channels, -1).sum(axis=2)
         elif layer.groups > 1:
             m = expand_grouped(m, layer.groups)
-        norm = bn_of.get(name)
+        norm = bn_of.get(name) if fold_bn else None
         if norm is not None:
             scale = np.abs(params[norm.gamma]) / np.sqrt(params[norm.running_var] + norm.eps)
             m = m * (scale.astype(np.float64) ** power)[:, None]
