@@ -209,17 +209,8 @@ def test_command_line_attention_asks_for_a_dataset(tmp_path, capsys):
 
 def _wsp_chain(seed=3, width=16):
     """conv-BN-ReLU ×4 (width ``width``) and a dense layer, BatchNorm randomised."""
-    from conftest import randomize_batchnorm
-    from mxnet import gluon
-    mx.random.seed(seed)
-    net = gluon.nn.HybridSequential(prefix="wspchain_")
-    with net.name_scope():
-        for _ in range(4):
-            net.add(gluon.nn.Conv2D(width, 3, padding=1, use_bias=False), gluon.nn.BatchNorm(),
-                    gluon.nn.Activation("relu"))
-        net.add(gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(10))
-    net.initialize(mx.init.Xavier())
-    net(mx.nd.zeros((1, 3, 8, 8)))
+    from conftest import conv_chain, randomize_batchnorm
+    net = conv_chain(4, width, seed, prefix="wspchain_")
     randomize_batchnorm(net, seed=seed)
     return trace(net, (1, 3, 8, 8)), network_params(net)
 

@@ -6,8 +6,7 @@ import time
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import random_net
-from mxnet import gluon
+from conftest import conv_chain, random_net
 
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.costs import MacsCost
@@ -19,15 +18,7 @@ WIDTH, ROUND, FLOOR = 8, 2, 2
 
 def _chain(seed):
     """conv-BN-ReLU ×3 (width 8) then a 10-way dense layer, with spread-out filter scales."""
-    mx.random.seed(seed)
-    net = gluon.nn.HybridSequential(prefix=f"chain{seed}_")
-    with net.name_scope():
-        for _ in range(3):
-            net.add(gluon.nn.Conv2D(WIDTH, 3, padding=1, use_bias=False), gluon.nn.BatchNorm(),
-                    gluon.nn.Activation("relu"))
-        net.add(gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(10))
-    net.initialize(mx.init.Xavier())
-    net(mx.nd.zeros((1, 3, 8, 8)))
+    net = conv_chain(3, WIDTH, seed, prefix=f"chain{seed}_")
     rng = np.random.RandomState(seed)
     for name, p in net.collect_params().items():
         if name.endswith("gamma"):
