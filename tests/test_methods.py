@@ -1,4 +1,4 @@
-"""The baselines random, wsp, qcqp and attention: the output contract of l1/uniform (cost target,
+"""The baselines random, wsp, qcqp and activation-vote: the output contract of l1/uniform (cost target,
 blocks, tied channels, exact surgery, determinism), and what each one claims to do."""
 import mxnet as mx
 import numpy as np
@@ -8,13 +8,13 @@ from conftest import random_net
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.cli import main
 from prunenet.files import read_json
-from prunenet.methods import DATA_DRIVEN, DATA_FREE, METHODS, attention, qcqp, wsp
+from prunenet.methods import DATA_DRIVEN, DATA_FREE, METHODS, activation_vote, qcqp, wsp
 from prunenet.methods.l1 import filter_scores
 from prunenet.runs import prune_network, surgery_check
 from prunenet.select import block_size
 from prunenet.surgery import network_params, widths_of
 
-NEW = ["random", "wsp", "qcqp", "attention"]
+NEW = ["random", "wsp", "qcqp", "activation-vote"]
 NETS = {"resnet18_v1b": 32, "mobilenetv2_1.0": 32}
 
 
@@ -46,7 +46,8 @@ def _select(method, case, objective, target, **options):
 
 def test_registered():
     assert set(NEW) <= set(METHODS) and set(DATA_FREE) | set(DATA_DRIVEN) == set(METHODS)
-    assert "attention" in DATA_DRIVEN and "attention" not in DATA_FREE
+    assert "activation-vote" in DATA_DRIVEN and "activation-vote" not in DATA_FREE
+    assert "attention" in DATA_DRIVEN  # the deprecated alias
 
 
 @pytest.mark.parametrize("method", NEW)
@@ -161,35 +162,49 @@ def test_qcqp_keeps_more_importance_than_l1_and_uniform(nets):
             assert kept["qcqp"] >= max(kept["l1"], kept["uniform"]), (name, objective, kept)
 
 
-def test_attention_ranks_a_silenced_channel_lowest(nets):
+def _kill_channel(net, norm, channel, before):
+    """γ 0.05, β −8 on ``channel`` of ``norm``: its BatchNorm output is about −8, zero after ReLU."""
+    params = net.collect_params()
+    for name, value in ((norm.gamma, 0.05), (norm.beta, -8.0)):
+        new = before[name].copy()
+        new[channel] = value
+        params[name].set_data(mx.nd.array(new))
+
+
+def test_activation_vote_ranks_a_dead_channel_last(nets):
     net, graph, before, batches = nets["resnet18_v1b"]
     group = next(g for g in graph.prunable_groups if not g.tied)
     norm = next(n for n in graph.norms.values() if n.producer == group.producers[0])
-    silenced = 5
-    params = net.collect_params()
-    for name in (norm.gamma, norm.beta):
-        value = before[name].copy()
-        value[silenced] = 0
-        params[name].set_data(mx.nd.array(value))
+    dead = 5
+    _kill_channel(net, norm, dead, before)
     try:
-        scores = attention.activation_scores(graph, net, batches)
-        sel = attention.select_channels(graph, before, cost_model(graph, "flops"), 0.9999,
-                                        round_to=1, min_width=1, net=net, batches=batches)
+        scores = activation_vote.activation_scores(graph, net, batches)
+        sel = activation_vote.select_channels(graph, before, cost_model(graph, "flops"), 0.9999,
+                                              round_to=1, min_width=1, net=net, batches=batches)
     finally:
         _restore(net, before)
-    others = np.concatenate([s if g.index != group.index else np.delete(s, silenced)
+    others = np.concatenate([s if g.index != group.index else np.delete(s, dead)
                              for g, s in ((g, scores[g.index]) for g in graph.prunable_groups)])
-    assert scores[group.index][silenced] == 0.0 < others.min()
-    assert sel.blocks_removed == 1 and np.flatnonzero(~sel.keep[group.index]).tolist() == [silenced]
+    assert scores[group.index][dead] == 0.0 < others.min()
+    assert sel.blocks_removed == 1 and np.flatnonzero(~sel.keep[group.index]).tolist() == [dead]
 
 
-def test_attention_needs_data(nets):
+def test_attention_is_a_deprecated_alias(nets):
+    net, graph, params, batches = nets["mobilenetv2_1.0"]
+    cost = cost_model(graph, "flops")
+    with pytest.warns(FutureWarning, match="activation-vote"):
+        old = DATA_DRIVEN["attention"](graph, params, cost, 0.5, net=net, batches=batches)
+    new = activation_vote.select_channels(graph, params, cost, 0.5, net=net, batches=batches)
+    assert all((a == b).all() for a, b in zip(old.keep, new.keep))
+
+
+def test_activation_vote_needs_data(nets):
     net, graph, params, _ = nets["resnet18_v1b"]
     cost = cost_model(graph, "flops")
     with pytest.raises(PrunenetError, match="needs data"):
-        attention.select_channels(graph, params, cost, 0.5)
+        activation_vote.select_channels(graph, params, cost, 0.5)
     with pytest.raises(PrunenetError, match="no batches"):
-        attention.select_channels(graph, params, cost, 0.5, net=net, batches=[])
+        activation_vote.select_channels(graph, params, cost, 0.5, net=net, batches=[])
 
 
 @pytest.mark.parametrize("method", ["random", "wsp", "qcqp"])
@@ -201,8 +216,8 @@ def test_command_line(tmp_path, method):
     assert report["method"] == method and 0.5 - report["granularity"] < report["achieved"] <= 0.5
 
 
-def test_command_line_attention_asks_for_a_dataset(tmp_path, capsys):
-    assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "attention", "--target",
+def test_command_line_activation_vote_asks_for_a_dataset(tmp_path, capsys):
+    assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "activation-vote", "--target",
                  "0.5", "--out", str(tmp_path / "run")]) == 2
     assert "--dataset" in capsys.readouterr().err
 
