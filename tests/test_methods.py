@@ -37,7 +37,7 @@ def _select(method, case, objective, target, **options):
     net, graph, params, batches = case
     cost = cost_model(graph, objective)
     if method == "qcqp":
-        options.setdefault("time_limit", 5.0)  # exactness is tests/test_qcqp.py's
+        options.setdefault("time_limit", 1.0)  # exactness is tests/test_qcqp.py's
     if method in DATA_DRIVEN:
         options.update(net=net, batches=batches)
         return DATA_DRIVEN[method](graph, params, cost, target, **options), cost

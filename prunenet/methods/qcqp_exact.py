@@ -183,11 +183,14 @@ class _Program:
 
 def _aggregate(e: np.ndarray, rows: np.ndarray, cols: np.ndarray):
     """``e`` summed into (row unit, column unit) cells; ``_FIXED`` becomes the last index."""
+    from scipy.sparse import csr_matrix
     r_ids, r_inv = np.unique(rows, return_inverse=True)
     c_ids, c_inv = np.unique(cols, return_inverse=True)
-    out = np.zeros((r_ids.size, c_ids.size))
-    np.add.at(out, (r_inv[:, None], c_inv[None, :]), e)
-    return r_ids, c_ids, out
+    r = csr_matrix((np.ones(rows.size), (r_inv, np.arange(rows.size))),
+                   shape=(r_ids.size, rows.size))
+    c = csr_matrix((np.ones(cols.size), (np.arange(cols.size), c_inv)),
+                   shape=(cols.size, c_ids.size))
+    return r_ids, c_ids, np.asarray(r @ (c.T @ e.T).T)
 
 
 def _build(graph: ChannelGraph, cost: CostModel, energy: Dict[str, np.ndarray], units: _Units,
