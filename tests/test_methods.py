@@ -214,6 +214,10 @@ def test_command_line(tmp_path, method):
                  "flops", "--target", "0.5", "--out", str(out)]) == 0
     report = read_json(str(out / "report.json"))
     assert report["method"] == method and 0.5 - report["granularity"] < report["achieved"] <= 0.5
+    if method == "qcqp":  # what the solver proved goes into the report
+        solver = report["solver"]
+        assert solver["objective"] >= solver["greedy_objective"] and solver["gap"] >= 0
+        assert solver["proven_optimal"] == (solver["status"] == "Optimal")
 
 
 def test_command_line_activation_vote_asks_for_a_dataset(tmp_path, capsys):
