@@ -122,6 +122,7 @@ def _base_report(model: str, method: str, objective: str, target: float, selecti
         "group_widths": [[int(k.sum()), int(k.size)] for k in selection.keep],
         "timings": timings, "environment": environment(),
         "command": command if command is not None else list(sys.argv),
+        **({"solver": selection.solver} if selection.solver is not None else {}),
     }
 
 
@@ -791,7 +792,7 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
 def method_selection(method: str, graph: ChannelGraph, params, cost, target: float,
                      round_to: int = 8, min_width: int = 8, seed: int = 0, net=None,
                      train_batches=None, ctx=None) -> Selection:
-    """The selection of a non-GCP ``method`` at ``target``: data-free, or (``attention``)
+    """The selection of a non-GCP ``method`` at ``target``: data-free, or (``DATA_DRIVEN``: activation-vote, globalpru)
     reading the batches ``train_batches()`` gives."""
     from .methods import DATA_DRIVEN, DATA_FREE, SEEDED
     options = {"round_to": round_to, "min_width": min_width}

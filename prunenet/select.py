@@ -13,7 +13,7 @@ block), down to ``min_width``. The achieved fraction may then lie below α.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class Selection:
     largest_block: float  # Δ as a cost (largest saving of one removed block)
     blocks_removed: int
     zero_channels_removed: int = 0  # channels of score 0 removed whatever the target
+    solver: Optional[dict] = None  # what an exact method solved (qcqp): status, gap, ...
 
     @property
     def achieved(self) -> float:
