@@ -9,7 +9,7 @@ from .errors import PrunenetError
 
 __all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
            "check_shapes", "initialize_missing", "pretrained_params",
-           "build_pruned_resnet", "load_symbol_block"]
+           "build_pruned_resnet", "load_symbol_block", "fresh_resnetv1b"]
 
 # Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
 _CIFAR_PREFIX = "cifar_"
@@ -126,6 +126,23 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 + f": {_first_line(err)}; pass the save_parameters file of this "
                                   f"model") from None
     return net
+
+
+def fresh_resnetv1b(net):
+    """A new, uninitialised GluonCV ``ResNetV1b`` of ``net``'s architecture (block type, depth,
+    stem, downsampling, dilation, classes), read off ``net`` itself."""
+    from gluoncv.model_zoo.resnetv1b import ResNetV1b
+    from mxnet.gluon import nn
+    stages = [net.layer1, net.layer2, net.layer3, net.layer4]
+    deep_stem = isinstance(net.conv1, nn.HybridSequential)
+    down = getattr(net.layer2[0], "downsample", None)
+    avg_down = down is not None and isinstance(down[0], nn.AvgPool2D)
+    dilated = tuple(net.layer3[0].conv2._kwargs.get("dilate", (1, 1))) != (1, 1)
+    return ResNetV1b(type(net.layer1[0]), [len(s) for s in stages], classes=net.fc._units,
+                     dilated=dilated, norm_kwargs=dict(net.norm_kwargs), deep_stem=deep_stem,
+                     stem_width=net.conv1[0]._channels if deep_stem else 32, avg_down=avg_down,
+                     final_drop=net.drop._rate if net.drop is not None else 0.0,
+                     name_prefix=net.prefix)
 
 
 def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=None,

@@ -47,19 +47,22 @@ class PrunedNetwork:
     params: Dict[str, np.ndarray]  # sliced, full names of the unpruned network
 
 
-def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray], model: str,
-                  classes: Optional[int] = None, params: Optional[Dict[str, np.ndarray]] = None,
-                  ctx=None) -> PrunedNetwork:
+def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
+                  model: Optional[str] = None, classes: Optional[int] = None,
+                  params: Optional[Dict[str, np.ndarray]] = None, ctx=None) -> PrunedNetwork:
     """Build the physically pruned network keeping ``keep`` (``net`` is left unchanged).
 
-    ``params``: the full-width parameters to slice (default: ``net``'s own).
+    ``params``: the full-width parameters to slice (default: ``net``'s own). A GluonCV
+    ``ResNetV1b`` is rebuilt as GluonCV's ``model`` with ``classes`` outputs, or without a
+    ``model`` name as a network of ``net``'s own architecture.
     """
-    from .models import build_model
+    from .models import build_model, fresh_resnetv1b
     params = sliced_params(graph, params if params is not None else network_params(net), keep)
     keep = [k.copy() for k in keep]
     if is_resnetv1b(net):
         shapes = gluoncv_shapes(graph, net.prefix, keep)
-        pruned = build_resnetv1b(build_model(model, classes), shapes,
+        fresh = build_model(model, classes) if model else fresh_resnetv1b(net)
+        pruned = build_resnetv1b(fresh, shapes,
                                  gluoncv_params(params, net.prefix), ctx=ctx)
         return PrunedNetwork(pruned, graph, keep, net.prefix, True, params)
     pruned = build_symbol_block(graph, keep, params, ctx=ctx)
