@@ -88,15 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    def model_args(p):
-        p.add_argument("--model", required=True, help="GluonCV model name, e.g. resnet50_v1d")
-        p.add_argument("--input-size", type=_positive_int, default=None,
-                       help="input image size in pixels (default 224; 32 for cifar_* models)")
-        p.add_argument("--classes", type=_positive_int, default=None,
-                       help="number of output classes (default: the model's, 1000 for ImageNet)")
+    def network_args(p):
+        p.add_argument("--model", default=None,
+                       help="GluonCV model name, e.g. resnet50_v1d (or give --symbol)")
+        p.add_argument("--symbol", default=None, metavar="FILE",
+                       help="your own network: the NAME-symbol.json that HybridBlock.export "
+                            "writes, with its NAME-0000.params as --params (default: none)")
 
     p = sub.add_parser("count", help="count MACs and parameters of a model")
-    model_args(p)
+    network_args(p)
+    p.add_argument("--params", default=None,
+                   help="with --symbol: its params file (default: none)")
+    p.add_argument("--input-size", type=_positive_int, default=None,
+                   help="input image size in pixels (default 224; 32 for cifar_* models)")
+    p.add_argument("--classes", type=_positive_int, default=None,
+                   help="number of output classes (default: the model's, 1000 for ImageNet)")
     p.add_argument("--shapes", default=None,
                    help="a GluonCV pruned-ResNet shape file (JSON) to count instead of the "
                         "full-width model")
@@ -104,15 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_count)
 
     p = sub.add_parser("prune", help="prune a model to a cost target")
-    p.add_argument("--model", help="GluonCV model name, e.g. resnet50_v1d")
+    network_args(p)
     p.add_argument("--input-size", type=_positive_int, default=None,
                    help="input image size in pixels (default 224; 32 for cifar_* models; for "
                         "--method gcp: the dataset's)")
     p.add_argument("--classes", type=_positive_int, default=None,
                    help="number of output classes (default: the model's, or the dataset's)")
     p.add_argument("--params", default=None,
-                   help="Gluon save_parameters file of the unpruned model (default: seeded random "
-                        "initialisation)")
+                   help="Gluon save_parameters file of the unpruned model, or with --symbol "
+                        "its export params file; with --classes of another count the output "
+                        "layer is replaced (default: seeded random initialisation)")
     p.add_argument("--pretrained", action="store_true",
                    help="start from GluonCV's pretrained weights (downloads them)")
     p.add_argument("--method", choices=METHODS + TRAINED)
@@ -206,16 +213,25 @@ def _count(args) -> int:
     from .costs import count
     from .files import read_shapes
     from .graph import trace
-    from .models import input_shape, load_model
+    from .models import input_shape, load_model, load_network
 
-    shapes = read_shapes(args.shapes) if args.shapes else None
-    net = load_model(args.model, classes=args.classes, shapes=shapes, shapes_source=args.shapes,
-                     input_size=args.input_size)
-    result = count(trace(net, input_shape(args.model, args.input_size)))
+    if args.shapes or args.symbol is None:
+        if args.symbol is not None or args.params is not None:
+            raise PrunenetError("--shapes goes with --model, --params with --symbol")
+        if args.model is None:
+            raise PrunenetError("count needs --model NAME or --symbol FILE")
+        shapes = read_shapes(args.shapes) if args.shapes else None
+        net = load_model(args.model, classes=args.classes, shapes=shapes,
+                         shapes_source=args.shapes, input_size=args.input_size)
+        name, shape = args.model, input_shape(args.model, args.input_size)
+    else:
+        net, name, shape = load_network(args.model, args.symbol, args.classes, args.params,
+                                        input_size=args.input_size)
+    result = count(trace(net, shape))
     if args.json:
         print(json.dumps({"macs": result["macs"], "params": result["params"]}))
     else:
-        name = args.model + (f" ({args.shapes})" if args.shapes else "")
+        name = name + (f" ({args.shapes})" if args.shapes else "")
         print(f"{name}: {result['macs'] / 1e9:.3f} GMACs, {result['params'] / 1e6:.2f} M params "
               f"({result['macs']} MACs, {result['params']} params)")
     return 0
@@ -227,16 +243,23 @@ def _prune(args) -> int:
     if args.resume:
         data_run(DataRun(model="", out=args.resume, target=0.5), resume=True)
         return 0
-    missing = [flag for flag, value in (("--model", args.model), ("--method", args.method),
+    missing = [flag for flag, value in (("--model", args.model or args.symbol),
+                                        ("--method", args.method),
                                         ("--target", args.target), ("--out", args.out))
                if value is None]
     if missing:
-        raise PrunenetError(f"prune needs {', '.join(missing)} (or --resume DIR)")
+        raise PrunenetError(f"prune needs {', '.join(missing)} (or --resume DIR)".replace(
+            "--model", "--model or --symbol"))
+    if args.model and args.symbol:
+        raise PrunenetError("give --model NAME or --symbol FILE, not both")
     contexts(args.gpus)  # refuses GPU ids that are not there, whatever the method
     params = args.params
     if args.pretrained:
         if params:
             raise PrunenetError("give --params or --pretrained, not both")
+        if args.symbol:
+            raise PrunenetError("--pretrained downloads GluonCV's weights of a --model; a "
+                                "--symbol network takes its own --params file")
         from .models import pretrained_params
         params = pretrained_params(args.model)
     from .methods import DATA_DRIVEN
@@ -253,7 +276,7 @@ def _prune(args) -> int:
                             f"process (no --kvstore)")
     if args.method in TRAINED or args.dataset is not None:
         data_run(DataRun(
-            model=args.model, out=args.out, target=args.target, method=args.method,
+            model=args.model or "", out=args.out, target=args.target, method=args.method,
             objective=args.objective, dataset=args.dataset or "fashion-mnist", data_dir=args.data_dir, params=params, steps=args.steps,
             reg=args.reg, epochs_per_step=args.epochs_per_step, debias_epochs=args.debias_epochs,
             finetune_epochs=args.finetune_epochs, lr=args.lr, finetune_lr=args.finetune_lr,
@@ -266,14 +289,15 @@ def _prune(args) -> int:
             dtype=args.dtype, kvstore=args.kvstore, rec_train=args.rec_train,
             rec_train_idx=args.rec_train_idx, rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,
             num_data_workers=args.num_data_workers, progress=not args.no_progress,
-            command=command),
+            command=command, symbol=args.symbol),
             overwrite=args.overwrite)
         return 0
     prune_run(args.model, args.method, args.objective, args.target, args.out,
               params=params, input_size=args.input_size, classes=args.classes,
               round_to=args.round_to, min_width=args.min_width, seed=args.seed,
               overwrite=args.overwrite, command=command, latency_table=args.latency_table,
-              latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus)
+              latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus,
+              symbol=args.symbol)
     return 0
 
 

@@ -127,6 +127,13 @@ def _base_report(model: str, method: str, objective: str, target: float, selecti
     }
 
 
+def transfer_line(transfer: dict) -> str:
+    """The log line saying that the output layer was replaced (transfer to other classes)."""
+    return (f"transfer: the params file's {transfer['from_classes']}-class output layer "
+            f"({', '.join(transfer['replaced'])}) was replaced by a freshly initialised "
+            f"{transfer['classes']}-class one")
+
+
 def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_to: int = 8,
                    gpus: str = "", latency_table: Optional[str] = None,
                    latency_batch_size: int = 64, dtype: str = "float32"):
@@ -233,13 +240,14 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
               classes: Optional[int] = None, round_to: int = 8, min_width: int = 8,
               seed: int = 0, overwrite: bool = False, command: Optional[List[str]] = None,
               log=print, latency_table: Optional[str] = None, latency_batch_size: int = 64,
-              dtype: str = "float32", gpus: str = "") -> dict:
-    """Prune ``model`` with a data-free ``method`` to ``target`` × its cost; write the run folder
-    ``out`` (see the module doc) and return the report. The ``latency`` objective measures on
-    ``gpus``' first device (the CPU if none), at ``latency_batch_size`` and ``dtype``."""
+              dtype: str = "float32", gpus: str = "", symbol: Optional[str] = None) -> dict:
+    """Prune ``model`` (or the exported ``symbol`` with its ``params``) with a data-free
+    ``method`` to ``target`` × its cost; write the run folder ``out`` (see the module doc) and
+    return the report. The ``latency`` objective measures on ``gpus``' first device (the CPU if
+    none), at ``latency_batch_size`` and ``dtype``."""
     from .files import staged_dir, write_json
     from .methods import DATA_FREE
-    from .models import input_shape, load_model
+    from .models import load_network
 
     if method not in DATA_FREE:
         raise PrunenetError(f"unknown method {method!r}: choose one of {', '.join(DATA_FREE)}")
@@ -253,10 +261,11 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
                             f"--overwrite")
     timings = {}
     t0 = time.time()
-    net = load_model(model, classes=classes, params=params, seed=seed, input_size=input_size)
-    shape = input_shape(model, input_size)
+    net, name, shape = load_network(model or None, symbol, classes, params, seed,
+                                    input_size=input_size)
+    transfer = getattr(net, "prunenet_transfer", None)
     graph = trace(net, shape)
-    cost = objective_cost(graph, objective, model, round_to, gpus, latency_table,
+    cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,
                           latency_batch_size, dtype)
     check_reachable(graph, cost, target, round_to, min_width)
     before = count(graph)
@@ -270,16 +279,17 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     timings["select_s"] = time.time() - t0
 
     t0 = time.time()
-    pruned = prune_network(net, graph, selection.keep, model, classes)
+    pruned = prune_network(net, graph, selection.keep, model or None, classes)
     diff, scale = surgery_check(net, pruned.net, graph, selection.keep, seed=seed)
     timings["surgery_s"] = time.time() - t0
     _check_surgery(diff, scale)
 
-    report = _base_report(model, method, objective, target, selection, graph, before, timings,
+    report = _base_report(name, method, objective, target, selection, graph, before, timings,
                           command)
     report.update({
         "input_shape": list(shape), "classes": classes, "round_to": round_to,
-        "min_width": min_width, "seed": seed, "params_file": params,
+        "min_width": min_width, "seed": seed, "params_file": params, "symbol_file": symbol,
+        "transfer": transfer,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
         **latency,
@@ -287,7 +297,9 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
-    log(f"{model} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
+    if transfer:
+        log(transfer_line(transfer))
+    log(f"{name} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
         f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> "
         f"{report['macs_after'] / 1e9:.3f}G, params {before['params'] / 1e6:.2f}M -> "
         f"{report['params_after'] / 1e6:.2f}M{_latency_line(report)}; written to {out}")
@@ -349,6 +361,7 @@ class DataRun:
     num_data_workers: int = 4  # decoding threads (ImageNet, image folders)
     progress: bool = True
     command: Optional[List[str]] = None
+    symbol: Optional[str] = None  # a HybridBlock.export symbol file, instead of ``model``
 
 
 def contexts(gpus: str) -> list:
@@ -413,7 +426,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     from .checkpoint import load_checkpoint, save_checkpoint
     from .files import read_json, write_json
     from .methods.gcp import GCPConfig
-    from .models import input_shape, load_model
+    from .models import load_network
     from .train import BatchStream, FinetuneConfig, finetune
 
     out = os.path.abspath(run.out)
@@ -470,15 +483,15 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if not resume and os.path.exists(out) and not overwrite:
             raise PrunenetError(f"output folder {out} already exists; choose another --out, "
                                 f"pass --overwrite, or continue it with --resume {out}")
-        net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
-                         ctx=ctx[0], input_size=size, channels=channels)
+        net, name, shape = load_network(run.model or None, run.symbol, classes, run.params,
+                                        run.seed, ctx[0], size, channels)
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
         failure = err
     workers.agree(failure)
     workers.broadcast(net.collect_params())
-    shape = input_shape(run.model, size, channels)
+    transfer = getattr(net, "prunenet_transfer", None)
     graph = trace(net, shape)
-    cost = objective_cost(graph, run.objective, run.model, run.round_to, run.gpus,
+    cost = objective_cost(graph, run.objective, name, run.round_to, run.gpus,
                           run.latency_table, run.latency_batch_size, run.dtype)
     check_reachable(graph, cost, run.target, run.round_to, run.min_width)
     if not resume:
@@ -510,7 +523,9 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         t0 = time.time()
         top1_before, top5_before = val_top1(net)
         timings["eval_before_s"] = time.time() - t0
-        say(f"{run.model}: top-1 {top1_before:.4f} before pruning; "
+        if transfer:
+            say(transfer_line(transfer))
+        say(f"{name}: top-1 {top1_before:.4f} before pruning; "
             f"{before['macs'] / 1e6:.1f}M MACs, {before['params'] / 1e6:.3f}M params")
     else:
         top1_before, top5_before = ckpt["top1_before"], ckpt["top5_before"]
@@ -523,7 +538,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         s_ = ckpt["selection"]
         selection = Selection(keep, s_["cost"], s_["base_cost"], s_["largest_block"],
                               s_["blocks_removed"])
-        pruned = prune_network(net, graph, keep, run.model, classes, ctx=ctx[0])
+        pruned = prune_network(net, graph, keep, run.model or None, classes, ctx=ctx[0])
         for name, param in _by_original_names(pruned).items():
             param.set_data(arrays["net:" + name])
         top1_selected, diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
@@ -550,7 +565,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
             timings["select_s"] = time.time() - t0
         t0 = time.time()
         top1_selected, _ = val_top1(masked)
-        pruned = prune_network(net, graph, selection.keep, run.model, classes, params=params,
+        pruned = prune_network(net, graph, selection.keep, run.model or None, classes, params=params,
                                ctx=ctx[0])
         x = _probe(shape, run.seed, ctx[0])
         masked_out = masked(x).asnumpy()
@@ -585,8 +600,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
 
     teacher = None
     if run.distill:
-        teacher = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
-                             ctx=ctx[0], input_size=size, channels=channels)
+        teacher = load_network(run.model or None, run.symbol, classes, run.params, run.seed,
+                               ctx[0], size, channels)[0]
     ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
                         warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
     stream = BatchStream(lambda e, s: shares(train, 1000 + e, s))
@@ -619,13 +634,13 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
                  "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
     _write_steps(os.path.join(out, STEPS_FILE), rows)
-    report = _base_report(run.model, run.method, run.objective, run.target, selection, graph, before,
+    report = _base_report(name, run.method, run.objective, run.target, selection, graph, before,
                           timings, run.command)
     report.update({
         "top1_before": top1_before, "top5_before": top5_before,
         "top1_selected": top1_selected, "top1_after": top1_after, "top5_after": top5_after,
         "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
-        "surgery_max_abs_diff": diff, "notes": notes,
+        "surgery_max_abs_diff": diff, "notes": notes, "transfer": transfer,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
         "settings": dataclasses.asdict(run), **latency,
     })

@@ -189,6 +189,8 @@ def build_symbol_block(graph: ChannelGraph, keep: Sequence[np.ndarray],
     ctx = ctx or mx.cpu()
     doc = json.loads(graph.symbol.tojson())
     for node in doc["nodes"]:
+        if node["op"] == "null" and node["name"] in params and "__shape__" in node.get("attrs", {}):
+            node["attrs"]["__shape__"] = str(tuple(params[node["name"]].shape))  # as sliced
         layer = graph.layers.get(node["name"])
         if layer is not None:
             width = int(keep[graph.space_group[layer.out_space]].sum())
