@@ -127,6 +127,10 @@ def _base_report(model: str, method: str, objective: str, target: float, selecti
     }
 
 
+RANDOM_WEIGHTS = ("warning: no --params or --pretrained: pruning randomly initialised weights "
+                  "(fine for trying the tool, meaningless for accuracy)")
+
+
 def transfer_line(transfer: dict) -> str:
     """The log line saying that the output layer was replaced (transfer to other classes)."""
     return (f"transfer: the params file's {transfer['from_classes']}-class output layer "
@@ -297,6 +301,8 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
+    if params is None:
+        log(RANDOM_WEIGHTS)
     if transfer:
         log(transfer_line(transfer))
     log(f"{name} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
@@ -362,6 +368,12 @@ class DataRun:
     progress: bool = True
     command: Optional[List[str]] = None
     symbol: Optional[str] = None  # a HybridBlock.export symbol file, instead of ``model``
+    momentum: float = 0.9  # of the pruning steps and fine-tuning
+    wd: float = 1e-4  # fine-tuning's weight decay
+    lr_mode: str = "cosine"  # fine-tuning's schedule (prunenet.train.LR_MODES)
+    mode: str = "hybrid"  # fine-tune hybridized, or "imperative"
+    teacher: Optional[str] = None  # a GluonCV model to distil from (else the unpruned, --distill)
+    teacher_params: Optional[str] = None
 
 
 def contexts(gpus: str) -> list:
@@ -523,6 +535,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         t0 = time.time()
         top1_before, top5_before = val_top1(net)
         timings["eval_before_s"] = time.time() - t0
+        if run.params is None:
+            say(RANDOM_WEIGHTS)
         if transfer:
             say(transfer_line(transfer))
         say(f"{name}: top-1 {top1_before:.4f} before pruning; "
@@ -599,11 +613,16 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                         latency=latency, rows=rows, timings=timings)
 
     teacher = None
-    if run.distill:
+    if run.teacher:
+        teacher = load_network(run.teacher, None, classes, run.teacher_params, run.seed, ctx[0],
+                               size, channels)[0]
+    elif run.distill:
         teacher = load_network(run.model or None, run.symbol, classes, run.params, run.seed,
                                ctx[0], size, channels)[0]
-    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
-                        warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
+    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr, momentum=run.momentum,
+                        wd=run.wd, warmup_epochs=run.warmup_epochs,
+                        label_smoothing=run.label_smoothing, lr_mode=run.lr_mode,
+                        hybridize=run.mode == "hybrid")
     stream = BatchStream(lambda e, s: shares(train, 1000 + e, s))
     state = ckpt["finetune"] if stage == "finetune" else {"done": 0, "sums": None, "elapsed": 0.0}
     if stage == "finetune":
@@ -668,7 +687,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     wrapper = MaskedNetwork(net, graph, ctx)
     settings = dict(target=run.target, steps=run.steps, reg=run.reg,
                     epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
-                    lr=run.lr, round_to=run.round_to, min_width=run.min_width)
+                    lr=run.lr, momentum=run.momentum, round_to=run.round_to,
+                    min_width=run.min_width)
     if run.method == "slimming":
         from .methods import slimming
         config = slimming.config(**settings)

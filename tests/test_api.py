@@ -1,6 +1,7 @@
 """The public Python API (prunenet.prune, prunenet.GCP, prunenet.finetune) and the command line on
 a user's own exported network, with transfer to another class count — through public names
 only. Every result's MACs are checked against ``prunenet count`` of the exported result."""
+import argparse
 import json
 import os
 
@@ -122,6 +123,10 @@ def test_gcp_on_a_dataloader_prunes_a_custom_block_and_the_pruned_equals_the_mas
     gcp = prunenet.GCP(net, target=0.5, input_shape=SHAPE, steps=2, reg=1e-3,
                        epochs_per_step=0.5, lr=0.01)
     assert "0/2 steps" in repr(gcp) and len(repr(gcp)) < 200
+    graph = prunenet.trace(net, SHAPE)
+    selection = prunenet.select(graph, prunenet.cost_model(graph, "flops"),
+                                [np.arange(g.width, dtype=float) for g in graph.groups], 0.5)
+    assert len(repr(selection)) < 100 + 12 * len(graph.groups) and "/32" in repr(selection)
     with pytest.raises(prunenet.PrunenetError, match="call fit"):
         gcp.prune()
     gcp.fit(loader(), val_data=loader(32, shuffle=False, seed=1))
@@ -196,18 +201,27 @@ def exported(tmp_path, classes=10, seed=0):
     return f"{prefix}-symbol.json", f"{prefix}-0000.params"
 
 
+def teacher_params(tmp_path):
+    teacher = randomise(get_model("cifar_resnet20_v1", classes=10))
+    teacher.save_parameters(str(tmp_path / "teacher.params"))
+    return str(tmp_path / "teacher.params")
+
+
 @pytest.mark.parametrize("method", ["l1", "gcp"])
 def test_cli_prunes_an_exported_symbol_params_pair(tmp_path, method):
     symbol, params = exported(tmp_path)
     out = tmp_path / "out"
     extra = ["--dataset", "synthetic", "--train-limit", "64", "--val-limit", "32",
              "--batch-size", "16", "--steps", "1", "--finetune-epochs", "0.25",
-             "--no-progress"] if method == "gcp" else []
+             "--no-progress", "--teacher", "cifar_resnet20_v1", "--teacher-params",
+             teacher_params(tmp_path)] if method == "gcp" else []
     assert main(["prune", "--symbol", symbol, "--params", params, "--input-size", str(SIZE),
                  "--method", method, "--target", "0.5", "--out", str(out)] + extra) == 0
     with open(out / "report.json") as f:
         report = json.load(f)
     assert report["model"] == "net10" and report["achieved"] <= 0.5
+    if method == "gcp":
+        assert report["settings"]["teacher"] == "cifar_resnet20_v1"
     assert count_pair(str(out / "pruned-symbol.json"),
                       str(out / "pruned-0000.params"))["macs"] == report["macs_after"]
     assert count_pair(symbol, params)["macs"] == report["macs_before"]
@@ -277,3 +291,29 @@ def test_transfer_from_a_10_class_params_file_to_a_2_class_folder(tmp_path):
     pruned = {k: v.asnumpy() for k, v in mx.nd.load(str(out / "pruned-0000.params")).items()}
     stem = next(v for k, v in pruned.items() if k.endswith("_conv0_weight"))
     assert 0 < len(stem) and all((row == stored).all(axis=(1, 2, 3)).any() for row in stem)
+
+
+def test_gluoncv_flag_names_help_and_defaults(tmp_path, capsys):
+    from prunenet.cli import build_parser
+    from prunenet.train import learning_rate
+    parser = build_parser()
+    args = parser.parse_args(["prune", "--num-epochs", "2", "--save-dir", "x", "--wd", "0",
+                              "--momentum", "0.5", "--mode", "imperative", "--lr-mode", "step"])
+    assert (args.finetune_epochs, args.out, args.wd, args.momentum, args.mode, args.lr_mode) == \
+        (2.0, "x", 0.0, 0.5, "imperative", "step")
+    prune = parser._subparsers._group_actions[0].choices["prune"]
+    for action in prune._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings} has no help"
+        if action.default not in (None, False, argparse.SUPPRESS) and action.nargs != 0:
+            assert "default" in action.help, f"{action.option_strings} names no default"
+    step = learning_rate("step", 1.0, 100)
+    assert [step(0), step(49), step(50), step(75)] == [1.0, 1.0, 0.1, pytest.approx(0.01)]
+    with pytest.raises(SystemExit):
+        main(["prune", "--model", "cifar_resnet20_v1", "--bogus"])
+    assert "see prunenet prune --help" in capsys.readouterr().err
+    assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--target", "0.5",
+                 "--save-dir", str(tmp_path / "o")]) == 0
+    assert "pruning randomly initialised weights" in capsys.readouterr().out
+    assert os.path.exists(tmp_path / "o" / "report.json")
