@@ -218,21 +218,21 @@ class GCP:
     def fit(self, train_data, val_data=None) -> "GCP":
         """Run the remaining pruning steps on ``train_data`` (any iterable of ``(data, label)``
         batches, read ``epochs_per_step`` times per step); with ``val_data`` each step's
-        ``top1`` in :attr:`history` is measured on it. Returns ``self``."""
+        debias row in :attr:`history` gets ``val_top1``, the top-1 on it (``top1`` is always
+        the training batches'). Returns ``self``."""
         from .data import Epochs, accuracy
         from .train import BatchStream
 
         shape = self.graph.input_shape
         stream = BatchStream(Epochs(train_data, shape))
-        evaluate = None
-        if val_data is not None:
-            held_out = Epochs(val_data, shape, "validation data")
-            evaluate = lambda w: accuracy(w, held_out(), self.ctx)[0]  # noqa: E731
+        held_out = None if val_data is None else Epochs(val_data, shape, "validation data")
         for t in range(self.steps_done + 1, self.config.steps + 1):
             t0 = time.time()
-            records = self._schedule.run_step(t, stream, evaluate=evaluate)
+            rows = [dataclasses.asdict(r) for r in self._schedule.run_step(t, stream)]
             self.timings[f"step{t}_s"] = time.time() - t0
-            self.history += [dataclasses.asdict(r) for r in records]
+            if held_out is not None:
+                rows[-1]["val_top1"] = accuracy(self._wrapper, held_out(), self.ctx)[0]
+            self.history += rows
             self.steps_done = t
         self._pruned = None
         return self

@@ -317,6 +317,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
 STEPS_FILE = "steps.csv"
 STEP_COLUMNS = ["step", "phase", "target", "achieved", "loss", "top1", "zeroed_channels", "lr",
                 "time_s"]
+OPTIONAL_STEP_COLUMNS = ["val_top1"]  # top-1 on held-out data after a step (the Python API's)
 RUN_FILE = "run.json"
 LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoint"
@@ -399,7 +400,8 @@ def _write_steps(path: str, rows: List[dict]) -> None:
     import io
     from .files import atomic_path
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=STEP_COLUMNS)
+    extra = [c for c in OPTIONAL_STEP_COLUMNS if any(c in row for row in rows)]
+    writer = csv.DictWriter(buf, fieldnames=STEP_COLUMNS + extra)
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

@@ -14,6 +14,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 import prunenet
+from prunenet import plot
 from prunenet.cli import main
 
 SIZE = 32
@@ -132,6 +133,7 @@ def test_gcp_on_a_dataloader_prunes_a_custom_block_and_the_pruned_equals_the_mas
     gcp.fit(loader(), val_data=loader(32, shuffle=False, seed=1))
     assert [r["phase"] for r in gcp.history] == ["regularize", "debias"] * 2
     assert all(0.0 <= r["top1"] <= 1.0 for r in gcp.history)
+    assert [0.0 <= r["val_top1"] <= 1.0 for r in gcp.history if "val_top1" in r] == [True] * 2
     small = gcp.prune()
     x = mx.nd.array(np.random.RandomState(5).normal(size=(4,) + SHAPE[1:]))
     masked, pruned = gcp.masked(x).asnumpy(), small(x).asnumpy()
@@ -142,7 +144,11 @@ def test_gcp_on_a_dataloader_prunes_a_custom_block_and_the_pruned_equals_the_mas
     assert {"report.json", "steps.csv", "pruned-symbol.json", "pruned-0000.params"} <= \
         set(os.listdir(folder))
     with open(os.path.join(folder, "steps.csv")) as f:
-        assert len(f.read().strip().splitlines()) == 1 + len(gcp.history)
+        lines = f.read().strip().splitlines()
+    assert len(lines) == 1 + len(gcp.history) and lines[0].endswith(",time_s,val_top1")
+    curves = plot.curves_figure(folder)  # the held-out top-1 is a series of its own
+    legend = [t.get_text() for t in curves.axes[1].get_legend().get_texts()]
+    assert legend == ["training batches", "held-out data"]
     result = prunenet.finetune(small, loader(), epochs=1, lr=0.01)
     assert result["batches"] == 4 and np.isfinite(result["loss"])
 
