@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 from .errors import PrunenetError
 
-__all__ = ["prune", "GCP", "finetune"]
+__all__ = ["prune", "GCP", "finetune", "replace_classifier"]
 
 
 def _contexts(ctx) -> list:
@@ -57,8 +57,9 @@ def _materialise(net, input_shape) -> None:
     if empty:
         raise PrunenetError(f"parameter {empty[0]} of {_name(net)} has no value; call "
                             f"net.initialize() or net.load_parameters(...) first")
-    if any(p._data is None for p in params):
-        ctx = params[0]._deferred_init[1][0]
+    deferred = [p for p in params if p._data is None]
+    if deferred:
+        ctx = deferred[0]._deferred_init[1][0]
         with mx.autograd.pause(train_mode=False):
             net(mx.nd.zeros(input_shape, ctx=ctx)).wait_to_read()
 
@@ -153,6 +154,56 @@ def prune(net, method: str = "l1", objective: str = "flops", target: float = 0.5
     return _attach(pruned, report)
 
 
+def replace_classifier(net, classes: int, input_shape: Sequence[int] = (1, 3, 224, 224),
+                       ctx=None) -> dict:
+    """Give ``net`` a fresh, Xavier-initialised ``classes``-way output layer in place of the
+    ``gluon.nn.Dense`` (or 1×1-style ``Conv2D``, as in GluonCV's MobileNets) that writes its
+    output — transfer, as GluonCV's fine-tuning tutorial does it; returns what was replaced
+    (the ``transfer`` field of a report)."""
+    import mxnet as mx
+    from mxnet.gluon import nn
+    graph = _trace(net, input_shape, strict=False)
+    outputs = [name for name, layer in graph.layers.items()
+               if "network output" in graph.out_group(name).reasons]
+    found = []
+
+    def visit(block):
+        for key, child in block._children.items():
+            if isinstance(child, (nn.Dense, nn.Conv2D)) and child.name + "_fwd" in outputs:
+                found.append((block, key, child))
+            visit(child)
+    visit(net)
+    if len(found) != 1:
+        raise PrunenetError(f"{_name(net)}: no single gluon.nn.Dense or Conv2D writes the "
+                            f"network's output (found {len(found)}); replace the output layer "
+                            f"yourself")
+    parent, key, old = found[0]
+    if not isinstance(classes, int) or classes < 1:
+        raise PrunenetError(f"classes {classes!r} must be a whole number >= 1")
+    before = int(old.weight.shape[0])
+    if isinstance(old, nn.Dense):  # the old names: made outside any name scope
+        new = nn.Dense(classes, in_units=old.weight.shape[1], use_bias=old.bias is not None,
+                       flatten=old._flatten, prefix=old.prefix)
+    else:
+        k = old._kwargs
+        new = nn.Conv2D(classes, k["kernel"], k["stride"], k["pad"], k["dilate"],
+                        in_channels=old.weight.shape[1], use_bias=old.bias is not None,
+                        prefix=old.prefix)
+    new.initialize(mx.init.Xavier(), ctx=_contexts(ctx))
+    if getattr(parent, key, None) is old:
+        setattr(parent, key, new)
+    else:  # a HybridSequential's numbered child
+        parent._children[key] = new
+
+    def forget(block):  # hybridized blocks must trace the new layer
+        block._clear_cached_op()
+        for child in block._children.values():
+            forget(child)
+    forget(net)
+    return {"from_classes": before, "classes": classes,
+            "replaced": [p.name for p in new.collect_params().values()]}
+
+
 class GCP:
     """Global Channel Pruning of ``net`` to ``target`` × ``objective``'s cost, trained on your
     data: ``GCP(net, ...).fit(train_data).prune()``.
@@ -160,7 +211,8 @@ class GCP:
     ``schedule`` are the fields of :class:`prunenet.methods.gcp.GCPConfig` (``steps``, ``reg``,
     ``epochs_per_step``, ``debias_epochs``, ``lr``, ``momentum``, ``round_to``, ``min_width``,
     ...), with its defaults. GCP takes ``net`` over: its BatchNorm parameters and classifier are
-    trained in place (copy it first to keep the original).
+    trained in place (copy it first to keep the original). ``classes``: first give ``net`` a
+    fresh output layer of that many classes (:func:`replace_classifier`), for transfer.
 
     >>> import mxnet as mx, prunenet
     >>> from gluoncv.model_zoo import get_model
@@ -176,8 +228,8 @@ class GCP:
     def __init__(self, net, objective: str = "flops", target: float = 0.5,
                  input_shape: Sequence[int] = (1, 3, 224, 224), ctx=None, *,
                  progress: bool = False, strict: bool = False, seed: int = 0,
-                 latency_table: Optional[str] = None, latency_batch_size: int = 64,
-                 dtype: str = "float32", **schedule) -> None:
+                 classes: Optional[int] = None, latency_table: Optional[str] = None,
+                 latency_batch_size: int = 64, dtype: str = "float32", **schedule) -> None:
         from .costs import count
         from .methods.gcp import GCP as Schedule, GCPConfig
         from .wrapper import MaskedNetwork
@@ -191,6 +243,8 @@ class GCP:
         self.config.check()
         self.net, self.objective, self.seed = net, objective, seed
         self.ctx = _contexts(ctx)
+        self.transfer = None if classes is None else \
+            replace_classifier(net, classes, input_shape, self.ctx)
         self.graph = _trace(net, input_shape, strict)
         self.cost = _cost(self.graph, objective, _name(net), self.config.round_to,
                           self.config.min_width, target, self.ctx, latency_table,
@@ -261,7 +315,7 @@ class GCP:
                               selection, self.graph, self.before, dict(self.timings), command=[])
         report.update({"input_shape": list(self.graph.input_shape), "seed": self.seed,
                        "surgery_max_abs_diff": diff, "notes": list(self._schedule.notes),
-                       "settings": dataclasses.asdict(self.config),
+                       "settings": dataclasses.asdict(self.config), "transfer": self.transfer,
                        "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
                        **latency_report(self.cost, selection.keep)})
         self._pruned = pruned

@@ -323,3 +323,32 @@ def test_gluoncv_flag_names_help_and_defaults(tmp_path, capsys):
                  "--save-dir", str(tmp_path / "o")]) == 0
     assert "pruning randomly initialised weights" in capsys.readouterr().out
     assert os.path.exists(tmp_path / "o" / "report.json")
+
+
+def test_transfer_in_the_api_replaces_the_output_layer_only():
+    net = randomise(Residual())
+    before = {k: p.data().asnumpy().copy() for k, p in net.collect_params().items()}
+    transfer = prunenet.replace_classifier(net, 2, SHAPE)
+    assert (transfer["from_classes"], transfer["classes"]) == (10, 2)
+    after = {k: p.data().asnumpy() for k, p in net.collect_params().items()}
+    assert sorted(after) == sorted(before)  # the same names
+    assert {k for k in after if after[k].shape != before[k].shape} == set(transfer["replaced"])
+    assert all(np.array_equal(after[k], before[k]) for k in after if k not in transfer["replaced"])
+    assert net(mx.nd.zeros(SHAPE)).shape == (1, 2)
+    # GCP(classes=...) does the same first, and reports it
+    mbv2 = randomise(get_model("mobilenetv2_0.25", classes=10))
+    small = prunenet.GCP(mbv2, target=0.7, input_shape=SHAPE, steps=1, classes=2).fit(
+        loader(32, classes=2)).prune()
+    assert small(mx.nd.zeros(SHAPE)).shape == (1, 2)
+    assert small.report["transfer"]["from_classes"] == 10
+
+
+def test_docs_name_every_public_name_and_the_docstring_examples_run():
+    import doctest
+    import prunenet.api
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "api.md")) as f:
+        text = f.read()
+    missing = [name for name in prunenet.__all__ if f"`{name}" not in text]
+    assert not missing, missing
+    result = doctest.testmod(prunenet.api, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8 and result.failed == 0
