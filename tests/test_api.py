@@ -149,7 +149,8 @@ def test_gcp_on_a_dataloader_prunes_a_custom_block_and_the_pruned_equals_the_mas
     curves = plot.curves_figure(folder)  # the held-out top-1 is a series of its own
     legend = [t.get_text() for t in curves.axes[1].get_legend().get_texts()]
     assert legend == ["training batches", "held-out data"]
-    result = prunenet.finetune(small, loader(), epochs=1, lr=0.01)
+    result = prunenet.finetune(small, loader(), epochs=1, lr=0.01, lr_mode="step",
+                               hybridize=False)  # GluonCV's --lr-mode step, --mode imperative
     assert result["batches"] == 4 and np.isfinite(result["loss"])
 
 
@@ -322,6 +323,9 @@ def test_gluoncv_flag_names_help_and_defaults(tmp_path, capsys):
     assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--target", "0.5",
                  "--save-dir", str(tmp_path / "o")]) == 0
     assert "pruning randomly initialised weights" in capsys.readouterr().out
+    assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--target", "0.5",
+                 "--teacher-params", "t.params", "--out", str(tmp_path / "t")]) == 2
+    assert "--teacher-params goes with --teacher MODEL" in capsys.readouterr().err
     assert os.path.exists(tmp_path / "o" / "report.json")
 
 
