@@ -20,6 +20,6 @@ from .graph import ChannelGraph, Group, Layer, Norm, UnsupportedOpError, trace  
 from .select import InfeasibleTargetError, Selection, select  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["prune", "GCP", "finetune", "replace_classifier", "trace", "ChannelGraph", "Group", "Layer", "Norm", "UnsupportedOpError", "cost_model",
-           "count", "select", "Selection", "InfeasibleTargetError", "PrunenetError",
-           "__version__"]
+__all__ = ["prune", "GCP", "finetune", "replace_classifier", "trace", "ChannelGraph", "Group",
+           "Layer", "Norm", "UnsupportedOpError", "cost_model", "count", "select", "Selection",
+           "InfeasibleTargetError", "PrunenetError", "__version__"]

@@ -268,6 +268,10 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     net, name, shape = load_network(model or None, symbol, classes, params, seed,
                                     input_size=input_size)
     transfer = getattr(net, "prunenet_transfer", None)
+    if params is None:
+        log(RANDOM_WEIGHTS)
+    if transfer:
+        log(transfer_line(transfer))
     graph = trace(net, shape)
     cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,
                           latency_batch_size, dtype)
@@ -301,10 +305,6 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
-    if params is None:
-        log(RANDOM_WEIGHTS)
-    if transfer:
-        log(transfer_line(transfer))
     log(f"{name} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
         f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> "
         f"{report['macs_after'] / 1e9:.3f}G, params {before['params'] / 1e6:.2f}M -> "
@@ -497,7 +497,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if not resume and os.path.exists(out) and not overwrite:
             raise PrunenetError(f"output folder {out} already exists; choose another --out, "
                                 f"pass --overwrite, or continue it with --resume {out}")
-        net, name, shape = load_network(run.model or None, run.symbol, classes, run.params,
+        net, net_name, shape = load_network(run.model or None, run.symbol, classes, run.params,
                                         run.seed, ctx[0], size, channels)
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
         failure = err
@@ -505,7 +505,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     workers.broadcast(net.collect_params())
     transfer = getattr(net, "prunenet_transfer", None)
     graph = trace(net, shape)
-    cost = objective_cost(graph, run.objective, name, run.round_to, run.gpus,
+    cost = objective_cost(graph, run.objective, net_name, run.round_to, run.gpus,
                           run.latency_table, run.latency_batch_size, run.dtype)
     check_reachable(graph, cost, run.target, run.round_to, run.min_width)
     if not resume:
@@ -541,7 +541,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
             say(RANDOM_WEIGHTS)
         if transfer:
             say(transfer_line(transfer))
-        say(f"{name}: top-1 {top1_before:.4f} before pruning; "
+        say(f"{net_name}: top-1 {top1_before:.4f} before pruning; "
             f"{before['macs'] / 1e6:.1f}M MACs, {before['params'] / 1e6:.3f}M params")
     else:
         top1_before, top5_before = ckpt["top1_before"], ckpt["top5_before"]
@@ -655,8 +655,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
                  "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
     _write_steps(os.path.join(out, STEPS_FILE), rows)
-    report = _base_report(name, run.method, run.objective, run.target, selection, graph, before,
-                          timings, run.command)
+    report = _base_report(net_name, run.method, run.objective, run.target, selection, graph,
+                          before, timings, run.command)
     report.update({
         "top1_before": top1_before, "top5_before": top5_before,
         "top1_selected": top1_selected, "top1_after": top1_after, "top5_after": top5_after,
