@@ -1,5 +1,11 @@
 """prunenet: Global Channel Pruning (PruneNet) for MXNet Gluon and GluonCV networks.
 
+``prunenet.prune(net, "l1", "flops", 0.5, input_shape=...)`` prunes a network without data;
+``prunenet.GCP(net, target=0.5, input_shape=...).fit(loader).prune()`` with the paper's method on
+any iterable of ``(data, label)`` batches; ``prunenet.finetune(small, loader)`` trains the result;
+``prunenet.replace_classifier(net, classes)`` gives a network a fresh output layer (transfer).
+See docs/api.md.
+
 Importing prunenet before MXNet sets ``OMP_NUM_THREADS`` to the number of cores when the user
 has not set it (MXNet's CPU kernels otherwise run markedly slower on small machines).
 """
@@ -7,12 +13,13 @@ import os as _os
 
 _os.environ.setdefault("OMP_NUM_THREADS", str(_os.cpu_count() or 1))
 
+from .api import GCP, finetune, prune, replace_classifier  # noqa: E402
 from .costs import cost_model, count  # noqa: E402
 from .errors import PrunenetError  # noqa: E402
 from .graph import ChannelGraph, Group, Layer, Norm, UnsupportedOpError, trace  # noqa: E402
 from .select import InfeasibleTargetError, Selection, select  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["trace", "ChannelGraph", "Group", "Layer", "Norm", "UnsupportedOpError", "cost_model",
-           "count", "select", "Selection", "InfeasibleTargetError", "PrunenetError",
-           "__version__"]
+__all__ = ["prune", "GCP", "finetune", "replace_classifier", "trace", "ChannelGraph", "Group",
+           "Layer", "Norm", "UnsupportedOpError", "cost_model", "count", "select", "Selection",
+           "InfeasibleTargetError", "PrunenetError", "__version__"]

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import DTYPES
     from .costs import OBJECTIVES
     from .methods import METHODS, TRAINED
+    from .train import LR_MODES
 
     parser = _Parser(
         prog="prunenet", description="Global channel pruning (PruneNet) for GluonCV networks.")
@@ -94,15 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    def model_args(p):
-        p.add_argument("--model", required=True, help="GluonCV model name, e.g. resnet50_v1d")
-        p.add_argument("--input-size", type=_positive_int, default=None,
-                       help="input image size in pixels (default 224; 32 for cifar_* models)")
-        p.add_argument("--classes", type=_positive_int, default=None,
-                       help="number of output classes (default: the model's, 1000 for ImageNet)")
+    def network_args(p, required: bool):
+        p = p.add_mutually_exclusive_group(required=required)
+        p.add_argument("--model", default=None,
+                       help="GluonCV model name, e.g. resnet50_v1d (or give --symbol)")
+        p.add_argument("--symbol", default=None, metavar="FILE",
+                       help="your own network: the NAME-symbol.json that HybridBlock.export "
+                            "writes, with its NAME-0000.params as --params (default: none)")
 
     p = sub.add_parser("count", help="count MACs and parameters of a model")
-    model_args(p)
+    network_args(p, required=True)
+    p.add_argument("--params", default=None,
+                   help="with --symbol: its params file (default: none)")
+    p.add_argument("--input-size", type=_positive_int, default=None,
+                   help="input image size in pixels (default 224; 32 for cifar_* models)")
+    p.add_argument("--classes", type=_positive_int, default=None,
+                   help="number of output classes (default: the model's, 1000 for ImageNet)")
     p.add_argument("--shapes", default=None,
                    help="a GluonCV pruned-ResNet shape file (JSON) to count instead of the "
                         "full-width model")
@@ -110,26 +118,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_count)
 
     p = sub.add_parser("prune", help="prune a model to a cost target")
-    p.add_argument("--model", help="GluonCV model name, e.g. resnet50_v1d")
+    network_args(p, required=False)
     p.add_argument("--input-size", type=_positive_int, default=None,
                    help="input image size in pixels (default 224; 32 for cifar_* models; for "
                         "--method gcp: the dataset's)")
     p.add_argument("--classes", type=_positive_int, default=None,
                    help="number of output classes (default: the model's, or the dataset's)")
     p.add_argument("--params", default=None,
-                   help="Gluon save_parameters file of the unpruned model (default: seeded random "
-                        "initialisation)")
+                   help="Gluon save_parameters file of the unpruned model, or with --symbol "
+                        "its export params file; with --classes of another count the output "
+                        "layer is replaced (default: seeded random initialisation)")
     p.add_argument("--pretrained", action="store_true",
                    help="start from GluonCV's pretrained weights (downloads them)")
-    p.add_argument("--method", choices=METHODS + TRAINED)
-    p.add_argument("--objective", default="flops", choices=sorted(OBJECTIVES))
+    p.add_argument("--method", choices=METHODS + TRAINED,
+                   help="pruning method: gcp (the paper's, trains on --dataset), slimming, or a "
+                        "data-free ranking (required unless --resume)")
+    p.add_argument("--objective", default="flops", choices=sorted(OBJECTIVES),
+                   help="the cost --target is a fraction of (default flops)")
     p.add_argument("--target", type=_fraction,
                    help="fraction of the objective's cost to keep, in (0, 1)")
     p.add_argument("--round-to", type=_positive_int, default=8,
                    help="channels are removed in blocks of this many (default 8)")
     p.add_argument("--min-width", type=_positive_int, default=8,
                    help="no group keeps fewer channels than this (default 8)")
-    p.add_argument("--seed", type=_whole_number(0), default=0)
+    p.add_argument("--seed", type=_whole_number(0), default=0,
+                   help="random seed of initialisation and data order (default 0)")
     lat = p.add_argument_group("latency", "the latency objective (--objective latency): the "
                                           "target is a fraction of the measured latency")
     lat.add_argument("--latency-table", default=None, metavar="FILE",
@@ -140,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--dtype", default="float32", choices=DTYPES,
                      help="data type the latency is measured in (default float32)")
     p.add_argument("--out", help="output folder (must not exist)")
+    p.add_argument("--save-dir", dest="out", default=argparse.SUPPRESS, metavar="OUT",
+                   help="the same as --out (GluonCV's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     g = p.add_argument_group("gcp", "the data-driven method (--method gcp)")
     g.add_argument("--dataset", default=None,
@@ -174,15 +189,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regularize epochs per step; fractions allowed (default 1)")
     g.add_argument("--debias-epochs", type=_real_number(0), default=None,
                    help="debias epochs per step (default: --epochs-per-step)")
-    g.add_argument("--finetune-epochs", type=_real_number(0), default=1.0)
+    g.add_argument("--finetune-epochs", type=_real_number(0), default=1.0,
+                   help="fine-tuning epochs after pruning; fractions allowed (default 1)")
+    g.add_argument("--num-epochs", dest="finetune_epochs", type=_real_number(0),
+                   default=argparse.SUPPRESS, metavar="FINETUNE_EPOCHS",
+                   help="the same as --finetune-epochs (GluonCV's name)")
     g.add_argument("--lr", type=_real_number(), default=0.01,
-                   help="learning rate of the pruning steps")
-    g.add_argument("--finetune-lr", type=_real_number(0, strict=True), default=0.01)
-    g.add_argument("--warmup-epochs", type=_real_number(0), default=0.0)
-    g.add_argument("--label-smoothing", type=_real_number(0, below=1), default=0.1)
+                   help="learning rate of the pruning steps (default 0.01)")
+    g.add_argument("--finetune-lr", type=_real_number(0, strict=True), default=0.01,
+                   help="fine-tuning's base learning rate (default 0.01)")
+    g.add_argument("--lr-mode", default="cosine", choices=LR_MODES,
+                   help="fine-tuning's learning-rate schedule (default cosine)")
+    g.add_argument("--momentum", type=_real_number(0, below=1), default=0.9,
+                   help="SGD momentum of the pruning steps and fine-tuning (default 0.9)")
+    g.add_argument("--wd", type=_real_number(0), default=1e-4,
+                   help="fine-tuning's weight decay, not on BN and biases (default 1e-4)")
+    g.add_argument("--mode", default="hybrid", choices=["hybrid", "imperative"],
+                   help="fine-tune the hybridized network or run it imperatively (default "
+                        "hybrid)")
+    g.add_argument("--warmup-epochs", type=_real_number(0), default=0.0,
+                   help="fine-tuning's linear warm-up epochs (default 0)")
+    g.add_argument("--label-smoothing", type=_real_number(0, below=1), default=0.1,
+                   help="fine-tuning's label smoothing (default 0.1)")
     g.add_argument("--distill", action="store_true",
                    help="fine-tune with distillation from the unpruned network")
-    g.add_argument("--batch-size", type=_positive_int, default=128)
+    g.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="fine-tune with distillation from this GluonCV model instead (default: "
+                        "none)")
+    g.add_argument("--teacher-params", default=None, metavar="FILE",
+                   help="the --teacher's save_parameters file (default: GluonCV's pretrained "
+                        "weights, downloaded)")
+    g.add_argument("--batch-size", type=_positive_int, default=128,
+                   help="images per batch (default 128)")
     g.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (default: CPU)")
     g.add_argument("--kvstore", default="device", choices=KVSTORES,
                    help="device/local: one process; dist_sync, dist_sync_device: one worker of "
@@ -224,16 +262,23 @@ def _count(args) -> int:
     from .costs import count
     from .files import read_shapes
     from .graph import trace
-    from .models import input_shape, load_model
+    from .models import input_shape, load_model, load_network
 
-    shapes = read_shapes(args.shapes) if args.shapes else None
-    net = load_model(args.model, classes=args.classes, shapes=shapes, shapes_source=args.shapes,
-                     input_size=args.input_size)
-    result = count(trace(net, input_shape(args.model, args.input_size)))
+    if args.shapes or args.symbol is None:
+        if args.symbol is not None or args.params is not None:
+            raise PrunenetError("--shapes goes with --model, --params with --symbol")
+        shapes = read_shapes(args.shapes) if args.shapes else None
+        net = load_model(args.model, classes=args.classes, shapes=shapes,
+                         shapes_source=args.shapes, input_size=args.input_size)
+        name, shape = args.model, input_shape(args.model, args.input_size)
+    else:
+        net, name, shape = load_network(args.model, args.symbol, args.classes, args.params,
+                                        input_size=args.input_size)
+    result = count(trace(net, shape))
     if args.json:
         print(json.dumps({"macs": result["macs"], "params": result["params"]}))
     else:
-        name = args.model + (f" ({args.shapes})" if args.shapes else "")
+        name = name + (f" ({args.shapes})" if args.shapes else "")
         print(f"{name}: {result['macs'] / 1e9:.3f} GMACs, {result['params'] / 1e6:.2f} M params "
               f"({result['macs']} MACs, {result['params']} params)")
     return 0
@@ -245,18 +290,28 @@ def _prune(args) -> int:
     if args.resume:
         data_run(DataRun(model="", out=args.resume, target=0.5), resume=True)
         return 0
-    missing = [flag for flag, value in (("--model", args.model), ("--method", args.method),
+    missing = [flag for flag, value in (("--model", args.model or args.symbol),
+                                        ("--method", args.method),
                                         ("--target", args.target), ("--out", args.out))
                if value is None]
     if missing:
-        raise PrunenetError(f"prune needs {', '.join(missing)} (or --resume DIR)")
+        raise PrunenetError(f"prune needs {', '.join(missing)} (or --resume DIR)".replace(
+            "--model", "--model or --symbol"))
     contexts(args.gpus)  # refuses GPU ids that are not there, whatever the method
     params = args.params
     if args.pretrained:
         if params:
             raise PrunenetError("give --params or --pretrained, not both")
+        if args.symbol:
+            raise PrunenetError("--pretrained downloads GluonCV's weights of a --model; a "
+                                "--symbol network takes its own --params file")
         from .models import pretrained_params
         params = pretrained_params(args.model)
+    if args.teacher_params and not args.teacher:
+        raise PrunenetError("--teacher-params goes with --teacher MODEL")
+    if args.teacher and args.teacher_params is None:
+        from .models import pretrained_params
+        args.teacher_params = pretrained_params(args.teacher)
     from .methods import DATA_DRIVEN
     if args.method in DATA_DRIVEN and args.dataset is None:
         raise PrunenetError(f"--method {args.method} needs data: add --dataset "
@@ -271,7 +326,7 @@ def _prune(args) -> int:
                             f"process (no --kvstore)")
     if args.method in TRAINED or args.dataset is not None:
         data_run(DataRun(
-            model=args.model, out=args.out, target=args.target, method=args.method,
+            model=args.model or "", out=args.out, target=args.target, method=args.method,
             objective=args.objective, dataset=args.dataset or "fashion-mnist", data_dir=args.data_dir, params=params, steps=args.steps,
             reg=args.reg, reg_grid=args.reg_grid, search_holdout=args.search_holdout,
             stream_score=args.stream_score,
@@ -286,14 +341,17 @@ def _prune(args) -> int:
             dtype=args.dtype, kvstore=args.kvstore, rec_train=args.rec_train,
             rec_train_idx=args.rec_train_idx, rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,
             num_data_workers=args.num_data_workers, progress=not args.no_progress,
-            command=command),
+            command=command, symbol=args.symbol, momentum=args.momentum, wd=args.wd,
+            lr_mode=args.lr_mode, mode=args.mode, teacher=args.teacher,
+            teacher_params=args.teacher_params),
             overwrite=args.overwrite)
         return 0
     prune_run(args.model, args.method, args.objective, args.target, args.out,
               params=params, input_size=args.input_size, classes=args.classes,
               round_to=args.round_to, min_width=args.min_width, seed=args.seed,
               overwrite=args.overwrite, command=command, latency_table=args.latency_table,
-              latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus)
+              latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus,
+              symbol=args.symbol)
     return 0
 
 
@@ -311,7 +369,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; a :class:`PrunenetError` becomes one line on stderr and exit 2."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # name the subcommand whose --help lists the flags
+        prog = f"{parser.prog} {args.command}"
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(unknown)} "
+                       f"(see {prog} --help)\n")
     args.command_line = ["prunenet"] + argv  # recorded in reports
     try:
         return args.func(args)

@@ -26,7 +26,7 @@ from .errors import PrunenetError
 
 __all__ = ["Dataset", "ArrayDataset", "FolderDataset", "RecordDataset", "Batches", "read_idx",
            "fashion_mnist", "synthetic", "image_folder", "imagenet_record", "load", "DATASETS",
-           "accuracy", "FASHION_MNIST_DIRS"]
+           "accuracy", "FASHION_MNIST_DIRS", "Epochs"]
 
 # Searched in this order when no data_dir is given (Debian's dataset-fashion-mnist, then MXNet's).
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.mxnet/datasets/fashion-mnist")
@@ -734,3 +734,72 @@ def accuracy(net, batches, ctx=None) -> Tuple[float, Optional[float]]:
     if total == 0:
         raise PrunenetError("no batches to evaluate accuracy on")
     return correct1 / total, (correct5 / total if classes >= 5 else None)
+
+
+class Epochs:
+    """Any iterable of ``(data, label)`` batches — a ``gluon.data.DataLoader``, an ``mx.io``
+    iterator, a list, :meth:`Dataset.batches` — as the epoch maker of a
+    :class:`prunenet.train.BatchStream`: ``epochs(epoch, start)`` is one pass from batch
+    ``start``. Each batch is checked against ``input_shape`` (NCHW; N may differ)."""
+
+    def __init__(self, source, input_shape: Optional[Sequence[int]] = None,
+                 what: str = "training data") -> None:
+        self.source, self.what = source, what
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self._len: Optional[int] = None
+
+    def __len__(self) -> int:
+        if self._len is None:
+            try:
+                self._len = len(self.source)
+            except TypeError:  # an mx.io iterator: count one pass
+                self._len = sum(1 for _ in self._pass())
+        return self._len
+
+    def _pass(self) -> Iterator:
+        if hasattr(self.source, "reset"):
+            self.source.reset()
+        return iter(self.source)
+
+    def pair(self, batch, index: int) -> tuple:
+        """``batch`` as a checked pair of NDArrays: float32 NCHW data and a label vector."""
+        import mxnet as mx
+        if hasattr(batch, "data") and hasattr(batch, "label"):  # mx.io.DataBatch
+            data, label = batch.data[0], batch.label[0]
+        elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+            data, label = batch
+        else:
+            raise PrunenetError(f"{self.what}: batch {index} is a {type(batch).__name__}, not a "
+                                f"(data, label) pair")
+        data = data if isinstance(data, mx.nd.NDArray) else mx.nd.array(np.asarray(data))
+        label = label if isinstance(label, mx.nd.NDArray) else mx.nd.array(np.asarray(label))
+        want = self.input_shape
+        if want is not None and (data.ndim != len(want) or tuple(data.shape[1:]) != want[1:]):
+            raise PrunenetError(
+                f"{self.what}: batch {index} holds data of shape {tuple(data.shape)}, but the "
+                f"network was traced for input of shape {want} (examples of {want[1:]}); "
+                f"resize the images or pass the matching input_shape")
+        if label.size != data.shape[0]:
+            raise PrunenetError(f"{self.what}: batch {index} has {data.shape[0]} examples but "
+                                f"labels of shape {tuple(label.shape)}; give one class index per "
+                                f"example")
+        return data.astype("float32", copy=False), label.reshape((-1,)).astype("float32",
+                                                                              copy=False)
+
+    def __call__(self, epoch: int = 0, start: int = 0) -> "_Pass":
+        return _Pass(self, start)
+
+
+class _Pass:
+    """One pass over an :class:`Epochs` source from batch ``start`` (``len``: the batches left)."""
+
+    def __init__(self, epochs: Epochs, start: int) -> None:
+        self.epochs, self.start = epochs, start
+
+    def __len__(self) -> int:
+        return max(0, len(self.epochs) - self.start)
+
+    def __iter__(self) -> Iterator[tuple]:
+        for i, batch in enumerate(self.epochs._pass()):
+            if i >= self.start:
+                yield self.epochs.pair(batch, i)

@@ -9,7 +9,8 @@ from .errors import PrunenetError
 
 __all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
            "check_shapes", "initialize_missing", "pretrained_params",
-           "build_pruned_resnet", "load_symbol_block"]
+           "build_pruned_resnet", "load_symbol_block", "fresh_resnetv1b",
+           "load_network", "symbol_name"]
 
 # Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
 _CIFAR_PREFIX = "cifar_"
@@ -115,7 +116,11 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
         from .files import require_file
         require_file(params, "params file")
         try:
-            net.load_parameters(params, ctx=ctx)
+            replaced = _classifier_to_replace(net, params, classes)
+            if replaced:
+                _load_except(net, params, replaced, ctx)
+            else:
+                net.load_parameters(params, ctx=ctx)
         except AttributeError:  # mx.nd.load gave a list: the file's arrays have no names
             raise PrunenetError(f"params file {params} holds an unnamed list of arrays, not "
                                 f"named parameters; pass the save_parameters file of {name}") \
@@ -126,6 +131,62 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 + f": {_first_line(err)}; pass the save_parameters file of this "
                                   f"model") from None
     return net
+
+
+def fresh_resnetv1b(net):
+    """A new, uninitialised GluonCV ``ResNetV1b`` of ``net``'s architecture (block type, depth,
+    stem, downsampling, dilation, classes), read off ``net`` itself."""
+    from gluoncv.model_zoo.resnetv1b import ResNetV1b
+    from mxnet.gluon import nn
+    stages = [net.layer1, net.layer2, net.layer3, net.layer4]
+    deep_stem = isinstance(net.conv1, nn.HybridSequential)
+    down = getattr(net.layer2[0], "downsample", None)
+    avg_down = down is not None and isinstance(down[0], nn.AvgPool2D)
+    dilated = tuple(net.layer3[0].conv2._kwargs.get("dilate", (1, 1))) != (1, 1)
+    return ResNetV1b(type(net.layer1[0]), [len(s) for s in stages], classes=net.fc._units,
+                     dilated=dilated, norm_kwargs=dict(net.norm_kwargs), deep_stem=deep_stem,
+                     stem_width=net.conv1[0]._channels if deep_stem else 32, avg_down=avg_down,
+                     final_drop=net.drop._rate if net.drop is not None else 0.0,
+                     name_prefix=net.prefix)
+
+
+def _classifier_to_replace(net, params: str, classes: Optional[int]) -> list:
+    """For transfer (``classes`` given, ``params`` saved with another class count): the names
+    of the one output layer's parameters whose first dimension differs, else ``[]``."""
+    import mxnet as mx
+    if classes is None:
+        return []
+    stored = mx.nd.load(params)
+    own = net._collect_params_with_prefix()
+    if not isinstance(stored, dict):
+        return []
+    differ = [k for k, p in own.items() if k in stored and tuple(stored[k].shape) != p.shape]
+    layers = {k.rsplit(".", 1)[0] for k in differ}
+    if len(layers) != 1 or not all(
+            own[k].shape[0] == classes and stored[k].shape[0] != classes and
+            tuple(stored[k].shape[1:]) == own[k].shape[1:] for k in differ):
+        return []
+    return differ
+
+
+def _load_except(net, params: str, replaced: list, ctx) -> None:
+    """Load ``params`` into ``net`` except ``replaced`` (the output layer), which gets a fresh
+    Xavier initialisation, as GluonCV's fine-tuning tutorial gives its new output layer;
+    records ``net.prunenet_transfer``."""
+    import mxnet as mx
+    stored = mx.nd.load(params)
+    own = net._collect_params_with_prefix()
+    missing = sorted(set(own) - set(stored))
+    if missing:
+        raise AssertionError(f"parameter {missing[0]} is missing in the file")
+    for key, param in own.items():
+        if key in replaced:
+            param.initialize(default_init=mx.init.Xavier(), ctx=ctx, force_reinit=True)
+        else:
+            param.set_data(stored[key])
+    before = int(stored[replaced[0]].shape[0])
+    net.prunenet_transfer = {"from_classes": before, "classes": int(own[replaced[0]].shape[0]),
+                             "replaced": [own[k].name for k in replaced]}
 
 
 def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=None,
@@ -160,6 +221,88 @@ def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=Non
         raise PrunenetError(f"shape file {shapes_source}: the layer widths of {base} do not fit "
                             f"together ({_first_line(err)})") from None
     return net
+
+
+def symbol_name(symbol_file: str) -> str:
+    """The network's name in a ``HybridBlock.export`` pair: ``net`` for ``net-symbol.json``."""
+    base = os.path.basename(symbol_file)
+    return base[:-len("-symbol.json")] if base.endswith("-symbol.json") else \
+        os.path.splitext(base)[0]
+
+
+def load_network(model: Optional[str] = None, symbol: Optional[str] = None,
+                 classes: Optional[int] = None, params: Optional[str] = None, seed: int = 0,
+                 ctx=None, input_size: Optional[int] = None, channels: int = 3) -> tuple:
+    """``(net, name, input shape)`` of GluonCV's ``model`` (see :func:`load_model`) or of a
+    ``HybridBlock.export`` pair (``symbol`` with its ``params``, input 224 pixels unless
+    ``input_size``)."""
+    if (model is None) == (symbol is None):
+        raise PrunenetError("give --model NAME (a GluonCV network) or --symbol FILE (with "
+                            "--params, what HybridBlock.export writes), one of them")
+    if model is not None:
+        net = load_model(model, classes=classes, params=params, seed=seed, ctx=ctx,
+                         input_size=input_size, channels=channels)
+        return net, model, input_shape(model, input_size, channels)
+    from .files import require_file
+    require_file(symbol, "symbol file")
+    shape = input_shape("", input_size, channels)
+    check_symbol_params(symbol, params, shape)
+    net = load_symbol_block(symbol, params, ctx)
+    stored = _output_classes(net, shape)
+    if classes is not None and classes != stored:
+        raise PrunenetError(f"--classes {classes}: {symbol} outputs {stored} classes; replacing "
+                            f"the output layer of a --symbol network is not supported yet "
+                            f"(export it with {classes} outputs)")
+    return net, symbol_name(symbol), shape
+
+
+def _output_classes(net, shape) -> int:
+    import mxnet as mx
+    return int(net(mx.nd.zeros(shape)).shape[1])
+
+
+def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> None:
+    """Refuse a symbol without its params file, or params that do not fit it, naming the
+    first missing or mismatched parameter."""
+    import mxnet as mx
+    try:
+        symbol = mx.sym.load(symbol_file)
+    except mx.base.MXNetError as err:
+        raise PrunenetError(f"symbol file {symbol_file} is not an MXNet symbol: "
+                            f"{_first_line(err)}") from None
+    needed = [n for n in symbol.list_arguments() if n != "data"] + \
+        symbol.list_auxiliary_states()
+    if params_file is None:
+        raise PrunenetError(f"--symbol {symbol_file} needs --params: its parameters (first: "
+                            f"{needed[0] if needed else 'none'}) have no values; pass the "
+                            f".params file HybridBlock.export wrote beside it")
+    from .files import require_file
+    require_file(params_file, "params file")
+    try:
+        stored = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(params_file).items()}
+    except (AttributeError, mx.base.MXNetError) as err:
+        raise PrunenetError(f"params file {params_file} is not a named MXNet params file"
+                            f" ({type(err).__name__}); pass the file HybridBlock.export "
+                            f"wrote") from None
+    missing = [n for n in needed if n not in stored]
+    if missing:
+        raise PrunenetError(f"params file {params_file} has no {missing[0]}"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                            + f", which {symbol_file} needs; pass the params file exported "
+                              f"with this symbol")
+    try:
+        args, _, aux = symbol.infer_shape(data=shape)
+    except mx.base.MXNetError as err:
+        raise PrunenetError(f"{symbol_file} cannot run on input of shape {shape}: "
+                            f"{_first_line(err)}; check --input-size") from None
+    want = dict(zip(symbol.list_arguments(), args))
+    want.update(zip(symbol.list_auxiliary_states(), aux))
+    for name in needed:
+        if tuple(stored[name].shape) != tuple(want[name]):
+            raise PrunenetError(f"params file {params_file} does not fit {symbol_file}: {name} "
+                                f"has shape {tuple(stored[name].shape)}, the symbol needs "
+                                f"{tuple(want[name])} at input {shape}; pass the params file "
+                                f"exported with this symbol")
 
 
 def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=None):

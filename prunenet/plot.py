@@ -20,7 +20,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import PrunenetError
 
-__all__ = ["RESULTS_COLUMNS", "STEPS_COLUMNS", "REFERENCE_FILE", "read_results", "read_zoo",
+__all__ = ["RESULTS_COLUMNS", "STEPS_COLUMNS", "REFERENCE_FILE", "LABEL_LIMIT", "read_results",
+           "read_zoo",
            "read_points", "reference_table", "measure_reference", "pareto_front",
            "tradeoff_figure", "widths_figure", "curves_figure", "read_report", "read_steps",
            "save_figure", "add_parser"]
@@ -30,6 +31,8 @@ RESULTS_COLUMNS = ("model", "method", "objective", "target", "achieved", "macs",
                    "run_dir")
 STEPS_COLUMNS = ("step", "phase", "target", "achieved", "loss", "top1", "zeroed_channels", "lr",
                  "time_s")
+HELD_OUT = ("val_top1",)  # optional steps.csv column: top-1 on held-out data after the phase
+TRAINING_PHASES = ("regularize", "debias")  # their "top1" is the training batches'
 REFERENCE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "gluoncv_reference.csv")
 REFERENCE_COLUMNS = ("model", "top1", "top5", "throughput_img_s", "macs_g", "params_m", "kind")
@@ -258,19 +261,6 @@ def _family_of(point: dict) -> str:
     return "unpruned" if method == "standard" else method
 
 
-def _scatter_families(ax, families: Dict[str, List[dict]], colors, markers, suffix: str) -> None:
-    for i, (family, pts) in enumerate(families.items()):
-        xs = [p["throughput_img_s"] for p in pts]
-        ys = [p["top1"] for p in pts]
-        color, marker = colors[i % len(colors)], markers[i % len(markers)]
-        ax.scatter(xs, ys, s=36, color=color, marker=marker, zorder=3,
-                   edgecolor="white", linewidth=0.6, label=f"{family}{suffix}")
-        front = pareto_front(list(zip(xs, ys)))
-        if len(front) > 1:
-            ax.plot([p[0] for p in front], [p[1] for p in front], color=color, linewidth=1.2,
-                    alpha=0.8, zorder=2, drawstyle="default")
-
-
 def _place_labels(fig, ax, items: Sequence[Tuple[float, float, str]]) -> None:
     """Annotate each (x, y, text) beside its point where it overlaps no other label, no point
     and stays inside the axes; a leader line joins labels that had to move further away. A
@@ -303,7 +293,7 @@ def _place_labels(fig, ax, items: Sequence[Tuple[float, float, str]]) -> None:
         best = None
         for dx, dy, ha, va, scale in rings:
             ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
-                              ha=ha, va=va, fontsize=8, zorder=4)
+                              ha=ha, va=va, fontsize=7, zorder=4)
             box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
             overlap = sum(_overlap(box, other) for other in placed + obstacles)
             own = _distance(box, dots[i])  # a label nearer another point reads as its label
@@ -377,82 +367,97 @@ def _log_limits(ax, xs: Sequence[float], ys: Sequence[float]) -> None:
     ax.set_ylim(ylo - pad, yhi + pad)
 
 
+_DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "imagenet": "ImageNet",
+                  "synthetic": "synthetic data", "folder": "image folder"}
+LABEL_LIMIT = 8  # a panel with more points than this names them by its legend only
+_COLUMN = 3.4  # inches: one panel is one column of a two-column paper
+_COLUMN_STYLE = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8,
+                 "legend.fontsize": 7.5, "xtick.labelsize": 7.5, "ytick.labelsize": 7.5}
+
+
+def _dataset_name(key: str) -> str:
+    return _DATASET_NAMES.get(key, key) if key else "dataset not recorded"
+
+
 def tradeoff_figure(points: Sequence[dict], reference: Optional[Sequence[dict]] = None,
                     measured: Optional[Dict[str, dict]] = None, v100: bool = False,
                     device: str = "cpu", batch_size: Optional[int] = None,
                     input_size: int = 224, title: Optional[str] = None):
-    """Top-1 (%) against throughput (images/s, log scale): the user's ``points`` by method,
-    each family with its Pareto front, and GluonCV's ``reference`` rows, at the throughput in
-    ``measured`` (re-measured here) or, with ``v100``, at GluonCV's published V100 throughput in
-    a panel of its own."""
+    """Top-1 (%) against throughput (images/s, log scale), one panel per dataset (top-1 on
+    different datasets never share an axis): the user's ``points`` by method, each family with
+    its Pareto front, and GluonCV's ImageNet ``reference`` rows — at the throughput in
+    ``measured`` (re-measured here) in the ImageNet panel, or, with ``v100``, at GluonCV's
+    published V100 throughput in a panel of its own. A panel of more than ``LABEL_LIMIT``
+    points names them by the legend only; fewer are labelled where the labels fit."""
     reference = list(reference or [])
     if reference and not v100 and measured is None:
         raise PrunenetError("reference points need their throughput measured on this device "
                             "(measure_reference), or v100=True for GluonCV's published figures")
-    with _style():
+    refs: List[dict] = []
+    for row in reference:
+        speed = row["throughput_img_s"] if v100 else measured[row["model"]]["throughput_img_s"]
+        kind = "GluonCV ResNets" if row["kind"] == "standard" else "GluonCV pruned ResNets"
+        refs.append({"model": row["model"], "method": "reference", "top1": row["top1"],
+                     "throughput_img_s": speed, "family": kind + (
+                         " (published, V100)" if v100 else f" (timed here, {input_size} px)")})
+    by_dataset: Dict[str, List[dict]] = {}
+    for p in points:
+        by_dataset.setdefault(p["dataset"], []).append(dict(p, family=_family_of(p)))
+    panels = [(key, pts, False) for key, pts in sorted(by_dataset.items())]
+    if refs and not v100:
+        keys = [k for k, _, _ in panels]
+        if "imagenet" in keys:
+            panels[keys.index("imagenet")][1].extend(refs)
+        else:
+            panels.append(("imagenet", list(refs), False))
+    elif refs:
+        panels.append(("imagenet", list(refs), True))
+    batch = batch_size or next((p["batch_size"] for p in points if p["batch_size"]), None)
+    where = f"{device}" + (f", batch {batch}" if batch else "")
+    with _style(), __import__("matplotlib").rc_context(_COLUMN_STYLE):
         import matplotlib
         colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-        panels = 2 if (v100 and reference) else 1
-        fig = _figure(7.2 * panels + 2.2, 5.0)
-        axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
-        fig.subplots_adjust(left=0.08, right=0.98 - 2.2 / (7.2 * panels + 2.2), bottom=0.12,
-                            top=0.86 if panels == 1 else 0.82, wspace=0.3)
-        families: Dict[str, List[dict]] = {}
-        for p in points:
-            families.setdefault(_family_of(p), []).append(p)
-        datasets = sorted({p["dataset"] for p in points if p["dataset"]})
-        suffix = f" ({', '.join(datasets)})" if datasets else ""
-        batch = batch_size or next((p["batch_size"] for p in points if p["batch_size"]), None)
-        where = f"{device}" + (f", batch {batch}" if batch else "")
-        ax = axes[0]
-        _scatter_families(ax, families, colors, _MARKERS, suffix)
-        labels = [(p["throughput_img_s"], p["top1"], _label_of(p)) for p in points]
-        ref_items: List[dict] = []
-        if reference:
-            ref_families: Dict[str, List[dict]] = {}
-            for row in reference:
-                speed = row["throughput_img_s"] if v100 else \
-                    measured[row["model"]]["throughput_img_s"]
-                kind = "GluonCV ResNets" if row["kind"] == "standard" else \
-                    "GluonCV pruned ResNets"
-                item = {"model": row["model"], "method": "reference", "top1": row["top1"],
-                        "throughput_img_s": speed}
-                ref_families.setdefault(kind, []).append(item)
-                ref_items.append(item)
-            ref_ax = axes[1] if v100 else ax
-            ref_suffix = " (ImageNet; V100, batch 64)" if v100 else \
-                f" (ImageNet; {input_size} px)"
-            offset = len(families)
-            _scatter_families(ref_ax, ref_families, colors[offset:] + colors[:offset],
-                              _MARKERS[offset:] + _MARKERS[:offset], ref_suffix)
-            ref_labels = [(r["throughput_img_s"], r["top1"], r["model"]) for r in ref_items]
-            if v100:
-                _log_limits(ref_ax, [r["throughput_img_s"] for r in ref_items],
-                            [r["top1"] for r in ref_items])
-                ref_ax.set_xlabel("throughput on one V100, batch 64 (images/s, log scale)")
-                ref_ax.set_ylabel("ImageNet top-1 accuracy (%)")
-                ref_ax.set_title("GluonCV's published figures (V100)")
-            else:
-                labels += ref_labels
-        own = points if v100 else list(points) + ref_items
-        _log_limits(ax, [p["throughput_img_s"] for p in own], [p["top1"] for p in own])
-        ax.set_xlabel(f"throughput on {where} (images/s, log scale)")
-        ax.set_ylabel("top-1 accuracy (%)" if v100 or not datasets else
-                      "top-1 accuracy (%, on each model's dataset)")
-        if v100 and reference:
-            ax.set_title("your models, measured locally")
-        fig.suptitle(title or "Accuracy against throughput", fontsize=12)
-        handles, names = [], []
-        for a in axes:
-            h, n = a.get_legend_handles_labels()
-            handles += h
-            names += n
-        axes[-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.03, 1.0),
-                        borderaxespad=0.0, frameon=False, title="family (Pareto front)",
-                        title_fontsize=9)
-        _place_labels(fig, ax, labels)
-        if v100 and reference:
-            _place_labels(fig, axes[1], ref_labels)
+        families = list(dict.fromkeys(p["family"] for _, pts, _ in panels for p in pts))
+        style = {f: (colors[i % len(colors)], _MARKERS[i % len(_MARKERS)])
+                 for i, f in enumerate(families)}
+        ncol = min(3 if len(panels) == 1 else 4, len(families))
+        legend_rows = -(-len(families) // ncol)
+        height = 2.6 + 0.45 + 0.16 * legend_rows
+        fig = _figure(_COLUMN * len(panels), height)
+        axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
+        left, right = 0.16 / len(panels) + 0.02, 0.97
+        fig.subplots_adjust(left=left, right=right, bottom=(0.55 + 0.16 * legend_rows) / height,
+                            top=1 - 0.45 / height, wspace=0.32)
+        handles: Dict[str, object] = {}
+        for ax, (key, pts, published) in zip(axes, panels):
+            groups: Dict[str, List[dict]] = {}
+            for p in pts:
+                groups.setdefault(p["family"], []).append(p)
+            for family, members in groups.items():
+                color, marker = style[family]
+                xs = [p["throughput_img_s"] for p in members]
+                ys = [p["top1"] for p in members]
+                handles[family] = ax.scatter(xs, ys, s=22, color=color, marker=marker, zorder=3,
+                                             edgecolor="white", linewidth=0.5, label=family)
+                front = pareto_front(list(zip(xs, ys)))
+                if len(front) > 1:
+                    ax.plot([q[0] for q in front], [q[1] for q in front], color=color,
+                            linewidth=1.0, alpha=0.8, zorder=2)
+            _log_limits(ax, [p["throughput_img_s"] for p in pts], [p["top1"] for p in pts])
+            ax.set_xlabel("throughput on one V100, batch 64 (img/s, log)" if published else
+                          f"throughput on {where} (img/s, log)")
+            ax.set_ylabel(f"{_dataset_name(key)} top-1 (%)")
+            ax.set_title("GluonCV's published figures (V100)" if published else
+                         _dataset_name(key))
+        fig.legend([handles[f] for f in families], families, loc="lower center",
+                   bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False, borderaxespad=0.2,
+                   handletextpad=0.3, columnspacing=1.0)
+        fig.suptitle(title or "Accuracy against throughput", fontsize=9.5,
+                     x=(left + right) / 2)
+        for ax, (_, pts, _) in zip(axes, panels):
+            if len(pts) <= LABEL_LIMIT:
+                _place_labels(fig, ax, [(p["throughput_img_s"], p["top1"], _label_of(p))
+                                        for p in pts])
     return fig
 
 
@@ -554,7 +559,8 @@ def read_steps(run_dir: str) -> List[dict]:
     what = "steps file"
     rows = []
     for line, row in _read_csv(path, STEPS_COLUMNS, what):
-        parsed = {c: _number(row, c, path, line, what) for c in STEPS_COLUMNS if c != "phase"}
+        parsed = {c: _number(row, c, path, line, what) for c in STEPS_COLUMNS + HELD_OUT
+                  if c != "phase"}
         parsed["phase"] = row["phase"]
         rows.append(parsed)
     return rows
@@ -566,7 +572,9 @@ _PHASE_ABBREVIATIONS = {"regularize": "reg", "debias": "deb", "surgery": "cut",
 
 def curves_figure(run_dir: str, title: Optional[str] = None):
     """Loss, top-1, cost fraction and zeroed channels after every phase of a run's steps
-    (``steps.csv``), as four small multiples sharing the x axis."""
+    (``steps.csv``), as four small multiples sharing the x axis. Top-1 is two series: on the
+    training batches (the regularize and debias phases') and on held-out data (after the cut
+    and after fine-tuning, and ``val_top1`` where recorded); the cost panel draws the target."""
     rows = read_steps(run_dir)
     report = None
     if os.path.exists(os.path.join(run_dir, "report.json")):
@@ -577,57 +585,64 @@ def curves_figure(run_dir: str, title: Optional[str] = None):
     ticks = [f"{int(r['step']) if r['step'] is not None else ''} "
              f"{_PHASE_ABBREVIATIONS.get(r['phase'], r['phase'])}".strip() for r in rows]
     xs = list(range(len(rows)))
-    panels = (("loss", "training loss", None), ("top1", "top-1 accuracy (%)", 100.0),
-              ("achieved", "cost fraction kept", None), ("zeroed_channels", "zeroed channels",
-                                                          None))
-    with _style():
+
+    def series(value) -> List[Tuple[int, float]]:
+        return [(x, v) for x, v in ((x, value(r)) for x, r in zip(xs, rows)) if v is not None]
+
+    def pct(v):
+        return None if v is None else 100.0 * v
+
+    train = series(lambda r: pct(r["top1"]) if r["phase"] in TRAINING_PHASES else None)
+    held = series(lambda r: pct(r.get("val_top1")) if r.get("val_top1") is not None else
+                  pct(r["top1"]) if r["phase"] not in TRAINING_PHASES else None)
+    with _style(), __import__("matplotlib").rc_context(_COLUMN_STYLE):
         import matplotlib
         colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-        phases = list(dict.fromkeys(r["phase"] for r in rows))
-        phase_color = {p: colors[i % len(colors)] for i, p in enumerate(phases)}
-        fig = _figure(9.5, 6.2)
+        panels = (
+            ("training loss", [("loss", series(lambda r: r["loss"]), colors[0], "-", "o")]),
+            ("top-1 accuracy (%)", [("training batches", train, colors[0], "-", "o"),
+                                    ("held-out data", held, colors[1], "-", "s")]),
+            ("cost fraction kept", [("kept", series(lambda r: r["achieved"]), colors[0], "-",
+                                     "o"),
+                                    ("target", series(lambda r: r["target"]), colors[3],
+                                     (0, (4, 2)), "")]),
+            ("zeroed channels", [("zeroed", series(lambda r: r["zeroed_channels"]), colors[0],
+                                  "-", "o")]))
+        fig = _figure(2 * _COLUMN, 4.6)
         axes = fig.subplots(2, 2, sharex=True)
-        fig.subplots_adjust(left=0.08, right=0.8, bottom=0.14, top=0.88, wspace=0.3,
-                            hspace=0.18)
-        for ax, (column, label, scale) in zip(axes.flat, panels):
-            pts = [(x, r[column] * (scale or 1.0)) for x, r in zip(xs, rows)
-                   if r[column] is not None]
-            if column == "achieved":
-                tgt = [(x, r["target"]) for x, r in zip(xs, rows) if r["target"] is not None]
-                if tgt:
-                    ax.plot([p[0] for p in tgt], [p[1] for p in tgt], color="0.45",
-                            linestyle="--", linewidth=1.0, label="target", zorder=2)
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], color="0.25", linewidth=1.0,
-                        zorder=2)
-                for x, y in pts:
-                    ax.scatter([x], [y], color=phase_color[rows[x]["phase"]], s=30, zorder=3,
-                               edgecolor="white", linewidth=0.5)
-            else:
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.32,
+                            hspace=0.16)
+        for ax, (label, lines) in zip(axes.flat, panels):
+            drawn = 0
+            for name, pts, color, dash, marker in lines:
+                if not pts:
+                    continue
+                drawn += 1
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=dash,
+                        marker=marker, markersize=3.5, linewidth=1.4 if marker == "" else 1.0,
+                        label=name, zorder=4 if marker == "" else 3)
+            if not drawn:
                 ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center",
                         va="center", color="0.4")
             ax.set_ylabel(label)
-            if column == "achieved":
-                ax.set_ylim(0, 1.05)
-            if column == "zeroed_channels":
+            if len(lines) > 1 and drawn:
+                ax.legend(loc="best", frameon=False, handlelength=2.2)
+            if label == "cost fraction kept":
+                values = [p[1] for _, pts, *_ in lines for p in pts] or [1.0]
+                ax.set_ylim(max(0.0, min(values) - 0.08), min(1.05, max(values) + 0.08))
+            if label == "zeroed channels":
                 from matplotlib.ticker import MaxNLocator
-                top = max([1.0] + [p[1] for p in pts]) * 1.1
+                top = max([1.0] + [p[1] for p in lines[0][1]]) * 1.1
                 ax.set_ylim(-0.04 * top, top)
                 ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in axes[1]:
             ax.set_xticks(xs)
             ax.set_xticklabels(ticks, rotation=45, ha="right")
             ax.set_xlabel("step and phase")
-        from matplotlib.lines import Line2D
-        handles = [Line2D([], [], marker="o", linestyle="", color=phase_color[p],
-                          label=p) for p in phases]
-        handles.append(Line2D([], [], color="0.45", linestyle="--", label="cost target"))
-        axes[0][1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.04, 1.0),
-                          borderaxespad=0.0, frameon=False, title="phase")
         default = "Pruning run, step by step"
         if report is not None:
             default = f"{_run_label(report)}, step by step"
-        fig.suptitle(title or default, fontsize=12)
+        fig.suptitle(title or default, fontsize=9.5)
     return fig
 
 

@@ -48,19 +48,22 @@ class PrunedNetwork:
     params: Dict[str, np.ndarray]  # sliced, full names of the unpruned network
 
 
-def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray], model: str,
-                  classes: Optional[int] = None, params: Optional[Dict[str, np.ndarray]] = None,
-                  ctx=None) -> PrunedNetwork:
+def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
+                  model: Optional[str] = None, classes: Optional[int] = None,
+                  params: Optional[Dict[str, np.ndarray]] = None, ctx=None) -> PrunedNetwork:
     """Build the physically pruned network keeping ``keep`` (``net`` is left unchanged).
 
-    ``params``: the full-width parameters to slice (default: ``net``'s own).
+    ``params``: the full-width parameters to slice (default: ``net``'s own). A GluonCV
+    ``ResNetV1b`` is rebuilt as GluonCV's ``model`` with ``classes`` outputs, or without a
+    ``model`` name as a network of ``net``'s own architecture.
     """
-    from .models import build_model
+    from .models import build_model, fresh_resnetv1b
     params = sliced_params(graph, params if params is not None else network_params(net), keep)
     keep = [k.copy() for k in keep]
     if is_resnetv1b(net):
         shapes = gluoncv_shapes(graph, net.prefix, keep)
-        pruned = build_resnetv1b(build_model(model, classes), shapes,
+        fresh = build_model(model, classes) if model else fresh_resnetv1b(net)
+        pruned = build_resnetv1b(fresh, shapes,
                                  gluoncv_params(params, net.prefix), ctx=ctx)
         return PrunedNetwork(pruned, graph, keep, net.prefix, True, params)
     pruned = build_symbol_block(graph, keep, params, ctx=ctx)
@@ -124,6 +127,17 @@ def _base_report(model: str, method: str, objective: str, target: float, selecti
         "command": command if command is not None else list(sys.argv),
         **({"solver": selection.solver} if selection.solver is not None else {}),
     }
+
+
+RANDOM_WEIGHTS = ("warning: no --params or --pretrained: pruning randomly initialised weights "
+                  "(fine for trying the tool, meaningless for accuracy)")
+
+
+def transfer_line(transfer: dict) -> str:
+    """The log line saying that the output layer was replaced (transfer to other classes)."""
+    return (f"transfer: the params file's {transfer['from_classes']}-class output layer "
+            f"({', '.join(transfer['replaced'])}) was replaced by a freshly initialised "
+            f"{transfer['classes']}-class one")
 
 
 def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_to: int = 8,
@@ -232,13 +246,14 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
               classes: Optional[int] = None, round_to: int = 8, min_width: int = 8,
               seed: int = 0, overwrite: bool = False, command: Optional[List[str]] = None,
               log=print, latency_table: Optional[str] = None, latency_batch_size: int = 64,
-              dtype: str = "float32", gpus: str = "") -> dict:
-    """Prune ``model`` with a data-free ``method`` to ``target`` × its cost; write the run folder
-    ``out`` (see the module doc) and return the report. The ``latency`` objective measures on
-    ``gpus``' first device (the CPU if none), at ``latency_batch_size`` and ``dtype``."""
+              dtype: str = "float32", gpus: str = "", symbol: Optional[str] = None) -> dict:
+    """Prune ``model`` (or the exported ``symbol`` with its ``params``) with a data-free
+    ``method`` to ``target`` × its cost; write the run folder ``out`` (see the module doc) and
+    return the report. The ``latency`` objective measures on ``gpus``' first device (the CPU if
+    none), at ``latency_batch_size`` and ``dtype``."""
     from .files import staged_dir, write_json
     from .methods import DATA_FREE
-    from .models import input_shape, load_model
+    from .models import load_network
 
     if method not in DATA_FREE:
         raise PrunenetError(f"unknown method {method!r}: choose one of {', '.join(DATA_FREE)}")
@@ -252,10 +267,15 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
                             f"--overwrite")
     timings = {}
     t0 = time.time()
-    net = load_model(model, classes=classes, params=params, seed=seed, input_size=input_size)
-    shape = input_shape(model, input_size)
+    net, name, shape = load_network(model or None, symbol, classes, params, seed,
+                                    input_size=input_size)
+    transfer = getattr(net, "prunenet_transfer", None)
+    if params is None:
+        log(RANDOM_WEIGHTS)
+    if transfer:
+        log(transfer_line(transfer))
     graph = trace(net, shape)
-    cost = objective_cost(graph, objective, model, round_to, gpus, latency_table,
+    cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,
                           latency_batch_size, dtype)
     check_reachable(graph, cost, target, round_to, min_width)
     before = count(graph)
@@ -269,16 +289,17 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     timings["select_s"] = time.time() - t0
 
     t0 = time.time()
-    pruned = prune_network(net, graph, selection.keep, model, classes)
+    pruned = prune_network(net, graph, selection.keep, model or None, classes)
     diff, scale = surgery_check(net, pruned.net, graph, selection.keep, seed=seed)
     timings["surgery_s"] = time.time() - t0
     _check_surgery(diff, scale)
 
-    report = _base_report(model, method, objective, target, selection, graph, before, timings,
+    report = _base_report(name, method, objective, target, selection, graph, before, timings,
                           command)
     report.update({
         "input_shape": list(shape), "classes": classes, "round_to": round_to,
-        "min_width": min_width, "seed": seed, "params_file": params,
+        "min_width": min_width, "seed": seed, "params_file": params, "symbol_file": symbol,
+        "transfer": transfer,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
         **latency,
@@ -286,7 +307,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
-    log(f"{model} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
+    log(f"{name} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
         f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> "
         f"{report['macs_after'] / 1e9:.3f}G, params {before['params'] / 1e6:.2f}M -> "
         f"{report['params_after'] / 1e6:.2f}M{_latency_line(report)}; written to {out}")
@@ -298,6 +319,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
 STEPS_FILE = "steps.csv"
 STEP_COLUMNS = ["step", "phase", "target", "achieved", "loss", "top1", "zeroed_channels", "lr",
                 "time_s"]
+OPTIONAL_STEP_COLUMNS = ["val_top1"]  # top-1 on held-out data after a step (the Python API's)
 RUN_FILE = "run.json"
 LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoint"
@@ -351,6 +373,13 @@ class DataRun:
     num_data_workers: int = 4  # decoding threads (ImageNet, image folders)
     progress: bool = True
     command: Optional[List[str]] = None
+    symbol: Optional[str] = None  # a HybridBlock.export symbol file, instead of ``model``
+    momentum: float = 0.9  # of the pruning steps and fine-tuning
+    wd: float = 1e-4  # fine-tuning's weight decay
+    lr_mode: str = "cosine"  # fine-tuning's schedule (prunenet.train.LR_MODES)
+    mode: str = "hybrid"  # fine-tune hybridized, or "imperative"
+    teacher: Optional[str] = None  # a GluonCV model to distil from (else the unpruned, --distill)
+    teacher_params: Optional[str] = None
 
 
 def contexts(gpus: str) -> list:
@@ -376,7 +405,8 @@ def _write_steps(path: str, rows: List[dict]) -> None:
     import io
     from .files import atomic_path
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=STEP_COLUMNS)
+    extra = [c for c in OPTIONAL_STEP_COLUMNS if any(c in row for row in rows)]
+    writer = csv.DictWriter(buf, fieldnames=STEP_COLUMNS + extra)
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -415,7 +445,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     from .checkpoint import load_checkpoint, save_checkpoint
     from .files import read_json, write_json
     from .methods.gcp import GCPConfig, check_reg
-    from .models import input_shape, load_model
+    from .models import input_shape, load_model, load_network
     from .tied import check_rule as check_rule_name
     from .train import BatchStream, FinetuneConfig, finetune
 
@@ -480,15 +510,15 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if not resume and os.path.exists(out) and not overwrite:
             raise PrunenetError(f"output folder {out} already exists; choose another --out, "
                                 f"pass --overwrite, or continue it with --resume {out}")
-        net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
-                         ctx=ctx[0], input_size=size, channels=channels)
+        net, net_name, shape = load_network(run.model or None, run.symbol, classes, run.params,
+                                        run.seed, ctx[0], size, channels)
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
         failure = err
     workers.agree(failure)
     workers.broadcast(net.collect_params())
-    shape = input_shape(run.model, size, channels)
+    transfer = getattr(net, "prunenet_transfer", None)
     graph = trace(net, shape)
-    cost = objective_cost(graph, run.objective, run.model, run.round_to, run.gpus,
+    cost = objective_cost(graph, run.objective, net_name, run.round_to, run.gpus,
                           run.latency_table, run.latency_batch_size, run.dtype)
     check_reachable(graph, cost, run.target, run.round_to, run.min_width)
     if not resume:
@@ -520,7 +550,11 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         t0 = time.time()
         top1_before, top5_before = val_top1(net)
         timings["eval_before_s"] = time.time() - t0
-        say(f"{run.model}: top-1 {top1_before:.4f} before pruning; "
+        if run.params is None:
+            say(RANDOM_WEIGHTS)
+        if transfer:
+            say(transfer_line(transfer))
+        say(f"{net_name}: top-1 {top1_before:.4f} before pruning; "
             f"{before['macs'] / 1e6:.1f}M MACs, {before['params'] / 1e6:.3f}M params")
     else:
         top1_before, top5_before = ckpt["top1_before"], ckpt["top5_before"]
@@ -533,7 +567,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         s_ = ckpt["selection"]
         selection = Selection(keep, s_["cost"], s_["base_cost"], s_["largest_block"],
                               s_["blocks_removed"])
-        pruned = prune_network(net, graph, keep, run.model, classes, ctx=ctx[0])
+        pruned = prune_network(net, graph, keep, run.model or None, classes, ctx=ctx[0])
         for name, param in _by_original_names(pruned).items():
             param.set_data(arrays["net:" + name])
         top1_selected, diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
@@ -561,7 +595,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
             timings["select_s"] = time.time() - t0
         t0 = time.time()
         top1_selected, _ = val_top1(masked)
-        pruned = prune_network(net, graph, selection.keep, run.model, classes, params=params,
+        pruned = prune_network(net, graph, selection.keep, run.model or None, classes, params=params,
                                ctx=ctx[0])
         x = _probe(shape, run.seed, ctx[0])
         masked_out = masked(x).asnumpy()
@@ -595,11 +629,16 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                         latency=latency, gcp_info=gcp_info, rows=rows, timings=timings)
 
     teacher = None
-    if run.distill:
-        teacher = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
-                             ctx=ctx[0], input_size=size, channels=channels)
-    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
-                        warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
+    if run.teacher:
+        teacher = load_network(run.teacher, None, classes, run.teacher_params, run.seed, ctx[0],
+                               size, channels)[0]
+    elif run.distill:
+        teacher = load_network(run.model or None, run.symbol, classes, run.params, run.seed,
+                               ctx[0], size, channels)[0]
+    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr, momentum=run.momentum,
+                        wd=run.wd, warmup_epochs=run.warmup_epochs,
+                        label_smoothing=run.label_smoothing, lr_mode=run.lr_mode,
+                        hybridize=run.mode == "hybrid")
     stream = BatchStream(lambda e, s: shares(train, 1000 + e, s))
     state = ckpt["finetune"] if stage == "finetune" else {"done": 0, "sums": None, "elapsed": 0.0}
     if stage == "finetune":
@@ -630,13 +669,13 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
                  "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
     _write_steps(os.path.join(out, STEPS_FILE), rows)
-    report = _base_report(run.model, run.method, run.objective, run.target, selection, graph, before,
-                          timings, run.command)
+    report = _base_report(net_name, run.method, run.objective, run.target, selection, graph,
+                          before, timings, run.command)
     report.update({
         "top1_before": top1_before, "top5_before": top5_before,
         "top1_selected": top1_selected, "top1_after": top1_after, "top5_after": top5_after,
         "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
-        "surgery_max_abs_diff": diff, "notes": notes, **gcp_info,
+        "surgery_max_abs_diff": diff, "notes": notes, "transfer": transfer, **gcp_info,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
         "settings": dataclasses.asdict(run), **latency,
     })
@@ -665,7 +704,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     auto = run.reg == "auto"
     settings = dict(target=run.target, steps=run.steps, reg=0.0 if auto else run.reg,
                     epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
-                    lr=run.lr, round_to=run.round_to, min_width=run.min_width)
+                    lr=run.lr, momentum=run.momentum, round_to=run.round_to,
+                    min_width=run.min_width)
     if run.method == "slimming":
         from .methods import slimming
         config = slimming.config(**settings)

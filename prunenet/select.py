@@ -58,6 +58,11 @@ class Selection:
         """Δ as a fraction of the base cost."""
         return self.largest_block / self.base_cost
 
+    def __repr__(self) -> str:  # widths per group, not every channel's boolean
+        widths = " ".join(f"{int(k.sum())}/{k.size}" for k in self.keep)
+        return (f"Selection(achieved {self.achieved:.4f} of the cost, {self.blocks_removed} "
+                f"blocks removed; kept/full per group: {widths})")
+
 
 # A priority maps (block score, block saving, current width, full width) to a sort key: the
 # block with the smallest key goes first.

@@ -189,8 +189,10 @@ def build_symbol_block(graph: ChannelGraph, keep: Sequence[np.ndarray],
     ctx = ctx or mx.cpu()
     doc = json.loads(graph.symbol.tojson())
     for node in doc["nodes"]:
-        if node["op"] == "null":  # the full widths' parameter shapes: a saved symbol without
-            node.get("attrs", {}).pop("__shape__", None)  # its params could not initialise
+        if node["op"] == "null" and node["name"] in params and "__shape__" in node.get("attrs", {}):
+            node["attrs"]["__shape__"] = str(tuple(params[node["name"]].shape))  # as sliced
+        elif node["op"] == "null":  # a full-width shape without a parameter to match it
+            node.get("attrs", {}).pop("__shape__", None)
         layer = graph.layers.get(node["name"])
         if layer is not None:
             width = int(keep[graph.space_group[layer.out_space]].sum())

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from .errors import PrunenetError
 
 __all__ = ["BatchStream", "NonFiniteError", "run_batches", "FinetuneConfig",
-           "finetune", "cosine_lr", "split"]
+           "finetune", "cosine_lr", "learning_rate", "LR_MODES", "split"]
 
 
 class NonFiniteError(PrunenetError):
@@ -140,6 +140,27 @@ def cosine_lr(base: float, total: int, warmup: int = 0, final: float = 0.0) -> C
     return lr_at
 
 
+LR_MODES = ("cosine", "step", "poly", "linear")  # GluonCV's --lr-mode names
+
+
+def learning_rate(mode: str, base: float, total: int, warmup: int = 0) -> Callable[[int], float]:
+    """The fine-tuning schedule ``mode`` after a linear warm-up: cosine decay to 0, step (×0.1
+    at 50% and 75% of ``total``), poly (power 2) or linear decay to 0."""
+    if mode == "cosine":
+        return cosine_lr(base, total, warmup)
+    if mode not in LR_MODES:
+        raise PrunenetError(f"--lr-mode {mode!r}: choose one of {', '.join(LR_MODES)}")
+
+    def lr_at(i: int) -> float:
+        if i < warmup:
+            return base * (i + 1) / warmup
+        done = min(1.0, (i - warmup) / max(1, total - warmup))
+        if mode == "step":
+            return base * 0.1 ** ((done >= 0.5) + (done >= 0.75))
+        return base * (1 - done) ** (2 if mode == "poly" else 1)
+    return lr_at
+
+
 @dataclass
 class FinetuneConfig:
     """The fine-tuning recipe: NAG, cosine LR with warm-up, label smoothing, no weight decay on
@@ -153,6 +174,8 @@ class FinetuneConfig:
     label_smoothing: float = 0.1
     distill_weight: float = 0.5
     temperature: float = 1.0
+    lr_mode: str = "cosine"  # see LR_MODES
+    hybridize: bool = True  # False: GluonCV's --mode imperative
 
 
 def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, teacher=None,
@@ -178,14 +201,15 @@ def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, te
     total = stream.count(config.epochs)
     warmup = int(round(config.warmup_epochs * stream.batches_per_epoch))
     loss_fn = _smoothed_loss(config.label_smoothing)
-    net.hybridize(static_alloc=True, static_shape=True)
+    if config.hybridize:
+        net.hybridize(static_alloc=True, static_shape=True)
     done, sums = 0, None
     if resume is not None:
         done, sums = int(resume["done"]), resume["sums"]
         trainer.load_states(resume["states"])
     step = None if on_batch is None else (lambda d, s: on_batch(trainer, d, s))
     result = run_batches(net, trainer, stream.take_batches(total - done), ctx, loss_fn=loss_fn,
-                         what=what, lr_at=cosine_lr(config.lr, total, warmup), teacher=teacher,
+                         what=what, lr_at=learning_rate(config.lr_mode, config.lr, total, warmup), teacher=teacher,
                          distill_weight=config.distill_weight, temperature=config.temperature,
                          progress=progress, total=total, start=done, sums=sums, on_batch=step)
     workers.average_running_stats(net)

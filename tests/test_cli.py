@@ -129,11 +129,12 @@ def test_params_file_of_another_architecture(tmp_path, capsys):
     assert main(["prune", "--model", "cifar_resnet56_v1", "--params", str(tmp_path / "r20.params"),
                  "--method", "l1", "--target", "0.5", "--out", out]) == 2
     _one_line_error(capsys.readouterr().err, "does not fit cifar_resnet56_v1", "r20.params")
-    # same architecture, another number of classes
+    # same architecture, another number of classes: transfer (the output layer is replaced,
+    # and the run says so; issue 16), not a refusal
     assert main(["prune", "--model", "cifar_resnet20_v1", "--classes", "7", "--params",
                  str(tmp_path / "r20.params"), "--method", "l1", "--target", "0.5",
-                 "--out", out]) == 2
-    _one_line_error(capsys.readouterr().err, "does not fit cifar_resnet20_v1 with 7 classes")
+                 "--out", str(tmp_path / "transfer")]) == 0
+    assert "10-class output layer" in capsys.readouterr().out
     (tmp_path / "junk.params").write_bytes(b"\x00" * 100)
     assert main(["prune", "--model", "cifar_resnet20_v1", "--params", str(tmp_path / "junk.params"),
                  "--method", "l1", "--target", "0.5", "--out", out]) == 2

@@ -12,7 +12,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
 RESULTS = os.path.join(ROOT, "experiments", "results", "mobilenetv2_fashion_mnist")
 EXPECTED = {"accuracy_vs_throughput.ipynb", "pruning_patterns.ipynb",
-            "fashion_mnist_walkthrough.ipynb"}
+            "fashion_mnist_walkthrough.ipynb", "python_api.ipynb"}
 
 
 def test_committed_notebooks_have_no_outputs():
@@ -75,3 +75,16 @@ def test_fashion_mnist_walkthrough(tmp_path):
     assert os.path.exists(tmp_path / "run" / "shapes.json")
     table = notebook.cells[-2].outputs[0]["data"]["text/plain"]
     assert "GCP 0.5 FLOPs" in table and "CPU img/s" in table
+
+
+def test_python_api(tmp_path):
+    notebook = execute("python_api.ipynb", tmp_path, TRAIN_LIMIT=256, VAL_LIMIT=128,
+                       BATCH_SIZE=64, BASE_EPOCHS=1, STEPS=1, EPOCHS_PER_STEP=0.25,
+                       FINETUNE_EPOCHS=0.25, OUT=str(tmp_path / "run"))
+    assert images(notebook) == 1
+    assert os.path.exists(tmp_path / "run" / "report.json")
+    cut = next(c for c in notebook.cells if "gcp.masked(x)" in c.source)
+    words = cut.outputs[0]["text"].split()
+    diff, scale = float(words[2]), float(words[7])
+    assert scale > 1e-3 and diff <= 1e-4 * max(1.0, scale)
+    assert "after fine-tuning" in notebook.cells[-1].outputs[0]["text"]

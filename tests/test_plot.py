@@ -98,38 +98,50 @@ def test_tradeoff_of_a_zoo(tmp_path, capsys):
     assert f"zoo manifest {bare / 'zoo.json'} has no model with both 'top1'" in err
 
 
-def test_labels_do_not_overlap():
+def _labels_fit(fig, ax):
+    """The axes' labels: inside the axes, none overlapping another; returns their count."""
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    frame = ax.get_window_extent(renderer)
+    for i, a in enumerate(boxes):
+        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    return len(boxes)
+
+
+def test_datasets_get_separate_panels_and_labels_do_not_overlap():
+    """Fashion-MNIST top-1 never shares an axis with GluonCV's ImageNet top-1 (issue 16)."""
     points = plot.read_results(RESULTS)
     reference = plot.reference_table()
     measured = {r["model"]: {"throughput_img_s": r["throughput_img_s"] / 5} for r in reference}
     fig = plot.tradeoff_figure(points, reference, measured)
+    fashion, imagenet = fig.axes
+    assert "Fashion-MNIST" in fashion.get_ylabel() and "ImageNet" in imagenet.get_ylabel()
     renderer = fig.canvas.get_renderer()
-    ax = fig.axes[0]
-    boxes = [t.get_window_extent(renderer) for t in ax.texts]
-    assert len(boxes) == len(points) + len(reference)
-    frame = ax.get_window_extent(renderer)
-    for i, a in enumerate(boxes):
-        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
-        for b in boxes[i + 1:]:
-            assert not a.overlaps(b), (a, b)
-    legend = ax.get_legend() or fig.axes[-1].get_legend()
-    assert legend.get_window_extent(renderer).x0 > frame.x1  # outside the data
+    top1 = {ax: sorted(y for c in ax.collections for _, y in c.get_offsets()) for ax in fig.axes}
+    assert top1[fashion] == sorted(p["top1"] for p in points)
+    assert top1[imagenet] == sorted(r["top1"] for r in reference)
+    assert _labels_fit(fig, fashion) == len(points)  # three points: each labelled
+    assert _labels_fit(fig, imagenet) == 0  # eleven: named by the legend
+    legend = fig.legends[0]
+    assert legend.get_window_extent(renderer).y1 < fashion.get_window_extent(renderer).y0
+    assert {t.get_text() for t in legend.get_texts()} >= {
+        "GluonCV ResNets (timed here, 224 px)", "GluonCV pruned ResNets (timed here, 224 px)"}
+    width, height = fig.get_size_inches()
+    assert width == pytest.approx(2 * 3.4) and height < 4  # a column per panel
+    assert min(t.get_fontsize() for t in fashion.get_xticklabels()) >= 7
 
 
-def test_a_crowded_plot_leaves_labels_out_rather_than_overlap_them():
+def test_a_crowded_plot_names_its_points_by_the_legend():
     """The Fashion-MNIST study: 28 points, many of them close together."""
     study = os.path.join(ROOT, "experiments", "results", "fashion_mnist", "results.csv")
     points = plot.read_results(study)
     fig = plot.tradeoff_figure(points, [])
-    renderer = fig.canvas.get_renderer()
-    ax = fig.axes[0]
-    boxes = [t.get_window_extent(renderer) for t in ax.texts]
-    assert len(points) >= 20 and len(points) // 3 <= len(boxes) < len(points)
-    frame = ax.get_window_extent(renderer)
-    for i, a in enumerate(boxes):
-        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
-        for b in boxes[i + 1:]:
-            assert not a.overlaps(b), (a, b)
+    assert len(points) > plot.LABEL_LIMIT and len(fig.axes) == 1
+    assert _labels_fit(fig, fig.axes[0]) == 0
+    families = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert families == {plot._family_of(p) for p in points}
 
 
 def test_pareto_front():
@@ -164,6 +176,17 @@ def test_curves_of_a_gcp_run(tmp_path, capsys):
     fig = plot.curves_figure(GCP_RUN)
     assert [ax.get_ylabel() for ax in fig.axes[:4]] == [
         "training loss", "top-1 accuracy (%)", "cost fraction kept", "zeroed channels"]
+    # training-batch and held-out top-1 are separate, labelled series (issue 16)
+    train, held = fig.axes[1].get_lines()
+    assert (train.get_label(), held.get_label()) == ("training batches", "held-out data")
+    with open(os.path.join(GCP_RUN, "steps.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert list(held.get_ydata()) == pytest.approx(
+        [100 * float(r["top1"]) for r in rows if r["phase"] in ("surgery", "finetune")])
+    assert len(train.get_ydata()) == sum(r["phase"] in ("regularize", "debias") for r in rows)
+    kept, target = fig.axes[2].get_lines()
+    assert target.get_label() == "target" and target.get_zorder() > kept.get_zorder()
+    assert list(target.get_ydata()) == pytest.approx([float(r["target"]) for r in rows])
 
 
 def _one_line_error(argv, capsys):

@@ -1,0 +1,356 @@
+"""The Python API: prune a Gluon network in memory, with or without data.
+
+``prune`` (a data-free method), :class:`GCP` (the paper's method, trained on any iterable of
+``(data, label)`` batches) and ``finetune`` work on the network at hand and give back a
+physically smaller Gluon block — GluonCV's ``ResNetV1b`` where the input was one, else a
+``SymbolBlock`` — with ``.report``, the fields of the command line's ``report.json``. They are
+the command line's own pieces (:mod:`prunenet.runs`), called on a network instead of a file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+from .errors import PrunenetError
+
+__all__ = ["prune", "GCP", "finetune", "replace_classifier"]
+
+
+def _contexts(ctx) -> list:
+    import mxnet as mx
+    if ctx is None:
+        return [mx.cpu()]
+    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+
+
+def _gpus(ctx: list) -> str:
+    """``ctx`` as the command line's ``--gpus`` (the latency objective measures on the first)."""
+    return ",".join(str(c.device_id) for c in ctx if c.device_type == "gpu")
+
+
+def _name(net) -> str:
+    return type(net).__name__
+
+
+def _trace(net, input_shape, strict: bool):
+    from mxnet import gluon
+    from .graph import trace
+    if not isinstance(net, gluon.HybridBlock):
+        raise PrunenetError(f"{_name(net)} is a {type(net).__mro__[1].__name__}, not a "
+                            f"gluon.HybridBlock: prunenet prunes hybridizable networks only "
+                            f"(write it as a HybridBlock with hybrid_forward)")
+    if len(tuple(input_shape)) != 4:
+        raise PrunenetError(f"input_shape {tuple(input_shape)} must be NCHW, e.g. (1, 3, 224, 224)")
+    graph = trace(net, input_shape, strict=strict)
+    _materialise(net, graph.input_shape)
+    return graph
+
+
+def _materialise(net, input_shape) -> None:
+    """Give deferred-initialised parameters their shapes (one forward pass), and refuse
+    parameters that have no value at all."""
+    import mxnet as mx
+    params = list(net.collect_params().values())
+    empty = [p.name for p in params if p._data is None and not p._deferred_init]
+    if empty:
+        raise PrunenetError(f"parameter {empty[0]} of {_name(net)} has no value; call "
+                            f"net.initialize() or net.load_parameters(...) first")
+    deferred = [p for p in params if p._data is None]
+    if deferred:
+        ctx = deferred[0]._deferred_init[1][0]
+        with mx.autograd.pause(train_mode=False):
+            net(mx.nd.zeros(input_shape, ctx=ctx)).wait_to_read()
+
+
+def _cost(graph, objective: str, name: str, round_to: int, min_width: int, target: float,
+          ctx: list, latency_table, latency_batch_size: int, dtype: str):
+    from .costs import OBJECTIVES
+    from .runs import objective_cost
+    from .select import check_reachable
+    if objective not in OBJECTIVES:
+        raise PrunenetError(f"unknown objective {objective!r}: choose one of "
+                            f"{', '.join(sorted(OBJECTIVES))}")
+    if not 0.0 < target < 1.0:
+        raise PrunenetError(f"target {target} must lie strictly between 0 and 1 (the fraction of "
+                            f"the cost to keep)")
+    cost = objective_cost(graph, objective, name, round_to, _gpus(ctx), latency_table,
+                          latency_batch_size, dtype)
+    check_reachable(graph, cost, target, round_to, min_width)
+    return cost
+
+
+def _attach(pruned, report: dict):
+    """The pruned Gluon block with its report as ``.report``."""
+    pruned.net.report = report
+    return pruned.net
+
+
+def prune(net, method: str = "l1", objective: str = "flops", target: float = 0.5,
+          input_shape: Sequence[int] = (1, 3, 224, 224), *, round_to: int = 8,
+          min_width: int = 8, seed: int = 0, data=None, ctx=None, strict: bool = False,
+          latency_table: Optional[str] = None, latency_batch_size: int = 64,
+          dtype: str = "float32"):
+    """Prune ``net`` (any initialised ``gluon.HybridBlock``) with a data-free ``method`` until
+    ``objective``'s cost (``flops``, ``params`` or ``latency``) is at most ``target`` × the
+    unpruned cost, at ``input_shape`` (NCHW). ``net`` is left unchanged.
+
+    Returns the physically smaller network (GluonCV's ``ResNetV1b`` where ``net`` is one, else
+    a ``SymbolBlock``); its ``.report`` holds the fields of ``report.json``. ``data`` (an
+    iterable of ``(data, label)`` batches) is read by ``method="attention"`` only; ``strict``
+    refuses ops of unknown channel semantics instead of leaving the channels around them.
+
+    >>> import prunenet
+    >>> from gluoncv.model_zoo import get_model
+    >>> net = get_model("resnet18_v1b", classes=10)
+    >>> net.initialize()
+    >>> small = prunenet.prune(net, "l1", "flops", 0.5, input_shape=(1, 3, 32, 32))
+    >>> small.report["achieved"] <= 0.5
+    True
+    """
+    from .costs import count
+    from .data import Epochs
+    from .methods import DATA_DRIVEN, METHODS, TRAINED
+    from .runs import (_base_report, _check_surgery, method_selection, prune_network,
+                       select_with, surgery_check)
+    from .surgery import build_symbol_block, full_keep, network_params
+
+    if method in TRAINED:
+        raise PrunenetError(f"method {method!r} trains while it prunes: use prunenet.GCP(net, "
+                            f"...).fit(train_data).prune()")
+    if method not in METHODS:
+        raise PrunenetError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if method in DATA_DRIVEN and data is None:
+        raise PrunenetError(f"method {method!r} reads data: pass data= (an iterable of "
+                            f"(data, label) batches)")
+    ctx = _contexts(ctx)
+    timings: Dict[str, float] = {}
+    t0 = time.time()
+    graph = _trace(net, input_shape, strict)
+    cost = _cost(graph, objective, _name(net), round_to, min_width, target, ctx, latency_table,
+                 latency_batch_size, dtype)
+    before = count(graph)
+    timings["trace_s"] = time.time() - t0
+    t0 = time.time()
+    params = network_params(net)
+    batches = None if data is None else Epochs(data, graph.input_shape)
+    selection, latency = select_with(
+        lambda a: method_selection(method, graph, params, cost, a, round_to, min_width, seed, net,
+                                   batches, ctx[0]), cost, target)
+    timings["select_s"] = time.time() - t0
+    t0 = time.time()
+    pruned = prune_network(net, graph, selection.keep, params=params, ctx=ctx[0])
+    masked = build_symbol_block(graph, full_keep(graph), params, ctx=ctx[0])  # net stays as it is
+    diff, scale = surgery_check(masked, pruned.net, graph, selection.keep, seed=seed)
+    _check_surgery(diff, scale)
+    timings["surgery_s"] = time.time() - t0
+    report = _base_report(_name(net), method, objective, target, selection, graph, before,
+                          timings, command=[])
+    report.update({"input_shape": list(graph.input_shape), "round_to": round_to,
+                   "min_width": min_width, "seed": seed, "surgery_max_abs_diff": diff,
+                   "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
+                   **latency})
+    return _attach(pruned, report)
+
+
+def replace_classifier(net, classes: int, input_shape: Sequence[int] = (1, 3, 224, 224),
+                       ctx=None) -> dict:
+    """Give ``net`` a fresh, Xavier-initialised ``classes``-way output layer in place of the
+    ``gluon.nn.Dense`` (or 1×1-style ``Conv2D``, as in GluonCV's MobileNets) that writes its
+    output — transfer, as GluonCV's fine-tuning tutorial does it; returns what was replaced
+    (the ``transfer`` field of a report)."""
+    import mxnet as mx
+    from mxnet.gluon import nn
+    graph = _trace(net, input_shape, strict=False)
+    outputs = [name for name, layer in graph.layers.items()
+               if "network output" in graph.out_group(name).reasons]
+    found = []
+
+    def visit(block):
+        for key, child in block._children.items():
+            if isinstance(child, (nn.Dense, nn.Conv2D)) and child.name + "_fwd" in outputs:
+                found.append((block, key, child))
+            visit(child)
+    visit(net)
+    if len(found) != 1:
+        raise PrunenetError(f"{_name(net)}: no single gluon.nn.Dense or Conv2D writes the "
+                            f"network's output (found {len(found)}); replace the output layer "
+                            f"yourself")
+    parent, key, old = found[0]
+    if not isinstance(classes, int) or classes < 1:
+        raise PrunenetError(f"classes {classes!r} must be a whole number >= 1")
+    before = int(old.weight.shape[0])
+    if isinstance(old, nn.Dense):  # the old names: made outside any name scope
+        new = nn.Dense(classes, in_units=old.weight.shape[1], use_bias=old.bias is not None,
+                       flatten=old._flatten, prefix=old.prefix)
+    else:
+        k = old._kwargs
+        new = nn.Conv2D(classes, k["kernel"], k["stride"], k["pad"], k["dilate"],
+                        in_channels=old.weight.shape[1], use_bias=old.bias is not None,
+                        prefix=old.prefix)
+    new.initialize(mx.init.Xavier(), ctx=_contexts(ctx))
+    if getattr(parent, key, None) is old:
+        setattr(parent, key, new)
+    else:  # a HybridSequential's numbered child
+        parent._children[key] = new
+
+    def forget(block):  # hybridized blocks must trace the new layer
+        block._clear_cached_op()
+        for child in block._children.values():
+            forget(child)
+    forget(net)
+    return {"from_classes": before, "classes": classes,
+            "replaced": [p.name for p in new.collect_params().values()]}
+
+
+class GCP:
+    """Global Channel Pruning of ``net`` to ``target`` × ``objective``'s cost, trained on your
+    data: ``GCP(net, ...).fit(train_data).prune()``.
+
+    ``schedule`` are the fields of :class:`prunenet.methods.gcp.GCPConfig` (``steps``, ``reg``,
+    ``epochs_per_step``, ``debias_epochs``, ``lr``, ``momentum``, ``round_to``, ``min_width``,
+    ...), with its defaults. GCP takes ``net`` over: its BatchNorm parameters and classifier are
+    trained in place (copy it first to keep the original). ``classes``: first give ``net`` a
+    fresh output layer of that many classes (:func:`replace_classifier`), for transfer.
+
+    >>> import mxnet as mx, prunenet
+    >>> from gluoncv.model_zoo import get_model
+    >>> net = get_model("resnet18_v1b", classes=10)
+    >>> net.initialize()
+    >>> batches = [(mx.nd.random.normal(shape=(8, 3, 32, 32)), mx.nd.array([0, 1] * 4))] * 2
+    >>> gcp = prunenet.GCP(net, target=0.6, input_shape=(1, 3, 32, 32), steps=1)
+    >>> small = gcp.fit(batches).prune()
+    >>> small.report["achieved"] <= 0.6
+    True
+    """
+
+    def __init__(self, net, objective: str = "flops", target: float = 0.5,
+                 input_shape: Sequence[int] = (1, 3, 224, 224), ctx=None, *,
+                 progress: bool = False, strict: bool = False, seed: int = 0,
+                 classes: Optional[int] = None, latency_table: Optional[str] = None,
+                 latency_batch_size: int = 64, dtype: str = "float32", **schedule) -> None:
+        from .costs import count
+        from .methods.gcp import GCP as Schedule, GCPConfig
+        from .wrapper import MaskedNetwork
+
+        fields = [f.name for f in dataclasses.fields(GCPConfig) if f.name != "target"]
+        unknown = sorted(set(schedule) - set(fields))
+        if unknown:
+            raise PrunenetError(f"GCP has no option {unknown[0]!r}; the schedule's options are "
+                                f"{', '.join(fields)}")
+        self.config = GCPConfig(target=target, **schedule)
+        self.config.check()
+        self.net, self.objective, self.seed = net, objective, seed
+        self.ctx = _contexts(ctx)
+        self.transfer = None if classes is None else \
+            replace_classifier(net, classes, input_shape, self.ctx)
+        self.graph = _trace(net, input_shape, strict)
+        self.cost = _cost(self.graph, objective, _name(net), self.config.round_to,
+                          self.config.min_width, target, self.ctx, latency_table,
+                          latency_batch_size, dtype)
+        self.before = count(self.graph)
+        self._wrapper = MaskedNetwork(net, self.graph, self.ctx)
+        self._schedule = Schedule(self._wrapper, self.cost, self.config, self.ctx,
+                                  progress=progress)
+        self.history: List[dict] = []  # the rows of steps.csv
+        self.steps_done = 0
+        self.timings: Dict[str, float] = {}
+        self._pruned = None
+
+    def __repr__(self) -> str:
+        return (f"GCP({_name(self.net)}, {self.objective} to {self.config.target}, "
+                f"{self.steps_done}/{self.config.steps} steps done, "
+                f"cost now {self._schedule.achieved():.4f} of the unpruned)")
+
+    @property
+    def masked(self):
+        """The network being pruned: removed channels held at zero (callable on a batch)."""
+        from .wrapper import REGULARIZE
+        return self._wrapper.block(REGULARIZE)
+
+    def fit(self, train_data, val_data=None) -> "GCP":
+        """Run the remaining pruning steps on ``train_data`` (any iterable of ``(data, label)``
+        batches, read ``epochs_per_step`` times per step); with ``val_data`` each step's
+        debias row in :attr:`history` gets ``val_top1``, the top-1 on it (``top1`` is always
+        the training batches'). Returns ``self``."""
+        from .data import Epochs, accuracy
+        from .train import BatchStream
+
+        shape = self.graph.input_shape
+        stream = BatchStream(Epochs(train_data, shape))
+        held_out = None if val_data is None else Epochs(val_data, shape, "validation data")
+        for t in range(self.steps_done + 1, self.config.steps + 1):
+            t0 = time.time()
+            rows = [dataclasses.asdict(r) for r in self._schedule.run_step(t, stream)]
+            self.timings[f"step{t}_s"] = time.time() - t0
+            if held_out is not None:
+                rows[-1]["val_top1"] = accuracy(self._wrapper, held_out(), self.ctx)[0]
+            self.history += rows
+            self.steps_done = t
+        self._pruned = None
+        return self
+
+    def prune(self):
+        """The physically pruned network after :meth:`fit`, with ``.report``; ready to
+        fine-tune (:func:`finetune`)."""
+        import numpy as np
+        from .runs import (_base_report, _check_surgery, _probe, latency_report,
+                           prune_network)
+        if self.steps_done < self.config.steps:
+            raise PrunenetError(f"GCP has run {self.steps_done} of its {self.config.steps} steps: "
+                                f"call fit(train_data) before prune()")
+        if self._pruned is not None:
+            return self._pruned.net
+        selection = self._schedule.selection()
+        t0 = time.time()
+        pruned = prune_network(self.net, self.graph, selection.keep,
+                               params=self._wrapper.folded_params(), ctx=self.ctx[0])
+        x = _probe(self.graph.input_shape, self.seed, self.ctx[0])
+        masked = self.masked(x).asnumpy()
+        diff = float(np.abs(pruned.net(x).asnumpy() - masked).max())
+        _check_surgery(diff, float(np.abs(masked).max()))
+        self.timings["surgery_s"] = time.time() - t0
+        report = _base_report(_name(self.net), "gcp", self.objective, self.config.target,
+                              selection, self.graph, self.before, dict(self.timings), command=[])
+        report.update({"input_shape": list(self.graph.input_shape), "seed": self.seed,
+                       "surgery_max_abs_diff": diff, "notes": list(self._schedule.notes),
+                       "settings": dataclasses.asdict(self.config), "transfer": self.transfer,
+                       "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
+                       **latency_report(self.cost, selection.keep)})
+        self._pruned = pruned
+        return _attach(pruned, report)
+
+    def save(self, folder: str, overwrite: bool = False) -> str:
+        """Write the run folder the command line writes — ``report.json``, ``steps.csv`` and the
+        pruned pair — atomically; returns its path."""
+        from .files import staged_dir, write_json
+        from .runs import REPORT_FILE, STEPS_FILE, _write_steps, save_pruned
+        net = self.prune()
+        report = dict(net.report)
+        with staged_dir(folder, overwrite=overwrite) as stage:
+            _write_steps(os.path.join(stage, STEPS_FILE), self.history)
+            report["files"] = save_pruned(self._pruned, stage)
+            write_json(os.path.join(stage, REPORT_FILE), report)
+        return os.path.abspath(folder)
+
+
+def finetune(net, data, epochs: float = 1.0, ctx=None, progress: bool = False,
+             **recipe) -> dict:
+    """Train every parameter of ``net`` on ``data`` (any iterable of ``(data, label)``
+    batches) for ``epochs`` with the fine-tuning recipe of
+    :class:`prunenet.train.FinetuneConfig` (``lr``, ``momentum``, ``wd``, ``warmup_epochs``,
+    ``label_smoothing``); returns the mean training loss and top-1. ``net`` is changed in
+    place (and hybridized)."""
+    from .data import Epochs
+    from .train import BatchStream, FinetuneConfig, finetune as train
+    fields = [f.name for f in dataclasses.fields(FinetuneConfig) if f.name != "epochs"]
+    unknown = sorted(set(recipe) - set(fields))
+    if unknown:
+        raise PrunenetError(f"finetune has no option {unknown[0]!r}; the recipe's options are "
+                            f"{', '.join(fields)}")
+    if epochs <= 0:
+        raise PrunenetError(f"epochs {epochs} must be positive")
+    result = train(net, BatchStream(Epochs(data)), FinetuneConfig(epochs=epochs, **recipe),
+                   _contexts(ctx), progress=progress)
+    return {"loss": result["loss"], "top1": result["top1"], "batches": result["batches"]}
