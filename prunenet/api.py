@@ -14,6 +14,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from .errors import PrunenetError
+from .tied import DEFAULT_RULE
 
 __all__ = ["prune", "GCP", "finetune", "replace_classifier"]
 
@@ -210,7 +211,11 @@ class GCP:
 
     ``schedule`` are the fields of :class:`prunenet.methods.gcp.GCPConfig` (``steps``, ``reg``,
     ``epochs_per_step``, ``debias_epochs``, ``lr``, ``momentum``, ``round_to``, ``min_width``,
-    ...), with its defaults. GCP takes ``net`` over: its BatchNorm parameters and classifier are
+    ...), with its defaults; ``reg="auto"`` chooses λ from ``reg_grid`` (default
+    :data:`prunenet.methods.gcp.REG_GRID`) by the debias loss of step 1 on held-out training
+    images, which :meth:`fit` then needs as ``heldout_data``. ``stream_score``: how a residual
+    stream's score combines its layers (:mod:`prunenet.tied`). GCP takes ``net`` over: its
+    BatchNorm parameters and classifier are
     trained in place (copy it first to keep the original). ``classes``: first give ``net`` a
     fresh output layer of that many classes (:func:`replace_classifier`), for transfer.
 
@@ -225,13 +230,17 @@ class GCP:
     True
     """
 
+    search: Optional[dict] = None  # reg="auto": the grid, each candidate's loss, the best
+
     def __init__(self, net, objective: str = "flops", target: float = 0.5,
                  input_shape: Sequence[int] = (1, 3, 224, 224), ctx=None, *,
                  progress: bool = False, strict: bool = False, seed: int = 0,
                  classes: Optional[int] = None, latency_table: Optional[str] = None,
-                 latency_batch_size: int = 64, dtype: str = "float32", **schedule) -> None:
+                 latency_batch_size: int = 64, dtype: str = "float32",
+                 reg_grid: Optional[Sequence[float]] = None, stream_score: str = DEFAULT_RULE,
+                 **schedule) -> None:
         from .costs import count
-        from .methods.gcp import GCP as Schedule, GCPConfig
+        from .methods.gcp import GCP as Schedule, GCPConfig, REG_GRID, check_reg
         from .wrapper import MaskedNetwork
 
         fields = [f.name for f in dataclasses.fields(GCPConfig) if f.name != "target"]
@@ -239,6 +248,11 @@ class GCP:
         if unknown:
             raise PrunenetError(f"GCP has no option {unknown[0]!r}; the schedule's options are "
                                 f"{', '.join(fields)}")
+        self.auto = schedule.get("reg") == "auto"
+        check_reg(schedule.get("reg", 0.0), reg_grid)
+        if self.auto:
+            schedule["reg"] = 0.0
+        self.reg_grid = list(reg_grid or REG_GRID)
         self.config = GCPConfig(target=target, **schedule)
         self.config.check()
         self.net, self.objective, self.seed = net, objective, seed
@@ -250,7 +264,7 @@ class GCP:
                           self.config.min_width, target, self.ctx, latency_table,
                           latency_batch_size, dtype)
         self.before = count(self.graph)
-        self._wrapper = MaskedNetwork(net, self.graph, self.ctx)
+        self._wrapper = MaskedNetwork(net, self.graph, self.ctx, stream_score=stream_score)
         self._schedule = Schedule(self._wrapper, self.cost, self.config, self.ctx,
                                   progress=progress)
         self.history: List[dict] = []  # the rows of steps.csv
@@ -269,20 +283,37 @@ class GCP:
         from .wrapper import REGULARIZE
         return self._wrapper.block(REGULARIZE)
 
-    def fit(self, train_data, val_data=None) -> "GCP":
+    def fit(self, train_data, val_data=None, heldout_data=None) -> "GCP":
         """Run the remaining pruning steps on ``train_data`` (any iterable of ``(data, label)``
         batches, read ``epochs_per_step`` times per step); with ``val_data`` each step's
         debias row in :attr:`history` gets ``val_top1``, the top-1 on it (``top1`` is always
-        the training batches'). Returns ``self``."""
-        from .data import Epochs, accuracy
+        the training batches'). With ``reg="auto"``, ``heldout_data`` (batches of training
+        images that ``train_data`` does not hold) scores the λ candidates; the search is in
+        :attr:`search`. Returns ``self``."""
+        from .data import Epochs, accuracy, mean_loss
         from .train import BatchStream
+        from .wrapper import DEBIAS
 
         shape = self.graph.input_shape
         stream = BatchStream(Epochs(train_data, shape))
         held_out = None if val_data is None else Epochs(val_data, shape, "validation data")
+        search = self.auto and self.steps_done == 0
+        if search and heldout_data is None:
+            raise PrunenetError("reg='auto' scores each λ on held-out training images: pass "
+                                "fit(..., heldout_data=batches) (e.g. a tenth of your training "
+                                "set kept out of train_data), or give reg a number")
+        if search:
+            held = Epochs(heldout_data, shape, "held-out data")
         for t in range(self.steps_done + 1, self.config.steps + 1):
             t0 = time.time()
-            rows = [dataclasses.asdict(r) for r in self._schedule.run_step(t, stream)]
+            if t == 1 and search:
+                records = self._schedule.search_reg(
+                    stream, lambda: mean_loss(self._wrapper.block(DEBIAS), held(), self.ctx),
+                    self.reg_grid)
+                self.search = self._schedule.search
+            else:
+                records = self._schedule.run_step(t, stream)
+            rows = [dataclasses.asdict(r) for r in records]
             self.timings[f"step{t}_s"] = time.time() - t0
             if held_out is not None:
                 rows[-1]["val_top1"] = accuracy(self._wrapper, held_out(), self.ctx)[0]

@@ -166,6 +166,23 @@ def test_gcp_reads_an_mx_io_iterator_and_passes_schedule_options_through():
         prunenet.GCP(randomise(Residual()), input_shape=SHAPE, stpes=2)
 
 
+def test_gcp_auto_reg_scores_the_grid_on_heldout_batches():
+    net = randomise(Residual())
+
+    def batches(n, seed):
+        r = np.random.RandomState(seed)
+        return [(mx.nd.array(r.normal(size=(8,) + SHAPE[1:])), mx.nd.array(r.randint(0, 10, 8)))
+                for _ in range(n)]
+    gcp = prunenet.GCP(net, target=0.7, input_shape=SHAPE, steps=1, reg="auto",
+                       reg_grid=[0.01, 1.0])
+    with pytest.raises(prunenet.PrunenetError, match="heldout_data"):
+        gcp.fit(batches(2, 0))
+    small = gcp.fit(batches(2, 0), heldout_data=batches(1, 5)).prune()
+    assert gcp.search["grid"] == [0.01, 1.0] and len(gcp.search["losses"]) == 2
+    assert gcp.config.reg == gcp.search["grid"][int(np.argmin(gcp.search["losses"]))]
+    assert small.report["achieved"] <= 0.7
+
+
 def test_batches_that_do_not_fit_the_network_say_which_shape():
     gcp = prunenet.GCP(randomise(Residual()), target=0.5, input_shape=SHAPE, steps=1)
     with pytest.raises(prunenet.PrunenetError, match=r"batch 0 holds data of shape "
