@@ -647,6 +647,7 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
     from .costs import count
+    from .devices import host_copy
     from .failpoints import failpoint
     from .files import save_params, staged_dir, write_json
     from .graph import trace
@@ -683,7 +684,7 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
         resume = dict(ckpt["finetune"], states=ckpt["states"]["finetune"]) if done else None
         elapsed = ckpt["finetune"]["elapsed"]
         log(f"{run.name}: resuming the fine-tuning after iteration {done}")
-    net = build_pruned_resnet(exp.model, shapes, params, ctx=ctx[0])
+    net = build_pruned_resnet(exp.model, shapes, params, ctx=ctx)
     prefix = net.prefix
     params_now = {name[len(prefix):]: p for name, p in net.collect_params().items()}
     shape = input_shape(exp.model, size)
@@ -696,18 +697,15 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
 
     def on_batch(trainer, done: int, sums: dict) -> None:
         if done % every == 0 or done == total:
-            import mxnet as mx
-            mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-            save_checkpoint(ckpt_dir, f"transfer-{done}",
-                            {name: p.data(ctx[0]).asnumpy() for name, p in params_now.items()},
+            save_checkpoint(ckpt_dir, f"transfer-{done}", host_copy(params_now),
                             {"finetune": trainer}, stream=stream.state(), recipe=recipe,
                             finetune={"done": done, "sums": sums, "elapsed": time.time() - t0})
         failpoint("finetune")
     result = finetune(net, stream, config, ctx, progress=not s.smoke, resume=resume,
                       on_batch=on_batch)
     top1, top5 = datasets.accuracy(net, val.batches(s.batch_size), ctx)
-    trained = {GLUONCV_PREFIX + name[len(prefix):]: p.data(ctx[0]).asnumpy()
-               for name, p in net.collect_params().items()}
+    trained = {GLUONCV_PREFIX + name[len(prefix):]: value
+               for name, value in host_copy(net).items()}
     report = {"model": exp.model, "method": exp.method if run.target is not None else "unpruned",
               "objective": exp.objective, "target": run.target, "achieved": achieved,
               "macs_after": counted["macs"], "params_after": counted["params"],

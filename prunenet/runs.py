@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .costs import cost_model, count
+from .devices import host_copy
 from .distributed import LOCAL_KVSTORES, Workers
 from .errors import PrunenetError
 from .failpoints import failpoint
@@ -52,18 +53,22 @@ def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray], model: s
                   ctx=None) -> PrunedNetwork:
     """Build the physically pruned network keeping ``keep`` (``net`` is left unchanged).
 
-    ``params``: the full-width parameters to slice (default: ``net``'s own).
+    ``params``: the full-width parameters to slice (default: ``net``'s own). On every context
+    of ``ctx`` (a context or a list of them).
     """
+    from .devices import context_list, place
     from .models import build_model
+    devices = context_list(ctx)
+    ctx = devices[0]
     params = sliced_params(graph, params if params is not None else network_params(net), keep)
     keep = [k.copy() for k in keep]
     if is_resnetv1b(net):
         shapes = gluoncv_shapes(graph, net.prefix, keep)
         pruned = build_resnetv1b(build_model(model, classes), shapes,
                                  gluoncv_params(params, net.prefix), ctx=ctx)
-        return PrunedNetwork(pruned, graph, keep, net.prefix, True, params)
+        return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, True, params)
     pruned = build_symbol_block(graph, keep, params, ctx=ctx)
-    return PrunedNetwork(pruned, graph, keep, net.prefix, False, params)
+    return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, False, params)
 
 
 def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
@@ -468,7 +473,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
             raise PrunenetError(f"output folder {out} already exists; choose another --out, "
                                 f"pass --overwrite, or continue it with --resume {out}")
         net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
-                         ctx=ctx[0], input_size=size, channels=channels)
+                         ctx=ctx, input_size=size, channels=channels)
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
         failure = err
     workers.agree(failure)
@@ -520,7 +525,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         s_ = ckpt["selection"]
         selection = Selection(keep, s_["cost"], s_["base_cost"], s_["largest_block"],
                               s_["blocks_removed"])
-        pruned = prune_network(net, graph, keep, run.model, classes, ctx=ctx[0])
+        pruned = prune_network(net, graph, keep, run.model, classes, ctx=ctx)
         for name, param in _by_original_names(pruned).items():
             param.set_data(arrays["net:" + name])
         top1_selected, diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
@@ -548,7 +553,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         t0 = time.time()
         top1_selected, _ = val_top1(masked)
         pruned = prune_network(net, graph, selection.keep, run.model, classes, params=params,
-                               ctx=ctx[0])
+                               ctx=ctx)
         x = _probe(shape, run.seed, ctx[0])
         masked_out = masked(x).asnumpy()
         diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
@@ -563,10 +568,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
             f"unpruned (target {run.target})")
 
     def save_finetune(trainer, done: int, sums: Optional[dict], elapsed: float) -> None:
-        import mxnet as mx
-        mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-        arrays = {"net:" + name: p.data(ctx[0]).asnumpy()
-                  for name, p in _by_original_names(pruned).items()}
+        arrays = {"net:" + name: value
+                  for name, value in host_copy(_by_original_names(pruned)).items()}
         arrays.update({f"keep:{g.index}": k.astype(np.float32)
                        for g, k in zip(graph.groups, selection.keep)})
         save_checkpoint(ckpt_dir, f"finetune-{done}", arrays,
@@ -583,7 +586,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     teacher = None
     if run.distill:
         teacher = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
-                             ctx=ctx[0], input_size=size, channels=channels)
+                             ctx=ctx, input_size=size, channels=channels)
     ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
                         warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
     stream = BatchStream(lambda e, s: shares(train, 1000 + e, s))
@@ -609,8 +612,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         sums = state["sums"]
         loss = sums["loss"] / max(sums["n"], 1) if sums else float("nan")
     timings["finetune_s"] = time.time() - t0
-    pruned.params = {name: p.data(ctx[0]).asnumpy() for name, p in
-                     _by_original_names(pruned).items()}
+    pruned.params = host_copy(_by_original_names(pruned))
     top1_after, top5_after = val_top1(pruned.net)
     rows.append({"step": run.steps, "phase": "finetune", "target": run.target,
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
@@ -680,10 +682,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         say(f"resuming {where} of {run.steps}")
 
     def snapshot() -> Dict[str, np.ndarray]:
-        import mxnet as mx
-        mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-        arrays = {name: p.data(ctx[0]).asnumpy() for name, p in wrapper.params.items()}
-        arrays.update({p.name: p.data(ctx[0]).asnumpy() for p in wrapper.mask_params.values()})
+        arrays = host_copy(wrapper.params)
+        arrays.update(host_copy({p.name: p for p in wrapper.mask_params.values()}))
         return arrays
 
     def save(tag: str, finished: int, state: Optional[dict]) -> None:
