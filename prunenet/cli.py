@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N",
                    help="also checkpoint every N iterations inside an epoch (default 500); "
                         "every phase's end is checkpointed regardless")
+    g.add_argument("--sync-every", type=_positive_int, default=50, metavar="N",
+                   help="read the training loss and accuracy from the devices every N "
+                        "iterations (default 50): the host waits for the GPUs only then")
     g.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the interrupted GCP run in DIR with its saved settings")
     p.set_defaults(func=_prune)
@@ -261,7 +264,8 @@ def _prune(args) -> int:
             distill=args.distill, batch_size=args.batch_size, gpus=args.gpus, seed=args.seed,
             input_size=args.input_size, classes=args.classes, round_to=args.round_to,
             min_width=args.min_width, train_limit=args.train_limit, val_limit=args.val_limit,
-            checkpoint_every=args.checkpoint_every, latency_table=args.latency_table,
+            checkpoint_every=args.checkpoint_every, sync_every=args.sync_every,
+            latency_table=args.latency_table,
             latency_batch_size=args.latency_batch_size,
             dtype=args.dtype, kvstore=args.kvstore, rec_train=args.rec_train,
             rec_train_idx=args.rec_train_idx, rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,

@@ -340,6 +340,7 @@ class DataRun:
     train_limit: Optional[int] = None
     val_limit: Optional[int] = None
     checkpoint_every: int = 500
+    sync_every: int = 50  # iterations between host reads of the training loss and accuracy
     latency_table: Optional[str] = None
     latency_batch_size: int = 64
     dtype: str = "float32"
@@ -353,12 +354,20 @@ class DataRun:
     command: Optional[List[str]] = None
 
 
+CPU_CONTEXTS = "PRUNENET_CPU_CONTEXTS"  # N: run on mx.cpu(0) ... mx.cpu(N-1) when no --gpus
+
+
 def contexts(gpus: str) -> list:
-    """``--gpus 0,1`` as MXNet contexts; empty means the CPU."""
+    """``--gpus 0,1`` as MXNet contexts; empty means the CPU (``cpu(0)`` ... ``cpu(N-1)`` with
+    ``PRUNENET_CPU_CONTEXTS=N``: N CPU contexts standing in for N GPUs)."""
     import mxnet as mx
     ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
     if not ids:
-        return [mx.cpu()]
+        count = os.environ.get(CPU_CONTEXTS, "1").strip() or "1"
+        if not count.isdigit() or int(count) < 1:
+            raise PrunenetError(f"{CPU_CONTEXTS}={count!r} must be a whole number of CPU "
+                                f"contexts (1 or more); unset it to run on one")
+        return [mx.cpu(i) for i in range(int(count))]
     try:
         ctx = [mx.gpu(int(i)) for i in ids]
     except ValueError:
@@ -606,7 +615,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if state["done"] > 0:
             resume_from = dict(state, states=ckpt["states"]["finetune"])
         result = finetune(pruned.net, stream, ft, ctx, teacher=teacher, progress=run.progress,
-                          resume=resume_from, on_batch=on_batch, workers=workers)
+                          resume=resume_from, on_batch=on_batch, workers=workers,
+                          sync_every=run.sync_every)
         loss = result["loss"]
     else:
         sums = state["sums"]
@@ -658,7 +668,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         config = slimming.config(**settings)
     else:
         config = GCPConfig(**settings)
-    gcp = GCP(wrapper, cost, config, ctx, progress=run.progress, workers=workers)
+    gcp = GCP(wrapper, cost, config, ctx, progress=run.progress, workers=workers,
+              sync_every=run.sync_every)
     stream = BatchStream(lambda e, s: shares(train, e, s))
     done, step_state = 0, None
     if ckpt is not None:
