@@ -51,12 +51,12 @@ def average_running_stats(params) -> None:
     statistics are the same moving average of its own batches, so averaging now or at the end
     gives the same result."""
     import mxnet as mx
-    for name, param in _items(params):
-        if not name.endswith(RUNNING_STATS) or param._data is None:
-            continue
+    stats = [p for name, p in _items(params) if name.endswith(RUNNING_STATS)
+             and p._data is not None and len(p.list_ctx()) > 1]
+    if stats:
+        mx.nd.waitall()  # a static_alloc network's writes to them are not waited for otherwise
+    for param in stats:
         copies = param.list_data()
-        if len(copies) < 2:
-            continue
         first = copies[0].context
         mean = mx.nd.add_n(*[c.as_in_context(first) for c in copies]) / len(copies)
         for copy in copies:
