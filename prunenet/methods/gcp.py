@@ -127,6 +127,8 @@ class GCP:
         records = [StepRecord(**r) for r in state["records"]]
 
         def run(phase: str, trainer, epochs: float) -> Dict[str, float]:
+            from ..optim import refresh_master_copies
+            refresh_master_copies(trainer)  # float16: the master copies see set_data's values
             start, total = time.time() - state["elapsed"], stream.count(epochs)
 
             def batch_done(done: int, sums: Dict[str, float]) -> None:
