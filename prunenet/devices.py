@@ -13,7 +13,8 @@ from typing import Dict, List
 
 import numpy as np
 
-__all__ = ["context_list", "place", "average_running_stats", "host_copy", "RUNNING_STATS"]
+__all__ = ["context_list", "place", "average_running_stats", "host_copy", "device_model",
+           "RUNNING_STATS"]
 
 RUNNING_STATS = ("running_mean", "running_var")
 
@@ -71,3 +72,29 @@ def host_copy(params) -> Dict[str, np.ndarray]:
     average_running_stats(params)
     mx.nd.waitall()
     return {name: p.data(p.list_ctx()[0]).asnumpy() for name, p in _items(params)}
+
+
+def device_model(ctx) -> str:
+    """What a latency measured on ``ctx`` depends on: ``cpu``, or the GPU's model name and
+    driver version as ``nvidia-smi`` reports them (``gpuN`` when it cannot be asked), so that
+    a table measured on one GPU model is never reused on another."""
+    if ctx.device_type == "cpu":
+        return "cpu"
+    answer = _gpu_query(ctx.device_id)
+    if not answer:
+        return f"gpu{ctx.device_id}"
+    name, _, driver = (part.strip() for part in answer.partition(","))
+    return f"{name} (driver {driver})" if driver else name
+
+
+def _gpu_query(index: int) -> str:
+    """``nvidia-smi``'s "name, driver_version" line for GPU ``index``, or "" if unavailable."""
+    import subprocess
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
+                               "--format=csv,noheader", f"--id={index}"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    lines = done.stdout.strip().splitlines() if done.returncode == 0 else []
+    return lines[0] if lines else ""

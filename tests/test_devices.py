@@ -11,6 +11,7 @@ import pytest
 from prunenet import data as datasets
 from prunenet import devices
 from prunenet.costs import cost_model
+from prunenet.errors import PrunenetError
 from prunenet.files import load_params, read_json
 from prunenet.graph import trace
 from prunenet.methods.gcp import GCP, GCPConfig
@@ -281,3 +282,23 @@ def test_training_loops_wait_for_the_devices_once_per_sync_every_batches(monkeyp
         assert max(syncs) <= 1, (what, syncs)
         batches = len(syncs)
         assert sum(syncs) <= -(-batches // every), (what, syncs)
+
+
+def test_latency_tables_are_keyed_by_the_gpu_model(monkeypatch, tmp_path):
+    """A table measured on one GPU model is not reused on another: its key and default file
+    name carry the model and driver that nvidia-smi reports (here, as it would answer)."""
+    from prunenet.latency import LatencyTable, default_table_path
+    answers = {0: "Tesla V100-SXM2-16GB, 470.57.02", 1: "NVIDIA A100-SXM4-40GB, 470.57.02"}
+    monkeypatch.setattr(devices, "_gpu_query", lambda i: answers.get(i, ""))
+    v100, a100 = devices.device_model(mx.gpu(0)), devices.device_model(mx.gpu(1))
+    assert v100 == "Tesla V100-SXM2-16GB (driver 470.57.02)"
+    assert os.path.basename(default_table_path(v100, 64, "float16")) == \
+        "latency-Tesla-V100-SXM2-16GB-driver-470.57.02-b64-float16.json"
+    assert default_table_path(v100, 64) != default_table_path(a100, 64)
+    assert devices.device_model(mx.gpu(2)) == "gpu2"  # nvidia-smi could not say
+    assert devices.device_model(mx.cpu()) == "cpu"
+    table = LatencyTable(v100, 64, "float16")
+    table.references = [1.0]
+    path = table.save(str(tmp_path / "table.json"))
+    with pytest.raises(PrunenetError, match="is for Tesla V100.*not NVIDIA A100"):
+        LatencyTable(a100, 64, "float16")._load(path)
