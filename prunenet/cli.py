@@ -148,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ImageNet validation RecordIO file (default: DATA_DIR/val.rec)")
     g.add_argument("--rec-val-idx", default=None, metavar="FILE",
                    help="its index (default: the same name ending .idx)")
-    g.add_argument("-j", "--num-data-workers", type=int, default=4, metavar="N",
-                   help="image decoding threads for imagenet and folder (default 4)")
+    g.add_argument("-j", "--num-data-workers", type=int, default=os.cpu_count() or 1,
+                   metavar="N", help="image decoding threads for imagenet and folder (default: "
+                                     "this machine's cores)")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
     g.add_argument("--reg", type=_real_number(), default=0.5, help="L1 weight λ (default 0.5)")
     g.add_argument("--epochs-per-step", type=_real_number(), default=1.0,
@@ -158,13 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="debias epochs per step (default: --epochs-per-step)")
     g.add_argument("--finetune-epochs", type=_real_number(0), default=1.0)
     g.add_argument("--lr", type=_real_number(), default=0.01,
-                   help="learning rate of the pruning steps")
-    g.add_argument("--finetune-lr", type=_real_number(0, strict=True), default=0.01)
+                   help="learning rate of the pruning steps per 256 images, scaled to the "
+                        "global batch (default 0.01)")
+    g.add_argument("--finetune-lr", type=_real_number(0, strict=True), default=0.01,
+                   help="fine-tuning learning rate per 256 images, scaled likewise "
+                        "(default 0.01)")
     g.add_argument("--warmup-epochs", type=_real_number(0), default=0.0)
     g.add_argument("--label-smoothing", type=_real_number(0, below=1), default=0.1)
     g.add_argument("--distill", action="store_true",
                    help="fine-tune with distillation from the unpruned network")
-    g.add_argument("--batch-size", type=_positive_int, default=128)
+    g.add_argument("--batch-size", type=_positive_int, default=128,
+                   help="images per device, as in GluonCV: a step trains on batch-size x "
+                        "devices x workers (default 128)")
     g.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (default: CPU)")
     g.add_argument("--kvstore", default="device", choices=KVSTORES,
                    help="device/local: one process; dist_sync, dist_sync_device: one worker of "

@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -330,7 +330,7 @@ class DataRun:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.1
     distill: bool = False
-    batch_size: int = 128
+    batch_size: int = 128  # images per device (GluonCV's meaning; see batch_per)
     gpus: str = ""
     seed: int = 0
     input_size: Optional[int] = None
@@ -349,9 +349,26 @@ class DataRun:
     rec_train_idx: Optional[str] = None
     rec_val: Optional[str] = None
     rec_val_idx: Optional[str] = None
-    num_data_workers: int = 4  # decoding threads (ImageNet, image folders)
+    num_data_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # decoding threads (ImageNet, image folders): the machine's cores unless given
     progress: bool = True
     command: Optional[List[str]] = None
+    # "device": batch_size per device and the learning rates per lr_images images, scaled to
+    # the global batch; "process": run folders made before, whose batch_size was the process's
+    # whole batch and whose learning rates were used as given
+    batch_per: str = "device"
+    lr_images: int = 256
+
+    def images_per_batch(self, devices: int) -> int:
+        """This process's batch: ``batch_size`` on each of its ``devices``."""
+        return self.batch_size * (devices if self.batch_per == "device" else 1)
+
+    def lr_factor(self, devices: int, workers: int = 1) -> float:
+        """What the stated learning rates are multiplied by: the global batch (over the
+        devices and workers) over ``lr_images``."""
+        if self.batch_per != "device":
+            return 1.0
+        return self.images_per_batch(devices) * workers / self.lr_images
 
 
 CPU_CONTEXTS = "PRUNENET_CPU_CONTEXTS"  # N: run on mx.cpu(0) ... mx.cpu(N-1) when no --gpus
@@ -408,6 +425,26 @@ class _Log:
             self.echo(message)
 
 
+def saved_run(out: str) -> DataRun:
+    """The settings saved in run folder ``out`` (``run.json``), with the meaning they were made
+    with: a folder from before ``batch_size`` was per device keeps its whole-process batch and
+    unscaled learning rates."""
+    import dataclasses
+    from .files import read_json
+    saved = os.path.join(out, RUN_FILE)
+    if not os.path.exists(saved):
+        raise PrunenetError(f"--resume {out}: no {RUN_FILE} there; it is not a GCP run folder")
+    fields = {f.name for f in dataclasses.fields(DataRun)}
+    settings = read_json(saved, "run file")
+    if not isinstance(settings, dict) or not {"model", "target"} <= set(settings):
+        raise PrunenetError(f"--resume {out}: {saved} is not a prunenet run file (a JSON "
+                            f"object with the run's settings); start the run again")
+    settings.setdefault("batch_per", "process")  # made before batch_size was per device
+    run = DataRun(**{k: v for k, v in settings.items() if k in fields})
+    run.out = out
+    return run
+
+
 def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print,
              workers: Optional[Workers] = None) -> dict:
     """Prune ``run.model`` with ``run.method`` (GCP on ``run.dataset``, or a data-free method),
@@ -422,23 +459,14 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     import shutil
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .files import read_json, write_json
+    from .files import write_json
     from .methods.gcp import GCPConfig
     from .models import input_shape, load_model
     from .train import BatchStream, FinetuneConfig, finetune
 
     out = os.path.abspath(run.out)
     if resume:
-        saved = os.path.join(out, RUN_FILE)
-        if not os.path.exists(saved):
-            raise PrunenetError(f"--resume {out}: no {RUN_FILE} there; it is not a GCP run folder")
-        fields = {f.name for f in dataclasses.fields(DataRun)}
-        saved_run = read_json(saved, "run file")
-        if not isinstance(saved_run, dict) or not {"model", "target"} <= set(saved_run):
-            raise PrunenetError(f"--resume {out}: {saved} is not a prunenet run file (a JSON "
-                                f"object with the run's settings); start the run again")
-        run = DataRun(**{k: v for k, v in saved_run.items() if k in fields})
-        run.out = out
+        run = saved_run(out)
     else:
         from .methods import METHODS, TRAINED
         if run.method not in TRAINED and run.method not in METHODS:
@@ -470,9 +498,10 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if classes != train.classes:
             raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} "
                                 f"classes of dataset {run.dataset}")
-        if train.num_batches(run.batch_size, drop_last=True, parts=workers.count) < 1:
+        batch = run.images_per_batch(len(ctx))
+        if train.num_batches(batch, drop_last=True, parts=workers.count) < 1:
             raise PrunenetError(f"{len(train)} training images make no full batch of "
-                                f"{run.batch_size} for each of {workers.count} worker(s); use a "
+                                f"{batch} for each of {workers.count} worker(s); use a "
                                 f"smaller --batch-size or more data")
         channels, size = train.image_shape[0], train.image_shape[-1]
         if run.input_size and run.input_size != size:
@@ -505,12 +534,12 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     rows: List[dict] = list(ckpt.get("rows", [])) if ckpt else []
 
     def batches(dataset, epoch, start, shuffle):
-        return dataset.batches(run.batch_size, shuffle=shuffle, seed=run.seed, epoch=epoch,
+        return dataset.batches(batch, shuffle=shuffle, seed=run.seed, epoch=epoch,
                                start=start, drop_last=shuffle)
 
     def shares(dataset, epoch, start):
         """This worker's share of each training batch (the whole batch in one process)."""
-        return dataset.batches(run.batch_size, shuffle=True, seed=run.seed, epoch=epoch,
+        return dataset.batches(batch, shuffle=True, seed=run.seed, epoch=epoch,
                                start=start, drop_last=True, part=workers.rank,
                                parts=workers.count)
 
@@ -596,7 +625,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     if run.distill:
         teacher = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
                              ctx=ctx, input_size=size, channels=channels)
-    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr,
+    lr_factor = run.lr_factor(len(ctx), workers.count)
+    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr * lr_factor,
                         warmup_epochs=run.warmup_epochs, label_smoothing=run.label_smoothing)
     stream = BatchStream(lambda e, s: shares(train, 1000 + e, s))
     state = ckpt["finetune"] if stage == "finetune" else {"done": 0, "sums": None, "elapsed": 0.0}
@@ -626,7 +656,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     top1_after, top5_after = val_top1(pruned.net)
     rows.append({"step": run.steps, "phase": "finetune", "target": run.target,
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
-                 "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
+                 "zeroed_channels": "", "lr": ft.lr, "time_s": timings["finetune_s"]})
     _write_steps(os.path.join(out, STEPS_FILE), rows)
     report = _base_report(run.model, run.method, run.objective, run.target, selection, graph, before,
                           timings, run.command)
@@ -662,7 +692,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     wrapper = MaskedNetwork(net, graph, ctx)
     settings = dict(target=run.target, steps=run.steps, reg=run.reg,
                     epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
-                    lr=run.lr, round_to=run.round_to, min_width=run.min_width)
+                    lr=run.lr * run.lr_factor(len(ctx), workers.count if workers else 1),
+                    round_to=run.round_to, min_width=run.min_width)
     if run.method == "slimming":
         from .methods import slimming
         config = slimming.config(**settings)

@@ -22,8 +22,8 @@ from prunenet.wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 
 TWO = [mx.cpu(0), mx.cpu(1)]
 SMALL = dict(model="resnet18_v1b", target=0.5, dataset="synthetic", steps=2, reg=0.05,
-             epochs_per_step=0.5, finetune_epochs=0.5, lr=0.02, batch_size=32,
-             train_limit=128, val_limit=32, progress=False)
+             epochs_per_step=0.5, finetune_epochs=0.5, lr=0.16, batch_size=16,
+             train_limit=128, val_limit=32, progress=False)  # 2 devices x 16: 32 a batch
 
 
 @pytest.fixture
@@ -197,10 +197,11 @@ def test_first_step_widths_on_two_devices_match_one_device(tmp_path, two_context
     depend on how the batch is split; later steps follow debias phases, which normalise each
     device's share alone and so may differ."""
     settings = dict(steps=1, finetune_epochs=0.0, epochs_per_step=1.0)
-    two = _run(tmp_path / "two", **settings)
+    two = _run(tmp_path / "two", **settings)  # 16 images on each of 2 devices
     monkeypatch.setenv(CPU_CONTEXTS, "1")
-    one = _run(tmp_path / "one", **settings)
+    one = _run(tmp_path / "one", batch_size=32, **settings)  # the same 32 on one
     assert two["group_widths"] == one["group_widths"]
+    assert _steps(tmp_path / "two")[0]["lr"] == _steps(tmp_path / "one")[0]["lr"] == "0.02"
     assert two["achieved"] < 0.6
 
 
@@ -302,3 +303,55 @@ def test_latency_tables_are_keyed_by_the_gpu_model(monkeypatch, tmp_path):
     path = table.save(str(tmp_path / "table.json"))
     with pytest.raises(PrunenetError, match="is for Tesla V100.*not NVIDIA A100"):
         LatencyTable(a100, 64, "float16")._load(path)
+
+
+def test_batch_size_is_per_device_and_old_run_folders_keep_their_meaning(tmp_path):
+    from prunenet.files import write_json
+    from prunenet.runs import saved_run
+    new = DataRun(model="resnet50_v1d", out="x", target=0.5, batch_size=32, lr=0.01)
+    assert new.images_per_batch(8) == 256 and new.lr_factor(8) == 1.0
+    assert new.lr_factor(8, workers=2) == 2.0 and new.lr_factor(1) == 0.125
+    old = {"model": "resnet50_v1d", "target": 0.5, "batch_size": 256, "lr": 0.01, "gpus": "0,1"}
+    write_json(str(tmp_path / "run.json"), old)  # a run folder made before
+    run = saved_run(str(tmp_path))
+    assert run.batch_per == "process"
+    assert run.images_per_batch(8) == 256 and run.lr_factor(8, workers=2) == 1.0
+    write_json(str(tmp_path / "run.json"), dict(old, batch_per="device", batch_size=32))
+    assert saved_run(str(tmp_path)).images_per_batch(8) == 256
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1"])
+def test_a_bad_cpu_context_count_is_refused_on_one_line(monkeypatch, capsys, tmp_path, value):
+    from prunenet.cli import main
+    monkeypatch.setenv(CPU_CONTEXTS, value)
+    out = tmp_path / "run"
+    assert main(["prune", "--model", "resnet18_v1b", "--method", "gcp", "--target", "0.5",
+                 "--dataset", "synthetic", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{CPU_CONTEXTS}={value!r}" in err[0] and "unset it" in err[0]
+    assert not out.exists()
+
+
+def test_sync_every_below_1_is_refused(capsys, tmp_path):
+    from prunenet.cli import main
+    from prunenet.train import run_batches
+    with pytest.raises(SystemExit) as stop:
+        main(["prune", "--model", "resnet18_v1b", "--method", "gcp", "--target", "0.5",
+              "--dataset", "synthetic", "--sync-every", "0", "--out", str(tmp_path / "r")])
+    assert stop.value.code == 2
+    assert "argument --sync-every: 0 must be at least 1" in capsys.readouterr().err
+    with pytest.raises(PrunenetError, match="--sync-every 0 must be at least 1"):
+        run_batches(None, None, [], [mx.cpu()], sync_every=0)
+
+
+def test_experiment_configs_set_the_decoding_threads(tmp_path):
+    import json
+    from prunenet import experiment as ex
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "experiments", "configs", "resnet50_v1d_flops.json")
+    doc = json.load(open(path))
+    assert ex._decoders(ex.load_config(path)) == os.cpu_count()  # default: the machine's cores
+    doc["data"]["num_workers"] = 12
+    mine = tmp_path / "resnet50_v1d_flops.json"
+    mine.write_text(json.dumps(doc))
+    assert ex._decoders(ex.load_config(str(mine))) == 12

@@ -34,7 +34,7 @@ TARGETS = [0.5, 0.25]
 SEEDS = {"gcp": [0, 1, 2], "uniform": [0, 1, 2]}  # the others: seed 0
 BASE = DemoConfig()  # ResNet-18, 4 epochs: the demo's base
 PRUNING = dict(steps=2, reg=0.3, epochs_per_step=0.25, lr=0.01, finetune_epochs=1.5,
-               finetune_lr=0.02, batch_size=128)
+               finetune_lr=0.02, batch_size=128, lr_images=128)  # lrs for one device's 128
 # a pruned network's whole training: its base's epochs, then regularize and debias epochs of
 # every step, then fine-tuning
 TOTAL_EPOCHS = BASE.base_epochs + PRUNING["steps"] * 2 * PRUNING["epochs_per_step"] + \
