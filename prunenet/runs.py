@@ -440,9 +440,7 @@ def saved_run(out: str) -> DataRun:
         raise PrunenetError(f"--resume {out}: {saved} is not a prunenet run file (a JSON "
                             f"object with the run's settings); start the run again")
     settings.setdefault("batch_per", "process")  # made before batch_size was per device
-    run = DataRun(**{k: v for k, v in settings.items() if k in fields})
-    run.out = out
-    return run
+    return DataRun(**dict({k: v for k, v in settings.items() if k in fields}, out=out))
 
 
 def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print,
