@@ -52,7 +52,7 @@ def main(argv=None):
         model=big.model, out=run_dir, target=args.target, objective="flops",
         dataset="fashion-mnist", params=base_file, steps=args.steps, reg=args.reg,
         epochs_per_step=args.epochs_per_step, finetune_epochs=args.finetune_epochs,
-        lr=0.01, finetune_lr=0.02, seed=args.seed, gpus=args.gpus,
+        lr=0.01, finetune_lr=0.02, lr_images=128, seed=args.seed, gpus=args.gpus,
         command=[sys.executable] + sys.argv), overwrite=True)
     total = args.base_epochs + args.steps * 2 * args.epochs_per_step + args.finetune_epochs
     small = DemoConfig(model="mobilenetv2_0.75", base_epochs=total, base_lr=args.lr,

@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ImageNet validation RecordIO file (default: DATA_DIR/val.rec)")
     g.add_argument("--rec-val-idx", default=None, metavar="FILE",
                    help="its index (default: the same name ending .idx)")
-    g.add_argument("-j", "--num-data-workers", type=int, default=4, metavar="N",
-                   help="image decoding threads for imagenet and folder (default 4)")
+    g.add_argument("-j", "--num-data-workers", type=int, default=os.cpu_count() or 1,
+                   metavar="N", help="image decoding threads for imagenet and folder (default: "
+                                     "this machine's cores)")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
     g.add_argument("--reg", type=_reg, default="auto",
                    help="L1 weight λ, or 'auto': each λ of --reg-grid runs step 1 and the one "
@@ -195,9 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=argparse.SUPPRESS, metavar="FINETUNE_EPOCHS",
                    help="the same as --finetune-epochs (GluonCV's name)")
     g.add_argument("--lr", type=_real_number(), default=0.01,
-                   help="learning rate of the pruning steps (default 0.01)")
+                   help="learning rate of the pruning steps per 256 images, scaled to the "
+                        "global batch (default 0.01)")
     g.add_argument("--finetune-lr", type=_real_number(0, strict=True), default=0.01,
-                   help="fine-tuning's base learning rate (default 0.01)")
+                   help="fine-tuning learning rate per 256 images, scaled likewise "
+                        "(default 0.01)")
     g.add_argument("--lr-mode", default="cosine", choices=LR_MODES,
                    help="fine-tuning's learning-rate schedule (default cosine)")
     g.add_argument("--momentum", type=_real_number(0, below=1), default=0.9,
@@ -220,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the --teacher's save_parameters file (default: GluonCV's pretrained "
                         "weights, downloaded)")
     g.add_argument("--batch-size", type=_positive_int, default=128,
-                   help="images per batch (default 128)")
+                   help="images per device, as in GluonCV: a step trains on batch-size x "
+                        "devices x workers (default 128)")
     g.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (default: CPU)")
     g.add_argument("--kvstore", default="device", choices=KVSTORES,
                    help="device/local: one process; dist_sync, dist_sync_device: one worker of "
@@ -234,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N",
                    help="also checkpoint every N iterations inside an epoch (default 500); "
                         "every phase's end is checkpointed regardless")
+    g.add_argument("--sync-every", type=_positive_int, default=50, metavar="N",
+                   help="read the training loss and accuracy from the devices every N "
+                        "iterations (default 50): the host waits for the GPUs only then")
     g.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the interrupted GCP run in DIR with its saved settings")
     p.set_defaults(func=_prune)
@@ -336,7 +343,8 @@ def _prune(args) -> int:
             distill=args.distill, batch_size=args.batch_size, gpus=args.gpus, seed=args.seed,
             input_size=args.input_size, classes=args.classes, round_to=args.round_to,
             min_width=args.min_width, train_limit=args.train_limit, val_limit=args.val_limit,
-            checkpoint_every=args.checkpoint_every, latency_table=args.latency_table,
+            checkpoint_every=args.checkpoint_every, sync_every=args.sync_every,
+            latency_table=args.latency_table,
             latency_batch_size=args.latency_batch_size,
             dtype=args.dtype, kvstore=args.kvstore, rec_train=args.rec_train,
             rec_train_idx=args.rec_train_idx, rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,

@@ -724,7 +724,9 @@ def accuracy(net, batches, ctx=None) -> Tuple[float, Optional[float]]:
         for data, label in batches:
             parts = mx.gluon.utils.split_and_load(data, ctxs, even_split=False) \
                 if len(ctxs) > 1 else [data.as_in_context(ctxs[0])]
-            scores = np.concatenate([net(x).asnumpy() for x in parts])
+            outs = [net(x) for x in parts]  # every device at work before the host reads
+            scores = (mx.nd.concat(*[o.as_in_context(mx.cpu()) for o in outs], dim=0)
+                      if len(outs) > 1 else outs[0]).asnumpy()
             truth = label.asnumpy().astype(np.int64).reshape(-1)
             classes = scores.shape[1]
             ranked = np.argsort(-scores, axis=1, kind="stable")[:, :5]

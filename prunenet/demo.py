@@ -108,7 +108,7 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
         reg=config.reg, reg_grid=list(config.reg_grid) if config.reg_grid else None,
         epochs_per_step=config.epochs_per_step,
         finetune_epochs=config.finetune_epochs, lr=config.lr, finetune_lr=config.finetune_lr,
-        batch_size=config.batch_size, gpus=gpus, seed=config.seed,
+        batch_size=config.batch_size, lr_images=config.batch_size, gpus=gpus, seed=config.seed,
         train_limit=config.train_limit, val_limit=config.val_limit, progress=progress,
         command=["prunenet", "demo"] + (["--quick"] if quick else [])),
         overwrite=overwrite, log=log)

@@ -58,8 +58,9 @@ class Workers:
         """A ``gluon.Trainer`` whose ``step(batch_size)`` sums gradients over the workers and
         applies the update of the global batch (``batch_size`` × workers) on each."""
         from mxnet import gluon
-        if not self.distributed:
-            return gluon.Trainer(params, optimizer, options, kvstore=self.kind)
+        if not self.distributed:  # one copy of the truth: each device applies the update
+            return gluon.Trainer(params, optimizer, options, kvstore=self.kind,
+                                 update_on_kvstore=False)
         return _worker_trainer()(params, optimizer, options, self)
 
     def agree(self, error: BaseException | None) -> None:
@@ -117,6 +118,8 @@ class Workers:
     def average_running_stats(self, block) -> None:
         """Average BatchNorm's running mean and variance of ``block`` over workers and devices."""
         if not self.distributed:
+            from .devices import average_running_stats
+            average_running_stats(block)
             return
         stats = [p for name, p in sorted(block.collect_params().items())
                  if name.endswith(_RUNNING)]

@@ -67,7 +67,7 @@ DATA_SCHEMA = {
     "data_dir": (_STR, True, None, None),
     "input_size": (_INT, False, _ONE, 224),
     "train_per_class": (_INT, False, _ONE, 60),
-    "num_workers": (_INT, False, _NONNEG, 4),
+    "num_workers": (_INT, False, _NONNEG, None),  # decoding threads; None: the machine's cores
 }
 BENCH_SCHEMA = {"batch_size": (_INT, False, _ONE, 64), "repeats": (_INT, False, _ONE, 10)}
 SCHEMA = {
@@ -251,10 +251,8 @@ def load_config(path: str) -> Experiment:
                    "belongs to transfer configs (kind: transfer) only")
     elif values["data"]["dataset"] != "imagenet":
         raise fail("data.dataset", "must be imagenet for a pruning experiment")
-    elif "num_workers" in doc["data"] or "train_per_class" in doc["data"]:
-        key = "num_workers" if "num_workers" in doc["data"] else "train_per_class"
-        raise fail(f"data.{key}", "belongs to transfer configs (Caltech-256) only; ImageNet "
-                                  "RecordIO is decoded by prunenet prune's 4 threads")
+    elif "train_per_class" in doc["data"]:
+        raise fail("data.train_per_class", "belongs to transfer configs (Caltech-256) only")
     return Experiment(path=path, **values)
 
 
@@ -592,9 +590,15 @@ def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) 
         gpus=s.gpus, seed=exp.seed, input_size=s.input_size, round_to=exp.round_to,
         min_width=exp.min_width, latency_batch_size=s.latency_batch_size,
         latency_table=os.path.join(run_dir + ".latency.json") if s.smoke else None,
-        kvstore=exp.kvstore, progress=not s.smoke,
+        kvstore=exp.kvstore, progress=not s.smoke, num_data_workers=_decoders(exp),
         command=[os.path.basename(sys.argv[0])] + sys.argv[1:], **epochs),
         overwrite=True, log=log, workers=workers)
+
+
+def _decoders(exp: Experiment) -> int:
+    """Image decoding threads: the config's ``data.num_workers``, else the machine's cores."""
+    given = exp.data.get("num_workers")
+    return int(given) if given is not None else (os.cpu_count() or 1)
 
 
 def _source_dir(exp: Experiment, run: Run, s: _Settings, out: str) -> Optional[str]:
@@ -656,6 +660,7 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
     from .costs import count
+    from .devices import host_copy
     from .failpoints import failpoint
     from .files import save_params, staged_dir, write_json
     from .graph import trace
@@ -668,18 +673,19 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     ctx = contexts(s.gpus)
     split = os.path.join(out, "caltech-split")
     size = s.input_size
-    workers = 0 if s.smoke else exp.data["num_workers"]
+    workers = 0 if s.smoke else _decoders(exp)
     train = datasets.load("folder", split, train=True, input_size=size, num_workers=workers)
     val = datasets.load("folder", split, train=False, input_size=size, num_workers=workers)
     shapes, params, source, achieved = _source_network(exp, run, s, out, ctx[0])
     ft = exp.finetune
-    epochs = _smoke_epochs(len(train), s.batch_size) if s.smoke else ft["epochs"]
-    stream = BatchStream(lambda e, i: train.batches(s.batch_size, shuffle=True, seed=exp.seed,
+    batch = s.batch_size * len(ctx)  # batch_size is per device; the lr per 256 images
+    epochs = _smoke_epochs(len(train), batch) if s.smoke else ft["epochs"]
+    stream = BatchStream(lambda e, i: train.batches(batch, shuffle=True, seed=exp.seed,
                                                     epoch=e, start=i, drop_last=True))
     ckpt_dir = run_dir + ".checkpoint"
     ckpt = load_checkpoint(ckpt_dir)
     recipe = {"source": source, "shapes": shapes, "epochs": epochs, "batch_size": s.batch_size,
-              "finetune": ft, "seed": exp.seed}
+              "devices": len(ctx), "lr_images": 256, "finetune": ft, "seed": exp.seed}
     if ckpt is not None and ckpt.get("recipe") != json.loads(json.dumps(recipe)):
         log(f"{run.name}: its checkpoint was made with other settings; starting afresh")
         shutil.rmtree(ckpt_dir)
@@ -692,31 +698,29 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
         resume = dict(ckpt["finetune"], states=ckpt["states"]["finetune"]) if done else None
         elapsed = ckpt["finetune"]["elapsed"]
         log(f"{run.name}: resuming the fine-tuning after iteration {done}")
-    net = build_pruned_resnet(exp.model, shapes, params, ctx=ctx[0])
+    net = build_pruned_resnet(exp.model, shapes, params, ctx=ctx)
     prefix = net.prefix
     params_now = {name[len(prefix):]: p for name, p in net.collect_params().items()}
     shape = input_shape(exp.model, size)
     counted = count(trace(net, shape))
     every = 1 if s.smoke else TRANSFER_CHECKPOINT_EVERY
     t0 = time.time() - elapsed
-    config = FinetuneConfig(epochs=epochs, lr=ft["lr"], warmup_epochs=ft["warmup_epochs"],
+    config = FinetuneConfig(epochs=epochs, lr=ft["lr"] * batch / 256,
+                            warmup_epochs=ft["warmup_epochs"],
                             label_smoothing=ft["label_smoothing"])
     total = stream.count(epochs)
 
     def on_batch(trainer, done: int, sums: dict) -> None:
         if done % every == 0 or done == total:
-            import mxnet as mx
-            mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-            save_checkpoint(ckpt_dir, f"transfer-{done}",
-                            {name: p.data(ctx[0]).asnumpy() for name, p in params_now.items()},
+            save_checkpoint(ckpt_dir, f"transfer-{done}", host_copy(params_now),
                             {"finetune": trainer}, stream=stream.state(), recipe=recipe,
                             finetune={"done": done, "sums": sums, "elapsed": time.time() - t0})
         failpoint("finetune")
     result = finetune(net, stream, config, ctx, progress=not s.smoke, resume=resume,
                       on_batch=on_batch)
-    top1, top5 = datasets.accuracy(net, val.batches(s.batch_size), ctx)
-    trained = {GLUONCV_PREFIX + name[len(prefix):]: p.data(ctx[0]).asnumpy()
-               for name, p in net.collect_params().items()}
+    top1, top5 = datasets.accuracy(net, val.batches(batch), ctx)
+    trained = {GLUONCV_PREFIX + name[len(prefix):]: value
+               for name, value in host_copy(net).items()}
     report = {"model": exp.model, "method": exp.method if run.target is not None else "unpruned",
               "objective": exp.objective, "target": run.target, "achieved": achieved,
               "macs_after": counted["macs"], "params_after": counted["params"],

@@ -325,6 +325,7 @@ def default_table_path(device: str, batch_size: int, dtype: str = "float32",
         "PRUNENET_CACHE", os.path.join("~", ".cache", "prunenet")))
     if device == "cpu":
         device = f"cpu{_threads()}t"
+    device = re.sub(r"[^A-Za-z0-9.]+", "-", device).strip("-")  # a GPU's name, as a file name
     return os.path.join(folder, f"latency-{device}-b{batch_size}-{dtype}.json")
 
 
@@ -383,10 +384,11 @@ class LatencyTable:
         """The table cached at ``path`` (default :func:`default_table_path`), or a new one that
         will be saved there; it measures what it lacks on the device ``gpus`` names (``""``: the
         CPU) unless ``measure`` is False. The file must be for this device, batch size, dtype."""
-        from .bench import check_settings, device, device_name
+        from .bench import check_settings, device
+        from .devices import device_model
         check_settings(batch_size, dtype, repeats, warmup)
         ctx = device(gpus)
-        name = device_name(ctx)
+        name = device_model(ctx)  # a GPU's model name: a table is not reused on another
         path = path or default_table_path(name, batch_size, dtype)
         timer = UnitTimer(ctx, batch_size, dtype, repeats, warmup) if measure else None
         table = cls(name, batch_size, dtype, timer=timer, path=path)

@@ -86,12 +86,15 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                shapes: Optional[Dict[str, Sequence[int]]] = None, shapes_source: str = "<shapes>",
                seed: int = 0, ctx=None, input_size: Optional[int] = None, channels: int = 3):
     """Build ``name`` (resized to ``shapes`` when given) and initialise it: from a Gluon
-    ``save_parameters`` file ``params``, or seeded at random."""
+    ``save_parameters`` file ``params``, or seeded at random; on every context of ``ctx``
+    (a context or a list of them)."""
     import mxnet as mx
     import numpy as np
+    from .devices import context_list, place
     from .surgery import is_resnetv1b
 
-    ctx = ctx or mx.cpu()
+    devices = context_list(ctx)
+    ctx = devices[0]
     net = build_model(name, classes)
     mx.random.seed(seed)
     np.random.seed(seed)
@@ -130,7 +133,7 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 + (f" with {classes} classes" if classes else "")
                                 + f": {_first_line(err)}; pass the save_parameters file of this "
                                   f"model") from None
-    return net
+    return place(net, devices)
 
 
 def fresh_resnetv1b(net):
@@ -192,11 +195,14 @@ def _load_except(net, params: str, replaced: list, ctx) -> None:
 def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=None,
                         shapes_source: str = "<shapes>", params_source: str = "<params>"):
     """GluonCV's ``base`` resized to ``shapes`` with ``params`` (GluonCV names) loaded, or
-    randomly initialised without them; any mismatch is an error naming the file."""
+    randomly initialised without them; any mismatch is an error naming the file. On every
+    context of ``ctx`` (a context or a list of them)."""
     import mxnet as mx
+    from .devices import context_list, place
     from .surgery import GLUONCV_PREFIX, build_resnetv1b
 
-    ctx = ctx or mx.cpu()
+    devices = context_list(ctx)
+    ctx = devices[0]
     shapes = {key: tuple(int(v) for v in shape) for key, shape in shapes.items()}
     dense = shapes.get(GLUONCV_PREFIX + "dense0_weight")
     if not dense:
@@ -220,7 +226,7 @@ def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=Non
     except mx.base.MXNetError as err:
         raise PrunenetError(f"shape file {shapes_source}: the layer widths of {base} do not fit "
                             f"together ({_first_line(err)})") from None
-    return net
+    return place(net, devices)
 
 
 def symbol_name(symbol_file: str) -> str:
@@ -307,11 +313,13 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
 
 def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=None):
     """An MXNet symbol + params pair as a ``SymbolBlock`` (randomly initialised without params),
-    with errors that name the files."""
+    with errors that name the files; on every context of ``ctx`` (a context or a list)."""
     import warnings
     import mxnet as mx
     from mxnet import gluon
-    ctx = ctx or mx.cpu()
+    from .devices import context_list, place
+    devices = context_list(ctx)
+    ctx = devices[0]
     try:
         with warnings.catch_warnings():  # "Cannot decide type for ... data": harmless
             warnings.simplefilter("ignore", UserWarning)
@@ -326,7 +334,7 @@ def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=N
             elif name.endswith(("_beta", "_running_mean", "_bias")):
                 param.init = mx.init.Zero()
         initialize_missing(block, mx.init.MSRAPrelu(), ctx)
-    return block
+    return place(block, devices)
 
 
 def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:

@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Tuple
 import mxnet as mx
 import numpy as np
 
-__all__ = ["ProxSGD", "zero_state_rows"]
+__all__ = ["ProxSGD", "zero_state_rows", "refresh_master_copies"]
 
 _MAX_AGGREGATE = 45  # the most arrays one MXNet multi-tensor SGD op takes
 
@@ -61,15 +61,27 @@ class ProxSGD(mx.optimizer.SGD):
 
     def update_multi_precision(self, index, weight, grad, state):
         super().update_multi_precision(index, weight, grad, state)
-        self._prox(index, weight)
+        self._prox(index, weight, state)
 
-    def _prox(self, index, weight) -> None:
-        indices = index if isinstance(index, (list, tuple)) else [index]
-        weights = weight if isinstance(weight, (list, tuple)) else [weight]
-        chosen = [(i, w) for i, w in zip(indices, weights)
-                  if i in self.param_dict and self.param_dict[i].name in self.thresholds]
+    def _prox(self, index, weight, state=None) -> None:
+        """Soft-threshold the regularised parameters among ``weight``: a float16 weight's
+        float32 master copy (``multi_precision``), then the weight cast from it."""
+        many = isinstance(index, (list, tuple))
+        indices, weights = (index, weight) if many else ([index], [weight])
+        states = (list(state) if state is not None else [None] * len(indices)) if many \
+            else [state]
+        chosen, casts = [], []
+        for i, w, st in zip(indices, weights, states):
+            if i not in self.param_dict or self.param_dict[i].name not in self.thresholds:
+                continue
+            master = _master_copy(w, st) if self.multi_precision else None
+            chosen.append((i, w if master is None else master))
+            if master is not None:
+                casts.append((master, w))
         for start in range(0, len(chosen), _MAX_AGGREGATE):
             self._soft_threshold(chosen[start:start + _MAX_AGGREGATE])
+        for master, w in casts:
+            mx.nd.cast(master, dtype=w.dtype, out=w)
 
     def _thresholds_for(self, chosen) -> Tuple[mx.nd.NDArray, mx.nd.NDArray]:
         """τ = lr·t over the chosen parameters end to end, and −τ (cached while lr holds)."""
@@ -115,6 +127,30 @@ class ProxSGD(mx.optimizer.SGD):
         return 1 - mx.nd.topk(mag, k=min(self.keep_top, mag.size), ret_typ="mask")
 
 
+def _master_copy(weight, state):
+    """The float32 master copy that MXNet's multi-precision SGD keeps of a float16 ``weight``
+    (the last element of its state), or None."""
+    if weight.dtype != np.float16 or not isinstance(state, (list, tuple)) or not state:
+        return None
+    master = state[-1]
+    return master if isinstance(master, mx.nd.NDArray) and master.dtype == np.float32 else None
+
+
+def refresh_master_copies(trainer) -> None:
+    """After ``set_data`` on float16 parameters (rescale, removal, resume), make each float32
+    master copy of ``trainer`` take the new value wherever it no longer rounds to the weight,
+    so the next step does not write the old values back."""
+    for k, updater in enumerate(trainer._updaters):  # updater k updates each one's copy k
+        for i, state in updater.states.items():
+            weight = trainer._params[i].list_data()[k]
+            master = _master_copy(weight, state)
+            if master is None:
+                continue
+            fresh = weight.astype(np.float32)
+            same = mx.nd.cast(master, dtype=weight.dtype) == weight
+            master[:] = mx.nd.where(same, master, fresh)
+
+
 def _as_numpy(t) -> np.ndarray:
     arr = t.asnumpy() if isinstance(t, mx.nd.NDArray) else np.asarray(t)
     return arr.astype(np.float32).ravel()
@@ -130,6 +166,8 @@ def zero_state_rows(trainer, names_rows: Iterable[tuple]) -> None:
             continue
         for updater in trainer._updaters:
             state = updater.states.get(i)
+            if isinstance(state, (list, tuple)) and state:  # multi-precision: (momentum, master)
+                state = state[0]
             if isinstance(state, mx.nd.NDArray):
                 arr = state.asnumpy()
                 arr[np.asarray(rows, dtype=bool)] = 0

@@ -11,12 +11,13 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .costs import cost_model, count
+from .devices import host_copy
 from .distributed import LOCAL_KVSTORES, Workers
 from .errors import PrunenetError
 from .failpoints import failpoint
@@ -55,9 +56,13 @@ def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
 
     ``params``: the full-width parameters to slice (default: ``net``'s own). A GluonCV
     ``ResNetV1b`` is rebuilt as GluonCV's ``model`` with ``classes`` outputs, or without a
-    ``model`` name as a network of ``net``'s own architecture.
+    ``model`` name as a network of ``net``'s own architecture. On every context of ``ctx`` (a
+    context or a list of them).
     """
+    from .devices import context_list, place
     from .models import build_model, fresh_resnetv1b
+    devices = context_list(ctx)
+    ctx = devices[0]
     params = sliced_params(graph, params if params is not None else network_params(net), keep)
     keep = [k.copy() for k in keep]
     if is_resnetv1b(net):
@@ -65,9 +70,9 @@ def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
         fresh = build_model(model, classes) if model else fresh_resnetv1b(net)
         pruned = build_resnetv1b(fresh, shapes,
                                  gluoncv_params(params, net.prefix), ctx=ctx)
-        return PrunedNetwork(pruned, graph, keep, net.prefix, True, params)
+        return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, True, params)
     pruned = build_symbol_block(graph, keep, params, ctx=ctx)
-    return PrunedNetwork(pruned, graph, keep, net.prefix, False, params)
+    return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, False, params)
 
 
 def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
@@ -352,7 +357,7 @@ class DataRun:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.1
     distill: bool = False
-    batch_size: int = 128
+    batch_size: int = 128  # images per device (GluonCV's meaning; see batch_per)
     gpus: str = ""
     seed: int = 0
     input_size: Optional[int] = None
@@ -362,6 +367,7 @@ class DataRun:
     train_limit: Optional[int] = None
     val_limit: Optional[int] = None
     checkpoint_every: int = 500
+    sync_every: int = 50  # iterations between host reads of the training loss and accuracy
     latency_table: Optional[str] = None
     latency_batch_size: int = 64
     dtype: str = "float32"
@@ -370,7 +376,8 @@ class DataRun:
     rec_train_idx: Optional[str] = None
     rec_val: Optional[str] = None
     rec_val_idx: Optional[str] = None
-    num_data_workers: int = 4  # decoding threads (ImageNet, image folders)
+    num_data_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # decoding threads (ImageNet, image folders): the machine's cores unless given
     progress: bool = True
     command: Optional[List[str]] = None
     symbol: Optional[str] = None  # a HybridBlock.export symbol file, instead of ``model``
@@ -380,14 +387,38 @@ class DataRun:
     mode: str = "hybrid"  # fine-tune hybridized, or "imperative"
     teacher: Optional[str] = None  # a GluonCV model to distil from (else the unpruned, --distill)
     teacher_params: Optional[str] = None
+    # "device": batch_size per device and the learning rates per lr_images images, scaled to
+    # the global batch; "process": run folders made before, whose batch_size was the process's
+    # whole batch and whose learning rates were used as given
+    batch_per: str = "device"
+    lr_images: int = 256
+
+    def images_per_batch(self, devices: int) -> int:
+        """This process's batch: ``batch_size`` on each of its ``devices``."""
+        return self.batch_size * (devices if self.batch_per == "device" else 1)
+
+    def lr_factor(self, devices: int, workers: int = 1) -> float:
+        """What the stated learning rates are multiplied by: the global batch (over the
+        devices and workers) over ``lr_images``."""
+        if self.batch_per != "device":
+            return 1.0
+        return self.images_per_batch(devices) * workers / self.lr_images
+
+
+CPU_CONTEXTS = "PRUNENET_CPU_CONTEXTS"  # N: run on mx.cpu(0) ... mx.cpu(N-1) when no --gpus
 
 
 def contexts(gpus: str) -> list:
-    """``--gpus 0,1`` as MXNet contexts; empty means the CPU."""
+    """``--gpus 0,1`` as MXNet contexts; empty means the CPU (``cpu(0)`` ... ``cpu(N-1)`` with
+    ``PRUNENET_CPU_CONTEXTS=N``: N CPU contexts standing in for N GPUs)."""
     import mxnet as mx
     ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
     if not ids:
-        return [mx.cpu()]
+        count = os.environ.get(CPU_CONTEXTS, "1").strip() or "1"
+        if not count.isdigit() or int(count) < 1:
+            raise PrunenetError(f"{CPU_CONTEXTS}={count!r} must be a whole number of CPU "
+                                f"contexts (1 or more); unset it to run on one")
+        return [mx.cpu(i) for i in range(int(count))]
     try:
         ctx = [mx.gpu(int(i)) for i in ids]
     except ValueError:
@@ -429,6 +460,25 @@ class _Log:
             self.echo(message)
 
 
+def saved_run(out: str) -> DataRun:
+    """The settings saved in run folder ``out`` (``run.json``), with the meaning they were made
+    with: a folder from before ``batch_size`` was per device keeps its whole-process batch and
+    unscaled learning rates."""
+    import dataclasses
+    from .files import read_json
+    saved = os.path.join(out, RUN_FILE)
+    if not os.path.exists(saved):
+        raise PrunenetError(f"--resume {out}: no {RUN_FILE} there; it is not a GCP run folder")
+    fields = {f.name for f in dataclasses.fields(DataRun)}
+    settings = read_json(saved, "run file")
+    if not isinstance(settings, dict) or not {"model", "target"} <= set(settings):
+        raise PrunenetError(f"--resume {out}: {saved} is not a prunenet run file (a JSON "
+                            f"object with the run's settings); start the run again")
+    settings.setdefault("batch_per", "process")  # made before batch_size was per device
+    settings.setdefault("stream_score", "sum")  # made before the stream rule was a setting
+    return DataRun(**dict({k: v for k, v in settings.items() if k in fields}, out=out))
+
+
 def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print,
              workers: Optional[Workers] = None) -> dict:
     """Prune ``run.model`` with ``run.method`` (GCP on ``run.dataset``, or a data-free method),
@@ -443,7 +493,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     import shutil
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .files import read_json, write_json
+    from .files import write_json
     from .methods.gcp import GCPConfig, check_reg
     from .models import input_shape, load_model, load_network
     from .tied import check_rule as check_rule_name
@@ -451,17 +501,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
 
     out = os.path.abspath(run.out)
     if resume:
-        saved = os.path.join(out, RUN_FILE)
-        if not os.path.exists(saved):
-            raise PrunenetError(f"--resume {out}: no {RUN_FILE} there; it is not a GCP run folder")
-        fields = {f.name for f in dataclasses.fields(DataRun)}
-        saved_run = read_json(saved, "run file")
-        if not isinstance(saved_run, dict) or not {"model", "target"} <= set(saved_run):
-            raise PrunenetError(f"--resume {out}: {saved} is not a prunenet run file (a JSON "
-                                f"object with the run's settings); start the run again")
-        saved_run.setdefault("stream_score", "sum")  # run folders older than the rule
-        run = DataRun(**{k: v for k, v in saved_run.items() if k in fields})
-        run.out = out
+        run = saved_run(out)
     else:
         from .methods import METHODS, TRAINED
         if run.method not in TRAINED and run.method not in METHODS:
@@ -499,9 +539,10 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if classes != train.classes:
             raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} "
                                 f"classes of dataset {run.dataset}")
-        if train.num_batches(run.batch_size, drop_last=True, parts=workers.count) < 1:
+        batch = run.images_per_batch(len(ctx))
+        if train.num_batches(batch, drop_last=True, parts=workers.count) < 1:
             raise PrunenetError(f"{len(train)} training images make no full batch of "
-                                f"{run.batch_size} for each of {workers.count} worker(s); use a "
+                                f"{batch} for each of {workers.count} worker(s); use a "
                                 f"smaller --batch-size or more data")
         channels, size = train.image_shape[0], train.image_shape[-1]
         if run.input_size and run.input_size != size:
@@ -511,7 +552,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
             raise PrunenetError(f"output folder {out} already exists; choose another --out, "
                                 f"pass --overwrite, or continue it with --resume {out}")
         net, net_name, shape = load_network(run.model or None, run.symbol, classes, run.params,
-                                        run.seed, ctx[0], size, channels)
+                                        run.seed, ctx, size, channels)
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
         failure = err
     workers.agree(failure)
@@ -534,12 +575,12 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     rows: List[dict] = list(ckpt.get("rows", [])) if ckpt else []
 
     def batches(dataset, epoch, start, shuffle):
-        return dataset.batches(run.batch_size, shuffle=shuffle, seed=run.seed, epoch=epoch,
+        return dataset.batches(batch, shuffle=shuffle, seed=run.seed, epoch=epoch,
                                start=start, drop_last=shuffle)
 
     def shares(dataset, epoch, start):
         """This worker's share of each training batch (the whole batch in one process)."""
-        return dataset.batches(run.batch_size, shuffle=True, seed=run.seed, epoch=epoch,
+        return dataset.batches(batch, shuffle=True, seed=run.seed, epoch=epoch,
                                start=start, drop_last=True, part=workers.rank,
                                parts=workers.count)
 
@@ -567,7 +608,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         s_ = ckpt["selection"]
         selection = Selection(keep, s_["cost"], s_["base_cost"], s_["largest_block"],
                               s_["blocks_removed"])
-        pruned = prune_network(net, graph, keep, run.model or None, classes, ctx=ctx[0])
+        pruned = prune_network(net, graph, keep, run.model or None, classes, ctx=ctx)
         for name, param in _by_original_names(pruned).items():
             param.set_data(arrays["net:" + name])
         top1_selected, diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
@@ -596,7 +637,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         t0 = time.time()
         top1_selected, _ = val_top1(masked)
         pruned = prune_network(net, graph, selection.keep, run.model or None, classes, params=params,
-                               ctx=ctx[0])
+                               ctx=ctx)
         x = _probe(shape, run.seed, ctx[0])
         masked_out = masked(x).asnumpy()
         diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
@@ -611,10 +652,8 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
             f"unpruned (target {run.target})")
 
     def save_finetune(trainer, done: int, sums: Optional[dict], elapsed: float) -> None:
-        import mxnet as mx
-        mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-        arrays = {"net:" + name: p.data(ctx[0]).asnumpy()
-                  for name, p in _by_original_names(pruned).items()}
+        arrays = {"net:" + name: value
+                  for name, value in host_copy(_by_original_names(pruned)).items()}
         arrays.update({f"keep:{g.index}": k.astype(np.float32)
                        for g, k in zip(graph.groups, selection.keep)})
         save_checkpoint(ckpt_dir, f"finetune-{done}", arrays,
@@ -630,13 +669,14 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
 
     teacher = None
     if run.teacher:
-        teacher = load_network(run.teacher, None, classes, run.teacher_params, run.seed, ctx[0],
+        teacher = load_network(run.teacher, None, classes, run.teacher_params, run.seed, ctx,
                                size, channels)[0]
     elif run.distill:
         teacher = load_network(run.model or None, run.symbol, classes, run.params, run.seed,
-                               ctx[0], size, channels)[0]
-    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr, momentum=run.momentum,
-                        wd=run.wd, warmup_epochs=run.warmup_epochs,
+                               ctx, size, channels)[0]
+    lr_factor = run.lr_factor(len(ctx), workers.count)
+    ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr * lr_factor,
+                        momentum=run.momentum, wd=run.wd, warmup_epochs=run.warmup_epochs,
                         label_smoothing=run.label_smoothing, lr_mode=run.lr_mode,
                         hybridize=run.mode == "hybrid")
     stream = BatchStream(lambda e, s: shares(train, 1000 + e, s))
@@ -656,18 +696,18 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if state["done"] > 0:
             resume_from = dict(state, states=ckpt["states"]["finetune"])
         result = finetune(pruned.net, stream, ft, ctx, teacher=teacher, progress=run.progress,
-                          resume=resume_from, on_batch=on_batch, workers=workers)
+                          resume=resume_from, on_batch=on_batch, workers=workers,
+                          sync_every=run.sync_every)
         loss = result["loss"]
     else:
         sums = state["sums"]
         loss = sums["loss"] / max(sums["n"], 1) if sums else float("nan")
     timings["finetune_s"] = time.time() - t0
-    pruned.params = {name: p.data(ctx[0]).asnumpy() for name, p in
-                     _by_original_names(pruned).items()}
+    pruned.params = host_copy(_by_original_names(pruned))
     top1_after, top5_after = val_top1(pruned.net)
     rows.append({"step": run.steps, "phase": "finetune", "target": run.target,
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
-                 "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
+                 "zeroed_channels": "", "lr": ft.lr, "time_s": timings["finetune_s"]})
     _write_steps(os.path.join(out, STEPS_FILE), rows)
     report = _base_report(net_name, run.method, run.objective, run.target, selection, graph,
                           before, timings, run.command)
@@ -704,14 +744,15 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     auto = run.reg == "auto"
     settings = dict(target=run.target, steps=run.steps, reg=0.0 if auto else run.reg,
                     epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
-                    lr=run.lr, momentum=run.momentum, round_to=run.round_to,
-                    min_width=run.min_width)
+                    lr=run.lr * run.lr_factor(len(ctx), workers.count if workers else 1),
+                    momentum=run.momentum, round_to=run.round_to, min_width=run.min_width)
     if run.method == "slimming":
         from .methods import slimming
         config = slimming.config(**settings)
     else:
         config = GCPConfig(**settings)
-    gcp = GCP(wrapper, cost, config, ctx, progress=run.progress, workers=workers)
+    gcp = GCP(wrapper, cost, config, ctx, progress=run.progress, workers=workers,
+              sync_every=run.sync_every)
     if auto:  # the λ candidates are scored on training images the steps never see
         from .data import holdout, mean_loss
         held_count = min(run.search_holdout, max(1, len(train) // 10))
@@ -754,10 +795,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
             say(f"resuming {where} of {run.steps}")
 
     def snapshot() -> Dict[str, np.ndarray]:
-        import mxnet as mx
-        mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-        arrays = {name: p.data(ctx[0]).asnumpy() for name, p in wrapper.params.items()}
-        arrays.update({p.name: p.data(ctx[0]).asnumpy() for p in wrapper.mask_params.values()})
+        arrays = host_copy(wrapper.params)
+        arrays.update(host_copy({p.name: p for p in wrapper.mask_params.values()}))
         return arrays
 
     def save(tag: str, finished: int, state: Optional[dict]) -> None:

@@ -64,7 +64,7 @@ def compress_grouped(full: np.ndarray, groups: int) -> np.ndarray:
 
 def network_params(net) -> Dict[str, np.ndarray]:
     """Every parameter of a Gluon network as a NumPy array, keyed by its full name."""
-    return {name: p.data().asnumpy() for name, p in net.collect_params().items()}
+    return {name: p.data(p.list_ctx()[0]).asnumpy() for name, p in net.collect_params().items()}
 
 
 def sliced_params(graph: ChannelGraph, params: Dict[str, np.ndarray],
@@ -101,7 +101,7 @@ def zero_removed(graph: ChannelGraph, net, keep: Sequence[np.ndarray]) -> None:
     params = net.collect_params()
 
     def zero_rows(name: str, rows: np.ndarray) -> None:
-        arr = params[name].data().asnumpy()
+        arr = params[name].data(params[name].list_ctx()[0]).asnumpy()
         arr[~rows] = 0
         # An NDArray (not NumPy) source also copies into MKL-DNN-laid-out weights.
         params[name].set_data(mx.nd.array(arr, dtype=arr.dtype))

@@ -10,10 +10,15 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .errors import PrunenetError
 
 __all__ = ["BatchStream", "NonFiniteError", "run_batches", "FinetuneConfig",
            "finetune", "cosine_lr", "learning_rate", "LR_MODES", "split"]
+
+
+SYNC_EVERY = 50  # batches between host reads of the training loss and accuracy
 
 
 class NonFiniteError(PrunenetError):
@@ -80,28 +85,36 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
                 teacher=None, distill_weight: float = 0.5, temperature: float = 1.0,
                 progress: bool = True, total: Optional[int] = None, start: int = 0,
                 sums: Optional[Dict[str, float]] = None,
-                on_batch: Optional[Callable[[int, Dict[str, float]], None]] = None
-                ) -> Dict[str, float]:
+                on_batch: Optional[Callable[[int, Dict[str, float]], None]] = None,
+                sync_every: int = SYNC_EVERY) -> Dict[str, float]:
     """Train ``block`` over ``batches``; return mean loss, training top-1 and batch count.
 
     To continue an interrupted pass, ``start`` is the number of batches already done (the
     learning-rate schedule and batch numbers go on from there) and ``sums`` their running sums;
-    ``on_batch(done, sums)`` is called after every batch (e.g. to save a checkpoint). A
-    non-finite loss stops with :class:`NonFiniteError` naming ``what``.
+    ``on_batch(done, sums)`` is called after every batch (e.g. to save a checkpoint). Loss and
+    accuracy are summed on the devices and read every ``sync_every`` batches (the host waits for
+    the devices only then); the ``sums`` handed to ``on_batch`` are read only if it looks at
+    them. A non-finite loss stops with :class:`NonFiniteError` naming ``what``.
     """
     import mxnet as mx
     from mxnet import autograd, gluon
 
+    if sync_every < 1:
+        raise PrunenetError(f"--sync-every {sync_every} must be at least 1 (batches between "
+                            f"reads of the loss and accuracy)")
     loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
     kl = gluon.loss.KLDivLoss(from_logits=False) if teacher is not None else None
     acc = dict(sums or {"loss": 0.0, "correct": 0, "seen": 0, "n": 0})
+    tally = _DeviceTally(ctx, what)
     iterator = _progress(batches, what, total) if progress else batches
     if progress and start:
         iterator.update(start)
+    i = start
     for i, batch in enumerate(iterator, start):
         if lr_at is not None:
             trainer.set_learning_rate(lr_at(i))
         data, label = split(batch, ctx)
+        size = batch[0].shape[0]
         with autograd.record():
             outs = [block(x) for x in data]
             ls = [loss_fn(o, y) for o, y in zip(outs, label)]
@@ -111,23 +124,119 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
                       kl(o / temperature, s) for l_, o, s in zip(ls, outs, soft)]
         for l_ in ls:
             l_.backward()
-        trainer.step(batch[0].shape[0])
-        batch_loss = sum(float(l_.sum().asscalar()) for l_ in ls) / batch[0].shape[0]
-        if not math.isfinite(batch_loss):
-            raise NonFiniteError(f"the loss became {batch_loss} in {what} (batch {i}); the "
-                                 f"learning rate is probably too high: try a smaller --lr")
-        acc["loss"] += batch_loss
-        acc["correct"] += sum(int((o.argmax(axis=1) == y.astype(o.dtype)).sum().asscalar())
-                              for o, y in zip(outs, label))
-        acc["seen"] += batch[0].shape[0]
+        trainer.step(size)
+        tally.add(ls, outs, label, size, i)
+        acc["seen"] += size
         acc["n"] += 1
-        if progress:
-            iterator.set_postfix(loss=f"{acc['loss'] / acc['n']:.4f}",
-                                 top1=f"{acc['correct'] / max(acc['seen'], 1):.4f}")
+        if (i + 1 - start) % sync_every == 0:
+            tally.read_into(acc, i)
+            if progress:
+                iterator.set_postfix(loss=f"{acc['loss'] / acc['n']:.4f}",
+                                     top1=f"{acc['correct'] / max(acc['seen'], 1):.4f}")
         if on_batch is not None:
-            on_batch(i + 1, dict(acc))
+            on_batch(i + 1, _Sums(acc, tally, i))
+    tally.read_into(acc, i)
     return {"loss": acc["loss"] / max(acc["n"], 1), "top1": acc["correct"] / max(acc["seen"], 1),
             "batches": acc["n"], "sums": acc}
+
+
+class _DeviceTally:
+    """Per device, the loss (sum of batch means) and correct predictions since the last read,
+    kept on the device; :meth:`read_into` fetches all devices' in one host read."""
+
+    def __init__(self, ctx: Sequence, what: str) -> None:
+        self.ctx, self.what = list(ctx), what
+        self.pending: List = [None] * len(self.ctx)
+        self.batch = -1  # the latest batch added
+
+    def add(self, losses, outs, labels, size: int, batch: int) -> None:
+        import mxnet as mx
+        self.batch = batch
+        for d, (l_, o, y) in enumerate(zip(losses, outs, labels)):
+            hits = (o.argmax(axis=1) == y.astype(o.dtype)).sum().astype("float32")
+            step = mx.nd.concat(l_.astype("float32").sum() / size, hits, dim=0)
+            self.pending[d] = step if self.pending[d] is None else self.pending[d] + step
+
+    def read_into(self, acc: Dict[str, float], batch: int) -> None:
+        """Add the devices' tallies to ``acc`` (one host synchronisation) and start anew."""
+        import mxnet as mx
+        live = [p for p in self.pending if p is not None]
+        if not live:
+            return
+        host = mx.nd.concat(*[p.as_in_context(mx.cpu()) for p in live], dim=0).asnumpy()
+        self.pending = [None] * len(self.ctx)
+        loss = float(host[0::2].astype(np.float64).sum())
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"the loss became {loss} in {self.what} (by batch {batch}); the "
+                                 f"learning rate is probably too high: try a smaller --lr")
+        acc["loss"] += loss
+        acc["correct"] += int(round(float(host[1::2].sum())))
+
+
+class _Sums(dict):
+    """The running sums after one batch, as a dict read from the devices only when first looked
+    at (so a callback that does not look costs no host synchronisation). Reading it after a
+    later batch has run is an error: the devices have moved on."""
+
+    def __init__(self, acc: Dict[str, float], tally: _DeviceTally, batch: int) -> None:
+        super().__init__()
+        self._acc, self._tally, self._batch = acc, tally, batch
+        self._filled = False
+
+    def _fill(self) -> None:
+        if self._filled:
+            return
+        if self._tally.batch != self._batch:
+            raise RuntimeError("running sums read after a later batch; read them in on_batch")
+        self._tally.read_into(self._acc, self._batch)
+        dict.update(self, self._acc)
+        self._filled = True
+
+    def __getitem__(self, key):
+        self._fill()
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        self._fill()
+        return dict.get(self, key, default)
+
+    def __iter__(self):
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._fill()
+        return dict.__len__(self)
+
+    def __contains__(self, key) -> bool:
+        self._fill()
+        return dict.__contains__(self, key)
+
+    def keys(self):
+        self._fill()
+        return dict.keys(self)
+
+    def values(self):
+        self._fill()
+        return dict.values(self)
+
+    def items(self):
+        self._fill()
+        return dict.items(self)
+
+    def copy(self) -> Dict[str, float]:
+        self._fill()
+        return dict(dict.items(self))
+
+    def __eq__(self, other) -> bool:
+        self._fill()
+        return dict.__eq__(self, other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        self._fill()
+        return dict.__repr__(self)
 
 
 def cosine_lr(base: float, total: int, warmup: int = 0, final: float = 0.0) -> Callable[[int], float]:
@@ -181,7 +290,7 @@ class FinetuneConfig:
 def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, teacher=None,
              what: str = "fine-tuning", progress: bool = True, resume: Optional[dict] = None,
              on_batch: Optional[Callable[[object, int, Dict[str, float]], None]] = None,
-             workers=None) -> Dict[str, float]:
+             workers=None, sync_every: int = SYNC_EVERY) -> Dict[str, float]:
     """Train every parameter of ``net`` for ``config.epochs`` with the fine-tuning recipe.
 
     ``resume`` (``done``, ``sums`` and the optimizer ``states`` file of a checkpoint) continues
@@ -211,7 +320,8 @@ def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, te
     result = run_batches(net, trainer, stream.take_batches(total - done), ctx, loss_fn=loss_fn,
                          what=what, lr_at=learning_rate(config.lr_mode, config.lr, total, warmup), teacher=teacher,
                          distill_weight=config.distill_weight, temperature=config.temperature,
-                         progress=progress, total=total, start=done, sums=sums, on_batch=step)
+                         progress=progress, total=total, start=done, sums=sums, on_batch=step,
+                         sync_every=sync_every)
     workers.average_running_stats(net)
     return result
 

@@ -109,8 +109,10 @@ BAD = [
     ({"gpus": "gpu0"}, "key gpus must be GPU ids"),
     ({"batch_size": 0}, "key batch_size must be at least 1"),
     ({"source": "resnet50_v1d_flops"}, "key source belongs to transfer configs"),
-    ({"data": {"dataset": "imagenet", "data_dir": "x", "num_workers": 8}},
-     "key data.num_workers belongs to transfer configs"),
+    ({"data": {"dataset": "imagenet", "data_dir": "x", "train_per_class": 60}},
+     "key data.train_per_class belongs to transfer configs"),
+    ({"data": {"dataset": "imagenet", "data_dir": "x", "num_workers": -1}},
+     "key data.num_workers must be at least 0"),
 ]
 
 

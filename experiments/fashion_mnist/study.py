@@ -38,7 +38,7 @@ COLUMNS = ["model", "method", "objective", "target", "achieved", "macs", "params
            "finetune_epochs", "top1_selected", "reg", "stream_score", "zeros_pruned"]
 FINETUNE_BUDGETS = (0.5, 1.5)  # besides 0 (the pruned network as selected)
 PRUNING = dict(steps=2, reg="auto", epochs_per_step=0.25, lr=0.01, finetune_epochs=0.0,
-               batch_size=128)
+               batch_size=128, lr_images=128)  # learning rates for one device's 128 images
 FINETUNE = dict(lr=0.02, label_smoothing=0.1)
 # method name in the study -> (prunenet method, extra DataRun settings)
 METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),

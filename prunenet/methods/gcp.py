@@ -25,7 +25,7 @@ from ..costs import CostModel
 from ..distributed import Workers
 from ..errors import PrunenetError
 from ..select import Selection, block_size, select
-from ..train import BatchStream, NonFiniteError, run_batches
+from ..train import SYNC_EVERY, BatchStream, NonFiniteError, run_batches
 from ..wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 
 __all__ = ["GCPConfig", "GCP", "StepRecord", "REG_GRID", "check_reg"]
@@ -97,13 +97,14 @@ class GCP:
     """The GCP schedule on a :class:`MaskedNetwork`; resumable at any batch."""
 
     def __init__(self, wrapper: MaskedNetwork, cost: CostModel, config: GCPConfig,
-                 ctx: Sequence, progress: bool = True, workers: Optional[Workers] = None) -> None:
+                 ctx: Sequence, progress: bool = True, workers: Optional[Workers] = None,
+                 sync_every: int = SYNC_EVERY) -> None:
         from .. import optim  # noqa: F401  (registers 'proxsgd')
         config.check()
         self.wrapper, self.cost, self.config, self.ctx = wrapper, cost, config, list(ctx)
         self.workers = workers = workers or Workers()
         self.base_cost = cost.total()
-        self.progress = progress
+        self.progress, self.sync_every = progress, sync_every
         reg_params = wrapper.trainable_params(REGULARIZE)
         if config.train_weights:
             reg_params.update(wrapper.weight_params())
@@ -149,6 +150,8 @@ class GCP:
         records = [StepRecord(**r) for r in state["records"]]
 
         def run(phase: str, trainer, epochs: float) -> Dict[str, float]:
+            from ..optim import refresh_master_copies
+            refresh_master_copies(trainer)  # float16: the master copies see set_data's values
             start, total = time.time() - state["elapsed"], stream.count(epochs)
 
             def batch_done(done: int, sums: Dict[str, float]) -> None:
@@ -159,7 +162,7 @@ class GCP:
                                  stream.take_batches(total - int(state["done"])), self.ctx,
                                  what=f"step {t}/{cfg.steps} {phase}", progress=self.progress,
                                  total=total, start=int(state["done"]), sums=state["sums"],
-                                 on_batch=batch_done)
+                                 on_batch=batch_done, sync_every=self.sync_every)
             self.workers.average_running_stats(w.net)
             result["time_s"] = time.time() - start
             return result
