@@ -70,7 +70,12 @@ def one_line(message) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors on one line, naming the command and where to look for help."""
+    """Usage errors on one line, naming the command and where to look for help. Flags are never
+    abbreviated (GluonCV's ``--mode`` must not be taken for ``--model``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -287,16 +292,41 @@ def _demo(args) -> int:
     return 0
 
 
+def check_environment(env=os.environ) -> None:
+    """Refuse settings that make MXNet abort when it loads (``OMP_NUM_THREADS=abc`` ends the
+    process with SIGABRT): checked before MXNet is imported."""
+    value = env.get("OMP_NUM_THREADS")
+    if value is None or not value.strip():
+        return
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if not 1 <= threads <= MAX_THREADS:
+        raise PrunenetError(f"OMP_NUM_THREADS={value!r} is not a thread count MXNet accepts: "
+                            f"set it to a whole number from 1 to {MAX_THREADS} (e.g. "
+                            f"OMP_NUM_THREADS={os.cpu_count() or 1}) or unset it")
+
+
+MAX_THREADS = 1024  # MXNet 1.9.1 aborts on 99999
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the command line; a :class:`PrunenetError` becomes one line on stderr and exit 2."""
+    """Run the command line; a :class:`PrunenetError` becomes one line on stderr and exit 2, and
+    so does an ``OSError`` (a full disk, a read-only place), naming the path."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.command_line = ["prunenet"] + argv  # recorded in reports
     try:
+        check_environment()
         return args.func(args)
     except PrunenetError as err:
         print(f"prunenet: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        from .outputs import write_error
+        print(f"prunenet: error: {one_line(write_error(err, writing=False))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prunenet: interrupted", file=sys.stderr)

@@ -103,7 +103,18 @@ def save_params(path: str, params: Dict[str, np.ndarray]) -> None:
     """Write ``params`` with ``mx.nd.save`` (the format GluonCV's pruned ResNets load), atomically."""
     import mxnet as mx
     with atomic_path(path) as tmp:
-        mx.nd.save(tmp, {k: mx.nd.array(v, dtype=v.dtype) for k, v in params.items()})
+        try:
+            mx.nd.save(tmp, {k: mx.nd.array(v, dtype=v.dtype) for k, v in params.items()})
+        except mx.base.MXNetError as err:  # dmlc's stream: a short write (disk full, too large)
+            raise _mxnet_write_error(err, path) from None
+
+
+def _mxnet_write_error(err, path: str) -> PrunenetError:
+    """MXNet's failed write of ``path`` as one line (MXNet says only "Write incomplete")."""
+    import errno
+    reason = str(err).strip().splitlines()[-1][:120] if str(err).strip() else "write failed"
+    from .outputs import write_error
+    return write_error(OSError(errno.ENOSPC, f"MXNet: {reason}; the disk may be full"), path)
 
 
 def load_params(path: str) -> Dict[str, np.ndarray]:
@@ -121,30 +132,39 @@ def load_params(path: str) -> Dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def staged_dir(out: str, overwrite: bool = False) -> Iterator[str]:
+def staged_dir(out: str, overwrite: bool = False, flag: str = "--out") -> Iterator[str]:
     """Yield a fresh staging folder beside ``out``; on success it becomes ``out``.
 
-    ``out`` must not exist unless ``overwrite``; on failure nothing under ``out`` changes.
+    The rule of :mod:`prunenet.outputs` applies: ``out`` must not exist unless ``overwrite``,
+    and then only a folder prunenet wrote is replaced; its lock is held throughout, and checked
+    again at the replacement. On failure nothing under ``out`` changes.
     """
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise PrunenetError(f"output folder {out} already exists; choose another --out or pass "
-                            f"--overwrite")
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    stage = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".", suffix=".partial",
-                             dir=parent)
-    os.chmod(stage, 0o777 & ~_umask())
-    try:
-        yield stage
-        if os.path.exists(out):
-            old = stage + ".old"
-            os.replace(out, old)
-            os.replace(stage, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, out)
-    finally:
-        if os.path.exists(stage):
-            shutil.rmtree(stage, ignore_errors=True)
+    from .outputs import check_replace, check_target, exclusive, mark, remove_leftovers
+    out = check_target(out, flag)
+    check_replace(out, overwrite, flag)
+    with exclusive(out, flag):
+        parent = os.path.dirname(out)
+        remove_leftovers(parent, os.path.basename(out))
+        stage = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".", suffix=".partial",
+                                 dir=parent)
+        os.chmod(stage, 0o777 & ~_umask())
+        try:
+            mark(stage)
+            yield stage
+            check_replace(out, overwrite, flag)  # a folder that appeared meanwhile is kept
+            _replace_dir(stage, out)
+        finally:
+            if os.path.exists(stage):
+                shutil.rmtree(stage, ignore_errors=True)
+
+
+def _replace_dir(stage: str, out: str) -> None:
+    """Rename ``stage`` to ``out``, the old ``out`` removed only once the new one is in place."""
+    if os.path.exists(out):
+        old = stage + ".old"
+        os.replace(out, old)
+        os.replace(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, out)
 

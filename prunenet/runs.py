@@ -245,9 +245,20 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
                             f"of the cost to keep)")
     if round_to < 1 or min_width < 1:
         raise PrunenetError(f"--round-to {round_to} and --min-width {min_width} must be at least 1")
-    if os.path.exists(out) and not overwrite:
-        raise PrunenetError(f"output folder {out} already exists; choose another --out or pass "
-                            f"--overwrite")
+    from .outputs import check_replace, check_target, exclusive
+    out_path = check_target(out)
+    check_replace(out_path, overwrite)
+    with exclusive(out_path):  # held to the end: a second writer of --out stops at once
+        return _prune_run(model, method, objective, target, out, params, input_size, classes,
+                          round_to, min_width, seed, overwrite, command, log, latency_table,
+                          latency_batch_size, dtype, gpus)
+
+
+def _prune_run(model, method, objective, target, out, params, input_size, classes, round_to,
+               min_width, seed, overwrite, command, log, latency_table, latency_batch_size,
+               dtype, gpus) -> dict:
+    from .files import staged_dir, write_json
+    from .models import input_shape, load_model
     timings = {}
     t0 = time.time()
     net = load_model(model, classes=classes, params=params, seed=seed, input_size=input_size)
@@ -354,10 +365,10 @@ def contexts(gpus: str) -> list:
     ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
     if not ids:
         return [mx.cpu()]
-    try:
-        ctx = [mx.gpu(int(i)) for i in ids]
-    except ValueError:
-        raise PrunenetError(f"--gpus {gpus!r} must be comma-separated GPU ids, e.g. 0,1") from None
+    if not all(i.isdigit() for i in ids):
+        raise PrunenetError(f"--gpus {gpus!r} must be comma-separated GPU ids (whole numbers "
+                            f"from 0), e.g. 0,1")
+    ctx = [mx.gpu(int(i)) for i in ids]
     available = mx.context.num_gpus()
     missing = [i for i in ids if int(i) >= available]
     if missing:
@@ -403,9 +414,20 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
 
     With a distributed ``run.kvstore`` this process is one worker (``workers``, made from
     ``run.kvstore`` if not given): it trains on its share of every batch, and rank N > 0 writes
-    its run folder to ``<out>.workerN``."""
+    its run folder to ``<out>.workerN``.
+
+    The run holds the lock of its folder (:func:`prunenet.outputs.exclusive`) from the check of
+    ``out`` to its last write, resumed or not."""
+    import contextlib
+    with contextlib.ExitStack() as held:
+        return _data_run(run, resume, overwrite, log, workers, held)
+
+
+def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optional[Workers],
+              held) -> dict:
     import dataclasses
     import shutil
+    from .outputs import check_replace, check_target, exclusive, mark, remove_leftovers
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
     from .files import read_json, write_json
@@ -413,7 +435,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     from .models import input_shape, load_model
     from .train import BatchStream, FinetuneConfig, finetune
 
-    out = os.path.abspath(run.out)
+    out = check_target(run.out, "--resume" if resume else "--out")
     if resume:
         saved = os.path.join(out, RUN_FILE)
         if not os.path.exists(saved):
@@ -464,9 +486,9 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if run.input_size and run.input_size != size:
             raise PrunenetError(f"--input-size {run.input_size} differs from the dataset's "
                                 f"{size}x{size} images")
-        if not resume and os.path.exists(out) and not overwrite:
-            raise PrunenetError(f"output folder {out} already exists; choose another --out, "
-                                f"pass --overwrite, or continue it with --resume {out}")
+        held.enter_context(exclusive(out, "--resume" if resume else "--out"))
+        if not resume:
+            check_replace(out, overwrite, hint=f", or continue it with --resume {out}")
         net = load_model(run.model, classes=classes, params=run.params, seed=run.seed,
                          ctx=ctx[0], input_size=size, channels=channels)
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
@@ -479,10 +501,14 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                           run.latency_table, run.latency_batch_size, run.dtype)
     check_reachable(graph, cost, run.target, run.round_to, run.min_width)
     if not resume:
+        check_replace(out, overwrite)  # again, under the lock: a folder made meanwhile is kept
         if os.path.exists(out):
             shutil.rmtree(out)
         os.makedirs(out)
+        mark(out)
         write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(run))
+    remove_leftovers(out)  # a killed run's temporary files
+    remove_leftovers(os.path.join(out, CHECKPOINT_DIR))
     say = _Log(os.path.join(out, LOG_FILE), log)
     before = count(graph)
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
