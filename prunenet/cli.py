@@ -230,7 +230,8 @@ def _prune(args) -> int:
     from .runs import DataRun, contexts, data_run, prune_run
     command = args.command_line
     if args.resume:
-        data_run(DataRun(model="", out=args.resume, target=0.5), resume=True)
+        progress = _resume_flags(args)
+        data_run(DataRun(model="", out=args.resume, target=0.5), resume=True, progress=progress)
         return 0
     missing = [flag for flag, value in (("--model", args.model), ("--method", args.method),
                                         ("--target", args.target), ("--out", args.out))
@@ -280,6 +281,41 @@ def _prune(args) -> int:
               overwrite=args.overwrite, command=command, latency_table=args.latency_table,
               latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus)
     return 0
+
+
+_RESUME_FREE = {"resume", "command_line", "func", "command", "no_progress"}
+
+
+def _resume_flags(args) -> Optional[bool]:
+    """Refuse flags given with ``--resume`` that differ from the run's saved settings (the run
+    continues as it was started); returns the progress-bar setting (``--no-progress`` may be
+    given), or None to keep the run's."""
+    import dataclasses
+    from .files import read_json
+    from .runs import RUN_FILE, DataRun
+    defaults = vars(build_parser().parse_args(["prune"]))
+    given = {k: v for k, v in vars(args).items()
+             if k in defaults and k not in _RESUME_FREE and v != defaults[k]}
+    if not given:
+        return False if args.no_progress else None
+    path = os.path.join(args.resume, RUN_FILE)
+    saved = read_json(path, "run file") if os.path.isfile(path) else None
+    if not isinstance(saved, dict):
+        return None  # data_run says what is wrong with the folder
+    fields = {f.name for f in dataclasses.fields(DataRun)}
+    for key, value in given.items():
+        flag = "--" + key.replace("_", "-")
+        if key not in fields:
+            raise PrunenetError(f"{flag} cannot be given with --resume, which continues the run "
+                                f"in {args.resume} as it was started; drop {flag}")
+        if key == "out" and os.path.abspath(value) == os.path.abspath(args.resume):
+            continue
+        if saved.get(key) != value:
+            raise PrunenetError(f"--resume continues the run in {args.resume} with the settings "
+                                f"it was started with: {flag} {value} differs from its "
+                                f"{saved.get(key)} ({path}); drop {flag}, or start a new run "
+                                f"with another --out")
+    return False if args.no_progress else None
 
 
 def _demo(args) -> int:

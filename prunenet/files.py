@@ -26,7 +26,7 @@ def _umask() -> int:
 
 
 __all__ = ["atomic_path", "write_json", "read_json", "save_params", "load_params",
-           "read_shapes", "require_file", "staged_dir"]
+           "read_shapes", "require_file", "staged_dir", "save_symbol"]
 
 
 @contextlib.contextmanager
@@ -91,9 +91,13 @@ def read_shapes(path: str) -> Dict[str, List[int]]:
 
 
 def require_file(path: str, what: str) -> str:
-    """``path`` if it is a file, else an error saying it is missing or a folder."""
+    """``path`` if it is a file, else an error saying it is missing, a folder, or not a
+    regular file (a device or a pipe)."""
     if os.path.isdir(path):
         raise PrunenetError(f"{what} {path} is a folder; give the file")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise PrunenetError(f"{what} {path} is not a regular file (a device or a pipe); give "
+                            f"the file itself")
     if not os.path.isfile(path):
         raise PrunenetError(f"{what} {path} does not exist")
     return path
@@ -115,6 +119,24 @@ def _mxnet_write_error(err, path: str) -> PrunenetError:
     reason = str(err).strip().splitlines()[-1][:120] if str(err).strip() else "write failed"
     from .outputs import write_error
     return write_error(OSError(errno.ENOSPC, f"MXNet: {reason}; the disk may be full"), path)
+
+
+def save_symbol(path: str, symbol, shapes: Dict[str, tuple]) -> None:
+    """Write an MXNet symbol's JSON, atomically, its variables' ``__shape__`` set to ``shapes``
+    (the variables not in it lose theirs), so that shapes inferred from the data shape alone
+    agree with the parameters saved beside it."""
+    doc = json.loads(symbol.tojson())
+    for node in doc["nodes"]:
+        if node["op"] != "null":
+            continue
+        attrs = node.get("attrs", {})
+        if node["name"] in shapes:
+            attrs["__shape__"] = str(tuple(int(v) for v in shapes[node["name"]]))
+        else:
+            attrs.pop("__shape__", None)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=2)
 
 
 def load_params(path: str) -> Dict[str, np.ndarray]:
@@ -139,7 +161,8 @@ def staged_dir(out: str, overwrite: bool = False, flag: str = "--out") -> Iterat
     and then only a folder prunenet wrote is replaced; its lock is held throughout, and checked
     again at the replacement. On failure nothing under ``out`` changes.
     """
-    from .outputs import check_replace, check_target, exclusive, mark, remove_leftovers
+    from .outputs import (check_replace, check_target, exclusive, is_ours, mark,
+                          remove_leftovers)
     out = check_target(out, flag)
     check_replace(out, overwrite, flag)
     with exclusive(out, flag):
@@ -149,8 +172,9 @@ def staged_dir(out: str, overwrite: bool = False, flag: str = "--out") -> Iterat
                                  dir=parent)
         os.chmod(stage, 0o777 & ~_umask())
         try:
-            mark(stage)
             yield stage
+            if not is_ours(stage):  # a run folder is known by its report.json
+                mark(stage)
             check_replace(out, overwrite, flag)  # a folder that appeared meanwhile is kept
             _replace_dir(stage, out)
         finally:

@@ -43,7 +43,18 @@ def build_model(name: str, classes: Optional[int] = None, **kwargs):
         if classes < 1:
             raise PrunenetError(f"--classes {classes} must be at least 1")
         kwargs["classes"] = classes
+    if _takes_pretrained_base(name):  # detectors would download their backbone's weights
+        kwargs.setdefault("pretrained_base", False)
     return get_model(name, pretrained=False, **kwargs)
+
+
+def _takes_pretrained_base(name: str) -> bool:
+    import inspect
+    from gluoncv.model_zoo import model_zoo
+    try:
+        return "pretrained_base" in inspect.signature(model_zoo._models[name]).parameters
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def check_shapes(net, shapes: Dict[str, Sequence[int]], source: str, model: str) -> None:
@@ -195,10 +206,17 @@ def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
 
 
 def initialize_missing(net, init, ctx) -> None:
-    """Initialise the parameters of ``net`` that have no value yet, and only those."""
-    for param in net.collect_params().values():
+    """Initialise the parameters of ``net`` that have no value yet, and only those (vectors
+    as GluonCV does: γ and running variance 1, β, biases and running mean 0)."""
+    import mxnet as mx
+    for name, param in net.collect_params().items():
         if param._data is None and not param._deferred_init:
-            param.initialize(ctx=ctx, default_init=init)
+            if name.endswith(("_gamma", "_running_var")):
+                param.initialize(ctx=ctx, default_init=mx.init.One())
+            elif name.endswith(("_beta", "_bias", "_running_mean")):
+                param.initialize(ctx=ctx, default_init=mx.init.Zero())
+            else:
+                param.initialize(ctx=ctx, default_init=init)
 
 
 def randomize_batchnorm(net, seed: int = 0) -> None:

@@ -18,7 +18,8 @@ import json
 import os
 import shutil
 import sys
-from typing import Dict, Iterator, Optional
+import threading
+from typing import Dict, Iterator, Optional, Sequence
 
 from .errors import PrunenetError
 
@@ -27,7 +28,7 @@ __all__ = ["MARKER", "check_target", "is_ours", "check_replace", "exclusive", "h
 
 MARKER = ".prunenet"  # in every folder prunenet makes: it may be replaced by --overwrite
 _RUN_FILES = ("report.json", "run.json")
-_held: Dict[str, list] = {}  # lock file -> [open file, depth]: a process may nest its own locks
+_held: Dict[tuple, list] = {}  # (lock file, thread) -> [open file, depth]: a thread may nest its locks
 
 
 class LockedError(PrunenetError):
@@ -138,12 +139,13 @@ def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True) -> 
     into the lock file). ``remove``: delete the lock file on release."""
     import fcntl
     path = os.path.abspath(path)
-    if path in _held:
-        _held[path][1] += 1
+    key = (path, threading.get_ident())
+    if key in _held:
+        _held[key][1] += 1
         try:
             yield
         finally:
-            _held[path][1] -= 1
+            _held[key][1] -= 1
         return
     while True:
         try:
@@ -167,11 +169,11 @@ def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True) -> 
     f.truncate()
     f.write(f"pid {os.getpid()} ({' '.join(['prunenet'] + sys.argv[1:])})"[:500] + "\n")
     f.flush()
-    _held[path] = [f, 0]
+    _held[key] = [f, 0]
     try:
         yield
     finally:
-        del _held[path]
+        del _held[key]
         if remove:
             with contextlib.suppress(OSError):
                 os.remove(path)
@@ -192,11 +194,13 @@ def exclusive(target: str, flag: str = "--out") -> Iterator[str]:
         yield target
 
 
-def remove_leftovers(folder: str, name: Optional[str] = None) -> None:
-    """Delete the temporary files a killed writer left: ``.*.tmp`` files (and folders) in
-    ``folder``, or only those of ``name`` (its staging folders ``.NAME.*.partial``). Call it
-    holding the output's lock."""
-    patterns = [f".{name}.*.partial", f".{name}.*.partial.old"] if name else [".*.tmp"]
+def remove_leftovers(folder: str, name: Optional[str] = None,
+                     patterns: Sequence[str] = (".*.tmp",)) -> None:
+    """Delete the temporary files a killed writer left in ``folder``: those matching
+    ``patterns``, or (``name``) the staging folders ``.NAME.*.partial`` of a replaced folder.
+    Call it holding the output's lock."""
+    if name:
+        patterns = [f".{name}.*.partial", f".{name}.*.partial.old"]
     try:
         entries = os.listdir(folder)
     except OSError:
@@ -233,6 +237,7 @@ def write_error(err: OSError, path: Optional[str] = None, what: str = "",
     advice = _ADVICE.get(err.errno, "check the path and try again")
     where = f"{what}: " if what and path not in what else ""
     if not writing:
-        return PrunenetError(f"{where}{path or 'a file'}: {reason}; {advice}")
+        return PrunenetError(f"{where}{path}: {reason}; {advice}" if path else
+                             f"{where}{reason} ({type(err).__name__})")
     return PrunenetError(f"{where}cannot write {path} ({reason}): {advice}; what was written "
                          f"before is kept")

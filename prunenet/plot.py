@@ -634,13 +634,16 @@ def save_figure(fig, out: str) -> List[str]:
     """Write ``fig`` as ``out`` (``.png``) and the same name with ``.svg``, each atomically;
     returns both paths."""
     from .files import atomic_path
+    from .outputs import check_target, exclusive
     stem, ext = os.path.splitext(out)
     if ext.lower() not in (".png", ".svg", ""):
         raise PrunenetError(f"--out {out}: give a .png name (an .svg is written beside it)")
     if os.path.isdir(out):
         raise PrunenetError(f"--out {out} is a folder; give a file name ending in .png")
+    for path in (f"{stem}.png", f"{stem}.svg"):
+        check_target(path, "--out", kind="file")
     paths = []
-    with _style():
+    with _style(), exclusive(f"{stem}.png"):
         for fmt in ("png", "svg"):
             path = f"{stem}.{fmt}"
             with atomic_path(path) as tmp:

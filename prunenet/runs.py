@@ -83,7 +83,7 @@ def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
 def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
     """Write the pruned network into ``folder``: GluonCV's pair (``shapes.json`` +
     ``pruned.params``) for a ResNetV1b, else MXNet's symbol + params pair. Returns the names."""
-    from .files import atomic_path, save_params, write_json
+    from .files import save_params, save_symbol, write_json
     if pruned.gluoncv:
         write_json(os.path.join(folder, SHAPES_FILE),
                    gluoncv_shapes(pruned.graph, pruned.net_prefix, pruned.keep))
@@ -94,8 +94,8 @@ def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
     import mxnet as mx
     symbol = pruned.net(mx.sym.var("data"))
     aux = set(symbol.list_auxiliary_states())
-    with atomic_path(os.path.join(folder, symbol_file)) as tmp:
-        symbol.save(tmp)
+    save_symbol(os.path.join(folder, symbol_file), symbol,
+                {name: value.shape for name, value in pruned.params.items()})
     save_params(os.path.join(folder, params_file),
                 {("aux:" if name in aux else "arg:") + name: value
                  for name, value in pruned.params.items()})
@@ -406,7 +406,7 @@ class _Log:
 
 
 def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print,
-             workers: Optional[Workers] = None) -> dict:
+             workers: Optional[Workers] = None, progress: Optional[bool] = None) -> dict:
     """Prune ``run.model`` with ``run.method`` (GCP on ``run.dataset``, or a data-free method),
     fine-tune and evaluate it, and write the run folder: ``report.json``, ``steps.csv``,
     ``log.txt``, the pruned pair, and for GCP a checkpoint after every step so that
@@ -414,20 +414,21 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
 
     With a distributed ``run.kvstore`` this process is one worker (``workers``, made from
     ``run.kvstore`` if not given): it trains on its share of every batch, and rank N > 0 writes
-    its run folder to ``<out>.workerN``.
+    its run folder to ``<out>.workerN``. ``progress``: show progress bars or not, instead of
+    the resumed run's setting.
 
     The run holds the lock of its folder (:func:`prunenet.outputs.exclusive`) from the check of
     ``out`` to its last write, resumed or not."""
     import contextlib
     with contextlib.ExitStack() as held:
-        return _data_run(run, resume, overwrite, log, workers, held)
+        return _data_run(run, resume, overwrite, log, workers, held, progress)
 
 
 def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optional[Workers],
-              held) -> dict:
+              held, progress: Optional[bool] = None) -> dict:
     import dataclasses
     import shutil
-    from .outputs import check_replace, check_target, exclusive, mark, remove_leftovers
+    from .outputs import check_replace, check_target, exclusive, remove_leftovers
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
     from .files import read_json, write_json
@@ -447,6 +448,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                                 f"object with the run's settings); start the run again")
         run = DataRun(**{k: v for k, v in saved_run.items() if k in fields})
         run.out = out
+        if progress is not None:
+            run.progress = progress
     else:
         from .methods import METHODS, TRAINED
         if run.method not in TRAINED and run.method not in METHODS:
@@ -505,7 +508,6 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         if os.path.exists(out):
             shutil.rmtree(out)
         os.makedirs(out)
-        mark(out)
         write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(run))
     remove_leftovers(out)  # a killed run's temporary files
     remove_leftovers(os.path.join(out, CHECKPOINT_DIR))

@@ -80,14 +80,15 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
                 teacher=None, distill_weight: float = 0.5, temperature: float = 1.0,
                 progress: bool = True, total: Optional[int] = None, start: int = 0,
                 sums: Optional[Dict[str, float]] = None,
-                on_batch: Optional[Callable[[int, Dict[str, float]], None]] = None
-                ) -> Dict[str, float]:
+                on_batch: Optional[Callable[[int, Dict[str, float]], None]] = None,
+                lr_flag: str = "--lr") -> Dict[str, float]:
     """Train ``block`` over ``batches``; return mean loss, training top-1 and batch count.
 
     To continue an interrupted pass, ``start`` is the number of batches already done (the
     learning-rate schedule and batch numbers go on from there) and ``sums`` their running sums;
     ``on_batch(done, sums)`` is called after every batch (e.g. to save a checkpoint). A
-    non-finite loss stops with :class:`NonFiniteError` naming ``what``.
+    non-finite loss stops with :class:`NonFiniteError` naming ``what`` and the flag of its
+    learning rate, ``lr_flag``.
     """
     import mxnet as mx
     from mxnet import autograd, gluon
@@ -115,7 +116,8 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
         batch_loss = sum(float(l_.sum().asscalar()) for l_ in ls) / batch[0].shape[0]
         if not math.isfinite(batch_loss):
             raise NonFiniteError(f"the loss became {batch_loss} in {what} (batch {i}); the "
-                                 f"learning rate is probably too high: try a smaller --lr")
+                                 f"learning rate is probably too high: try a smaller "
+                                 f"{lr_flag}")
         acc["loss"] += batch_loss
         acc["correct"] += sum(int((o.argmax(axis=1) == y.astype(o.dtype)).sum().asscalar())
                               for o, y in zip(outs, label))
@@ -186,6 +188,7 @@ def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, te
     step = None if on_batch is None else (lambda d, s: on_batch(trainer, d, s))
     result = run_batches(net, trainer, stream.take_batches(total - done), ctx, loss_fn=loss_fn,
                          what=what, lr_at=cosine_lr(config.lr, total, warmup), teacher=teacher,
+                         lr_flag="--finetune-lr",
                          distill_weight=config.distill_weight, temperature=config.temperature,
                          progress=progress, total=total, start=done, sums=sums, on_batch=step)
     workers.average_running_stats(net)

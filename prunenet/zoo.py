@@ -97,15 +97,16 @@ def read_manifest(zoo: str, must_exist: bool = True) -> dict:
 
 @contextlib.contextmanager
 def _locked(zoo: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``ZOO/.lock`` (every writer of the zoo takes it)."""
-    import fcntl
-    os.makedirs(zoo, exist_ok=True)
-    with open(os.path.join(zoo, LOCK_FILE), "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    """Hold an exclusive ``flock`` on ``ZOO/.lock`` (every writer of the zoo takes it, waiting
+    for the one before: each holds it only while it changes the manifest)."""
+    from .outputs import check_target, hold_lock, write_error
+    zoo = check_target(zoo, "--zoo")
+    try:
+        os.makedirs(zoo, exist_ok=True)
+    except OSError as err:
+        raise write_error(err, zoo, "--zoo") from None
+    with hold_lock(os.path.join(zoo, LOCK_FILE), f"zoo {zoo}", wait=True, remove=False):
+        yield
 
 
 @contextlib.contextmanager
@@ -328,9 +329,10 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     from .runs import REPORT_FILE
 
     check_name(name)
-    zoo = os.path.abspath(os.path.expanduser(zoo))
+    from .outputs import check_target
     if os.path.exists(zoo) and not os.path.isdir(zoo):
         raise PrunenetError(f"--zoo {zoo} is a file, not a zoo folder; give a folder")
+    zoo = check_target(zoo, "--zoo")
     run_dir = os.path.abspath(run_dir)
     ctx = ctx or mx.cpu()
     if name in gluoncv_pruned_models():
