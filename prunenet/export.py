@@ -70,14 +70,14 @@ def export(name: str, zoo: str, fmt: str, out: str, input_size: Optional[int] = 
 
     if fmt not in FORMATS:
         raise PrunenetError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    from .outputs import check_target, exclusive
+    out = check_target(out)
     ctx = ctx or mx.cpu()
     entry = describe(name, zoo)
     shape = list(entry.get("input_shape") or [1, 3, 224, 224])
     if input_size:
         shape[2:] = [input_size, input_size]
     shape[0] = 1
-    from .outputs import check_target, exclusive
-    out = check_target(out)
     with exclusive(out):  # one writer of --out; the files are checked again under the lock
         return _export(name, zoo, fmt, out, entry, shape, overwrite, ctx)
 

@@ -39,6 +39,8 @@ def atomic_path(path: str) -> Iterator[str]:
     os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
+        from .failpoints import failpoint
+        failpoint("write")  # a kill here leaves the temporary file behind
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -515,6 +515,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     before = count(graph)
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     ckpt = load_checkpoint(ckpt_dir) if resume else None
+    if ckpt is not None:
+        ckpt["arrays"] = _renamed(ckpt["arrays"], ckpt.get("net_prefix"), net.prefix)
     timings: Dict[str, float] = dict(ckpt.get("timings", {})) if ckpt else {}
     rows: List[dict] = list(ckpt.get("rows", [])) if ckpt else []
 
@@ -606,7 +608,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                                    "blocks_removed": selection.blocks_removed},
                         top1_before=top1_before, top5_before=top5_before,
                         top1_selected=top1_selected, surgery_max_abs_diff=diff, notes=notes,
-                        latency=latency, rows=rows, timings=timings)
+                        latency=latency, rows=rows, timings=timings, net_prefix=net.prefix)
 
     teacher = None
     if run.distill:
@@ -722,7 +724,7 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
                         notes=gcp.notes, rows=rows,
                         largest_block=last.largest_block if last else None,
                         blocks_removed=last.blocks_removed if last else None,
-                        timings=timings, **progress)
+                        timings=timings, net_prefix=net.prefix, **progress)
 
     for t in range(done + 1, run.steps + 1):
         t0 = time.time() - (timings.get(f"step{t}_s", 0.0) if step_state else 0.0)
@@ -804,6 +806,20 @@ def _data_options(run: DataRun, train: bool) -> dict:
 def _probe(shape, seed: int, ctx):
     import mxnet as mx
     return mx.nd.array(np.random.RandomState(seed).normal(size=(2,) + tuple(shape[1:])), ctx=ctx)
+
+
+def _renamed(arrays: Dict[str, np.ndarray], old: Optional[str], new: str) -> Dict[str, np.ndarray]:
+    """Checkpointed arrays with the network prefix ``old`` (Gluon numbers its networks, so a
+    process that built one before names them anew) replaced by ``new``."""
+    if not old or old == new:
+        return arrays
+    out = {}
+    for key, value in arrays.items():
+        tag, _, name = key.rpartition(":")
+        if name.startswith(old):
+            key = (tag + ":" if tag else "") + new + name[len(old):]
+        out[key] = value
+    return out
 
 
 def _by_original_names(pruned: PrunedNetwork) -> Dict[str, object]:
