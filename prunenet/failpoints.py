@@ -7,7 +7,9 @@ SIGCONT). Unset,
 a failpoint costs one dictionary lookup. The names: ``regularize``, ``debias`` and ``finetune``
 (after each batch), ``checkpoint`` (after a checkpoint's files are written, before
 ``checkpoint.json`` names them), ``export`` (after the pruned network's files, before
-``report.json``) and ``write`` (inside every atomic write, its temporary file written, before it
+``report.json``), ``checkpointed-phase``, ``checkpointed-step``, ``checkpointed-surgery`` and
+``checkpointed-finetune`` (right after a checkpoint of that kind is in force: inside a GCP
+phase, at a step's end, after surgery, inside fine-tuning) and ``write`` (inside every atomic write, its temporary file written, before it
 is renamed into place).
 """
 from __future__ import annotations

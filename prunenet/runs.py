@@ -609,6 +609,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                         top1_before=top1_before, top5_before=top5_before,
                         top1_selected=top1_selected, surgery_max_abs_diff=diff, notes=notes,
                         latency=latency, rows=rows, timings=timings, net_prefix=net.prefix)
+        failpoint("checkpointed-surgery" if done == 0 else "checkpointed-finetune")
 
     teacher = None
     if run.distill:
@@ -639,6 +640,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         sums = state["sums"]
         loss = sums["loss"] / max(sums["n"], 1) if sums else float("nan")
     timings["finetune_s"] = time.time() - t0
+    import mxnet as mx
+    mx.nd.waitall()  # static_alloc: read the parameters only once they are written
     pruned.params = {name: p.data(ctx[0]).asnumpy() for name, p in
                      _by_original_names(pruned).items()}
     top1_after, top5_after = val_top1(pruned.net)
@@ -725,6 +728,7 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
                         largest_block=last.largest_block if last else None,
                         blocks_removed=last.blocks_removed if last else None,
                         timings=timings, net_prefix=net.prefix, **progress)
+        failpoint("checkpointed-phase" if state is not None else "checkpointed-step")
 
     for t in range(done + 1, run.steps + 1):
         t0 = time.time() - (timings.get(f"step{t}_s", 0.0) if step_state else 0.0)
@@ -750,6 +754,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     for note in gcp.notes:
         say(note)
 
+    import mxnet as mx
+    mx.nd.waitall()  # static_alloc: read the parameters only once they are written
     return gcp.selection(), wrapper.block(REGULARIZE), wrapper.folded_params(), gcp.notes
 
 
