@@ -338,3 +338,33 @@ def test_check_target_refuses_what_no_command_may_write(tmp_path, monkeypatch):
     with pytest.raises(PrunenetError, match="f is a file"):
         outputs.check_target("f/sub")
     assert outputs.check_target("new/run") == str(tmp_path / "new" / "run")
+
+
+# ------------------------------------------------------------------ values read from user files
+
+def _records(folder, labels, payloads):
+    rec = mx.recordio.MXIndexedRecordIO(str(folder / "train.idx"), str(folder / "train.rec"), "w")
+    for i, (label, payload) in enumerate(zip(labels, payloads)):
+        rec.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(label), i, 0), payload))
+    rec.close()
+    return str(folder / "train.rec")
+
+
+@pytest.mark.parametrize("label,payload,words", [
+    (7, None, ["record 3 (line 3 of", "has label 7, not a class id 0..3"]),  # trained silently
+    (1.5, None, ["record 3", "has label 1.5"]),  # trained silently
+    (-1, None, ["record 3", "has label -1"]),
+    (1, b"garbage!" * 8, ["record 3", "holds no encoded image"]),  # failed inside OpenCV
+])
+def test_record_labels_and_payloads_are_checked_naming_the_record(tmp_path, label, payload,
+                                                                   words):
+    import cv2
+    from prunenet.data import imagenet_record
+    jpeg = cv2.imencode(".jpg", np.full((40, 40, 3), 128, np.uint8))[1].tobytes()
+    labels, payloads = [0, 1, label, 3], [jpeg, jpeg, payload or jpeg, jpeg]
+    rec = _records(tmp_path, labels, payloads)
+    with pytest.raises(PrunenetError) as err:
+        imagenet_record(rec, train=True, input_size=32, num_workers=1, classes=4)
+    one_line("prunenet: error: " + str(err.value), rec, *words)
+    ok = _records(tmp_path, [0, 1, 2, 3], [jpeg] * 4)
+    assert len(imagenet_record(ok, train=True, input_size=32, num_workers=1, classes=4)) == 4
