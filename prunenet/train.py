@@ -113,10 +113,6 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
         for l_ in ls:
             l_.backward()
         trainer.step(batch[0].shape[0])
-        # The next batch starts only once this update is done: with MXNet's threaded engine and
-        # oneDNN the two otherwise overlap and the weights differ run to run in their last bits
-        # (README, "Killed runs and reproducibility").
-        mx.nd.waitall()
         batch_loss = sum(float(l_.sum().asscalar()) for l_ in ls) / batch[0].shape[0]
         if not math.isfinite(batch_loss):
             raise NonFiniteError(f"the loss became {batch_loss} in {what} (batch {i}); the "
