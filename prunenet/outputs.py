@@ -238,6 +238,7 @@ def write_error(err: OSError, path: Optional[str] = None, what: str = "",
     where = f"{what}: " if what and path not in what else ""
     if not writing:
         return PrunenetError(f"{where}{path}: {reason}; {advice}" if path else
-                             f"{where}{reason} ({type(err).__name__})")
+                             f"{where}{reason} ({type(err).__name__}, e.g. at the standard "
+                             f"output); {advice}")
     return PrunenetError(f"{where}cannot write {path} ({reason}): {advice}; what was written "
                          f"before is kept")
