@@ -23,6 +23,8 @@ setup(
         "matplotlib",
         "pandas",
         "tqdm",
+        "highspy>=1.7",  # the qcqp method's MILP solver (HiGHS)
+        "scipy",
     ],
     extras_require={
         "gpu": ["mxnet-cu112>=1.9.1,<2"],

@@ -147,7 +147,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--shapes", action="append", default=[], metavar="FILE",
                    help="a GluonCV pruned-ResNet shape file: measure --model resized to it too "
                         "(repeatable; needs exactly one --model)")
-    p.add_argument("--zoo", default=None, help="a prunenet model zoo folder (with --name)")
+    p.add_argument("--zoo", default=None, metavar="FOLDER_OR_URL",
+                   help="a prunenet model zoo, a folder or its http(s):// URL (with --name; "
+                        "default $PRUNENET_ZOO)")
     p.add_argument("--name", action="append", default=[],
                    help="a model of --zoo, or one of GluonCV's pruned ResNets (repeatable)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
@@ -189,7 +191,7 @@ def _networks(args, ctx) -> Dict[str, tuple]:
         except ImportError:
             raise PrunenetError("--zoo needs prunenet.zoo, which this installation lacks; "
                                 "measure shape files with --model NAME --shapes FILE") from None
-        root = args.zoo if args.zoo is not None else zoo.DEFAULT_ROOT  # GluonCV's own need none
+        root = args.zoo if args.zoo is not None else zoo.default_root()  # GluonCV's own need none
         for name in args.name:
             entry = zoo.describe(name, root)
             shape = tuple(entry.get("input_shape") or (1, 3, 224, 224))[1:]

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from .distributed import KVSTORES, LOCAL_KVSTORES
 from .errors import PrunenetError
+from .tied import DEFAULT_RULE, RULES
 
 __all__ = ["main", "build_parser"]
 
@@ -57,6 +58,11 @@ def _real_number(least: float = -math.inf, strict: bool = False, below: float = 
                 f"{text} must be {bound}" + (f" and below {below:g}" if below < math.inf else ""))
         return value
     return parse
+
+
+def _reg(text: str):
+    """``--reg``: 'auto' or a non-negative finite number."""
+    return "auto" if text == "auto" else _real_number(0)(text)
 
 
 _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
@@ -156,7 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-j", "--num-data-workers", type=int, default=4, metavar="N",
                    help="image decoding threads for imagenet and folder (default 4)")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
-    g.add_argument("--reg", type=_real_number(), default=0.5, help="L1 weight λ (default 0.5)")
+    g.add_argument("--reg", type=_reg, default="auto",
+                   help="L1 weight λ, or 'auto': each λ of --reg-grid runs step 1 and the one "
+                        "of least debias loss on held-out training images is kept (default "
+                        "auto, the paper's rule)")
+    g.add_argument("--reg-grid", type=_real_number(0), nargs="+", default=None, metavar="λ",
+                   help="the candidates of --reg auto (default 0.01 0.03 0.1 0.3 1)")
+    g.add_argument("--search-holdout", type=_positive_int, default=2048, metavar="N",
+                   help="training images held out to score the λ candidates (at most a "
+                        "tenth of the training set; default 2048)")
+    g.add_argument("--stream-score", choices=RULES, default=DEFAULT_RULE,
+                   help="how a residual stream's score combines its producers and consumers: "
+                        "sum (every pair; default), reach (each consumer with the producers "
+                        "upstream of it) or mean (one average connection); see prunenet.tied")
     g.add_argument("--epochs-per-step", type=_real_number(), default=1.0,
                    help="regularize epochs per step; fractions allowed (default 1)")
     g.add_argument("--debias-epochs", type=_real_number(0), default=None,
@@ -261,7 +279,9 @@ def _prune(args) -> int:
         data_run(DataRun(
             model=args.model, out=args.out, target=args.target, method=args.method,
             objective=args.objective, dataset=args.dataset or "fashion-mnist", data_dir=args.data_dir, params=params, steps=args.steps,
-            reg=args.reg, epochs_per_step=args.epochs_per_step, debias_epochs=args.debias_epochs,
+            reg=args.reg, reg_grid=args.reg_grid, search_holdout=args.search_holdout,
+            stream_score=args.stream_score,
+            epochs_per_step=args.epochs_per_step, debias_epochs=args.debias_epochs,
             finetune_epochs=args.finetune_epochs, lr=args.lr, finetune_lr=args.finetune_lr,
             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
             distill=args.distill, batch_size=args.batch_size, gpus=args.gpus, seed=args.seed,

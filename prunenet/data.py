@@ -154,6 +154,11 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, index: np.ndarray) -> "ArrayDataset":
+        """The examples at ``index``, as a dataset of their own."""
+        return ArrayDataset(self.images[index], self.labels[index], self.classes, self.transform,
+                            self.name)
+
     def _prepare(self, index: np.ndarray):
         x = self.images[index].astype(np.float32)
         return self.transform(x) if self.transform is not None else x
@@ -332,6 +337,17 @@ class FolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def subset(self, index: np.ndarray) -> "FolderDataset":
+        """The images at ``index``, as a dataset of their own."""
+        return FolderDataset(self.root, [self.files[i] for i in index], self.labels[index],
+                             self.synset, self.train, self.input_size, self.resize,
+                             self.num_workers)
+
+    def evaluation_view(self) -> "FolderDataset":
+        """The same images with the evaluation transform (resize and center crop)."""
+        return FolderDataset(self.root, self.files, self.labels, self.synset, False,
+                             self.input_size, self.resize, self.num_workers)
 
     def _load(self, index: int, spec: Batches) -> np.ndarray:
         import cv2
@@ -683,6 +699,51 @@ def load(name: str, data_dir: Optional[str] = None, train: bool = True, **option
 
 
 # --------------------------------------------------------------------------- evaluation
+
+def holdout(dataset: Dataset, count: int, seed: int = 0) -> Tuple[Dataset, Dataset]:
+    """``dataset`` split into (the rest, ``count`` held-out examples drawn from ``seed``), both
+    as datasets; the held-out part is read as evaluation data (no augmentation).
+
+    A RecordIO file cannot be split by example without rewriting it: there the held-out part is
+    the file's first ``count`` records read with the evaluation transform, and the rest is the
+    whole file (those records are trained on too)."""
+    count = int(count)
+    if not 0 < count < len(dataset):
+        raise PrunenetError(f"cannot hold out {count} of the {len(dataset)} training images; "
+                            f"hold out fewer")
+    if isinstance(dataset, RecordDataset):
+        import copy
+        held = copy.copy(dataset)
+        held.train, held.count = False, count
+        return dataset, held
+    if not hasattr(dataset, "subset"):
+        raise PrunenetError(f"dataset {dataset.name} cannot hold out images for the λ search; "
+                            f"give --reg a number")
+    order = np.random.RandomState([seed, 7919]).permutation(len(dataset))
+    held, rest = np.sort(order[:count]), np.sort(order[count:])
+    held_set = dataset.subset(held)
+    if hasattr(held_set, "evaluation_view"):
+        held_set = held_set.evaluation_view()
+    return dataset.subset(rest), held_set
+
+
+def mean_loss(net, batches, ctx=None) -> float:
+    """The mean softmax cross-entropy of ``net`` over ``batches`` in inference mode."""
+    import mxnet as mx
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    parts = []
+    with mx.autograd.pause(train_mode=False):
+        for data, label in batches:
+            xs = mx.gluon.utils.split_and_load(data, ctxs, even_split=False) \
+                if len(ctxs) > 1 else [data.as_in_context(ctxs[0])]
+            ys = mx.gluon.utils.split_and_load(label, ctxs, even_split=False) \
+                if len(ctxs) > 1 else [label.as_in_context(ctxs[0])]
+            parts += [loss_fn(net(x), y) for x, y in zip(xs, ys)]  # read once, at the end
+    if not parts:
+        raise PrunenetError("no batches to measure the loss on")
+    return float(np.concatenate([p.asnumpy() for p in parts]).mean())
+
 
 def accuracy(net, batches, ctx=None) -> Tuple[float, Optional[float]]:
     """Top-1 and top-5 accuracy of ``net`` over ``batches`` in inference mode (top-5 is None

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional
 
 from .distributed import KVSTORES, LOCAL_KVSTORES
 from .errors import PrunenetError
+from .tied import DEFAULT_RULE, RULES
 
 __all__ = ["Experiment", "load_config", "runs_of", "dry_run", "run_experiment", "results_table",
            "make_smoke_records", "make_smoke_folder", "caltech_split", "add_parser", "COLUMNS",
@@ -47,6 +48,7 @@ TRANSFER_CHECKPOINT_EVERY = 500  # iterations
 
 _NUMBER, _INT, _STR, _BOOL, _LIST, _DICT = "number", "whole number", "string", "boolean", \
     "list", "object"
+_REG = "number or \"auto\""
 # key -> (type, required, check, default); checks return an error text or None
 _POS = (lambda v: None if v > 0 else "must be above 0")
 _NONNEG = (lambda v: None if v >= 0 else "must be at least 0")
@@ -80,7 +82,10 @@ SCHEMA = {
     "objective": (_STR, True, None, None),
     "targets": (_LIST, True, None, None),
     "steps": (_INT, False, _ONE, 3),
-    "reg": (_NUMBER, False, _NONNEG, 0.5),
+    "reg": (_REG, False, lambda v: None if v == "auto" or v >= 0 else "must be at least 0",
+            "auto"),
+    "stream_score": (_STR, False, lambda v: None if v in RULES else
+                     f"must be one of {', '.join(RULES)}", DEFAULT_RULE),
     "epochs_per_step": (_NUMBER, False, _POS, 1.0),
     "debias_epochs": (_NUMBER, False, _NONNEG, None),
     "lr": (_NUMBER, False, _POS, 0.01),
@@ -117,7 +122,8 @@ class Experiment:
     description: str = ""
     kind: str = "prune"
     steps: int = 3
-    reg: float = 0.5
+    reg: object = "auto"  # λ, or "auto" (the paper's rule: chosen by the debias loss)
+    stream_score: str = DEFAULT_RULE
     epochs_per_step: float = 1.0
     debias_epochs: Optional[float] = None
     lr: float = 0.01
@@ -142,6 +148,8 @@ class Run:
 
 # -- reading and checking ------------------------------------------------------------------------
 def _typed(value, kind: str) -> bool:
+    if kind == _REG:
+        return value == "auto" or _typed(value, _NUMBER)
     if kind == _NUMBER:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and \
             math.isfinite(value)
@@ -600,7 +608,8 @@ def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) 
     data_run(DataRun(
         model=exp.model, out=run_dir, target=run.target, method=exp.method,
         objective=exp.objective, dataset="imagenet", data_dir=s.data_dir,
-        params=_pretrained(exp, s), steps=s.steps, reg=exp.reg, lr=exp.lr,
+        params=_pretrained(exp, s), steps=s.steps, reg=exp.reg, stream_score=exp.stream_score,
+        reg_grid=[0.03, 0.3] if s.smoke and exp.reg == "auto" else None, lr=exp.lr,
         finetune_lr=ft["lr"], warmup_epochs=ft["warmup_epochs"],
         label_smoothing=ft["label_smoothing"], distill=ft["distill"], batch_size=s.batch_size,
         gpus=s.gpus, seed=exp.seed, input_size=s.input_size, round_to=exp.round_to,

@@ -187,7 +187,12 @@ def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=N
     except (AssertionError, ValueError, mx.base.MXNetError, OSError) as err:
         raise PrunenetError(f"{params_file or symbol_file} does not fit {symbol_file}: "
                             f"{_first_line(err)}") from None
-    if params_file is None:
+    if params_file is None:  # BatchNorm as Gluon starts it, the rest as GluonCV's ResNets
+        for name, param in block.collect_params().items():
+            if name.endswith(("_gamma", "_running_var")):
+                param.init = mx.init.One()
+            elif name.endswith(("_beta", "_running_mean", "_bias")):
+                param.init = mx.init.Zero()
         initialize_missing(block, mx.init.MSRAPrelu(), ctx)
     return block
 
@@ -206,17 +211,10 @@ def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
 
 
 def initialize_missing(net, init, ctx) -> None:
-    """Initialise the parameters of ``net`` that have no value yet, and only those (vectors
-    as GluonCV does: γ and running variance 1, β, biases and running mean 0)."""
-    import mxnet as mx
-    for name, param in net.collect_params().items():
+    """Initialise the parameters of ``net`` that have no value yet, and only those."""
+    for param in net.collect_params().values():
         if param._data is None and not param._deferred_init:
-            if name.endswith(("_gamma", "_running_var")):
-                param.initialize(ctx=ctx, default_init=mx.init.One())
-            elif name.endswith(("_beta", "_bias", "_running_mean")):
-                param.initialize(ctx=ctx, default_init=mx.init.Zero())
-            else:
-                param.initialize(ctx=ctx, default_init=init)
+            param.initialize(ctx=ctx, default_init=init)
 
 
 def randomize_batchnorm(net, seed: int = 0) -> None:

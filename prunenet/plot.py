@@ -122,7 +122,7 @@ def read_results(path: str) -> List[dict]:
 def read_zoo(zoo: str) -> List[dict]:
     """The models of a prunenet zoo (its ``zoo.json``) that have a top-1 and a throughput, as
     :func:`read_results` rows."""
-    from .zoo import MANIFEST, read_manifest
+    from .zoo import _manifest_path, read_manifest
     doc = read_manifest(zoo)
     points = []
     for name, entry in sorted(doc["models"].items()):
@@ -138,14 +138,15 @@ def read_zoo(zoo: str) -> List[dict]:
                              int(batch) if _finite(batch) else None, _device_of(entry),
                              str(entry.get("dataset") or "")))
     if not points:
-        raise PrunenetError(f"zoo manifest {os.path.join(zoo, MANIFEST)} has no model with both "
+        raise PrunenetError(f"zoo manifest {_manifest_path(zoo)} has no model with both "
                             f"'top1' and 'throughput_img_s'; nothing to plot")
     return points
 
 
 def read_points(source: str) -> List[dict]:
-    """The points of a results CSV, or of a zoo folder (holding ``zoo.json``)."""
-    if os.path.isdir(source):
+    """The points of a results CSV, or of a zoo (a folder holding ``zoo.json``, or its URL)."""
+    from .download import is_url
+    if os.path.isdir(source) or is_url(source):
         return read_zoo(source)
     return read_results(source)
 
@@ -672,7 +673,7 @@ def add_parser(subparsers) -> None:
                                    "CSV or a zoo, with GluonCV's ResNets and pruned ResNets: "
                                    "their published top-1, their throughput measured here "
                                    "(random weights), or GluonCV's V100 figures apart.")
-    q.add_argument("source", metavar="RESULTS.csv|ZOO_DIR")
+    q.add_argument("source", metavar="RESULTS.csv|ZOO_DIR|ZOO_URL")
     q.add_argument("--reference", choices=REFERENCES, default="local",
                    help="local: measure GluonCV's architectures on this device (default); "
                         "v100: GluonCV's published V100 throughput, in a panel of its own; "

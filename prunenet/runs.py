@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .errors import PrunenetError
 from .failpoints import failpoint
 from .graph import ChannelGraph, trace
 from .select import Selection, check_reachable
+from .tied import DEFAULT_RULE
 from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes,
                       is_resnetv1b, layer_widths, network_params, sliced_params, widths_of,
                       zero_removed)
@@ -121,6 +122,7 @@ def _base_report(model: str, method: str, objective: str, target: float, selecti
         "group_widths": [[int(k.sum()), int(k.size)] for k in selection.keep],
         "timings": timings, "environment": environment(),
         "command": command if command is not None else list(sys.argv),
+        **({"solver": selection.solver} if selection.solver is not None else {}),
     }
 
 
@@ -327,7 +329,10 @@ class DataRun:
     data_dir: Optional[str] = None
     params: Optional[str] = None
     steps: int = 3
-    reg: float = 0.5
+    reg: Union[float, str] = "auto"  # λ, or "auto": chosen by the held-out debias loss
+    reg_grid: Optional[List[float]] = None  # the candidates of "auto" (default GCP's REG_GRID)
+    search_holdout: int = 2048  # training images held out to score the candidates
+    stream_score: str = DEFAULT_RULE  # how a tied group's score combines its layers (.tied)
     epochs_per_step: float = 1.0
     debias_epochs: Optional[float] = None
     finetune_epochs: float = 1.0
@@ -432,8 +437,9 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
     from .files import read_json, write_json
-    from .methods.gcp import GCPConfig
+    from .methods.gcp import GCPConfig, check_reg
     from .models import input_shape, load_model
+    from .tied import check_rule as check_rule_name
     from .train import BatchStream, FinetuneConfig, finetune
 
     out = check_target(run.out, "--resume" if resume else "--out")
@@ -446,6 +452,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         if not isinstance(saved_run, dict) or not {"model", "target"} <= set(saved_run):
             raise PrunenetError(f"--resume {out}: {saved} is not a prunenet run file (a JSON "
                                 f"object with the run's settings); start the run again")
+        saved_run.setdefault("stream_score", "sum")  # run folders older than the rule
         run = DataRun(**{k: v for k, v in saved_run.items() if k in fields})
         run.out = out
         if progress is not None:
@@ -455,8 +462,10 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         if run.method not in TRAINED and run.method not in METHODS:
             raise PrunenetError(f"unknown method {run.method!r}: choose one of "
                                 f"{', '.join(TRAINED + METHODS)}")
-        GCPConfig(target=run.target, steps=run.steps, reg=run.reg, lr=run.lr,
-                  epochs_per_step=run.epochs_per_step).check()
+        check_reg(run.reg, run.reg_grid)
+        check_rule_name(run.stream_score)
+        GCPConfig(target=run.target, steps=run.steps, reg=0.0 if run.reg == "auto" else run.reg,
+                  lr=run.lr, epochs_per_step=run.epochs_per_step).check()
         if run.finetune_epochs < 0 or run.batch_size < 1:
             raise PrunenetError("--finetune-epochs must be >= 0 and --batch-size >= 1")
         if run.checkpoint_every < 1:
@@ -466,6 +475,10 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         if resume:
             raise PrunenetError(f"--resume with --kvstore {run.kvstore}: resuming a distributed "
                                 f"run is not supported yet; start it again")
+        if run.reg == "auto" and run.method in ("gcp", "slimming"):
+            raise PrunenetError(f"--reg auto with --kvstore {run.kvstore}: the λ search is not "
+                                f"distributed yet; give --reg a number (e.g. the λ a "
+                                f"one-machine run chose, in its report.json)")
         if run.objective == "latency":
             raise PrunenetError(f"--objective latency with --kvstore {run.kvstore}: each worker "
                                 f"would measure its own latencies and choose its own widths; "
@@ -555,11 +568,12 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
             param.set_data(arrays["net:" + name])
         top1_selected, diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
         notes, latency = ckpt["notes"], ckpt["latency"]
+        gcp_info = ckpt.get("gcp_info", {})
         say(f"resuming fine-tuning after batch {ckpt['finetune']['done']}")
     else:
         from .methods import TRAINED
         if run.method in TRAINED:
-            selection, masked, params, notes = _gcp_steps(
+            selection, masked, params, notes, gcp_info = _gcp_steps(
                 run, net, graph, cost, ctx, train, ckpt, rows, timings, say, shares,
                 progress={"top1_before": top1_before, "top5_before": top5_before},
                 workers=workers)
@@ -573,7 +587,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                 cost, run.target)
             selection = workers.rank0_selection(selection, cost)
             zero_removed(graph, net, selection.keep)
-            masked, notes = net, []
+            masked, notes, gcp_info = net, [], {}
             timings["select_s"] = time.time() - t0
         t0 = time.time()
         top1_selected, _ = val_top1(masked)
@@ -608,7 +622,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                                    "blocks_removed": selection.blocks_removed},
                         top1_before=top1_before, top5_before=top5_before,
                         top1_selected=top1_selected, surgery_max_abs_diff=diff, notes=notes,
-                        latency=latency, rows=rows, timings=timings, net_prefix=net.prefix)
+                        latency=latency, gcp_info=gcp_info, rows=rows, timings=timings,
+                        net_prefix=net.prefix)
         failpoint("checkpointed-surgery" if done == 0 else "checkpointed-finetune")
 
     teacher = None
@@ -655,7 +670,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         "top1_before": top1_before, "top5_before": top5_before,
         "top1_selected": top1_selected, "top1_after": top1_after, "top5_after": top5_after,
         "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
-        "surgery_max_abs_diff": diff, "notes": notes,
+        "surgery_max_abs_diff": diff, "notes": notes, **gcp_info,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
         "settings": dataclasses.asdict(run), **latency,
     })
@@ -674,14 +689,15 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     selection, the masked network, its parameters for surgery and GCP's notes."""
     import dataclasses
     from .checkpoint import restore_trainer, save_checkpoint
-    from .methods.gcp import GCP, GCPConfig
+    from .methods.gcp import GCP, REG_GRID, GCPConfig
     from .train import BatchStream
-    from .wrapper import REGULARIZE, MaskedNetwork
+    from .wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 
     out = run.out
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
-    wrapper = MaskedNetwork(net, graph, ctx)
-    settings = dict(target=run.target, steps=run.steps, reg=run.reg,
+    wrapper = MaskedNetwork(net, graph, ctx, stream_score=run.stream_score)
+    auto = run.reg == "auto"
+    settings = dict(target=run.target, steps=run.steps, reg=0.0 if auto else run.reg,
                     epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
                     lr=run.lr, round_to=run.round_to, min_width=run.min_width)
     if run.method == "slimming":
@@ -690,8 +706,20 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     else:
         config = GCPConfig(**settings)
     gcp = GCP(wrapper, cost, config, ctx, progress=run.progress, workers=workers)
+    if auto:  # the λ candidates are scored on training images the steps never see
+        from .data import holdout, mean_loss
+        held_count = min(run.search_holdout, max(1, len(train) // 10))
+        train, held = holdout(train, held_count, run.seed)
+        held_batches = held.batches(run.batch_size, shuffle=False)
+
+        def heldout_loss() -> float:
+            return mean_loss(wrapper.block(DEBIAS), held_batches, ctx)
     stream = BatchStream(lambda e, s: shares(train, e, s))
     done, step_state = 0, None
+    search = ckpt.get("search") if ckpt is not None else None
+    searching = auto and not (search or {}).get("done") and (ckpt is None or search is not None)
+    start = gcp.snapshot(stream) if searching else None  # every candidate's starting point
+    best = None
     if ckpt is not None:
         arrays = ckpt["arrays"]
         for name, value in arrays.items():
@@ -702,15 +730,22 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         restore_trainer(gcp.debias_trainer, ckpt["states"]["debias"])
         stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
         gcp.notes = list(ckpt.get("notes", []))
+        gcp.zeros_pruned = int(ckpt.get("zeros_pruned", 0))
         done, step_state = int(ckpt["step"]), ckpt.get("step_state")
         if ckpt.get("largest_block") is not None:
             from .select import Selection
             gcp.last_selection = Selection([k.copy() for k in wrapper.keep], 0.0,
                                            gcp.base_cost, ckpt["largest_block"],
                                            ckpt["blocks_removed"])
-        where = f"after step {done}" if step_state is None else \
-            f"in step {done + 1}, {step_state['phase']} batch {step_state['done']}"
-        say(f"resuming {where} of {run.steps}")
+        if searching:  # the checkpoint holds the best candidate so far
+            best = gcp.snapshot(stream)
+            gcp.restore(start, stream)
+            tried = sum(v is not None for v in search["losses"])
+            say(f"resuming the λ search after {tried} of {len(search['grid'])} candidates")
+        else:
+            where = f"after step {done}" if step_state is None else \
+                f"in step {done + 1}, {step_state['phase']} batch {step_state['done']}"
+            say(f"resuming {where} of {run.steps}")
 
     def snapshot() -> Dict[str, np.ndarray]:
         import mxnet as mx
@@ -724,11 +759,41 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         save_checkpoint(ckpt_dir, tag, snapshot(),
                         {"regularize": gcp.reg_trainer, "debias": gcp.debias_trainer},
                         stage="gcp", step=finished, step_state=state, stream=stream.state(),
-                        notes=gcp.notes, rows=rows,
+                        notes=gcp.notes, rows=rows, search=search,
+                        zeros_pruned=gcp.zeros_pruned,
                         largest_block=last.largest_block if last else None,
                         blocks_removed=last.blocks_removed if last else None,
                         timings=timings, net_prefix=net.prefix, **progress)
         failpoint("checkpointed-phase" if state is not None else "checkpointed-step")
+
+    if searching:
+        grid = list(run.reg_grid or REG_GRID)
+        say(f"choosing λ from {grid} by the debias loss of step 1 on {held_count} held-out "
+            f"training images")
+        t0 = time.time() - timings.get("reg_search_s", 0.0)
+
+        def on_candidate(state: dict, improved: bool) -> None:
+            nonlocal search
+            search = state
+            timings["reg_search_s"] = time.time() - t0
+            k = sum(v is not None for v in state["losses"])
+            save(f"search-{k}", 1, None)  # the best candidate's state is in force
+            failpoint("search")
+        records = gcp.search_reg(stream, heldout_loss, grid, state=search, best=best,
+                                 on_candidate=on_candidate)
+        search = dict(gcp.search, done=True, holdout_images=held_count,
+                      chosen=gcp.config.reg)
+        timings["reg_search_s"] = time.time() - t0
+        say("λ search: " + ", ".join(f"{g:g} → {v:.4f}" for g, v in zip(grid, search["losses"]))
+            + f" (held-out debias loss); chose λ = {gcp.config.reg:g}")
+        timings["step1_s"] = records[-1].time_s + records[0].time_s
+        for record in records:
+            rows.append(dataclasses.asdict(record))
+        _write_steps(os.path.join(out, STEPS_FILE), rows)
+        save("step1", 1, None)
+        done = 1
+    elif search is not None:
+        gcp.config.reg = search["chosen"]
 
     for t in range(done + 1, run.steps + 1):
         t0 = time.time() - (timings.get(f"step{t}_s", 0.0) if step_state else 0.0)
@@ -753,23 +818,25 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
             f"{records[0].zeroed_channels} channels zeroed by the regulariser")
     for note in gcp.notes:
         say(note)
-
+    info = {"reg": gcp.config.reg, "reg_search": search, "zeros_pruned": gcp.zeros_pruned,
+            "stream_score": run.stream_score}
     import mxnet as mx
     mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-    return gcp.selection(), wrapper.block(REGULARIZE), wrapper.folded_params(), gcp.notes
+    return (gcp.selection(), wrapper.block(REGULARIZE), wrapper.folded_params(), gcp.notes,
+            info)
 
 
 def method_selection(method: str, graph: ChannelGraph, params, cost, target: float,
                      round_to: int = 8, min_width: int = 8, seed: int = 0, net=None,
                      train_batches=None, ctx=None) -> Selection:
-    """The selection of a non-GCP ``method`` at ``target``: data-free, or (``attention``)
+    """The selection of a non-GCP ``method`` at ``target``: data-free, or (``DATA_DRIVEN``: activation-vote, globalpru)
     reading the batches ``train_batches()`` gives."""
-    from .methods import DATA_DRIVEN, DATA_FREE
+    from .methods import DATA_DRIVEN, DATA_FREE, SEEDED
     options = {"round_to": round_to, "min_width": min_width}
     if method in DATA_DRIVEN:
         return DATA_DRIVEN[method](graph, params, cost, target, net=net,
                                    batches=train_batches(), ctx=ctx, **options)
-    if method == "random":
+    if method in SEEDED:
         options["seed"] = seed
     return DATA_FREE[method](graph, params, cost, target, **options)
 

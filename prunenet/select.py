@@ -4,6 +4,11 @@ The unit of removal is a *block*: the ``round_to`` lowest-scoring remaining chan
 Blocks are removed one at a time, the one of lowest priority first, until the cost is at or below
 the target; no group goes below ``min_width``. Because the last block removed costs at most Δ
 (the largest saving of any block removed), the achieved cost fraction lies in (α − Δ, α].
+
+With ``drop_zeros`` (GCP: the paper counts a channel whose scale the regulariser drove to zero as
+pruned), every remaining channel of score exactly 0 goes first, whatever the target: its group
+loses as many whole blocks as cover its zeros (the live channels of least score fill the last
+block), down to ``min_width``. The achieved fraction may then lie below α.
 """
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ class Selection:
     base_cost: float  # the cost that the target is a fraction of
     largest_block: float  # Δ as a cost (largest saving of one removed block)
     blocks_removed: int
+    zero_channels_removed: int = 0  # channels of score 0 removed whatever the target
+    solver: Optional[dict] = None  # what an exact method solved (qcqp): status, gap, ...
 
     @property
     def achieved(self) -> float:
@@ -107,12 +114,14 @@ def check_reachable(graph: ChannelGraph, cost: CostModel, target: float, round_t
 
 def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], target: float,
            keep: Sequence[np.ndarray] | None = None, priority: str = "score", round_to: int = 8,
-           min_width: int = 8, base_cost: float | None = None) -> Selection:
+           min_width: int = 8, base_cost: float | None = None,
+           drop_zeros: bool = False) -> Selection:
     """Remove blocks of channels until ``cost`` is at most ``target`` × ``base_cost``.
 
     ``scores``: one array per group (full width), higher = more important; their absolute
     values are used. ``keep``: channels still present (default: all). ``base_cost``: what the
-    target is a fraction of (default: the unpruned network's cost).
+    target is a fraction of (default: the unpruned network's cost). ``drop_zeros``: first remove
+    every remaining channel of score 0, in whole blocks, whatever the target.
     """
     if not 0.0 < target <= 1.0:
         raise PrunenetError(f"target {target} must lie in (0, 1]")
@@ -126,10 +135,14 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
                                [np.ones(g.width, dtype=bool) for g in graph.groups])]
     base = cost.total() if base_cost is None else float(base_cost)
     goal = target * base
+    zeros_removed, zero_blocks, zero_largest = 0, 0, 0.0
+    if drop_zeros:
+        zeros_removed, zero_blocks, zero_largest = _drop_zeros(graph, cost, scores, keep,
+                                                               round_to, min_width)
     widths = widths_of(keep)
     current = cost.total(widths)
     if current <= goal:
-        return Selection(keep, current, base, 0.0, 0)
+        return Selection(keep, current, base, zero_largest, zero_blocks, zeros_removed)
     smallest = cost.total(_min_widths(graph, widths, round_to, min_width))
     if smallest > goal:
         raise InfeasibleTargetError(target, smallest / base, min_width)
@@ -164,7 +177,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         score = float(abs_scores[gi][block].sum())
         return (rank(score, saving, w, int(full[gi])), -saving, gi, min(block)), block, saving
 
-    largest, removed = 0.0, 0
+    largest, removed = zero_largest, zero_blocks
     prunable = [g.index for g in graph.prunable_groups]
     while current > goal:
         best = None
@@ -185,5 +198,36 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         removed += 1
         for nb in cost.neighbours(gi):
             saving_cache.pop(nb, None)
-    return Selection(keep, current, base, largest, removed)
+    return Selection(keep, current, base, largest, removed, zeros_removed)
+
+
+def _drop_zeros(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray],
+                keep: List[np.ndarray], round_to: int, min_width: int):
+    """Remove, in place, the whole blocks that cover each group's remaining zero-score channels
+    (lowest scores first, never below the group's floor). Returns (zero channels removed,
+    blocks removed, largest saving of one block)."""
+    zeros, blocks, largest = 0, 0, 0.0
+    widths = widths_of(keep)
+    for g in graph.prunable_groups:
+        s = np.abs(np.asarray(scores[g.index], dtype=np.float64))
+        size, part = block_size(g, round_to), g.width // g.segments
+        per = size // g.segments
+        # per segment, remaining channels lowest |s| first (ties: index)
+        segs = []
+        for j in range(g.segments):
+            idx = np.flatnonzero(keep[g.index][j * part:(j + 1) * part]) + j * part
+            segs.append(idx[np.argsort(s[idx], kind="stable")])
+        need = max(int(((s[seg] == 0)).sum()) for seg in segs)
+        n = -(-need // per)  # whole blocks covering the zeros of the most-zeroed segment
+        n = min(n, max(0, (int(widths[g.index]) - _floor(g, min_width)) // size))
+        if n == 0:
+            continue
+        gone = np.concatenate([seg[:n * per] for seg in segs])
+        block_saving = cost.saving(widths, g.index, size)
+        zeros += int((s[gone] == 0).sum())
+        keep[g.index][gone] = False
+        widths[g.index] -= len(gone)
+        blocks += n
+        largest = max(largest, block_saving)
+    return zeros, blocks, largest
 

@@ -189,6 +189,8 @@ def build_symbol_block(graph: ChannelGraph, keep: Sequence[np.ndarray],
     ctx = ctx or mx.cpu()
     doc = json.loads(graph.symbol.tojson())
     for node in doc["nodes"]:
+        if node["op"] == "null":  # the full widths' parameter shapes: a saved symbol without
+            node.get("attrs", {}).pop("__shape__", None)  # its params could not initialise
         layer = graph.layers.get(node["name"])
         if layer is not None:
             width = int(keep[graph.space_group[layer.out_space]].sum())

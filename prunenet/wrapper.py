@@ -22,6 +22,7 @@ import numpy as np
 
 from .graph import ChannelGraph, Group
 from .surgery import compress_grouped, expand_grouped, full_keep
+from .tied import DEFAULT_RULE, check_rule, combine
 
 __all__ = ["MaskedNetwork", "REGULARIZE", "DEBIAS"]
 
@@ -29,6 +30,14 @@ REGULARIZE, DEBIAS = "regularize", "debias"
 _FOLDABLE_OPS = {"relu", "pool_max", "pool_avg", "Dropout", "Flatten", "flatten", "_copy",
                  "identity", "BlockGrad"}
 _EPS = 1e-12
+
+
+def _tuple(text, axis: int, default: int) -> int:
+    """Element ``axis`` of an MXNet tuple attribute such as ``"(1, 1)"``, or ``default``."""
+    if not text:
+        return default
+    values = [int(v) for v in str(text).strip("()[] ").split(",") if v.strip()]
+    return values[axis] if axis < len(values) else (values[0] if values else default)
 
 
 class MaskedNetwork:
@@ -39,11 +48,13 @@ class MaskedNetwork:
     :meth:`folded_params`, computes the network's function.
     """
 
-    def __init__(self, net, graph: ChannelGraph, ctx=None) -> None:
+    def __init__(self, net, graph: ChannelGraph, ctx=None,
+                 stream_score: str = DEFAULT_RULE) -> None:
         import mxnet as mx
         from mxnet import gluon
 
         self.net, self.graph = net, graph
+        self.stream_score = check_rule(stream_score)
         self.ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
         self.params = net.collect_params()
         self.keep = full_keep(graph)
@@ -95,13 +106,14 @@ class MaskedNetwork:
 
     # -- set-up ---------------------------------------------------------------------------------
     def _init_masks(self) -> None:
-        """m = ‖(γ_p)_p‖₂ over a masked group's producers, and γ_p, β_p divided by m."""
+        """m = the producers' γ combined by the stream rule (:mod:`prunenet.tied`), and γ_p, β_p
+        divided by m."""
         for gi in self.masked_groups:
             norms = [self._bn_of[p] for p in self.writers(self.graph.groups[gi])
                      if p in self._bn_of]
             if not norms:
                 continue
-            m = np.sqrt(sum(self.get(n.gamma).astype(np.float64) ** 2 for n in norms))
+            m = combine([self.get(n.gamma) for n in norms], self.stream_score, "l2")
             m = np.where(m > _EPS, m, 1.0)
             for n in norms:
                 self.set(n.gamma, (self.get(n.gamma) / m).astype(np.float32))
@@ -306,15 +318,21 @@ class MaskedNetwork:
         return scale[rows == gi][:self.graph.groups[gi].width]
 
     def consumer_norms(self, gi: int) -> np.ndarray:
-        """n_i = sqrt(Σ over consumers' kept rows of ‖W[:, i]‖²), per channel of group ``gi``
-        (scaled by each consumer's own input BatchNorm, where it has one)."""
+        """n_i per channel of group ``gi``: the norms ‖W[kept rows, i]‖ of each consumer's filter
+        columns (scaled by the consumer's own input BatchNorm, where it has one), combined over
+        the consumers by the stream rule — sqrt(Σ ‖·‖²) under ``sum``, their quadratic mean under
+        ``mean``."""
         graph = self.graph
-        total = np.zeros(graph.groups[gi].width)
+        per_consumer = []
+        reach = self.stream_score == "reach" and gi in self.masked_groups
         for cname in graph.groups[gi].consumers:
             layer = graph.layers[cname]
+            total = np.zeros(graph.groups[gi].width)
+            share = self._variance_reaching(gi, cname) if reach else 1.0
             if layer.depthwise:  # channel i's filter is row i
                 w = self.get(layer.weight).astype(np.float64)
                 total += (w.reshape(w.shape[0], -1) ** 2).sum(axis=1) * self.keep[gi]
+                per_consumer.append(np.sqrt(total * share))
                 continue
             w = self._dense(layer)[self.keep[graph.space_group[layer.out_space]]]
             scale = self._column_scales(cname, gi) ** 2
@@ -325,7 +343,36 @@ class MaskedNetwork:
                 block = w[:, offset * cols:(offset + group.width) * cols]
                 block = block.reshape(block.shape[0], group.width, cols, -1)
                 total += (block ** 2).sum(axis=(0, 2, 3)) * scale
-        return np.sqrt(total)
+            per_consumer.append(np.sqrt(total * share))
+        if not per_consumer:
+            return np.zeros(graph.groups[gi].width)
+        return combine(per_consumer, self.stream_score, "l2")
+
+    def _variance_reaching(self, gi: int, cname: str) -> np.ndarray:
+        """Per channel of stream ``gi``, the share of its variance (Σ_p γ_p² over its producers)
+        that consumer ``cname`` reads: only the producers upstream of it count."""
+        norms = [self._bn_of[p] for p in self.writers(self.graph.groups[gi]) if p in self._bn_of]
+        upstream = self._ancestors(cname)
+        squares = [self.get(n.gamma).astype(np.float64) ** 2 for n in norms]
+        total = sum(squares)
+        seen = sum((q for n, q in zip(norms, squares) if n.name in upstream),
+                   np.zeros_like(total))
+        return np.divide(seen, total, out=np.ones_like(total), where=total > 0)
+
+    def _ancestors(self, name: str) -> set:
+        """The names of every node the output of node ``name`` depends on."""
+        cache = self.__dict__.setdefault("_ancestor_sets", {})
+        if name not in cache:
+            nodes = json.loads(self.graph.symbol.tojson())["nodes"]
+            index = {n["name"]: i for i, n in enumerate(nodes)}
+            seen, todo = set(), [index[name]]
+            while todo:
+                for e in nodes[todo.pop()]["inputs"]:
+                    if nodes[e[0]]["name"] not in seen:
+                        seen.add(nodes[e[0]]["name"])
+                        todo.append(e[0])
+            cache[name] = seen
+        return cache[name]
 
     def scores(self) -> List[np.ndarray]:
         """|s| per channel of every group (0 for removed channels and unprunable groups)."""
@@ -413,7 +460,7 @@ class MaskedNetwork:
                 notes.append(f"group {g.index}: consumer {cname} reads it through its own "
                              f"BatchNorm; constant of removed channels not folded")
                 continue
-            w = self._dense(layer)
+            w = self._dense(layer) * self._tap_coverage(cname).reshape(1, 1, -1)
             delta = np.zeros(w.shape[0])
             for group, offset in graph.in_segments(cname):
                 if group.index != g.index:
@@ -433,6 +480,54 @@ class MaskedNetwork:
                 notes.append(f"group {g.index}: consumer {cname} has neither BatchNorm nor bias; "
                              f"constant of removed channels dropped")
         return notes
+
+    def _tap_coverage(self, cname: str) -> np.ndarray:
+        """Per kernel tap of consumer ``cname``, the fraction of its output positions at which
+        that tap reads inside the input map rather than its zero padding (1 for a dense layer or
+        a 1×1 convolution without padding).
+
+        A constant input channel c adds Σ_taps W·c only where every tap is inside; nearer the
+        border, fewer. One per-channel scalar (a BatchNorm mean, a bias) can hold the average of
+        that over positions, Σ_taps W·c·coverage — the least-squares best, so folding it never
+        changes the output more than leaving the constant out (with 3×3 kernels on 7×7 and
+        smaller maps, subtracting the whole Σ_taps did)."""
+        cache = self.__dict__.setdefault("_coverage", {})
+        if cname in cache:
+            return cache[cname]
+        layer = self.graph.layers[cname]
+        kh, kw = layer.kernel if layer.op == "Convolution" else (1, 1)
+        cover = np.ones((kh, kw))
+        if layer.op == "Convolution":
+            doc = json.loads(self.graph.symbol.tojson())
+            node = next((n for n in doc["nodes"] if n["name"] == cname), None)
+            shapes = self._output_shapes()
+            if node is not None:
+                src = doc["nodes"][node["inputs"][0][0]]
+                shape = shapes.get(src["name"] if src["op"] == "null" else src["name"] + "_output")
+                attrs = node.get("attrs", {})
+                if shape is not None and len(shape) == 4:
+                    axes = []
+                    for axis, k in enumerate((kh, kw)):
+                        stride = _tuple(attrs.get("stride"), axis, 1)
+                        pad = _tuple(attrs.get("pad"), axis, 0)
+                        dilate = _tuple(attrs.get("dilate"), axis, 1)
+                        size = shape[2 + axis]
+                        out = (size + 2 * pad - dilate * (k - 1) - 1) // stride + 1
+                        pos = np.arange(out)[:, None] * stride - pad + np.arange(k)[None, :] * dilate
+                        axes.append(((pos >= 0) & (pos < size)).mean(axis=0))
+                    cover = np.outer(axes[0], axes[1])
+        cache[cname] = cover
+        return cover
+
+    def _output_shapes(self) -> Dict[str, tuple]:
+        """Every internal output's (and input's) shape at the traced input shape."""
+        if "_shapes" not in self.__dict__:
+            internals = self.graph.symbol.get_internals()
+            _, out_shapes, _ = internals.infer_shape(data=self.graph.input_shape)
+            shapes = dict(zip(internals.list_outputs(), out_shapes))
+            shapes["data"] = tuple(self.graph.input_shape)
+            self._shapes = shapes
+        return self._shapes
 
     def folded_params(self) -> Dict[str, np.ndarray]:
         """All parameters with masks and keep masks folded into the producers (for surgery)."""

@@ -1,6 +1,6 @@
 """A model zoo: pruned networks published in GluonCV's format, listed, verified and loaded back.
 
-A zoo is a folder (the same layout can later be served over HTTP or S3)::
+A zoo is a folder, which any static web server or object store can serve as it is::
 
     ZOO/zoo.json                          the manifest: every model, its figures and file hashes
     ZOO/<name>-<sha1[:8]>.json            the GluonCV pruned-ResNet shape file
@@ -12,6 +12,11 @@ Files are named by the first 8 hex digits of their SHA-1, as GluonCV's model sto
 files, and both hashes are checked on load. Content-addressed names mean a publish only ever adds
 files: the manifest, written last and atomically under ``ZOO/.lock``, is what makes a model
 appear, so an interrupted publish leaves the zoo as it was and concurrent publishes all land.
+
+A zoo served over ``http(s)://`` loads as GluonCV's model store loads its files: the manifest
+and each file are downloaded on first use into a cache (``$PRUNENET_CACHE/zoo/<server>``, else
+``~/.mxnet/models/prunenet/<server>``), SHA-1-checked before use and reused offline afterwards;
+``PRUNENET_ZOO`` names the default zoo as ``MXNET_GLUON_REPO`` names GluonCV's.
 
 GluonCV's own pruned ResNets (``resnet50_v1d_0.86``, ...) load through :func:`get_model` too:
 their shape files come from the installed GluonCV, their weights from a local GluonCV model file.
@@ -28,12 +33,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from .download import Unreachable, fetch, has_scheme, is_url
 from .errors import PrunenetError
 from .models import build_pruned_resnet
 
-__all__ = ["get_model", "describe", "publish", "read_manifest", "verify", "Verification",
-           "gluoncv_pruned_models", "format_table", "add_parser", "MANIFEST", "RESNET_FORMAT",
-           "SYMBOL_FORMAT"]
+__all__ = ["get_model", "get_model_file", "describe", "publish", "pull", "read_manifest",
+           "verify", "Verification", "gluoncv_pruned_models", "format_table", "add_parser",
+           "default_root", "cache_folder", "MANIFEST", "RESNET_FORMAT", "SYMBOL_FORMAT",
+           "ZOO_ENV"]
 
 MANIFEST = "zoo.json"
 LOCK_FILE = ".lock"
@@ -43,6 +50,7 @@ SYMBOL_FORMAT = "mxnet-symbol"  # any other network: MXNet symbol + params
 ROLES = {RESNET_FORMAT: ("shapes", "params"), SYMBOL_FORMAT: ("symbol", "params")}
 FORMATS = tuple(ROLES)
 DEFAULT_ROOT = os.path.join("~", ".mxnet", "models")  # GluonCV's model store
+ZOO_ENV = "PRUNENET_ZOO"  # the default zoo (a URL or a folder), as MXNET_GLUON_REPO is GluonCV's
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # what publish names files: a plain name
 
@@ -67,32 +75,52 @@ def sha1_of(path: str) -> str:
 
 
 def _manifest_path(zoo: str) -> str:
+    if is_url(zoo):
+        return f"{_base_url(zoo)}/{MANIFEST}"
     return os.path.join(os.path.expanduser(zoo), MANIFEST)
 
 
 def read_manifest(zoo: str, must_exist: bool = True) -> dict:
     """The zoo's manifest ``{"version": 1, "models": {name: entry}}``; an empty one when the zoo
-    has none yet and ``must_exist`` is false."""
-    from .files import read_json
+    has none yet and ``must_exist`` is false. A zoo URL's manifest is downloaded (see
+    :func:`_mirror`)."""
+    if is_url(zoo):
+        return _parse_manifest(_mirror(zoo), _manifest_path(zoo))
     path = _manifest_path(zoo)
     if not os.path.exists(path):
+        if has_scheme(zoo):
+            raise _not_http(zoo)
         if must_exist:
             raise PrunenetError(f"no model zoo at {zoo}: {path} does not exist; publish a model "
                                 f"there first with prunenet zoo publish RUN_DIR --zoo {zoo} "
                                 f"--name NAME")
         return {"version": VERSION, "models": {}}
-    doc = read_json(path, "zoo manifest")
+    return _parse_manifest(path, path)
+
+
+def _parse_manifest(path: str, where: str) -> dict:
+    """The manifest in the file ``path`` after checking it is one (errors name ``where``)."""
+    from .files import read_json
+    try:
+        doc = read_json(path, "zoo manifest")
+    except PrunenetError as err:
+        raise PrunenetError(str(err).replace(path, where)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
-        raise PrunenetError(f"zoo manifest {path} has no \"models\" object; it is not a prunenet "
+        raise PrunenetError(f"zoo manifest {where} has no \"models\" object; it is not a prunenet "
                             f"zoo manifest")
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise PrunenetError(f"zoo manifest {path} has version {version!r}, not a whole number "
+        raise PrunenetError(f"zoo manifest {where} has version {version!r}, not a whole number "
                             f"from 1; it is not a prunenet zoo manifest")
     if version > VERSION:
-        raise PrunenetError(f"zoo manifest {path} has version {version}; this prunenet reads "
+        raise PrunenetError(f"zoo manifest {where} has version {version}; this prunenet reads "
                             f"version {VERSION}: upgrade prunenet")
     return doc
+
+
+def _not_http(zoo: str) -> PrunenetError:
+    return PrunenetError(f"zoo {zoo} is a URL prunenet cannot download: give an http:// or "
+                         f"https:// URL of the folder holding {MANIFEST}, or a local folder")
 
 
 @contextlib.contextmanager
@@ -165,6 +193,10 @@ def _wrong_field(entry: dict) -> Optional[str]:
     for key in _FIGURES:
         if entry.get(key) is not None and not number(entry[key]):
             return f"{key} {entry[key]!r}, not a number"
+    sizes = entry.get("sizes")
+    if sizes is not None and not (isinstance(sizes, dict) and all(
+            type(v) is int and v >= 0 for v in sizes.values())):
+        return f"sizes {sizes!r}, not file sizes in bytes"
     shape = entry.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and len(shape) == 4 and
                                   all(type(v) is int and v >= 1 for v in shape) and
@@ -173,15 +205,28 @@ def _wrong_field(entry: dict) -> Optional[str]:
     return None
 
 
-def _checked_file(zoo: str, name: str, entry: dict, role: str) -> str:
-    """The path of an entry's ``role`` file after checking it exists and matches its hash."""
+def _file_of(zoo: str, name: str, entry: dict, role: str) -> Tuple[str, str]:
+    """An entry's ``role`` file name and recorded sha1, after checking the name carries it."""
     fname, want = entry["files"][role], entry["sha1"][role].lower()
-    path = os.path.join(os.path.expanduser(zoo), fname)
-    stem = os.path.splitext(fname)[0]
-    if not stem.endswith("-" + want[:8]):
-        raise PrunenetError(f"model {name}: the sha1 recorded for {path} in {MANIFEST} "
-                            f"({want[:8]}...) is not the hash in its file name; the manifest "
-                            f"was edited: re-publish {name} with --overwrite")
+    if not os.path.splitext(fname)[0].endswith("-" + want[:8]):
+        raise PrunenetError(f"model {name}: the sha1 recorded for {_where(zoo, fname)} in "
+                            f"{MANIFEST} ({want[:8]}...) is not the hash in its file name; the "
+                            f"manifest was edited: re-publish {name} with --overwrite")
+    return fname, want
+
+
+def _where(zoo: str, fname: str) -> str:
+    return f"{_base_url(zoo)}/{fname}" if is_url(zoo) else \
+        os.path.join(os.path.expanduser(zoo), fname)
+
+
+def _checked_file(zoo: str, name: str, entry: dict, role: str) -> str:
+    """The path of an entry's ``role`` file after checking it exists and matches its hash (a
+    zoo URL's file: the cached copy, downloaded first when it is missing or damaged)."""
+    if is_url(zoo):
+        return _fetched_file(zoo, name, entry, role)
+    fname, want = _file_of(zoo, name, entry, role)
+    path = _where(zoo, fname)
     if not os.path.isfile(path):
         raise PrunenetError(f"model {name}: file {path} listed in {MANIFEST} is missing; "
                             f"re-publish {name} with --overwrite")
@@ -191,6 +236,98 @@ def _checked_file(zoo: str, name: str, entry: dict, role: str) -> str:
                             f"{want[:8]}... recorded in {MANIFEST}: the file is corrupt or was "
                             f"changed; re-publish {name} with --overwrite")
     return path
+
+
+# -- zoos served over HTTP(S): a cache as GluonCV's model store keeps one ----------------------
+def default_root() -> str:
+    """The zoo ``get_model`` and ``--zoo`` use when none is given: ``$PRUNENET_ZOO``, else
+    GluonCV's ``~/.mxnet/models``."""
+    return os.environ.get(ZOO_ENV) or DEFAULT_ROOT
+
+
+def _base_url(url: str) -> str:
+    """A zoo URL without a trailing slash or ``/zoo.json``."""
+    url = url.rstrip("/")
+    return url[:-len(MANIFEST) - 1] if url.endswith("/" + MANIFEST) else url
+
+
+def cache_root() -> str:
+    """Where downloaded zoos are kept: ``$PRUNENET_CACHE/zoo`` (the folder of prunenet's other
+    caches), else GluonCV's ``$MXNET_HOME/models/prunenet`` or ``~/.mxnet/models/prunenet``."""
+    if os.environ.get("PRUNENET_CACHE"):
+        return os.path.join(os.path.expanduser(os.environ["PRUNENET_CACHE"]), "zoo")
+    if os.environ.get("MXNET_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["MXNET_HOME"]), "models", "prunenet")
+    return os.path.expanduser(os.path.join(DEFAULT_ROOT, "prunenet"))
+
+
+def cache_folder(url: str) -> str:
+    """The cache folder of the zoo at ``url``: its server and path, readable, plus a short hash
+    of the whole URL so that two zoos never share one."""
+    import urllib.parse
+    base = _base_url(url)
+    parts = urllib.parse.urlsplit(base)
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", parts.netloc + parts.path).strip("._-")[:80]
+    digest = hashlib.sha1(base.encode()).hexdigest()[:8]
+    return os.path.join(cache_root(), f"{label or 'zoo'}-{digest}")
+
+
+def _note(message: str) -> None:
+    import sys
+    print(message, file=sys.stderr)
+
+
+def _mirror(url: str) -> str:
+    """The cached manifest of the zoo at ``url``, fresh from the server; when the server cannot
+    be reached, the copy cached before (a note says so), else an error."""
+    path = os.path.join(cache_folder(url), MANIFEST)
+    where = _manifest_path(url)
+    try:
+        fetch(where, path, what="zoo manifest", check=lambda tmp: _parse_manifest(tmp, where),
+              hint_404=f"no prunenet zoo is served there: give the URL of the folder holding "
+                       f"{MANIFEST} (what prunenet zoo publish wrote)")
+    except Unreachable as err:
+        if not os.path.isfile(path):
+            raise
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(path)))
+        _note(f"prunenet: note: {where} is unreachable ({err.reason}); using the manifest "
+              f"cached on {stamp}")
+    return path
+
+
+def _fetched_file(url: str, name: str, entry: dict, role: str) -> str:
+    """The cached copy of an entry's ``role`` file of the zoo at ``url``, downloaded when it is
+    missing or does not match its sha1 (as GluonCV downloads a damaged model file again)."""
+    fname, want = _file_of(url, name, entry, role)
+    path = os.path.join(cache_folder(url), fname)
+    if os.path.isfile(path):
+        if sha1_of(path) == want:
+            return path
+        _note(f"prunenet: note: the cached {path} does not match its sha1; downloading it again")
+    size = (entry.get("sizes") or {}).get(role)
+    return fetch(_where(url, fname), path, sha1=want, size=size,
+                 what=f"model {name}'s {role} file", log=_note,
+                 hint_404=f"the server's zoo lists {fname} in {MANIFEST} but lacks the file: "
+                          f"upload the whole published folder again")
+
+
+def pull(url: str, names: Optional[List[str]] = None) -> Dict[str, Dict[str, str]]:
+    """Download the models ``names`` (default: all) of the zoo at ``url`` into the cache without
+    loading them; return each model's cached files by role."""
+    if not is_url(url):
+        raise PrunenetError(f"zoo pull fetches a zoo served over HTTP(S); {url} is not an http:// "
+                            f"or https:// URL (a folder needs no pull: give it as --zoo)")
+    doc = read_manifest(url)
+    missing = [n for n in names or () if n not in doc["models"]]
+    if missing:
+        raise PrunenetError(f"the zoo at {url} has no model {', '.join(missing)} "
+                            f"({', '.join(sorted(doc['models'])) or 'it is empty'})")
+    out = {}
+    for name in names or sorted(doc["models"]):
+        entry = _entry(url, name, doc)
+        out[name] = {role: _fetched_file(url, name, entry, role)
+                     for role in ROLES[entry["format"]]}
+    return out
 
 
 # -- GluonCV's own pruned ResNets ---------------------------------------------------------------
@@ -215,7 +352,7 @@ def _gluoncv_weights(name: str, tag: str, root: str) -> str:
     from gluoncv.model_zoo import model_store
     want = model_store._model_sha1[tag]
     fname = f"{tag}-{want[:8]}.params"
-    folders = [os.path.expanduser(root)]
+    folders = [] if has_scheme(root) else [os.path.expanduser(root)]
     if "MXNET_HOME" in os.environ:
         folders.append(os.path.join(os.environ["MXNET_HOME"], "models"))
     folders.append(os.path.expanduser(DEFAULT_ROOT))
@@ -235,9 +372,11 @@ def _gluoncv_weights(name: str, tag: str, root: str) -> str:
 
 
 # -- building and loading -----------------------------------------------------------------------
-def describe(name: str, root: str = DEFAULT_ROOT) -> dict:
-    """The manifest entry of ``name`` in the zoo at ``root``, or a short one for GluonCV's own
-    pruned ResNets (format, base, classes, input_shape, source)."""
+def describe(name: str, root: Optional[str] = None) -> dict:
+    """The manifest entry of ``name`` in the zoo at ``root`` (a folder or a URL; default
+    :func:`default_root`), or a short one for GluonCV's own pruned ResNets (format, base,
+    classes, input_shape, source)."""
+    root = root or default_root()
     doc = read_manifest(root, must_exist=False)
     if name in doc["models"]:
         return dict(_entry(root, name, doc), name=name)
@@ -248,17 +387,20 @@ def describe(name: str, root: str = DEFAULT_ROOT) -> dict:
                 "classes": 1000, "input_shape": [1, 3, 224, 224], "source": "gluoncv",
                 "tag": tag}
     known = sorted(doc["models"])
-    where = (f"the zoo at {root} ({', '.join(known) or 'empty'})"
-             if os.path.exists(_manifest_path(root)) else f"a zoo at {root} (no {MANIFEST} there)")
+    served = is_url(root) or os.path.exists(_manifest_path(root))
+    where = (f"the zoo at {root} ({', '.join(known) or 'empty'})" if served
+             else f"a zoo at {root} (no {MANIFEST} there)")
     raise PrunenetError(f"model {name!r} is neither in {where} nor one of GluonCV's pruned "
                         f"ResNets ({', '.join(sorted(gluoncv))}); check the name and --zoo/root")
 
 
-def get_model(name: str, pretrained: bool = False, root: str = DEFAULT_ROOT, ctx=None):
+def get_model(name: str, pretrained: bool = False, root: Optional[str] = None, ctx=None):
     """Model ``name`` from the zoo at ``root`` (or one of GluonCV's pruned ResNets), as a
     ``ResNetV1b`` of the stored widths (other networks: a ``SymbolBlock``): with the stored
     weights after checking both files' hashes when ``pretrained``, else randomly initialised.
-    GluonCV style; nothing is downloaded."""
+    GluonCV style: ``root`` is a zoo folder or URL (default ``$PRUNENET_ZOO``, else
+    ``~/.mxnet/models``); a URL's files are downloaded into the cache on first use."""
+    root = root or default_root()
     entry = describe(name, root)
     if entry.get("source") == "gluoncv":
         shapes_path = _gluoncv_shape_file(entry["tag"])
@@ -269,6 +411,16 @@ def get_model(name: str, pretrained: bool = False, root: str = DEFAULT_ROOT, ctx
     paths = {role: _checked_file(root, name, entry, role) for role in roles
              if role != "params" or pretrained}
     return _load(entry["format"], entry["base"], paths, ctx)
+
+
+def get_model_file(name: str, root: Optional[str] = None) -> str:
+    """The local path of model ``name``'s weights after checking their sha1 (a zoo URL's:
+    downloaded into the cache first), as GluonCV's ``model_store.get_model_file``."""
+    root = root or default_root()
+    entry = describe(name, root)
+    if entry.get("source") == "gluoncv":
+        return _gluoncv_weights(name, entry["tag"], root)
+    return _checked_file(root, name, entry, "params")
 
 
 def _load(fmt: str, base: str, paths: Dict[str, Optional[str]], ctx=None):
@@ -330,6 +482,11 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
 
     check_name(name)
     from .outputs import check_target
+    if has_scheme(zoo):
+        raise PrunenetError(f"--zoo {zoo} is a URL; publish writes a folder: publish to a folder, "
+                            f"then serve it as it is (python -m http.server, any web server or "
+                            f"bucket) and load it by URL")
+    zoo = os.path.abspath(os.path.expanduser(zoo))
     if os.path.exists(zoo) and not os.path.isdir(zoo):
         raise PrunenetError(f"--zoo {zoo} is a file, not a zoo folder; give a folder")
     zoo = check_target(zoo, "--zoo")
@@ -346,6 +503,7 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
                             f"output folder of a finished prunenet prune run")
     fmt, sources = _run_files(run_dir, report)
     hashes = {role: sha1_of(path) for role, path in sources.items()}
+    sizes = {role: os.path.getsize(path) for role, path in sources.items()}
     net = _load(fmt, report["model"], sources, ctx)
     image_shape = tuple((report.get("input_shape") or input_shape(report["model"]))[1:])
     classes = int(net(mx.nd.zeros((1,) + image_shape, ctx=ctx)).shape[1])
@@ -368,15 +526,16 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     else:
         files["symbol"] = f"{name}-symbol-{hashes['symbol'][:8]}.json"
     entry = {
-        "format": fmt, "base": report["model"], "method": report.get("method"),
+        "format": fmt, "base": report["model"], "family": _family(report["model"]),
+        "method": report.get("method"),
         "objective": report.get("objective"), "target": report.get("target"),
         "achieved": report.get("achieved"), "macs": report.get("macs_after"),
         "params": report.get("params_after"), "macs_base": report.get("macs_before"),
         "params_base": report.get("params_before"),
         "classes": classes,
-        "input_shape": report.get("input_shape"), "dataset": report.get("dataset"),
+        "input_shape": [1, *image_shape], "dataset": report.get("dataset"),
         "top1": report.get("top1_after"), "top5": report.get("top5_after"), **speed,
-        "command": report.get("command"), "files": files, "sha1": hashes,
+        "command": report.get("command"), "files": files, "sha1": hashes, "sizes": sizes,
         "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "prunenet": __version__, "run_dir": run_dir,
     }
@@ -417,6 +576,15 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     return entry
 
 
+def _family(base: str) -> Optional[str]:
+    """GluonCV's class of the base network (``ResNetV1b``, ``MobileNetV2``, ...)."""
+    from .models import build_model
+    try:
+        return type(build_model(base)).__name__
+    except Exception:  # a base GluonCV cannot build here: the entry still loads by its files
+        return None
+
+
 def _exists(name: str, zoo: str) -> PrunenetError:
     return PrunenetError(f"model {name} is already in the zoo at {zoo}; choose another --name or "
                          f"pass --overwrite to replace it")
@@ -447,7 +615,7 @@ class Verification:
 def verify(zoo: str, ctx=None) -> Verification:
     """Check every model of the zoo: its files exist, their SHA-1s match the manifest and the
     file names, the shape file fits the base network and the weights fit the shape file (or
-    the weights fit the symbol)."""
+    the weights fit the symbol). A zoo URL's files are downloaded (into the cache) to check."""
     doc = read_manifest(zoo)
     result = Verification()
     listed = {MANIFEST}
@@ -470,7 +638,7 @@ def verify(zoo: str, ctx=None) -> Verification:
             result.problems.append(text if text.startswith(f"model {name}:") else
                                    f"model {label}: {text}")
     folder = os.path.expanduser(zoo)
-    for fname in sorted(os.listdir(folder)):
+    for fname in [] if is_url(zoo) else sorted(os.listdir(folder)):
         if fname not in listed and not fname.startswith("."):
             result.notes.append(f"{os.path.join(folder, fname)} is not listed in {MANIFEST} "
                                 f"(left by an interrupted publish or another tool)")
@@ -484,35 +652,44 @@ def _count(value) -> str:
 
 
 def format_table(models: Dict[str, dict]) -> str:
-    """The zoo's models as a text table, one line each, sorted by name."""
-    header = ("name", "base", "objective", "target", "MACs", "params", "top-1", "top-5",
-              "img/s", "batch", "device")
+    """The zoo's models as a text table, one line each, sorted by name; the input shape and
+    device say what each throughput was measured at."""
+    header = ("name", "base", "objective", "target", "MACs", "params", "dataset", "top-1",
+              "top-5", "input", "img/s", "batch", "device")
     rows = [header]
     for name in sorted(models):
         e = models[name]
         pct = (lambda v: "-" if v is None else f"{100 * v:.2f}%")
+        shape = e.get("input_shape")
         rows.append((name, str(e.get("base", "-")), str(e.get("objective") or "-"),
                      "-" if e.get("target") is None else f"{e['target']:g}",
-                     _count(e.get("macs")), _count(e.get("params")), pct(e.get("top1")),
-                     pct(e.get("top5")),
+                     _count(e.get("macs")), _count(e.get("params")),
+                     _cell(e.get("dataset")), pct(e.get("top1")), pct(e.get("top5")),
+                     "x".join(map(str, shape[1:])) if shape else "-",
                      "-" if not e.get("throughput_img_s") else f"{e['throughput_img_s']:.0f}",
-                     str(e.get("batch_size") or "-"), str(e.get("device") or "-")))
+                     str(e.get("batch_size") or "-"), _cell(e.get("device"))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _cell(value) -> str:
+    """A text cell of the table: no spaces (columns stay split by blanks), ``-`` when empty."""
+    return "_".join(str(value).split()) if value else "-"
+
+
 # -- the command line ---------------------------------------------------------------------------
 def add_parser(subparsers) -> None:
-    """Add ``zoo publish|list|verify|export`` to the ``prunenet`` command line."""
+    """Add ``zoo publish|list|verify|export|pull`` to the ``prunenet`` command line."""
     from .cli import _positive_int
     p = subparsers.add_parser("zoo", help="publish pruned models to a model zoo, list, verify "
-                                          "and export them")
+                                          "and export them, fetch a served zoo")
     sub = p.add_subparsers(dest="zoo_command", metavar="ACTION", parser_class=type(p))
     sub.required = True
 
     q = sub.add_parser("publish", help="publish a prunenet prune output folder")
     q.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of prunenet prune")
-    q.add_argument("--zoo", required=True, help="the zoo folder (created if missing)")
+    q.add_argument("--zoo", required=True, metavar="FOLDER",
+                   help="the zoo folder (created if missing); serve it as it is to share it")
     q.add_argument("--name", required=True, help="model name, e.g. resnet50_v1d_0.5_flops")
     q.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
     q.add_argument("--no-bench", action="store_true",
@@ -525,18 +702,18 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=_publish)
 
     q = sub.add_parser("list", help="list the zoo's models as a table")
-    q.add_argument("--zoo", required=True, help="the zoo folder")
+    _zoo_argument(q)
     q.add_argument("--json", action="store_true", help="print the manifest's models as JSON")
     q.set_defaults(func=_list)
 
     q = sub.add_parser("verify", help="check every model's hashes and shapes")
-    q.add_argument("--zoo", required=True, help="the zoo folder")
+    _zoo_argument(q)
     q.set_defaults(func=_verify)
 
     q = sub.add_parser("export", help="export a model for deployment (MXNet symbol or ONNX)")
     q.add_argument("name", metavar="NAME", help="model name in the zoo (or a GluonCV pruned "
                                                 "ResNet whose weights are local)")
-    q.add_argument("--zoo", required=True, help="the zoo folder")
+    _zoo_argument(q)
     q.add_argument("--format", required=True, choices=["symbol", "onnx"],
                    help="symbol: NAME-symbol.json + NAME-0000.params; onnx: NAME.onnx")
     q.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -545,11 +722,36 @@ def add_parser(subparsers) -> None:
     q.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
     q.set_defaults(func=_export)
 
+    q = sub.add_parser("pull", help="download models of a zoo served over HTTP(S) into the cache "
+                                    "without loading them")
+    env = os.environ.get(ZOO_ENV)
+    q.add_argument("url", metavar="URL", nargs=None if not env else "?", default=env,
+                   help=f"the URL the zoo is served at (default: ${ZOO_ENV})")
+    q.add_argument("--name", action="append", default=[],
+                   help="a model to download (repeatable; default: every model)")
+    q.set_defaults(func=_pull)
+
+
+def _zoo_argument(parser) -> None:
+    """``--zoo FOLDER_OR_URL``, required unless ``$PRUNENET_ZOO`` names a default."""
+    env = os.environ.get(ZOO_ENV)
+    parser.add_argument("--zoo", required=not env, default=env, metavar="FOLDER_OR_URL",
+                        help=f"the zoo: a folder, or the http(s):// URL it is served at "
+                             f"(default: ${ZOO_ENV}{', unset' if not env else ''})")
+
 
 def _publish(args) -> int:
     from .runs import contexts
     publish(args.run_dir, args.zoo, args.name, overwrite=args.overwrite, bench=not args.no_bench,
             batch_size=args.batch_size, repeats=args.repeats, ctx=contexts(args.gpus)[0])
+    return 0
+
+
+def _pull(args) -> int:
+    fetched = pull(args.url, args.name or None)
+    for name, paths in fetched.items():
+        print(f"{name}: {', '.join(paths[role] for role in sorted(paths))}")
+    print(f"{len(fetched)} model(s) in {cache_folder(args.url)}, sha1-checked")
     return 0
 
 

@@ -17,6 +17,22 @@ def random_net(name, input_size, seed=0, classes=None):
     return net
 
 
+def conv_chain(convs, width, seed, classes=10, prefix="chain_"):
+    """``convs`` × (3×3 conv of ``width`` channels, BatchNorm, ReLU), global pooling and a dense
+    layer, initialised (Xavier) and shape-inferred for 8×8 images."""
+    from mxnet import gluon
+    mx.random.seed(seed)
+    net = gluon.nn.HybridSequential(prefix=prefix)
+    with net.name_scope():
+        for _ in range(convs):
+            net.add(gluon.nn.Conv2D(width, 3, padding=1, use_bias=False), gluon.nn.BatchNorm(),
+                    gluon.nn.Activation("relu"))
+        net.add(gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(classes))
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 8, 8)))
+    return net
+
+
 def independent_count(symbol, input_shape):
     """MACs and learnable params counted straight from MXNet's shape inference (not our graph)."""
     import json

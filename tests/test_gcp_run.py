@@ -125,7 +125,7 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "run.json" in _err(capsys)
 
 
-@pytest.mark.parametrize("method", ["uniform", "l1", "attention"])
+@pytest.mark.parametrize("method", ["uniform", "l1", "activation-vote"])
 def test_data_free_methods_get_the_same_fine_tuning_and_outputs(tmp_path, method):
     report = _run(tmp_path / method, method=method)
     assert report["method"] == method and 0.5 - report["granularity"] < report["achieved"] <= 0.5

@@ -1,4 +1,4 @@
-"""The baselines random, wsp, qcqp and attention: the output contract of l1/uniform (cost target,
+"""The baselines random, wsp, qcqp and activation-vote: the output contract of l1/uniform (cost target,
 blocks, tied channels, exact surgery, determinism), and what each one claims to do."""
 import mxnet as mx
 import numpy as np
@@ -8,13 +8,13 @@ from conftest import random_net
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.cli import main
 from prunenet.files import read_json
-from prunenet.methods import DATA_DRIVEN, DATA_FREE, METHODS, attention, qcqp, wsp
+from prunenet.methods import DATA_DRIVEN, DATA_FREE, METHODS, activation_vote, qcqp, wsp
 from prunenet.methods.l1 import filter_scores
 from prunenet.runs import prune_network, surgery_check
 from prunenet.select import block_size
 from prunenet.surgery import network_params, widths_of
 
-NEW = ["random", "wsp", "qcqp", "attention"]
+NEW = ["random", "wsp", "qcqp", "activation-vote"]
 NETS = {"resnet18_v1b": 32, "mobilenetv2_1.0": 32}
 
 
@@ -36,6 +36,8 @@ def nets():
 def _select(method, case, objective, target, **options):
     net, graph, params, batches = case
     cost = cost_model(graph, objective)
+    if method == "qcqp":
+        options.setdefault("time_limit", 1.0)  # exactness is tests/test_qcqp.py's
     if method in DATA_DRIVEN:
         options.update(net=net, batches=batches)
         return DATA_DRIVEN[method](graph, params, cost, target, **options), cost
@@ -44,7 +46,8 @@ def _select(method, case, objective, target, **options):
 
 def test_registered():
     assert set(NEW) <= set(METHODS) and set(DATA_FREE) | set(DATA_DRIVEN) == set(METHODS)
-    assert "attention" in DATA_DRIVEN and "attention" not in DATA_FREE
+    assert "activation-vote" in DATA_DRIVEN and "activation-vote" not in DATA_FREE
+    assert "attention" in DATA_DRIVEN  # the deprecated alias
 
 
 @pytest.mark.parametrize("method", NEW)
@@ -159,35 +162,49 @@ def test_qcqp_keeps_more_importance_than_l1_and_uniform(nets):
             assert kept["qcqp"] >= max(kept["l1"], kept["uniform"]), (name, objective, kept)
 
 
-def test_attention_ranks_a_silenced_channel_lowest(nets):
+def _kill_channel(net, norm, channel, before):
+    """γ 0.05, β −8 on ``channel`` of ``norm``: its BatchNorm output is about −8, zero after ReLU."""
+    params = net.collect_params()
+    for name, value in ((norm.gamma, 0.05), (norm.beta, -8.0)):
+        new = before[name].copy()
+        new[channel] = value
+        params[name].set_data(mx.nd.array(new))
+
+
+def test_activation_vote_ranks_a_dead_channel_last(nets):
     net, graph, before, batches = nets["resnet18_v1b"]
     group = next(g for g in graph.prunable_groups if not g.tied)
     norm = next(n for n in graph.norms.values() if n.producer == group.producers[0])
-    silenced = 5
-    params = net.collect_params()
-    for name in (norm.gamma, norm.beta):
-        value = before[name].copy()
-        value[silenced] = 0
-        params[name].set_data(mx.nd.array(value))
+    dead = 5
+    _kill_channel(net, norm, dead, before)
     try:
-        scores = attention.activation_scores(graph, net, batches)
-        sel = attention.select_channels(graph, before, cost_model(graph, "flops"), 0.9999,
-                                        round_to=1, min_width=1, net=net, batches=batches)
+        scores = activation_vote.activation_scores(graph, net, batches)
+        sel = activation_vote.select_channels(graph, before, cost_model(graph, "flops"), 0.9999,
+                                              round_to=1, min_width=1, net=net, batches=batches)
     finally:
         _restore(net, before)
-    others = np.concatenate([s if g.index != group.index else np.delete(s, silenced)
+    others = np.concatenate([s if g.index != group.index else np.delete(s, dead)
                              for g, s in ((g, scores[g.index]) for g in graph.prunable_groups)])
-    assert scores[group.index][silenced] == 0.0 < others.min()
-    assert sel.blocks_removed == 1 and np.flatnonzero(~sel.keep[group.index]).tolist() == [silenced]
+    assert scores[group.index][dead] == 0.0 < others.min()
+    assert sel.blocks_removed == 1 and np.flatnonzero(~sel.keep[group.index]).tolist() == [dead]
 
 
-def test_attention_needs_data(nets):
+def test_attention_is_a_deprecated_alias(nets):
+    net, graph, params, batches = nets["mobilenetv2_1.0"]
+    cost = cost_model(graph, "flops")
+    with pytest.warns(FutureWarning, match="activation-vote"):
+        old = DATA_DRIVEN["attention"](graph, params, cost, 0.5, net=net, batches=batches)
+    new = activation_vote.select_channels(graph, params, cost, 0.5, net=net, batches=batches)
+    assert all((a == b).all() for a, b in zip(old.keep, new.keep))
+
+
+def test_activation_vote_needs_data(nets):
     net, graph, params, _ = nets["resnet18_v1b"]
     cost = cost_model(graph, "flops")
     with pytest.raises(PrunenetError, match="needs data"):
-        attention.select_channels(graph, params, cost, 0.5)
+        activation_vote.select_channels(graph, params, cost, 0.5)
     with pytest.raises(PrunenetError, match="no batches"):
-        attention.select_channels(graph, params, cost, 0.5, net=net, batches=[])
+        activation_vote.select_channels(graph, params, cost, 0.5, net=net, batches=[])
 
 
 @pytest.mark.parametrize("method", ["random", "wsp", "qcqp"])
@@ -197,9 +214,80 @@ def test_command_line(tmp_path, method):
                  "flops", "--target", "0.5", "--out", str(out)]) == 0
     report = read_json(str(out / "report.json"))
     assert report["method"] == method and 0.5 - report["granularity"] < report["achieved"] <= 0.5
+    if method == "qcqp":  # what the solver proved goes into the report
+        solver = report["solver"]
+        assert solver["objective"] >= solver["greedy_objective"] and solver["gap"] >= 0
+        assert solver["proven_optimal"] == (solver["status"] == "Optimal")
 
 
-def test_command_line_attention_asks_for_a_dataset(tmp_path, capsys):
-    assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "attention", "--target",
+def test_command_line_activation_vote_asks_for_a_dataset(tmp_path, capsys):
+    assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "activation-vote", "--target",
                  "0.5", "--out", str(tmp_path / "run")]) == 2
     assert "--dataset" in capsys.readouterr().err
+
+
+def _wsp_chain(seed=3, width=16):
+    """conv-BN-ReLU ×4 (width ``width``) and a dense layer, BatchNorm randomised."""
+    from conftest import conv_chain, randomize_batchnorm
+    net = conv_chain(4, width, seed, prefix="wspchain_")
+    randomize_batchnorm(net, seed=seed)
+    return trace(net, (1, 3, 8, 8)), network_params(net)
+
+
+def _released_rule(graph, params, conv_p, fc_p):
+    """Per prunable group, the channels the released train.py removes: filter L1 (raw |W|) and
+    the next layer's input-channel L1 both strictly below their np.percentile."""
+    weights = [params[graph.layers[n].weight] for n in graph.layers]  # chain order
+    removed = {}
+    for i, group in enumerate(g for g in graph.groups if g.prunable):
+        filters = np.abs(weights[i]).sum(axis=(1, 2, 3))
+        nxt = np.abs(weights[i + 1])
+        dense = nxt.ndim == 2
+        channels = nxt.sum(axis=0).reshape(group.width, -1).sum(axis=1) if dense else \
+            nxt.sum(axis=(0, 2, 3))
+        p = fc_p if dense else conv_p
+        weak = (filters < np.percentile(filters, p)) & (channels < np.percentile(channels, p))
+        removed[group.index] = set(np.flatnonzero(weak))
+    return removed
+
+
+def test_wsp_fixed_percentile_is_the_released_rule():
+    graph, params = _wsp_chain()
+    cost = cost_model(graph, "flops")
+    assert len(graph.prunable_groups) == 4
+    for conv_p, fc_p in [(20, 20), (50, 30), (70, 90)]:
+        reference = _released_rule(graph, params, conv_p, fc_p)
+        sel = wsp.select_channels(graph, params, cost, 0.5, percentile=conv_p, fc_percentile=fc_p)
+        chosen = {g.index: set(np.flatnonzero(~sel.keep[g.index])) for g in graph.prunable_groups}
+        assert chosen == reference and any(reference.values()), (conv_p, fc_p)
+        assert sel.achieved == cost.total(widths_of(sel.keep)) / cost.total()
+        if conv_p == fc_p:  # a cost target at what P reaches removes the same channels
+            by_target = wsp.select_channels(graph, params, cost, sel.achieved, round_to=1,
+                                            min_width=1)
+            assert all((a == b).all() for a, b in zip(by_target.keep, sel.keep))
+
+
+def test_wsp_folds_batchnorm_only_when_asked():
+    graph, params = _wsp_chain()
+    cost = cost_model(graph, "flops")
+    raw = wsp.select_channels(graph, params, cost, 0.5, percentile=50)
+    folded = wsp.select_channels(graph, params, cost, 0.5, percentile=50, fold_bn=True)
+    # folding rescales each filter by |γ|/σ: some decisions change on a randomised BatchNorm
+    assert sum(int((a != b).sum()) for a, b in zip(raw.keep, folded.keep)) > 0
+    # and the folded rule is the released rule on the folded weights
+    norms = {n.producer: n for n in graph.norms.values() if n.producer}
+    folded_params = dict(params)
+    for name, layer in graph.layers.items():
+        if name in norms:
+            n = norms[name]
+            scale = np.abs(params[n.gamma]) / np.sqrt(params[n.running_var] + n.eps)
+            folded_params[layer.weight] = params[layer.weight] * scale[:, None, None, None]
+    reference = _released_rule(graph, folded_params, 50, 50)
+    assert {g.index: set(np.flatnonzero(~folded.keep[g.index]))
+            for g in graph.prunable_groups} == reference
+
+
+def test_wsp_percentile_must_be_a_percentage():
+    graph, params = _wsp_chain()
+    with pytest.raises(PrunenetError, match="percentile 150 must lie in"):
+        wsp.select_channels(graph, params, cost_model(graph, "flops"), 0.5, percentile=150)

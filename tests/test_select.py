@@ -20,7 +20,8 @@ def resnet50():
 def test_achieved_within_one_block_below_target(resnet50, method, objective, target):
     graph, params = resnet50
     cost = cost_model(graph, objective)
-    sel = DATA_FREE[method](graph, params, cost, target)
+    options = {"time_limit": 1.0} if method == "qcqp" else {}  # the contract, not the optimum
+    sel = DATA_FREE[method](graph, params, cost, target, **options)
     assert target - sel.granularity < sel.achieved <= target
     assert sel.achieved == pytest.approx(cost.total(widths_of(sel.keep)) / cost.total())
     if target == 0.5:

@@ -1,5 +1,5 @@
-"""The Fashion-MNIST baselines study (experiments/fashion_mnist/study.py) end to end on its
---quick subset: a pruning cell, the trained-as-long cell, the report."""
+"""The Fashion-MNIST study (experiments/fashion_mnist/study.py) end to end on its --quick
+subset: a pruning cell with its fine-tuning budget, the state listing, the report."""
 import csv
 import os
 import subprocess
@@ -26,20 +26,21 @@ def test_quick_study_runs_its_cells_and_reports_them(tmp_path):
         return done.stdout
 
     listed = study("--list")
-    assert "missing      uniform-0.25-s0" in listed and "resnet18-trained-6.5ep-s0" in listed
-    study("--cells", "uniform-0.25-s0")
-    study("--cells", "resnet18-trained-*")
+    assert "missing      resnet18-uniform-0.5-s0" in listed
+    assert "missing      resnet18-gcp-0.5-s0" in listed
+    study("--cells", "resnet18-uniform-*")
     listed = study("--list")
-    assert "done         uniform-0.25-s0" in listed
-    assert "done         resnet18-trained-6.5ep-s0" in listed
+    assert "done         resnet18-uniform-0.5-s0" in listed
     table = study("--report")
     with open(os.path.join(out, "results.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert {r["method"] for r in rows} == {"uniform", "unpruned"}
-    pruned = next(r for r in rows if r["method"] == "uniform")
-    trained = next(r for r in rows if r["method"] == "unpruned")
-    assert float(pruned["achieved"]) <= 0.25 and int(pruned["macs"]) < int(trained["macs"])
-    for r in rows:
-        assert 0.1 < float(r["top1"]) <= 1 and float(r["throughput_img_s"]) > 0
-    assert "| resnet18_v1b | uniform | 0.25 |" in table
+    assert {r["method"] for r in rows} == {"uniform"}
+    assert sorted(float(r["finetune_epochs"]) for r in rows) == [0.0, 0.25]
+    selected = next(r for r in rows if float(r["finetune_epochs"]) == 0)
+    tuned = next(r for r in rows if float(r["finetune_epochs"]) == 0.25)
+    assert float(selected["achieved"]) <= 0.5
+    assert selected["top1"] == selected["top1_selected"] == tuned["top1_selected"]
+    assert float(tuned["top1"]) > float(selected["top1"])  # fine-tuning recovers accuracy
+    assert "| resnet18_v1b | 0.5 | 0.25 | uniform |" in table
     assert open(os.path.join(out, "table.md")).read().strip() == table.strip()
+    assert os.path.getsize(os.path.join(out, "finetune_curves.png")) > 1000

@@ -1,197 +1,289 @@
-"""The baselines study on Fashion-MNIST: every pruning method at α = 0.5 and 0.25 of the FLOPs of
-one trained ResNet-18, the same fine-tuning budget for all, several seeds for GCP and uniform; and
-the headline comparison: ResNet-34 pruned by GCP to ResNet-18's MACs against ResNet-18 trained
-for the same total number of epochs.
+"""The Fashion-MNIST study of GCP as the paper runs it (λ chosen by the debias loss, streams scored
+per connection, zeroed channels pruned) against the paper's naive uniform baseline and others.
 
     python experiments/fashion_mnist/study.py --list            # the cells and their state
-    python experiments/fashion_mnist/study.py [--cells PATTERN]  # run what is missing
-    python experiments/fashion_mnist/study.py --report           # results.csv and table.md
+    python experiments/fashion_mnist/study.py [--cells PATTERN]  # run what is missing, in order
+    python experiments/fashion_mnist/study.py --report           # results.csv, table.md, figure
 
-Each cell is its own pruning run folder under ``--out``/cells: a finished one is skipped, an
-interrupted one resumed (``prunenet prune --resume``), so the study runs in pieces. The trained
-bases are cached (``--cache-dir``). ``--quick`` runs everything on 4096 training images, to check
-the study end to end.
+A cell prunes one trained base with one method at one FLOPs target α and seed (a ``prunenet``
+run folder with no fine-tuning: its top-1 is the method's "head start"), then fine-tunes that
+pruned network for each budget of ``FINETUNE_BUDGETS`` epochs with the demo's recipe, and, for
+the cells named in ``SCRATCH``, trains the same widths from a random start for as many epochs as
+the pruned network had in all (the architecture-only control). Every piece is written when done
+and skipped when found, so the study runs in pieces; an interrupted pruning run resumes.
+
+The cells are listed in the order they run — the comparisons the paper's claims rest on first
+(GCP against naive uniform at α 0.5 and 0.25), the stream rules side by side (``gcp`` uses the
+default ``sum``), further seeds, α 0.15, the other baselines and a
+second network later — so a study cut short still answers the main question.
+``--quick`` runs a few cells on 4096 training images, to check the study end to end.
 """
 import argparse
 import csv
 import fnmatch
+import math
 import os
 import statistics
 import sys
 import time
 
 import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
-from prunenet.bench import throughput
+import numpy as np
 from prunenet.demo import DemoConfig, train_base
-from prunenet.files import atomic_path, read_json
-from prunenet.models import input_shape, load_model
+from prunenet.files import atomic_path, read_json, write_json
 from prunenet.runs import DataRun, contexts, data_run, load_pruned
 
 COLUMNS = ["model", "method", "objective", "target", "achieved", "macs", "params", "top1", "top5",
-           "throughput_img_s", "batch_size", "device", "dataset", "seed", "run_dir"]
-METHODS = ["gcp", "slimming", "uniform", "l1", "random", "wsp", "qcqp", "attention"]
-TARGETS = [0.5, 0.25]
-SEEDS = {"gcp": [0, 1, 2], "uniform": [0, 1, 2]}  # the others: seed 0
-BASE = DemoConfig()  # ResNet-18, 4 epochs: the demo's base
-PRUNING = dict(steps=2, reg=0.3, epochs_per_step=0.25, lr=0.01, finetune_epochs=1.5,
-               finetune_lr=0.02, batch_size=128)
-# a pruned network's whole training: its base's epochs, then regularize and debias epochs of
-# every step, then fine-tuning
-TOTAL_EPOCHS = BASE.base_epochs + PRUNING["steps"] * 2 * PRUNING["epochs_per_step"] + \
-    PRUNING["finetune_epochs"]
+           "throughput_img_s", "batch_size", "device", "dataset", "seed", "run_dir",
+           "finetune_epochs", "top1_selected", "reg", "stream_score", "zeros_pruned"]
+FINETUNE_BUDGETS = (0.5, 1.5)  # besides 0 (the pruned network as selected)
+PRUNING = dict(steps=2, reg="auto", epochs_per_step=0.25, lr=0.01, finetune_epochs=0.0,
+               batch_size=128)
+FINETUNE = dict(lr=0.02, label_smoothing=0.1)
+# method name in the study -> (prunenet method, extra DataRun settings)
+METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),
+           "gcp-reach": ("gcp", {"stream_score": "reach"}),
+           "uniform": ("uniform", {}), "uniform-l1": ("uniform-l1", {}), "l1": ("l1", {}),
+           "slimming": ("slimming", {})}
+BASES = {"resnet18": DemoConfig(), "resnet20": DemoConfig(model="cifar_resnet20_v1")}
+SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform-l1-0.25-s0")
+
+
+def _order():
+    """(base, method, α, seed) of every cell, in the order they run."""
+    main = [("resnet18", m, a, 0) for a in (0.5, 0.25) for m in ("gcp", "uniform", "uniform-l1")]
+    rule = [("resnet18", m, a, 0) for a in (0.5, 0.25) for m in ("gcp-reach", "gcp-mean")]
+    heavy = [("resnet18", m, 0.15, 0) for m in ("gcp", "uniform", "uniform-l1")]
+    seeds = [("resnet18", m, a, s) for s in (1, 2) for a in (0.5, 0.25, 0.15)
+             for m in ("gcp", "uniform", "uniform-l1")]
+    others = [("resnet18", m, a, 0) for a in (0.5, 0.25, 0.15) for m in ("l1", "slimming")]
+    second = [("resnet20", m, a, s) for s in (0, 1, 2) for a in (0.5, 0.25)
+              for m in ("gcp", "uniform")]
+    return main + rule + heavy + seeds + others + second
 
 
 def cells(quick: bool):
-    """name -> (DemoConfig of its base, DataRun settings) for every cell of the study."""
+    """name -> (DemoConfig of its base, DataRun settings) for every cell, in running order."""
     limit = 4096 if quick else None
-    base = DemoConfig(train_limit=limit)
+    order = _order() if not quick else [("resnet18", "gcp", 0.5, 0), ("resnet18", "uniform", 0.5, 0)]
     out = {}
-    for method in METHODS:
-        for target in TARGETS:
-            for seed in SEEDS.get(method, [0]):
-                out[f"{method}-{target:g}-s{seed}"] = (base, dict(
-                    model=base.model, method=method, target=target, seed=seed, **PRUNING))
-    # the headline: ResNet-34 pruned to ResNet-18's MACs, against ResNet-18 trained as long
-    deep = DemoConfig(model="resnet34_v1b", train_limit=limit)
-    out["resnet34-gcp-to-resnet18-s0"] = (deep, dict(model=deep.model, method="gcp",
-                                                     target=_macs_ratio(), seed=0, **PRUNING))
-    longer = DemoConfig(base_epochs=TOTAL_EPOCHS, train_limit=limit)
-    out[f"resnet18-trained-{TOTAL_EPOCHS:g}ep-s0"] = (longer, None)  # trained only, as long
+    for base_name, method, target, seed in order:
+        base = BASES[base_name]
+        base = DemoConfig(**{**base.__dict__, "train_limit": limit})
+        name_, extra = METHODS[method]
+        settings = dict(PRUNING, model=base.model, method=name_, target=target, seed=seed,
+                        **extra)
+        if quick:
+            settings["reg_grid"] = [0.03, 0.3]
+        out[f"{base_name}-{method}-{target:g}-s{seed}"] = (base, settings)
     return out
 
 
-def _macs_ratio() -> float:
-    from prunenet import count, trace
-    macs = {m: count(trace(load_model(m, classes=10, input_size=28, channels=1),
-                           input_shape(m, 28, 1)))["macs"] for m in ("resnet18_v1b", "resnet34_v1b")}
-    return round(macs["resnet18_v1b"] / macs["resnet34_v1b"], 4)
+def _budgets(quick: bool):
+    return (0.25,) if quick else FINETUNE_BUDGETS
 
 
-def state(folder: str) -> str:
-    if os.path.exists(os.path.join(folder, "report.json")):
-        return "done"
-    return "interrupted" if os.path.exists(os.path.join(folder, "run.json")) else "missing"
+def state(folder: str, quick: bool = False) -> str:
+    if not os.path.exists(os.path.join(folder, "report.json")):
+        return "interrupted" if os.path.exists(os.path.join(folder, "run.json")) else "missing"
+    done = all(os.path.exists(os.path.join(folder, f"finetune-{b:g}.json"))
+               for b in _budgets(quick))
+    return "done" if done else "pruned"
 
 
 def run_cell(name, base, settings, args, ctx):
     folder = os.path.join(args.out, "cells", name)
-    if state(folder) == "done":
-        return
     t0 = time.time()
-    base_file, top1 = train_base(base, None, args.cache_dir, ctx, progress=False)
-    if settings is None:  # a standard network trained for as many epochs as a pruned one
-        _trained_report(folder, base, base_file, top1, time.time() - t0, ctx)
-        return
-    t0 = time.time()
+    base_file, _ = train_base(base, None, args.cache_dir, ctx, progress=False)
     if state(folder) == "interrupted":
         data_run(DataRun(model="", out=folder, target=0.5), resume=True)
-    else:
+    elif state(folder) == "missing":
         data_run(DataRun(out=folder, dataset="fashion-mnist", params=base_file,
                          train_limit=base.train_limit, progress=False,
                          command=[sys.executable] + sys.argv, **settings))
+    for budget in _budgets(args.quick):
+        _finetune(folder, base, settings, budget, ctx)
+    if name in SCRATCH and not args.quick:
+        _scratch(folder, base, settings, ctx)
     print(f"{name}: {time.time() - t0:.0f} s", flush=True)
 
 
-def _trained_report(folder, base, params_file, top1, seconds, ctx) -> None:
-    """A report.json for a network that was trained, not pruned: the row it makes in the
-    table, and where its parameters are."""
-    from prunenet import count, trace
+def _train_stream(base, seed: int, epoch_offset: int):
+    from prunenet.data import fashion_mnist
+    from prunenet.train import BatchStream
+    train = fashion_mnist(True, limit=base.train_limit)
+    return BatchStream(lambda e, s: train.batches(base.batch_size, shuffle=True, seed=seed,
+                                                  epoch=epoch_offset + e, start=s,
+                                                  drop_last=True))
+
+
+def _evaluate(net, base, ctx):
     from prunenet.data import accuracy, fashion_mnist
-    from prunenet.files import write_json
-    net = load_model(base.model, classes=10, params=params_file, ctx=ctx[0], input_size=28,
-                     channels=1)
     val = fashion_mnist(False, limit=base.val_limit)
-    top1_again, top5 = accuracy(net, val.batches(base.batch_size), ctx)
-    assert abs(top1_again - top1) < 1e-6, (top1_again, top1)
-    macs = count(trace(net, input_shape(base.model, 28, 1)))
-    os.makedirs(folder, exist_ok=True)
-    write_json(os.path.join(folder, "report.json"), {
-        "model": base.model, "method": "unpruned", "objective": "", "target": 1.0,
-        "achieved": 1.0, "macs_after": macs["macs"], "params_after": macs["params"],
-        "top1_after": top1, "top5_after": top5, "params_file": params_file,
-        "epochs": base.base_epochs, "timings": {"train_s": seconds},
-        "settings": {"seed": base.seed}})
+    return accuracy(net, val.batches(base.batch_size), ctx)
 
 
-def _network(folder, report, ctx):
-    if report["method"] == "unpruned":
-        return load_model(report["model"], classes=10, params=report["params_file"],
-                          ctx=ctx, input_size=28, channels=1)
-    return load_pruned(folder, ctx=ctx)
+def _finetune(folder, base, settings, budget: float, ctx) -> None:
+    """Fine-tune the cell's pruned network for ``budget`` epochs (the pipeline's recipe and
+    batch order) and write ``finetune-<budget>.json``."""
+    from prunenet.train import FinetuneConfig, finetune
+    path = os.path.join(folder, f"finetune-{budget:g}.json")
+    if os.path.exists(path):
+        return
+    t0 = time.time()
+    net = load_pruned(folder, ctx=ctx[0])
+    stream = _train_stream(base, settings["seed"], 1000)
+    finetune(net, stream, FinetuneConfig(epochs=budget, **FINETUNE), ctx, progress=False)
+    top1, top5 = _evaluate(net, base, ctx)
+    write_json(path, {"finetune_epochs": budget, "top1": top1, "top5": top5,
+                      "time_s": time.time() - t0})
 
 
-def _epochs(report) -> float:
-    """All the epochs a cell's network was trained for: its base's, then pruning's."""
-    if report["method"] == "unpruned":
-        return report["epochs"]
-    base = read_json(os.path.splitext(report["settings"]["params"])[0] + ".json", "cached base")
+def _scratch(folder, base, settings, ctx) -> None:
+    """The cell's widths from a random start, trained with the base's recipe for all the epochs
+    its pruned network had (base, pruning steps, the largest fine-tuning budget)."""
+    from prunenet.train import FinetuneConfig, finetune
+    path = os.path.join(folder, "scratch.json")
+    if os.path.exists(path):
+        return
+    t0 = time.time()
+    net = load_pruned(folder, ctx=ctx[0])
+    import mxnet as mx
+    mx.random.seed(settings["seed"])
+    net.collect_params().initialize(mx.init.Xavier(), ctx=ctx[0], force_reinit=True)
+    for name, p in net.collect_params().items():  # BatchNorm at its usual start
+        if name.endswith(("_gamma", "running_var")):
+            p.set_data(mx.nd.ones(p.shape, ctx=ctx[0]))
+        elif name.endswith(("_beta", "running_mean")):
+            p.set_data(mx.nd.zeros(p.shape, ctx=ctx[0]))
+    epochs = base.base_epochs + _pruning_epochs(read_json(os.path.join(folder, "report.json"),
+                                                          "run report")) + max(FINETUNE_BUDGETS)
+    finetune(net, _train_stream(base, settings["seed"], 2000),
+             FinetuneConfig(epochs=epochs, lr=base.base_lr, warmup_epochs=0.2), ctx,
+             what="training from scratch", progress=False)
+    top1, top5 = _evaluate(net, base, ctx)
+    write_json(path, {"epochs": epochs, "top1": top1, "top5": top5, "time_s": time.time() - t0})
+
+
+def _pruning_epochs(report) -> float:
+    """The epochs of training inside a pruning run (the λ search's candidates not counted)."""
     s = report["settings"]
     if report["method"] == "gcp":
         debias = s["epochs_per_step"] if s["debias_epochs"] is None else s["debias_epochs"]
-        pruning = s["steps"] * (s["epochs_per_step"] + debias)
-    elif report["method"] == "slimming":  # no debias step
-        pruning = s["steps"] * s["epochs_per_step"]
-    else:  # chosen without training
-        pruning = 0.0
-    return base["config"]["base_epochs"] + pruning + s["finetune_epochs"]
+        return s["steps"] * (s["epochs_per_step"] + debias)
+    if report["method"] == "slimming":  # no debias step
+        return s["steps"] * s["epochs_per_step"]
+    return 0.0
 
 
-def report(args, ctx) -> None:
-    """results.csv (the shared schema) and table.md from the finished cells, with the bases
-    the cells start from as rows of their own."""
-    rows, nets, bases = [], {}, {}
-    for name in sorted(os.listdir(os.path.join(args.out, "cells"))):
+def report(args) -> None:
+    """results.csv (the shared schema, one row per cell and fine-tuning budget), table.md with
+    mean ± std over seeds and paired tests, and top-1 against fine-tuning epochs (PNG + SVG)."""
+    rows = []
+    names = list(cells(args.quick))
+    for name in names:
         folder = os.path.join(args.out, "cells", name)
-        if state(folder) != "done":
+        if state(folder, args.quick) in ("missing", "interrupted"):
             continue
         r = read_json(os.path.join(folder, "report.json"), "run report")
-        rows.append({"model": r["model"], "method": r["method"], "objective": r["objective"],
-                     "target": r["target"], "achieved": r["achieved"], "macs": r["macs_after"],
-                     "params": r["params_after"], "top1": r["top1_after"],
-                     "top5": r["top5_after"], "batch_size": 64, "device": "cpu",
-                     "dataset": "fashion-mnist", "seed": r["settings"]["seed"],
-                     "run_dir": folder, "epochs": _epochs(r), "net": folder})
-        nets[folder] = _network(folder, r, ctx[0])
-        base_file = r["settings"].get("params")
-        if r["method"] != "unpruned" and base_file not in bases:
-            meta = read_json(os.path.splitext(base_file)[0] + ".json", "cached base")
-            bases[base_file] = {
-                "model": r["model"], "method": "unpruned", "objective": "", "target": 1.0,
-                "achieved": 1.0, "macs": r["macs_before"], "params": r["params_before"],
-                "top1": r["top1_before"], "top5": r["top5_before"], "batch_size": 64,
-                "device": "cpu", "dataset": "fashion-mnist", "seed": meta["config"]["seed"],
-                "run_dir": folder,  # the run whose evaluation it is
-                "epochs": meta["config"]["base_epochs"], "net": base_file}
-            nets[base_file] = load_model(r["model"], classes=10, params=base_file, ctx=ctx[0],
-                                         input_size=28, channels=1)
-    rows += bases.values()
-    # 30 timed batches each, all networks interleaved: the column's ratios hold on a busy CPU
-    speed = throughput(nets, (1, 28, 28), batch_size=64, ctx=ctx[0], repeats=30,
-                       warmup=3) if nets else {}
-    for row in rows:
-        row["throughput_img_s"] = speed[row["net"]]["throughput_img_s"]
+        study_method = name.split("-", 1)[1].rsplit("-", 2)[0]
+        common = {"model": r["model"], "method": study_method, "objective": r["objective"],
+                  "target": r["target"], "achieved": r["achieved"], "macs": r["macs_after"],
+                  "params": r["params_after"], "batch_size": "", "device": "",
+                  "throughput_img_s": "", "dataset": "fashion-mnist",
+                  "seed": r["settings"]["seed"], "run_dir": os.path.relpath(folder, args.out),
+                  "top1_selected": r["top1_selected"], "reg": r.get("reg", ""),
+                  "stream_score": r.get("stream_score", ""),
+                  "zeros_pruned": r.get("zeros_pruned", "")}
+        rows.append(dict(common, finetune_epochs=0.0, top1=r["top1_selected"], top5=""))
+        for budget in _budgets(args.quick):
+            path = os.path.join(folder, f"finetune-{budget:g}.json")
+            if os.path.exists(path):
+                ft = read_json(path, "fine-tuning result")
+                rows.append(dict(common, finetune_epochs=budget, top1=ft["top1"],
+                                 top5=ft["top5"] if ft["top5"] is not None else ""))
+        path = os.path.join(folder, "scratch.json")
+        if os.path.exists(path):
+            sc = read_json(path, "from-scratch result")
+            rows.append(dict(common, method=study_method + "-scratch", top1_selected="",
+                             finetune_epochs=sc["epochs"], top1=sc["top1"], top5=sc["top5"]))
     with atomic_path(os.path.join(args.out, "results.csv")) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-    groups = {}
-    for row in rows:
-        groups.setdefault((row["model"], row["method"], row["target"], row["epochs"]),
-                          []).append(row)
-    lines = ["| model | method | α | epochs | MACs | params | top-1 (mean ± std) | seeds | "
-             "CPU img/s |", "|---|---|---|---|---|---|---|---|---|"]
-    for (model, method, target, epochs), rs in sorted(groups.items()):
-        top1 = [r["top1"] * 100 for r in rs]
-        spread = f" ± {statistics.stdev(top1):.2f}" if len(top1) > 1 else ""
-        lines.append(f"| {model} | {method} | {target:g} | {epochs:g} | "
-                     f"{rs[0]['macs'] / 1e6:.1f}M | {rs[0]['params'] / 1e6:.3f}M | "
-                     f"{statistics.mean(top1):.2f}%{spread} | {len(rs)} | "
-                     f"{statistics.mean(r['throughput_img_s'] for r in rs):.0f} |")
+    lines = _table(rows)
     with atomic_path(os.path.join(args.out, "table.md")) as tmp:
         with open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
+    if rows:
+        _figure(rows, args.out)
     print("\n".join(lines))
+
+
+def _table(rows):
+    groups = {}
+    for row in rows:
+        key = (row["model"], row["target"], row["finetune_epochs"], row["method"])
+        groups.setdefault(key, []).append(row)
+    lines = ["| model | α | fine-tune epochs | method | achieved | MACs | top-1 (mean ± std) | "
+             "seeds | λ chosen | vs uniform (paired over seeds) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (model, target, ft, method), rs in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], -kv[0][1], kv[0][2], kv[0][3])):
+        top1 = [r["top1"] * 100 for r in rs]
+        spread = f" ± {statistics.stdev(top1):.2f}" if len(top1) > 1 else ""
+        regs = sorted({f"{r['reg']:g}" for r in rs if isinstance(r["reg"], float)})
+        versus = ""
+        ref = groups.get((model, target, ft, "uniform"))
+        if method != "uniform" and ref:
+            by_seed = {r["seed"]: r["top1"] for r in ref}
+            pairs = [(r["top1"], by_seed[r["seed"]]) for r in rs if r["seed"] in by_seed]
+            diff = [100 * (a - b) for a, b in pairs]
+            if diff:
+                versus = f"{statistics.mean(diff):+.2f} pt over {len(diff)}"
+                if len(diff) > 1:
+                    from scipy import stats
+                    p = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
+                    versus += f", p = {p:.2g}" if math.isfinite(p) else ""
+        lines.append(f"| {model} | {target:g} | {ft:g} | {method} | "
+                     f"{statistics.mean(r['achieved'] for r in rs):.3f} | "
+                     f"{statistics.mean(r['macs'] for r in rs) / 1e6:.1f}M | "
+                     f"{statistics.mean(top1):.2f}%{spread} | {len(rs)} | {', '.join(regs)} | "
+                     f"{versus} |")
+    return lines
+
+
+def _figure(rows, out: str) -> None:
+    """Top-1 against fine-tuning epochs, one panel per (model, α), a line per method (mean over
+    seeds)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if not r["method"].endswith("-scratch")]
+    panels = sorted({(r["model"], r["target"]) for r in rows}, key=lambda p: (p[0], -p[1]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
+    for ax, (model, target) in zip(axes[0], panels):
+        mine = [r for r in rows if r["model"] == model and r["target"] == target]
+        for method in sorted({r["method"] for r in mine}):
+            by_ft = {}
+            for r in mine:
+                if r["method"] == method:
+                    by_ft.setdefault(r["finetune_epochs"], []).append(100 * r["top1"])
+            xs = sorted(by_ft)
+            ax.errorbar(xs, [np.mean(by_ft[x]) for x in xs],
+                        yerr=[np.std(by_ft[x]) if len(by_ft[x]) > 1 else 0 for x in xs],
+                        marker="o", capsize=2, label=method)
+        ax.set_title(f"{model}, α {target:g} of the FLOPs", fontsize=9)
+        ax.set_xlabel("fine-tuning epochs")
+        ax.set_ylabel("top-1 (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        with atomic_path(os.path.join(out, f"finetune_curves.{ext}")) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -200,7 +292,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/prunenet"))
     p.add_argument("--cells", default="*", help="run only the cells matching this pattern")
     p.add_argument("--list", action="store_true", help="list the cells and their state")
-    p.add_argument("--report", action="store_true", help="write results.csv and table.md")
+    p.add_argument("--report", action="store_true", help="write results.csv, table.md, figure")
     p.add_argument("--quick", action="store_true", help="4096 training images, to check it runs")
     p.add_argument("--gpus", default="")
     args = p.parse_args(argv)
@@ -210,14 +302,14 @@ def main(argv=None) -> int:
     todo = {n: c for n, c in cells(args.quick).items() if fnmatch.fnmatch(n, args.cells)}
     if args.list:
         for name in todo:
-            print(f"{state(os.path.join(args.out, 'cells', name)):12} {name}")
+            print(f"{state(os.path.join(args.out, 'cells', name), args.quick):12} {name}")
         return 0
     if args.report:
-        report(args, ctx)
+        report(args)
         return 0
     for name, (base, settings) in todo.items():
         run_cell(name, base, settings, args, ctx)
-    report(args, ctx)
+        report(args)
     return 0
 
 

@@ -2,11 +2,19 @@
 
 T alternations of: rescale (so |s| is each channel's global importance) → regularize (proximal
 SGD on loss + λ Σ c_i |s_i| with BatchNorm on its running statistics and convolutions frozen) →
-select blocks of least |s| down to cost₀·α^(t/T) → debias (ordinary BatchNorm, no penalty). The
-surgery and fine-tuning that follow are the caller's (see :mod:`prunenet.runs`).
+select blocks of least |s| down to cost₀·α^(t/T), every channel the regulariser zeroed included
+(the paper counts those as pruned) → debias (ordinary BatchNorm, no penalty). The surgery and
+fine-tuning that follow are the caller's (see :mod:`prunenet.runs`).
+
+λ is chosen as the paper's §4.4 says, by the loss of the debias objective (its eq. 7):
+:meth:`GCP.search_reg` runs the first step once per candidate of a log-spaced grid from the same
+start, scores each by that loss on held-out training images, and goes on from the best
+candidate's state (so the search costs one first step per candidate but the winner's).
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Sequence
@@ -20,7 +28,20 @@ from ..select import Selection, block_size, select
 from ..train import BatchStream, NonFiniteError, run_batches
 from ..wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 
-__all__ = ["GCPConfig", "GCP", "StepRecord"]
+__all__ = ["GCPConfig", "GCP", "StepRecord", "REG_GRID", "check_reg"]
+
+# λ candidates of ``--reg auto``: log-spaced, about ×3 apart
+REG_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def check_reg(reg, grid: Optional[Sequence[float]] = None) -> None:
+    """Refuse a λ that is neither a non-negative number nor ``"auto"``, and a bad λ grid."""
+    if reg != "auto" and (isinstance(reg, str) or not np.isfinite(reg) or reg < 0):
+        raise PrunenetError(f"--reg {reg!r} must be a non-negative number (the weight λ of the "
+                            f"L1 penalty) or 'auto' (chosen by the held-out debias loss)")
+    if grid is not None and (len(grid) < 1 or any(
+            isinstance(v, str) or not np.isfinite(v) or v < 0 for v in grid)):
+        raise PrunenetError(f"--reg-grid {grid} must be one or more non-negative numbers")
 
 
 @dataclass
@@ -41,6 +62,7 @@ class GCPConfig:
     rescale: bool = True  # move consumer norms into the scales before regularizing
     cost_weighted: bool = True  # λ·c_i per channel (else λ alike for every channel)
     train_weights: bool = False  # regularize trains the convolutions too
+    prune_zeros: bool = True  # a channel the regulariser zeroed is pruned whatever the target
 
     def check(self) -> None:
         if not 0.0 < self.target < 1.0:
@@ -92,6 +114,7 @@ class GCP:
             "learning_rate": config.lr, "momentum": config.momentum})
         self.notes: List[str] = []
         self.last_selection: Optional[Selection] = None  # of the latest step
+        self.zeros_pruned = 0  # channels removed because their scale was 0, over all steps
 
     def step_target(self, t: int) -> float:
         """The cost fraction to reach after step ``t`` of T: α^(t/T)."""
@@ -165,8 +188,14 @@ class GCP:
                         f"it spares — consider a smaller --reg")
             sel = select(graph, self.cost, scores, self.step_target(t), keep=w.keep,
                          priority="score", round_to=cfg.round_to, min_width=cfg.min_width,
-                         base_cost=self.base_cost)
+                         base_cost=self.base_cost, drop_zeros=cfg.prune_zeros)
             sel = self.workers.rank0_selection(sel, self.cost)
+            if sel.zero_channels_removed:
+                self.zeros_pruned += sel.zero_channels_removed
+                self.notes.append(f"step {t}: {sel.zero_channels_removed} channels the "
+                                  f"regulariser zeroed were pruned with their blocks; cost "
+                                  f"{sel.achieved:.4f} for a step target of "
+                                  f"{self.step_target(t):.4f}")
             removed = [(w.scale_name(g.index), w.keep[g.index] & ~sel.keep[g.index])
                        for g in graph.prunable_groups]
             self.notes += [f"step {t}: {n}" for n in w.apply_keep(sel.keep)]
@@ -206,6 +235,8 @@ class GCP:
         return Selection([k.copy() for k in w.keep], self.cost.total(widths), self.base_cost,
                          largest, last.blocks_removed if last is not None else 0)
 
+    search: Optional[Dict[str, object]] = None  # the λ search's grid, losses and choice
+
     def _check_finite(self, scores, t: int) -> None:
         if not all(np.isfinite(s).all() for s in scores):
             raise NonFiniteError(f"a BatchNorm scale or mask became NaN or Inf in step {t}; the "
@@ -213,4 +244,95 @@ class GCP:
 
     def state(self) -> Dict[str, object]:
         return {"config": asdict(self.config), "base_cost": self.base_cost,
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "zeros_pruned": self.zeros_pruned}
+
+    # -- choosing λ --------------------------------------------------------------------------
+    def snapshot(self, stream: BatchStream) -> Dict[str, object]:
+        """Everything a step changes, in memory: parameters, masks, keep masks, optimizer
+        states, the stream's position and the step's bookkeeping."""
+        import mxnet as mx
+        mx.nd.waitall()
+        w = self.wrapper
+        arrays = {name: p.data(w.ctx[0]).asnumpy() for name, p in w.params.items()}
+        arrays.update({p.name: p.data(w.ctx[0]).asnumpy() for p in w.mask_params.values()})
+        return {"arrays": arrays, "keep": [k.copy() for k in w.keep],
+                "trainers": [_trainer_bytes(t) for t in (self.reg_trainer, self.debias_trainer)],
+                "stream": stream.state(), "notes": list(self.notes),
+                "last_selection": self.last_selection, "zeros_pruned": self.zeros_pruned}
+
+    def restore(self, snap: Dict[str, object], stream: BatchStream) -> None:
+        """Go back to a :meth:`snapshot`."""
+        w = self.wrapper
+        for name, value in snap["arrays"].items():
+            w.set(name, value)
+        w.keep = [k.copy() for k in snap["keep"]]
+        for trainer, data in zip((self.reg_trainer, self.debias_trainer), snap["trainers"]):
+            _load_trainer_bytes(trainer, data)
+        stream.epoch, stream.index = snap["stream"]["epoch"], snap["stream"]["index"]
+        self.notes = list(snap["notes"])
+        self.last_selection = snap["last_selection"]
+        self.zeros_pruned = snap["zeros_pruned"]
+
+    def search_reg(self, stream: BatchStream, heldout_loss: Callable[[], float],
+                   grid: Sequence[float] = REG_GRID, state: Optional[Dict[str, object]] = None,
+                   best: Optional[Dict[str, object]] = None,
+                   on_candidate: Optional[Callable[[Dict[str, object], bool], None]] = None
+                   ) -> List[StepRecord]:
+        """Choose λ from ``grid`` by the held-out debias loss of step 1, and leave the network in
+        the state step 1 with the chosen λ ends in; returns that step's log lines.
+
+        Every candidate starts from the state at the call (the unpruned network). ``state``
+        (JSON-able: grid, each candidate's loss, the best index) and ``best`` (the best
+        candidate's :meth:`snapshot`) continue an interrupted search; ``on_candidate(state,
+        improved)`` is called after each candidate, with the best candidate's state in force
+        when ``improved``."""
+        grid = [float(v) for v in grid]
+        if not grid or any(not np.isfinite(v) or v < 0 for v in grid):
+            raise PrunenetError(f"the λ grid {grid} must be non-negative numbers")
+        state = dict(state or {"grid": grid, "losses": [None] * len(grid), "best": None,
+                               "records": None})
+        if state["grid"] != grid:
+            raise PrunenetError(f"the saved λ search was over {state['grid']}, not {grid}")
+        start = self.snapshot(stream)
+        records = [StepRecord(**r) for r in state["records"]] if state["records"] else None
+        for k, reg in enumerate(grid):
+            if state["losses"][k] is not None:
+                continue
+            self.restore(start, stream)
+            self.config.reg = reg
+            step = self.run_step(1, stream)
+            loss = float(heldout_loss())
+            state["losses"][k] = loss if np.isfinite(loss) else float("inf")
+            improved = state["best"] is None or state["losses"][k] < state["losses"][state["best"]]
+            if improved:
+                state["best"], records = k, step
+                state["records"] = [asdict(r) for r in step]
+                best = self.snapshot(stream)
+            elif best is not None:
+                self.restore(best, stream)
+            if on_candidate is not None:
+                on_candidate(dict(state), improved)
+        if best is None:
+            raise PrunenetError("the λ search has no finished candidate to go on from")
+        self.restore(best, stream)
+        self.config.reg = grid[state["best"]]
+        self.search = state
+        return records
+
+
+
+def _trainer_bytes(trainer) -> bytes:
+    """A Gluon trainer's optimizer states as bytes (``Trainer.save_states``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "states")
+        trainer.save_states(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _load_trainer_bytes(trainer, data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "states")
+        with open(path, "wb") as f:
+            f.write(data)
+        trainer.load_states(path)

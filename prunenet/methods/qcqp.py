@@ -1,4 +1,4 @@
-"""``qcqp``: keep the most kernel importance under an exact cost constraint.
+"""``qcqp-greedy``: keep the most kernel importance under an exact cost constraint, greedily.
 
 The objective follows the discrete-QCQP view of channel pruning: a kernel ``W_l[o, i]`` (one
 output channel's filter over one input channel) survives only when its output *and* its input
@@ -9,7 +9,8 @@ channel are both kept, so the kept importance is bilinear in neighbouring groups
 with ``Ŵ`` the weight as BatchNorm folds it (row ``o`` times |γ_o|/σ_o) and every layer scaled
 to a total of 1, so that layers of different scale weigh alike. The constraint
 ``cost(widths) ≤ α · cost(full)`` is bilinear too (a conv's MACs grow with in × out). We solve
-this knapsack over blocks greedily and keep it exact by always evaluating the true cost:
+this knapsack over blocks greedily and keep it exact by always evaluating the true cost (the
+``qcqp`` method, :mod:`prunenet.methods.qcqp_exact`, solves the same problem exactly):
 
 1. ``rounds`` rounds step the cost fraction geometrically from 1 down to α. Each round values
    every kept channel by the importance lost if it alone went (its kernels to and from the
@@ -18,6 +19,10 @@ this knapsack over blocks greedily and keep it exact by always evaluating the tr
    current widths after each removal), so later rounds see the cuts of earlier ones.
 2. Fill: while a removed block fits back within the budget — judged by ``cost.total`` at the
    widths it would give — the one returning the most importance per unit of cost comes back.
+3. Swap (:func:`swap`): while giving up one group's least valuable kept block for another
+   group's most valuable removed block raises ``I`` and fits the budget, the best such exchange
+   is made; then fill again. Removals and fills alone stop where no single block can be added
+   back, though a swap of widths would keep more (e.g. widths (16, 4, 16) where (16, 8, 12) fits).
 
 Every step compares ``cost.total(widths)`` with ``α · cost.total()``, so the achieved fraction
 is at most α, and, as for the other methods, above α − Δ (Δ the largest block's saving).
@@ -34,14 +39,15 @@ from ..graph import ChannelGraph
 from ..select import InfeasibleTargetError, Selection, block_size, select, smallest_reachable
 from ..surgery import expand_grouped, full_keep, widths_of
 
-__all__ = ["kernel_norms", "importance", "kept_importance", "channel_values", "refill",
-           "select_channels"]
+__all__ = ["kernel_norms", "importance", "kept_importance", "kept_value", "channel_values", "refill",
+           "swap", "select_channels"]
 
 
 def kernel_norms(graph: ChannelGraph, params: Dict[str, np.ndarray],
-                 power: int) -> Dict[str, np.ndarray]:
+                 power: int, fold_bn: bool = True) -> Dict[str, np.ndarray]:
     """Per conv/dense layer, Σ|ŵ|^power of every kernel as an (output, input channels) array,
-    ``ŵ`` folded with the layer's own BatchNorm (grouped and depthwise convs as dense ones)."""
+    ``ŵ`` folded with the layer's own BatchNorm unless not ``fold_bn`` (grouped and depthwise
+    convs as dense ones)."""
     bn_of = {n.producer: n for n in graph.norms.values() if n.producer}
     out: Dict[str, np.ndarray] = {}
     for name, layer in graph.layers.items():
@@ -51,7 +57,7 @@ def kernel_norms(graph: ChannelGraph, params: Dict[str, np.ndarray],
             m = m.reshape(layer.out_channels, layer.in_channels, -1).sum(axis=2)
         elif layer.groups > 1:
             m = expand_grouped(m, layer.groups)
-        norm = bn_of.get(name)
+        norm = bn_of.get(name) if fold_bn else None
         if norm is not None:
             scale = np.abs(params[norm.gamma]) / np.sqrt(params[norm.running_var] + norm.eps)
             m = m * (scale.astype(np.float64) ** power)[:, None]
@@ -86,7 +92,13 @@ def _value(graph: ChannelGraph, energy: Dict[str, np.ndarray], keep: Sequence[np
 def kept_importance(graph: ChannelGraph, params: Dict[str, np.ndarray],
                     keep: Sequence[np.ndarray]) -> float:
     """The objective ``I(keep)``: the summed layer-normalised energy of the surviving kernels."""
-    return _value(graph, importance(graph, params), keep, graph.layers)
+    return kept_value(graph, importance(graph, params), keep)
+
+
+def kept_value(graph: ChannelGraph, energy: Dict[str, np.ndarray],
+               keep: Sequence[np.ndarray]) -> float:
+    """``I(keep)`` for the layer energies ``energy`` (:func:`importance`)."""
+    return _value(graph, energy, keep, graph.layers)
 
 
 def channel_values(graph: ChannelGraph, energy: Dict[str, np.ndarray],
@@ -117,13 +129,17 @@ def _check(target: float, round_to: int, min_width: int) -> None:
         raise PrunenetError(f"round_to ({round_to}) and min_width ({min_width}) must be at least 1")
 
 
-def _best_removed(values: np.ndarray, keep: np.ndarray, segments: int, per: int) -> List[int]:
-    """The ``per`` removed channels of highest value in each segment of a group."""
+def _best_removed(values: np.ndarray, keep: np.ndarray, segments: int, per: int,
+                  kept: bool = False) -> List[int]:
+    """The ``per`` removed channels of highest value in each segment of a group (``kept``: the
+    ``per`` kept channels of lowest value)."""
     part = keep.size // segments
     block: List[int] = []
     for j in range(segments):
-        idx = np.flatnonzero(~keep[j * part:(j + 1) * part]) + j * part
-        block.extend(int(i) for i in idx[np.argsort(-values[idx], kind="stable")][:per])
+        mask = keep[j * part:(j + 1) * part]
+        idx = np.flatnonzero(mask if kept else ~mask) + j * part
+        key = values[idx] if kept else -values[idx]
+        block.extend(int(i) for i in idx[np.argsort(key, kind="stable")][:per])
     return block
 
 
@@ -166,6 +182,53 @@ def refill(graph: ChannelGraph, cost: CostModel, keep: List[np.ndarray], goal: f
         back += 1
 
 
+def swap(graph: ChannelGraph, cost: CostModel, keep: List[np.ndarray], goal: float,
+         round_to: int, min_width: int, energy: Dict[str, np.ndarray], limit: int = 256) -> int:
+    """Exchange one group's kept block of least value for another group's removed block of most
+    value (in ``keep``, in place) while that raises ``I`` exactly and the cost stays within
+    ``goal``; the best such exchange first. Returns how many were made."""
+    gain = _gain(graph, energy)
+    made = 0
+    while made < limit:
+        values = channel_values(graph, energy, keep)
+        widths = widths_of(keep)
+        drops, adds = {}, {}
+        for g in graph.prunable_groups:
+            size, per = block_size(g, round_to), block_size(g, round_to) // g.segments
+            if widths[g.index] - size >= max(min_width, g.segments):
+                mask = keep[g.index].copy()
+                mask[_best_removed(values[g.index], keep[g.index], g.segments, per, True)] = False
+                drops[g.index] = (mask, gain(keep, g.index, mask), size)
+            if g.width - widths[g.index] >= size:
+                mask = keep[g.index].copy()
+                mask[_best_removed(values[g.index], keep[g.index], g.segments, per)] = True
+                adds[g.index] = (mask, gain(keep, g.index, mask), size)
+        # drop-then-add gains at most the sum of the two alone (kernels between the two blocks
+        # would be counted in both): try pairs by that bound, stop once it cannot beat the best
+        pairs = sorted(((d[1] + a[1], gd, ga) for gd, d in drops.items()
+                        for ga, a in adds.items() if gd != ga), reverse=True)
+        best, least = None, 1e-12 * max(kept_value(graph, energy, keep), 1.0)
+        for bound, gd, ga in pairs:
+            if bound <= (best[0] if best else least):
+                break
+            more = widths.copy()
+            more[gd] -= drops[gd][2]
+            more[ga] += adds[ga][2]
+            if cost.total(more) > goal:
+                continue
+            trial = list(keep)
+            trial[gd] = drops[gd][0]
+            won = drops[gd][1] + gain(trial, ga, adds[ga][0])
+            if won > (best[0] if best else 0.0):
+                best = (won, gd, ga)
+        if best is None or best[0] <= least:
+            return made
+        _, gd, ga = best
+        keep[gd], keep[ga] = drops[gd][0], adds[ga][0]
+        made += 1
+    return made
+
+
 def _gain(graph: ChannelGraph, energy: Dict[str, np.ndarray]) -> Gain:
     """The exact change of ``I`` when group ``gi`` takes the keep mask ``mask``."""
     def gain(keep: List[np.ndarray], gi: int, mask: np.ndarray) -> float:
@@ -179,7 +242,7 @@ def _gain(graph: ChannelGraph, energy: Dict[str, np.ndarray]) -> Gain:
 
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8,
-                    rounds: int = 16) -> Selection:
+                    rounds: int = 16, swaps: bool = True) -> Selection:
     """Keep the most kernel importance ``I(keep)`` with ``cost.total(widths)`` at most
     ``target`` × the unpruned cost (see the module doc for the method)."""
     _check(target, round_to, min_width)
@@ -198,6 +261,11 @@ def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: Co
                      min_width=min_width, base_cost=base)
         keep, largest = sel.keep, max(largest, sel.largest_block)
         removed += sel.blocks_removed
-    removed -= refill(graph, cost, keep, target * base, round_to,
-                      lambda k: channel_values(graph, energy, k), _gain(graph, energy))
+    values = lambda k: channel_values(graph, energy, k)  # noqa: E731
+    removed -= refill(graph, cost, keep, target * base, round_to, values, _gain(graph, energy))
+    while swaps and swap(graph, cost, keep, target * base, round_to, min_width, energy):
+        back = refill(graph, cost, keep, target * base, round_to, values, _gain(graph, energy))
+        removed -= back
+        if not back:
+            break
     return Selection(keep, cost.total(widths_of(keep)), base, largest, removed)

@@ -1,0 +1,118 @@
+"""Downloads over HTTP(S) with the standard library's ``urllib``.
+
+A file is downloaded under a temporary name beside its target, checked (length, size, SHA-1,
+and whatever the caller checks), and only then renamed: a file under its final name is whole.
+Every failure is one :class:`PrunenetError` line naming the URL.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+from typing import Callable, Optional
+
+from .errors import PrunenetError
+
+__all__ = ["is_url", "has_scheme", "fetch", "Unreachable", "TIMEOUT"]
+
+TIMEOUT = 60.0  # seconds the server may stay silent (connecting, or between two reads)
+_CHUNK = 1 << 20
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class Unreachable(PrunenetError):
+    """The server could not be reached at all (nothing was downloaded); ``reason`` says why."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
+def is_url(text) -> bool:
+    """True for an ``http://`` or ``https://`` address."""
+    return isinstance(text, str) and text.lower().startswith(("http://", "https://"))
+
+
+def has_scheme(text) -> bool:
+    """True for anything written as ``scheme://...`` (a URL, whether or not we can fetch it)."""
+    return isinstance(text, str) and bool(_SCHEME.match(text))
+
+
+def _reason(err: BaseException) -> str:
+    reason = getattr(err, "reason", None) or err
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return f"no answer within {TIMEOUT:g} s"
+    text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+    return " ".join(str(text).split())[:200]
+
+
+def _open(url: str, what: str, timeout: float, hint_404: str):
+    from . import __version__
+    request = urllib.request.Request(url, headers={"User-Agent": f"prunenet/{__version__}"})
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        hint = hint_404 if err.code in (403, 404, 410) else "try again later"
+        raise PrunenetError(f"cannot download {what} {url}: the server answered HTTP {err.code} "
+                            f"{' '.join(str(err.reason).split())}; {hint}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
+        reason = _reason(err)
+        raise Unreachable(f"cannot download {what} {url}: the server is unreachable "
+                          f"({reason}); check the URL and your network", reason) from None
+
+
+def fetch(url: str, path: str, sha1: Optional[str] = None, size: Optional[int] = None,
+          what: str = "file", check: Optional[Callable[[str], None]] = None,
+          hint_404: str = "the server does not have this file", timeout: Optional[float] = None,
+          log: Optional[Callable[[str], None]] = None) -> str:
+    """Download ``url`` to ``path`` atomically and return ``path``; refuse (keeping nothing) a
+    download cut short, of another ``size``, of another ``sha1``, or that ``check(tmp)`` raises
+    on. An existing ``path`` is replaced only by a download that passed."""
+    from .files import atomic_path
+    timeout = TIMEOUT if timeout is None else timeout
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise PrunenetError(f"cannot download into {folder}: {err.strerror or err}; give a "
+                            f"folder you can write (for a zoo: set PRUNENET_CACHE)") from None
+    if log:
+        log(f"downloading {url} to {path}")
+    with atomic_path(path) as tmp:
+        digest, got, expected = hashlib.sha1(), 0, None
+        with _open(url, what, timeout, hint_404) as response, open(tmp, "wb") as f:
+            length = response.headers.get("Content-Length", "")
+            expected = int(length) if length.strip().isdigit() else None
+            try:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    got += len(chunk)
+            except (OSError, http.client.HTTPException) as err:
+                raise PrunenetError(_cut_short(what, url, got, expected or size,
+                                               _reason(err))) from None
+        if expected is not None and got != expected:
+            raise PrunenetError(_cut_short(what, url, got, expected, "the connection closed"))
+        if size is not None and got != size:
+            raise PrunenetError(f"downloaded {what} {url} is {got} bytes, not the {size} the "
+                                f"manifest records: the file on the server is incomplete or was "
+                                f"changed; it was discarded: upload the published zoo again")
+        if sha1 is not None and digest.hexdigest() != sha1.lower():
+            raise PrunenetError(f"downloaded {what} {url} has sha1 {digest.hexdigest()[:8]}..., "
+                                f"not the {sha1.lower()[:8]}... the manifest records: the file "
+                                f"on the server is corrupt or was changed; it was discarded "
+                                f"(files cached before are kept): upload the published zoo "
+                                f"again")
+        if check is not None:
+            check(tmp)
+    return path
+
+
+def _cut_short(what: str, url: str, got: int, total: Optional[int], reason: str) -> str:
+    of = f" of {total}" if total is not None else ""
+    return (f"download of {what} {url} was cut short after {got}{of} bytes ({reason}); "
+            f"nothing was kept: try again")

@@ -1,0 +1,349 @@
+"""GCP as the paper runs it: λ chosen by the held-out debias loss, residual streams scored per
+connection, zeroed channels pruned, folding right on small maps, naive uniform at random."""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from conftest import random_net
+from mxnet import autograd, gluon
+
+from prunenet import cost_model, trace
+from prunenet.methods import DATA_FREE
+from prunenet.methods.gcp import GCP, GCPConfig
+from prunenet.models import randomize_batchnorm
+from prunenet.select import select
+from prunenet.surgery import network_params, widths_of
+from prunenet.train import BatchStream
+from prunenet.wrapper import DEBIAS, REGULARIZE, MaskedNetwork
+
+from test_gcp import _toy_stream, _x
+
+
+# -- the λ search -------------------------------------------------------------------------------
+def _gcp(seed=0, size=16, reg=0.0):
+    net = random_net("cifar_resnet20_v1", size, seed=seed)
+    graph = trace(net, (1, 3, size, size))
+    w = MaskedNetwork(net, graph)
+    cfg = GCPConfig(target=0.6, steps=2, reg=reg, epochs_per_step=0.5, lr=0.02)
+    return net, graph, w, GCP(w, cost_model(graph, "flops"), cfg, [mx.cpu()], progress=False)
+
+
+def _heldout(w, size=16):
+    x, y = _toy_stream(size, n=64, batch=32, seed=5)(0, 0), None
+    batches = list(x)
+
+    def loss():
+        fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        return float(np.mean([fn(w.block(DEBIAS)(a), b).asnumpy().mean() for a, b in batches]))
+    return loss
+
+
+def _values(w):
+    """Every parameter and mask of a wrapper, in order (names differ between networks)."""
+    return [w.get(n) for n in w.params] + [w.get(p.name) for p in w.mask_params.values()]
+
+
+def _assert_same(a, b):
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=str(i))
+
+
+def test_auto_keeps_the_candidate_of_least_heldout_loss_and_goes_on_from_its_state():
+    """The search picks the argmin of the losses it measured — here an interior grid point,
+    the measured loss times a weight that grows away from λ 0.1 — and leaves the network where a
+    plain step 1 with that λ ends."""
+    grid = [0.003, 0.03, 0.1, 0.3, 3.0]
+    _, graph, w, gcp = _gcp()
+    measured = _heldout(w)
+
+    def scored():
+        return measured() * (1 + np.log(gcp.config.reg / 0.1) ** 2)
+    stream = BatchStream(_toy_stream(16))
+    records = gcp.search_reg(stream, scored, grid)
+    losses = gcp.search["losses"]
+    assert len(losses) == len(grid) and all(np.isfinite(losses))
+    assert gcp.search["best"] == int(np.argmin(losses)) == 2
+    assert gcp.config.reg == 0.1
+    after = _values(w)
+    keep = [k.copy() for k in w.keep]
+    # the same step 1 on a fresh copy with λ = 0.1 from the start
+    _, _, w2, gcp2 = _gcp(reg=0.1)
+    records2 = gcp2.run_step(1, BatchStream(_toy_stream(16)))
+    assert [r.achieved for r in records] == [r.achieved for r in records2]
+    assert all((a == b).all() for a, b in zip(keep, w2.keep))
+    _assert_same(after, _values(w2))
+    # and the candidates really differ: λ changes what step 1 keeps or how far it shrinks
+    assert len(set(np.round(losses, 6))) == len(grid)
+
+
+def test_auto_resumes_an_interrupted_search_where_it_stopped():
+    """Given the state after two candidates and the best one's snapshot, the search runs only
+    the others and ends where an uninterrupted search ends."""
+    grid = [0.01, 0.1, 1.0]
+    _, _, w, gcp = _gcp()
+    whole = gcp.search_reg(BatchStream(_toy_stream(16)), _heldout(w), grid)
+    done = dict(gcp.search)
+    ref = _values(w)
+
+    _, _, w2, gcp2 = _gcp()
+    stream = BatchStream(_toy_stream(16))
+    saved = {}
+
+    def stop_after_two(state, improved):
+        if improved:
+            saved["best"] = gcp2.snapshot(stream)
+        if sum(v is not None for v in state["losses"]) == 2:
+            saved["state"] = state
+            raise KeyboardInterrupt  # the kill
+    with pytest.raises(KeyboardInterrupt):
+        gcp2.search_reg(stream, _heldout(w2), grid, on_candidate=stop_after_two)
+
+    _, _, w3, gcp3 = _gcp()  # a new process: the unpruned network again
+    ran = []
+    stream3 = BatchStream(_toy_stream(16))
+    records = gcp3.search_reg(stream3, _heldout(w3), grid, state=saved["state"],
+                              best=saved["best"],
+                              on_candidate=lambda s, i: ran.append(gcp3.config.reg))
+    assert ran == [grid[2]]  # only the third candidate ran again
+    assert gcp3.search["losses"] == pytest.approx(done["losses"], rel=1e-5)
+    assert gcp3.search["best"] == done["best"]
+    assert [r.achieved for r in records] == [r.achieved for r in whole]
+    _assert_same(ref, _values(w3))
+
+
+FASHION_FREE = ["--model", "cifar_resnet20_v1", "--method", "gcp", "--dataset", "synthetic",
+                "--steps", "2", "--epochs-per-step", "0.05", "--finetune-epochs", "0.05",
+                "--batch-size", "16", "--no-progress", "--input-size", "32", "--target", "0.5"]
+
+
+def _prune(args, env=None):
+    return subprocess.run([sys.executable, "-m", "prunenet", "prune"] + args,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+
+
+def test_cli_auto_reports_its_grid_and_losses_and_resumes_a_killed_search(tmp_path):
+    grid = ["0.01", "0.1", "1"]
+    whole = tmp_path / "whole"
+    done = _prune(FASHION_FREE + ["--reg-grid", *grid, "--out", str(whole)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((whole / "report.json").read_text())
+    search = report["reg_search"]
+    assert search["grid"] == [0.01, 0.1, 1.0] and len(search["losses"]) == 3
+    assert report["reg"] == search["grid"][int(np.argmin(search["losses"]))]
+    assert search["holdout_images"] > 0
+    log = (whole / "log.txt").read_text()
+    assert "λ search: 0.01 →" in log and f"chose λ = {report['reg']:g}" in log
+
+    killed = tmp_path / "killed"
+    out = _prune(FASHION_FREE + ["--reg-grid", *grid, "--out", str(killed)],
+                 env={"PRUNENET_FAILPOINT": "search:2"})
+    assert out.returncode != 0 and not (killed / "report.json").exists()
+    resumed = _prune(["--resume", str(killed), "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming the λ search after 2 of 3 candidates" in (killed / "log.txt").read_text()
+    again = json.loads((killed / "report.json").read_text())
+    assert again["reg_search"]["losses"] == pytest.approx(search["losses"], rel=1e-4)
+    assert again["reg"] == report["reg"] and again["widths"] == report["widths"]
+
+
+# -- scoring residual streams -------------------------------------------------------------------
+@pytest.mark.parametrize("rule", ["sum", "reach", "mean"])
+def test_each_stream_rule_keeps_rescale_function_preserving(rule):
+    net = random_net("resnet18_v1b", 32)
+    x = _x((2, 3, 32, 32))
+    ref = net(x).asnumpy()
+    graph = trace(net, (1, 3, 32, 32))
+    w = MaskedNetwork(net, graph, stream_score=rule)
+    w.rescale()
+    np.testing.assert_allclose(w.block(REGULARIZE)(x).asnumpy(), ref,
+                               atol=2e-5 * np.abs(ref).max())
+    w.rescale()  # a second rescale moves nothing more
+    for g in graph.prunable_groups:
+        np.testing.assert_allclose(w.consumer_norms(g.index), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rule", ["sum", "reach", "mean"])
+def test_a_weak_stream_channel_goes_before_a_strong_inner_one(rule):
+    """One channel of the first stage's stream carries a twentieth of its usual signal in every
+    producer: under every rule it is the first channel GCP removes."""
+    net = random_net("resnet18_v1b", 32, seed=2)
+    graph = trace(net, (1, 3, 32, 32))
+    stream = next(g for g in graph.prunable_groups if g.tied)
+    params = dict(net.collect_params().items())
+    for name in stream.norms:
+        gamma = params[graph.norms[name].gamma]
+        g = gamma.data().asnumpy()
+        g[5] *= 0.05
+        gamma.set_data(mx.nd.array(g))
+    w = MaskedNetwork(net, graph, stream_score=rule)
+    w.rescale()
+    scores = w.scores()
+    cost = cost_model(graph, "flops")
+    sel = select(graph, cost, scores, 0.999, round_to=1, min_width=8)
+    removed = [(g.index, int(i)) for g in graph.prunable_groups
+               for i in np.flatnonzero(~sel.keep[g.index])]
+    assert removed[:1] == [(stream.index, 5)]
+    # and an inner channel, not a stream one, is the least important otherwise
+    inner = min((float(scores[g.index].min()), g.index) for g in graph.prunable_groups
+                if not g.tied)
+    assert scores[stream.index][5] < inner[0]
+
+
+def test_l1_scores_a_stream_by_its_mean_producer():
+    net = random_net("resnet50_v1d", 32)
+    graph = trace(net, (1, 3, 32, 32))
+    params = network_params(net)
+    from prunenet.methods.l1 import filter_scores
+    mean, total = filter_scores(graph, params, "mean"), filter_scores(graph, params, "sum")
+    for g in graph.prunable_groups:
+        np.testing.assert_allclose(total[g.index], mean[g.index] * len(g.producers), rtol=1e-9)
+    # per producer the scores have mean 1 in every layer, so streams and inner groups compare
+    ratios = [mean[g.index].mean() for g in graph.prunable_groups]
+    assert max(ratios) / min(ratios) < 1.5
+
+
+# -- zeroed channels ----------------------------------------------------------------------------
+def test_zeroed_channels_never_survive_a_selection():
+    net = random_net("resnet18_v1b", 32)
+    graph = trace(net, (1, 3, 32, 32))
+    cost = cost_model(graph, "flops")
+    rng = np.random.RandomState(0)
+    scores = [rng.uniform(0.5, 1.5, g.width) for g in graph.groups]
+    zeros = {}
+    for g in graph.prunable_groups[::2]:
+        z = rng.choice(g.width, size=int(rng.randint(1, g.width - 8)), replace=False)
+        scores[g.index][z] = 0.0
+        zeros[g.index] = z
+    sel = select(graph, cost, scores, 0.999, round_to=8, min_width=8, drop_zeros=True)
+    for gi, z in zeros.items():
+        assert not sel.keep[gi][z].any()
+    assert sel.zero_channels_removed == sum(len(z) for z in zeros.values())
+    widths = widths_of(sel.keep)
+    assert all(widths[g.index] % 8 == 0 and widths[g.index] >= 8 for g in graph.prunable_groups)
+    assert sel.achieved < 0.999 - sel.granularity  # below the target: zeros go regardless
+    # without the rule the target alone decides
+    plain = select(graph, cost, scores, 0.999, round_to=8, min_width=8)
+    assert plain.blocks_removed == 1
+
+
+def test_gcp_with_a_large_reg_prunes_what_it_zeroed():
+    _, graph, w, gcp = _gcp(reg=30.0)  # a shrink of lr·λ·c ≈ 0.6 c per batch
+    gcp.config.target = 0.9
+    records = gcp.run_step(1, BatchStream(_toy_stream(16)))
+    assert records[0].zeroed_channels > 0 and gcp.zeros_pruned > 0
+    for g in graph.prunable_groups:
+        s = np.abs(w.get(w.scale_name(g.index)))
+        kept = w.keep[g.index]
+        live = kept & (s > 0)
+        assert live.sum() == kept.sum() or kept.sum() == 8, g.index  # none zero unless at min
+    assert any("zeroed were pruned" in n for n in gcp.notes)
+
+
+# -- gradients through a step -------------------------------------------------------------------
+def test_regularize_gradients_of_stream_masks_and_classifier_after_a_step():
+    """After a real GCP step has removed channels, autograd's gradients of the stream masks and
+    of the classifier's weights in the regularize step equal finite differences (float64)."""
+    _, graph, w, gcp = _gcp(seed=3, size=8, reg=0.05)
+    gcp.config.target = 0.6
+    gcp.run_step(1, BatchStream(_toy_stream(8)))
+    assert any((~k).any() for k in w.keep)  # channels are gone
+    w.rescale()  # as the next step begins
+    block = w.block(REGULARIZE)
+    block.cast("float64")
+    x = _x((4, 3, 8, 8), seed=1).astype("float64")
+    y = mx.nd.array([1, 2, 3, 4], dtype="float64")
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    with autograd.record():
+        out = loss_fn(block(x), y).sum()
+    out.backward()
+    dense = graph.layers[w.classifier[0]]
+    checked = [w.mask_name(gi) for gi in w.masked_groups] + [dense.weight]
+    rng = np.random.RandomState(0)
+    for name in checked:
+        param = w._param(name)
+        grad, value = param.grad().asnumpy(), param.data().asnumpy()
+        flat = value.reshape(-1)
+        live = np.flatnonzero(flat != 0)
+        for i in rng.choice(live, 3, replace=False):
+            h = 1e-6
+            loss = []
+            for sign in (1, -1):
+                v = flat.copy()
+                v[i] += sign * h
+                param.set_data(mx.nd.array(v.reshape(value.shape), dtype="float64"))
+                loss.append(float(loss_fn(block(x), y).sum().asscalar()))
+            param.set_data(mx.nd.array(value, dtype="float64"))
+            fd = (loss[0] - loss[1]) / (2 * h)
+            assert fd == pytest.approx(grad.reshape(-1)[i], rel=1e-4, abs=1e-7), (name, i)
+        if name.startswith("prunenet_mask"):  # a removed channel's mask gets no gradient
+            gi = int(name[len("prunenet_mask"):])
+            assert np.all(grad[~w.keep[gi]] == 0)
+
+
+# -- folding on small maps ----------------------------------------------------------------------
+@pytest.mark.parametrize("size", [7, 2])
+def test_folding_a_dead_channel_into_a_3x3_consumer_is_right_on_small_maps(size):
+    """conv → BN → ReLU → 3×3 conv (zero padding) → BN → global pool → dense: a removed channel
+    that outputs the constant relu(β) is folded as its average over output positions, which the
+    global pool then makes exact; subtracting the whole kernel sum (the first rule) is not."""
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(16, 3, padding=1), gluon.nn.BatchNorm(), gluon.nn.Activation("relu"),
+            gluon.nn.Conv2D(16, 3, padding=1), gluon.nn.BatchNorm(),
+            gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(5))
+    net.initialize(mx.init.Xavier())
+    x = _x((3, 3, size, size))
+    net(x)
+    randomize_batchnorm(net, seed=4)
+    graph = trace(net, (1, 3, size, size))
+    w = MaskedNetwork(net, graph)
+    first = next(g for g in graph.prunable_groups
+                 if graph.layers[g.consumers[0]].op == "Convolution")
+    norm = w._bn_of[first.producers[0]]
+    gamma, beta = w.get(norm.gamma), w.get(norm.beta)
+    gamma[:8], beta[:8] = 0, np.abs(beta[:8]) + 0.5
+    w.set(norm.gamma, gamma)
+    w.set(norm.beta, beta)
+    ref = w.block(REGULARIZE)(x).asnumpy()
+    keep = [k.copy() for k in w.keep]
+    keep[first.index][:8] = False
+    consumer = graph.layers[first.consumers[0]]
+    cover = w._tap_coverage(consumer.name)
+    inside = [[np.mean([0 <= y + a - 1 < size and 0 <= x + b - 1 < size
+                        for y in range(size) for x in range(size)]) for b in range(3)]
+              for a in range(3)]  # counted position by position
+    np.testing.assert_allclose(cover, inside)
+    assert w.apply_keep(keep) == []
+    folded = w.block(REGULARIZE)(x).asnumpy()
+    np.testing.assert_allclose(folded, ref, atol=1e-4 * np.abs(ref).max())
+    # the whole kernel sum would have been off by the border's share
+    bn2 = w._bn_of[consumer.name]
+    weight = w.get(consumer.weight).astype(np.float64)
+    const = np.maximum(beta[:8], 0)
+    whole = np.einsum("oikl,i->o", weight[:, :8], const)
+    average = np.einsum("oikl,kl,i->o", weight[:, :8], cover, const)
+    assert np.abs(whole - average).max() > 0.05 * np.abs(average).max()
+
+
+# -- naive uniform ------------------------------------------------------------------------------
+def test_uniform_draws_channels_at_random_with_the_same_widths():
+    net = random_net("resnet18_v1b", 32)
+    graph = trace(net, (1, 3, 32, 32))
+    params, cost = network_params(net), cost_model(graph, "flops")
+    a = DATA_FREE["uniform"](graph, params, cost, 0.5, seed=0)
+    b = DATA_FREE["uniform"](graph, params, cost, 0.5, seed=1)
+    again = DATA_FREE["uniform"](graph, params, cost, 0.5, seed=0)
+    assert list(widths_of(a.keep)) == list(widths_of(b.keep))
+    assert any((ka != kb).any() for ka, kb in zip(a.keep, b.keep))
+    assert all((ka == kc).all() for ka, kc in zip(a.keep, again.keep))
+    # every group keeps about the same fraction
+    fractions = [widths_of(a.keep)[g.index] / g.width for g in graph.prunable_groups]
+    assert max(fractions) - min(fractions) <= 8 / min(g.width for g in graph.prunable_groups)
+    # uniform-l1 shrinks alike but keeps the largest filters
+    c = DATA_FREE["uniform-l1"](graph, params, cost, 0.5)
+    assert list(widths_of(c.keep)) == list(widths_of(a.keep))
