@@ -486,9 +486,9 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
         raise PrunenetError(f"--zoo {zoo} is a URL; publish writes a folder: publish to a folder, "
                             f"then serve it as it is (python -m http.server, any web server or "
                             f"bucket) and load it by URL")
-    zoo = os.path.abspath(os.path.expanduser(zoo))
-    if os.path.exists(zoo) and not os.path.isdir(zoo):
-        raise PrunenetError(f"--zoo {zoo} is a file, not a zoo folder; give a folder")
+    if os.path.exists(os.path.expanduser(zoo)) and not os.path.isdir(os.path.expanduser(zoo)):
+        raise PrunenetError(f"--zoo {os.path.abspath(os.path.expanduser(zoo))} is a file, not "
+                            f"a zoo folder; give a folder")
     zoo = check_target(zoo, "--zoo")
     run_dir = os.path.abspath(run_dir)
     ctx = ctx or mx.cpu()
