@@ -1,8 +1,9 @@
 """Checkpoints of a pruning run: parameters, optimizer states and progress, written atomically.
 
 A checkpoint is a set of files named after its step and phase plus ``checkpoint.json``, which is
-written last and names them: a reader only ever trusts what ``checkpoint.json`` names, so a kill
-during a write leaves the previous checkpoint in force.
+written last and names them with their SHA-1: a reader only ever trusts what ``checkpoint.json``
+names, so a kill during a write leaves the previous checkpoint in force, and a file damaged
+since is refused at resume.
 """
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
     bad = [name for name, value in arrays.items() if not np.isfinite(value).all()]
     if bad:
         from .train import NonFiniteError
+        flag = "--finetune-lr" if progress.get("stage") == "finetune" else "--lr"
         raise NonFiniteError(f"{bad[0]} became NaN or Inf (at checkpoint {tag}); the last good "
-                             f"checkpoint is kept: start again with a smaller --lr")
+                             f"checkpoint is kept: start again with a smaller {flag}")
     os.makedirs(folder, exist_ok=True)
     params_file = f"ckpt-{tag}.params"
     save_params(os.path.join(folder, params_file), arrays)
@@ -41,8 +43,10 @@ def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
             trainer.save_states(tmp)
         states[key] = name
     failpoint("checkpoint")
+    from .zoo import sha1_of
+    sums = {name: sha1_of(os.path.join(folder, name)) for name in [params_file, *states.values()]}
     write_json(os.path.join(folder, CHECKPOINT_FILE),
-               {"tag": tag, "params": params_file, "states": states, **progress})
+               {"tag": tag, "params": params_file, "states": states, "sha1": sums, **progress})
     keep = {params_file, CHECKPOINT_FILE, *states.values()}
     for name in os.listdir(folder):
         if name.startswith("ckpt-") and name not in keep:
@@ -58,12 +62,27 @@ def load_checkpoint(folder: str) -> Optional[dict]:
     doc = read_json(path, "checkpoint")
     if not isinstance(doc, dict) or "params" not in doc:
         raise PrunenetError(f"checkpoint {path} is not a prunenet checkpoint")
-    doc["arrays"] = load_params(os.path.join(folder, doc["params"]))
     doc["states"] = {k: os.path.join(folder, v) for k, v in doc.get("states", {}).items()}
     for key, state in doc["states"].items():
         if not os.path.exists(state):
             raise PrunenetError(f"checkpoint {path} names {state}, which is missing")
+    _verify(folder, doc)
+    doc["arrays"] = load_params(os.path.join(folder, doc["params"]))
     return doc
+
+
+def _verify(folder: str, doc: dict) -> None:
+    """Refuse checkpoint files whose bytes differ from the SHA-1 ``checkpoint.json`` recorded."""
+    from .zoo import sha1_of
+    for name, expected in (doc.get("sha1") or {}).items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise PrunenetError(f"checkpoint file {path} is missing; the run cannot continue "
+                                f"from it: start it again with --overwrite")
+        if sha1_of(path) != expected:
+            raise PrunenetError(f"checkpoint file {path} is damaged (its SHA-1 differs from the "
+                                f"one {CHECKPOINT_FILE} recorded); the run cannot continue from "
+                                f"it: start it again with --overwrite")
 
 
 def restore_trainer(trainer, path: str) -> None:

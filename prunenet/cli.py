@@ -76,7 +76,12 @@ def one_line(message) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors on one line, naming the command and where to look for help."""
+    """Usage errors on one line, naming the command and where to look for help. Flags are never
+    abbreviated (GluonCV's ``--mode`` must not be taken for ``--model``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -295,7 +300,8 @@ def _prune(args) -> int:
     from .runs import DataRun, contexts, data_run, prune_run
     command = args.command_line
     if args.resume:
-        data_run(DataRun(model="", out=args.resume, target=0.5), resume=True)
+        progress = _resume_flags(args)
+        data_run(DataRun(model="", out=args.resume, target=0.5), resume=True, progress=progress)
         return 0
     missing = [flag for flag, value in (("--model", args.model or args.symbol),
                                         ("--method", args.method),
@@ -363,6 +369,41 @@ def _prune(args) -> int:
     return 0
 
 
+_RESUME_FREE = {"resume", "command_line", "func", "command", "no_progress"}
+
+
+def _resume_flags(args) -> Optional[bool]:
+    """Refuse flags given with ``--resume`` that differ from the run's saved settings (the run
+    continues as it was started); returns the progress-bar setting (``--no-progress`` may be
+    given), or None to keep the run's."""
+    import dataclasses
+    from .files import read_json
+    from .runs import RUN_FILE, DataRun
+    defaults = vars(build_parser().parse_args(["prune"]))
+    given = {k: v for k, v in vars(args).items()
+             if k in defaults and k not in _RESUME_FREE and v != defaults[k]}
+    if not given:
+        return False if args.no_progress else None
+    path = os.path.join(args.resume, RUN_FILE)
+    saved = read_json(path, "run file") if os.path.isfile(path) else None
+    if not isinstance(saved, dict):
+        return None  # data_run says what is wrong with the folder
+    fields = {f.name for f in dataclasses.fields(DataRun)}
+    for key, value in given.items():
+        flag = "--" + key.replace("_", "-")
+        if key not in fields:
+            raise PrunenetError(f"{flag} cannot be given with --resume, which continues the run "
+                                f"in {args.resume} as it was started; drop {flag}")
+        if key == "out" and os.path.abspath(value) == os.path.abspath(args.resume):
+            continue
+        if saved.get(key) != value:
+            raise PrunenetError(f"--resume continues the run in {args.resume} with the settings "
+                                f"it was started with: {flag} {value} differs from its "
+                                f"{saved.get(key)} ({path}); drop {flag}, or start a new run "
+                                f"with another --out")
+    return False if args.no_progress else None
+
+
 def _demo(args) -> int:
     from .demo import run_demo
     for flag, path in (("--out", args.out), ("--cache-dir", args.cache_dir)):
@@ -373,8 +414,28 @@ def _demo(args) -> int:
     return 0
 
 
+def check_environment(env=os.environ) -> None:
+    """Refuse settings that make MXNet abort when it loads (``OMP_NUM_THREADS=abc`` ends the
+    process with SIGABRT): checked before MXNet is imported."""
+    value = env.get("OMP_NUM_THREADS")
+    if value is None or not value.strip():
+        return
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if not 1 <= threads <= MAX_THREADS:
+        raise PrunenetError(f"OMP_NUM_THREADS={value!r} is not a thread count MXNet accepts: "
+                            f"set it to a whole number from 1 to {MAX_THREADS} (e.g. "
+                            f"OMP_NUM_THREADS={os.cpu_count() or 1}) or unset it")
+
+
+MAX_THREADS = 1024  # MXNet 1.9.1 aborts on 99999
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the command line; a :class:`PrunenetError` becomes one line on stderr and exit 2."""
+    """Run the command line; a :class:`PrunenetError` becomes one line on stderr and exit 2, and
+    so does an ``OSError`` (a full disk, a read-only place), naming the path."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, unknown = parser.parse_known_args(argv)
@@ -384,9 +445,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                        f"(see {prog} --help)\n")
     args.command_line = ["prunenet"] + argv  # recorded in reports
     try:
+        check_environment()
         return args.func(args)
     except PrunenetError as err:
         print(f"prunenet: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        from .outputs import write_error
+        print(f"prunenet: error: {one_line(write_error(err, writing=False))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prunenet: interrupted", file=sys.stderr)

@@ -581,6 +581,36 @@ def _record_offsets(rec_path: str, idx_path: str) -> np.ndarray:
     return offsets
 
 
+_IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")  # OpenCV's
+
+
+def _check_records(rec_path: str, idx_path: str, offsets: np.ndarray, classes: int) -> None:
+    """Refuse records whose label is not a class id in ``0..classes-1`` or whose payload is not
+    an encoded image (MXNet trains on such labels silently, or fails inside OpenCV), naming the
+    record."""
+    with open(rec_path, "rb") as f:
+        for i, offset in enumerate(offsets):
+            f.seek(int(offset) + 8)
+            head = f.read(24)
+            if len(head) < 24:
+                raise PrunenetError(f"record file {rec_path}: record {i + 1} (line {i + 1} of "
+                                    f"{idx_path}) is cut short; pack the file again")
+            flag, label = struct.unpack("<If", head[:8])
+            if flag > 0:  # a label array; ImageRecordIter takes its first value
+                label = struct.unpack("<f", f.read(4))[0]
+                f.seek(4 * (flag - 1), 1)
+            where = f"record file {rec_path}: record {i + 1} (line {i + 1} of {idx_path})"
+            if not (np.isfinite(label) and label == int(label) and 0 <= label < classes):
+                raise PrunenetError(f"{where} has label {label:g}, not a class id 0..{classes - 1}"
+                                    f" (--classes {classes}); give the right --classes or fix "
+                                    f"the labels")
+            payload = f.read(4)
+            if not any(payload.startswith(m) for m in _IMAGE_MAGIC):
+                raise PrunenetError(f"{where} holds no encoded image (it starts with "
+                                    f"{payload.hex() or 'nothing'}; JPEG, PNG, BMP, WebP or TIFF "
+                                    f"expected); pack the file again")
+
+
 def _part_sizes(total: int, parts: int) -> List[int]:
     """How many records each part gets when dmlc's indexed RecordIO splitter divides ``total``."""
     step = -(-total // parts)
@@ -600,7 +630,9 @@ def imagenet_record(rec_path: str, idx_path: Optional[str] = None, train: bool =
     if input_size < 1 or num_workers < 0:
         raise PrunenetError(f"input size {input_size} must be >= 1 and workers {num_workers} "
                             f">= 0")
-    total = len(_record_offsets(rec_path, idx_path))
+    offsets = _record_offsets(rec_path, idx_path)
+    _check_records(rec_path, idx_path, offsets, classes)
+    total = len(offsets)
     count = _part_sizes(total, num_parts)[rank]
     if count == 0:
         raise PrunenetError(f"record file {rec_path} has {total} records, none for part {rank} "

@@ -529,14 +529,37 @@ def run_experiment(exp: Experiment, out: Optional[str] = None, smoke: bool = Fal
                    log=print) -> List[dict]:
     """Run every run of ``exp`` that is not finished into ``out`` (default
     ``experiments/results/<name>``, with ``-smoke`` in smoke mode); return the results rows."""
-    out = os.path.abspath(out or os.path.join("experiments", "results",
-                                              exp.name + ("-smoke" if smoke else "")))
+    import contextlib
+    from .outputs import check_target
+    out = check_target(out or os.path.join("experiments", "results",
+                                           exp.name + ("-smoke" if smoke else "")))
+    _check_results_folder(out)
+    with contextlib.ExitStack() as held:
+        return _run_experiment(exp, out, smoke, only, data_dir, log, held)
+
+
+def _check_results_folder(out: str) -> None:
+    """Refuse a folder that is neither new, empty, nor an experiment's results folder."""
+    from .outputs import MARKER
+    if os.path.isdir(out) and os.listdir(out) and not any(
+            os.path.exists(os.path.join(out, n)) for n in (MARKER, "results.csv", "runs")):
+        raise PrunenetError(f"--out {out} holds files that are not an experiment's results "
+                            f"(no results.csv, runs/ or {MARKER}); give a new folder, or the "
+                            f"results folder of this experiment to continue it")
+
+
+def _run_experiment(exp: Experiment, out: str, smoke: bool, only: Optional[str],
+                    data_dir: Optional[str], log, held) -> List[dict]:
+    from .outputs import exclusive, mark
     runs = _selected(exp, only)
     s = _settings(exp, out, smoke, data_dir)
     _preflight(exp, s, out, runs)
     from .distributed import Workers
     workers = Workers(exp.kvstore)  # rank N > 0 only trains; rank 0 benchmarks and publishes
+    # one experiment (one worker of it) writes a results folder at a time
+    held.enter_context(exclusive(workers.output_folder(out)))
     os.makedirs(out, exist_ok=True)
+    mark(out)
     results = os.path.join(out, "results.csv")
     rows = []
     for run in runs:

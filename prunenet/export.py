@@ -66,18 +66,28 @@ def export(name: str, zoo: str, fmt: str, out: str, input_size: Optional[int] = 
     ``NAME-0000.params``; ``onnx``: ``NAME.onnx``). Returns ``{"files": [...], "max_abs_diff":
     largest difference from MXNet's outputs, or None when it could not be checked}``."""
     import mxnet as mx
-    from mxnet import gluon
-    from .zoo import describe, get_model
+    from .zoo import describe
 
     if fmt not in FORMATS:
         raise PrunenetError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    from .outputs import check_target, exclusive
+    out = check_target(out)
     ctx = ctx or mx.cpu()
     entry = describe(name, zoo)
     shape = list(entry.get("input_shape") or [1, 3, 224, 224])
     if input_size:
         shape[2:] = [input_size, input_size]
     shape[0] = 1
-    out = os.path.abspath(out)
+    with exclusive(out):  # one writer of --out; the files are checked again under the lock
+        return _export(name, zoo, fmt, out, entry, shape, overwrite, ctx)
+
+
+def _export(name, zoo, fmt, out, entry, shape, overwrite, ctx) -> Dict[str, object]:
+    import mxnet as mx
+    from mxnet import gluon
+    from .files import save_symbol
+    from .outputs import remove_leftovers
+    from .zoo import get_model
     targets = _files(name, fmt)
     clash = [f for f in targets if os.path.exists(os.path.join(out, f))]
     if clash and not overwrite:
@@ -89,10 +99,13 @@ def export(name: str, zoo: str, fmt: str, out: str, input_size: Optional[int] = 
     x = np.random.RandomState(0).normal(size=[_CHECK_BATCH] + shape[1:]).astype(np.float32)
     expected = net(mx.nd.array(x, ctx=ctx)).asnumpy()
     os.makedirs(out, exist_ok=True)
+    remove_leftovers(out, patterns=(".export-*",))  # a killed export's staging folder
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as stage:
         prefix = os.path.join(stage, name)
         net.export(prefix)
         symbol_file, params_file = prefix + "-symbol.json", prefix + "-0000.params"
+        save_symbol(symbol_file, mx.sym.load(symbol_file),  # the variables' pruned shapes
+                    {p.name: p.data(ctx).shape for p in net.collect_params().values()})
         if fmt == "symbol":
             with warnings.catch_warnings():  # "Cannot decide type for ... data": harmless
                 warnings.simplefilter("ignore", UserWarning)

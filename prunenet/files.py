@@ -26,7 +26,7 @@ def _umask() -> int:
 
 
 __all__ = ["atomic_path", "write_json", "read_json", "save_params", "load_params",
-           "read_shapes", "require_file", "staged_dir"]
+           "read_shapes", "require_file", "staged_dir", "save_symbol"]
 
 
 @contextlib.contextmanager
@@ -39,6 +39,8 @@ def atomic_path(path: str) -> Iterator[str]:
     os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
+        from .failpoints import failpoint
+        failpoint("write")  # a kill here leaves the temporary file behind
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -91,9 +93,13 @@ def read_shapes(path: str) -> Dict[str, List[int]]:
 
 
 def require_file(path: str, what: str) -> str:
-    """``path`` if it is a file, else an error saying it is missing or a folder."""
+    """``path`` if it is a file, else an error saying it is missing, a folder, or not a
+    regular file (a device or a pipe)."""
     if os.path.isdir(path):
         raise PrunenetError(f"{what} {path} is a folder; give the file")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise PrunenetError(f"{what} {path} is not a regular file (a device or a pipe); give "
+                            f"the file itself")
     if not os.path.isfile(path):
         raise PrunenetError(f"{what} {path} does not exist")
     return path
@@ -103,7 +109,36 @@ def save_params(path: str, params: Dict[str, np.ndarray]) -> None:
     """Write ``params`` with ``mx.nd.save`` (the format GluonCV's pruned ResNets load), atomically."""
     import mxnet as mx
     with atomic_path(path) as tmp:
-        mx.nd.save(tmp, {k: mx.nd.array(v, dtype=v.dtype) for k, v in params.items()})
+        try:
+            mx.nd.save(tmp, {k: mx.nd.array(v, dtype=v.dtype) for k, v in params.items()})
+        except mx.base.MXNetError as err:  # dmlc's stream: a short write (disk full, too large)
+            raise _mxnet_write_error(err, path) from None
+
+
+def _mxnet_write_error(err, path: str) -> PrunenetError:
+    """MXNet's failed write of ``path`` as one line (MXNet says only "Write incomplete")."""
+    import errno
+    reason = str(err).strip().splitlines()[-1][:120] if str(err).strip() else "write failed"
+    from .outputs import write_error
+    return write_error(OSError(errno.ENOSPC, f"MXNet: {reason}; the disk may be full"), path)
+
+
+def save_symbol(path: str, symbol, shapes: Dict[str, tuple]) -> None:
+    """Write an MXNet symbol's JSON, atomically, its variables' ``__shape__`` set to ``shapes``
+    (the variables not in it lose theirs), so that shapes inferred from the data shape alone
+    agree with the parameters saved beside it."""
+    doc = json.loads(symbol.tojson())
+    for node in doc["nodes"]:
+        if node["op"] != "null":
+            continue
+        attrs = node.get("attrs", {})
+        if node["name"] in shapes:
+            attrs["__shape__"] = str(tuple(int(v) for v in shapes[node["name"]]))
+        else:
+            attrs.pop("__shape__", None)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=2)
 
 
 def load_params(path: str) -> Dict[str, np.ndarray]:
@@ -121,30 +156,41 @@ def load_params(path: str) -> Dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def staged_dir(out: str, overwrite: bool = False) -> Iterator[str]:
+def staged_dir(out: str, overwrite: bool = False, flag: str = "--out") -> Iterator[str]:
     """Yield a fresh staging folder beside ``out``; on success it becomes ``out``.
 
-    ``out`` must not exist unless ``overwrite``; on failure nothing under ``out`` changes.
+    The rule of :mod:`prunenet.outputs` applies: ``out`` must not exist unless ``overwrite``,
+    and then only a folder prunenet wrote is replaced; its lock is held throughout, and checked
+    again at the replacement. On failure nothing under ``out`` changes.
     """
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise PrunenetError(f"output folder {out} already exists; choose another --out or pass "
-                            f"--overwrite")
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    stage = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".", suffix=".partial",
-                             dir=parent)
-    os.chmod(stage, 0o777 & ~_umask())
-    try:
-        yield stage
-        if os.path.exists(out):
-            old = stage + ".old"
-            os.replace(out, old)
-            os.replace(stage, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, out)
-    finally:
-        if os.path.exists(stage):
-            shutil.rmtree(stage, ignore_errors=True)
+    from .outputs import (check_replace, check_target, exclusive, is_ours, mark,
+                          remove_leftovers)
+    out = check_target(out, flag)
+    check_replace(out, overwrite, flag)
+    with exclusive(out, flag):
+        parent = os.path.dirname(out)
+        remove_leftovers(parent, os.path.basename(out))
+        stage = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".", suffix=".partial",
+                                 dir=parent)
+        os.chmod(stage, 0o777 & ~_umask())
+        try:
+            yield stage
+            if not is_ours(stage):  # a run folder is known by its report.json
+                mark(stage)
+            check_replace(out, overwrite, flag)  # a folder that appeared meanwhile is kept
+            _replace_dir(stage, out)
+        finally:
+            if os.path.exists(stage):
+                shutil.rmtree(stage, ignore_errors=True)
+
+
+def _replace_dir(stage: str, out: str) -> None:
+    """Rename ``stage`` to ``out``, the old ``out`` removed only once the new one is in place."""
+    if os.path.exists(out):
+        old = stage + ".old"
+        os.replace(out, old)
+        os.replace(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, out)
 

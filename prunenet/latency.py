@@ -352,6 +352,23 @@ REFERENCE = (UnitSpec("conv", kernel=(3, 3), pad=(1, 1), in_hw=(28, 28),
                       post=("Activation(act_type=relu)",)), 64, 64)
 
 
+def _check_writable(path: str) -> None:
+    """Refuse a latency table that could not be saved where it is to go."""
+    import tempfile
+    from .outputs import write_error
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise PrunenetError(f"latency table {path} is a folder; give the file")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise PrunenetError(f"{write_error(err, folder, 'latency table ' + path)}; set "
+                            f"PRUNENET_CACHE to a writable folder or give --latency-table "
+                            f"FILE") from None
+
+
 class LatencyTable:
     """Measured latencies of units and networks for one device, batch size and dtype; missing
     entries are measured by ``timer`` (none: a missing entry is an error).
@@ -392,6 +409,8 @@ class LatencyTable:
         path = path or default_table_path(name, batch_size, dtype)
         timer = UnitTimer(ctx, batch_size, dtype, repeats, warmup) if measure else None
         table = cls(name, batch_size, dtype, timer=timer, path=path)
+        if measure:  # before minutes of measuring, not at the save after them
+            _check_writable(path)
         if os.path.exists(path):
             table._load(path)
         elif not measure:

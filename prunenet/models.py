@@ -44,7 +44,18 @@ def build_model(name: str, classes: Optional[int] = None, **kwargs):
         if classes < 1:
             raise PrunenetError(f"--classes {classes} must be at least 1")
         kwargs["classes"] = classes
+    if _takes_pretrained_base(name):  # detectors would download their backbone's weights
+        kwargs.setdefault("pretrained_base", False)
     return get_model(name, pretrained=False, **kwargs)
+
+
+def _takes_pretrained_base(name: str) -> bool:
+    import inspect
+    from gluoncv.model_zoo import model_zoo
+    try:
+        return "pretrained_base" in inspect.signature(model_zoo._models[name]).parameters
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def check_shapes(net, shapes: Dict[str, Sequence[int]], source: str, model: str) -> None:

@@ -646,19 +646,28 @@ def curves_figure(run_dir: str, title: Optional[str] = None):
     return fig
 
 
-def save_figure(fig, out: str) -> List[str]:
-    """Write ``fig`` as ``out`` (``.png``) and the same name with ``.svg``, each atomically;
-    returns both paths."""
-    from .files import atomic_path
+def figure_paths(out: str) -> List[str]:
+    """The PNG and SVG files ``--out`` names, if a figure may be written there (the rule of
+    :mod:`prunenet.outputs`)."""
+    from .outputs import check_target
+    check_target(out, "--out", kind="file")
     stem, ext = os.path.splitext(out)
     if ext.lower() not in (".png", ".svg", ""):
         raise PrunenetError(f"--out {out}: give a .png name (an .svg is written beside it)")
     if os.path.isdir(out):
         raise PrunenetError(f"--out {out} is a folder; give a file name ending in .png")
+    return [check_target(f"{stem}.{fmt}", "--out", kind="file") for fmt in ("png", "svg")]
+
+
+def save_figure(fig, out: str) -> List[str]:
+    """Write ``fig`` as ``out`` (``.png``) and the same name with ``.svg``, each atomically;
+    returns both paths."""
+    from .files import atomic_path
+    from .outputs import exclusive
     paths = []
-    with _style():
-        for fmt in ("png", "svg"):
-            path = f"{stem}.{fmt}"
+    with _style(), exclusive(figure_paths(out)[0]):
+        for path in figure_paths(out):
+            fmt = path.rsplit(".", 1)[1]
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.15)
             paths.append(path)
@@ -749,6 +758,7 @@ def tradeoff(source: str, reference: str = "local", reference_models=None,
 
 
 def _tradeoff(args) -> int:
+    figure_paths(args.out)  # before measuring
     fig = tradeoff(args.source, args.reference, args.reference_models, args.batch_size,
                    args.input_size, args.repeats, args.warmup, args.gpus, args.title, log=print)
     print("wrote " + " and ".join(save_figure(fig, args.out)))
@@ -756,10 +766,12 @@ def _tradeoff(args) -> int:
 
 
 def _widths(args) -> int:
+    figure_paths(args.out)
     print("wrote " + " and ".join(save_figure(widths_figure(args.runs, args.title), args.out)))
     return 0
 
 
 def _curves(args) -> int:
+    figure_paths(args.out)
     print("wrote " + " and ".join(save_figure(curves_figure(args.run, args.title), args.out)))
     return 0

@@ -92,7 +92,7 @@ def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
 def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
     """Write the pruned network into ``folder``: GluonCV's pair (``shapes.json`` +
     ``pruned.params``) for a ResNetV1b, else MXNet's symbol + params pair. Returns the names."""
-    from .files import atomic_path, save_params, write_json
+    from .files import save_params, save_symbol, write_json
     if pruned.gluoncv:
         write_json(os.path.join(folder, SHAPES_FILE),
                    gluoncv_shapes(pruned.graph, pruned.net_prefix, pruned.keep))
@@ -103,8 +103,8 @@ def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
     import mxnet as mx
     symbol = pruned.net(mx.sym.var("data"))
     aux = set(symbol.list_auxiliary_states())
-    with atomic_path(os.path.join(folder, symbol_file)) as tmp:
-        symbol.save(tmp)
+    save_symbol(os.path.join(folder, symbol_file), symbol,
+                {name: value.shape for name, value in pruned.params.items()})
     save_params(os.path.join(folder, params_file),
                 {("aux:" if name in aux else "arg:") + name: value
                  for name, value in pruned.params.items()})
@@ -267,9 +267,20 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
                             f"of the cost to keep)")
     if round_to < 1 or min_width < 1:
         raise PrunenetError(f"--round-to {round_to} and --min-width {min_width} must be at least 1")
-    if os.path.exists(out) and not overwrite:
-        raise PrunenetError(f"output folder {out} already exists; choose another --out or pass "
-                            f"--overwrite")
+    from .outputs import check_replace, check_target, exclusive
+    out_path = check_target(out)
+    check_replace(out_path, overwrite)
+    with exclusive(out_path):  # held to the end: a second writer of --out stops at once
+        return _prune_run(model, method, objective, target, out, params, input_size, classes,
+                          round_to, min_width, seed, overwrite, command, log, latency_table,
+                          latency_batch_size, dtype, gpus)
+
+
+def _prune_run(model, method, objective, target, out, params, input_size, classes, round_to,
+               min_width, seed, overwrite, command, log, latency_table, latency_batch_size,
+               dtype, gpus) -> dict:
+    from .files import staged_dir, write_json
+    from .models import input_shape, load_model
     timings = {}
     t0 = time.time()
     net, name, shape = load_network(model or None, symbol, classes, params, seed,
@@ -419,10 +430,10 @@ def contexts(gpus: str) -> list:
             raise PrunenetError(f"{CPU_CONTEXTS}={count!r} must be a whole number of CPU "
                                 f"contexts (1 or more); unset it to run on one")
         return [mx.cpu(i) for i in range(int(count))]
-    try:
-        ctx = [mx.gpu(int(i)) for i in ids]
-    except ValueError:
-        raise PrunenetError(f"--gpus {gpus!r} must be comma-separated GPU ids, e.g. 0,1") from None
+    if not all(i.isdigit() for i in ids):
+        raise PrunenetError(f"--gpus {gpus!r} must be comma-separated GPU ids (whole numbers "
+                            f"from 0), e.g. 0,1")
+    ctx = [mx.gpu(int(i)) for i in ids]
     available = mx.context.num_gpus()
     missing = [i for i in ids if int(i) >= available]
     if missing:
@@ -480,7 +491,7 @@ def saved_run(out: str) -> DataRun:
 
 
 def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print,
-             workers: Optional[Workers] = None) -> dict:
+             workers: Optional[Workers] = None, progress: Optional[bool] = None) -> dict:
     """Prune ``run.model`` with ``run.method`` (GCP on ``run.dataset``, or a data-free method),
     fine-tune and evaluate it, and write the run folder: ``report.json``, ``steps.csv``,
     ``log.txt``, the pruned pair, and for GCP a checkpoint after every step so that
@@ -488,9 +499,21 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
 
     With a distributed ``run.kvstore`` this process is one worker (``workers``, made from
     ``run.kvstore`` if not given): it trains on its share of every batch, and rank N > 0 writes
-    its run folder to ``<out>.workerN``."""
+    its run folder to ``<out>.workerN``. ``progress``: show progress bars or not, instead of
+    the resumed run's setting.
+
+    The run holds the lock of its folder (:func:`prunenet.outputs.exclusive`) from the check of
+    ``out`` to its last write, resumed or not."""
+    import contextlib
+    with contextlib.ExitStack() as held:
+        return _data_run(run, resume, overwrite, log, workers, held, progress)
+
+
+def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optional[Workers],
+              held, progress: Optional[bool] = None) -> dict:
     import dataclasses
     import shutil
+    from .outputs import check_replace, check_target, exclusive, remove_leftovers
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
     from .files import write_json
@@ -499,9 +522,11 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     from .tied import check_rule as check_rule_name
     from .train import BatchStream, FinetuneConfig, finetune
 
-    out = os.path.abspath(run.out)
+    out = check_target(run.out, "--resume" if resume else "--out")
     if resume:
         run = saved_run(out)
+        if progress is not None:
+            run.progress = progress
     else:
         from .methods import METHODS, TRAINED
         if run.method not in TRAINED and run.method not in METHODS:
@@ -548,11 +573,11 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         if run.input_size and run.input_size != size:
             raise PrunenetError(f"--input-size {run.input_size} differs from the dataset's "
                                 f"{size}x{size} images")
-        if not resume and os.path.exists(out) and not overwrite:
-            raise PrunenetError(f"output folder {out} already exists; choose another --out, "
-                                f"pass --overwrite, or continue it with --resume {out}")
+        held.enter_context(exclusive(out, "--resume" if resume else "--out"))
+        if not resume:
+            check_replace(out, overwrite, hint=f", or continue it with --resume {out}")
         net, net_name, shape = load_network(run.model or None, run.symbol, classes, run.params,
-                                        run.seed, ctx, size, channels)
+                                            run.seed, ctx, size, channels)
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
         failure = err
     workers.agree(failure)
@@ -563,14 +588,19 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                           run.latency_table, run.latency_batch_size, run.dtype)
     check_reachable(graph, cost, run.target, run.round_to, run.min_width)
     if not resume:
+        check_replace(out, overwrite)  # again, under the lock: a folder made meanwhile is kept
         if os.path.exists(out):
             shutil.rmtree(out)
         os.makedirs(out)
         write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(run))
+    remove_leftovers(out)  # a killed run's temporary files
+    remove_leftovers(os.path.join(out, CHECKPOINT_DIR))
     say = _Log(os.path.join(out, LOG_FILE), log)
     before = count(graph)
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     ckpt = load_checkpoint(ckpt_dir) if resume else None
+    if ckpt is not None:
+        ckpt["arrays"] = _renamed(ckpt["arrays"], ckpt.get("net_prefix"), net.prefix)
     timings: Dict[str, float] = dict(ckpt.get("timings", {})) if ckpt else {}
     rows: List[dict] = list(ckpt.get("rows", [])) if ckpt else []
 
@@ -665,7 +695,9 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                                    "blocks_removed": selection.blocks_removed},
                         top1_before=top1_before, top5_before=top5_before,
                         top1_selected=top1_selected, surgery_max_abs_diff=diff, notes=notes,
-                        latency=latency, gcp_info=gcp_info, rows=rows, timings=timings)
+                        latency=latency, gcp_info=gcp_info, rows=rows, timings=timings,
+                        net_prefix=net.prefix)
+        failpoint("checkpointed-surgery" if done == 0 else "checkpointed-finetune")
 
     teacher = None
     if run.teacher:
@@ -808,7 +840,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
                         zeros_pruned=gcp.zeros_pruned,
                         largest_block=last.largest_block if last else None,
                         blocks_removed=last.blocks_removed if last else None,
-                        timings=timings, **progress)
+                        timings=timings, net_prefix=net.prefix, **progress)
+        failpoint("checkpointed-phase" if state is not None else "checkpointed-step")
 
     if searching:
         grid = list(run.reg_grid or REG_GRID)
@@ -864,6 +897,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         say(note)
     info = {"reg": gcp.config.reg, "reg_search": search, "zeros_pruned": gcp.zeros_pruned,
             "stream_score": run.stream_score}
+    import mxnet as mx
+    mx.nd.waitall()  # static_alloc: read the parameters only once they are written
     return (gcp.selection(), wrapper.block(REGULARIZE), wrapper.folded_params(), gcp.notes,
             info)
 
@@ -921,6 +956,20 @@ def _data_options(run: DataRun, train: bool) -> dict:
 def _probe(shape, seed: int, ctx):
     import mxnet as mx
     return mx.nd.array(np.random.RandomState(seed).normal(size=(2,) + tuple(shape[1:])), ctx=ctx)
+
+
+def _renamed(arrays: Dict[str, np.ndarray], old: Optional[str], new: str) -> Dict[str, np.ndarray]:
+    """Checkpointed arrays with the network prefix ``old`` (Gluon numbers its networks, so a
+    process that built one before names them anew) replaced by ``new``."""
+    if not old or old == new:
+        return arrays
+    out = {}
+    for key, value in arrays.items():
+        tag, _, name = key.rpartition(":")
+        if name.startswith(old):
+            key = (tag + ":" if tag else "") + new + name[len(old):]
+        out[key] = value
+    return out
 
 
 def _by_original_names(pruned: PrunedNetwork) -> Dict[str, object]:

@@ -29,12 +29,15 @@ __all__ = ["select", "Selection", "InfeasibleTargetError", "PRIORITIES", "smalle
 class InfeasibleTargetError(PrunenetError):
     """The target cost cannot be reached without going below ``min_width``."""
 
-    def __init__(self, target: float, smallest: float, min_width: int) -> None:
+    def __init__(self, target: float, smallest: float, min_width: int,
+                 round_to: Optional[int] = None) -> None:
         self.target, self.smallest, self.min_width = target, smallest, min_width
+        limit = (f"channels removed in blocks of round_to={round_to}" if round_to else
+                 f"every group at min_width={min_width}")
         super().__init__(
             f"target {target:.4g} is below the smallest reachable cost fraction {smallest:.4f} "
-            f"(every group at min_width={min_width}); raise the target to at least "
-            f"{np.ceil(smallest * 1e4) / 1e4:.4f} or lower min_width")
+            f"({limit}); raise the target to at least "
+            f"{np.ceil(smallest * 1e4) / 1e4:.4f} or lower {'round_to' if round_to else 'min_width'}")
 
 
 @dataclass
@@ -109,8 +112,9 @@ def check_reachable(graph: ChannelGraph, cost: CostModel, target: float, round_t
     """Raise :class:`InfeasibleTargetError` if ``target`` lies below what pruning every group to
     ``min_width`` reaches, so a run fails before it trains rather than after."""
     smallest = smallest_reachable(graph, cost, full_keep(graph), round_to, min_width)
-    if smallest > target:
-        raise InfeasibleTargetError(target, smallest, min_width)
+    if smallest > target:  # the blocks are to blame when single channels would reach it
+        blocks = smallest_reachable(graph, cost, full_keep(graph), 1, min_width) <= target
+        raise InfeasibleTargetError(target, smallest, min_width, round_to if blocks else None)
 
 
 def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], target: float,

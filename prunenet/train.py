@@ -86,7 +86,7 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
                 progress: bool = True, total: Optional[int] = None, start: int = 0,
                 sums: Optional[Dict[str, float]] = None,
                 on_batch: Optional[Callable[[int, Dict[str, float]], None]] = None,
-                sync_every: int = SYNC_EVERY) -> Dict[str, float]:
+                sync_every: int = SYNC_EVERY, lr_flag: str = "--lr") -> Dict[str, float]:
     """Train ``block`` over ``batches``; return mean loss, training top-1 and batch count.
 
     To continue an interrupted pass, ``start`` is the number of batches already done (the
@@ -94,7 +94,8 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
     ``on_batch(done, sums)`` is called after every batch (e.g. to save a checkpoint). Loss and
     accuracy are summed on the devices and read every ``sync_every`` batches (the host waits for
     the devices only then); the ``sums`` handed to ``on_batch`` are read only if it looks at
-    them. A non-finite loss stops with :class:`NonFiniteError` naming ``what``.
+    them. A non-finite loss stops with :class:`NonFiniteError` naming ``what`` and the flag of
+    its learning rate, ``lr_flag``.
     """
     import mxnet as mx
     from mxnet import autograd, gluon
@@ -105,7 +106,7 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
     loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
     kl = gluon.loss.KLDivLoss(from_logits=False) if teacher is not None else None
     acc = dict(sums or {"loss": 0.0, "correct": 0, "seen": 0, "n": 0})
-    tally = _DeviceTally(ctx, what)
+    tally = _DeviceTally(ctx, what, lr_flag)
     iterator = _progress(batches, what, total) if progress else batches
     if progress and start:
         iterator.update(start)
@@ -144,8 +145,8 @@ class _DeviceTally:
     """Per device, the loss (sum of batch means) and correct predictions since the last read,
     kept on the device; :meth:`read_into` fetches all devices' in one host read."""
 
-    def __init__(self, ctx: Sequence, what: str) -> None:
-        self.ctx, self.what = list(ctx), what
+    def __init__(self, ctx: Sequence, what: str, lr_flag: str = "--lr") -> None:
+        self.ctx, self.what, self.lr_flag = list(ctx), what, lr_flag
         self.pending: List = [None] * len(self.ctx)
         self.batch = -1  # the latest batch added
 
@@ -168,7 +169,8 @@ class _DeviceTally:
         loss = float(host[0::2].astype(np.float64).sum())
         if not math.isfinite(loss):
             raise NonFiniteError(f"the loss became {loss} in {self.what} (by batch {batch}); the "
-                                 f"learning rate is probably too high: try a smaller --lr")
+                                 f"learning rate is probably too high: try a smaller "
+                                 f"{self.lr_flag}")
         acc["loss"] += loss
         acc["correct"] += int(round(float(host[1::2].sum())))
 
@@ -318,7 +320,8 @@ def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, te
         trainer.load_states(resume["states"])
     step = None if on_batch is None else (lambda d, s: on_batch(trainer, d, s))
     result = run_batches(net, trainer, stream.take_batches(total - done), ctx, loss_fn=loss_fn,
-                         what=what, lr_at=learning_rate(config.lr_mode, config.lr, total, warmup), teacher=teacher,
+                         what=what, lr_at=learning_rate(config.lr_mode, config.lr, total, warmup),
+                         teacher=teacher, lr_flag="--finetune-lr",
                          distill_weight=config.distill_weight, temperature=config.temperature,
                          progress=progress, total=total, start=done, sums=sums, on_batch=step,
                          sync_every=sync_every)

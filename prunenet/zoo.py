@@ -125,15 +125,16 @@ def _not_http(zoo: str) -> PrunenetError:
 
 @contextlib.contextmanager
 def _locked(zoo: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``ZOO/.lock`` (every writer of the zoo takes it)."""
-    import fcntl
-    os.makedirs(zoo, exist_ok=True)
-    with open(os.path.join(zoo, LOCK_FILE), "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    """Hold an exclusive ``flock`` on ``ZOO/.lock`` (every writer of the zoo takes it, waiting
+    for the one before: each holds it only while it changes the manifest)."""
+    from .outputs import check_target, hold_lock, write_error
+    zoo = check_target(zoo, "--zoo")
+    try:
+        os.makedirs(zoo, exist_ok=True)
+    except OSError as err:
+        raise write_error(err, zoo, "--zoo") from None
+    with hold_lock(os.path.join(zoo, LOCK_FILE), f"zoo {zoo}", wait=True, remove=False):
+        yield
 
 
 @contextlib.contextmanager
@@ -480,13 +481,15 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     from .runs import REPORT_FILE
 
     check_name(name)
+    from .outputs import check_target
     if has_scheme(zoo):
         raise PrunenetError(f"--zoo {zoo} is a URL; publish writes a folder: publish to a folder, "
                             f"then serve it as it is (python -m http.server, any web server or "
                             f"bucket) and load it by URL")
-    zoo = os.path.abspath(os.path.expanduser(zoo))
-    if os.path.exists(zoo) and not os.path.isdir(zoo):
-        raise PrunenetError(f"--zoo {zoo} is a file, not a zoo folder; give a folder")
+    if os.path.exists(os.path.expanduser(zoo)) and not os.path.isdir(os.path.expanduser(zoo)):
+        raise PrunenetError(f"--zoo {os.path.abspath(os.path.expanduser(zoo))} is a file, not "
+                            f"a zoo folder; give a folder")
+    zoo = check_target(zoo, "--zoo")
     run_dir = os.path.abspath(run_dir)
     ctx = ctx or mx.cpu()
     if name in gluoncv_pruned_models():

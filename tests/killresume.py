@@ -2,9 +2,10 @@
 failpoint (:mod:`prunenet.failpoints`), check that nothing half-written is visible, resume it
 with ``--resume`` and compare the result with an uninterrupted run.
 
-Runs use MXNet's serial engine (``MXNET_ENGINE_TYPE=NaiveEngine``): with the threaded engine two
-uninterrupted runs differ in the last bits of their weights (about 1e-5 after fine-tuning), so
-only the serial engine allows comparing weights for equality.
+Runs use MXNet's serial engine (``MXNET_ENGINE_TYPE=NaiveEngine``) unless ``engine=None`` asks
+for MXNet's default threaded engine, which is then run with oneDNN off: with oneDNN, two
+uninterrupted threaded runs already differ in the last bits of their weights (README, "Killed
+runs and reproducibility"), so only these two settings allow comparing weights for equality.
 """
 import csv
 import json
@@ -22,9 +23,16 @@ SMALL = ["--model", "cifar_resnet20_v1", "--method", "gcp", "--dataset", "synthe
          "--train-limit", "128", "--val-limit", "32", "--checkpoint-every", "2", "--no-progress"]
 
 
-def prune(out, args=SMALL, failpoint=None, resume=False, timeout=600):
-    """Run ``prunenet prune`` (or ``--resume out``); return the exit code and stderr."""
-    env = dict(os.environ, MXNET_ENGINE_TYPE="NaiveEngine", OMP_NUM_THREADS="1")
+def prune(out, args=SMALL, failpoint=None, resume=False, timeout=600, engine="NaiveEngine"):
+    """Run ``prunenet prune`` (or ``--resume out``) under MXNet's ``engine``; None: its default
+    threaded engine, with oneDNN off (``MXNET_MKLDNN_ENABLED=0``: its kernels are what makes
+    threaded runs differ in their last bits). Returns the exit code and stderr."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("MXNET_ENGINE_TYPE", None)
+    if engine:
+        env["MXNET_ENGINE_TYPE"] = engine
+    elif not os.environ.get("PRUNENET_KEEP_ONEDNN"):  # benchmarks/threaded_determinism.py
+        env["MXNET_MKLDNN_ENABLED"] = "0"
     env.pop("PRUNENET_FAILPOINT", None)
     if failpoint:
         env["PRUNENET_FAILPOINT"] = failpoint
@@ -76,17 +84,27 @@ def final(folder):
     return report["widths"], params
 
 
-def kill_and_resume(tmp, failpoint, reference, args=SMALL):
+def leftovers(folder):
+    """Temporary files (``.*.tmp``) under ``folder``."""
+    return [os.path.join(root, name) for root, _, files in os.walk(folder) for name in files
+            if name.startswith(".") and name.endswith(".tmp")]
+
+
+def kill_and_resume(tmp, failpoint, reference, args=SMALL, engine="NaiveEngine",
+                    leaves_temporary=False):
     """Kill a run of ``args`` at ``failpoint``, check what it left, resume it; it must end as
-    ``reference`` (a finished run folder of the same ``args``) did, weights bit for bit."""
+    ``reference`` (a finished run folder of the same ``args`` under the same ``engine``) did,
+    weights bit for bit, with no temporary file left (``leaves_temporary``: the kill left one)."""
     out = os.path.join(str(tmp), failpoint.replace(":", "-"))
-    code, err = prune(out, args, failpoint=failpoint)
+    code, err = prune(out, args, failpoint=failpoint, engine=engine)
     assert code == -signal.SIGKILL, f"{failpoint} was never reached (exit {code}): {err[-2000:]}"
     assert not os.path.exists(os.path.join(out, "report.json"))
     check_no_partial_files(out)
-    code, err = prune(out, resume=True)
+    assert bool(leftovers(out)) == leaves_temporary, leftovers(out)
+    code, err = prune(out, resume=True, engine=engine)
     assert code == 0, err[-2000:]
     check_no_partial_files(out)
+    assert not leftovers(out), leftovers(out)
     widths, params = final(out)
     ref_widths, ref_params = final(reference)
     assert widths == ref_widths

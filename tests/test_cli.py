@@ -156,8 +156,15 @@ def test_existing_output_is_left_alone_and_infeasible_target_named(tmp_path, cap
     _one_line_error(capsys.readouterr().err, "smallest reachable cost fraction")
     assert not os.path.exists(fresh)
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
-    assert main(args + ["--out", str(out), "--overwrite"]) == 0
-    assert "report.json" in os.listdir(out) and "keep.txt" not in os.listdir(out)
+    # --overwrite replaces only a folder prunenet wrote (issue 15: it used to delete keep.txt)
+    assert main(args + ["--out", str(out), "--overwrite"]) == 2
+    _one_line_error(capsys.readouterr().err, "prunenet did not write")
+    assert os.listdir(out) == ["keep.txt"]
+    assert main(args + ["--out", str(fresh)]) == 0
+    before = os.stat(fresh / "report.json").st_mtime_ns
+    assert main(args + ["--out", str(fresh), "--overwrite", "--seed", "1"]) == 0
+    assert read_json(str(fresh / "report.json"))["seed"] == 1
+    assert os.stat(fresh / "report.json").st_mtime_ns >= before
 
 
 def test_report_records_what_reproduces_it(tmp_path):

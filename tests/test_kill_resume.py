@@ -36,3 +36,27 @@ def test_two_runs_with_the_same_seed_are_identical(reference, tmp_path):
                                        "export:1"])
 def test_killed_anywhere_a_run_resumes_to_the_same_network(tmp_path, reference, failpoint):
     kill_and_resume(tmp_path, failpoint, reference)
+
+
+@pytest.fixture(scope="module")
+def threaded_reference(tmp_path_factory):
+    """An uninterrupted run under MXNet's default (threaded) engine, oneDNN off."""
+    out = str(tmp_path_factory.mktemp("threaded") / "run")
+    code, err = prune(out, engine=None)
+    assert code == 0, err
+    return out
+
+
+# Under the DEFAULT (threaded) engine, killed right after each kind of checkpoint is in force:
+# inside a phase (step 1's first debias checkpoint), at a step's end, right after the surgery,
+# inside fine-tuning; bit for bit.
+@pytest.mark.parametrize("failpoint", ["checkpointed-phase:3", "checkpointed-step:1",
+                                       "checkpointed-surgery:1", "checkpointed-finetune:1"])
+def test_killed_after_any_checkpoint_the_threaded_engine_resumes_to_the_same_network(
+        tmp_path, threaded_reference, failpoint):
+    kill_and_resume(tmp_path, failpoint, threaded_reference, engine=None)
+
+
+def test_a_kill_inside_a_write_leaves_no_temporary_file_after_the_resume(tmp_path, reference):
+    """Killed with a checkpoint file half-written (its temporary file on disk)."""
+    kill_and_resume(tmp_path, "write:9", reference, leaves_temporary=True)

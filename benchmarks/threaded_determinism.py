@@ -1,0 +1,48 @@
+"""Are runs under MXNet's default (threaded) engine equal bit for bit? Two uninterrupted runs of
+the kill/resume harness's small GCP run, then runs killed right after each kind of checkpoint and
+resumed, each compared with the first uninterrupted run (largest |difference| of any weight).
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/threaded_determinism.py [--no-onednn]
+
+With oneDNN (MXNet's default CPU kernels) the weights differ in their last bits from run to run;
+with ``--no-onednn`` (``MXNET_MKLDNN_ENABLED=0``) every run is equal bit for bit.
+"""
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import killresume as kr  # noqa: E402
+
+KILLS = ["checkpointed-phase:3", "checkpointed-step:1", "checkpointed-surgery:1",
+         "checkpointed-finetune:1"]
+
+
+def largest_difference(a, b):
+    (wa, pa), (wb, pb) = kr.final(a), kr.final(b)
+    return wa == wb, max(float(np.abs(pa[k] - pb[k]).max()) for k in pa)
+
+
+def main() -> None:
+    if "--no-onednn" not in sys.argv:
+        os.environ["PRUNENET_KEEP_ONEDNN"] = "1"
+    root = tempfile.mkdtemp(prefix="threaded-")
+    refs = [os.path.join(root, f"ref{i}") for i in range(2)]
+    for ref in refs:
+        code, err = kr.prune(ref, engine=None)
+        assert code == 0, err[-2000:]
+    print(f"oneDNN {'on' if os.environ.get('PRUNENET_KEEP_ONEDNN') else 'off'}; "
+          f"two uninterrupted runs: widths equal, largest |dw| = "
+          f"{largest_difference(*refs)}")
+    for kill in KILLS:
+        out = os.path.join(root, kill.replace(":", "-"))
+        kr.prune(out, failpoint=kill, engine=None)
+        code, err = kr.prune(out, resume=True, engine=None)
+        assert code == 0, err[-2000:]
+        print(f"killed at {kill}, resumed: {largest_difference(refs[0], out)}")
+
+
+if __name__ == "__main__":
+    main()
