@@ -61,8 +61,9 @@ def _real_number(least: float = -math.inf, strict: bool = False, below: float = 
 
 
 def _reg(text: str):
-    """``--reg``: 'auto' or a non-negative finite number."""
-    return "auto" if text == "auto" else _real_number(0)(text)
+    """``--reg``: 'auto' or a finite number (a negative one is refused with the run's other
+    settings, before anything is written)."""
+    return "auto" if text == "auto" else _real_number()(text)
 
 
 _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}

@@ -545,14 +545,14 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         if resume:
             raise PrunenetError(f"--resume with --kvstore {run.kvstore}: resuming a distributed "
                                 f"run is not supported yet; start it again")
-        if run.reg == "auto" and run.method in ("gcp", "slimming"):
-            raise PrunenetError(f"--reg auto with --kvstore {run.kvstore}: the λ search is not "
-                                f"distributed yet; give --reg a number (e.g. the λ a "
-                                f"one-machine run chose, in its report.json)")
         if run.objective == "latency":
             raise PrunenetError(f"--objective latency with --kvstore {run.kvstore}: each worker "
                                 f"would measure its own latencies and choose its own widths; "
                                 f"prune for latency on one machine")
+        if run.reg == "auto" and run.method in ("gcp", "slimming"):
+            raise PrunenetError(f"--reg auto with --kvstore {run.kvstore}: the λ search is not "
+                                f"distributed yet; give --reg a number (e.g. the λ a "
+                                f"one-machine run chose, in its report.json)")
     workers = workers or Workers(run.kvstore)
     out = workers.output_folder(out)
     run = dataclasses.replace(run, out=out)

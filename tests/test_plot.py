@@ -135,7 +135,7 @@ def test_datasets_get_separate_panels_and_labels_do_not_overlap():
 
 def test_a_crowded_plot_names_its_points_by_the_legend():
     """The Fashion-MNIST study: 28 points, many of them close together."""
-    study = os.path.join(ROOT, "experiments", "results", "fashion_mnist", "results.csv")
+    study = os.path.join(ROOT, "experiments", "results", "fashion_mnist_first_rules", "results.csv")
     points = plot.read_results(study)
     fig = plot.tradeoff_figure(points, [])
     assert len(points) > plot.LABEL_LIMIT and len(fig.axes) == 1
