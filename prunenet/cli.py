@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="data type the latency is measured in (default float32)")
     p.add_argument("--out", help="output folder (must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--no-speed-check", dest="speed_check", action="store_false",
+                   help="skip measuring the pruned network's speed-up against the unpruned one "
+                        "(a few seconds) at the end")
     g = p.add_argument_group("gcp", "the data-driven method (--method gcp)")
     g.add_argument("--dataset", default=None,
                    help="fashion-mnist (default for gcp), synthetic, imagenet (RecordIO) or "
@@ -266,14 +269,15 @@ def _prune(args) -> int:
             dtype=args.dtype, kvstore=args.kvstore, rec_train=args.rec_train,
             rec_train_idx=args.rec_train_idx, rec_val=args.rec_val, rec_val_idx=args.rec_val_idx,
             num_data_workers=args.num_data_workers, progress=not args.no_progress,
-            command=command),
+            speed_check=args.speed_check, command=command),
             overwrite=args.overwrite)
         return 0
     prune_run(args.model, args.method, args.objective, args.target, args.out,
               params=params, input_size=args.input_size, classes=args.classes,
               round_to=args.round_to, min_width=args.min_width, seed=args.seed,
               overwrite=args.overwrite, command=command, latency_table=args.latency_table,
-              latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus)
+              latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus,
+              speed_check=args.speed_check)
     return 0
 
 

@@ -140,28 +140,44 @@ def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_t
 
 def select_with(select, cost, target: float) -> Tuple[Selection, dict]:
     """``select(target)``, and for the latency objective the selection checked by measuring the
-    pruned network (:func:`prunenet.latency.select_measured`); returns it with the report's
-    latency fields (none for other objectives)."""
+    pruned network and refined (:func:`prunenet.latency.select_measured`); returns it with the
+    report's latency fields (none for other objectives). A latency target still missed by more
+    than the measurement's noise is refused, in one line."""
     if cost.name != "latency":
         return select(target), {}
     from .latency import select_measured
     selection, rounds = select_measured(select, cost, target)
-    return selection, {"latency_rounds": rounds, **_latency_fields(cost, rounds[-1])}
+    last = rounds[-1]
+    if not last["met"]:
+        raise PrunenetError(
+            f"latency target {target} missed: the pruned network measured {last['measured']:.3f} "
+            f"±{last['noise']:.3f} of the unpruned latency after {len(rounds)} rounds (predicted "
+            f"{last['predicted']:.3f}); the latency table does not fit this machine now (it is "
+            f"busy, or the table is stale): run again, delete {cost.table.path} to measure it "
+            f"again, or prune with --objective flops")
+    return selection, {"latency_rounds": rounds, **_latency_fields(cost, last, target)}
 
 
-def latency_report(cost, keep) -> dict:
+def latency_report(cost, keep, target: float) -> dict:
     """The report's latency fields for a selection made without measuring (GCP): predicted by
-    the table, then measured."""
+    the table, then measured side by side with the unpruned network."""
     if cost.name != "latency":
         return {}
-    return _latency_fields(cost, cost.check(widths_of(keep)))
+    check = cost.check(widths_of(keep))
+    check["met"] = check["measured"] <= target + check["noise"]
+    return _latency_fields(cost, check, target)
 
 
-def _latency_fields(cost, last: dict) -> dict:
+def _latency_fields(cost, last: dict, target: float) -> dict:
+    from .latency import NOISE_LIMIT
     table = cost.table
-    return {"latency_ms_before": cost.network_ms, "latency_ms_predicted": last["predicted_ms"],
+    return {"latency_ms_before": last["full_ms"], "latency_ms_predicted": last["predicted_ms"],
             "latency_ms_measured": last["measured_ms"],
+            "latency_fraction_predicted": last["predicted"],
             "latency_fraction_measured": last["measured"],
+            "latency_fraction_noise": last["noise"],
+            "latency_target_met": bool(last["met"]),
+            "latency_too_noisy": bool(last["noise"] > NOISE_LIMIT * last["measured"]),
             "latency_table": {"path": table.path, "device": table.device,
                               "batch_size": table.batch_size, "dtype": table.dtype,
                               "threads": table.threads}}
@@ -170,9 +186,55 @@ def _latency_fields(cost, last: dict) -> dict:
 def _latency_line(report: dict) -> str:
     if "latency_ms_measured" not in report:
         return ""
-    return (f"; latency {report['latency_ms_before']:.1f} -> {report['latency_ms_measured']:.1f} "
-            f"ms per batch of {report['latency_table']['batch_size']} measured "
-            f"({report['latency_ms_predicted']:.1f} predicted)")
+    line = (f"; latency {report['latency_ms_before']:.1f} -> {report['latency_ms_measured']:.1f} "
+            f"ms per batch of {report['latency_table']['batch_size']}: measured "
+            f"{report['latency_fraction_measured']:.3f} ±{report['latency_fraction_noise']:.3f} "
+            f"of the unpruned ({report['latency_fraction_predicted']:.3f} predicted)")
+    if report.get("latency_too_noisy"):
+        line += "; TOO NOISY to tell whether the target was met"
+    elif not report.get("latency_target_met", True):
+        line += f"; target {report['target']} MISSED by more than the noise"
+    return line
+
+
+def speed_check(full, pruned, shape, macs_before: int, macs_after: int, ctx=None,
+                batch_size: int = 16, budget_s: float = 3.0) -> dict:
+    """The report's ``speed_check``: the pruned network's measured speed-up over the unpruned
+    one on ``ctx`` (:func:`prunenet.bench.speedup`, a few seconds) beside its MACs reduction,
+    and whether the gain is well below what the MACs promise (under half of it, or none)."""
+    from .bench import speedup
+    result = speedup(full, pruned, tuple(shape[1:]), batch_size, ctx, budget_s)
+    reduction = macs_before / max(macs_after, 1)
+    gain, noise = result["speedup"], result["noise"] * result["speedup"]
+    result.update(macs_reduction=reduction,
+                  below_macs=bool(gain + noise < 1 + 0.5 * (reduction - 1)) and reduction > 1.05)
+    return result
+
+
+def _speed_line(report: dict) -> str:
+    check = report.get("speed_check")
+    if not check:
+        return ""
+    line = (f"; measured speed-up {check['speedup']:.2f}x ±{check['noise'] * check['speedup']:.2f} "
+            f"({check['device']}, batch {check['batch_size']}) for {check['macs_reduction']:.2f}x "
+            f"fewer MACs")
+    if check["below_macs"]:
+        line += (" — well below what the MACs promise on this device" +
+                 ("" if report.get("objective") == "latency" else
+                  "; prune with --objective latency to prune for measured time"))
+    return line
+
+
+def _run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
+                     selection: Selection, gpus: str, objective: str,
+                     latency_batch_size: int, ctx=None) -> dict:
+    """A run's speed check on its device: at the latency batch size for the latency objective,
+    else at 16."""
+    from .bench import device
+    after = count(graph, widths_of(selection.keep))
+    ctx = ctx or device((gpus or "").split(",")[0].strip())
+    batch = latency_batch_size if objective == "latency" else 16
+    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch)
 
 
 def load_pruned(folder: str, ctx=None):
@@ -230,10 +292,11 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
               classes: Optional[int] = None, round_to: int = 8, min_width: int = 8,
               seed: int = 0, overwrite: bool = False, command: Optional[List[str]] = None,
               log=print, latency_table: Optional[str] = None, latency_batch_size: int = 64,
-              dtype: str = "float32", gpus: str = "") -> dict:
+              dtype: str = "float32", gpus: str = "", speed_check: bool = True) -> dict:
     """Prune ``model`` with a data-free ``method`` to ``target`` × its cost; write the run folder
     ``out`` (see the module doc) and return the report. The ``latency`` objective measures on
-    ``gpus``' first device (the CPU if none), at ``latency_batch_size`` and ``dtype``."""
+    ``gpus``' first device (the CPU if none), at ``latency_batch_size`` and ``dtype``; unless
+    ``speed_check`` is off, the pruned network's speed-up is measured there too."""
     from .files import staged_dir, write_json
     from .methods import DATA_FREE
     from .models import input_shape, load_model
@@ -271,6 +334,13 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     diff, scale = surgery_check(net, pruned.net, graph, selection.keep, seed=seed)
     timings["surgery_s"] = time.time() - t0
     _check_surgery(diff, scale)
+    speed = {}
+    if speed_check:
+        t0 = time.time()
+        speed = {"speed_check": _run_speed_check(net, pruned.net, shape, before, graph,
+                                                 selection, gpus, objective,
+                                                 latency_batch_size)}
+        timings["speed_check_s"] = time.time() - t0
 
     report = _base_report(model, method, objective, target, selection, graph, before, timings,
                           command)
@@ -279,15 +349,16 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
         "min_width": min_width, "seed": seed, "params_file": params,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        **latency,
+        **latency, **speed,
     })
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
-    log(f"{model} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
-        f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> "
-        f"{report['macs_after'] / 1e9:.3f}G, params {before['params'] / 1e6:.2f}M -> "
-        f"{report['params_after'] / 1e6:.2f}M{_latency_line(report)}; written to {out}")
+    log(f"{model} {method}/{objective}: kept {report['achieved']:.4f} of the "
+        f"{'predicted latency' if objective == 'latency' else 'cost'} (target {target}); MACs "
+        f"{before['macs'] / 1e9:.3f}G -> {report['macs_after'] / 1e9:.3f}G, params "
+        f"{before['params'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M"
+        f"{_latency_line(report)}{_speed_line(report)}; written to {out}")
     return report
 
 
@@ -338,6 +409,7 @@ class DataRun:
     latency_table: Optional[str] = None
     latency_batch_size: int = 64
     dtype: str = "float32"
+    speed_check: bool = True  # measure the pruned network's speed-up at the end
     kvstore: str = "device"
     rec_train: Optional[str] = None  # ImageNet RecordIO files (default: data_dir/train.rec ...)
     rec_train_idx: Optional[str] = None
@@ -533,7 +605,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                 run, net, graph, cost, ctx, train, ckpt, rows, timings, say, shares,
                 progress={"top1_before": top1_before, "top5_before": top5_before},
                 workers=workers)
-            latency = latency_report(cost, selection.keep)
+            latency = latency_report(cost, selection.keep, run.target)
         else:
             params = network_params(net)
             selection, latency = select_with(
@@ -616,6 +688,13 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
                  "zeroed_channels": "", "lr": run.finetune_lr, "time_s": timings["finetune_s"]})
     _write_steps(os.path.join(out, STEPS_FILE), rows)
+    speed = {}
+    if run.speed_check and workers.rank == 0:
+        t0 = time.time()
+        speed = {"speed_check": _run_speed_check(net, pruned.net, shape, before, graph,
+                                                 selection, run.gpus, run.objective,
+                                                 run.latency_batch_size, ctx[0])}
+        timings["speed_check_s"] = time.time() - t0
     report = _base_report(run.model, run.method, run.objective, run.target, selection, graph, before,
                           timings, run.command)
     report.update({
@@ -624,14 +703,15 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
         "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
         "surgery_max_abs_diff": diff, "notes": notes,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        "settings": dataclasses.asdict(run), **latency,
+        "settings": dataclasses.asdict(run), **latency, **speed,
     })
     report["files"] = save_pruned(pruned, out)
     failpoint("export")
     write_json(os.path.join(out, REPORT_FILE), report)
     say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
         f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
-        f"{report['params_after'] / 1e6:.3f}M{_latency_line(report)}; written to {out}")
+        f"{report['params_after'] / 1e6:.3f}M{_latency_line(report)}{_speed_line(report)}; "
+        f"written to {out}")
     return report
 
 

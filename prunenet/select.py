@@ -98,7 +98,20 @@ def check_reachable(graph: ChannelGraph, cost: CostModel, target: float, round_t
     ``min_width`` reaches, so a run fails before it trains rather than after."""
     smallest = smallest_reachable(graph, cost, full_keep(graph), round_to, min_width)
     if smallest > target:
-        raise InfeasibleTargetError(target, smallest, min_width)
+        raise _unreachable(cost, target, smallest, min_width)
+
+
+def _unreachable(cost: CostModel, target: float, smallest: float,
+                 min_width: int) -> PrunenetError:
+    """The error for a target below ``smallest``: infeasible, or, when ``smallest`` is not
+    below 1 (the narrowest network no cheaper than the unpruned one), the cost model's own word
+    on why it cannot be believed — never advice to raise the target above 1."""
+    if smallest >= 1.0:
+        why = getattr(cost, "untrusted", None)
+        return PrunenetError(why(smallest) if why else
+                             f"the {cost.name} cost model puts every group at min_width at "
+                             f"{smallest:.4f} of the unpruned cost; it cannot be pruned by")
+    return InfeasibleTargetError(target, smallest, min_width)
 
 
 def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], target: float,
@@ -128,7 +141,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         return Selection(keep, current, base, 0.0, 0)
     smallest = cost.total(_min_widths(graph, widths, round_to, min_width))
     if smallest > goal:
-        raise InfeasibleTargetError(target, smallest / base, min_width)
+        raise _unreachable(cost, target, smallest / base, min_width)
 
     full = graph.full_widths()
     # Remaining channels of each segment of each group, lowest |score| first (ties: index).

@@ -9,6 +9,10 @@ half-width over the median. A timing whose noise is still above the tolerance wh
 is *noisy*: its spread is recorded and reported in one line, and a caller that needs the
 figure (the latency objective's check) refuses with that line rather than trusting it.
 
+Where the fastest timing is the figure (a latency-table entry: other processes only ever slow a
+call down), the noise is that of the minimum instead: how far the second fastest lies above the
+fastest, relative to it — the fastest has been approached twice.
+
 A ratio of two calls (pruned over unpruned) is taken round by round, on the interleaved pairs,
 so that what slowed both cancels; its noise is the notch of those per-round ratios.
 """
@@ -22,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["Timings", "time_until_stable", "noise", "spread", "ratio", "Progress",
+__all__ = ["Timings", "time_until_stable", "noise", "min_noise", "spread", "ratio", "Progress",
            "TOLERANCE", "MAX_REPEATS", "NOTCH"]
 
 NOTCH = 1.57  # half-width of a box-plot notch in IQRs at one timing (÷ √n for n)
@@ -46,6 +50,18 @@ def noise(seconds: Sequence[float]) -> float:
     return math.inf if n < 3 else NOTCH * spread(seconds) / math.sqrt(n)
 
 
+def min_noise(seconds: Sequence[float]) -> float:
+    """Relative uncertainty of the fastest of the timings: (second fastest − fastest)/fastest;
+    infinite for fewer than three."""
+    if len(seconds) < 3:
+        return math.inf
+    a, b = np.partition(np.asarray(seconds, dtype=np.float64), 1)[:2]
+    return float((b - a) / a) if a > 0 else math.inf
+
+
+NOISES = {"median": noise, "min": min_noise}
+
+
 def ratio(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
     """The median of the per-round ratios a[i]/b[i] of two interleaved timings, and its noise
     (relative, as :func:`noise`) and spread."""
@@ -62,18 +78,19 @@ class Timings:
     tolerance: float
     elapsed_s: float = 0.0
     noisy: Dict[str, float] = field(default_factory=dict)  # name -> noise, where above tolerance
+    statistic: str = "median"  # the figure whose noise counts: "median" or "min"
 
     @property
     def repeats(self) -> int:
         return min((len(v) for v in self.seconds.values()), default=0)
 
     def noise(self, name: str) -> float:
-        return noise(self.seconds[name])
+        return NOISES[self.statistic](self.seconds[name])
 
     @property
     def worst(self) -> float:
         """The largest noise of any entry."""
-        return max((noise(v) for v in self.seconds.values()), default=0.0)
+        return max((self.noise(k) for k in self.seconds), default=0.0)
 
     def describe(self) -> str:
         """One line: the spread seen, for a message."""
@@ -81,7 +98,8 @@ class Timings:
             return (f"medians within ±{self.worst:.1%} after {self.repeats} interleaved "
                     f"rounds")
         name, worst = max(self.noisy.items(), key=lambda kv: kv[1])
-        return (f"after {self.repeats} interleaved rounds ({self.elapsed_s:.0f} s) the median of "
+        return (f"after {self.repeats} interleaved rounds ({self.elapsed_s:.0f} s) the "
+                f"{'fastest' if self.statistic == 'min' else 'median'} of "
                 f"{len(self.noisy)} of {len(self.seconds)} timing(s) was still uncertain by up "
                 f"to ±{worst:.1%} (timings spread {spread(self.seconds[name]):.0%} IQR/median; "
                 f"±{self.tolerance:.0%} needed)")
@@ -92,20 +110,24 @@ def time_until_stable(calls: Dict[str, Callable[[], None]], min_repeats: int = 5
                       warmup: int = 2, budget_s: Optional[float] = None,
                       before: Optional[Callable[[], None]] = None,
                       clock: Callable[[], float] = time.perf_counter,
-                      on_round: Optional[Callable[["Timings"], None]] = None) -> Timings:
+                      on_round: Optional[Callable[["Timings"], None]] = None,
+                      statistic: str = "median") -> Timings:
     """Time ``calls`` (name -> a function running and waiting for one batch) interleaved by the
     rule of this module: ``warmup`` untimed calls each, at least ``min_repeats`` rounds, then
-    rounds until every median's noise is at most ``tolerance`` or ``max_repeats`` rounds (or
-    ``budget_s`` seconds, counted from the first timed round) have run. ``before`` runs untimed
-    before every timed call (e.g. to flush the caches); ``on_round`` after every round."""
+    rounds until every median's (``statistic="min"``: fastest's) noise is at most ``tolerance``
+    or ``max_repeats`` rounds (or ``budget_s`` seconds, counted from the first timed round) have
+    run. ``before`` runs untimed before every timed call (e.g. to flush the caches);
+    ``on_round`` after every round."""
     if min_repeats < 1 or max_repeats < min_repeats:
         raise ValueError(f"repeats: need 1 <= min_repeats ({min_repeats}) <= max_repeats "
                          f"({max_repeats})")
+    if statistic not in NOISES:
+        raise ValueError(f"statistic {statistic!r}: one of {', '.join(NOISES)}")
     sync = _synchronizer()
     for call in calls.values():
         for _ in range(warmup):
             call()
-    result = Timings({name: [] for name in calls}, tolerance)
+    result = Timings({name: [] for name in calls}, tolerance, statistic=statistic)
     start = clock()
     for done in range(1, max_repeats + 1):
         for name, call in calls.items():
@@ -124,7 +146,7 @@ def time_until_stable(calls: Dict[str, Callable[[], None]], min_repeats: int = 5
             break
         if budget_s is not None and result.elapsed_s >= budget_s:
             break
-    result.noisy = {k: noise(v) for k, v in result.seconds.items() if noise(v) > tolerance}
+    result.noisy = {k: result.noise(k) for k in result.seconds if result.noise(k) > tolerance}
     return result
 
 
