@@ -131,8 +131,8 @@ def _step_functions(size: int, batch: int) -> Dict[str, object]:
 
 def part_a(args) -> dict:
     print(f"(a) pruning-step time: {MODEL}, {args.size} px, batch {args.step_batch}, "
-          f"{_threads()}; median of {args.step_repeats} interleaved steps after "
-          f"{args.step_warmup} warm-up", flush=True)
+          f"{_threads()}; median of at least {args.step_repeats} interleaved steps (the timing "
+          f"rule's, at most 15) after {args.step_warmup} warm-up", flush=True)
     steps = _step_functions(args.size, args.step_batch)
     timed = time_until_stable(steps, min_repeats=args.step_repeats, warmup=args.step_warmup,
                               max_repeats=max(args.step_repeats, 15))
@@ -296,21 +296,23 @@ def part_bc(args) -> dict:
                              warmup=args.warmup)
     full = speed[MODEL]
     width = max(len(k) for k in nets)
-    print(f"    measured interleaved, median of {args.repeats} batches after {args.warmup} "
-          f"warm-up")
+    rounds = next(iter(speed.values()))["rounds"]
+    print(f"    measured interleaved, median of {rounds} batches after {args.warmup} warm-up"
+          + ("; TOO NOISY, see the ± column" if any(r["noisy"] for r in speed.values()) else ""))
     print(f"    {'network':<{width}}  {'GMACs':>6}  {'img/s':>6}  {'ms/batch':>8}  {'IQR':>5}  "
           f"{'latency':>7}  {'throughput':>10}  {'MACs':>9}  {'gain per':>8}")
     print(f"    {'':<{width}}  {'':>6}  {'':>6}  {'':>8}  {'':>5}  {'fraction':>7}  "
           f"{'gain':>10}  {'reduction':>9}  {'MACs red.':>8}")
     rows = {}
     for k, r in speed.items():
-        gain = r["throughput_img_s"] / full["throughput_img_s"]
+        gain = r["speedup"]  # the median of per-round ratios to the unpruned network
         red = macs[MODEL] / macs[k]
         rows[k] = {"macs": macs[k], "throughput_img_s": r["throughput_img_s"],
                    "latency_ms": r["latency_ms"], "latency_ms_iqr": r["latency_ms_iqr"],
                    "latency_ms_min": r["latency_ms_min"],
                    "latency_fraction": r["latency_ms"] / full["latency_ms"],
-                   "throughput_gain": gain, "macs_reduction": red, "gain_per_reduction": gain / red}
+                   "throughput_gain": gain, "throughput_gain_noise": r["speedup_noise"] * gain,
+                   "macs_reduction": red, "gain_per_reduction": gain / red}
         print(f"    {k:<{width}}  {macs[k] / 1e9:6.3f}  {r['throughput_img_s']:6.2f}  "
               f"{r['latency_ms']:8.0f}  {r['latency_ms_iqr']:5.0f}  "
               f"{rows[k]['latency_fraction']:7.3f}  {gain:9.2f}x  {red:8.2f}x  "

@@ -287,7 +287,7 @@ class UnitTimer:
 
     def time(self, calls: Dict[str, Callable[[], None]], flush: bool = True, on_round=None):
         """Milliseconds per batch of each call, measured side by side by the timing rule
-        (:mod:`prunenet.timing`; at least ``repeats`` rounds, at most three times as many, until
+        (:mod:`prunenet.timing`; at least ``repeats`` rounds, at most twice as many, until
         the fastest is reproduced within :data:`UNIT_TOLERANCE`): the fastest of the rounds (other processes only ever slow a
         call down; the fastest is the one they disturbed least), each timed call after the CPU
         caches were flushed unless ``flush`` is off (in a network a layer's weights come from
@@ -299,7 +299,7 @@ class UnitTimer:
         flusher = _cache_flusher() if flush and self.ctx.device_type == "cpu" else None
         try:
             timings = time_until_stable(calls, min_repeats=self.repeats,
-                                        max_repeats=3 * self.repeats, tolerance=UNIT_TOLERANCE,
+                                        max_repeats=2 * self.repeats, tolerance=UNIT_TOLERANCE,
                                         warmup=self.warmup, before=flusher,
                                         on_round=on_round, statistic="min")
         except mx.base.MXNetError as err:
@@ -670,21 +670,32 @@ class LatencyCost(CostModel):
         graph, key = self.graph, self.key
         full, half = graph.full_widths(), self.half_widths()
         shape = tuple(graph.input_shape[1:])
-        nets = {key: (graph.symbol, shape, {"name": self.model, "widths": "full"})}
+        self.table.ensure(self._unit_corners(full) + self._unit_corners(half),
+                          {key: (graph.symbol, shape, {"name": self.model, "widths": "full"})})
+        half_key = f"{key}:half"
         half_symbol = _resized_symbol(graph, half)
-        if half_symbol is not None and not np.array_equal(full, half):
-            nets[f"{key}:half"] = (half_symbol, shape, {"name": self.model,
-                                                        "widths": [int(w) for w in half]})
-        self.table.ensure(self._unit_corners(full) + self._unit_corners(half), nets)
+        if half_symbol is not None and not np.array_equal(full, half) and \
+                self.table.network(half_key) is None:
+            # side by side with the unpruned network, as a ratio: robust to a busy machine
+            timer = self.table._timer(None)
+            r = timer.ratio({"half": timer.network_call(half_symbol, shape),
+                             "full": timer.network_call(graph.symbol, shape)}, "half", "full")
+            self.table.progress(f"the network at half width: {r['ratio']:.3f} ±"
+                                f"{r['noise'] * r['ratio']:.3f} of the unpruned", force=True)
+            self.table.add_network(half_key, {
+                "name": self.model, "widths": [int(w) for w in half], "input_shape": list(shape),
+                "latency": round(r["ratio"] * float(self.table.network(key)["latency"]), 6),
+                "latency_ms": round(r["half_ms"], 4), "fraction": round(r["ratio"], 6),
+                "noise": round(r["noise"], 6), "rounds": r["repeats"]})
         self.ms = self.table.reference_ms  # ms per reference unit, fixed for this model's life
         self._u_full = self._units(full)
         self._n_full = float(self.table.network(key)["latency"])
         self.network_ms, self.units_ms = self.ms * self._n_full, self.ms * self._u_full
         record = self.table.network(f"{key}:half")
         self.half_ms = self.ms * float(record["latency"]) if record else float("nan")
-        self._refit()
+        self.refit()
 
-    def _refit(self) -> None:
+    def refit(self) -> None:
         """N(U) through every network of this architecture that the table has measured."""
         points = {}
         for k, record in self.table.networks.items():
@@ -719,10 +730,12 @@ class LatencyCost(CostModel):
     def _slope(self, u: float) -> float:
         return (self._network(u) - self._network(u * 0.99)) / (0.01 * u)
 
-    def measure(self, widths: Sequence[int], name: str = "") -> Dict[str, float]:
+    def measure(self, widths: Sequence[int], name: str = "", refit: bool = True
+                ) -> Dict[str, float]:
         """Measure the network at ``widths`` (per group) side by side with the unpruned one
-        (interleaved, by the timing rule) and add it to the calibration at that ratio of the
-        unpruned network's table latency. Returns the measured ``fraction`` (the median of the
+        (interleaved, by the timing rule) and store it in the table at that ratio of the
+        unpruned network's table latency; with ``refit``, add it to the calibration now (else
+        at the next :meth:`refit`). Returns the measured ``fraction`` (the median of the
         per-round ratios), its ``noise`` (absolute, in the same units), the ``rounds`` timed,
         and both networks' median milliseconds in this measurement."""
         widths = np.asarray(widths, dtype=np.int64)
@@ -736,22 +749,23 @@ class LatencyCost(CostModel):
         calls = {"pruned": timer.network_call(symbol, shape),
                  "full": timer.network_call(self.graph.symbol, shape)}
         r = timer.ratio(calls, "pruned", "full")
-        self.table.ensure(self._unit_corners(widths))
         self.table.add_network(key, {
             "name": name or self.model, "widths": [int(w) for w in widths],
             "input_shape": list(shape), "latency": round(r["ratio"] * self._n_full, 6),
             "latency_ms": round(r["pruned_ms"], 4), "fraction": round(r["ratio"], 6),
             "noise": round(r["noise"], 6), "rounds": r["repeats"]})
-        self._refit()
+        if refit:
+            self.refit()
         return {"fraction": r["ratio"], "noise": r["noise"] * r["ratio"],
                 "rounds": r["repeats"], "pruned_ms": r["pruned_ms"], "full_ms": r["full_ms"]}
 
-    def check(self, widths: Sequence[int]) -> Dict[str, float]:
+    def check(self, widths: Sequence[int], refit: bool = True) -> Dict[str, float]:
         """The latency at ``widths`` predicted, then measured side by side with the unpruned
-        network (and added to the calibration): as fractions of the unpruned network's, the
-        measurement's noise (absolute), and in ms of the unpruned network as measured then."""
+        network (and, with ``refit``, added to the calibration at once): as fractions of the
+        unpruned network's, the measurement's noise (absolute), and in ms of the unpruned
+        network as measured then."""
         predicted = self.total(widths) / self.total()
-        m = self.measure(widths)
+        m = self.measure(widths, refit=refit)
         return {"predicted": predicted, "measured": m["fraction"], "noise": m["noise"],
                 "rounds": m["rounds"], "full_ms": m["full_ms"],
                 "predicted_ms": predicted * m["full_ms"],
@@ -922,49 +936,65 @@ NOISE_LIMIT = 0.1  # a measured latency fraction uncertain by more (relative) is
 def select_measured(select: Callable[[float], Selection], cost: LatencyCost, target: float,
                     rounds: int = 3) -> Tuple[Selection, List[Dict[str, float]]]:
     """``select(target)`` (a method's selection at a latency target), checked by measuring the
-    pruned network side by side with the unpruned one, and refined: each measurement joins the
-    calibration and the selection is made again (at a target corrected by the miss when the
-    selection would not change), until the measured fraction lies within its noise of the
-    target — at most the target plus the noise, and no further below than the noise plus the
-    selection's granularity — or ``rounds`` measurements were made.
+    pruned network side by side with the unpruned one, and refined: while the measured fraction
+    is not within its noise of the target — at most the target plus the noise, and no further
+    below than the noise plus the selection's granularity — the selection is made again at a
+    target corrected by the miss (a secant through the rounds' predicted and measured fractions,
+    the model held fixed), for at most ``rounds`` measurements; they all join the calibration
+    afterwards (and the table, for later runs).
 
     Returns the selection, which is the last measured one at most the target plus its noise
     (else the last one measured), and per round the latency predicted before measuring, the
     measured one and its noise (fractions of the unpruned network's, and in ms) and whether
-    it met the target (``met``). A measurement too noisy to tell (noise above
-    :data:`NOISE_LIMIT` of the fraction) raises :class:`NoisyMeasurementError`."""
+    it met the target (``met``), the chosen round last. A measurement too noisy to tell (noise
+    above :data:`NOISE_LIMIT` of the fraction) raises :class:`NoisyMeasurementError`."""
     from .select import InfeasibleTargetError
     from .surgery import widths_of
     progress = cost.table.progress
     sel, log, goal, best = select(target), [], target, None
-    for i in range(rounds):
-        r = cost.check(widths_of(sel.keep))
-        r.update(round=i + 1, met=r["measured"] <= target + r["noise"], target_used=goal)
-        log.append(r)
-        progress(f"check {i + 1}: predicted {r['predicted']:.3f}, measured {r['measured']:.3f} "
-                 f"±{r['noise']:.3f} of the unpruned latency (target {target})", force=True)
-        if r["noise"] > NOISE_LIMIT * r["measured"]:
-            raise NoisyMeasurementError(target, r)
-        if r["met"]:
-            best = (sel, i)
-            if r["measured"] >= target - r["noise"] - sel.granularity:
+    try:
+        for i in range(rounds):
+            r = cost.check(widths_of(sel.keep), refit=False)
+            r.update(round=i + 1, met=r["measured"] <= target + r["noise"], target_used=goal)
+            log.append(r)
+            progress(f"check {i + 1}: predicted {r['predicted']:.3f}, measured "
+                     f"{r['measured']:.3f} ±{r['noise']:.3f} of the unpruned latency (target "
+                     f"{target})", force=True)
+            if r["noise"] > NOISE_LIMIT * r["measured"]:
+                raise NoisyMeasurementError(target, r)
+            if r["met"]:
+                best = (sel, i)
+                if r["measured"] >= target - r["noise"] - sel.granularity:
+                    break
+            if i == rounds - 1:
                 break
-        if i == rounds - 1:
-            break
-        try:
-            again = select(goal)
-            if _same(again, sel):
-                goal = min(1.0, goal * target / r["measured"])
+            goal = _corrected(log, target)
+            try:
                 again = select(goal)
-        except InfeasibleTargetError:
-            break
-        if _same(again, sel):
-            break
-        sel = again
+            except InfeasibleTargetError:
+                break
+            if _same(again, sel):
+                break
+            sel = again
+    finally:
+        cost.refit()
     if best is not None and best[0] is not sel:  # the last one measured overshot: keep the best
         sel = best[0]
         log.append(log.pop(best[1]))
     return sel, log
+
+
+def _corrected(log: List[Dict[str, float]], target: float) -> float:
+    """The target to select at next: the predicted fraction expected to measure ``target``,
+    by a secant through the last two rounds (predicted, measured), or by their ratio."""
+    last = log[-1]
+    goal = last["predicted"] * target / last["measured"]
+    if len(log) > 1:
+        prev = log[-2]
+        dp, dm = last["predicted"] - prev["predicted"], last["measured"] - prev["measured"]
+        if dp * dm > 0 and abs(dm) > last["noise"] + prev["noise"]:
+            goal = last["predicted"] + (target - last["measured"]) * dp / dm
+    return float(min(1.0, max(goal, 1e-3)))
 
 
 def _same(a: Selection, b: Selection) -> bool:

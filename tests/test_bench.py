@@ -124,3 +124,35 @@ def test_labels_name_the_shape_files_rows():
                               label=["mine"], name=[], zoo=None)
     assert bench._labels(args) == ["resnet50_v1d", "mine", "resnet50_v1d:b.json",
                                    "resnet50_v1d:c"]
+
+
+def test_every_pruned_run_measures_its_speed_up_beside_its_macs_reduction(tmp_path):
+    from prunenet.runs import prune_run
+    lines = []
+    report = prune_run("cifar_resnet20_v1", "l1", "flops", 0.4, str(tmp_path / "run"),
+                       log=lines.append)
+    check = report["speed_check"]
+    assert check["device"] == "cpu" and check["batch_size"] == 16 and check["rounds"] >= 3
+    assert check["macs_reduction"] == pytest.approx(report["macs_before"] / report["macs_after"])
+    assert check["speedup"] > 0 and check["latency_ms_full"] > 0
+    assert check["speedup"] == pytest.approx(check["latency_ms_full"] / check["latency_ms_pruned"],
+                                             rel=0.5)  # a median of ratios, near theirs
+    assert f"measured speed-up {check['speedup']:.2f}x" in lines[-1]
+    assert f"for {check['macs_reduction']:.2f}x fewer MACs" in lines[-1]
+    assert "speed_check_s" in report["timings"]
+    skipped = prune_run("cifar_resnet20_v1", "l1", "flops", 0.4, str(tmp_path / "quick"),
+                        log=lambda m: None, speed_check=False)
+    assert "speed_check" not in skipped
+
+
+def test_a_gain_well_below_the_macs_reduction_points_at_the_latency_objective():
+    from prunenet.runs import _speed_line, speed_check
+    net = random_net("cifar_resnet20_v1", 16)
+    # the same network as "pruned", said to have 3x fewer MACs: no gain where 3x was promised
+    check = speed_check(net, net, (1, 3, 16, 16), 300, 100, batch_size=4, budget_s=1.0)
+    assert check["macs_reduction"] == 3.0 and check["below_macs"]
+    assert 0.5 < check["speedup"] < 2
+    line = _speed_line({"speed_check": check, "objective": "flops"})
+    assert "well below what the MACs promise" in line and "--objective latency" in line
+    fair = dict(check, speedup=2.9, below_macs=False)
+    assert "well below" not in _speed_line({"speed_check": fair, "objective": "flops"})
