@@ -15,8 +15,8 @@ import numpy as np
 
 from .errors import PrunenetError
 
-__all__ = ["throughput", "speedup", "summarize", "device", "device_name", "DTYPES",
-           "add_parser"]
+__all__ = ["throughput", "speedup", "speed_check", "speed_line", "summarize", "device",
+           "device_name", "DTYPES", "add_parser"]
 
 DTYPES = ("float32", "float16")
 
@@ -84,10 +84,15 @@ def _calls(nets: Dict[str, object], image_shape: Sequence[int], batch_size: int,
 
 
 def _timed(calls, ctx, dtype: str, **rule):
+    """``calls`` timed by the timing rule, a progress line every 10 s after the first 10."""
     import mxnet as mx
-    from .timing import time_until_stable
+    from .timing import Progress, pct, time_until_stable
+    progress = Progress(f"timing {', '.join(calls)}")
+
+    def on_round(t) -> None:
+        progress(f"round {t.repeats}, medians within {pct(t.worst)} so far")
     try:
-        return time_until_stable(calls, **rule)
+        return time_until_stable(calls, on_round=on_round, **rule)
     except mx.base.MXNetError as err:
         why = "its CPU kernels do not compute in float16; measure float16 on a GPU (--gpus 0)" \
             if dtype == "float16" and ctx.device_type == "cpu" else _first_line(err)
@@ -141,6 +146,34 @@ def speedup(full, pruned, image_shape: Sequence[int], batch_size: int = 16, ctx=
             "latency_ms_pruned": float(np.median(timings.seconds["pruned"])) * 1e3,
             "device": device_name(ctx), "batch_size": batch_size,
             "threads": os.environ.get("OMP_NUM_THREADS", "")}
+
+
+def speed_check(full, pruned, shape, macs_before: int, macs_after: int, ctx=None,
+                batch_size: int = 16, budget_s: float = 3.0) -> dict:
+    """The report's ``speed_check``: the pruned network's measured speed-up over the unpruned
+    one on ``ctx`` (:func:`prunenet.bench.speedup`, a few seconds) beside its MACs reduction,
+    and whether the gain is well below what the MACs promise (under half of it, or none)."""
+    result = speedup(full, pruned, tuple(shape[1:]), batch_size, ctx, budget_s)
+    reduction = macs_before / max(macs_after, 1)
+    gain, noise = result["speedup"], result["noise"] * result["speedup"]
+    result.update(macs_reduction=reduction,
+                  below_macs=bool(gain + noise < 1 + 0.5 * (reduction - 1)) and reduction > 1.05)
+    return result
+
+
+def speed_line(report: dict) -> str:
+    """The summary line's part for a report's ``speed_check`` (empty without one)."""
+    check = report.get("speed_check")
+    if not check:
+        return ""
+    line = (f"; measured speed-up {check['speedup']:.2f}x ±{check['noise'] * check['speedup']:.2f} "
+            f"({check['device']}, batch {check['batch_size']}) for {check['macs_reduction']:.2f}x "
+            f"fewer MACs")
+    if check["below_macs"]:
+        line += (" — well below what the MACs promise on this device" +
+                 ("" if report.get("objective") == "latency" else
+                  "; prune with --objective latency to prune for measured time"))
+    return line
 
 
 def _forward(net, x) -> Callable[[], None]:

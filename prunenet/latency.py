@@ -41,6 +41,7 @@ from .costs import CostModel
 from .errors import PrunenetError
 from .graph import ChannelGraph, Layer
 from .select import Selection
+from .timing import pct
 
 __all__ = ["UnitSpec", "unit_specs", "network_key", "UnitTimer", "LatencyTable", "LatencyCost",
            "select_measured", "NoisyMeasurementError", "NOISE_LIMIT", "default_table_path",
@@ -451,7 +452,8 @@ class LatencyTable:
         self.units = {k: {p: float(v) for p, v in d.items()} for k, d in doc["units"].items()}
         self.networks = dict(doc["networks"])
         self.references = [float(v) for v in doc["references_ms"]]
-        self.noise = [float(v) for v in doc.get("noise", []) if isinstance(v, (int, float))]
+        self.noise = [float(v) if isinstance(v, (int, float)) else None
+                      for v in doc.get("noise", [])]
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "device": self.device, "batch_size": self.batch_size,
@@ -501,7 +503,7 @@ class LatencyTable:
 
         def on_round(t) -> None:
             self.progress(f"measuring {what}, round {t.repeats} (fastest within "
-                          f"{_pct(t.worst)} so far); {self.measured} timed before")
+                          f"{pct(t.worst)} so far); {self.measured} timed before")
         times, timings = timer.time(calls, on_round=on_round)
         usual = float(np.median(self.references[-5:])) if self.references else None
         for _ in range(_RETRIES if usual else 0):  # a passing disturbance: once more
@@ -512,7 +514,7 @@ class LatencyTable:
                 times, timings = again, timings_again
         ref = times[ref_key]
         self.references.append(ref)
-        self.noise.append(round(timings.worst, 4))
+        self.noise.append(round(timings.worst, 4) if math.isfinite(timings.worst) else None)
         for k, (spec, i, o) in units.items():
             self.units.setdefault(spec.key, {})[_point(i, o)] = round(times[k] / ref, 6)
         for k, (_, shape, record) in nets.items():
@@ -521,7 +523,7 @@ class LatencyTable:
                                     latency_ms=round(times[f"network:{k}"], 4))
         self.measured += len(calls)
         self.progress(f"{self.measured} timings so far, the last batch's fastest within "
-                      f"{_pct(timings.worst)}")
+                      f"{pct(timings.worst)}")
         self._autosave()
 
     def add_network(self, key: str, record: dict) -> None:
@@ -550,10 +552,6 @@ class LatencyTable:
     def _autosave(self) -> None:
         if self.path:
             self.save()
-
-
-def _pct(noise: float) -> str:
-    return f"±{noise:.1%}" if math.isfinite(noise) else "(not yet known)"
 
 
 def _wrong_table_field(doc: dict) -> Optional[str]:
@@ -774,7 +772,7 @@ class LatencyCost(CostModel):
     def untrusted(self, fraction: float) -> str:
         """Why a cost fraction of ``fraction`` (>= 1 at the narrowest widths) cannot be
         believed, and what to do: one line."""
-        seen = max(self.table.noise[-20:], default=float("nan"))
+        seen = max((v for v in self.table.noise[-20:] if v is not None), default=float("nan"))
         return (f"the latency table's timings are too noisy to prune by: they put the network "
                 f"at every group's narrowest width at {fraction:.2f} of the unpruned latency "
                 f"(timing batches were uncertain by up to ±{seen:.0%}); run when the machine "
@@ -971,8 +969,12 @@ def select_measured(select: Callable[[float], Selection], cost: LatencyCost, tar
             goal = _corrected(log, target)
             try:
                 again = select(goal)
-            except InfeasibleTargetError:
-                break
+            except InfeasibleTargetError as err:  # as far as min_width allows, then
+                goal = math.ceil(err.smallest * 1e4) / 1e4 + 1e-4
+                try:
+                    again = select(goal)
+                except InfeasibleTargetError:
+                    break
             if _same(again, sel):
                 break
             sel = again

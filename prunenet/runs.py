@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .bench import speed_line
 from .costs import cost_model, count
 from .distributed import LOCAL_KVSTORES, Workers
 from .errors import PrunenetError
@@ -197,40 +198,12 @@ def _latency_line(report: dict) -> str:
     return line
 
 
-def speed_check(full, pruned, shape, macs_before: int, macs_after: int, ctx=None,
-                batch_size: int = 16, budget_s: float = 3.0) -> dict:
-    """The report's ``speed_check``: the pruned network's measured speed-up over the unpruned
-    one on ``ctx`` (:func:`prunenet.bench.speedup`, a few seconds) beside its MACs reduction,
-    and whether the gain is well below what the MACs promise (under half of it, or none)."""
-    from .bench import speedup
-    result = speedup(full, pruned, tuple(shape[1:]), batch_size, ctx, budget_s)
-    reduction = macs_before / max(macs_after, 1)
-    gain, noise = result["speedup"], result["noise"] * result["speedup"]
-    result.update(macs_reduction=reduction,
-                  below_macs=bool(gain + noise < 1 + 0.5 * (reduction - 1)) and reduction > 1.05)
-    return result
-
-
-def _speed_line(report: dict) -> str:
-    check = report.get("speed_check")
-    if not check:
-        return ""
-    line = (f"; measured speed-up {check['speedup']:.2f}x ±{check['noise'] * check['speedup']:.2f} "
-            f"({check['device']}, batch {check['batch_size']}) for {check['macs_reduction']:.2f}x "
-            f"fewer MACs")
-    if check["below_macs"]:
-        line += (" — well below what the MACs promise on this device" +
-                 ("" if report.get("objective") == "latency" else
-                  "; prune with --objective latency to prune for measured time"))
-    return line
-
-
 def _run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
                      selection: Selection, gpus: str, objective: str,
                      latency_batch_size: int, ctx=None) -> dict:
     """A run's speed check on its device: at the latency batch size for the latency objective,
     else at 16."""
-    from .bench import device
+    from .bench import device, speed_check
     after = count(graph, widths_of(selection.keep))
     ctx = ctx or device((gpus or "").split(",")[0].strip())
     batch = latency_batch_size if objective == "latency" else 16
@@ -358,7 +331,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
         f"{'predicted latency' if objective == 'latency' else 'cost'} (target {target}); MACs "
         f"{before['macs'] / 1e9:.3f}G -> {report['macs_after'] / 1e9:.3f}G, params "
         f"{before['params'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M"
-        f"{_latency_line(report)}{_speed_line(report)}; written to {out}")
+        f"{_latency_line(report)}{speed_line(report)}; written to {out}")
     return report
 
 
@@ -710,7 +683,7 @@ def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=pr
     write_json(os.path.join(out, REPORT_FILE), report)
     say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
         f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
-        f"{report['params_after'] / 1e6:.3f}M{_latency_line(report)}{_speed_line(report)}; "
+        f"{report['params_after'] / 1e6:.3f}M{_latency_line(report)}{speed_line(report)}; "
         f"written to {out}")
     return report
 

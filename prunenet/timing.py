@@ -27,11 +27,17 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 __all__ = ["Timings", "time_until_stable", "noise", "min_noise", "spread", "ratio", "Progress",
+           "pct",
            "TOLERANCE", "MAX_REPEATS", "NOTCH"]
 
 NOTCH = 1.57  # half-width of a box-plot notch in IQRs at one timing (÷ √n for n)
 TOLERANCE = 0.02  # the noise a median may keep
 MAX_REPEATS = 30  # the most rounds any timing takes
+
+
+def pct(noise: float) -> str:
+    """A noise as ``±1.2%`` (or ``(not yet known)`` before it can be told)."""
+    return f"±{noise:.1%}" if math.isfinite(noise) else "(not yet known)"
 
 
 def spread(seconds: Sequence[float]) -> float:

@@ -146,13 +146,13 @@ def test_every_pruned_run_measures_its_speed_up_beside_its_macs_reduction(tmp_pa
 
 
 def test_a_gain_well_below_the_macs_reduction_points_at_the_latency_objective():
-    from prunenet.runs import _speed_line, speed_check
+    from prunenet.bench import speed_check, speed_line
     net = random_net("cifar_resnet20_v1", 16)
     # the same network as "pruned", said to have 3x fewer MACs: no gain where 3x was promised
     check = speed_check(net, net, (1, 3, 16, 16), 300, 100, batch_size=4, budget_s=1.0)
     assert check["macs_reduction"] == 3.0 and check["below_macs"]
     assert 0.5 < check["speedup"] < 2
-    line = _speed_line({"speed_check": check, "objective": "flops"})
+    line = speed_line({"speed_check": check, "objective": "flops"})
     assert "well below what the MACs promise" in line and "--objective latency" in line
     fair = dict(check, speedup=2.9, below_macs=False)
-    assert "well below" not in _speed_line({"speed_check": fair, "objective": "flops"})
+    assert "well below" not in speed_line({"speed_check": fair, "objective": "flops"})

@@ -307,3 +307,20 @@ def test_a_table_that_says_narrower_is_slower_is_called_noisy():
     assert text.startswith("the latency table's timings are too noisy to prune by")
     assert "±31%" in text and "delete t.json" in text and "raise the target" not in text
     assert "\n" not in text
+
+
+def test_a_correction_below_what_min_width_allows_goes_as_far_as_it_allows():
+    from prunenet.latency import select_measured
+    from prunenet.select import InfeasibleTargetError
+
+    def select(a):  # widths below 24 are out of reach (smallest reachable fraction 0.375)
+        if a < 0.375:
+            raise InfeasibleTargetError(a, 0.375, 8)
+        return _selection(int(a * 64) // 8 * 8)
+    cost = _Scripted(lambda w: w / 64 + 0.2)  # measured 0.2 above the prediction
+    sel, rounds = select_measured(select, cost, 0.5)
+    # width 32 measures 0.7; the correction (0.357) is out of reach, so the selection goes as
+    # far as min_width allows (24), which measures 0.575; the next correction is out of reach
+    # again and gives 24 once more: nothing left to try
+    assert cost.checked == [32, 24]
+    assert int(sel.keep[0].sum()) == 24 and rounds[-1]["target_used"] == pytest.approx(0.3751)
