@@ -11,6 +11,12 @@
     gain over the unpruned network next to its MACs reduction, all measured in one interleaved
     run.
 (c) The latency objective's predicted latency next to the measured one.
+(d) A whole GCP run's pruning time (the λ search included, once GCP has ``--reg auto``) as a
+    multiple of one training epoch of the unpruned network on the same images.
+
+Every timing follows prunenet's timing rule (interleaved rounds until the medians are known, a
+one-line note when they cannot be); ratios are medians of per-round ratios, with their ±. Run it
+on an idle machine: figures from a busy one are noise.
 
 Run from the repository root (about 10 minutes the first time, while the latency table is
 measured; it is cached in ``~/.cache/prunenet``)::
@@ -40,6 +46,7 @@ from prunenet.methods import DATA_FREE
 from prunenet.models import load_model, randomize_batchnorm
 from prunenet.runs import prune_network
 from prunenet.surgery import network_params, widths_of
+from prunenet.timing import ratio, time_until_stable
 from prunenet.wrapper import REGULARIZE, MaskedNetwork
 
 MODEL = "resnet50_v1d"
@@ -92,25 +99,59 @@ def _step_functions(size: int, batch: int) -> Dict[str, object]:
         loss.backward()
         mx.nd.waitall()
     steps["all weights frozen: forward + input-gradient backward"] = floor_step
+    # MXNet's static memory allocation (hybridize(static_alloc=True)) computes the weight
+    # gradient of some frozen convolutions anyway (12 of ResNet-50 v1d's, one per repeated
+    # shape; 26 with static_alloc alone; none without it; BlockGrad on the weights changes
+    # nothing): the same two steps hybridized without it, to weigh that work against what
+    # static allocation saves
+    plain = load_model(MODEL, input_size=size, seed=1)
+    randomize_batchnorm(plain, seed=1)
+    plain_wrapper = MaskedNetwork(plain, trace(plain, (1, 3, size, size)))
+    plain_wrapper.rescale()
+    plain_block = plain_wrapper.block(REGULARIZE)
+    plain_block.hybridize()
+    plain_trainer = gluon.Trainer(plain_wrapper.trainable_params(REGULARIZE), "proxsgd", {
+        "learning_rate": 1e-4, "momentum": 0.9,
+        "thresholds": {k: 1e-3 * v for k, v in weights.items()}})
+    steps["GCP regularize step, hybridized without static_alloc"] = step(plain_block,
+                                                                           plain_trainer)
+    floor_plain = load_model(MODEL, input_size=size, seed=2)
+    for p in floor_plain.collect_params().values():
+        p.grad_req = "null"
+    floor_plain.hybridize()
+
+    def floor_plain_step():
+        with autograd.record():
+            loss = loss_fn(floor_plain(x_grad), y)
+        loss.backward()
+        mx.nd.waitall()
+    steps["all weights frozen, hybridized without static_alloc"] = floor_plain_step
     return steps
 
 
 def part_a(args) -> dict:
     print(f"(a) pruning-step time: {MODEL}, {args.size} px, batch {args.step_batch}, "
-          f"{_threads()}; median of {args.step_repeats} interleaved steps after "
-          f"{args.step_warmup} warm-up", flush=True)
+          f"{_threads()}; median of at least {args.step_repeats} interleaved steps (the timing "
+          f"rule's, at most 15) after {args.step_warmup} warm-up", flush=True)
     steps = _step_functions(args.size, args.step_batch)
-    times = bench.time_calls(steps, args.step_repeats, args.step_warmup)
+    timed = time_until_stable(steps, min_repeats=args.step_repeats, warmup=args.step_warmup,
+                              max_repeats=max(args.step_repeats, 15))
+    times = timed.seconds
     med = {k: float(np.median(v)) for k, v in times.items()}
-    base = next(iter(med.values()))
+    first = next(iter(times))
+    ratios = {k: ratio(v, times[first]) for k, v in times.items()}
     width = max(len(k) for k in med)
-    print(f"    {'':<{width}}  {'ms/image':>9}  {'IQR':>6}  {'/ training step':>15}")
+    print(f"    {'':<{width}}  {'ms/image':>9}  {'IQR':>6}  {'/ training step':>15}  {'±':>6}")
     for k, v in med.items():
         q25, q75 = np.percentile(times[k], [25, 75])
         print(f"    {k:<{width}}  {v / args.step_batch * 1e3:9.1f}  "
-              f"{(q75 - q25) / args.step_batch * 1e3:6.1f}  {v / base:15.3f}")
+              f"{(q75 - q25) / args.step_batch * 1e3:6.1f}  {ratios[k]['ratio']:15.3f}  "
+              f"{ratios[k]['noise'] * ratios[k]['ratio']:6.3f}")
+    print(f"    ({timed.describe()}; the ratios are medians of per-round ratios)")
     result = {"ms_per_image": {k: v / args.step_batch * 1e3 for k, v in med.items()},
-              "ratio": {k: v / base for k, v in med.items()}}
+              "ratio": {k: r["ratio"] for k, r in ratios.items()},
+              "ratio_noise": {k: r["noise"] * r["ratio"] for k, r in ratios.items()},
+              "noisy": timed.describe() if timed.noisy else ""}
     if args.profile:
         result["profile"] = _profile(args)
     return result
@@ -169,7 +210,8 @@ def _profile(args) -> dict:
 
 def _chosen_steps(args) -> Dict[str, object]:
     steps = _step_functions(args.size, args.step_batch)
-    return dict(zip(("training", "regularize", "frozen"), steps.values()))
+    return dict(zip(("training", "regularize", "frozen", "reg-plain", "frozen-plain"),
+                    steps.values()))
 
 
 def profile_worker(args) -> None:
@@ -230,9 +272,10 @@ def part_bc(args) -> dict:
           f"{', and pruned ones from earlier runs' if calibrated > 2 else ''}); each pruned "
           f"network chosen is then measured, added to the calibration, and the selection "
           f"repeated:")
-    for i, r in enumerate(rounds, 1):
-        print(f"      round {i}: predicted {r['predicted']:.3f}, measured {r['measured']:.3f} "
-              f"of the unpruned latency")
+    for r in rounds:
+        print(f"      round {r['round']}: predicted {r['predicted']:.3f}, measured "
+              f"{r['measured']:.3f} ±{r['noise']:.3f} of the unpruned latency (measured side by "
+              f"side, {r['rounds']} interleaved batches){'' if r['met'] else ', target missed'}")
 
     from prunenet.models import build_pruned_resnet
     from prunenet.files import read_shapes
@@ -253,21 +296,23 @@ def part_bc(args) -> dict:
                              warmup=args.warmup)
     full = speed[MODEL]
     width = max(len(k) for k in nets)
-    print(f"    measured interleaved, median of {args.repeats} batches after {args.warmup} "
-          f"warm-up")
+    rounds = next(iter(speed.values()))["rounds"]
+    print(f"    measured interleaved, median of {rounds} batches after {args.warmup} warm-up"
+          + ("; TOO NOISY, see the ± column" if any(r["noisy"] for r in speed.values()) else ""))
     print(f"    {'network':<{width}}  {'GMACs':>6}  {'img/s':>6}  {'ms/batch':>8}  {'IQR':>5}  "
           f"{'latency':>7}  {'throughput':>10}  {'MACs':>9}  {'gain per':>8}")
     print(f"    {'':<{width}}  {'':>6}  {'':>6}  {'':>8}  {'':>5}  {'fraction':>7}  "
           f"{'gain':>10}  {'reduction':>9}  {'MACs red.':>8}")
     rows = {}
     for k, r in speed.items():
-        gain = r["throughput_img_s"] / full["throughput_img_s"]
+        gain = r["speedup"]  # the median of per-round ratios to the unpruned network
         red = macs[MODEL] / macs[k]
         rows[k] = {"macs": macs[k], "throughput_img_s": r["throughput_img_s"],
                    "latency_ms": r["latency_ms"], "latency_ms_iqr": r["latency_ms_iqr"],
                    "latency_ms_min": r["latency_ms_min"],
                    "latency_fraction": r["latency_ms"] / full["latency_ms"],
-                   "throughput_gain": gain, "macs_reduction": red, "gain_per_reduction": gain / red}
+                   "throughput_gain": gain, "throughput_gain_noise": r["speedup_noise"] * gain,
+                   "macs_reduction": red, "gain_per_reduction": gain / red}
         print(f"    {k:<{width}}  {macs[k] / 1e9:6.3f}  {r['throughput_img_s']:6.2f}  "
               f"{r['latency_ms']:8.0f}  {r['latency_ms_iqr']:5.0f}  "
               f"{rows[k]['latency_fraction']:7.3f}  {gain:9.2f}x  {red:8.2f}x  "
@@ -295,6 +340,53 @@ def part_bc(args) -> dict:
     return {"table": path, "networks": rows}
 
 
+# -- (d) pruning time in training epochs, the λ search included -----------------------------------
+def part_d(args) -> dict:
+    """A whole GCP run (``--reg auto`` when this prunenet has it: the λ search on the first
+    step; else the fixed λ) on synthetic 32-px images, its pruning time (everything but the
+    evaluations, the speed check and fine-tuning) over one training epoch of the unpruned
+    network on the same images, measured in the same process."""
+    import tempfile
+    from prunenet import data as datasets
+    from prunenet.methods.gcp import GCPConfig
+    from prunenet.runs import DataRun, data_run
+    from prunenet.train import BatchStream, FinetuneConfig, finetune
+    images, batch = args.epoch_images, args.step_batch
+    print(f"\n(d) pruning time in training epochs: {MODEL}, synthetic 3x32x32, {images} images, "
+          f"batch {batch}, {_threads()}", flush=True)
+    train = datasets.load("synthetic", None, train=True, num_examples=images)
+    net = load_model(MODEL, classes=train.classes, input_size=32, seed=0)
+    stream = BatchStream(lambda e, s: train.batches(batch, shuffle=True, seed=0, epoch=e,
+                                                    start=s, drop_last=True))
+    t0 = time.time()
+    finetune(net, stream, FinetuneConfig(epochs=1.0), [mx.cpu()], progress=False)
+    epoch_s = time.time() - t0
+    try:
+        GCPConfig(target=0.5, reg="auto").check()
+        reg, how = "auto", "--reg auto (the λ search on the first step)"
+    except Exception as err:  # noqa: BLE001 (this prunenet has no λ search yet)
+        reg, how = 0.5, f"a fixed λ: this prunenet has no --reg auto yet ({type(err).__name__})"
+    rows = {}
+    for label, method in (("GCP", "gcp"),):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.time()
+            report = data_run(DataRun(
+                model=MODEL, out=os.path.join(tmp, "run"), target=0.5, method=method,
+                dataset="synthetic", reg=reg, steps=args.gcp_steps, epochs_per_step=1.0,
+                finetune_epochs=0, batch_size=batch, train_limit=images, val_limit=batch,
+                progress=False, speed_check=False), log=None)
+            total = time.time() - t0
+        timings = report["timings"]
+        outside = sum(v for k, v in timings.items() if k.startswith(("eval", "finetune")))
+        pruning = total - outside
+        rows[label] = {"pruning_s": pruning, "epochs": pruning / epoch_s, "reg": reg,
+                       "steps": args.gcp_steps, "timings": timings}
+        print(f"    {label} ({args.gcp_steps} steps of 1 epoch each, regularize then debias; "
+              f"{how}): {pruning:.0f} s = {pruning / epoch_s:.2f} training epochs "
+              f"(one epoch of the unpruned network: {epoch_s:.1f} s)")
+    return {"epoch_s": epoch_s, "runs": rows}
+
+
 def _threads() -> str:
     return f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}"
 
@@ -315,7 +407,10 @@ def main(argv=None) -> int:
     p.add_argument("--table", default=None, help="latency table file (default: the cache's)")
     p.add_argument("--table-repeats", type=int, default=5,
                    help="timings per table entry; the fastest counts (default 5)")
-    p.add_argument("--parts", default="abc", help="which parts to run (default abc)")
+    p.add_argument("--epoch-images", type=int, default=256,
+                   help="images in an epoch of part (d) (default 256)")
+    p.add_argument("--gcp-steps", type=int, default=3, help="GCP steps of part (d) (default 3)")
+    p.add_argument("--parts", default="abcd", help="which parts to run (default abcd)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dnnl-worker", action="store_true", help=argparse.SUPPRESS)
@@ -334,6 +429,8 @@ def main(argv=None) -> int:
         results["a"] = part_a(args)
     if "b" in args.parts or "c" in args.parts:
         results["bc"] = part_bc(args)
+    if "d" in args.parts:
+        results["d"] = part_d(args)
     print(f"\ntotal {time.time() - start:.0f} s")
     if args.json:
         from prunenet.files import write_json

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-dir", dest="out", default=argparse.SUPPRESS, metavar="OUT",
                    help="the same as --out (GluonCV's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--no-speed-check", dest="speed_check", action="store_false",
+                   help="skip measuring the pruned network's speed-up against the unpruned one "
+                        "(a few seconds) at the end")
     g = p.add_argument_group("gcp", "the data-driven method (--method gcp)")
     g.add_argument("--dataset", default=None,
                    help="fashion-mnist (default for gcp), synthetic, imagenet (RecordIO) or "
@@ -358,7 +361,7 @@ def _prune(args) -> int:
             num_data_workers=args.num_data_workers, progress=not args.no_progress,
             command=command, symbol=args.symbol, momentum=args.momentum, wd=args.wd,
             lr_mode=args.lr_mode, mode=args.mode, teacher=args.teacher,
-            teacher_params=args.teacher_params),
+            teacher_params=args.teacher_params, speed_check=args.speed_check),
             overwrite=args.overwrite)
         return 0
     prune_run(args.model, args.method, args.objective, args.target, args.out,
@@ -366,7 +369,7 @@ def _prune(args) -> int:
               round_to=args.round_to, min_width=args.min_width, seed=args.seed,
               overwrite=args.overwrite, command=command, latency_table=args.latency_table,
               latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus,
-              symbol=args.symbol)
+              symbol=args.symbol, speed_check=args.speed_check)
     return 0
 
 

@@ -9,9 +9,10 @@ measurements, keyed by what the unit computes (kernel, stride, padding, feature-
 and its widths, never by a layer's name, so that alike layers share them; and per network the
 measured latency of the whole network, at full width and with every prunable group near half
 width. It is cached as one JSON file per device, batch size and dtype (and, on the CPU, thread
-count). Every timing is the fastest of a few repeats after flushing the CPU caches, and every
-batch of timings is scaled by a reference unit timed with it, so entries measured minutes apart
-on a busy machine stay comparable.
+count). Every timing follows :mod:`prunenet.timing`'s rule (interleaved rounds until the medians
+are known, the spread recorded); a unit's entry is the fastest of its rounds after flushing the
+CPU caches, and every batch of timings is scaled by a reference unit timed with it, so entries
+measured minutes apart on a busy machine stay comparable.
 
 :class:`LatencyCost` is the cost model. A layer's cost is its unit's latency, interpolated
 bilinearly between widths on a grid (every ``round_to`` channels up to 128, then steps of about an
@@ -40,13 +41,16 @@ from .costs import CostModel
 from .errors import PrunenetError
 from .graph import ChannelGraph, Layer
 from .select import Selection
+from .timing import pct
 
 __all__ = ["UnitSpec", "unit_specs", "network_key", "UnitTimer", "LatencyTable", "LatencyCost",
-           "select_measured", "default_table_path", "width_grid", "FORMAT"]
+           "select_measured", "NoisyMeasurementError", "NOISE_LIMIT", "default_table_path",
+           "width_grid", "FORMAT"]
 
 FORMAT = "prunenet-latency-table/1"
 _EPS = 1e-3  # a grid point is at least this much (relative) below its wider neighbours
 _DRIFT, _RETRIES = 1.1, 2  # a batch whose reference is off by more is measured again
+UNIT_TOLERANCE = 0.05  # the noise a unit's timings may keep (the check after selection corrects)
 
 
 # -- units ----------------------------------------------------------------------------------------
@@ -282,26 +286,55 @@ class UnitTimer:
     def network_call(self, symbol, image_shape: Sequence[int]) -> Callable[[], None]:
         return self._call(symbol, (self.batch_size,) + tuple(image_shape))
 
-    def time(self, calls: Dict[str, Callable[[], None]]) -> Dict[str, float]:
-        """Milliseconds per batch of each call, measured side by side: the fastest of the
-        repeats (other processes only ever slow a call down; the fastest is the one they
-        disturbed least), each timed call after the CPU caches were flushed (in a network a
-        layer's weights come from memory; and so every unit is measured alike however many are
-        measured together)."""
+    def time(self, calls: Dict[str, Callable[[], None]], flush: bool = True, on_round=None):
+        """Milliseconds per batch of each call, measured side by side by the timing rule
+        (:mod:`prunenet.timing`; at least ``repeats`` rounds, at most twice as many, until
+        the fastest is reproduced within :data:`UNIT_TOLERANCE`): the fastest of the rounds (other processes only ever slow a
+        call down; the fastest is the one they disturbed least), each timed call after the CPU
+        caches were flushed unless ``flush`` is off (in a network a layer's weights come from
+        memory; and so every unit is measured alike however many are measured together).
+        Returns the milliseconds and the :class:`prunenet.timing.Timings`."""
         import mxnet as mx
-        from .bench import time_calls
-        flush = _cache_flusher() if self.ctx.device_type == "cpu" else None
+        from .bench import _first_line
+        from .timing import time_until_stable
+        flusher = _cache_flusher() if flush and self.ctx.device_type == "cpu" else None
         try:
-            times = time_calls(calls, self.repeats, self.warmup, before=flush)
+            timings = time_until_stable(calls, min_repeats=self.repeats,
+                                        max_repeats=2 * self.repeats, tolerance=UNIT_TOLERANCE,
+                                        warmup=self.warmup, before=flusher,
+                                        on_round=on_round, statistic="min")
         except mx.base.MXNetError as err:
-            from .bench import _first_line
             raise PrunenetError(f"MXNet cannot run a layer in {self.dtype} on {self.ctx}: "
                                 f"{_first_line(err)}; measure another dtype or device") from None
-        return {name: float(np.min(ts)) * 1e3 for name, ts in times.items()}
+        return {name: float(np.min(ts)) * 1e3 for name, ts in timings.seconds.items()}, timings
+
+    def ratio(self, calls: Dict[str, Callable[[], None]], numerator: str, denominator: str,
+              budget_s: float = 30.0) -> Dict[str, float]:
+        """Two whole networks timed interleaved by the timing rule (within about ``budget_s``
+        seconds, at least ``repeats`` rounds): the median of the per-round ratios
+        numerator/denominator and its noise (:func:`prunenet.timing.ratio`), and each one's
+        median milliseconds."""
+        import mxnet as mx
+        from .bench import _first_line
+        from .timing import ratio, time_until_stable
+        try:
+            timings = time_until_stable(calls, min_repeats=self.repeats, warmup=self.warmup,
+                                        budget_s=budget_s)
+        except mx.base.MXNetError as err:
+            raise PrunenetError(f"MXNet cannot run the network in {self.dtype} on {self.ctx}: "
+                                f"{_first_line(err)}; measure another dtype or device") from None
+        out = ratio(timings.seconds[numerator], timings.seconds[denominator])
+        out.update({f"{k}_ms": float(np.median(v)) * 1e3 for k, v in timings.seconds.items()})
+        return out
+
+
+_FLUSH_MAX = 64 << 20  # a VM may report its host's whole L3 (480 MB here): flushing that took
+# ~0.4 s before every timed call, most of a table's build
 
 
 def _cache_flusher() -> Callable[[], None]:
-    """A function that evicts the CPU caches by writing a buffer twice the last-level cache."""
+    """A function that evicts the CPU caches by writing a buffer twice the last-level cache (at
+    most twice :data:`_FLUSH_MAX`; a unit's weights and activations are a few MB)."""
     size = 32 << 20
     try:
         with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:
@@ -309,6 +342,7 @@ def _cache_flusher() -> Callable[[], None]:
         size = int(text.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(text[-1:], 0)
     except (OSError, ValueError):
         pass
+    size = min(size, _FLUSH_MAX)
     buf = np.zeros(2 * size // 4, dtype=np.float32)
 
     def flush() -> None:
@@ -385,7 +419,9 @@ class LatencyTable:
         self.units: Dict[str, Dict[str, float]] = {}  # unit key -> {"in,out": latency}
         self.networks: Dict[str, dict] = {}  # network key -> record with "latency"
         self.references: List[float] = []  # ms of the reference unit, one per batch
+        self.noise: List[float] = []  # the timing rule's largest noise, one per batch
         self.timer, self.path = timer, path
+        self._progress = None
         self.measured = 0  # units and networks timed by this object
 
     @property
@@ -437,6 +473,8 @@ class LatencyTable:
         self.units = {k: {p: float(v) for p, v in d.items()} for k, d in doc["units"].items()}
         self.networks = dict(doc["networks"])
         self.references = [float(v) for v in doc["references_ms"]]
+        self.noise = [float(v) if isinstance(v, (int, float)) else None
+                      for v in doc.get("noise", [])]
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "device": self.device, "batch_size": self.batch_size,
@@ -445,6 +483,7 @@ class LatencyTable:
                 "reference": f"{REFERENCE[0].key}@{_point(*REFERENCE[1:])}",
                 "reference_ms": round(self.reference_ms, 4),
                 "references_ms": [round(v, 4) for v in self.references],
+                "noise": self.noise,
                 "units": self.units, "networks": self.networks}
 
     def save(self, path: Optional[str] = None) -> str:
@@ -475,21 +514,28 @@ class LatencyTable:
         if not units and not nets:
             return
         timer = self._timer(next(iter(units.values()), None))
+        self.progress("measuring")  # starts the stage's clock
         ref_key = "reference"
         calls = {k: timer.unit_call(*p) for k, p in units.items()}
         calls.update({f"network:{k}": timer.network_call(sym, shape)
                       for k, (sym, shape, _) in nets.items()})
         calls[ref_key] = timer.unit_call(*REFERENCE)
-        times = timer.time(calls)
+        what = f"{len(units)} unit(s)" + (f" and {len(nets)} network(s)" if nets else "")
+
+        def on_round(t) -> None:
+            self.progress(f"measuring {what}, round {t.repeats} (fastest within "
+                          f"{pct(t.worst)} so far); {self.measured} timed before")
+        times, timings = timer.time(calls, on_round=on_round)
         usual = float(np.median(self.references[-5:])) if self.references else None
         for _ in range(_RETRIES if usual else 0):  # a passing disturbance: once more
             if abs(math.log(times[ref_key] / usual)) <= math.log(_DRIFT):
                 break
-            again = timer.time(calls)
+            again, timings_again = timer.time(calls, on_round=on_round)
             if abs(math.log(again[ref_key] / usual)) < abs(math.log(times[ref_key] / usual)):
-                times = again
+                times, timings = again, timings_again
         ref = times[ref_key]
         self.references.append(ref)
+        self.noise.append(round(timings.worst, 4) if math.isfinite(timings.worst) else None)
         for k, (spec, i, o) in units.items():
             self.units.setdefault(spec.key, {})[_point(i, o)] = round(times[k] / ref, 6)
         for k, (_, shape, record) in nets.items():
@@ -497,7 +543,24 @@ class LatencyTable:
                                     latency=round(times[f"network:{k}"] / ref, 6),
                                     latency_ms=round(times[f"network:{k}"], 4))
         self.measured += len(calls)
+        self.progress(f"{self.measured} timings so far, the last batch's fastest within "
+                      f"{pct(timings.worst)}")
         self._autosave()
+
+    def add_network(self, key: str, record: dict) -> None:
+        """Store a network measured elsewhere (``record`` with its ``latency`` in reference
+        units), and save."""
+        self.networks[key] = dict(record)
+        self._autosave()
+
+    @property
+    def progress(self):
+        """A progress line on stderr while the table has been measuring for over 10 s."""
+        if self._progress is None:
+            from .timing import Progress
+            where = _describe(self.device, self.batch_size, self.dtype, self.threads)
+            self._progress = Progress(f"latency table ({where})")
+        return self._progress
 
     def _timer(self, point) -> UnitTimer:
         if self.timer is None:
@@ -626,21 +689,32 @@ class LatencyCost(CostModel):
         graph, key = self.graph, self.key
         full, half = graph.full_widths(), self.half_widths()
         shape = tuple(graph.input_shape[1:])
-        nets = {key: (graph.symbol, shape, {"name": self.model, "widths": "full"})}
+        self.table.ensure(self._unit_corners(full) + self._unit_corners(half),
+                          {key: (graph.symbol, shape, {"name": self.model, "widths": "full"})})
+        half_key = f"{key}:half"
         half_symbol = _resized_symbol(graph, half)
-        if half_symbol is not None and not np.array_equal(full, half):
-            nets[f"{key}:half"] = (half_symbol, shape, {"name": self.model,
-                                                        "widths": [int(w) for w in half]})
-        self.table.ensure(self._unit_corners(full) + self._unit_corners(half), nets)
+        if half_symbol is not None and not np.array_equal(full, half) and \
+                self.table.network(half_key) is None:
+            # side by side with the unpruned network, as a ratio: robust to a busy machine
+            timer = self.table._timer(None)
+            r = timer.ratio({"half": timer.network_call(half_symbol, shape),
+                             "full": timer.network_call(graph.symbol, shape)}, "half", "full")
+            self.table.progress(f"the network at half width: {r['ratio']:.3f} ±"
+                                f"{r['noise'] * r['ratio']:.3f} of the unpruned", force=True)
+            self.table.add_network(half_key, {
+                "name": self.model, "widths": [int(w) for w in half], "input_shape": list(shape),
+                "latency": round(r["ratio"] * float(self.table.network(key)["latency"]), 6),
+                "latency_ms": round(r["half_ms"], 4), "fraction": round(r["ratio"], 6),
+                "noise": round(r["noise"], 6), "rounds": r["repeats"]})
         self.ms = self.table.reference_ms  # ms per reference unit, fixed for this model's life
         self._u_full = self._units(full)
         self._n_full = float(self.table.network(key)["latency"])
         self.network_ms, self.units_ms = self.ms * self._n_full, self.ms * self._u_full
         record = self.table.network(f"{key}:half")
         self.half_ms = self.ms * float(record["latency"]) if record else float("nan")
-        self._refit()
+        self.refit()
 
-    def _refit(self) -> None:
+    def refit(self) -> None:
         """N(U) through every network of this architecture that the table has measured."""
         points = {}
         for k, record in self.table.networks.items():
@@ -675,28 +749,56 @@ class LatencyCost(CostModel):
     def _slope(self, u: float) -> float:
         return (self._network(u) - self._network(u * 0.99)) / (0.01 * u)
 
-    def measure(self, widths: Sequence[int], name: str = "") -> float:
-        """Measure the network at ``widths`` (per group) and add it to the calibration; return
-        its latency in ms (as every figure here: reference units × :attr:`ms`)."""
+    def measure(self, widths: Sequence[int], name: str = "", refit: bool = True
+                ) -> Dict[str, float]:
+        """Measure the network at ``widths`` (per group) side by side with the unpruned one
+        (interleaved, by the timing rule) and store it in the table at that ratio of the
+        unpruned network's table latency; with ``refit``, add it to the calibration now (else
+        at the next :meth:`refit`). Returns the measured ``fraction`` (the median of the
+        per-round ratios), its ``noise`` (absolute, in the same units), the ``rounds`` timed,
+        and both networks' median milliseconds in this measurement."""
         widths = np.asarray(widths, dtype=np.int64)
         key = f"{self.key}:{hashlib.sha1(widths.tobytes()).hexdigest()[:12]}"
         symbol = _resized_symbol(self.graph, widths)
         if symbol is None:
             raise PrunenetError("the pruned network cannot be built from the traced symbol (an "
                                 "op fixes a channel count); measure it with prunenet bench")
-        self.table.ensure(self._unit_corners(widths), {key: (
-            symbol, tuple(self.graph.input_shape[1:]),
-            {"name": name or self.model, "widths": [int(w) for w in widths]})})
-        self._refit()
-        return self.ms * float(self.table.network(key)["latency"])
+        timer = self.table._timer(None)
+        shape = tuple(self.graph.input_shape[1:])
+        calls = {"pruned": timer.network_call(symbol, shape),
+                 "full": timer.network_call(self.graph.symbol, shape)}
+        r = timer.ratio(calls, "pruned", "full")
+        self.table.add_network(key, {
+            "name": name or self.model, "widths": [int(w) for w in widths],
+            "input_shape": list(shape), "latency": round(r["ratio"] * self._n_full, 6),
+            "latency_ms": round(r["pruned_ms"], 4), "fraction": round(r["ratio"], 6),
+            "noise": round(r["noise"], 6), "rounds": r["repeats"]})
+        if refit:
+            self.refit()
+        return {"fraction": r["ratio"], "noise": r["noise"] * r["ratio"],
+                "rounds": r["repeats"], "pruned_ms": r["pruned_ms"], "full_ms": r["full_ms"]}
 
-    def check(self, widths: Sequence[int]) -> Dict[str, float]:
-        """The latency at ``widths`` predicted, then measured (and added to the calibration):
-        as fractions of the unpruned network's and in ms."""
-        predicted, full = self.total(widths), self.total()
-        measured = self.measure(widths)
-        return {"predicted": predicted / full, "measured": measured / self.network_ms,
-                "predicted_ms": predicted, "measured_ms": measured}
+    def check(self, widths: Sequence[int], refit: bool = True) -> Dict[str, float]:
+        """The latency at ``widths`` predicted, then measured side by side with the unpruned
+        network (and, with ``refit``, added to the calibration at once): as fractions of the
+        unpruned network's, the measurement's noise (absolute), and in ms of the unpruned
+        network as measured then."""
+        predicted = self.total(widths) / self.total()
+        m = self.measure(widths, refit=refit)
+        return {"predicted": predicted, "measured": m["fraction"], "noise": m["noise"],
+                "rounds": m["rounds"], "full_ms": m["full_ms"],
+                "predicted_ms": predicted * m["full_ms"],
+                "measured_ms": m["fraction"] * m["full_ms"]}
+
+    def untrusted(self, fraction: float) -> str:
+        """Why a cost fraction of ``fraction`` (>= 1 at the narrowest widths) cannot be
+        believed, and what to do: one line."""
+        seen = max((v for v in self.table.noise[-20:] if v is not None), default=float("nan"))
+        return (f"the latency table's timings are too noisy to prune by: they put the network "
+                f"at every group's narrowest width at {fraction:.2f} of the unpruned latency "
+                f"(timing batches were uncertain by up to ±{seen:.0%}); run when the machine "
+                f"is less busy, delete {self.table.path or 'the table'} to measure it again, or "
+                f"prune with --objective flops")
 
     def _units(self, widths: np.ndarray) -> float:
         """U: the sum of the units' interpolated latencies (reference units)."""
@@ -847,24 +949,92 @@ class LatencyCost(CostModel):
         return self._values[(layer.name, i, o)]
 
 
+NOISE_LIMIT = 0.1  # a measured latency fraction uncertain by more (relative) is not trusted
+
+
 def select_measured(select: Callable[[float], Selection], cost: LatencyCost, target: float,
                     rounds: int = 3) -> Tuple[Selection, List[Dict[str, float]]]:
-    """``select(target)`` (a method's selection at a latency target), checked by measuring: the
-    pruned network is measured and added to the calibration and the selection repeated, until
-    it no longer changes (at most ``rounds`` measurements). Returns the selection, which is the
-    last one measured, and per round the latency predicted before measuring and the measured
-    one (as fractions of the unpruned network's, and in ms)."""
+    """``select(target)`` (a method's selection at a latency target), checked by measuring the
+    pruned network side by side with the unpruned one, and refined: while the measured fraction
+    is not within its noise of the target — at most the target plus the noise, and no further
+    below than the noise plus the selection's granularity — the selection is made again at a
+    target corrected by the miss (a secant through the rounds' predicted and measured fractions,
+    the model held fixed), for at most ``rounds`` measurements; they all join the calibration
+    afterwards (and the table, for later runs).
+
+    Returns the selection, which is the last measured one at most the target plus its noise
+    (else the last one measured), and per round the latency predicted before measuring, the
+    measured one and its noise (fractions of the unpruned network's, and in ms) and whether
+    it met the target (``met``), the chosen round last. A measurement too noisy to tell (noise
+    above :data:`NOISE_LIMIT` of the fraction) raises :class:`NoisyMeasurementError`."""
+    from .select import InfeasibleTargetError
     from .surgery import widths_of
-    sel, log = select(target), []
-    for i in range(rounds):
-        log.append(cost.check(widths_of(sel.keep)))
-        if i == rounds - 1:
-            break
-        again = select(target)
-        if all(np.array_equal(a, b) for a, b in zip(again.keep, sel.keep)):
-            break
-        sel = again
+    progress = cost.table.progress
+    sel, log, goal, best = select(target), [], target, None
+    try:
+        for i in range(rounds):
+            r = cost.check(widths_of(sel.keep), refit=False)
+            r.update(round=i + 1, met=r["measured"] <= target + r["noise"], target_used=goal)
+            log.append(r)
+            progress(f"check {i + 1}: predicted {r['predicted']:.3f}, measured "
+                     f"{r['measured']:.3f} ±{r['noise']:.3f} of the unpruned latency (target "
+                     f"{target})", force=True)
+            if r["noise"] > NOISE_LIMIT * r["measured"]:
+                raise NoisyMeasurementError(target, r)
+            if r["met"]:
+                best = (sel, i)
+                if r["measured"] >= target - r["noise"] - sel.granularity:
+                    break
+            if i == rounds - 1:
+                break
+            goal = _corrected(log, target)
+            try:
+                again = select(goal)
+            except InfeasibleTargetError as err:  # as far as min_width allows, then
+                goal = math.ceil(err.smallest * 1e4) / 1e4 + 1e-4
+                try:
+                    again = select(goal)
+                except InfeasibleTargetError:
+                    break
+            if _same(again, sel):
+                break
+            sel = again
+    finally:
+        cost.refit()
+    if best is not None and best[0] is not sel:  # the last one measured overshot: keep the best
+        sel = best[0]
+        log.append(log.pop(best[1]))
     return sel, log
+
+
+def _corrected(log: List[Dict[str, float]], target: float) -> float:
+    """The target to select at next: the predicted fraction expected to measure ``target``,
+    by a secant through the last two rounds (predicted, measured), or by their ratio."""
+    last = log[-1]
+    goal = last["predicted"] * target / last["measured"]
+    if len(log) > 1:
+        prev = log[-2]
+        dp, dm = last["predicted"] - prev["predicted"], last["measured"] - prev["measured"]
+        if dp * dm > 0 and abs(dm) > last["noise"] + prev["noise"]:
+            goal = last["predicted"] + (target - last["measured"]) * dp / dm
+    return float(min(1.0, max(goal, 1e-3)))
+
+
+def _same(a: Selection, b: Selection) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a.keep, b.keep))
+
+
+class NoisyMeasurementError(PrunenetError):
+    """The machine is too noisy for the measured latency to be believed."""
+
+    def __init__(self, target: float, check: Dict[str, float]) -> None:
+        self.check = check
+        super().__init__(
+            f"too noisy to prune for latency now: the pruned network measured "
+            f"{check['measured']:.3f} ±{check['noise']:.3f} of the unpruned latency "
+            f"(target {target}, {check['rounds']} interleaved rounds; ±"
+            f"{NOISE_LIMIT:.0%} of it at most is trusted); run when the machine is less busy, "
+            f"or prune with --objective flops")
 
 
 def _resized_symbol(graph: ChannelGraph, widths: np.ndarray):

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .bench import speed_line
 from .costs import cost_model, count
 from .devices import host_copy
 from .distributed import LOCAL_KVSTORES, Workers
@@ -161,28 +162,44 @@ def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_t
 
 def select_with(select, cost, target: float) -> Tuple[Selection, dict]:
     """``select(target)``, and for the latency objective the selection checked by measuring the
-    pruned network (:func:`prunenet.latency.select_measured`); returns it with the report's
-    latency fields (none for other objectives)."""
+    pruned network and refined (:func:`prunenet.latency.select_measured`); returns it with the
+    report's latency fields (none for other objectives). A latency target still missed by more
+    than the measurement's noise is refused, in one line."""
     if cost.name != "latency":
         return select(target), {}
     from .latency import select_measured
     selection, rounds = select_measured(select, cost, target)
-    return selection, {"latency_rounds": rounds, **_latency_fields(cost, rounds[-1])}
+    last = rounds[-1]
+    if not last["met"]:
+        raise PrunenetError(
+            f"latency target {target} missed: the pruned network measured {last['measured']:.3f} "
+            f"±{last['noise']:.3f} of the unpruned latency after {len(rounds)} rounds (predicted "
+            f"{last['predicted']:.3f}); the latency table does not fit this machine now (it is "
+            f"busy, or the table is stale): run again, delete {cost.table.path} to measure it "
+            f"again, or prune with --objective flops")
+    return selection, {"latency_rounds": rounds, **_latency_fields(cost, last, target)}
 
 
-def latency_report(cost, keep) -> dict:
+def latency_report(cost, keep, target: float) -> dict:
     """The report's latency fields for a selection made without measuring (GCP): predicted by
-    the table, then measured."""
+    the table, then measured side by side with the unpruned network."""
     if cost.name != "latency":
         return {}
-    return _latency_fields(cost, cost.check(widths_of(keep)))
+    check = cost.check(widths_of(keep))
+    check["met"] = check["measured"] <= target + check["noise"]
+    return _latency_fields(cost, check, target)
 
 
-def _latency_fields(cost, last: dict) -> dict:
+def _latency_fields(cost, last: dict, target: float) -> dict:
+    from .latency import NOISE_LIMIT
     table = cost.table
-    return {"latency_ms_before": cost.network_ms, "latency_ms_predicted": last["predicted_ms"],
+    return {"latency_ms_before": last["full_ms"], "latency_ms_predicted": last["predicted_ms"],
             "latency_ms_measured": last["measured_ms"],
+            "latency_fraction_predicted": last["predicted"],
             "latency_fraction_measured": last["measured"],
+            "latency_fraction_noise": last["noise"],
+            "latency_target_met": bool(last["met"]),
+            "latency_too_noisy": bool(last["noise"] > NOISE_LIMIT * last["measured"]),
             "latency_table": {"path": table.path, "device": table.device,
                               "batch_size": table.batch_size, "dtype": table.dtype,
                               "threads": table.threads}}
@@ -191,9 +208,27 @@ def _latency_fields(cost, last: dict) -> dict:
 def _latency_line(report: dict) -> str:
     if "latency_ms_measured" not in report:
         return ""
-    return (f"; latency {report['latency_ms_before']:.1f} -> {report['latency_ms_measured']:.1f} "
-            f"ms per batch of {report['latency_table']['batch_size']} measured "
-            f"({report['latency_ms_predicted']:.1f} predicted)")
+    line = (f"; latency {report['latency_ms_before']:.1f} -> {report['latency_ms_measured']:.1f} "
+            f"ms per batch of {report['latency_table']['batch_size']}: measured "
+            f"{report['latency_fraction_measured']:.3f} ±{report['latency_fraction_noise']:.3f} "
+            f"of the unpruned ({report['latency_fraction_predicted']:.3f} predicted)")
+    if report.get("latency_too_noisy"):
+        line += "; TOO NOISY to tell whether the target was met"
+    elif not report.get("latency_target_met", True):
+        line += f"; target {report['target']} MISSED by more than the noise"
+    return line
+
+
+def _run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
+                     selection: Selection, gpus: str, objective: str,
+                     latency_batch_size: int, ctx=None) -> dict:
+    """A run's speed check on its device: at the latency batch size for the latency objective,
+    else at 16."""
+    from .bench import device, speed_check
+    after = count(graph, widths_of(selection.keep))
+    ctx = ctx or device((gpus or "").split(",")[0].strip())
+    batch = latency_batch_size if objective == "latency" else 16
+    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch)
 
 
 def load_pruned(folder: str, ctx=None):
@@ -251,11 +286,13 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
               classes: Optional[int] = None, round_to: int = 8, min_width: int = 8,
               seed: int = 0, overwrite: bool = False, command: Optional[List[str]] = None,
               log=print, latency_table: Optional[str] = None, latency_batch_size: int = 64,
-              dtype: str = "float32", gpus: str = "", symbol: Optional[str] = None) -> dict:
+              dtype: str = "float32", gpus: str = "", symbol: Optional[str] = None,
+              speed_check: bool = True) -> dict:
     """Prune ``model`` (or the exported ``symbol`` with its ``params``) with a data-free
     ``method`` to ``target`` × its cost; write the run folder ``out`` (see the module doc) and
     return the report. The ``latency`` objective measures on ``gpus``' first device (the CPU if
-    none), at ``latency_batch_size`` and ``dtype``."""
+    none), at ``latency_batch_size`` and ``dtype``; unless ``speed_check`` is off, the pruned
+    network's speed-up is measured there too."""
     from .files import staged_dir, write_json
     from .methods import DATA_FREE
     from .models import load_network
@@ -309,6 +346,13 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     diff, scale = surgery_check(net, pruned.net, graph, selection.keep, seed=seed)
     timings["surgery_s"] = time.time() - t0
     _check_surgery(diff, scale)
+    speed = {}
+    if speed_check:
+        t0 = time.time()
+        speed = {"speed_check": _run_speed_check(net, pruned.net, shape, before, graph,
+                                                 selection, gpus, objective,
+                                                 latency_batch_size)}
+        timings["speed_check_s"] = time.time() - t0
 
     report = _base_report(name, method, objective, target, selection, graph, before, timings,
                           command)
@@ -318,15 +362,16 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
         "transfer": transfer,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        **latency,
+        **latency, **speed,
     })
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
-    log(f"{name} {method}/{objective}: kept {report['achieved']:.4f} of the cost "
-        f"(target {target}); MACs {before['macs'] / 1e9:.3f}G -> "
-        f"{report['macs_after'] / 1e9:.3f}G, params {before['params'] / 1e6:.2f}M -> "
-        f"{report['params_after'] / 1e6:.2f}M{_latency_line(report)}; written to {out}")
+    log(f"{name} {method}/{objective}: kept {report['achieved']:.4f} of the "
+        f"{'predicted latency' if objective == 'latency' else 'cost'} (target {target}); MACs "
+        f"{before['macs'] / 1e9:.3f}G -> {report['macs_after'] / 1e9:.3f}G, params "
+        f"{before['params'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M"
+        f"{_latency_line(report)}{speed_line(report)}; written to {out}")
     return report
 
 
@@ -382,6 +427,7 @@ class DataRun:
     latency_table: Optional[str] = None
     latency_batch_size: int = 64
     dtype: str = "float32"
+    speed_check: bool = True  # measure the pruned network's speed-up at the end
     kvstore: str = "device"
     rec_train: Optional[str] = None  # ImageNet RecordIO files (default: data_dir/train.rec ...)
     rec_train_idx: Optional[str] = None
@@ -652,7 +698,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                 run, net, graph, cost, ctx, train, ckpt, rows, timings, say, shares,
                 progress={"top1_before": top1_before, "top5_before": top5_before},
                 workers=workers)
-            latency = latency_report(cost, selection.keep)
+            latency = latency_report(cost, selection.keep, run.target)
         else:
             params = network_params(net)
             selection, latency = select_with(
@@ -741,6 +787,13 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
                  "zeroed_channels": "", "lr": ft.lr, "time_s": timings["finetune_s"]})
     _write_steps(os.path.join(out, STEPS_FILE), rows)
+    speed = {}
+    if run.speed_check and workers.rank == 0:
+        t0 = time.time()
+        speed = {"speed_check": _run_speed_check(net, pruned.net, shape, before, graph,
+                                                 selection, run.gpus, run.objective,
+                                                 run.latency_batch_size, ctx[0])}
+        timings["speed_check_s"] = time.time() - t0
     report = _base_report(net_name, run.method, run.objective, run.target, selection, graph,
                           before, timings, run.command)
     report.update({
@@ -749,14 +802,15 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         "dataset": run.dataset, "input_shape": list(shape), "classes": classes,
         "surgery_max_abs_diff": diff, "notes": notes, "transfer": transfer, **gcp_info,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        "settings": dataclasses.asdict(run), **latency,
+        "settings": dataclasses.asdict(run), **latency, **speed,
     })
     report["files"] = save_pruned(pruned, out)
     failpoint("export")
     write_json(os.path.join(out, REPORT_FILE), report)
     say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
         f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
-        f"{report['params_after'] / 1e6:.3f}M{_latency_line(report)}; written to {out}")
+        f"{report['params_after'] / 1e6:.3f}M{_latency_line(report)}{speed_line(report)}; "
+        f"written to {out}")
     return report
 
 

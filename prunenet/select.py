@@ -112,9 +112,23 @@ def check_reachable(graph: ChannelGraph, cost: CostModel, target: float, round_t
     """Raise :class:`InfeasibleTargetError` if ``target`` lies below what pruning every group to
     ``min_width`` reaches, so a run fails before it trains rather than after."""
     smallest = smallest_reachable(graph, cost, full_keep(graph), round_to, min_width)
-    if smallest > target:  # the blocks are to blame when single channels would reach it
-        blocks = smallest_reachable(graph, cost, full_keep(graph), 1, min_width) <= target
-        raise InfeasibleTargetError(target, smallest, min_width, round_to if blocks else None)
+    if smallest > target:
+        raise _unreachable(graph, cost, target, smallest, round_to, min_width)
+
+
+def _unreachable(graph: ChannelGraph, cost: CostModel, target: float, smallest: float,
+                 round_to: int, min_width: int) -> PrunenetError:
+    """The error for a target below ``smallest``: infeasible (the blocks to blame when single
+    channels would reach it), or, when ``smallest`` is not below 1 (the narrowest network no
+    cheaper than the unpruned one), the cost model's own word on why it cannot be believed —
+    never advice to raise the target above 1."""
+    if smallest >= 1.0:
+        why = getattr(cost, "untrusted", None)
+        return PrunenetError(why(smallest) if why else
+                             f"the {cost.name} cost model puts every group at min_width at "
+                             f"{smallest:.4f} of the unpruned cost; it cannot be pruned by")
+    blocks = smallest_reachable(graph, cost, full_keep(graph), 1, min_width) <= target
+    return InfeasibleTargetError(target, smallest, min_width, round_to if blocks else None)
 
 
 def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], target: float,
@@ -150,7 +164,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         return Selection(keep, current, base, zero_largest, zero_blocks, zeros_removed)
     smallest = cost.total(_min_widths(graph, widths, round_to, min_width))
     if smallest > goal:
-        raise InfeasibleTargetError(target, smallest / base, min_width)
+        raise _unreachable(cost, target, smallest / base, min_width)
 
     full = graph.full_widths()
     # Remaining channels of each segment of each group, lowest |score| first (ties: index).

@@ -539,6 +539,8 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
         "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "prunenet": __version__, "run_dir": run_dir,
     }
+    # the run's own speed check: measured speed-up, its noise, device, batch size, threads
+    entry["speed_check"] = report.get("speed_check")
 
     added: List[str] = []
     committed = False

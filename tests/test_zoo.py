@@ -97,6 +97,9 @@ def test_publish_list_get_model_round_trip(runs, tmp_path, capsys):
     assert entry["command"] == ["prunenet", "prune", "a"] and entry["top1"] is None
     assert entry["throughput_img_s"] > 0 and entry["batch_size"] == 2
     assert entry["device"] == "cpu(0)" and entry["throughput_source"] == "publish"
+    # the run's own speed check travels with it: speed-up beside MACs, with device and batch
+    assert entry["speed_check"] == report["speed_check"]
+    assert entry["speed_check"]["device"] == "cpu" and entry["speed_check"]["batch_size"] == 16
     # GluonCV's model-store names, byte copies of the run's files
     for role, src in (("shapes", "shapes.json"), ("params", "pruned.params")):
         digest = sha1(os.path.join(runs["a"], src))
