@@ -348,7 +348,7 @@ class GCP:
                        "surgery_max_abs_diff": diff, "notes": list(self._schedule.notes),
                        "settings": dataclasses.asdict(self.config), "transfer": self.transfer,
                        "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-                       **latency_report(self.cost, selection.keep)})
+                       **latency_report(self.cost, selection.keep, self.config.target)})
         self._pruned = pruned
         return _attach(pruned, report)
 

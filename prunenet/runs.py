@@ -293,9 +293,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     return the report. The ``latency`` objective measures on ``gpus``' first device (the CPU if
     none), at ``latency_batch_size`` and ``dtype``; unless ``speed_check`` is off, the pruned
     network's speed-up is measured there too."""
-    from .files import staged_dir, write_json
     from .methods import DATA_FREE
-    from .models import load_network
 
     if method not in DATA_FREE:
         raise PrunenetError(f"unknown method {method!r}: choose one of {', '.join(DATA_FREE)}")
@@ -310,14 +308,14 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     with exclusive(out_path):  # held to the end: a second writer of --out stops at once
         return _prune_run(model, method, objective, target, out, params, input_size, classes,
                           round_to, min_width, seed, overwrite, command, log, latency_table,
-                          latency_batch_size, dtype, gpus)
+                          latency_batch_size, dtype, gpus, symbol, speed_check)
 
 
 def _prune_run(model, method, objective, target, out, params, input_size, classes, round_to,
                min_width, seed, overwrite, command, log, latency_table, latency_batch_size,
-               dtype, gpus) -> dict:
+               dtype, gpus, symbol, speed_check) -> dict:
     from .files import staged_dir, write_json
-    from .models import input_shape, load_model
+    from .models import load_network
     timings = {}
     t0 = time.time()
     net, name, shape = load_network(model or None, symbol, classes, params, seed,

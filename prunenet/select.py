@@ -122,12 +122,12 @@ def _unreachable(graph: ChannelGraph, cost: CostModel, target: float, smallest: 
     channels would reach it), or, when ``smallest`` is not below 1 (the narrowest network no
     cheaper than the unpruned one), the cost model's own word on why it cannot be believed —
     never advice to raise the target above 1."""
-    if smallest >= 1.0:
+    blocks = smallest_reachable(graph, cost, full_keep(graph), 1, min_width) <= target
+    if smallest >= 1.0 and not blocks:
         why = getattr(cost, "untrusted", None)
         return PrunenetError(why(smallest) if why else
                              f"the {cost.name} cost model puts every group at min_width at "
                              f"{smallest:.4f} of the unpruned cost; it cannot be pruned by")
-    blocks = smallest_reachable(graph, cost, full_keep(graph), 1, min_width) <= target
     return InfeasibleTargetError(target, smallest, min_width, round_to if blocks else None)
 
 
@@ -164,7 +164,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         return Selection(keep, current, base, zero_largest, zero_blocks, zeros_removed)
     smallest = cost.total(_min_widths(graph, widths, round_to, min_width))
     if smallest > goal:
-        raise _unreachable(cost, target, smallest / base, min_width)
+        raise _unreachable(graph, cost, target, smallest / base, round_to, min_width)
 
     full = graph.full_widths()
     # Remaining channels of each segment of each group, lowest |score| first (ties: index).
