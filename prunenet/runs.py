@@ -878,14 +878,9 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
                 f"in step {done + 1}, {step_state['phase']} batch {step_state['done']}"
             say(f"resuming {where} of {run.steps}")
 
-    def snapshot() -> Dict[str, np.ndarray]:
-        arrays = host_copy(wrapper.params)
-        arrays.update(host_copy({p.name: p for p in wrapper.mask_params.values()}))
-        return arrays
-
     def save(tag: str, finished: int, state: Optional[dict]) -> None:
         last = gcp.last_selection
-        save_checkpoint(ckpt_dir, tag, snapshot(),
+        save_checkpoint(ckpt_dir, tag, gcp.arrays(),
                         {"regularize": gcp.reg_trainer, "debias": gcp.debias_trainer},
                         stage="gcp", step=finished, step_state=state, stream=stream.state(),
                         notes=gcp.notes, rows=rows, search=search,

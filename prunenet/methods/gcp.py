@@ -116,6 +116,7 @@ class GCP:
         self.notes: List[str] = []
         self.last_selection: Optional[Selection] = None  # of the latest step
         self.zeros_pruned = 0  # channels removed because their scale was 0, over all steps
+        self.search: Optional[Dict[str, object]] = None  # the λ search's grid, losses, choice
 
     def step_target(self, t: int) -> float:
         """The cost fraction to reach after step ``t`` of T: α^(t/T)."""
@@ -238,8 +239,6 @@ class GCP:
         return Selection([k.copy() for k in w.keep], self.cost.total(widths), self.base_cost,
                          largest, last.blocks_removed if last is not None else 0)
 
-    search: Optional[Dict[str, object]] = None  # the λ search's grid, losses and choice
-
     def _check_finite(self, scores, t: int) -> None:
         if not all(np.isfinite(s).all() for s in scores):
             raise NonFiniteError(f"a BatchNorm scale or mask became NaN or Inf in step {t}; the "
@@ -249,16 +248,21 @@ class GCP:
         return {"config": asdict(self.config), "base_cost": self.base_cost,
                 "notes": list(self.notes), "zeros_pruned": self.zeros_pruned}
 
+    def arrays(self) -> Dict[str, np.ndarray]:
+        """Every parameter and mask of the network being pruned, read once all writes are done
+        (BatchNorm statistics averaged over the devices)."""
+        from ..devices import host_copy
+        w = self.wrapper
+        out = host_copy(w.params)
+        out.update(host_copy({p.name: p for p in w.mask_params.values()}))
+        return out
+
     # -- choosing λ --------------------------------------------------------------------------
     def snapshot(self, stream: BatchStream) -> Dict[str, object]:
         """Everything a step changes, in memory: parameters, masks, keep masks, optimizer
         states, the stream's position and the step's bookkeeping."""
-        import mxnet as mx
-        mx.nd.waitall()
         w = self.wrapper
-        arrays = {name: p.data(w.ctx[0]).asnumpy() for name, p in w.params.items()}
-        arrays.update({p.name: p.data(w.ctx[0]).asnumpy() for p in w.mask_params.values()})
-        return {"arrays": arrays, "keep": [k.copy() for k in w.keep],
+        return {"arrays": self.arrays(), "keep": [k.copy() for k in w.keep],
                 "trainers": [_trainer_bytes(t) for t in (self.reg_trainer, self.debias_trainer)],
                 "stream": stream.state(), "notes": list(self.notes),
                 "last_selection": self.last_selection, "zeros_pruned": self.zeros_pruned}
