@@ -6,7 +6,7 @@
 """
 import sys
 
-from prunenet.experiment import main
+from prunenet.cli.experiment import main
 
 if __name__ == "__main__":
     sys.exit(main())

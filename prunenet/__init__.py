@@ -17,9 +17,10 @@ from .api import GCP, finetune, prune, replace_classifier  # noqa: E402
 from .costs import cost_model, count  # noqa: E402
 from .errors import PrunenetError  # noqa: E402
 from .graph import ChannelGraph, Group, Layer, Norm, UnsupportedOpError, trace  # noqa: E402
+from . import latency  # noqa: E402,F401  (registers the latency objective)
 from .select import InfeasibleTargetError, Selection, select  # noqa: E402
+from .version import __version__  # noqa: E402
 
-__version__ = "0.1.0"
 __all__ = ["prune", "GCP", "finetune", "replace_classifier", "trace", "ChannelGraph", "Group",
            "Layer", "Norm", "UnsupportedOpError", "cost_model", "count", "select", "Selection",
            "InfeasibleTargetError", "PrunenetError", "__version__"]

@@ -69,13 +69,11 @@ def _cost(graph, objective: str, name: str, round_to: int, min_width: int, targe
           ctx: list, latency_table, latency_batch_size: int, dtype: str):
     from .costs import OBJECTIVES
     from .runs import objective_cost
-    from .select import check_reachable
+    from .select import check_cost_target, check_reachable
     if objective not in OBJECTIVES:
         raise PrunenetError(f"unknown objective {objective!r}: choose one of "
                             f"{', '.join(sorted(OBJECTIVES))}")
-    if not 0.0 < target < 1.0:
-        raise PrunenetError(f"target {target} must lie strictly between 0 and 1 (the fraction of "
-                            f"the cost to keep)")
+    check_cost_target(target)
     cost = objective_cost(graph, objective, name, round_to, _gpus(ctx), latency_table,
                           latency_batch_size, dtype)
     check_reachable(graph, cost, target, round_to, min_width)
@@ -356,11 +354,12 @@ class GCP:
         """Write the run folder the command line writes — ``report.json``, ``steps.csv`` and the
         pruned pair — atomically; returns its path."""
         from .files import staged_dir, write_json
-        from .runs import REPORT_FILE, STEPS_FILE, _write_steps, save_pruned
+        from .records import REPORT_FILE, STEPS_FILE, write_steps
+        from .runs import save_pruned
         net = self.prune()
         report = dict(net.report)
         with staged_dir(folder, overwrite=overwrite) as stage:
-            _write_steps(os.path.join(stage, STEPS_FILE), self.history)
+            write_steps(os.path.join(stage, STEPS_FILE), self.history)
             report["files"] = save_pruned(self._pruned, stage)
             write_json(os.path.join(stage, REPORT_FILE), report)
         return os.path.abspath(folder)

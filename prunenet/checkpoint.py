@@ -16,7 +16,8 @@ from .errors import PrunenetError
 from .failpoints import failpoint
 from .files import atomic_path, load_params, read_json, save_params, write_json
 
-__all__ = ["save_checkpoint", "load_checkpoint", "restore_trainer", "CHECKPOINT_FILE"]
+__all__ = ["save_checkpoint", "load_checkpoint", "restore_trainer", "save_finetune_checkpoint",
+           "finetune_position", "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "checkpoint.json"
 
@@ -29,7 +30,7 @@ def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
     in force stays the last good one."""
     bad = [name for name, value in arrays.items() if not np.isfinite(value).all()]
     if bad:
-        from .train import NonFiniteError
+        from .errors import NonFiniteError
         flag = "--finetune-lr" if progress.get("stage") == "finetune" else "--lr"
         raise NonFiniteError(f"{bad[0]} became NaN or Inf (at checkpoint {tag}); the last good "
                              f"checkpoint is kept: start again with a smaller {flag}")
@@ -43,7 +44,7 @@ def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
             trainer.save_states(tmp)
         states[key] = name
     failpoint("checkpoint")
-    from .zoo import sha1_of
+    from .files import sha1_of
     sums = {name: sha1_of(os.path.join(folder, name)) for name in [params_file, *states.values()]}
     write_json(os.path.join(folder, CHECKPOINT_FILE),
                {"tag": tag, "params": params_file, "states": states, "sha1": sums, **progress})
@@ -73,7 +74,7 @@ def load_checkpoint(folder: str) -> Optional[dict]:
 
 def _verify(folder: str, doc: dict) -> None:
     """Refuse checkpoint files whose bytes differ from the SHA-1 ``checkpoint.json`` recorded."""
-    from .zoo import sha1_of
+    from .files import sha1_of
     for name, expected in (doc.get("sha1") or {}).items():
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
@@ -88,3 +89,25 @@ def _verify(folder: str, doc: dict) -> None:
 def restore_trainer(trainer, path: str) -> None:
     """Load an optimizer state saved by :func:`save_checkpoint` into ``trainer``."""
     trainer.load_states(path)
+
+
+def save_finetune_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray], trainer,
+                             stream, done: int, sums: Optional[dict], elapsed: float,
+                             **progress) -> None:
+    """A checkpoint inside a fine-tuning: the network, its trainer (None before the first
+    iteration), where ``stream``'s batches are, the iterations done with their running sums,
+    and the seconds spent."""
+    save_checkpoint(folder, tag, arrays, {"finetune": trainer} if trainer is not None else None,
+                    stream=stream.state(),
+                    finetune={"done": done, "sums": sums, "elapsed": elapsed}, **progress)
+
+
+def finetune_position(ckpt: dict, stream) -> dict:
+    """Where the fine-tuning checkpoint ``ckpt`` left off, ``stream`` moved there: its
+    ``done``, ``sums`` and ``elapsed``, and ``resume``, what :func:`prunenet.train.finetune`
+    continues from (None when no iteration was done)."""
+    stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
+    state = dict(ckpt["finetune"])
+    state["resume"] = (dict(ckpt["finetune"], states=ckpt["states"]["finetune"])
+                       if state["done"] else None)
+    return state

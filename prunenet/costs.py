@@ -6,14 +6,15 @@ one group saves (exact, since costs are bilinear in the widths of neighbouring g
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
 from .errors import PrunenetError
 from .graph import ChannelGraph, Layer
 
-__all__ = ["CostModel", "MacsCost", "ParamsCost", "cost_model", "count", "OBJECTIVES"]
+__all__ = ["CostModel", "MacsCost", "ParamsCost", "cost_model", "count", "OBJECTIVES",
+           "register_objective"]
 
 
 class CostModel:
@@ -132,12 +133,16 @@ def _aux_names(graph: ChannelGraph) -> set:
     return set(graph.symbol.list_auxiliary_states())
 
 
-def _latency(graph: ChannelGraph, **options) -> CostModel:
-    from .latency import LatencyCost  # it measures; imported only when asked for
-    return LatencyCost(graph, **options)
+OBJECTIVES: Dict[str, Callable[..., CostModel]] = {"flops": MacsCost, "params": ParamsCost}
+# ``latency`` is registered by prunenet.latency, which measures on the machine: the costs
+# themselves know nothing of it
 
 
-OBJECTIVES = {"flops": MacsCost, "params": ParamsCost, "latency": _latency}
+def register_objective(name: str, make: Callable[..., CostModel]) -> None:
+    """Make ``cost_model(graph, name, **options)`` build ``make(graph, **options)``."""
+    if name in OBJECTIVES and OBJECTIVES[name] is not make:
+        raise ValueError(f"objective {name!r} is registered twice")
+    OBJECTIVES[name] = make
 
 
 def cost_model(graph: ChannelGraph, objective: str, **options) -> CostModel:

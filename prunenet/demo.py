@@ -94,7 +94,8 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
     """Train (or reuse) the base, prune it with GCP, fine-tune, benchmark, print the table."""
     from .bench import throughput
     from .models import load_model
-    from .runs import DataRun, contexts, data_run
+    from .devices import contexts
+    from .runs import DataRun, data_run
 
     config = QUICK if quick else FULL
     ctx = contexts(gpus)

@@ -1,77 +1,51 @@
-"""A network on every device of a run: its parameters copied to each context, and BatchNorm's
-running statistics (which each device gathers from its own share of the batches) averaged.
-
-Data-parallel training keeps one copy of every parameter per device; the optimizer applies the
-same summed gradient to each copy (``update_on_kvstore=False``), so the copies stay equal and
-``set_data`` writes all of them. Only the running statistics differ between devices, until
-:func:`average_running_stats` makes them each device's average, as GluonCV's
-``save_parameters`` does when it writes a model trained on several GPUs.
-"""
+"""The devices a run uses: the contexts ``--gpus`` names (or CPU contexts standing in for GPUs),
+and what a measurement on one depends on (its model name). Copies of a network over the
+contexts are :mod:`prunenet.replicas`' job."""
 from __future__ import annotations
 
-from typing import Dict, List
+import os
 
-import numpy as np
+from .errors import PrunenetError
+from .replicas import (RUNNING_STATS, _items, average_running_stats,  # noqa: F401
+                       context_list, host_copy, place)  # (their old home)
 
-__all__ = ["context_list", "place", "average_running_stats", "host_copy", "device_model",
-           "RUNNING_STATS"]
-
-RUNNING_STATS = ("running_mean", "running_var")
+__all__ = ["contexts", "one_device", "CPU_CONTEXTS", "device_model"]
 
 
-def context_list(ctx=None) -> List[object]:
-    """``ctx`` (a context, a list of them, or None for the CPU) as a non-empty list."""
+CPU_CONTEXTS = "PRUNENET_CPU_CONTEXTS"  # N: run on mx.cpu(0) ... mx.cpu(N-1) when no --gpus
+
+
+def contexts(gpus: str) -> list:
+    """``--gpus 0,1`` as MXNet contexts; empty means the CPU (``cpu(0)`` ... ``cpu(N-1)`` with
+    ``PRUNENET_CPU_CONTEXTS=N``: N CPU contexts standing in for N GPUs)."""
     import mxnet as mx
-    if ctx is None:
-        return [mx.cpu()]
-    ctxs = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
-    return ctxs or [mx.cpu()]
+    ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
+    if not ids:
+        count = os.environ.get(CPU_CONTEXTS, "1").strip() or "1"
+        if not count.isdigit() or int(count) < 1:
+            raise PrunenetError(f"{CPU_CONTEXTS}={count!r} must be a whole number of CPU "
+                                f"contexts (1 or more); unset it to run on one")
+        return [mx.cpu(i) for i in range(int(count))]
+    if not all(i.isdigit() for i in ids):
+        raise PrunenetError(f"--gpus {gpus!r} must be comma-separated GPU ids (whole numbers "
+                            f"from 0), e.g. 0,1")
+    ctx = [mx.gpu(int(i)) for i in ids]
+    available = mx.context.num_gpus()
+    missing = [i for i in ids if int(i) >= available]
+    if missing:
+        raise PrunenetError(f"--gpus {gpus}: this machine has {available} GPU(s) for MXNet; "
+                            f"omit --gpus to run on the CPU")
+    return ctx
 
-
-def place(net, ctx=None):
-    """``net`` with every initialised parameter on exactly the contexts of ``ctx``, each holding
-    the value of the copy it had (the one helper every network of a run goes through: base,
-    pruned, teacher, resumed, transferred). Returns ``net``."""
-    ctxs = context_list(ctx)
-    for param in net.collect_params().values():
-        if param._data is None and not param._deferred_init:
-            continue  # not initialised: its caller initialises it on ctx
-        if param.list_ctx() != ctxs:
-            param.reset_ctx(ctxs)
-    return net
-
-
-def _items(params):
-    """(name, Parameter) pairs of a block, a ParameterDict or a plain dict of Parameters."""
-    return (params.collect_params() if hasattr(params, "collect_params") else params).items()
-
-
-def average_running_stats(params) -> None:
-    """Make every device's BatchNorm running mean and variance in ``params`` (a block, or a
-    dict of Parameters) their average over the devices. Exact at any moment: each device's
-    statistics are the same moving average of its own batches, so averaging now or at the end
-    gives the same result."""
+def one_device(gpus: str = ""):
+    """The one context ``--gpus`` names, for a measurement: the CPU, or a single GPU id."""
     import mxnet as mx
-    stats = [p for name, p in _items(params) if name.endswith(RUNNING_STATS)
-             and p._data is not None and len(p.list_ctx()) > 1]
-    if stats:
-        mx.nd.waitall()  # a static_alloc network's writes to them are not waited for otherwise
-    for param in stats:
-        copies = param.list_data()
-        first = copies[0].context
-        mean = mx.nd.add_n(*[c.as_in_context(first) for c in copies]) / len(copies)
-        for copy in copies:
-            mean.copyto(copy)
-
-
-def host_copy(params) -> Dict[str, np.ndarray]:
-    """NumPy values of ``params`` (a block, or a dict of Parameters) to save: running
-    statistics averaged over the devices first (in place), and read once all writes are done
-    (``static_alloc`` networks write asynchronously)."""
-    import mxnet as mx
-    average_running_stats(params)
-    mx.nd.waitall()
-    return {name: p.data(p.list_ctx()[0]).asnumpy() for name, p in _items(params)}
+    ids = [g for g in (gpus or "").split(",") if g.strip()]
+    if not ids:
+        return mx.cpu()
+    if len(ids) > 1:
+        raise PrunenetError(f"--gpus {gpus}: a measurement runs on one device; give one GPU id")
+    return contexts(gpus)[0]
 
 
 def device_model(ctx) -> str:

@@ -118,7 +118,7 @@ class Workers:
     def average_running_stats(self, block) -> None:
         """Average BatchNorm's running mean and variance of ``block`` over workers and devices."""
         if not self.distributed:
-            from .devices import average_running_stats
+            from .replicas import average_running_stats
             average_running_stats(block)
             return
         stats = [p for name, p in sorted(block.collect_params().items())
@@ -186,7 +186,7 @@ def _worker_trainer() -> type:
 
         def step(self, batch_size, ignore_stale_grad=False):
             import mxnet as mx
-            from .train import NonFiniteError
+            from .errors import NonFiniteError
             self._workers.allreduce_grads(self._params)
             grads = [p.list_grad()[0] for p in self._params if p.grad_req != "null"]
             if grads and not np.isfinite(mx.nd.add_n(*[g.norm() for g in grads]).asscalar()):

@@ -51,7 +51,7 @@ def _reason(err: BaseException) -> str:
 
 
 def _open(url: str, what: str, timeout: float, hint_404: str):
-    from . import __version__
+    from .version import __version__
     request = urllib.request.Request(url, headers={"User-Agent": f"prunenet/{__version__}"})
     try:
         return urllib.request.urlopen(request, timeout=timeout)

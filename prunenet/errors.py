@@ -3,3 +3,7 @@
 
 class PrunenetError(ValueError):
     """Bad input or an impossible request; the message says what was wrong and what to do."""
+
+
+class NonFiniteError(PrunenetError):
+    """A loss or parameter became NaN or Inf."""

@@ -17,9 +17,7 @@ a few iterations on generated data and a random network.
 """
 from __future__ import annotations
 
-import csv
 import fnmatch
-import io
 import json
 import math
 import os
@@ -31,14 +29,13 @@ from typing import Dict, List, Optional
 
 from .distributed import KVSTORES, LOCAL_KVSTORES
 from .errors import PrunenetError
+from .records import has_result, put_result, read_results
 from .tied import DEFAULT_RULE, RULES
 
 __all__ = ["Experiment", "load_config", "runs_of", "dry_run", "run_experiment", "results_table",
-           "make_smoke_records", "make_smoke_folder", "caltech_split", "add_parser", "COLUMNS",
+           "make_smoke_records", "make_smoke_folder", "caltech_split",
            "SCHEMA"]
 
-COLUMNS = ["model", "method", "objective", "target", "achieved", "macs", "params", "top1", "top5",
-           "throughput_img_s", "batch_size", "device", "dataset", "seed", "run_dir"]
 KINDS = ("prune", "transfer")
 DATASETS = ("imagenet", "caltech256")
 PRETRAINED_GLUONCV = "gluoncv"
@@ -415,40 +412,6 @@ def caltech_split(source: str, out: str, train_per_class: int = 60, seed: int = 
 
 
 # -- results -------------------------------------------------------------------------------------
-def read_results(path: str) -> List[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None:
-            return []
-        missing = [c for c in COLUMNS if c not in reader.fieldnames]
-        if missing:
-            raise PrunenetError(f"results file {path} lacks column {missing[0]}; it is not a "
-                                f"prunenet results CSV ({', '.join(COLUMNS)})")
-        return list(reader)
-
-
-def _put_row(path: str, row: dict) -> None:
-    """Add ``row`` to the results CSV (replacing a row of the same run_dir and method),
-    rewritten atomically."""
-    from .files import atomic_path
-    rows = [r for r in read_results(path)
-            if (r["run_dir"], r["method"]) != (row["run_dir"], row["method"])]
-    rows.append({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            f.write(buf.getvalue())
-
-
-def _has_row(path: str, run_dir: str) -> bool:
-    return any(r["run_dir"] == run_dir and r["method"] != "unpruned"
-               for r in read_results(path))
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -502,7 +465,7 @@ def _preflight(exp: Experiment, s: _Settings, out: str, runs: List[Run]) -> None
         what = "a transfer" if exp.kind == "transfer" else "the latency objective"
         raise PrunenetError(f"experiment config {exp.path}: key kvstore {exp.kvstore!r}: "
                             f"{what} runs on one machine; use device or local")
-    from .runs import contexts
+    from .devices import contexts
     contexts(s.gpus)
     if exp.kind == "transfer":
         for run in runs:
@@ -565,7 +528,7 @@ def _run_experiment(exp: Experiment, out: str, smoke: bool, only: Optional[str],
     for run in runs:
         run_dir = os.path.join(out, "runs", run.name)
         finished = os.path.exists(os.path.join(run_dir, "report.json")) and \
-            _has_row(results, run_dir)
+            has_result(results, run_dir)
         if _rank0_says(workers, finished, "finished"):  # all workers skip it, or none
             log(f"{run.name}: finished already ({run_dir})")
             continue
@@ -603,17 +566,13 @@ def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) 
         n = len(datasets.load("imagenet", s.data_dir, train=True, input_size=s.input_size))
         e = _smoke_epochs(n, s.batch_size)
         epochs = dict(epochs_per_step=e, debias_epochs=e, finetune_epochs=e)
-    data_run(DataRun(
-        model=exp.model, out=run_dir, target=run.target, method=exp.method,
-        objective=exp.objective, dataset="imagenet", data_dir=s.data_dir,
-        params=_pretrained(exp, s), steps=s.steps, reg=exp.reg, stream_score=exp.stream_score,
-        reg_grid=[0.03, 0.3] if s.smoke and exp.reg == "auto" else None, lr=exp.lr,
+    data_run(DataRun.from_settings(
+        exp, s, out=run_dir, target=run.target, dataset="imagenet", params=_pretrained(exp, s),
+        reg_grid=[0.03, 0.3] if s.smoke and exp.reg == "auto" else None,
         finetune_lr=ft["lr"], warmup_epochs=ft["warmup_epochs"],
-        label_smoothing=ft["label_smoothing"], distill=ft["distill"], batch_size=s.batch_size,
-        gpus=s.gpus, seed=exp.seed, input_size=s.input_size, round_to=exp.round_to,
-        min_width=exp.min_width, latency_batch_size=s.latency_batch_size,
+        label_smoothing=ft["label_smoothing"], distill=ft["distill"],
         latency_table=os.path.join(run_dir + ".latency.json") if s.smoke else None,
-        kvstore=exp.kvstore, progress=not s.smoke, num_data_workers=_decoders(exp),
+        progress=not s.smoke, num_data_workers=_decoders(exp),
         command=[os.path.basename(sys.argv[0])] + sys.argv[1:], **epochs),
         overwrite=True, log=log, workers=workers)
 
@@ -642,7 +601,8 @@ def _source_network(exp: Experiment, run: Run, s: _Settings, out: str, ctx):
     from .files import load_params, read_json, read_shapes
     from .graph import trace
     from .models import input_shape, load_model
-    from .runs import PARAMS_FILE, REPORT_FILE, SHAPES_FILE, prune_run
+    from .records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE
+    from .runs import prune_run
     from .surgery import full_keep, gluoncv_params, gluoncv_shapes, network_params
     if run.target is None:
         net = load_model(exp.model, params=_pretrained(exp, s), seed=exp.seed, ctx=ctx,
@@ -681,14 +641,16 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     ``<run_dir>.checkpoint`` so that a killed run continues where it was."""
     import shutil
     from . import data as datasets
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import finetune_position, load_checkpoint, save_finetune_checkpoint
     from .costs import count
-    from .devices import host_copy
+    from .replicas import host_copy
     from .failpoints import failpoint
     from .files import save_params, staged_dir, write_json
     from .graph import trace
     from .models import build_pruned_resnet, input_shape
-    from .runs import PARAMS_FILE, REPORT_FILE, SHAPES_FILE, contexts, environment
+    from .devices import contexts
+    from .records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE
+    from .runs import environment
     from .surgery import GLUONCV_PREFIX
     from .train import BatchStream, FinetuneConfig, finetune
     if os.path.exists(os.path.join(run_dir, REPORT_FILE)):
@@ -716,11 +678,9 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     resume, elapsed = None, 0.0
     if ckpt is not None:  # the network as checkpointed (GluonCV names), and where it was
         params = {GLUONCV_PREFIX + name: value for name, value in ckpt["arrays"].items()}
-        stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
-        done = ckpt["finetune"]["done"]
-        resume = dict(ckpt["finetune"], states=ckpt["states"]["finetune"]) if done else None
-        elapsed = ckpt["finetune"]["elapsed"]
-        log(f"{run.name}: resuming the fine-tuning after iteration {done}")
+        state = finetune_position(ckpt, stream)
+        resume, elapsed = state["resume"], state["elapsed"]
+        log(f"{run.name}: resuming the fine-tuning after iteration {state['done']}")
     net = build_pruned_resnet(exp.model, shapes, params, ctx=ctx)
     prefix = net.prefix
     params_now = {name[len(prefix):]: p for name, p in net.collect_params().items()}
@@ -735,9 +695,8 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
 
     def on_batch(trainer, done: int, sums: dict) -> None:
         if done % every == 0 or done == total:
-            save_checkpoint(ckpt_dir, f"transfer-{done}", host_copy(params_now),
-                            {"finetune": trainer}, stream=stream.state(), recipe=recipe,
-                            finetune={"done": done, "sums": sums, "elapsed": time.time() - t0})
+            save_finetune_checkpoint(ckpt_dir, f"transfer-{done}", host_copy(params_now), trainer,
+                                     stream, done, sums, time.time() - t0, recipe=recipe)
         failpoint("finetune")
     result = finetune(net, stream, config, ctx, progress=not s.smoke, resume=resume,
                       on_batch=on_batch)
@@ -771,7 +730,8 @@ def _finish(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, res
     from .bench import device, device_name, throughput
     from .files import read_json, write_json
     from .models import input_shape, load_model
-    from .runs import REPORT_FILE, load_pruned
+    from .records import REPORT_FILE
+    from .runs import load_pruned
     ctx = device((s.gpus or "").split(",")[0])
     report_path = os.path.join(run_dir, REPORT_FILE)
     report = read_json(report_path, "run report")
@@ -791,7 +751,7 @@ def _finish(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, res
     dataset = report.get("dataset") or "imagenet"
     if exp.kind == "prune" and not any(r["method"] == "unpruned" and r["model"] == exp.model
                                        for r in read_results(results)):
-        _put_row(results, {"model": exp.model, "method": "unpruned", "objective": "",
+        put_result(results, {"model": exp.model, "method": "unpruned", "objective": "",
                            "target": 1.0, "achieved": 1.0, "macs": report["macs_before"],
                            "params": report["params_before"], "top1": report["top1_before"],
                            "top5": report["top5_before"],
@@ -806,7 +766,7 @@ def _finish(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, res
            "top5": report.get("top5_after"), "throughput_img_s": report["throughput_img_s"],
            "batch_size": report["batch_size"], "device": report["device"], "dataset": dataset,
            "seed": exp.seed, "run_dir": run_dir}
-    _put_row(results, row)
+    put_result(results, row)
     return row
 
 
@@ -858,55 +818,3 @@ def results_table(*paths: str) -> str:
                        f"{_num(r['top5'], 0.01, '%')} | {_num(r['throughput_img_s'], 1, '', 0)} |")
         out.append("")
     return "\n".join(out)
-
-
-# -- the command line ----------------------------------------------------------------------------
-def add_parser(subparsers) -> None:
-    """Add ``prunenet experiment`` to the command line."""
-    p = subparsers.add_parser(
-        "experiment", help="run an experiment definition (experiments/configs/*.json)",
-        description="Run an experiment config: every target pruned, fine-tuned, evaluated, "
-                    "benchmarked, published and written to OUT/results.csv. "
-                    "`prunenet experiment table RESULTS.csv` prints the paper's table.")
-    p.add_argument("config", help="experiment config (JSON), or `table`")
-    p.add_argument("results", nargs="*", default=[],
-                   help="with `table`: results CSVs (several are merged into one table)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check the config, build the network and compute the MACs at each "
-                        "target; no data, no training")
-    p.add_argument("--smoke", action="store_true",
-                   help="a few iterations at 32 px of every phase on generated data and a "
-                        "random network (no download)")
-    p.add_argument("--only", default=None, metavar="NAME",
-                   help="only the runs whose name matches (shell pattern)")
-    p.add_argument("--out", default=None,
-                   help="results folder (default experiments/results/<name>[-smoke])")
-    p.add_argument("--data-dir", default=None, help="use this data folder instead of the config's")
-    p.add_argument("--gpus", default=None,
-                   help="use these GPU ids instead of the config's ('' for the CPU)")
-    p.set_defaults(func=_main)
-
-
-def _main(args) -> int:
-    if args.config == "table":
-        if not args.results:
-            raise PrunenetError("experiment table needs the results CSV: "
-                                "prunenet experiment table RESULTS.csv")
-        print(results_table(*args.results))
-        return 0
-    if args.results:
-        raise PrunenetError(f"unexpected argument {args.results[0]!r}: give one config")
-    exp = load_config(args.config)
-    if args.dry_run:
-        dry_run(exp, args.only)
-        return 0
-    if args.gpus is not None:
-        exp.gpus = args.gpus.strip()
-    run_experiment(exp, args.out, smoke=args.smoke, only=args.only, data_dir=args.data_dir)
-    return 0
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``python experiments/run.py CONFIG ...``: the same as ``prunenet experiment``."""
-    from .cli import main as cli_main
-    return cli_main(["experiment"] + list(sys.argv[1:] if argv is None else argv))

@@ -6,6 +6,7 @@ reader never sees a half-written file under its final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ def _umask() -> int:
     return mask
 
 
-__all__ = ["atomic_path", "write_json", "read_json", "save_params", "load_params",
+__all__ = ["atomic_path", "write_json", "read_json", "save_params", "load_params", "sha1_of",
            "read_shapes", "require_file", "staged_dir", "save_symbol"]
 
 
@@ -194,3 +195,12 @@ def _replace_dir(stage: str, out: str) -> None:
     else:
         os.replace(stage, out)
 
+
+
+def sha1_of(path: str) -> str:
+    """The SHA-1 of a file's bytes, in hex."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -101,7 +101,7 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
     (a context or a list of them)."""
     import mxnet as mx
     import numpy as np
-    from .devices import context_list, place
+    from .replicas import context_list, place
     from .surgery import is_resnetv1b
 
     devices = context_list(ctx)
@@ -209,7 +209,7 @@ def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=Non
     randomly initialised without them; any mismatch is an error naming the file. On every
     context of ``ctx`` (a context or a list of them)."""
     import mxnet as mx
-    from .devices import context_list, place
+    from .replicas import context_list, place
     from .surgery import GLUONCV_PREFIX, build_resnetv1b
 
     devices = context_list(ctx)
@@ -328,7 +328,7 @@ def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=N
     import warnings
     import mxnet as mx
     from mxnet import gluon
-    from .devices import context_list, place
+    from .replicas import context_list, place
     devices = context_list(ctx)
     ctx = devices[0]
     try:

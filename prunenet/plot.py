@@ -13,25 +13,17 @@ figure, drawn in a panel of its own and never on the same axis as local timings.
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import PrunenetError
+from .records import RESULTS_COLUMNS, number, read_csv, read_report, read_steps
 
-__all__ = ["RESULTS_COLUMNS", "STEPS_COLUMNS", "REFERENCE_FILE", "LABEL_LIMIT", "read_results",
-           "read_zoo",
-           "read_points", "reference_table", "measure_reference", "pareto_front",
-           "tradeoff_figure", "widths_figure", "curves_figure", "read_report", "read_steps",
-           "save_figure", "add_parser"]
+__all__ = ["REFERENCE_FILE", "LABEL_LIMIT", "result_points", "read_zoo", "read_points",
+           "reference_table", "measure_reference", "pareto_front", "tradeoff_figure",
+           "widths_figure", "curves_figure", "save_figure"]
 
-RESULTS_COLUMNS = ("model", "method", "objective", "target", "achieved", "macs", "params",
-                   "top1", "top5", "throughput_img_s", "batch_size", "device", "dataset", "seed",
-                   "run_dir")
-STEPS_COLUMNS = ("step", "phase", "target", "achieved", "loss", "top1", "zeroed_channels", "lr",
-                 "time_s")
-HELD_OUT = ("val_top1",)  # optional steps.csv column: top-1 on held-out data after the phase
 TRAINING_PHASES = ("regularize", "debias")  # their "top1" is the training batches'
 REFERENCE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "gluoncv_reference.csv")
@@ -46,75 +38,25 @@ _MARKERS = "osD^vP*Xph<>"
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _read_csv(path: str, required: Sequence[str], what: str) -> List[Tuple[int, dict]]:
-    """(line number, row) of a CSV file with a header holding every ``required`` column; an
-    error naming the file (and the column) when it is missing, unreadable or has no rows."""
-    from .files import require_file
-    require_file(path, what)
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            lines = [line for line in f if not line.startswith("#")]
-    except UnicodeDecodeError:
-        raise PrunenetError(f"{what} {path} is not UTF-8 text; give a CSV file") from None
-    except OSError as err:
-        raise PrunenetError(f"{what} {path} cannot be read ({err.strerror or err})") from None
-    reader = csv.reader(lines)
-    header = next(reader, None)
-    if not header or not any(h.strip() for h in header):
-        raise PrunenetError(f"{what} {path} is empty: it needs a header with the columns "
-                            f"{', '.join(required)} and at least one row")
-    header = [h.strip() for h in header]
-    missing = [c for c in required if c not in header]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise PrunenetError(f"{what} {path} has no column {missing[0]!r}{more}; its header "
-                            f"must hold {', '.join(required)}")
-    rows = []
-    for number, values in enumerate(reader, start=2):
-        if not any(v.strip() for v in values):
-            continue
-        if len(values) > len(header):
-            raise PrunenetError(f"{what} {path} line {number} has {len(values)} fields, the "
-                                f"header {len(header)}")
-        rows.append((number, {h: (values[i].strip() if i < len(values) else "")
-                              for i, h in enumerate(header)}))
-    if not rows:
-        raise PrunenetError(f"{what} {path} has no rows, only its header; nothing to plot")
-    return rows
 
 
-def _number(row: dict, column: str, path: str, line: int, what: str) -> Optional[float]:
-    """The row's ``column`` as a finite number, None when empty."""
-    text = row.get(column, "")
-    if text in ("", None):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise PrunenetError(f"{what} {path} line {line}: column {column!r} holds {text!r}, "
-                            f"not a finite number")
-    return value
-
-
-def read_results(path: str) -> List[dict]:
+def result_points(path: str) -> List[dict]:
     """The rows of a results CSV (DESIGN.md's schema) that have both a top-1 and a throughput:
     ``model, method, objective, target, top1 (%), throughput_img_s, batch_size, device,
     dataset``. Every schema column must be in the header, and some row must have both figures."""
     what = "results file"
     points = []
-    for line, row in _read_csv(path, RESULTS_COLUMNS, what):
-        top1 = _number(row, "top1", path, line, what)
-        speed = _number(row, "throughput_img_s", path, line, what)
+    for line, row in read_csv(path, RESULTS_COLUMNS, what):
+        top1 = number(row, "top1", path, line, what)
+        speed = number(row, "throughput_img_s", path, line, what)
         if speed is not None and speed <= 0:
             raise PrunenetError(f"{what} {path} line {line}: column 'throughput_img_s' holds "
                                 f"{row['throughput_img_s']!r}; images/s must be above 0")
         if top1 is None or speed is None:
             continue
-        batch = _number(row, "batch_size", path, line, what)
+        batch = number(row, "batch_size", path, line, what)
         points.append(_point(row["model"], row["method"], row["objective"],
-                             _number(row, "target", path, line, what), top1, speed,
+                             number(row, "target", path, line, what), top1, speed,
                              int(batch) if batch else None, row["device"], row["dataset"]))
     if not points:
         raise PrunenetError(f"results file {path} has no row with both 'top1' and "
@@ -124,8 +66,8 @@ def read_results(path: str) -> List[dict]:
 
 def read_zoo(zoo: str) -> List[dict]:
     """The models of a prunenet zoo (its ``zoo.json``) that have a top-1 and a throughput, as
-    :func:`read_results` rows."""
-    from .zoo import _manifest_path, read_manifest
+    :func:`result_points` rows."""
+    from .zoo import manifest_path, read_manifest
     doc = read_manifest(zoo)
     points = []
     for name, entry in sorted(doc["models"].items()):
@@ -141,7 +83,7 @@ def read_zoo(zoo: str) -> List[dict]:
                              int(batch) if _finite(batch) else None, _device_of(entry),
                              str(entry.get("dataset") or "")))
     if not points:
-        raise PrunenetError(f"zoo manifest {_manifest_path(zoo)} has no model with both "
+        raise PrunenetError(f"zoo manifest {manifest_path(zoo)} has no model with both "
                             f"'top1' and 'throughput_img_s'; nothing to plot")
     return points
 
@@ -151,7 +93,7 @@ def read_points(source: str) -> List[dict]:
     from .download import is_url
     if os.path.isdir(source) or is_url(source):
         return read_zoo(source)
-    return read_results(source)
+    return result_points(source)
 
 
 def _finite(value) -> bool:
@@ -174,8 +116,8 @@ def _point(model, method, objective, target, top1, speed, batch, device, dataset
 def reference_table(models: Optional[Iterable[str]] = None) -> List[dict]:
     """GluonCV's published figures (``gluoncv_reference.csv``), all or the named ``models``."""
     rows = []
-    for line, row in _read_csv(REFERENCE_FILE, REFERENCE_COLUMNS, "reference table"):
-        rows.append(dict(row, **{c: _number(row, c, REFERENCE_FILE, line, "reference table")
+    for line, row in read_csv(REFERENCE_FILE, REFERENCE_COLUMNS, "reference table"):
+        rows.append(dict(row, **{c: number(row, c, REFERENCE_FILE, line, "reference table")
                                  for c in REFERENCE_COLUMNS if c not in ("model", "kind")}))
     if models is None:
         return rows
@@ -193,11 +135,11 @@ def _reference_net(name: str, input_size: int, ctx):
     """GluonCV's ``name`` built without weights (a pruned one from GluonCV's shape file)."""
     from .files import read_shapes
     from .models import load_model
-    from .zoo import _gluoncv_shape_file, gluoncv_pruned_models
+    from .zoo import gluoncv_shape_file, gluoncv_pruned_models
     pruned = gluoncv_pruned_models()
     if name in pruned:
         tag = pruned[name]
-        path = _gluoncv_shape_file(tag)
+        path = gluoncv_shape_file(tag)
         return load_model(tag.rsplit("_", 1)[0], shapes=read_shapes(path), shapes_source=path,
                           input_size=input_size, ctx=ctx)
     return load_model(name, input_size=input_size, ctx=ctx)
@@ -461,29 +403,6 @@ def tradeoff_figure(points: Sequence[dict], reference: Optional[Sequence[dict]] 
     return fig
 
 
-def read_report(run_dir: str) -> dict:
-    """A run's ``report.json``, checked to hold ``widths`` as {layer: [kept, original]}."""
-    from .files import read_json
-    from .runs import REPORT_FILE
-    if not os.path.isdir(run_dir):
-        raise PrunenetError(f"run folder {run_dir} " + (
-            "is a file; give the folder of a prunenet prune run" if os.path.exists(run_dir)
-            else "does not exist"))
-    path = os.path.join(run_dir, REPORT_FILE)
-    report = read_json(path, "run report")
-    widths = report.get("widths") if isinstance(report, dict) else None
-    if not isinstance(widths, dict) or not widths:
-        raise PrunenetError(f"run report {path} has no 'widths' object of {{layer: [kept, "
-                            f"original]}}; give the folder of a finished prunenet prune run")
-    for layer, pair in widths.items():
-        if not (isinstance(pair, list) and len(pair) == 2 and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in pair)
-                and 0 <= pair[0] <= pair[1] and pair[1] > 0):
-            raise PrunenetError(f"run report {path}: 'widths' of {layer} is {pair!r}, not "
-                                f"[kept, original] whole numbers with kept <= original")
-    return report
-
-
 def _run_label(report: dict) -> str:
     parts = [str(report.get("model") or "?"), str(report.get("method") or "?")]
     if report.get("objective"):
@@ -547,23 +466,6 @@ def widths_figure(run_dirs: Sequence[str], title: Optional[str] = None):
                   frameon=False, ncol=1 if len(reports) < 3 else 2)
         fig.suptitle(title or "Kept channels per layer", fontsize=12, y=0.99)
     return fig
-
-
-def read_steps(run_dir: str) -> List[dict]:
-    """A GCP run's ``steps.csv`` rows, numbers parsed (None where empty)."""
-    if not os.path.isdir(run_dir):
-        raise PrunenetError(f"run folder {run_dir} " + (
-            "is a file; give the folder of a prunenet prune run" if os.path.exists(run_dir)
-            else "does not exist"))
-    path = os.path.join(run_dir, "steps.csv")
-    what = "steps file"
-    rows = []
-    for line, row in _read_csv(path, STEPS_COLUMNS, what):
-        parsed = {c: _number(row, c, path, line, what) for c in STEPS_COLUMNS + HELD_OUT
-                  if c != "phase"}
-        parsed["phase"] = row["phase"]
-        rows.append(parsed)
-    return rows
 
 
 _PHASE_ABBREVIATIONS = {"regularize": "reg", "debias": "deb", "surgery": "cut",
@@ -674,54 +576,6 @@ def save_figure(fig, out: str) -> List[str]:
     return paths
 
 
-# -- the command line -------------------------------------------------------------------------
-def add_parser(subparsers) -> None:
-    """Add ``prunenet plot tradeoff|widths|curves`` to the command line."""
-    from .cli import _Parser, _positive_int
-    p = subparsers.add_parser("plot", help="figures of results and runs (PNG and SVG)",
-                              description="Figures of pruning results and runs, as PNG and SVG.")
-    sub = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=_Parser)
-    sub.required = True
-
-    q = sub.add_parser("tradeoff", help="top-1 against throughput, with GluonCV's ResNets",
-                       description="Top-1 against throughput (images/s, log scale) of a results "
-                                   "CSV or a zoo, with GluonCV's ResNets and pruned ResNets: "
-                                   "their published top-1, their throughput measured here "
-                                   "(random weights), or GluonCV's V100 figures apart.")
-    q.add_argument("source", metavar="RESULTS.csv|ZOO_DIR|ZOO_URL")
-    q.add_argument("--reference", choices=REFERENCES, default="local",
-                   help="local: measure GluonCV's architectures on this device (default); "
-                        "v100: GluonCV's published V100 throughput, in a panel of its own; "
-                        "none: no reference points")
-    q.add_argument("--reference-models", default=None, metavar="A,B,...",
-                   help="which of GluonCV's models to show (default: all eleven)")
-    q.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="batch size to measure the references at (default: the results', "
-                        "else 64)")
-    q.add_argument("--input-size", type=_positive_int, default=224,
-                   help="image size to measure the references at (default 224)")
-    q.add_argument("--repeats", type=_positive_int, default=10,
-                   help="timed batches per reference network (default 10)")
-    q.add_argument("--warmup", type=int, default=3, help="untimed batches first (default 3)")
-    q.add_argument("--gpus", default="", help="GPU id to measure the references on "
-                                              "(default: the CPU)")
-    q.add_argument("--title", default=None)
-    q.add_argument("--out", default="tradeoff.png", help="PNG file (an SVG is written beside)")
-    q.set_defaults(func=_tradeoff)
-
-    q = sub.add_parser("widths", help="kept fraction of channels per layer, runs side by side")
-    q.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    q.add_argument("--title", default=None)
-    q.add_argument("--out", default="widths.png", help="PNG file (an SVG is written beside)")
-    q.set_defaults(func=_widths)
-
-    q = sub.add_parser("curves", help="loss, top-1, cost and zeroed channels per step")
-    q.add_argument("run", metavar="RUN_DIR")
-    q.add_argument("--title", default=None)
-    q.add_argument("--out", default="curves.png", help="PNG file (an SVG is written beside)")
-    q.set_defaults(func=_curves)
-
-
 def tradeoff(source: str, reference: str = "local", reference_models=None,
              batch_size: Optional[int] = None, input_size: int = 224, repeats: int = 10,
              warmup: int = 3, gpus: str = "", title: Optional[str] = None, log=None):
@@ -755,23 +609,3 @@ def tradeoff(source: str, reference: str = "local", reference_models=None,
                                      warmup, ctx, log)
     return tradeoff_figure(points, rows, measured, v100=reference == "v100", device=where,
                            batch_size=batch, input_size=input_size, title=title)
-
-
-def _tradeoff(args) -> int:
-    figure_paths(args.out)  # before measuring
-    fig = tradeoff(args.source, args.reference, args.reference_models, args.batch_size,
-                   args.input_size, args.repeats, args.warmup, args.gpus, args.title, log=print)
-    print("wrote " + " and ".join(save_figure(fig, args.out)))
-    return 0
-
-
-def _widths(args) -> int:
-    figure_paths(args.out)
-    print("wrote " + " and ".join(save_figure(widths_figure(args.runs, args.title), args.out)))
-    return 0
-
-
-def _curves(args) -> int:
-    figure_paths(args.out)
-    print("wrote " + " and ".join(save_figure(curves_figure(args.run, args.title), args.out)))
-    return 0

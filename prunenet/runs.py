@@ -18,12 +18,15 @@ import numpy as np
 
 from .bench import speed_line
 from .costs import cost_model, count
-from .devices import host_copy
+from .devices import CPU_CONTEXTS, contexts  # noqa: F401  (re-exported)
+from .replicas import host_copy
 from .distributed import LOCAL_KVSTORES, Workers
 from .errors import PrunenetError
 from .failpoints import failpoint
 from .graph import ChannelGraph, trace
-from .select import Selection, check_reachable
+from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_FILE,  # noqa: F401
+                      SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX, write_steps)  # (re-exported)
+from .select import Selection, check_cost_target, check_reachable
 from .tied import DEFAULT_RULE
 from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes,
                       is_resnetv1b, layer_widths, network_params, sliced_params, widths_of,
@@ -31,11 +34,6 @@ from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluon
 
 __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surgery_check",
            "environment", "DataRun", "data_run", "contexts", "load_pruned"]
-
-SHAPES_FILE = "shapes.json"
-PARAMS_FILE = "pruned.params"
-SYMBOL_PREFIX = "pruned"
-REPORT_FILE = "report.json"
 
 
 @dataclass
@@ -60,7 +58,7 @@ def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
     ``model`` name as a network of ``net``'s own architecture. On every context of ``ctx`` (a
     context or a list of them).
     """
-    from .devices import context_list, place
+    from .replicas import context_list, place
     from .models import build_model, fresh_resnetv1b
     devices = context_list(ctx)
     ctx = devices[0]
@@ -261,7 +259,7 @@ def environment() -> Dict[str, object]:
     features, thread count, and the prunenet git commit when it runs from a checkout."""
     import subprocess
     import mxnet as mx
-    from . import __version__
+    from .version import __version__
     try:
         features = sorted(f.name for f in mx.runtime.Features().values() if f.enabled)
     except Exception:  # older builds have no runtime feature list
@@ -297,9 +295,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
 
     if method not in DATA_FREE:
         raise PrunenetError(f"unknown method {method!r}: choose one of {', '.join(DATA_FREE)}")
-    if not 0.0 < target < 1.0:
-        raise PrunenetError(f"--target {target} must lie strictly between 0 and 1 (the fraction "
-                            f"of the cost to keep)")
+    check_cost_target(target, "--target")
     if round_to < 1 or min_width < 1:
         raise PrunenetError(f"--round-to {round_to} and --min-width {min_width} must be at least 1")
     from .outputs import check_replace, check_target, exclusive
@@ -373,15 +369,7 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     return report
 
 
-
 # -- GCP: a data-driven run with checkpoints -------------------------------------------------------
-STEPS_FILE = "steps.csv"
-STEP_COLUMNS = ["step", "phase", "target", "achieved", "loss", "top1", "zeroed_channels", "lr",
-                "time_s"]
-OPTIONAL_STEP_COLUMNS = ["val_top1"]  # top-1 on held-out data after a step (the Python API's)
-RUN_FILE = "run.json"
-LOG_FILE = "log.txt"
-CHECKPOINT_DIR = "checkpoint"
 
 
 @dataclass
@@ -448,6 +436,17 @@ class DataRun:
     batch_per: str = "device"
     lr_images: int = 256
 
+    @classmethod
+    def from_settings(cls, *sources, **given) -> "DataRun":
+        """A run from objects holding settings under the fields' names (parsed flags, an
+        experiment config), later sources winning, and ``given`` over all of them."""
+        import dataclasses
+        values = {}
+        for source in sources:
+            values.update({f.name: getattr(source, f.name) for f in dataclasses.fields(cls)
+                           if hasattr(source, f.name)})
+        return cls(**{**values, **given})
+
     def images_per_batch(self, devices: int) -> int:
         """This process's batch: ``batch_size`` on each of its ``devices``."""
         return self.batch_size * (devices if self.batch_per == "device" else 1)
@@ -458,47 +457,6 @@ class DataRun:
         if self.batch_per != "device":
             return 1.0
         return self.images_per_batch(devices) * workers / self.lr_images
-
-
-CPU_CONTEXTS = "PRUNENET_CPU_CONTEXTS"  # N: run on mx.cpu(0) ... mx.cpu(N-1) when no --gpus
-
-
-def contexts(gpus: str) -> list:
-    """``--gpus 0,1`` as MXNet contexts; empty means the CPU (``cpu(0)`` ... ``cpu(N-1)`` with
-    ``PRUNENET_CPU_CONTEXTS=N``: N CPU contexts standing in for N GPUs)."""
-    import mxnet as mx
-    ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
-    if not ids:
-        count = os.environ.get(CPU_CONTEXTS, "1").strip() or "1"
-        if not count.isdigit() or int(count) < 1:
-            raise PrunenetError(f"{CPU_CONTEXTS}={count!r} must be a whole number of CPU "
-                                f"contexts (1 or more); unset it to run on one")
-        return [mx.cpu(i) for i in range(int(count))]
-    if not all(i.isdigit() for i in ids):
-        raise PrunenetError(f"--gpus {gpus!r} must be comma-separated GPU ids (whole numbers "
-                            f"from 0), e.g. 0,1")
-    ctx = [mx.gpu(int(i)) for i in ids]
-    available = mx.context.num_gpus()
-    missing = [i for i in ids if int(i) >= available]
-    if missing:
-        raise PrunenetError(f"--gpus {gpus}: this machine has {available} GPU(s) for MXNet; "
-                            f"omit --gpus to run on the CPU")
-    return ctx
-
-
-def _write_steps(path: str, rows: List[dict]) -> None:
-    import csv
-    import io
-    from .files import atomic_path
-    buf = io.StringIO()
-    extra = [c for c in OPTIONAL_STEP_COLUMNS if any(c in row for row in rows)]
-    writer = csv.DictWriter(buf, fieldnames=STEP_COLUMNS + extra)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(buf.getvalue())
 
 
 class _Log:
@@ -559,10 +517,10 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     import shutil
     from .outputs import check_replace, check_target, exclusive, remove_leftovers
     from . import data as datasets
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import finetune_position, load_checkpoint, save_finetune_checkpoint
     from .files import write_json
     from .methods.gcp import GCPConfig, check_reg
-    from .models import input_shape, load_model, load_network
+    from .models import load_network
     from .tied import check_rule as check_rule_name
     from .train import BatchStream, FinetuneConfig, finetune
 
@@ -572,10 +530,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         if progress is not None:
             run.progress = progress
     else:
-        from .methods import METHODS, TRAINED
-        if run.method not in TRAINED and run.method not in METHODS:
-            raise PrunenetError(f"unknown method {run.method!r}: choose one of "
-                                f"{', '.join(TRAINED + METHODS)}")
+        from .methods import get
+        get(run.method)  # refuses an unknown name
         check_reg(run.reg, run.reg_grid)
         check_rule_name(run.stream_score)
         GCPConfig(target=run.target, steps=run.steps, reg=0.0 if run.reg == "auto" else run.reg,
@@ -593,7 +549,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
             raise PrunenetError(f"--objective latency with --kvstore {run.kvstore}: each worker "
                                 f"would measure its own latencies and choose its own widths; "
                                 f"prune for latency on one machine")
-        if run.reg == "auto" and run.method in ("gcp", "slimming"):
+        if run.reg == "auto" and _trained(run.method):
             raise PrunenetError(f"--reg auto with --kvstore {run.kvstore}: the λ search is not "
                                 f"distributed yet; give --reg a number (e.g. the λ a "
                                 f"one-machine run chose, in its report.json)")
@@ -690,8 +646,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         gcp_info = ckpt.get("gcp_info", {})
         say(f"resuming fine-tuning after batch {ckpt['finetune']['done']}")
     else:
-        from .methods import TRAINED
-        if run.method in TRAINED:
+        if _trained(run.method):
             selection, masked, params, notes, gcp_info = _gcp_steps(
                 run, net, graph, cost, ctx, train, ckpt, rows, timings, say, shares,
                 progress={"top1_before": top1_before, "top5_before": top5_before},
@@ -717,7 +672,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
         _check_surgery(diff, float(np.abs(masked_out).max()))
         timings["surgery_s"] = time.time() - t0
-        rows.append({"step": run.steps if run.method in TRAINED else 0,
+        rows.append({"step": run.steps if _trained(run.method) else 0,
                      "phase": "surgery",
                      "target": run.target, "achieved": selection.achieved, "loss": "",
                      "top1": top1_selected, "zeroed_channels": "", "lr": "",
@@ -730,17 +685,16 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                   for name, value in host_copy(_by_original_names(pruned)).items()}
         arrays.update({f"keep:{g.index}": k.astype(np.float32)
                        for g, k in zip(graph.groups, selection.keep)})
-        save_checkpoint(ckpt_dir, f"finetune-{done}", arrays,
-                        {"finetune": trainer} if trainer is not None else None,
-                        stage="finetune", step=run.steps, stream=stream.state(),
-                        finetune={"done": done, "sums": sums, "elapsed": elapsed},
-                        selection={"cost": selection.cost, "base_cost": selection.base_cost,
-                                   "largest_block": selection.largest_block,
-                                   "blocks_removed": selection.blocks_removed},
-                        top1_before=top1_before, top5_before=top5_before,
-                        top1_selected=top1_selected, surgery_max_abs_diff=diff, notes=notes,
-                        latency=latency, gcp_info=gcp_info, rows=rows, timings=timings,
-                        net_prefix=net.prefix)
+        chosen = {"cost": selection.cost, "base_cost": selection.base_cost,
+                  "largest_block": selection.largest_block,
+                  "blocks_removed": selection.blocks_removed}
+        save_finetune_checkpoint(ckpt_dir, f"finetune-{done}", arrays, trainer, stream, done,
+                                 sums, elapsed, stage="finetune", step=run.steps,
+                                 selection=chosen, top1_before=top1_before,
+                                 top5_before=top5_before, top1_selected=top1_selected,
+                                 surgery_max_abs_diff=diff, notes=notes, latency=latency,
+                                 gcp_info=gcp_info, rows=rows, timings=timings,
+                                 net_prefix=net.prefix)
         failpoint("checkpointed-surgery" if done == 0 else "checkpointed-finetune")
 
     teacher = None
@@ -756,10 +710,10 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
                         label_smoothing=run.label_smoothing, lr_mode=run.lr_mode,
                         hybridize=run.mode == "hybrid")
     stream = BatchStream(lambda e, s: shares(train, 1000 + e, s))
-    state = ckpt["finetune"] if stage == "finetune" else {"done": 0, "sums": None, "elapsed": 0.0}
     if stage == "finetune":
-        stream.epoch, stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
+        state = finetune_position(ckpt, stream)
     else:
+        state = {"done": 0, "sums": None, "elapsed": 0.0, "resume": None}
         save_finetune(None, 0, None, 0.0)  # the surgery is not repeated after a kill
     t0 = time.time() - state["elapsed"]
     total = stream.count(run.finetune_epochs) if run.finetune_epochs > 0 else 0
@@ -768,11 +722,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
             if done % run.checkpoint_every == 0 or done == total:
                 save_finetune(trainer, done, sums, time.time() - t0)
             failpoint("finetune")
-        resume_from = None
-        if state["done"] > 0:
-            resume_from = dict(state, states=ckpt["states"]["finetune"])
         result = finetune(pruned.net, stream, ft, ctx, teacher=teacher, progress=run.progress,
-                          resume=resume_from, on_batch=on_batch, workers=workers,
+                          resume=state["resume"], on_batch=on_batch, workers=workers,
                           sync_every=run.sync_every)
         loss = result["loss"]
     else:
@@ -784,7 +735,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     rows.append({"step": run.steps, "phase": "finetune", "target": run.target,
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
                  "zeroed_channels": "", "lr": ft.lr, "time_s": timings["finetune_s"]})
-    _write_steps(os.path.join(out, STEPS_FILE), rows)
+    write_steps(os.path.join(out, STEPS_FILE), rows)
     speed = {}
     if run.speed_check and workers.rank == 0:
         t0 = time.time()
@@ -818,7 +769,7 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
     selection, the masked network, its parameters for surgery and GCP's notes."""
     import dataclasses
     from .checkpoint import restore_trainer, save_checkpoint
-    from .methods.gcp import GCP, REG_GRID, GCPConfig
+    from .methods.gcp import GCP, REG_GRID
     from .train import BatchStream
     from .wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 
@@ -830,11 +781,8 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
                     epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
                     lr=run.lr * run.lr_factor(len(ctx), workers.count if workers else 1),
                     momentum=run.momentum, round_to=run.round_to, min_width=run.min_width)
-    if run.method == "slimming":
-        from .methods import slimming
-        config = slimming.config(**settings)
-    else:
-        config = GCPConfig(**settings)
+    from .methods import get
+    config = get(run.method).config(**settings)
     gcp = GCP(wrapper, cost, config, ctx, progress=run.progress, workers=workers,
               sync_every=run.sync_every)
     if auto:  # the λ candidates are scored on training images the steps never see
@@ -913,7 +861,7 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         timings["step1_s"] = records[-1].time_s + records[0].time_s
         for record in records:
             rows.append(dataclasses.asdict(record))
-        _write_steps(os.path.join(out, STEPS_FILE), rows)
+        write_steps(os.path.join(out, STEPS_FILE), rows)
         save("step1", 1, None)
         done = 1
     elif search is not None:
@@ -933,7 +881,7 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
         timings[f"step{t}_s"] = time.time() - t0
         for record in records:
             rows.append(dataclasses.asdict(record))
-        _write_steps(os.path.join(out, STEPS_FILE), rows)
+        write_steps(os.path.join(out, STEPS_FILE), rows)
         save(f"step{t}", t, None)
         ran = [r for r in records if np.isfinite(r.loss)]  # slimming has no debias phase
         loss = f"{ran[-1].phase} loss {ran[-1].loss:.4f}" if ran else "no training"
@@ -953,16 +901,22 @@ def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, r
 def method_selection(method: str, graph: ChannelGraph, params, cost, target: float,
                      round_to: int = 8, min_width: int = 8, seed: int = 0, net=None,
                      train_batches=None, ctx=None) -> Selection:
-    """The selection of a non-GCP ``method`` at ``target``: data-free, or (``DATA_DRIVEN``: activation-vote, globalpru)
-    reading the batches ``train_batches()`` gives."""
-    from .methods import DATA_DRIVEN, DATA_FREE, SEEDED
+    """The selection of a method that trains nothing, at ``target``: from the weights, or (a
+    method that needs data) reading the batches ``train_batches()`` gives."""
+    from .methods import get
+    chosen = get(method)
     options = {"round_to": round_to, "min_width": min_width}
-    if method in DATA_DRIVEN:
-        return DATA_DRIVEN[method](graph, params, cost, target, net=net,
-                                   batches=train_batches(), ctx=ctx, **options)
-    if method in SEEDED:
+    if chosen.needs == "data":
+        options.update(net=net, batches=train_batches(), ctx=ctx)
+    if chosen.seeded:
         options["seed"] = seed
-    return DATA_FREE[method](graph, params, cost, target, **options)
+    return chosen.select(graph, params, cost, target, **options)
+
+
+def _trained(method: str) -> bool:
+    """Whether ``method`` trains the network while pruning it (GCP's schedule)."""
+    from .methods import get
+    return get(method).needs == "training"
 
 
 def _dataset(run: DataRun, train: bool):

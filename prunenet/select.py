@@ -22,8 +22,8 @@ from .errors import PrunenetError
 from .graph import ChannelGraph
 from .surgery import full_keep, widths_of
 
-__all__ = ["select", "Selection", "InfeasibleTargetError", "PRIORITIES", "smallest_reachable",
-           "check_reachable", "block_size"]
+__all__ = ["select", "check_cost_target", "Selection", "InfeasibleTargetError", "PRIORITIES",
+           "smallest_reachable", "check_reachable", "block_size"]
 
 
 class InfeasibleTargetError(PrunenetError):
@@ -131,6 +131,15 @@ def _unreachable(graph: ChannelGraph, cost: CostModel, target: float, smallest: 
     return InfeasibleTargetError(target, smallest, min_width, round_to if blocks else None)
 
 
+def check_cost_target(target: float, name: str = "target", whole: bool = False) -> None:
+    """Refuse a target that is not a fraction of the cost to keep: in (0, 1), or (``whole``:
+    the selection routines, which a full-width step may reach) in (0, 1]."""
+    if not (0.0 < target <= 1.0 if whole else 0.0 < target < 1.0):
+        interval = "in (0, 1]" if whole else "strictly between 0 and 1"
+        raise PrunenetError(f"{name} {target} must lie {interval} (the fraction of the cost "
+                            f"to keep)")
+
+
 def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], target: float,
            keep: Sequence[np.ndarray] | None = None, priority: str = "score", round_to: int = 8,
            min_width: int = 8, base_cost: float | None = None,
@@ -142,8 +151,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
     target is a fraction of (default: the unpruned network's cost). ``drop_zeros``: first remove
     every remaining channel of score 0, in whole blocks, whatever the target.
     """
-    if not 0.0 < target <= 1.0:
-        raise PrunenetError(f"target {target} must lie in (0, 1]")
+    check_cost_target(target, whole=True)
     if round_to < 1 or min_width < 1:
         raise ValueError(f"round_to ({round_to}) and min_width ({min_width}) must be at least 1")
     try:

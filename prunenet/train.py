@@ -12,17 +12,13 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import PrunenetError
+from .errors import NonFiniteError, PrunenetError
 
 __all__ = ["BatchStream", "NonFiniteError", "run_batches", "FinetuneConfig",
            "finetune", "cosine_lr", "learning_rate", "LR_MODES", "split"]
 
 
 SYNC_EVERY = 50  # batches between host reads of the training loss and accuracy
-
-
-class NonFiniteError(PrunenetError):
-    """A loss or parameter became NaN or Inf."""
 
 
 class BatchStream:

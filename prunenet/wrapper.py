@@ -422,7 +422,7 @@ class MaskedNetwork:
         """Remove the channels that ``keep`` drops: fold the constant output of each removed
         γ-regularised channel whose γ is zero into its consumers, then hold it at zero.
         Returns notes on anything that could not be folded exactly."""
-        from .devices import average_running_stats
+        from .replicas import average_running_stats
         average_running_stats(self.net)  # the folds read the statistics of one device
         notes: List[str] = []
         graph = self.graph
@@ -533,7 +533,7 @@ class MaskedNetwork:
 
     def folded_params(self) -> Dict[str, np.ndarray]:
         """All parameters with masks and keep masks folded into the producers (for surgery)."""
-        from .devices import host_copy
+        from .replicas import host_copy
         out = host_copy(self.params)
         for g in self.graph.prunable_groups:
             factor = self.keep[g.index].astype(np.float32)

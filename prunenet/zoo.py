@@ -35,12 +35,13 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from .download import Unreachable, fetch, has_scheme, is_url
 from .errors import PrunenetError
+from .files import sha1_of  # noqa: F401  (also prunenet.zoo.sha1_of)
 from .models import build_pruned_resnet
 
 __all__ = ["get_model", "get_model_file", "describe", "publish", "pull", "read_manifest",
-           "verify", "Verification", "gluoncv_pruned_models", "format_table", "add_parser",
+           "verify", "Verification", "gluoncv_pruned_models", "format_table",
            "default_root", "cache_folder", "MANIFEST", "RESNET_FORMAT", "SYMBOL_FORMAT",
-           "ZOO_ENV"]
+           "ZOO_ENV", "manifest_path", "gluoncv_shape_file", "entry_of", "sha1_of"]
 
 MANIFEST = "zoo.json"
 LOCK_FILE = ".lock"
@@ -65,16 +66,8 @@ def check_name(name: str) -> str:
     return name
 
 
-def sha1_of(path: str) -> str:
-    """The SHA-1 of a file's bytes, in hex."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _manifest_path(zoo: str) -> str:
+def manifest_path(zoo: str) -> str:
+    """Where the manifest of ``zoo`` (a folder or a URL) is."""
     if is_url(zoo):
         return f"{_base_url(zoo)}/{MANIFEST}"
     return os.path.join(os.path.expanduser(zoo), MANIFEST)
@@ -85,8 +78,8 @@ def read_manifest(zoo: str, must_exist: bool = True) -> dict:
     has none yet and ``must_exist`` is false. A zoo URL's manifest is downloaded (see
     :func:`_mirror`)."""
     if is_url(zoo):
-        return _parse_manifest(_mirror(zoo), _manifest_path(zoo))
-    path = _manifest_path(zoo)
+        return _parse_manifest(_mirror(zoo), manifest_path(zoo))
+    path = manifest_path(zoo)
     if not os.path.exists(path):
         if has_scheme(zoo):
             raise _not_http(zoo)
@@ -145,12 +138,13 @@ def edit_manifest(zoo: str) -> Iterator[dict]:
         doc = read_manifest(zoo, must_exist=False)
         yield doc
         doc["models"] = dict(sorted(doc["models"].items()))
-        write_json(_manifest_path(zoo), doc)
+        write_json(manifest_path(zoo), doc)
 
 
-def _entry(zoo: str, name: str, doc: dict) -> dict:
+def entry_of(zoo: str, name: str, doc: dict) -> dict:
+    """Model ``name`` of the manifest ``doc``, checked field by field."""
     entry = doc["models"][name]
-    where = f"zoo manifest {_manifest_path(zoo)}"
+    where = f"zoo manifest {manifest_path(zoo)}"
     if not _NAME.fullmatch(name):
         raise PrunenetError(f"{where}: model name {name!r} is not valid (letters, digits, '.', "
                             f"'_' and '-'); re-publish it under a valid name")
@@ -281,7 +275,7 @@ def _mirror(url: str) -> str:
     """The cached manifest of the zoo at ``url``, fresh from the server; when the server cannot
     be reached, the copy cached before (a note says so), else an error."""
     path = os.path.join(cache_folder(url), MANIFEST)
-    where = _manifest_path(url)
+    where = manifest_path(url)
     try:
         fetch(where, path, what="zoo manifest", check=lambda tmp: _parse_manifest(tmp, where),
               hint_404=f"no prunenet zoo is served there: give the URL of the folder holding "
@@ -324,7 +318,7 @@ def pull(url: str, names: Optional[List[str]] = None) -> Dict[str, Dict[str, str
                             f"({', '.join(sorted(doc['models'])) or 'it is empty'})")
     out = {}
     for name in names or sorted(doc["models"]):
-        entry = _entry(url, name, doc)
+        entry = entry_of(url, name, doc)
         out[name] = {role: _fetched_file(url, name, entry, role)
                      for role in ROLES[entry["format"]]}
     return out
@@ -338,10 +332,11 @@ def gluoncv_pruned_models() -> Dict[str, str]:
     # pretrained_model_list() renames _model_sha1's keys in order with its local _renames
     pairs = zip(model_store._model_sha1.keys(), model_store.pretrained_model_list())
     return {name: tag for tag, name in pairs
-            if name != tag and os.path.isfile(_gluoncv_shape_file(tag))}
+            if name != tag and os.path.isfile(gluoncv_shape_file(tag))}
 
 
-def _gluoncv_shape_file(tag: str) -> str:
+def gluoncv_shape_file(tag: str) -> str:
+    """The shape file GluonCV ships for its pruned ResNet ``tag``."""
     import gluoncv
     return os.path.join(os.path.dirname(gluoncv.__file__), "model_zoo", "pruned_resnet",
                         tag + ".json")
@@ -379,7 +374,7 @@ def describe(name: str, root: Optional[str] = None) -> dict:
     root = root or default_root()
     doc = read_manifest(root, must_exist=False)
     if name in doc["models"]:
-        return dict(_entry(root, name, doc), name=name)
+        return dict(entry_of(root, name, doc), name=name)
     gluoncv = gluoncv_pruned_models()
     if name in gluoncv:
         tag = gluoncv[name]
@@ -387,7 +382,7 @@ def describe(name: str, root: Optional[str] = None) -> dict:
                 "classes": 1000, "input_shape": [1, 3, 224, 224], "source": "gluoncv",
                 "tag": tag}
     known = sorted(doc["models"])
-    served = is_url(root) or os.path.exists(_manifest_path(root))
+    served = is_url(root) or os.path.exists(manifest_path(root))
     where = (f"the zoo at {root} ({', '.join(known) or 'empty'})" if served
              else f"a zoo at {root} (no {MANIFEST} there)")
     raise PrunenetError(f"model {name!r} is neither in {where} nor one of GluonCV's pruned "
@@ -403,7 +398,7 @@ def get_model(name: str, pretrained: bool = False, root: Optional[str] = None, c
     root = root or default_root()
     entry = describe(name, root)
     if entry.get("source") == "gluoncv":
-        shapes_path = _gluoncv_shape_file(entry["tag"])
+        shapes_path = gluoncv_shape_file(entry["tag"])
         params_path = _gluoncv_weights(name, entry["tag"], root) if pretrained else None
         return _load(RESNET_FORMAT, entry["base"], {"shapes": shapes_path, "params": params_path},
                      ctx)
@@ -451,7 +446,7 @@ def _device_name(ctx) -> str:
 
 def _run_files(run_dir: str, report: dict) -> Tuple[str, Dict[str, str]]:
     """The format of a run's pruned network and its files by role."""
-    from .runs import PARAMS_FILE, SHAPES_FILE, SYMBOL_PREFIX
+    from .records import PARAMS_FILE, SHAPES_FILE, SYMBOL_PREFIX
     fmt = report.get("format", RESNET_FORMAT)
     if fmt == RESNET_FORMAT:
         paths = {"shapes": SHAPES_FILE, "params": PARAMS_FILE}
@@ -474,11 +469,11 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     """Publish the pruned network of the ``prunenet prune`` folder ``run_dir`` as ``name`` in
     ``zoo``; return its manifest entry. Refuses an existing name unless ``overwrite``."""
     import mxnet as mx
-    from . import __version__
+    from .version import __version__
     from .bench import throughput
     from .files import atomic_path, read_json
     from .models import input_shape
-    from .runs import REPORT_FILE
+    from .records import REPORT_FILE
 
     check_name(name)
     from .outputs import check_target
@@ -623,7 +618,7 @@ def verify(zoo: str, ctx=None) -> Verification:
     listed = {MANIFEST}
     for name in sorted(doc["models"]):
         try:
-            entry = _entry(zoo, name, doc)
+            entry = entry_of(zoo, name, doc)
             listed.update(entry["files"].values())
             paths = {}
             for role in ROLES[entry["format"]]:
@@ -677,122 +672,3 @@ def format_table(models: Dict[str, dict]) -> str:
 def _cell(value) -> str:
     """A text cell of the table: no spaces (columns stay split by blanks), ``-`` when empty."""
     return "_".join(str(value).split()) if value else "-"
-
-
-# -- the command line ---------------------------------------------------------------------------
-def add_parser(subparsers) -> None:
-    """Add ``zoo publish|list|verify|export|pull`` to the ``prunenet`` command line."""
-    from .cli import _positive_int
-    p = subparsers.add_parser("zoo", help="publish pruned models to a model zoo, list, verify "
-                                          "and export them, fetch a served zoo")
-    sub = p.add_subparsers(dest="zoo_command", metavar="ACTION", parser_class=type(p))
-    sub.required = True
-
-    q = sub.add_parser("publish", help="publish a prunenet prune output folder")
-    q.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of prunenet prune")
-    q.add_argument("--zoo", required=True, metavar="FOLDER",
-                   help="the zoo folder (created if missing); serve it as it is to share it")
-    q.add_argument("--name", required=True, help="model name, e.g. resnet50_v1d_0.5_flops")
-    q.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
-    q.add_argument("--no-bench", action="store_true",
-                   help="do not measure throughput (unless the run holds one, it stays empty)")
-    q.add_argument("--batch-size", type=_positive_int, default=64,
-                   help="batch size of the throughput measurement (default 64)")
-    q.add_argument("--repeats", type=_positive_int, default=10,
-                   help="timed batches; the median counts (default 10)")
-    q.add_argument("--gpus", default="", help="GPU id to measure on, e.g. 0 (default: CPU)")
-    q.set_defaults(func=_publish)
-
-    q = sub.add_parser("list", help="list the zoo's models as a table")
-    _zoo_argument(q)
-    q.add_argument("--json", action="store_true", help="print the manifest's models as JSON")
-    q.set_defaults(func=_list)
-
-    q = sub.add_parser("verify", help="check every model's hashes and shapes")
-    _zoo_argument(q)
-    q.set_defaults(func=_verify)
-
-    q = sub.add_parser("export", help="export a model for deployment (MXNet symbol or ONNX)")
-    q.add_argument("name", metavar="NAME", help="model name in the zoo (or a GluonCV pruned "
-                                                "ResNet whose weights are local)")
-    _zoo_argument(q)
-    q.add_argument("--format", required=True, choices=["symbol", "onnx"],
-                   help="symbol: NAME-symbol.json + NAME-0000.params; onnx: NAME.onnx")
-    q.add_argument("--out", required=True, help="output folder (created if missing)")
-    q.add_argument("--input-size", type=_positive_int, default=None,
-                   help="input image size (default: the size the model was pruned at)")
-    q.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
-    q.set_defaults(func=_export)
-
-    q = sub.add_parser("pull", help="download models of a zoo served over HTTP(S) into the cache "
-                                    "without loading them")
-    env = os.environ.get(ZOO_ENV)
-    q.add_argument("url", metavar="URL", nargs=None if not env else "?", default=env,
-                   help=f"the URL the zoo is served at (default: ${ZOO_ENV})")
-    q.add_argument("--name", action="append", default=[],
-                   help="a model to download (repeatable; default: every model)")
-    q.set_defaults(func=_pull)
-
-
-def _zoo_argument(parser) -> None:
-    """``--zoo FOLDER_OR_URL``, required unless ``$PRUNENET_ZOO`` names a default."""
-    env = os.environ.get(ZOO_ENV)
-    parser.add_argument("--zoo", required=not env, default=env, metavar="FOLDER_OR_URL",
-                        help=f"the zoo: a folder, or the http(s):// URL it is served at "
-                             f"(default: ${ZOO_ENV}{', unset' if not env else ''})")
-
-
-def _publish(args) -> int:
-    from .runs import contexts
-    publish(args.run_dir, args.zoo, args.name, overwrite=args.overwrite, bench=not args.no_bench,
-            batch_size=args.batch_size, repeats=args.repeats, ctx=contexts(args.gpus)[0])
-    return 0
-
-
-def _pull(args) -> int:
-    fetched = pull(args.url, args.name or None)
-    for name, paths in fetched.items():
-        print(f"{name}: {', '.join(paths[role] for role in sorted(paths))}")
-    print(f"{len(fetched)} model(s) in {cache_folder(args.url)}, sha1-checked")
-    return 0
-
-
-def _list(args) -> int:
-    import json
-    doc = read_manifest(args.zoo)
-    models = {name: _entry(args.zoo, name, doc) for name in doc["models"]}
-    if args.json:
-        print(json.dumps(models, indent=2))
-    elif not models:
-        print(f"the zoo at {args.zoo} has no models")
-    else:
-        print(format_table(models))
-    return 0
-
-
-def _verify(args) -> int:
-    import sys
-    from .cli import one_line
-    result = verify(args.zoo)
-    for name in result.ok:
-        print(f"ok       {name}")
-    for problem in result.problems:
-        print(f"FAILED   {one_line(problem)}")
-    for note in result.notes:
-        print(f"note     {one_line(note)}")
-    print(f"{len(result.ok)} model(s) verified, {len(result.problems)} problem(s)",
-          file=sys.stderr if result.problems else sys.stdout)
-    return 1 if result.problems else 0
-
-
-def _export(args) -> int:
-    from .export import export
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise PrunenetError(f"--out {args.out} is a file; give a folder for the exported files")
-    written = export(args.name, args.zoo, args.format, args.out, input_size=args.input_size,
-                     overwrite=args.overwrite)
-    check = ("" if written["max_abs_diff"] is None else
-             f" (outputs checked against MXNet's: largest difference "
-             f"{written['max_abs_diff']:.1e})")
-    print(f"wrote {', '.join(written['files'])}{check}")
-    return 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prunenet import data as datasets
-from prunenet import devices
+from prunenet import devices, replicas
 from prunenet.costs import cost_model
 from prunenet.errors import PrunenetError
 from prunenet.files import load_params, read_json
@@ -162,7 +162,7 @@ def whole(tmp_path_factory):
     out = tmp_path_factory.mktemp("devices") / "whole"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CPU_CONTEXTS, "2")
-        mp.setattr(devices, "average_running_stats", recording)
+        mp.setattr(replicas, "average_running_stats", recording)
         report = _run(out, distill=True)
     return report, calls, out
 

@@ -16,6 +16,7 @@ from prunenet import experiment as ex
 from prunenet.cli import main
 from prunenet.errors import PrunenetError
 from prunenet.files import read_json
+from prunenet.records import RESULTS_COLUMNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.json")))
@@ -177,7 +178,7 @@ def test_smoke_flops_resnet18_then_skip_and_table(records, tmp_path, capsys):
     assert smoke("resnet18_v1b_flops", out, records) == 0
     table = rows(out / "results.csv")
     assert [r["method"] for r in table] == ["unpruned", "gcp"]
-    assert list(table[0]) == ex.COLUMNS
+    assert list(table[0]) == RESULTS_COLUMNS
     run = table[1]
     assert run["objective"] == "flops" and float(run["target"]) == 0.5
     assert float(run["achieved"]) <= 0.5 and run["dataset"] == "imagenet"

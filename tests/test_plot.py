@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from prunenet import plot
+from prunenet import plot, records
 from prunenet.cli import main
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -64,7 +64,7 @@ def test_tradeoff_with_published_v100_figures_or_none(tmp_path, capsys, referenc
 
 
 def test_v100_figures_get_their_own_panel():
-    points = plot.read_results(RESULTS)
+    points = plot.result_points(RESULTS)
     fig = plot.tradeoff_figure(points, plot.reference_table(), v100=True)
     local, v100 = fig.axes
     assert "V100" in v100.get_xlabel() and "V100" not in local.get_xlabel()
@@ -112,7 +112,7 @@ def _labels_fit(fig, ax):
 
 def test_datasets_get_separate_panels_and_labels_do_not_overlap():
     """Fashion-MNIST top-1 never shares an axis with GluonCV's ImageNet top-1 (issue 16)."""
-    points = plot.read_results(RESULTS)
+    points = plot.result_points(RESULTS)
     reference = plot.reference_table()
     measured = {r["model"]: {"throughput_img_s": r["throughput_img_s"] / 5} for r in reference}
     fig = plot.tradeoff_figure(points, reference, measured)
@@ -136,7 +136,7 @@ def test_datasets_get_separate_panels_and_labels_do_not_overlap():
 def test_a_crowded_plot_names_its_points_by_the_legend():
     """The Fashion-MNIST study: 28 points, many of them close together."""
     study = os.path.join(ROOT, "experiments", "results", "fashion_mnist_first_rules", "results.csv")
-    points = plot.read_results(study)
+    points = plot.result_points(study)
     fig = plot.tradeoff_figure(points, [])
     assert len(points) > plot.LABEL_LIMIT and len(fig.axes) == 1
     assert _labels_fit(fig, fig.axes[0]) == 0
@@ -196,7 +196,7 @@ def _one_line_error(argv, capsys):
     return err
 
 
-SCHEMA = list(plot.RESULTS_COLUMNS)
+SCHEMA = list(records.RESULTS_COLUMNS)
 ROW = ["r18", "gcp", "flops", "0.5", "0.5", "1", "1", "0.9", "", "100", "64", "cpu",
        "fashion-mnist", "0", ""]
 

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import random_net
 from prunenet import zoo
-from prunenet.cli import _Parser
+from prunenet.cli import zoo as zoo_command
+from prunenet.cli.args import Parser as _Parser
 from prunenet.errors import PrunenetError
 from prunenet.files import read_json
 from prunenet.runs import load_pruned, prune_run
@@ -33,7 +34,7 @@ def cli(*argv):
     parser = _Parser(prog="prunenet")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
-    zoo.add_parser(sub)
+    zoo_command.add_parser(sub)
     args = parser.parse_args(list(argv))
     try:
         return args.func(args)

@@ -31,11 +31,12 @@ import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
 import numpy as np
 from prunenet.demo import DemoConfig, train_base
 from prunenet.files import atomic_path, read_json, write_json
-from prunenet.runs import DataRun, contexts, data_run, load_pruned
+from prunenet.records import RESULTS_COLUMNS
+from prunenet.devices import contexts
+from prunenet.runs import DataRun, data_run, load_pruned
 
-COLUMNS = ["model", "method", "objective", "target", "achieved", "macs", "params", "top1", "top5",
-           "throughput_img_s", "batch_size", "device", "dataset", "seed", "run_dir",
-           "finetune_epochs", "top1_selected", "reg", "stream_score", "zeros_pruned"]
+COLUMNS = RESULTS_COLUMNS + ["finetune_epochs", "top1_selected", "reg", "stream_score",
+                             "zeros_pruned"]
 FINETUNE_BUDGETS = (0.5, 1.5)  # besides 0 (the pruned network as selected)
 PRUNING = dict(steps=2, reg="auto", epochs_per_step=0.25, lr=0.01, finetune_epochs=0.0,
                batch_size=128, lr_images=128)  # learning rates for one device's 128 images

@@ -1,23 +1,21 @@
-"""Pruning methods. Each module's ``select_channels`` returns a :class:`prunenet.select.Selection`.
+"""Pruning methods, one module each, registered in :mod:`.registry` with what they need.
 
-``DATA_FREE`` methods need only the weights: ``select_channels(graph, params, cost, target,
-round_to=8, min_width=8)``. ``DATA_DRIVEN`` methods also take ``net=``, ``batches=`` (an
-iterable of (data, label) NDArray pairs), ``ctx=`` and ``max_batches=``. ``TRAINED`` methods
-(``gcp``, ``slimming``) train the network while pruning it, in :mod:`prunenet.runs`.
+``weights`` methods (``DATA_FREE``) need only the weights: ``select_channels(graph, params,
+cost, target, round_to=8, min_width=8)``. ``data`` methods (``DATA_DRIVEN``) also take
+``net=``, ``batches=`` (an iterable of (data, label) NDArray pairs), ``ctx=`` and
+``max_batches=``. ``training`` methods (``TRAINED``: ``gcp``, ``slimming``) give the
+:class:`~prunenet.methods.gcp.GCPConfig` that :class:`~prunenet.methods.gcp.GCP` trains and
+prunes the network with.
 """
-from . import activation_vote, globalpru, l1, qcqp, qcqp_exact, random, uniform, wsp
+from . import (activation_vote, gcp, globalpru, l1, qcqp, qcqp_exact, random, slimming,  # noqa
+               uniform, wsp)
+from .registry import Method, get, names, register
 
-DATA_FREE = {"uniform": uniform.select_channels, "uniform-l1": uniform.select_channels_l1,
-             "l1": l1.select_channels,
-             "random": random.select_channels, "wsp": wsp.select_channels,
-             "qcqp": qcqp_exact.select_channels, "qcqp-greedy": qcqp.select_channels}
-DATA_DRIVEN = {"activation-vote": activation_vote.select_channels,
-               "globalpru": globalpru.select_channels,
-               "attention": activation_vote.select_channels_attention}  # deprecated alias
-METHODS = sorted({**DATA_FREE, **DATA_DRIVEN})
-# Data-free methods whose choice depends on ``seed=`` (random draws)
-SEEDED = {"random", "uniform"}
-# Methods that train the network while pruning it (prunenet.methods.gcp's schedule)
-TRAINED = ["gcp", "slimming"]
+DATA_FREE = {name: get(name).select for name in names("weights")}
+DATA_DRIVEN = {name: get(name).select for name in names("data", listed=False)}
+METHODS = names("weights", "data", listed=False)  # what --method takes besides TRAINED
+SEEDED = {name for name in names(listed=False) if get(name).seeded}
+TRAINED = names("training")
 
-__all__ = ["DATA_FREE", "DATA_DRIVEN", "METHODS", "SEEDED", "TRAINED"]
+__all__ = ["DATA_FREE", "DATA_DRIVEN", "METHODS", "SEEDED", "TRAINED", "Method", "get", "names",
+           "register"]

@@ -26,6 +26,7 @@ from ..costs import CostModel
 from ..errors import PrunenetError
 from ..graph import ChannelGraph
 from ..select import Selection, select
+from .registry import register
 
 __all__ = ["activation_scores", "select_channels", "select_channels_attention", "probe_names",
            "probe_block", "channel_means", "group_saliencies"]
@@ -137,6 +138,7 @@ def activation_scores(graph: ChannelGraph, net, batches: Iterable, ctx=None,
     return scores
 
 
+@register("activation-vote", needs="data")
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8, net=None,
                     batches: Optional[Iterable] = None, ctx=None,
@@ -151,6 +153,7 @@ def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: Co
                   min_width=min_width)
 
 
+@register("attention", needs="data", listed=False)
 def select_channels_attention(*args, **kwargs) -> Selection:
     """``attention``: the former name of ``activation-vote`` (deprecated)."""
     warnings.warn("method attention is now called activation-vote (the name attention will go); "

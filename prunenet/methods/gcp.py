@@ -24,9 +24,10 @@ import numpy as np
 from ..costs import CostModel
 from ..distributed import Workers
 from ..errors import PrunenetError
-from ..select import Selection, block_size, select
+from ..select import Selection, block_size, check_cost_target, select
 from ..train import SYNC_EVERY, BatchStream, NonFiniteError, run_batches
 from ..wrapper import DEBIAS, REGULARIZE, MaskedNetwork
+from .registry import register
 
 __all__ = ["GCPConfig", "GCP", "StepRecord", "REG_GRID", "check_reg"]
 
@@ -44,6 +45,7 @@ def check_reg(reg, grid: Optional[Sequence[float]] = None) -> None:
         raise PrunenetError(f"--reg-grid {grid} must be one or more non-negative numbers")
 
 
+@register("gcp", needs="training")
 @dataclass
 class GCPConfig:
     """Hyper-parameters of the pruning schedule."""
@@ -65,8 +67,7 @@ class GCPConfig:
     prune_zeros: bool = True  # a channel the regulariser zeroed is pruned whatever the target
 
     def check(self) -> None:
-        if not 0.0 < self.target < 1.0:
-            raise PrunenetError(f"--target {self.target} must lie strictly between 0 and 1")
+        check_cost_target(self.target, "--target")
         if self.steps < 1:
             raise PrunenetError(f"--steps {self.steps} must be at least 1")
         if self.reg < 0:
@@ -251,7 +252,7 @@ class GCP:
     def arrays(self) -> Dict[str, np.ndarray]:
         """Every parameter and mask of the network being pruned, read once all writes are done
         (BatchNorm statistics averaged over the devices)."""
-        from ..devices import host_copy
+        from ..replicas import host_copy
         w = self.wrapper
         out = host_copy(w.params)
         out.update(host_copy({p.name: p for p in w.mask_params.values()}))

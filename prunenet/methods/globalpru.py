@@ -40,6 +40,7 @@ from ..errors import PrunenetError
 from ..graph import ChannelGraph
 from ..select import Selection, select
 from .activation_vote import probe_names
+from .registry import register
 
 __all__ = ["GlobalPruConfig", "Trained", "gated_symbol", "train", "select_channels"]
 
@@ -245,6 +246,7 @@ def saliencies(trained: Trained, graph: ChannelGraph, data) -> np.ndarray:
     return local_saliency(graph, probes, trained.tensors, outs[1:]).asnumpy()
 
 
+@register("globalpru", needs="data")
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8, net=None,
                     batches: Optional[Iterable] = None, ctx=None,

@@ -16,6 +16,7 @@ from ..costs import CostModel
 from ..graph import ChannelGraph
 from ..select import Selection, select
 from ..tied import DEFAULT_RULE, combine
+from .registry import register
 
 __all__ = ["filter_scores", "select_channels"]
 
@@ -41,6 +42,7 @@ def filter_scores(graph: ChannelGraph, params: Dict[str, np.ndarray],
     return scores
 
 
+@register("l1")
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8,
                     stream_score: str = DEFAULT_RULE) -> Selection:

@@ -36,8 +36,10 @@ import numpy as np
 from ..costs import CostModel
 from ..errors import PrunenetError
 from ..graph import ChannelGraph
-from ..select import InfeasibleTargetError, Selection, block_size, select, smallest_reachable
+from ..select import (InfeasibleTargetError, Selection, block_size, check_cost_target,
+                      select, smallest_reachable)
 from ..surgery import expand_grouped, full_keep, widths_of
+from .registry import register
 
 __all__ = ["kernel_norms", "importance", "kept_importance", "kept_value", "channel_values", "refill",
            "swap", "select_channels"]
@@ -123,8 +125,7 @@ def channel_values(graph: ChannelGraph, energy: Dict[str, np.ndarray],
 
 
 def _check(target: float, round_to: int, min_width: int) -> None:
-    if not 0.0 < target <= 1.0:
-        raise PrunenetError(f"target {target} must lie in (0, 1]")
+    check_cost_target(target, whole=True)
     if round_to < 1 or min_width < 1:
         raise PrunenetError(f"round_to ({round_to}) and min_width ({min_width}) must be at least 1")
 
@@ -240,6 +241,7 @@ def _gain(graph: ChannelGraph, energy: Dict[str, np.ndarray]) -> Gain:
     return gain
 
 
+@register("qcqp-greedy")
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8,
                     rounds: int = 16, swaps: bool = True) -> Selection:

@@ -48,6 +48,7 @@ from ..graph import ChannelGraph
 from ..select import Selection, block_size, _floor
 from ..surgery import full_keep, widths_of
 from . import qcqp
+from .registry import register
 
 __all__ = ["CHANNEL_LEVEL_PAIRS", "select_channels", "bilinear_coefficients"]
 
@@ -298,6 +299,7 @@ def _build(graph: ChannelGraph, cost: CostModel, energy: Dict[str, np.ndarray], 
     return prog, u, constant
 
 
+@register("qcqp")
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8,
                     time_limit: float = 60.0, level: str = "auto") -> Selection:

@@ -18,6 +18,7 @@ from ..graph import ChannelGraph
 from ..select import Selection, select
 from ..surgery import widths_of
 from .qcqp import refill
+from .registry import register
 
 __all__ = ["random_scores", "select_channels"]
 
@@ -28,6 +29,7 @@ def random_scores(graph: ChannelGraph, seed: int = 0) -> List[np.ndarray]:
     return [rng.random_sample(g.width) for g in graph.groups]
 
 
+@register("random", seeded=True)
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8,
                     seed: int = 0) -> Selection:

@@ -11,10 +11,12 @@ are those of a GCP run.
 from __future__ import annotations
 
 from .gcp import GCPConfig
+from .registry import register
 
 __all__ = ["config"]
 
 
+@register("slimming", needs="training")
 def config(**settings) -> GCPConfig:
     """GCP's schedule with every one of GCP's choices turned off (``settings``: GCPConfig's)."""
     if settings.get("debias_epochs") is None:

@@ -21,10 +21,12 @@ from ..graph import ChannelGraph
 from ..select import Selection, select
 from .l1 import filter_scores
 from .random import random_scores
+from .registry import register
 
 __all__ = ["select_channels", "select_channels_l1"]
 
 
+@register("uniform", seeded=True)
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8,
                     seed: int = 0) -> Selection:
@@ -33,6 +35,7 @@ def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: Co
                   round_to=round_to, min_width=min_width)
 
 
+@register("uniform-l1")
 def select_channels_l1(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                        target: float, round_to: int = 8, min_width: int = 8) -> Selection:
     """Shrink every prunable group by the same fraction, dropping the channels of least filter

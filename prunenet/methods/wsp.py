@@ -42,6 +42,7 @@ from ..graph import ChannelGraph, Group
 from ..select import Selection, block_size, select
 from ..surgery import widths_of
 from .qcqp import kernel_norms
+from .registry import register
 
 __all__ = ["rule_scores", "threshold_scores", "select_channels"]
 
@@ -108,6 +109,7 @@ def _fixed(graph: ChannelGraph, scores: List[np.ndarray], cost: CostModel, perce
     return Selection(keep, current, cost.total(), 0.0, removed)
 
 
+@register("wsp")
 def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: CostModel,
                     target: float, round_to: int = 8, min_width: int = 8, fold_bn: bool = False,
                     percentile: Optional[float] = None,

@@ -1,0 +1,94 @@
+"""What every ``prunenet`` command's parser shares: argument types that refuse bad values with
+one line, the parser that prints usage errors on one line, and :func:`one_line` itself."""
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["Parser", "fraction", "whole_number", "positive_int", "real_number", "reg", "one_line",
+           "network_args"]
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a fraction of a cost to keep, in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text} is outside (0, 1): give the fraction of the cost to keep, e.g. 0.5")
+    return value
+
+
+def whole_number(least: int):
+    """An argparse type: a whole number, at least ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {least}")
+        return value
+    return parse
+
+
+positive_int = whole_number(1)
+
+
+def real_number(least: float = -math.inf, strict: bool = False, below: float = math.inf):
+    """An argparse type: a finite number, at least ``least`` (above it when ``strict``) and
+    below ``below``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if value < least or (strict and value == least) or value >= below:
+            bound = f"above {least:g}" if strict else f"at least {least:g}"
+            raise argparse.ArgumentTypeError(
+                f"{text} must be {bound}" + (f" and below {below:g}" if below < math.inf else ""))
+        return value
+    return parse
+
+
+def reg(text: str):
+    """``--reg``: 'auto' or a finite number (a negative one is refused with the run's other
+    settings, before anything is written)."""
+    return "auto" if text == "auto" else real_number()(text)
+
+
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(message) -> str:
+    """``message`` on one line and printable: what ``str.splitlines`` breaks at (a name read
+    from a file may hold it) and lone surrogates (a file name that is not UTF-8) escaped."""
+    text = str(message).translate(_LINE_BREAKS)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors on one line, naming the command and where to look for help. Flags are never
+    abbreviated (GluonCV's ``--mode`` must not be taken for ``--model``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def network_args(parser, required: bool) -> None:
+    """``--model NAME`` or ``--symbol FILE``: which network a command works on."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--model", default=None,
+                       help="GluonCV model name, e.g. resnet50_v1d (or give --symbol)")
+    group.add_argument("--symbol", default=None, metavar="FILE",
+                       help="your own network: the NAME-symbol.json that HybridBlock.export "
+                            "writes, with its NAME-0000.params as --params (default: none)")
+

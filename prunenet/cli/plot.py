@@ -1,0 +1,72 @@
+"""``prunenet plot tradeoff|widths|curves``: figures of results and runs."""
+from __future__ import annotations
+
+from ..plot import (REFERENCES, curves_figure, figure_paths, save_figure, tradeoff,
+                    widths_figure)
+from .args import Parser, positive_int
+
+
+def add_parser(subparsers) -> None:
+    """Add ``prunenet plot tradeoff|widths|curves`` to the command line."""
+    p = subparsers.add_parser("plot", help="figures of results and runs (PNG and SVG)",
+                              description="Figures of pruning results and runs, as PNG and SVG.")
+    sub = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=Parser)
+    sub.required = True
+
+    q = sub.add_parser("tradeoff", help="top-1 against throughput, with GluonCV's ResNets",
+                       description="Top-1 against throughput (images/s, log scale) of a results "
+                                   "CSV or a zoo, with GluonCV's ResNets and pruned ResNets: "
+                                   "their published top-1, their throughput measured here "
+                                   "(random weights), or GluonCV's V100 figures apart.")
+    q.add_argument("source", metavar="RESULTS.csv|ZOO_DIR|ZOO_URL")
+    q.add_argument("--reference", choices=REFERENCES, default="local",
+                   help="local: measure GluonCV's architectures on this device (default); "
+                        "v100: GluonCV's published V100 throughput, in a panel of its own; "
+                        "none: no reference points")
+    q.add_argument("--reference-models", default=None, metavar="A,B,...",
+                   help="which of GluonCV's models to show (default: all eleven)")
+    q.add_argument("--batch-size", type=positive_int, default=None,
+                   help="batch size to measure the references at (default: the results', "
+                        "else 64)")
+    q.add_argument("--input-size", type=positive_int, default=224,
+                   help="image size to measure the references at (default 224)")
+    q.add_argument("--repeats", type=positive_int, default=10,
+                   help="timed batches per reference network (default 10)")
+    q.add_argument("--warmup", type=int, default=3, help="untimed batches first (default 3)")
+    q.add_argument("--gpus", default="", help="GPU id to measure the references on "
+                                              "(default: the CPU)")
+    q.add_argument("--title", default=None)
+    q.add_argument("--out", default="tradeoff.png", help="PNG file (an SVG is written beside)")
+    q.set_defaults(func=_tradeoff)
+
+    q = sub.add_parser("widths", help="kept fraction of channels per layer, runs side by side")
+    q.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    q.add_argument("--title", default=None)
+    q.add_argument("--out", default="widths.png", help="PNG file (an SVG is written beside)")
+    q.set_defaults(func=_widths)
+
+    q = sub.add_parser("curves", help="loss, top-1, cost and zeroed channels per step")
+    q.add_argument("run", metavar="RUN_DIR")
+    q.add_argument("--title", default=None)
+    q.add_argument("--out", default="curves.png", help="PNG file (an SVG is written beside)")
+    q.set_defaults(func=_curves)
+
+
+def _tradeoff(args) -> int:
+    figure_paths(args.out)  # before measuring
+    fig = tradeoff(args.source, args.reference, args.reference_models, args.batch_size,
+                   args.input_size, args.repeats, args.warmup, args.gpus, args.title, log=print)
+    print("wrote " + " and ".join(save_figure(fig, args.out)))
+    return 0
+
+
+def _widths(args) -> int:
+    figure_paths(args.out)
+    print("wrote " + " and ".join(save_figure(widths_figure(args.runs, args.title), args.out)))
+    return 0
+
+
+def _curves(args) -> int:
+    figure_paths(args.out)
+    print("wrote " + " and ".join(save_figure(curves_figure(args.run, args.title), args.out)))
+    return 0
