@@ -111,8 +111,9 @@ def prune(net, method: str = "l1", objective: str = "flops", target: float = 0.5
     from .costs import count
     from .data import Epochs
     from .methods import DATA_DRIVEN, METHODS, TRAINED
-    from .runs import (_base_report, _check_surgery, method_selection, prune_network,
-                       select_with, surgery_check)
+    from .pruned import check_surgery, prune_network, surgery_check
+    from .report import base_report
+    from .runs import method_selection, select_with
     from .surgery import build_symbol_block, full_keep, network_params
 
     if method in TRAINED:
@@ -142,9 +143,9 @@ def prune(net, method: str = "l1", objective: str = "flops", target: float = 0.5
     pruned = prune_network(net, graph, selection.keep, params=params, ctx=ctx[0])
     masked = build_symbol_block(graph, full_keep(graph), params, ctx=ctx[0])  # net stays as it is
     diff, scale = surgery_check(masked, pruned.net, graph, selection.keep, seed=seed)
-    _check_surgery(diff, scale)
+    check_surgery(diff, scale)
     timings["surgery_s"] = time.time() - t0
-    report = _base_report(_name(net), method, objective, target, selection, graph, before,
+    report = base_report(_name(net), method, objective, target, selection, graph, before,
                           timings, command=[])
     report.update({"input_shape": list(graph.input_shape), "round_to": round_to,
                    "min_width": min_width, "seed": seed, "surgery_max_abs_diff": diff,
@@ -324,8 +325,8 @@ class GCP:
         """The physically pruned network after :meth:`fit`, with ``.report``; ready to
         fine-tune (:func:`finetune`)."""
         import numpy as np
-        from .runs import (_base_report, _check_surgery, _probe, latency_report,
-                           prune_network)
+        from .pruned import check_surgery, probe, prune_network
+        from .report import base_report, latency_report
         if self.steps_done < self.config.steps:
             raise PrunenetError(f"GCP has run {self.steps_done} of its {self.config.steps} steps: "
                                 f"call fit(train_data) before prune()")
@@ -335,12 +336,12 @@ class GCP:
         t0 = time.time()
         pruned = prune_network(self.net, self.graph, selection.keep,
                                params=self._wrapper.folded_params(), ctx=self.ctx[0])
-        x = _probe(self.graph.input_shape, self.seed, self.ctx[0])
+        x = probe(self.graph.input_shape, self.seed, self.ctx[0])
         masked = self.masked(x).asnumpy()
         diff = float(np.abs(pruned.net(x).asnumpy() - masked).max())
-        _check_surgery(diff, float(np.abs(masked).max()))
+        check_surgery(diff, float(np.abs(masked).max()))
         self.timings["surgery_s"] = time.time() - t0
-        report = _base_report(_name(self.net), "gcp", self.objective, self.config.target,
+        report = base_report(_name(self.net), "gcp", self.objective, self.config.target,
                               selection, self.graph, self.before, dict(self.timings), command=[])
         report.update({"input_shape": list(self.graph.input_shape), "seed": self.seed,
                        "surgery_max_abs_diff": diff, "notes": list(self._schedule.notes),
@@ -355,7 +356,7 @@ class GCP:
         pruned pair — atomically; returns its path."""
         from .files import staged_dir, write_json
         from .records import REPORT_FILE, STEPS_FILE, write_steps
-        from .runs import save_pruned
+        from .pruned import save_pruned
         net = self.prune()
         report = dict(net.report)
         with staged_dir(folder, overwrite=overwrite) as stage:

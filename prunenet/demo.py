@@ -116,7 +116,7 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
     shape = report["input_shape"][1:]
     base = load_model(config.model, classes=report["classes"], params=params_file,
                       ctx=ctx[0], input_size=shape[-1], channels=shape[0])
-    from .runs import load_pruned
+    from .pruned import load_pruned
     pruned = load_pruned(out, ctx=ctx[0])
     speed = throughput({"base": base, "pruned": pruned}, shape, batch_size=64, ctx=ctx[0])
     rows = [("base", report["top1_before"], report["macs_before"], report["params_before"],

@@ -650,7 +650,7 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     from .models import build_pruned_resnet, input_shape
     from .devices import contexts
     from .records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE
-    from .runs import environment
+    from .report import environment
     from .surgery import GLUONCV_PREFIX
     from .train import BatchStream, FinetuneConfig, finetune
     if os.path.exists(os.path.join(run_dir, REPORT_FILE)):
@@ -731,7 +731,7 @@ def _finish(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, res
     from .files import read_json, write_json
     from .models import input_shape, load_model
     from .records import REPORT_FILE
-    from .runs import load_pruned
+    from .pruned import load_pruned
     ctx = device((s.gpus or "").split(",")[0])
     report_path = os.path.join(run_dir, REPORT_FILE)
     report = read_json(report_path, "run report")

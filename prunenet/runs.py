@@ -8,140 +8,33 @@ complete.
 from __future__ import annotations
 
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from .bench import speed_line
 from .costs import cost_model, count
 from .devices import CPU_CONTEXTS, contexts  # noqa: F401  (re-exported)
-from .replicas import host_copy
 from .distributed import LOCAL_KVSTORES, Workers
 from .errors import PrunenetError
 from .failpoints import failpoint
 from .graph import ChannelGraph, trace
+from .pruned import (PrunedNetwork, by_original_names, check_surgery, load_pruned,  # noqa: F401
+                     probe, prune_network, renamed, save_pruned, surgery_check)
 from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_FILE,  # noqa: F401
                       SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX, write_steps)  # (re-exported)
+from .replicas import host_copy
+from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  # noqa: F401
+                     latency_line, latency_report, run_speed_check, transfer_line)
 from .select import Selection, check_cost_target, check_reachable
+from .surgery import network_params, zero_removed
 from .tied import DEFAULT_RULE
-from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes,
-                      is_resnetv1b, layer_widths, network_params, sliced_params, widths_of,
-                      zero_removed)
+
 
 __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surgery_check",
            "environment", "DataRun", "data_run", "contexts", "load_pruned"]
-
-
-@dataclass
-class PrunedNetwork:
-    """A pruned network with what is needed to save and report it."""
-
-    net: object  # the physically smaller Gluon block
-    graph: ChannelGraph  # of the unpruned network
-    keep: List[np.ndarray]
-    net_prefix: str
-    gluoncv: bool  # True when ``net`` is a GluonCV ResNetV1b
-    params: Dict[str, np.ndarray]  # sliced, full names of the unpruned network
-
-
-def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
-                  model: Optional[str] = None, classes: Optional[int] = None,
-                  params: Optional[Dict[str, np.ndarray]] = None, ctx=None) -> PrunedNetwork:
-    """Build the physically pruned network keeping ``keep`` (``net`` is left unchanged).
-
-    ``params``: the full-width parameters to slice (default: ``net``'s own). A GluonCV
-    ``ResNetV1b`` is rebuilt as GluonCV's ``model`` with ``classes`` outputs, or without a
-    ``model`` name as a network of ``net``'s own architecture. On every context of ``ctx`` (a
-    context or a list of them).
-    """
-    from .replicas import context_list, place
-    from .models import build_model, fresh_resnetv1b
-    devices = context_list(ctx)
-    ctx = devices[0]
-    params = sliced_params(graph, params if params is not None else network_params(net), keep)
-    keep = [k.copy() for k in keep]
-    if is_resnetv1b(net):
-        shapes = gluoncv_shapes(graph, net.prefix, keep)
-        fresh = build_model(model, classes) if model else fresh_resnetv1b(net)
-        pruned = build_resnetv1b(fresh, shapes,
-                                 gluoncv_params(params, net.prefix), ctx=ctx)
-        return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, True, params)
-    pruned = build_symbol_block(graph, keep, params, ctx=ctx)
-    return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, False, params)
-
-
-def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
-                  batch: int = 2) -> tuple:
-    """``(largest |difference|, largest |output|)`` between the pruned network and ``net`` with
-    the removed channels zeroed (the masked network), on random input. Zeroes ``net``'s removed
-    channels in place."""
-    import mxnet as mx
-    zero_removed(graph, net, keep)
-    shape = (batch,) + tuple(graph.input_shape[1:])
-    x = mx.nd.array(np.random.RandomState(seed).normal(size=shape).astype(np.float32))
-    masked = net(x).asnumpy()
-    out = pruned(x).asnumpy()
-    return float(np.abs(masked - out).max()), float(np.abs(masked).max())
-
-
-def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
-    """Write the pruned network into ``folder``: GluonCV's pair (``shapes.json`` +
-    ``pruned.params``) for a ResNetV1b, else MXNet's symbol + params pair. Returns the names."""
-    from .files import save_params, save_symbol, write_json
-    if pruned.gluoncv:
-        write_json(os.path.join(folder, SHAPES_FILE),
-                   gluoncv_shapes(pruned.graph, pruned.net_prefix, pruned.keep))
-        save_params(os.path.join(folder, PARAMS_FILE),
-                    gluoncv_params(pruned.params, pruned.net_prefix))
-        return [SHAPES_FILE, PARAMS_FILE]
-    symbol_file, params_file = f"{SYMBOL_PREFIX}-symbol.json", f"{SYMBOL_PREFIX}-0000.params"
-    import mxnet as mx
-    symbol = pruned.net(mx.sym.var("data"))
-    aux = set(symbol.list_auxiliary_states())
-    save_symbol(os.path.join(folder, symbol_file), symbol,
-                {name: value.shape for name, value in pruned.params.items()})
-    save_params(os.path.join(folder, params_file),
-                {("aux:" if name in aux else "arg:") + name: value
-                 for name, value in pruned.params.items()})
-    return [symbol_file, params_file]
-
-
-def _check_surgery(diff: float, scale: float) -> None:
-    if not diff <= 1e-4 * max(1.0, scale):
-        raise RuntimeError(f"surgery check failed: the pruned network's outputs differ from the "
-                           f"masked network's by {diff} (outputs up to {scale}); please report it")
-
-
-def _base_report(model: str, method: str, objective: str, target: float, selection: Selection,
-                 graph: ChannelGraph, before: dict, timings: dict, command) -> dict:
-    """The report fields every pruning run has (see the README's output section)."""
-    after = count(graph, widths_of(selection.keep))
-    return {
-        "model": model, "method": method, "objective": objective, "target": target,
-        "achieved": selection.achieved, "granularity": selection.granularity,
-        "macs_before": before["macs"], "macs_after": after["macs"],
-        "params_before": before["params"], "params_after": after["params"],
-        "widths": layer_widths(graph, selection.keep),
-        "group_widths": [[int(k.sum()), int(k.size)] for k in selection.keep],
-        "timings": timings, "environment": environment(),
-        "command": command if command is not None else list(sys.argv),
-        **({"solver": selection.solver} if selection.solver is not None else {}),
-    }
-
-
-RANDOM_WEIGHTS = ("warning: no --params or --pretrained: pruning randomly initialised weights "
-                  "(fine for trying the tool, meaningless for accuracy)")
-
-
-def transfer_line(transfer: dict) -> str:
-    """The log line saying that the output layer was replaced (transfer to other classes)."""
-    return (f"transfer: the params file's {transfer['from_classes']}-class output layer "
-            f"({', '.join(transfer['replaced'])}) was replaced by a freshly initialised "
-            f"{transfer['classes']}-class one")
 
 
 def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_to: int = 8,
@@ -175,108 +68,7 @@ def select_with(select, cost, target: float) -> Tuple[Selection, dict]:
             f"{last['predicted']:.3f}); the latency table does not fit this machine now (it is "
             f"busy, or the table is stale): run again, delete {cost.table.path} to measure it "
             f"again, or prune with --objective flops")
-    return selection, {"latency_rounds": rounds, **_latency_fields(cost, last, target)}
-
-
-def latency_report(cost, keep, target: float) -> dict:
-    """The report's latency fields for a selection made without measuring (GCP): predicted by
-    the table, then measured side by side with the unpruned network."""
-    if cost.name != "latency":
-        return {}
-    check = cost.check(widths_of(keep))
-    check["met"] = check["measured"] <= target + check["noise"]
-    return _latency_fields(cost, check, target)
-
-
-def _latency_fields(cost, last: dict, target: float) -> dict:
-    from .latency import NOISE_LIMIT
-    table = cost.table
-    return {"latency_ms_before": last["full_ms"], "latency_ms_predicted": last["predicted_ms"],
-            "latency_ms_measured": last["measured_ms"],
-            "latency_fraction_predicted": last["predicted"],
-            "latency_fraction_measured": last["measured"],
-            "latency_fraction_noise": last["noise"],
-            "latency_target_met": bool(last["met"]),
-            "latency_too_noisy": bool(last["noise"] > NOISE_LIMIT * last["measured"]),
-            "latency_table": {"path": table.path, "device": table.device,
-                              "batch_size": table.batch_size, "dtype": table.dtype,
-                              "threads": table.threads}}
-
-
-def _latency_line(report: dict) -> str:
-    if "latency_ms_measured" not in report:
-        return ""
-    line = (f"; latency {report['latency_ms_before']:.1f} -> {report['latency_ms_measured']:.1f} "
-            f"ms per batch of {report['latency_table']['batch_size']}: measured "
-            f"{report['latency_fraction_measured']:.3f} ±{report['latency_fraction_noise']:.3f} "
-            f"of the unpruned ({report['latency_fraction_predicted']:.3f} predicted)")
-    if report.get("latency_too_noisy"):
-        line += "; TOO NOISY to tell whether the target was met"
-    elif not report.get("latency_target_met", True):
-        line += f"; target {report['target']} MISSED by more than the noise"
-    return line
-
-
-def _run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
-                     selection: Selection, gpus: str, objective: str,
-                     latency_batch_size: int, ctx=None) -> dict:
-    """A run's speed check on its device: at the latency batch size for the latency objective,
-    else at 16."""
-    from .bench import device, speed_check
-    after = count(graph, widths_of(selection.keep))
-    ctx = ctx or device((gpus or "").split(",")[0].strip())
-    batch = latency_batch_size if objective == "latency" else 16
-    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch)
-
-
-def load_pruned(folder: str, ctx=None):
-    """The pruned network saved in a run folder (either format), ready to run."""
-    from .files import load_params, read_json, read_shapes
-    from .models import build_pruned_resnet, load_symbol_block
-    report = read_json(os.path.join(folder, REPORT_FILE), "run report")
-    files = [os.path.join(folder, f) for f in report.get("files", [])]
-    if report.get("format", "gluoncv-pruned-resnet") == "mxnet-symbol" or \
-            files and files[0].endswith("-symbol.json"):
-        return load_symbol_block(files[0], files[1], ctx)
-    shapes, params = os.path.join(folder, SHAPES_FILE), os.path.join(folder, PARAMS_FILE)
-    return build_pruned_resnet(report["model"], read_shapes(shapes), load_params(params), ctx,
-                               shapes, params)
-
-
-def _installed(package: str) -> str:
-    """The installed distribution's version (GluonCV's own ``__version__`` string differs)."""
-    from importlib import metadata
-    for name in (package, package + "-cu112"):
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return ""
-
-
-def environment() -> Dict[str, object]:
-    """Versions and settings needed to reproduce a run: package versions, MXNet's build
-    features, thread count, and the prunenet git commit when it runs from a checkout."""
-    import subprocess
-    import mxnet as mx
-    from .version import __version__
-    try:
-        features = sorted(f.name for f in mx.runtime.Features().values() if f.enabled)
-    except Exception:  # older builds have no runtime feature list
-        features = []
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__)),
-                                timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"prunenet": __version__, "git_commit": commit, "mxnet": _installed("mxnet"),
-            "mxnet_features": features, "gluoncv": _installed("gluoncv"),
-            "numpy": np.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
-            "mxnet_engine_type": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),
-            "cpu_count": os.cpu_count()}
+    return selection, {"latency_rounds": rounds, **latency_fields(cost, last, target)}
 
 
 def prune_run(model: str, method: str, objective: str, target: float, out: str,
@@ -339,16 +131,16 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     pruned = prune_network(net, graph, selection.keep, model or None, classes)
     diff, scale = surgery_check(net, pruned.net, graph, selection.keep, seed=seed)
     timings["surgery_s"] = time.time() - t0
-    _check_surgery(diff, scale)
+    check_surgery(diff, scale)
     speed = {}
     if speed_check:
         t0 = time.time()
-        speed = {"speed_check": _run_speed_check(net, pruned.net, shape, before, graph,
+        speed = {"speed_check": run_speed_check(net, pruned.net, shape, before, graph,
                                                  selection, gpus, objective,
                                                  latency_batch_size)}
         timings["speed_check_s"] = time.time() - t0
 
-    report = _base_report(name, method, objective, target, selection, graph, before, timings,
+    report = base_report(name, method, objective, target, selection, graph, before, timings,
                           command)
     report.update({
         "input_shape": list(shape), "classes": classes, "round_to": round_to,
@@ -365,7 +157,7 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
         f"{'predicted latency' if objective == 'latency' else 'cost'} (target {target}); MACs "
         f"{before['macs'] / 1e9:.3f}G -> {report['macs_after'] / 1e9:.3f}G, params "
         f"{before['params'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M"
-        f"{_latency_line(report)}{speed_line(report)}; written to {out}")
+        f"{latency_line(report)}{speed_line(report)}; written to {out}")
     return report
 
 
@@ -600,7 +392,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
     ckpt = load_checkpoint(ckpt_dir) if resume else None
     if ckpt is not None:
-        ckpt["arrays"] = _renamed(ckpt["arrays"], ckpt.get("net_prefix"), net.prefix)
+        ckpt["arrays"] = renamed(ckpt["arrays"], ckpt.get("net_prefix"), net.prefix)
     timings: Dict[str, float] = dict(ckpt.get("timings", {})) if ckpt else {}
     rows: List[dict] = list(ckpt.get("rows", [])) if ckpt else []
 
@@ -639,7 +431,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         selection = Selection(keep, s_["cost"], s_["base_cost"], s_["largest_block"],
                               s_["blocks_removed"])
         pruned = prune_network(net, graph, keep, run.model or None, classes, ctx=ctx)
-        for name, param in _by_original_names(pruned).items():
+        for name, param in by_original_names(pruned).items():
             param.set_data(arrays["net:" + name])
         top1_selected, diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
         notes, latency = ckpt["notes"], ckpt["latency"]
@@ -667,10 +459,10 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         top1_selected, _ = val_top1(masked)
         pruned = prune_network(net, graph, selection.keep, run.model or None, classes, params=params,
                                ctx=ctx)
-        x = _probe(shape, run.seed, ctx[0])
+        x = probe(shape, run.seed, ctx[0])
         masked_out = masked(x).asnumpy()
         diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
-        _check_surgery(diff, float(np.abs(masked_out).max()))
+        check_surgery(diff, float(np.abs(masked_out).max()))
         timings["surgery_s"] = time.time() - t0
         rows.append({"step": run.steps if _trained(run.method) else 0,
                      "phase": "surgery",
@@ -682,7 +474,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
 
     def save_finetune(trainer, done: int, sums: Optional[dict], elapsed: float) -> None:
         arrays = {"net:" + name: value
-                  for name, value in host_copy(_by_original_names(pruned)).items()}
+                  for name, value in host_copy(by_original_names(pruned)).items()}
         arrays.update({f"keep:{g.index}": k.astype(np.float32)
                        for g, k in zip(graph.groups, selection.keep)})
         chosen = {"cost": selection.cost, "base_cost": selection.base_cost,
@@ -730,7 +522,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         sums = state["sums"]
         loss = sums["loss"] / max(sums["n"], 1) if sums else float("nan")
     timings["finetune_s"] = time.time() - t0
-    pruned.params = host_copy(_by_original_names(pruned))
+    pruned.params = host_copy(by_original_names(pruned))
     top1_after, top5_after = val_top1(pruned.net)
     rows.append({"step": run.steps, "phase": "finetune", "target": run.target,
                  "achieved": selection.achieved, "loss": loss, "top1": top1_after,
@@ -739,11 +531,11 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     speed = {}
     if run.speed_check and workers.rank == 0:
         t0 = time.time()
-        speed = {"speed_check": _run_speed_check(net, pruned.net, shape, before, graph,
+        speed = {"speed_check": run_speed_check(net, pruned.net, shape, before, graph,
                                                  selection, run.gpus, run.objective,
                                                  run.latency_batch_size, ctx[0])}
         timings["speed_check_s"] = time.time() - t0
-    report = _base_report(net_name, run.method, run.objective, run.target, selection, graph,
+    report = base_report(net_name, run.method, run.objective, run.target, selection, graph,
                           before, timings, run.command)
     report.update({
         "top1_before": top1_before, "top5_before": top5_before,
@@ -758,7 +550,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     write_json(os.path.join(out, REPORT_FILE), report)
     say(f"done: top-1 {top1_before:.4f} -> {top1_after:.4f}; MACs {before['macs'] / 1e6:.1f}M -> "
         f"{report['macs_after'] / 1e6:.1f}M, params {before['params'] / 1e6:.3f}M -> "
-        f"{report['params_after'] / 1e6:.3f}M{_latency_line(report)}{speed_line(report)}; "
+        f"{report['params_after'] / 1e6:.3f}M{latency_line(report)}{speed_line(report)}; "
         f"written to {out}")
     return report
 
@@ -952,30 +744,3 @@ def _data_options(run: DataRun, train: bool) -> dict:
     if run.dataset == "imagenet" and run.classes:
         options["classes"] = run.classes  # a RecordIO file does not say how many it holds
     return options
-
-
-def _probe(shape, seed: int, ctx):
-    import mxnet as mx
-    return mx.nd.array(np.random.RandomState(seed).normal(size=(2,) + tuple(shape[1:])), ctx=ctx)
-
-
-def _renamed(arrays: Dict[str, np.ndarray], old: Optional[str], new: str) -> Dict[str, np.ndarray]:
-    """Checkpointed arrays with the network prefix ``old`` (Gluon numbers its networks, so a
-    process that built one before names them anew) replaced by ``new``."""
-    if not old or old == new:
-        return arrays
-    out = {}
-    for key, value in arrays.items():
-        tag, _, name = key.rpartition(":")
-        if name.startswith(old):
-            key = (tag + ":" if tag else "") + new + name[len(old):]
-        out[key] = value
-    return out
-
-
-def _by_original_names(pruned: PrunedNetwork) -> Dict[str, object]:
-    """The pruned network's parameters keyed by the unpruned network's full names."""
-    params = pruned.net.collect_params()
-    if not pruned.gluoncv:
-        return dict(params.items())
-    return {pruned.net_prefix + name[len(pruned.net.prefix):]: p for name, p in params.items()}

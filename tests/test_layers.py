@@ -11,8 +11,8 @@ inside functions count as much as those at the top of a file.
     measure   throughput, and the latency table and its cost model
     training  datasets, training loops, parameter-server workers, checkpoints, GluonCV models
     methods   the method table and the methods that train (GCP, slimming)
-    formats   the model zoo and export
-    pipeline  a pruning run, the Python API, the demo, experiments, figures
+    formats   a pruned network built, checked, saved and loaded; the model zoo; export
+    pipeline  what a run reports, a pruning run, the Python API, the demo, experiments, figures
     cli       the command line
     package   ``prunenet/__init__``: the public names
 """
@@ -33,8 +33,8 @@ LAYERS = [
                  "latency.cost"]),
     ("training", ["data", "train", "distributed", "checkpoint", "models"]),
     ("methods", ["methods", "methods.gcp", "methods.slimming"]),
-    ("formats", ["zoo", "export"]),
-    ("pipeline", ["runs", "api", "demo", "experiment", "plot"]),
+    ("formats", ["pruned", "zoo", "export"]),
+    ("pipeline", ["report", "runs", "api", "demo", "experiment", "plot"]),
     ("cli", ["cli", "cli.args", "cli.count", "cli.prune", "cli.demo", "cli.bench", "cli.plot",
              "cli.zoo", "cli.experiment", "cli.__main__", "__main__"]),
     ("package", [""]),

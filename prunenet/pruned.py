@@ -1,0 +1,137 @@
+"""A pruned network: built from a selection by surgery, checked against the masked network it
+replaces, saved as a run folder's network files and loaded back."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .graph import ChannelGraph
+from .records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE, SYMBOL_PREFIX
+from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes, is_resnetv1b, network_params, sliced_params, zero_removed)
+
+__all__ = ["PrunedNetwork", "prune_network", "surgery_check", "check_surgery", "save_pruned",
+           "load_pruned", "probe", "renamed", "by_original_names"]
+
+
+@dataclass
+class PrunedNetwork:
+    """A pruned network with what is needed to save and report it."""
+
+    net: object  # the physically smaller Gluon block
+    graph: ChannelGraph  # of the unpruned network
+    keep: List[np.ndarray]
+    net_prefix: str
+    gluoncv: bool  # True when ``net`` is a GluonCV ResNetV1b
+    params: Dict[str, np.ndarray]  # sliced, full names of the unpruned network
+
+
+def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
+                  model: Optional[str] = None, classes: Optional[int] = None,
+                  params: Optional[Dict[str, np.ndarray]] = None, ctx=None) -> PrunedNetwork:
+    """Build the physically pruned network keeping ``keep`` (``net`` is left unchanged).
+
+    ``params``: the full-width parameters to slice (default: ``net``'s own). A GluonCV
+    ``ResNetV1b`` is rebuilt as GluonCV's ``model`` with ``classes`` outputs, or without a
+    ``model`` name as a network of ``net``'s own architecture. On every context of ``ctx`` (a
+    context or a list of them).
+    """
+    from .replicas import context_list, place
+    from .models import build_model, fresh_resnetv1b
+    devices = context_list(ctx)
+    ctx = devices[0]
+    params = sliced_params(graph, params if params is not None else network_params(net), keep)
+    keep = [k.copy() for k in keep]
+    if is_resnetv1b(net):
+        shapes = gluoncv_shapes(graph, net.prefix, keep)
+        fresh = build_model(model, classes) if model else fresh_resnetv1b(net)
+        pruned = build_resnetv1b(fresh, shapes,
+                                 gluoncv_params(params, net.prefix), ctx=ctx)
+        return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, True, params)
+    pruned = build_symbol_block(graph, keep, params, ctx=ctx)
+    return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, False, params)
+
+
+def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
+                  batch: int = 2) -> tuple:
+    """``(largest |difference|, largest |output|)`` between the pruned network and ``net`` with
+    the removed channels zeroed (the masked network), on random input. Zeroes ``net``'s removed
+    channels in place."""
+    import mxnet as mx
+    zero_removed(graph, net, keep)
+    shape = (batch,) + tuple(graph.input_shape[1:])
+    x = mx.nd.array(np.random.RandomState(seed).normal(size=shape).astype(np.float32))
+    masked = net(x).asnumpy()
+    out = pruned(x).asnumpy()
+    return float(np.abs(masked - out).max()), float(np.abs(masked).max())
+
+
+def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
+    """Write the pruned network into ``folder``: GluonCV's pair (``shapes.json`` +
+    ``pruned.params``) for a ResNetV1b, else MXNet's symbol + params pair. Returns the names."""
+    from .files import save_params, save_symbol, write_json
+    if pruned.gluoncv:
+        write_json(os.path.join(folder, SHAPES_FILE),
+                   gluoncv_shapes(pruned.graph, pruned.net_prefix, pruned.keep))
+        save_params(os.path.join(folder, PARAMS_FILE),
+                    gluoncv_params(pruned.params, pruned.net_prefix))
+        return [SHAPES_FILE, PARAMS_FILE]
+    symbol_file, params_file = f"{SYMBOL_PREFIX}-symbol.json", f"{SYMBOL_PREFIX}-0000.params"
+    import mxnet as mx
+    symbol = pruned.net(mx.sym.var("data"))
+    aux = set(symbol.list_auxiliary_states())
+    save_symbol(os.path.join(folder, symbol_file), symbol,
+                {name: value.shape for name, value in pruned.params.items()})
+    save_params(os.path.join(folder, params_file),
+                {("aux:" if name in aux else "arg:") + name: value
+                 for name, value in pruned.params.items()})
+    return [symbol_file, params_file]
+
+
+def check_surgery(diff: float, scale: float) -> None:
+    if not diff <= 1e-4 * max(1.0, scale):
+        raise RuntimeError(f"surgery check failed: the pruned network's outputs differ from the "
+                           f"masked network's by {diff} (outputs up to {scale}); please report it")
+
+
+def load_pruned(folder: str, ctx=None):
+    """The pruned network saved in a run folder (either format), ready to run."""
+    from .files import load_params, read_json, read_shapes
+    from .models import build_pruned_resnet, load_symbol_block
+    report = read_json(os.path.join(folder, REPORT_FILE), "run report")
+    files = [os.path.join(folder, f) for f in report.get("files", [])]
+    if report.get("format", "gluoncv-pruned-resnet") == "mxnet-symbol" or \
+            files and files[0].endswith("-symbol.json"):
+        return load_symbol_block(files[0], files[1], ctx)
+    shapes, params = os.path.join(folder, SHAPES_FILE), os.path.join(folder, PARAMS_FILE)
+    return build_pruned_resnet(report["model"], read_shapes(shapes), load_params(params), ctx,
+                               shapes, params)
+
+
+def probe(shape, seed: int, ctx):
+    import mxnet as mx
+    return mx.nd.array(np.random.RandomState(seed).normal(size=(2,) + tuple(shape[1:])), ctx=ctx)
+
+
+def renamed(arrays: Dict[str, np.ndarray], old: Optional[str], new: str) -> Dict[str, np.ndarray]:
+    """Checkpointed arrays with the network prefix ``old`` (Gluon numbers its networks, so a
+    process that built one before names them anew) replaced by ``new``."""
+    if not old or old == new:
+        return arrays
+    out = {}
+    for key, value in arrays.items():
+        tag, _, name = key.rpartition(":")
+        if name.startswith(old):
+            key = (tag + ":" if tag else "") + new + name[len(old):]
+        out[key] = value
+    return out
+
+
+def by_original_names(pruned: PrunedNetwork) -> Dict[str, object]:
+    """The pruned network's parameters keyed by the unpruned network's full names."""
+    params = pruned.net.collect_params()
+    if not pruned.gluoncv:
+        return dict(params.items())
+    return {pruned.net_prefix + name[len(pruned.net.prefix):]: p for name, p in params.items()}
