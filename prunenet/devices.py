@@ -14,7 +14,7 @@ from typing import Dict, List
 import numpy as np
 
 __all__ = ["context_list", "place", "average_running_stats", "host_copy", "device_model",
-           "RUNNING_STATS"]
+           "RUNNING_STATS", "SURGERY_TOLERANCE", "check_training_dtype", "cast", "compute_dtype", "on_devices"]
 
 RUNNING_STATS = ("running_mean", "running_var")
 
@@ -39,6 +39,49 @@ def place(net, ctx=None):
         if param.list_ctx() != ctxs:
             param.reset_ctx(ctxs)
     return net
+
+
+# how far the pruned network's outputs may lie from the masked network's, relative to the
+# largest output: float32 summation order, and float16's own rounding (about 1e-3 a layer)
+SURGERY_TOLERANCE = {"float32": 1e-4, "float16": 1e-2}
+
+
+def check_training_dtype(dtype: str, ctx=None) -> None:
+    """Refuse to train (and evaluate) in ``dtype`` on ``ctx`` when MXNet cannot: float16 on any
+    CPU context (MXNet 1.9.1 has no float16 convolution or dense kernels for the CPU)."""
+    cpus = [c for c in context_list(ctx) if c.device_type == "cpu"]
+    if dtype == "float16" and cpus:
+        from .errors import PrunenetError
+        raise PrunenetError(f"--dtype float16 trains and evaluates the network in float16, which "
+                            f"needs a GPU context (MXNet 1.9.1 has no float16 convolution "
+                            f"kernels for {cpus[0]}): train on GPUs with --gpus 0,1,..., or "
+                            f"use --dtype float32")
+
+
+def compute_dtype(net) -> str:
+    """The dtype ``net`` computes in: ``float16`` if any of its parameters is (after
+    :func:`cast`, all but BatchNorm's), else ``float32``."""
+    dtypes = {np.dtype(p.dtype) for p in net.collect_params().values()}
+    return "float16" if np.dtype(np.float16) in dtypes else "float32"
+
+
+def cast(net, dtype: str = "float32"):
+    """``net`` computing in ``dtype``, as GluonCV's ``train_imagenet.py`` casts it
+    (``net.cast``): every parameter in ``dtype`` except BatchNorm's γ, β and running statistics,
+    which MXNet's float16 BatchNorm keeps (and needs) in float32. A float32 network asked for
+    float32 is left as it is. Returns ``net``."""
+    if dtype != compute_dtype(net):
+        import mxnet as mx
+        mx.nd.waitall()  # writes not waited for otherwise (a network just built and run
+        # once): a cast could read a weight half-written (seen on resnet18_v1b's largest)
+        net.cast(dtype)
+    return net
+
+
+def on_devices(arrays, dtype: str = "float32") -> List[object]:
+    """Per-device input arrays in ``dtype`` (cast on their device, after the copy there: half
+    the bytes travel at float32, none is lost)."""
+    return [x if x.dtype == np.dtype(dtype) else x.astype(dtype) for x in arrays]
 
 
 def _items(params):
@@ -67,11 +110,15 @@ def average_running_stats(params) -> None:
 def host_copy(params) -> Dict[str, np.ndarray]:
     """NumPy values of ``params`` (a block, or a dict of Parameters) to save: running
     statistics averaged over the devices first (in place), and read once all writes are done
-    (``static_alloc`` networks write asynchronously)."""
+    (``static_alloc`` networks write asynchronously). Always float32: a float16 network's
+    values are exact in it, and saved models, checkpoints and folds stay loadable by a float32
+    network."""
     import mxnet as mx
     average_running_stats(params)
     mx.nd.waitall()
-    return {name: p.data(p.list_ctx()[0]).asnumpy() for name, p in _items(params)}
+    values = {name: p.data(p.list_ctx()[0]).asnumpy() for name, p in _items(params)}
+    return {name: v.astype(np.float32) if v.dtype == np.float16 else v
+            for name, v in values.items()}
 
 
 def device_model(ctx) -> str:

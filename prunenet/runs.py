@@ -60,7 +60,7 @@ def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
     ``model`` name as a network of ``net``'s own architecture. On every context of ``ctx`` (a
     context or a list of them).
     """
-    from .devices import context_list, place
+    from .devices import cast, compute_dtype, context_list, place
     from .models import build_model, fresh_resnetv1b
     devices = context_list(ctx)
     ctx = devices[0]
@@ -71,8 +71,9 @@ def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
         fresh = build_model(model, classes) if model else fresh_resnetv1b(net)
         pruned = build_resnetv1b(fresh, shapes,
                                  gluoncv_params(params, net.prefix), ctx=ctx)
+        pruned = cast(pruned, compute_dtype(net))  # computes in net's dtype
         return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, True, params)
-    pruned = build_symbol_block(graph, keep, params, ctx=ctx)
+    pruned = cast(build_symbol_block(graph, keep, params, ctx=ctx), compute_dtype(net))
     return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, False, params)
 
 
@@ -112,8 +113,9 @@ def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
     return [symbol_file, params_file]
 
 
-def _check_surgery(diff: float, scale: float) -> None:
-    if not diff <= 1e-4 * max(1.0, scale):
+def _check_surgery(diff: float, scale: float, dtype: str = "float32") -> None:
+    from .devices import SURGERY_TOLERANCE
+    if not diff <= SURGERY_TOLERANCE[dtype] * max(1.0, scale):
         raise RuntimeError(f"surgery check failed: the pruned network's outputs differ from the "
                            f"masked network's by {diff} (outputs up to {scale}); please report it")
 
@@ -560,6 +562,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     from .outputs import check_replace, check_target, exclusive, remove_leftovers
     from . import data as datasets
     from .checkpoint import load_checkpoint, save_checkpoint
+    from .devices import cast, check_training_dtype
     from .files import write_json
     from .methods.gcp import GCPConfig, check_reg
     from .models import input_shape, load_model, load_network
@@ -603,6 +606,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     failure = None
     try:  # what one worker finds wrong here (its GPUs, files, output folder) stops them all
         ctx = contexts(run.gpus)
+        check_training_dtype(run.dtype, ctx)
         train, val = _dataset(run, train=True), _dataset(run, train=False)
         classes = run.classes or train.classes
         if classes != train.classes:
@@ -622,6 +626,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
             check_replace(out, overwrite, hint=f", or continue it with --resume {out}")
         net, net_name, shape = load_network(run.model or None, run.symbol, classes, run.params,
                                             run.seed, ctx, size, channels)
+        net = cast(net, run.dtype)  # --dtype float16 trains in float16
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
         failure = err
     workers.agree(failure)
@@ -648,18 +653,18 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     timings: Dict[str, float] = dict(ckpt.get("timings", {})) if ckpt else {}
     rows: List[dict] = list(ckpt.get("rows", [])) if ckpt else []
 
-    def batches(dataset, epoch, start, shuffle):
+    def batches(dataset, epoch, start, shuffle, on=None):
         return dataset.batches(batch, shuffle=shuffle, seed=run.seed, epoch=epoch,
-                               start=start, drop_last=shuffle)
+                               start=start, drop_last=shuffle, ctx=on)
 
     def shares(dataset, epoch, start):
         """This worker's share of each training batch (the whole batch in one process)."""
         return dataset.batches(batch, shuffle=True, seed=run.seed, epoch=epoch,
                                start=start, drop_last=True, part=workers.rank,
-                               parts=workers.count)
+                               parts=workers.count, ctx=ctx)  # split onto the devices
 
     def val_top1(block) -> tuple:
-        return datasets.accuracy(block, batches(val, 0, 0, False), ctx)
+        return datasets.accuracy(block, batches(val, 0, 0, False, ctx), ctx)
 
     if ckpt is None:
         t0 = time.time()
@@ -712,10 +717,10 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         top1_selected, _ = val_top1(masked)
         pruned = prune_network(net, graph, selection.keep, run.model or None, classes, params=params,
                                ctx=ctx)
-        x = _probe(shape, run.seed, ctx[0])
-        masked_out = masked(x).asnumpy()
+        x = _probe(shape, run.seed, ctx[0]).astype(run.dtype)
+        masked_out = masked(x).asnumpy().astype(np.float32)
         diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
-        _check_surgery(diff, float(np.abs(masked_out).max()))
+        _check_surgery(diff, float(np.abs(masked_out).max()), run.dtype)
         timings["surgery_s"] = time.time() - t0
         rows.append({"step": run.steps if run.method in TRAINED else 0,
                      "phase": "surgery",
@@ -750,6 +755,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     elif run.distill:
         teacher = load_network(run.model or None, run.symbol, classes, run.params, run.seed,
                                ctx, size, channels)[0]
+    if teacher is not None:
+        cast(teacher, run.dtype)
     lr_factor = run.lr_factor(len(ctx), workers.count)
     ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr * lr_factor,
                         momentum=run.momentum, wd=run.wd, warmup_epochs=run.warmup_epochs,
