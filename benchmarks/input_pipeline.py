@@ -11,6 +11,13 @@ cores against that. The images are
 generated noise (harder to decode than photographs of the same size), so the absolute figures
 are pessimistic; on a busy machine only the ratios side by side mean anything.
 
+Then, on two CPU contexts standing in for two GPUs, what splitting each batch straight from the
+iterator's arrays onto the devices (``batches(..., ctx=[...])``) saves over copying it whole into
+host memory first and splitting that (``split_and_load``, how prunenet fed the devices before):
+the copy step alone, both ways on the same decoded batch many times over, and the whole pipeline
+at all cores, both ways in turn. On GPUs the saving is a host copy of every batch; on CPU contexts
+the device-0 share of the old path was a view, so it is smaller here.
+
 Run from the repository root (a minute or two)::
 
     .venv/bin/python benchmarks/input_pipeline.py [--images 640] [--size 320] [--rounds 3]
@@ -70,6 +77,75 @@ def epoch_ours(rec, idx, batch, threads, seed) -> float:
     return _rate(arrivals)
 
 
+TWO = [mx.cpu(0), mx.cpu(1)]
+
+
+def copy_host_then_split(data) -> list:
+    """The batch copied whole into host memory, then split onto the devices."""
+    return mx.gluon.utils.split_and_load(data.copyto(mx.cpu()), TWO, even_split=False)
+
+
+def copy_straight(data) -> list:
+    """Each device's share copied from the iterator's array straight to it."""
+    step = data.shape[0] // len(TWO)
+    return [data[i * step:(i + 1) * step if i < len(TWO) - 1 else data.shape[0]].copyto(c)
+            for i, c in enumerate(TWO)]
+
+
+def copy_seconds(split, data, repeats: int = 20) -> float:
+    """Median seconds of one ``split`` of ``data`` (waited for)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for part in split(data):
+            part.wait_to_read()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def epoch_split(rec, idx, batch, threads, seed, straight: bool) -> float:
+    ds = datasets.imagenet_record(rec, idx, train=True, input_size=224, num_workers=threads,
+                                  classes=4)
+    arrivals = []
+    if straight:
+        for xs, _ in ds.batches(batch, shuffle=True, seed=seed, drop_last=True, ctx=TWO):
+            for x in xs:
+                x.wait_to_read()
+            arrivals.append((time.perf_counter(), sum(x.shape[0] for x in xs)))
+    else:
+        for x, _ in ds.batches(batch, shuffle=True, seed=seed, drop_last=True):
+            xs = mx.gluon.utils.split_and_load(x, TWO, even_split=False)
+            for part in xs:
+                part.wait_to_read()
+            arrivals.append((time.perf_counter(), x.shape[0]))
+    return _rate(arrivals)
+
+
+def compare_splits(rec, idx, batch, rounds, cores) -> None:
+    print(f"\nsplitting each batch onto 2 CPU contexts (busy machine: compare the ratios)")
+    raw = next(iter(gluoncv_iter(rec, idx, batch, cores, 0))).data[0]
+    old, new = [], []
+    for r in range(max(rounds, 5)):  # taking turns to go first
+        pair = [(old, copy_host_then_split), (new, copy_straight)]
+        for results, split in (pair if r % 2 == 0 else pair[::-1]):
+            results.append(copy_seconds(split, raw))
+    ratios = np.array(new) / np.array(old)
+    spread = (ratios.max() - ratios.min()) / np.median(ratios)
+    print(f"copy step, one batch of {batch}: host copy then split {np.median(old) * 1e3:.2f} ms, "
+          f"straight {np.median(new) * 1e3:.2f} ms; straight/host {np.median(ratios):.2f} "
+          f"(spread {spread:.0%}{', noisy' if spread > 0.2 else ''})")
+    old, new = [], []
+    for r in range(rounds):
+        pair = [(old, False), (new, True)]
+        for results, straight in (pair if r % 2 == 0 else pair[::-1]):
+            results.append(epoch_split(rec, idx, batch, cores, r, straight))
+    ratios = np.array(new) / np.array(old)
+    spread = (ratios.max() - ratios.min()) / np.median(ratios)
+    print(f"whole pipeline at -j {cores}: host copy then split {np.median(old):.0f} images/s, "
+          f"straight {np.median(new):.0f}; straight/host {np.median(ratios):.2f} "
+          f"(spread {spread:.0%}{', noisy' if spread > 0.2 else ''})")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=640)
@@ -99,6 +175,7 @@ def main(argv=None) -> int:
             print(f"{j:>4} {np.median(ours):>10.0f} {np.median(theirs):>10.0f} "
                   f"{np.median(ratios):>13.2f} {spread:>7.0%}"
                   + ("  (noisy)" if spread > 0.2 else ""))
+        compare_splits(rec, idx, args.batch, args.rounds, cores)
     return 0
 
 

@@ -126,8 +126,10 @@ def speedup(full, pruned, image_shape: Sequence[int], batch_size: int = 16, ctx=
     import mxnet as mx
     from .timing import ratio
     ctx = ctx or mx.cpu()
-    calls = _calls({"full": full, "pruned": pruned}, image_shape, batch_size, ctx, "float32")
-    timings = _timed(calls, ctx, "float32", min_repeats=3, warmup=1, budget_s=budget_s)
+    from .replicas import compute_dtype
+    dtype = compute_dtype(full)  # a run's networks compute in its --dtype
+    calls = _calls({"full": full, "pruned": pruned}, image_shape, batch_size, ctx, dtype)
+    timings = _timed(calls, ctx, dtype, min_repeats=3, warmup=1, budget_s=budget_s)
     gain = ratio(timings.seconds["full"], timings.seconds["pruned"])
     return {"speedup": gain["ratio"], "noise": gain["noise"], "rounds": gain["repeats"],
             "latency_ms_full": float(np.median(timings.seconds["full"])) * 1e3,

@@ -101,7 +101,9 @@ class Dataset:
         The order is a permutation drawn from ``(seed, epoch)`` when ``shuffle``, else the
         dataset's; ``drop_last`` leaves out a final partial batch (as training usually does).
         With ``parts`` > 1 (data-parallel workers), batches are global batches of
-        ``parts × batch_size`` and this one yields share ``part`` of each.
+        ``parts × batch_size`` and this one yields share ``part`` of each. ``ctx``: where the
+        batches go; a list of contexts makes each batch per-device lists ``([data...],
+        [label...])``, every device's share copied straight to it.
         """
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise PrunenetError(f"batch size {batch_size!r} must be a whole number >= 1")
@@ -128,10 +130,25 @@ class Dataset:
 
 
 def _nd_pair(data: np.ndarray, labels: np.ndarray, ctx) -> tuple:
+    """A NumPy batch as float32 NDArrays on ``ctx``, or for a list of contexts as per-device
+    lists (each device's share copied straight to it)."""
     import mxnet as mx
-    ctx = ctx or mx.cpu()
-    return (mx.nd.array(data, ctx=ctx, dtype=np.float32),
-            mx.nd.array(labels, ctx=ctx, dtype=np.float32))
+    if not isinstance(ctx, (list, tuple)):
+        ctx = ctx or mx.cpu()
+        return (mx.nd.array(data, ctx=ctx, dtype=np.float32),
+                mx.nd.array(labels, ctx=ctx, dtype=np.float32))
+    rows = _shares(len(data), len(ctx))
+    return ([mx.nd.array(data[r], ctx=c, dtype=np.float32) for r, c in zip(rows, ctx)],
+            [mx.nd.array(labels[r], ctx=c, dtype=np.float32) for r, c in zip(rows, ctx)])
+
+
+def _shares(n: int, devices: int) -> List[slice]:
+    """The rows of each device's share of a batch of ``n``, as ``gluon.utils.split_data``
+    with ``even_split=False`` cuts it (fewer rows than devices: one row on each of the first)."""
+    if n < devices:
+        return [slice(i, i + 1) for i in range(n)]
+    step = n // devices
+    return [slice(i * step, (i + 1) * step if i < devices - 1 else n) for i in range(devices)]
 
 
 class ArrayDataset(Dataset):
@@ -506,7 +523,7 @@ class RecordDataset(Dataset):
             return
         seed = int(np.random.RandomState([spec.seed, spec.epoch]).randint(0, 2 ** 31 - 1))
         it = self.iterator(spec.batch_size, spec.shuffle, seed, spec.part, spec.parts)
-        ctx = spec.ctx or mx.cpu()
+        devices = spec.ctx if isinstance(spec.ctx, (list, tuple)) else [spec.ctx or mx.cpu()]
         try:
             for b, batch in enumerate(it):
                 if b >= spec.stop:
@@ -514,9 +531,16 @@ class RecordDataset(Dataset):
                 if b < spec.start:
                     continue
                 n = spec.batch_size - batch.pad
-                # copies: the iterator reuses its output arrays for later batches
-                yield (batch.data[0][:n].copyto(ctx),
-                       batch.label[0][:n].astype(np.float32).copyto(ctx))
+                # copies: the iterator reuses its output arrays for later batches. Each
+                # device's share is copied from them straight to it (asked for batches on a
+                # list of devices), not first whole into host memory and split from there; the
+                # iterator waits for those copies before it writes into the arrays again.
+                data, label = batch.data[0], batch.label[0]
+                rows = _shares(n, len(devices))
+                xs = [data[r].copyto(c) for r, c in zip(rows, devices)]
+                ys = [label[r].astype(np.float32, copy=False).copyto(c)
+                      for r, c in zip(rows, devices)]
+                yield (xs, ys) if isinstance(spec.ctx, (list, tuple)) else (xs[0], ys[0])
         finally:
             del it
 
@@ -730,16 +754,16 @@ def holdout(dataset: Dataset, count: int, seed: int = 0) -> Tuple[Dataset, Datas
 def mean_loss(net, batches, ctx=None) -> float:
     """The mean softmax cross-entropy of ``net`` over ``batches`` in inference mode."""
     import mxnet as mx
+    from .replicas import compute_dtype
+    from .train import split
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
-    parts = []
+    parts, dtype = [], compute_dtype(net)
     with mx.autograd.pause(train_mode=False):
-        for data, label in batches:
-            xs = mx.gluon.utils.split_and_load(data, ctxs, even_split=False) \
-                if len(ctxs) > 1 else [data.as_in_context(ctxs[0])]
-            ys = mx.gluon.utils.split_and_load(label, ctxs, even_split=False) \
-                if len(ctxs) > 1 else [label.as_in_context(ctxs[0])]
-            parts += [loss_fn(net(x), y) for x, y in zip(xs, ys)]  # read once, at the end
+        for batch in batches:
+            xs, ys = split(batch, ctxs, dtype)
+            parts += [loss_fn(net(x).astype("float32", copy=False), y)
+                      for x, y in zip(xs, ys)]  # read once, at the end
     if not parts:
         raise PrunenetError("no batches to measure the loss on")
     return float(np.concatenate([p.asnumpy() for p in parts]).mean())
@@ -749,17 +773,21 @@ def accuracy(net, batches, ctx=None) -> Tuple[float, Optional[float]]:
     """Top-1 and top-5 accuracy of ``net`` over ``batches`` in inference mode (top-5 is None
     for fewer than 5 classes). ``ctx``: a context or a list of them to split batches over."""
     import mxnet as mx
+    from .replicas import compute_dtype
+    from .train import split
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
     correct1 = correct5 = total = 0
-    classes = None
+    classes, dtype = None, compute_dtype(net)
     with mx.autograd.pause(train_mode=False):
-        for data, label in batches:
-            parts = mx.gluon.utils.split_and_load(data, ctxs, even_split=False) \
-                if len(ctxs) > 1 else [data.as_in_context(ctxs[0])]
+        for batch in batches:
+            parts, _ = split(batch, ctxs, dtype)
+            label = batch[1]
             outs = [net(x) for x in parts]  # every device at work before the host reads
             scores = (mx.nd.concat(*[o.as_in_context(mx.cpu()) for o in outs], dim=0)
-                      if len(outs) > 1 else outs[0]).asnumpy()
-            truth = label.asnumpy().astype(np.int64).reshape(-1)
+                      if len(outs) > 1 else outs[0]).asnumpy().astype(np.float32)
+            truth = np.concatenate([y.asnumpy().reshape(-1) for y in label]) \
+                if isinstance(label, (list, tuple)) else label.asnumpy()
+            truth = truth.astype(np.int64).reshape(-1)
             classes = scores.shape[1]
             ranked = np.argsort(-scores, axis=1, kind="stable")[:, :5]
             correct1 += int((ranked[:, 0] == truth).sum())

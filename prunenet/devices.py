@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 
 from .errors import PrunenetError
-from .replicas import (RUNNING_STATS, _items, average_running_stats,  # noqa: F401
-                       context_list, host_copy, place)  # (their old home)
+from .replicas import (RUNNING_STATS, _items, average_running_stats, cast,  # noqa: F401
+                       compute_dtype, context_list, host_copy, on_devices, place)  # (old home)
 
-__all__ = ["contexts", "one_device", "CPU_CONTEXTS", "device_model"]
+__all__ = ["contexts", "one_device", "CPU_CONTEXTS", "device_model", "check_training_dtype"]
 
 
 CPU_CONTEXTS = "PRUNENET_CPU_CONTEXTS"  # N: run on mx.cpu(0) ... mx.cpu(N-1) when no --gpus
@@ -46,6 +46,17 @@ def one_device(gpus: str = ""):
     if len(ids) > 1:
         raise PrunenetError(f"--gpus {gpus}: a measurement runs on one device; give one GPU id")
     return contexts(gpus)[0]
+
+
+def check_training_dtype(dtype: str, ctx=None) -> None:
+    """Refuse to train (and evaluate) in ``dtype`` on ``ctx`` when MXNet cannot: float16 on any
+    CPU context (MXNet 1.9.1 has no float16 convolution or dense kernels for the CPU)."""
+    cpus = [c for c in context_list(ctx) if c.device_type == "cpu"]
+    if dtype == "float16" and cpus:
+        raise PrunenetError(f"--dtype float16 trains and evaluates the network in float16, which "
+                            f"needs a GPU context (MXNet 1.9.1 has no float16 convolution "
+                            f"kernels for {cpus[0]}): train on GPUs with --gpus 0,1,..., or "
+                            f"use --dtype float32")
 
 
 def device_model(ctx) -> str:

@@ -56,8 +56,13 @@ class Workers:
 
     def trainer(self, params, optimizer: str, options: dict):
         """A ``gluon.Trainer`` whose ``step(batch_size)`` sums gradients over the workers and
-        applies the update of the global batch (``batch_size`` × workers) on each."""
+        applies the update of the global batch (``batch_size`` × workers) on each. Float16
+        parameters are updated through float32 master copies (``multi_precision``, as GluonCV
+        trains in float16)."""
         from mxnet import gluon
+        values = params.values() if hasattr(params, "values") else params
+        if any(np.dtype(p.dtype) == np.float16 for p in values):
+            options = dict(options, multi_precision=True)
         if not self.distributed:  # one copy of the truth: each device applies the update
             return gluon.Trainer(params, optimizer, options, kvstore=self.kind,
                                  update_on_kvstore=False)

@@ -13,7 +13,12 @@ from .records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE, SYMBOL_PREFIX
 from .surgery import (build_resnetv1b, build_symbol_block, gluoncv_params, gluoncv_shapes, is_resnetv1b, network_params, sliced_params, zero_removed)
 
 __all__ = ["PrunedNetwork", "prune_network", "surgery_check", "check_surgery", "save_pruned",
-           "load_pruned", "probe", "renamed", "by_original_names"]
+           "load_pruned", "probe", "renamed", "by_original_names", "SURGERY_TOLERANCE"]
+
+
+# how far the pruned network's outputs may lie from the masked network's, relative to the
+# largest output: float32 summation order, and float16's own rounding (about 1e-3 a layer)
+SURGERY_TOLERANCE = {"float32": 1e-4, "float16": 1e-2}
 
 
 @dataclass
@@ -38,7 +43,7 @@ def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
     ``model`` name as a network of ``net``'s own architecture. On every context of ``ctx`` (a
     context or a list of them).
     """
-    from .replicas import context_list, place
+    from .replicas import cast, compute_dtype, context_list, place
     from .models import build_model, fresh_resnetv1b
     devices = context_list(ctx)
     ctx = devices[0]
@@ -49,8 +54,9 @@ def prune_network(net, graph: ChannelGraph, keep: Sequence[np.ndarray],
         fresh = build_model(model, classes) if model else fresh_resnetv1b(net)
         pruned = build_resnetv1b(fresh, shapes,
                                  gluoncv_params(params, net.prefix), ctx=ctx)
+        pruned = cast(pruned, compute_dtype(net))  # computes in net's dtype
         return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, True, params)
-    pruned = build_symbol_block(graph, keep, params, ctx=ctx)
+    pruned = cast(build_symbol_block(graph, keep, params, ctx=ctx), compute_dtype(net))
     return PrunedNetwork(place(pruned, devices), graph, keep, net.prefix, False, params)
 
 
@@ -90,8 +96,9 @@ def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
     return [symbol_file, params_file]
 
 
-def check_surgery(diff: float, scale: float) -> None:
-    if not diff <= 1e-4 * max(1.0, scale):
+def check_surgery(diff: float, scale: float, dtype: str = "float32") -> None:
+    """Refuse a surgery whose network computes other than the masked one it replaces."""
+    if not diff <= SURGERY_TOLERANCE[dtype] * max(1.0, scale):
         raise RuntimeError(f"surgery check failed: the pruned network's outputs differ from the "
                            f"masked network's by {diff} (outputs up to {scale}); please report it")
 

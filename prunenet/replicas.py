@@ -13,7 +13,8 @@ from typing import Dict, List
 
 import numpy as np
 
-__all__ = ["context_list", "place", "average_running_stats", "host_copy", "RUNNING_STATS"]
+__all__ = ["context_list", "place", "average_running_stats", "host_copy", "RUNNING_STATS",
+           "cast", "compute_dtype", "on_devices"]
 
 
 RUNNING_STATS = ("running_mean", "running_var")
@@ -67,8 +68,38 @@ def average_running_stats(params) -> None:
 def host_copy(params) -> Dict[str, np.ndarray]:
     """NumPy values of ``params`` (a block, or a dict of Parameters) to save: running
     statistics averaged over the devices first (in place), and read once all writes are done
-    (``static_alloc`` networks write asynchronously)."""
+    (``static_alloc`` networks write asynchronously). Always float32: a float16 network's
+    values are exact in it, and saved models, checkpoints and folds stay loadable by a float32
+    network."""
     import mxnet as mx
     average_running_stats(params)
     mx.nd.waitall()
-    return {name: p.data(p.list_ctx()[0]).asnumpy() for name, p in _items(params)}
+    values = {name: p.data(p.list_ctx()[0]).asnumpy() for name, p in _items(params)}
+    return {name: v.astype(np.float32) if v.dtype == np.float16 else v
+            for name, v in values.items()}
+
+
+def compute_dtype(net) -> str:
+    """The dtype ``net`` computes in: ``float16`` if any of its parameters is (after
+    :func:`cast`, all but BatchNorm's), else ``float32``."""
+    dtypes = {np.dtype(p.dtype) for p in net.collect_params().values()}
+    return "float16" if np.dtype(np.float16) in dtypes else "float32"
+
+
+def cast(net, dtype: str = "float32"):
+    """``net`` computing in ``dtype``, as GluonCV's ``train_imagenet.py`` casts it
+    (``net.cast``): every parameter in ``dtype`` except BatchNorm's γ, β and running statistics,
+    which MXNet's float16 BatchNorm keeps (and needs) in float32. A float32 network asked for
+    float32 is left as it is. Returns ``net``."""
+    if dtype != compute_dtype(net):
+        import mxnet as mx
+        mx.nd.waitall()  # writes not waited for otherwise (a network just built and run
+        # once): a cast could read a weight half-written (seen on resnet18_v1b's largest)
+        net.cast(dtype)
+    return net
+
+
+def on_devices(arrays, dtype: str = "float32") -> List[object]:
+    """Per-device input arrays in ``dtype`` (cast on their device, after the copy there: half
+    the bytes travel at float32, none is lost)."""
+    return [x if x.dtype == np.dtype(dtype) else x.astype(dtype) for x in arrays]

@@ -310,6 +310,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     from .outputs import check_replace, check_target, exclusive, remove_leftovers
     from . import data as datasets
     from .checkpoint import finetune_position, load_checkpoint, save_finetune_checkpoint
+    from .devices import check_training_dtype
+    from .replicas import cast
     from .files import write_json
     from .methods.gcp import GCPConfig, check_reg
     from .models import load_network
@@ -351,6 +353,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     failure = None
     try:  # what one worker finds wrong here (its GPUs, files, output folder) stops them all
         ctx = contexts(run.gpus)
+        check_training_dtype(run.dtype, ctx)
         train, val = _dataset(run, train=True), _dataset(run, train=False)
         classes = run.classes or train.classes
         if classes != train.classes:
@@ -370,6 +373,7 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
             check_replace(out, overwrite, hint=f", or continue it with --resume {out}")
         net, net_name, shape = load_network(run.model or None, run.symbol, classes, run.params,
                                             run.seed, ctx, size, channels)
+        net = cast(net, run.dtype)  # --dtype float16 trains in float16
     except Exception as err:  # noqa: BLE001 (raised again below, on this worker)
         failure = err
     workers.agree(failure)
@@ -396,18 +400,18 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     timings: Dict[str, float] = dict(ckpt.get("timings", {})) if ckpt else {}
     rows: List[dict] = list(ckpt.get("rows", [])) if ckpt else []
 
-    def batches(dataset, epoch, start, shuffle):
+    def batches(dataset, epoch, start, shuffle, on=None):
         return dataset.batches(batch, shuffle=shuffle, seed=run.seed, epoch=epoch,
-                               start=start, drop_last=shuffle)
+                               start=start, drop_last=shuffle, ctx=on)
 
     def shares(dataset, epoch, start):
         """This worker's share of each training batch (the whole batch in one process)."""
         return dataset.batches(batch, shuffle=True, seed=run.seed, epoch=epoch,
                                start=start, drop_last=True, part=workers.rank,
-                               parts=workers.count)
+                               parts=workers.count, ctx=ctx)  # split onto the devices
 
     def val_top1(block) -> tuple:
-        return datasets.accuracy(block, batches(val, 0, 0, False), ctx)
+        return datasets.accuracy(block, batches(val, 0, 0, False, ctx), ctx)
 
     if ckpt is None:
         t0 = time.time()
@@ -459,10 +463,10 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
         top1_selected, _ = val_top1(masked)
         pruned = prune_network(net, graph, selection.keep, run.model or None, classes, params=params,
                                ctx=ctx)
-        x = probe(shape, run.seed, ctx[0])
-        masked_out = masked(x).asnumpy()
+        x = probe(shape, run.seed, ctx[0]).astype(run.dtype)
+        masked_out = masked(x).asnumpy().astype(np.float32)
         diff = float(np.abs(pruned.net(x).asnumpy() - masked_out).max())
-        check_surgery(diff, float(np.abs(masked_out).max()))
+        check_surgery(diff, float(np.abs(masked_out).max()), run.dtype)
         timings["surgery_s"] = time.time() - t0
         rows.append({"step": run.steps if _trained(run.method) else 0,
                      "phase": "surgery",
@@ -496,6 +500,8 @@ def _data_run(run: DataRun, resume: bool, overwrite: bool, log, workers: Optiona
     elif run.distill:
         teacher = load_network(run.model or None, run.symbol, classes, run.params, run.seed,
                                ctx, size, channels)[0]
+    if teacher is not None:
+        cast(teacher, run.dtype)
     lr_factor = run.lr_factor(len(ctx), workers.count)
     ft = FinetuneConfig(epochs=run.finetune_epochs, lr=run.finetune_lr * lr_factor,
                         momentum=run.momentum, wd=run.wd, warmup_epochs=run.warmup_epochs,

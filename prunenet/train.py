@@ -66,14 +66,21 @@ class BatchStream:
         return {"epoch": self.epoch, "index": self.index}
 
 
-def split(batch, ctx: Sequence) -> Tuple[List, List]:
-    """Split a (data, label) batch across devices."""
+def split(batch, ctx: Sequence, dtype: str = "float32") -> Tuple[List, List]:
+    """A (data, label) batch as per-device lists, the data in ``dtype``: split across the
+    devices, or as it is when it comes split already (lists, one array per device, as a dataset
+    asked for batches on ``ctx`` yields them)."""
     from mxnet import gluon
+    from .replicas import on_devices
     data, label = batch
-    if len(ctx) == 1:
-        return [data.as_in_context(ctx[0])], [label.as_in_context(ctx[0])]
-    return (gluon.utils.split_and_load(data, ctx, even_split=False),
-            gluon.utils.split_and_load(label, ctx, even_split=False))
+    if isinstance(data, (list, tuple)):
+        data, label = list(data), list(label)
+    elif len(ctx) == 1:
+        data, label = [data.as_in_context(ctx[0])], [label.as_in_context(ctx[0])]
+    else:
+        data, label = (gluon.utils.split_and_load(data, ctx, even_split=False),
+                       gluon.utils.split_and_load(label, ctx, even_split=False))
+    return on_devices(data, dtype), label
 
 
 def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
@@ -95,6 +102,7 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
     """
     import mxnet as mx
     from mxnet import autograd, gluon
+    from .replicas import compute_dtype, on_devices
 
     if sync_every < 1:
         raise PrunenetError(f"--sync-every {sync_every} must be at least 1 (batches between "
@@ -106,17 +114,21 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
     iterator = _progress(batches, what, total) if progress else batches
     if progress and start:
         iterator.update(start)
+    # float16 networks: the data cast on the devices, the loss computed in float32
+    dtype = compute_dtype(block)
+    teacher_dtype = compute_dtype(teacher) if teacher is not None else dtype
     i = start
     for i, batch in enumerate(iterator, start):
         if lr_at is not None:
             trainer.set_learning_rate(lr_at(i))
         data, label = split(batch, ctx)
-        size = batch[0].shape[0]
+        size = sum(x.shape[0] for x in data)
         with autograd.record():
-            outs = [block(x) for x in data]
+            outs = [block(x).astype("float32", copy=False) for x in on_devices(data, dtype)]
             ls = [loss_fn(o, y) for o, y in zip(outs, label)]
             if teacher is not None:
-                soft = [mx.nd.softmax(teacher(x) / temperature) for x in data]
+                soft = [mx.nd.softmax(teacher(x).astype("float32", copy=False) / temperature)
+                        for x in on_devices(data, teacher_dtype)]
                 ls = [(1 - distill_weight) * l_ + distill_weight * temperature ** 2 *
                       kl(o / temperature, s) for l_, o, s in zip(ls, outs, soft)]
         for l_ in ls:

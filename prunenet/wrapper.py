@@ -11,6 +11,12 @@ group is that mask, or else its producer's BN γ.
 Two hybridized ``SymbolBlock`` views share every parameter with the original network: one with
 ``use_global_stats=True`` ("BatchNorm off", the regularize step) and one with ordinary BatchNorm
 (the debias step). Convolution weights are frozen in both.
+
+A network cast to float16 (:func:`prunenet.devices.cast`) keeps BatchNorm's parameters in
+float32, and so do the keep masks and learnable masks: they multiply those float32 γ and β, and
+as float32 parameters they are their own master copies, which the proximal step thresholds
+directly. Where a factor multiplies a feature map (a producer without BatchNorm), the views cast
+it to the network's dtype first.
 """
 from __future__ import annotations
 
@@ -179,7 +185,9 @@ class MaskedNetwork:
 
     def _masked_symbol(self, use_global_stats: bool):
         import mxnet as mx
+        from .replicas import compute_dtype
         graph = self.graph
+        dtype = compute_dtype(self.net)
         doc = json.loads(graph.symbol.tojson())
         nodes = doc["nodes"]
         internals = graph.symbol.get_internals()
@@ -206,9 +214,16 @@ class MaskedNetwork:
             new.append(node)
             return len(new) - 1
 
-        def var(name: str, width: int) -> int:
-            return add({"op": "null", "name": name, "attrs": {"__shape__": f"({width},)"},
-                        "inputs": []})
+        def var(name: str, width: int) -> int:  # masks are float32 (see the module doc)
+            return add({"op": "null", "name": name,
+                        "attrs": {"__shape__": f"({width},)", "__dtype__": "0"}, "inputs": []})
+
+        def to_maps(node: int) -> int:
+            """A factor that multiplies feature maps, in the network's compute dtype."""
+            if dtype == "float32":
+                return node
+            return add({"op": "Cast", "name": f"{new[node]['name']}_{dtype}",
+                        "attrs": {"dtype": dtype}, "inputs": [[node, 0, 0]]})
 
         def vector(gi: int) -> int:
             """keep × mask of group ``gi``, as a (width,) vector."""
@@ -225,9 +240,10 @@ class MaskedNetwork:
         def factor(gi: int, dims: int) -> int:
             if (gi, dims) not in factors:
                 shape = "(1, -1" + ", 1" * (dims - 2) + ")"
-                factors[(gi, dims)] = add({"op": "Reshape", "name": f"prunenet_scale{gi}_{dims}d",
-                                           "attrs": {"shape": shape},
-                                           "inputs": [[vector(gi), 0, 0]]})
+                factors[(gi, dims)] = to_maps(add({"op": "Reshape",
+                                                   "name": f"prunenet_scale{gi}_{dims}d",
+                                                   "attrs": {"shape": shape},
+                                                   "inputs": [[vector(gi), 0, 0]]}))
             return factors[(gi, dims)]
 
         def keep_factor(layout: Sequence[int], dims: int) -> int:
@@ -247,8 +263,9 @@ class MaskedNetwork:
                  "attrs": {"dim": "0", "num_args": str(len(parts))},
                  "inputs": [[p, 0, 0] for p in parts]})
             shape = "(1, -1" + ", 1" * (dims - 2) + ")"
-            factors[key] = add({"op": "Reshape", "name": f"prunenet_keep_cat{len(new)}_{dims}d",
-                                "attrs": {"shape": shape}, "inputs": [[src, 0, 0]]})
+            factors[key] = to_maps(add({"op": "Reshape",
+                                        "name": f"prunenet_keep_cat{len(new)}_{dims}d",
+                                        "attrs": {"shape": shape}, "inputs": [[src, 0, 0]]}))
             return factors[key]
 
         def entry(e):
@@ -260,6 +277,10 @@ class MaskedNetwork:
         for old_id, node in enumerate(nodes):
             node = dict(node)
             node["inputs"] = [entry(e) for e in node["inputs"]]
+            if node["op"] == "null" and node["name"] in self.params:  # its dtype now, not
+                # the one it had when traced (a network cast since)
+                node["attrs"] = dict(node.get("attrs", {}), __dtype__=str(
+                    mx.ndarray.ndarray._DTYPE_NP_TO_MX[np.dtype(self.params[node["name"]].dtype).type]))
             scaled_affine = False
             if node["op"] == "BatchNorm":
                 attrs = node["attrs"] = dict(node.get("attrs", {}),

@@ -438,3 +438,32 @@ def test_unreachable_target_refused_before_any_training(tmp_path):
             "smallest reachable cost fraction", "lower min_width")
     assert not out.exists()
     assert time.time() - t0 < 20  # nothing was trained or evaluated (a step takes minutes)
+
+
+# ------------------------------------------------------------------ float16 on a CPU
+
+@pytest.mark.parametrize("method,contexts", [("gcp", "1"), ("l1", "1"), ("gcp", "2")])
+def test_dtype_float16_training_on_a_cpu_is_refused_before_any_work(tmp_path, monkeypatch,
+                                                                     method, contexts):
+    """A run that trains (GCP, or any method followed by fine-tuning on --dataset) cannot
+    compute in float16 on CPU contexts: one line, before a network is loaded or a folder made."""
+    import prunenet.models
+    monkeypatch.setenv("PRUNENET_CPU_CONTEXTS", contexts)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a network was loaded before the dtype was refused")
+    monkeypatch.setattr(prunenet.models, "load_network", no_loading)
+    out = tmp_path / "run"
+    refused(["prune", "--model", "cifar_resnet20_v1", "--method", method, "--target", "0.5",
+             "--dataset", "synthetic", "--dtype", "float16", "--out", str(out)],
+            "--dtype float16", "needs a GPU context", "cpu(0)", "--gpus", "--dtype float32")
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_dtype_float16_keeps_its_meaning_for_a_data_free_prune(tmp_path):
+    """Without data nothing is trained: --dtype float16 is the dtype of a latency table only,
+    and a FLOPs prune goes through on the CPU as before."""
+    out = tmp_path / "run"
+    code, err = run(PRUNE + ["--dtype", "float16", "--no-speed-check", "--out", str(out)])
+    assert code == 0, err
+    assert read_json(str(out / "report.json"))["achieved"] <= 0.5

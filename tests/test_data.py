@@ -405,3 +405,34 @@ def test_array_batches_split_among_workers_by_rows():
               data.batches(2, shuffle=True, seed=3, drop_last=True, part=p, parts=2)]
              for p in range(2)]
     assert len(whole) == 2 and [a + b for a, b in zip(*parts)] == whole
+
+
+def _joined(batches):
+    """Per-device batches ``([x...], [y...])`` joined back into whole NumPy batches."""
+    return [(np.concatenate([x.asnumpy() for x in xs]), np.concatenate([y.asnumpy() for y in ys]))
+            for xs, ys in batches]
+
+
+@pytest.mark.parametrize("kind", ["record", "arrays"])
+def test_batches_asked_for_on_devices_come_split_straight_onto_them(record, kind):
+    """With a list of contexts every batch is each device's share, on that device, cut as
+    split_and_load cuts it; batches kept over an epoch are not overwritten by later ones (the
+    record iterator reuses its arrays), and they equal the batches made on one context."""
+    from prunenet.train import split
+    two = [mx.cpu(0), mx.cpu(1)]
+    ds = imagenet_record(str(record / "train.rec"), train=False, input_size=16, num_workers=1,
+                         classes=12) if kind == "record" else data.synthetic(12, 12, (3, 16, 16), seed=0)
+    for size, shares in ((5, [[2, 3], [2, 3], [1, 1]]), (1, [[1]] * 12)):
+        split_here = list(ds.batches(size, ctx=two))  # all kept before any is read
+        assert [[len(x) for x in xs] for xs, _ in split_here] == shares
+        assert all([x.context for x in xs] == two[:len(xs)] and
+                   [y.context for y in ys] == two[:len(ys)] for xs, ys in split_here)
+        whole = [(x.asnumpy(), y.asnumpy()) for x, y in ds.batches(size)]
+        for (x, y), (wx, wy) in zip(_joined(split_here), whole):
+            np.testing.assert_array_equal(x, wx)
+            np.testing.assert_array_equal(y, wy)
+        if kind == "record":
+            assert [int(v) for _, y in _joined(split_here) for v in y] == list(range(12))
+    xs, ys = split(split_here[0], two, "float16")  # taken as they come, the data cast
+    assert [x.dtype for x in xs] == [np.float16] and ys[0] is split_here[0][1][0]
+    np.testing.assert_array_equal(xs[0].asnumpy(), split_here[0][0][0].asnumpy().astype(np.float16))

@@ -114,13 +114,14 @@ def activation_scores(graph: ChannelGraph, net, batches: Iterable, ctx=None,
     if not names:
         return scores
     block = probe_block(graph, net, names)
-    totals, samples = None, 0
+    from ..replicas import compute_dtype
+    totals, samples, dtype = None, 0, compute_dtype(net)
     for i, batch in enumerate(batches):
         if i >= max_batches:
             break
-        outs = block(batch[0].as_in_context(ctx))
+        outs = block(batch[0].as_in_context(ctx).astype(dtype, copy=False))
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        acts = dict(zip(names, (o.asnumpy() for o in outs)))
+        acts = dict(zip(names, (o.asnumpy().astype(np.float32) for o in outs)))
         joined = np.concatenate(group_saliencies(graph, probes, acts), axis=1)
         ranks = np.argsort(np.argsort(joined, axis=1, kind="stable"), axis=1, kind="stable")
         ranks = ranks / max(joined.shape[1] - 1, 1)
