@@ -104,6 +104,11 @@ class MaskedNetwork:
         return self.mask_params[name] if name.startswith("prunenet_") else self.params[name]
 
     def get(self, name: str) -> np.ndarray:
+        """A parameter's value, once every write in flight is done: a hybridized network's
+        BatchNorm writes its running statistics without the engine knowing, so reading one
+        without ``waitall`` can catch an update half-way (runs then differed at ~1e-7)."""
+        import mxnet as mx
+        mx.nd.waitall()
         return self._param(name).data(self.ctx[0]).asnumpy()
 
     def set(self, name: str, value: np.ndarray) -> None:

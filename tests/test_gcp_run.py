@@ -43,7 +43,11 @@ def test_data_run_writes_everything(tmp_path):
 
 
 def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypatch):
-    whole = _run(tmp_path / "whole")
+    # no fine-tuning: two fine-tunings in one process under the threaded engine were measured
+    # to differ by up to 2.4e-5 on a loaded machine (not in separate processes, not under the
+    # NaiveEngine); a resumed fine-tuning is checked bit for bit in separate processes by
+    # test_kill_resume, and the GCP steps' resume is checked bit for bit here
+    whole = _run(tmp_path / "whole", finetune_epochs=0)
     original = GCP.run_step
     calls = []
 
@@ -55,7 +59,7 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
 
     monkeypatch.setattr(GCP, "run_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "cut")
+        _run(tmp_path / "cut", finetune_epochs=0)
     assert read_json(str(tmp_path / "cut" / "checkpoint" / "checkpoint.json"))["step"] == 1
     assert not (tmp_path / "cut" / "report.json").exists()
     monkeypatch.setattr(GCP, "run_step", original)
@@ -65,9 +69,9 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
     assert resumed["widths"] == whole["widths"]
     a = load_pruned(str(tmp_path / "whole")).collect_params()
     b = load_pruned(str(tmp_path / "cut")).collect_params()
+    assert list(a.keys()) == list(b.keys())
     for (na, pa), (nb, pb) in zip(a.items(), b.items()):
-        np.testing.assert_allclose(pa.data().asnumpy(), pb.data().asnumpy(), rtol=1e-4,
-                                   atol=1e-5, err_msg=na)
+        np.testing.assert_array_equal(pa.data().asnumpy(), pb.data().asnumpy(), err_msg=na)
 
 
 def _err(capsys):
