@@ -82,7 +82,9 @@ def host_copy(params) -> Dict[str, np.ndarray]:
 def compute_dtype(net) -> str:
     """The dtype ``net`` computes in: ``float16`` if any of its parameters is (after
     :func:`cast`, all but BatchNorm's), else ``float32``."""
-    dtypes = {np.dtype(p.dtype) for p in net.collect_params().values()}
+    # a Block, or a MaskedNetwork (which holds its network's parameters as ``params``)
+    params = net.collect_params() if hasattr(net, "collect_params") else net.params
+    dtypes = {np.dtype(p.dtype) for p in params.values()}
     return "float16" if np.dtype(np.float16) in dtypes else "float32"
 
 

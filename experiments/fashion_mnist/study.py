@@ -45,7 +45,8 @@ FINETUNE = dict(lr=0.02, label_smoothing=0.1)
 METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),
            "gcp-reach": ("gcp", {"stream_score": "reach"}),
            "uniform": ("uniform", {}), "uniform-l1": ("uniform-l1", {}), "l1": ("l1", {}),
-           "slimming": ("slimming", {})}
+           "slimming": ("slimming", {}), "qcqp": ("qcqp", {}), "wsp": ("wsp", {}),
+           "activation-vote": ("activation-vote", {}), "globalpru": ("globalpru", {})}
 BASES = {"resnet18": DemoConfig(), "resnet20": DemoConfig(model="cifar_resnet20_v1")}
 SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform-l1-0.25-s0")
 
@@ -58,9 +59,11 @@ def _order():
     seeds = [("resnet18", m, a, s) for s in (1, 2) for a in (0.5, 0.25, 0.15)
              for m in ("gcp", "uniform", "uniform-l1")]
     others = [("resnet18", m, a, 0) for a in (0.5, 0.25, 0.15) for m in ("l1", "slimming")]
+    seed_papers = [("resnet18", m, a, 0) for a in (0.5, 0.25)
+                   for m in ("qcqp", "wsp", "activation-vote", "globalpru")]
     second = [("resnet20", m, a, s) for s in (0, 1, 2) for a in (0.5, 0.25)
               for m in ("gcp", "uniform")]
-    return main + rule + heavy + seeds + others + second
+    return main + rule + heavy + seeds + others + seed_papers + second
 
 
 def cells(quick: bool):
