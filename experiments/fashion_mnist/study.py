@@ -73,7 +73,8 @@ def cells(quick: bool):
     out = {}
     for base_name, method, target, seed in order:
         base = BASES[base_name]
-        base = DemoConfig(**{**base.__dict__, "train_limit": limit})
+        quick_base = {"train_limit": limit, "base_epochs": 2.0} if quick else {}
+        base = DemoConfig(**{**base.__dict__, **quick_base})  # --quick: 64 iterations
         name_, extra = METHODS[method]
         settings = dict(PRUNING, model=base.model, method=name_, target=target, seed=seed,
                         **extra)
