@@ -29,7 +29,8 @@ from typing import Dict, List, Optional
 
 from .distributed import KVSTORES, LOCAL_KVSTORES
 from .errors import PrunenetError
-from .records import has_result, put_result, read_results
+from .records import (PARAMS_FILE, REPORT_FILE, RUN_FILE, SHAPES_FILE, has_result,
+                      put_result, read_results)
 from .tied import DEFAULT_RULE, RULES
 
 __all__ = ["Experiment", "load_config", "runs_of", "dry_run", "run_experiment", "results_table",
@@ -470,7 +471,7 @@ def _preflight(exp: Experiment, s: _Settings, out: str, runs: List[Run]) -> None
     if exp.kind == "transfer":
         for run in runs:
             folder = _source_dir(exp, run, s, out)
-            if folder and not s.smoke and not os.path.exists(os.path.join(folder, "shapes.json")):
+            if folder and not s.smoke and not os.path.exists(os.path.join(folder, SHAPES_FILE)):
                 raise PrunenetError(f"transfer run {run.name} needs the pruned network of "
                                     f"experiment {exp.source} at {run.target:g} in {folder}; run "
                                     f"that experiment first (into the same results folder)")
@@ -527,7 +528,7 @@ def _run_experiment(exp: Experiment, out: str, smoke: bool, only: Optional[str],
     rows = []
     for run in runs:
         run_dir = os.path.join(out, "runs", run.name)
-        finished = os.path.exists(os.path.join(run_dir, "report.json")) and \
+        finished = os.path.exists(os.path.join(run_dir, REPORT_FILE)) and \
             has_result(results, run_dir)
         if _rank0_says(workers, finished, "finished"):  # all workers skip it, or none
             log(f"{run.name}: finished already ({run_dir})")
@@ -552,9 +553,9 @@ def _rank0_says(workers, yes: bool, what: str) -> bool:
 
 def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) -> None:
     from .runs import DataRun, data_run
-    if _rank0_says(workers, os.path.exists(os.path.join(run_dir, "report.json")), "pruned"):
+    if _rank0_says(workers, os.path.exists(os.path.join(run_dir, REPORT_FILE)), "pruned"):
         return
-    if os.path.exists(os.path.join(run_dir, "run.json")) and not workers.distributed:
+    if os.path.exists(os.path.join(run_dir, RUN_FILE)) and not workers.distributed:
         log(f"{run.name}: resuming {run_dir}")
         data_run(DataRun(model="", out=run_dir, target=0.5), resume=True, log=log)
         return
@@ -601,7 +602,6 @@ def _source_network(exp: Experiment, run: Run, s: _Settings, out: str, ctx):
     from .files import load_params, read_json, read_shapes
     from .graph import trace
     from .models import input_shape, load_model
-    from .records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE
     from .runs import prune_run
     from .surgery import full_keep, gluoncv_params, gluoncv_shapes, network_params
     if run.target is None:
@@ -649,7 +649,6 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     from .graph import trace
     from .models import build_pruned_resnet, input_shape
     from .devices import contexts
-    from .records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE
     from .report import environment
     from .surgery import GLUONCV_PREFIX
     from .train import BatchStream, FinetuneConfig, finetune
@@ -730,7 +729,6 @@ def _finish(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, res
     from .bench import device, device_name, throughput
     from .files import read_json, write_json
     from .models import input_shape, load_model
-    from .records import REPORT_FILE
     from .pruned import load_pruned
     ctx = device((s.gpus or "").split(",")[0])
     report_path = os.path.join(run_dir, REPORT_FILE)

@@ -18,7 +18,7 @@ import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import PrunenetError
-from .records import RESULTS_COLUMNS, number, read_csv, read_report, read_steps
+from .records import REPORT_FILE, RESULTS_COLUMNS, number, read_csv, read_report, read_steps
 
 __all__ = ["REFERENCE_FILE", "LABEL_LIMIT", "result_points", "read_zoo", "read_points",
            "reference_table", "measure_reference", "pareto_front", "tradeoff_figure",
@@ -479,7 +479,7 @@ def curves_figure(run_dir: str, title: Optional[str] = None):
     and after fine-tuning, and ``val_top1`` where recorded); the cost panel draws the target."""
     rows = read_steps(run_dir)
     report = None
-    if os.path.exists(os.path.join(run_dir, "report.json")):
+    if os.path.exists(os.path.join(run_dir, REPORT_FILE)):
         try:
             report = read_report(run_dir)
         except PrunenetError:

@@ -9,7 +9,7 @@ from typing import Optional
 from ..distributed import KVSTORES, LOCAL_KVSTORES
 from ..errors import PrunenetError
 from ..tied import DEFAULT_RULE, RULES
-from .args import fraction, network_args, positive_int, real_number, reg, \
+from .args import Parser, fraction, network_args, positive_int, real_number, reg, \
     whole_number
 
 
@@ -220,7 +220,7 @@ def _resume_flags(args) -> Optional[bool]:
     from ..files import read_json
     from ..records import RUN_FILE
     from ..runs import DataRun
-    defaults = vars(_build_parser().parse_args(["prune"]))
+    defaults = _defaults()
     given = {k: v for k, v in vars(args).items()
              if k in defaults and k not in _RESUME_FREE and v != defaults[k]}
     if not given:
@@ -245,6 +245,8 @@ def _resume_flags(args) -> Optional[bool]:
     return False if args.no_progress else None
 
 
-def _build_parser():
-    from . import build_parser
-    return build_parser()
+def _defaults() -> dict:
+    """``prunenet prune``'s flags at their defaults."""
+    parser = Parser(prog="prunenet")
+    add_parser(parser.add_subparsers(dest="command"))
+    return vars(parser.parse_args(["prune"]))
