@@ -134,9 +134,38 @@ def _reachable_latency_target(table: str, model: str = "cifar_resnet20_v1") -> f
     return 0.7 if smallest < 0.65 else round(smallest + 0.5 * (1 - smallest), 2)
 
 
-def test_prune_command_with_the_latency_objective_reports_predicted_and_measured(tmp_path):
+OVERHEAD_MS, MS_PER_GMAC = 0.5, 15.0  # the sleeping machine's cost of a call
+
+
+@pytest.fixture
+def sleeping_machine(monkeypatch):
+    """A machine on which every timed call (unit or network) sleeps OVERHEAD_MS plus
+    MS_PER_GMAC per 10⁹ MACs of its batch: the pipeline's timings without the noise of a
+    shared CPU, where pruning does save time (CI's CPU measured cifar_resnet20_v1 at 32 px
+    pruned no faster than unpruned, which the latency objective rightly refuses). Returns the
+    milliseconds such a call takes, given its MACs per image."""
+    import time
+    from conftest import independent_count
+    from prunenet.latency import timer
+
+    def ms(macs_per_image: float, batch: int = 16) -> float:
+        return OVERHEAD_MS + MS_PER_GMAC * macs_per_image * batch / 1e9
+
+    def call(self, symbol, input_shape):
+        seconds = ms(independent_count(symbol, tuple(input_shape))[0], input_shape[0]) / 1e3
+        return lambda: time.sleep(seconds)
+    monkeypatch.setattr(timer.UnitTimer, "_call", call)
+    return ms
+
+
+def test_prune_command_with_the_latency_objective_reports_predicted_and_measured(
+        tmp_path, sleeping_machine):
+    import mxnet as mx
+    from conftest import independent_count
     from prunenet.cli import main
     from prunenet.files import read_json
+    from prunenet.models import load_model
+    from prunenet.runs import load_pruned
     table, out = tmp_path / "table.json", tmp_path / "run"
     target = _reachable_latency_target(str(table))
     assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1",
@@ -152,17 +181,16 @@ def test_prune_command_with_the_latency_objective_reports_predicted_and_measured
     assert report["macs_after"] < report["macs_before"]
     saved = LatencyTable.open(str(table), batch_size=16, measure=False)
     assert len(saved.networks) >= 2 + len(rounds) - 1  # unpruned, halved, and the pruned ones
-    # faster, measured side by side (the report's before and after are minutes apart, and on a
-    # busy machine a minute can be slower by more than the pruning saved)
-    from prunenet.bench import throughput
-    from prunenet.models import load_model
-    from prunenet.runs import load_pruned
-    speed = throughput({"full": load_model("cifar_resnet20_v1"), "pruned": load_pruned(str(out))},
-                       (3, 32, 32), batch_size=16, repeats=9, warmup=2)
-    assert speed["pruned"]["latency_ms"] < speed["full"]["latency_ms"]
+    # what was measured is what this machine takes for the saved network, counted apart
+    data = mx.sym.var("data")
+    full, pruned = (independent_count(net(data), (1, 3, 32, 32))[0]
+                    for net in (load_model("cifar_resnet20_v1"), load_pruned(str(out))))
+    expected = sleeping_machine(pruned) / sleeping_machine(full)
+    assert report["latency_fraction_measured"] == pytest.approx(expected, abs=0.03)
+    assert report["latency_fraction_measured"] <= target + report["latency_fraction_noise"]
 
 
-def test_gcp_with_the_latency_objective_measures_what_it_chose(tmp_path):
+def test_gcp_with_the_latency_objective_measures_what_it_chose(tmp_path, sleeping_machine):
     from prunenet.runs import DataRun, data_run
     table = str(tmp_path / "table.json")
     target = _reachable_latency_target(table)
@@ -283,7 +311,7 @@ def test_latency_objective_beside_a_busy_core_ends_within_its_noise_or_refuses(t
         assert "raise the target" not in refusal
         return
     measured, noise = fields["latency_fraction_measured"], fields["latency_fraction_noise"]
-    assert fields["latency_target_met"] and measured <= target + noise < 1
+    assert fields["latency_target_met"] and measured <= target + noise and measured < 1
     assert fields["latency_fraction_predicted"] <= target
     assert fields["latency_ms_measured"] == pytest.approx(measured * fields["latency_ms_before"])
 
