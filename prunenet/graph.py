@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -199,282 +199,376 @@ def trace(net, input_shape: Sequence[int], strict: bool = False) -> ChannelGraph
 
 def trace_symbol(symbol, input_shape: Tuple[int, ...], strict: bool = False) -> ChannelGraph:
     """Trace an MXNet symbol whose single data input is named ``data``."""
-    graph_json = json.loads(symbol.tojson())
-    nodes = graph_json["nodes"]
-    internals = symbol.get_internals()
-    try:
-        arg_shapes, out_shapes, aux_shapes = internals.infer_shape(data=input_shape)
-    except mx_error_types() as err:
-        raise PrunenetError(f"input shape {input_shape} does not fit the network: "
-                         f"{str(err).splitlines()[0]}") from None
-    shape_of = dict(zip(internals.list_outputs(), out_shapes))
-    param_shapes = dict(zip(internals.list_arguments(), arg_shapes))
-    param_shapes.update(zip(internals.list_auxiliary_states(), aux_shapes))
+    tracer = _Tracer(symbol, input_shape)
+    for nid, raw in enumerate(tracer.nodes):
+        if raw["op"] == "null":  # a parameter, or the data input
+            if raw["name"] == "data":
+                tracer.input_tensor(nid)
+            continue
+        node = tracer.node(nid, raw)
+        handler = _HANDLERS.get(node.op)
+        if handler is None or not handler(tracer, node):
+            tracer.unknown(node, strict)
+    return tracer.graph()
 
-    def out_shape(node_id: int, index: int) -> Tuple[int, ...]:
-        node = nodes[node_id]
+
+class _Node(NamedTuple):
+    """One operator node of the symbol, with what its rule needs to know."""
+
+    id: int
+    op: str
+    name: str
+    attrs: Dict[str, str]
+    inputs: List[Tuple[int, int]]  # tensors read: (node id, output index), data included
+    params: List[str]  # names of the parameters it reads, in order
+    shape: Tuple[int, ...]  # the shape of its first output
+
+
+class _Tracer:
+    """The state of one trace: the channel spaces met so far, their union-find classes, what is
+    known of each space, and the tensors, layers and BatchNorms seen. One method per op family
+    applies that family's channel rule to a node."""
+
+    def __init__(self, symbol, input_shape: Tuple[int, ...]) -> None:
+        self.symbol = symbol
+        self.input_shape = input_shape
+        graph_json = json.loads(symbol.tojson())
+        self.nodes: List[dict] = graph_json["nodes"]
+        self.heads: List[list] = graph_json["heads"]
+        internals = symbol.get_internals()
+        try:
+            arg_shapes, out_shapes, aux_shapes = internals.infer_shape(data=input_shape)
+        except mx_error_types() as err:
+            raise PrunenetError(f"input shape {input_shape} does not fit the network: "
+                             f"{str(err).splitlines()[0]}") from None
+        self.shape_of = dict(zip(internals.list_outputs(), out_shapes))
+        self.param_shapes = dict(zip(internals.list_arguments(), arg_shapes))
+        self.param_shapes.update(zip(internals.list_auxiliary_states(), aux_shapes))
+
+        self.uf = _UnionFind()
+        self.widths: List[int] = []
+        self.frozen: Dict[int, List[str]] = {}  # space -> reasons
+        self.space_ops: Dict[int, List[str]] = {}  # space -> channel-wise ops applied to it
+        self.nonzero: Dict[int, str] = {}  # space -> an op mapping its zero channels to non-zero
+        self.gated: Set[int] = set()  # spaces that only scale another tensor channel-wise (SE)
+        self.segments: Dict[int, List[int]] = {}  # space -> num_group of grouped convs on it
+
+        # tensor (node_id, out_index) -> (layout, positions per channel)
+        self.tensors: Dict[Tuple[int, int], Tuple[Tuple[int, ...], int]] = {}
+        self.layers: Dict[str, Layer] = {}
+        self.norms: Dict[str, Norm] = {}
+        self.last_layer_of: Dict[Tuple[int, int], str] = {}  # tensor -> layer whose raw output it is
+        self.norm_of: Dict[Tuple[int, int], str] = {}  # tensor -> a non-producer BN it passed
+        self.in_norm: Dict[str, str] = {}  # layer -> that BN on its input (DenseNet: BN-ReLU-conv)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def node(self, nid: int, raw: dict) -> _Node:
+        """The operator node ``nid`` (not a ``null`` one) of the symbol JSON."""
+        nodes = self.nodes
+        inputs = [(i[0], i[1]) for i in raw["inputs"] if nodes[i[0]]["op"] != "null"
+                  or nodes[i[0]]["name"] == "data"]
+        params = [nodes[i[0]]["name"] for i in raw["inputs"]
+                  if nodes[i[0]]["op"] == "null" and nodes[i[0]]["name"] != "data"]
+        return _Node(id=nid, op=raw["op"], name=raw["name"], attrs=raw.get("attrs", {}),
+                     inputs=inputs, params=params, shape=self.out_shape(nid, 0))
+
+    def out_shape(self, node_id: int, index: int) -> Tuple[int, ...]:
+        """The inferred shape of output ``index`` of node ``node_id``."""
+        node = self.nodes[node_id]
         if node["op"] == "null":
-            return tuple(shape_of[node["name"]])
+            return tuple(self.shape_of[node["name"]])
         name = node["name"]
-        key = f"{name}_output" if f"{name}_output" in shape_of else f"{name}_output{index}"
-        return tuple(shape_of[key])
+        key = f"{name}_output" if f"{name}_output" in self.shape_of else f"{name}_output{index}"
+        return tuple(self.shape_of[key])
 
-    uf = _UnionFind()
-    widths: List[int] = []
-    frozen: Dict[int, List[str]] = {}  # space -> reasons
-    space_ops: Dict[int, List[str]] = {}  # space -> channel-wise ops applied to it
-    nonzero: Dict[int, str] = {}  # space -> an op that maps its zero channels to non-zero values
-    gated: set = set()  # spaces that only scale another tensor channel-wise (SE gates)
-    segments: Dict[int, List[int]] = {}  # space -> num_group of the grouped convs touching it
-
-    def note(spaces, kind: str) -> None:
+    def note(self, spaces: Sequence[int], kind: str) -> None:
+        """Record that the channel-wise op ``kind`` is applied to ``spaces``."""
         for s in spaces:
-            kinds = space_ops.setdefault(s, [])
+            kinds = self.space_ops.setdefault(s, [])
             if kind not in kinds:
                 kinds.append(kind)
 
-    def new_space(width: int) -> int:
-        widths.append(int(width))
-        return uf.add()
+    def new_space(self, width: int) -> int:
+        """A new channel space of ``width`` channels, in a class of its own."""
+        self.widths.append(int(width))
+        return self.uf.add()
 
-    def freeze(spaces, reason: str) -> None:
+    def freeze(self, spaces: Sequence[int], reason: str) -> None:
+        """Make the groups of ``spaces`` unprunable, for ``reason``."""
         for s in spaces:
-            frozen.setdefault(s, [])
-            if reason not in frozen[s]:
-                frozen[s].append(reason)
+            self.frozen.setdefault(s, [])
+            if reason not in self.frozen[s]:
+                self.frozen[s].append(reason)
 
-    # tensor (node_id, out_index) -> (layout, positions per channel)
-    tensors: Dict[Tuple[int, int], Tuple[Tuple[int, ...], int]] = {}
-    layers: Dict[str, Layer] = {}
-    norms: Dict[str, Norm] = {}
-    last_layer_of: Dict[Tuple[int, int], str] = {}  # tensor -> the layer whose raw output it is
-    norm_of: Dict[Tuple[int, int], str] = {}  # tensor -> a non-producer BN it passed through
-    in_norm: Dict[str, str] = {}  # layer -> that BN on its input (DenseNet: BN -> ReLU -> conv)
+    def frozen_tensor(self, key: Tuple[int, int], shape: Tuple[int, ...], reason: str) -> None:
+        """Give tensor ``key`` of ``shape`` a new space of its own, frozen for ``reason``."""
+        space = self.new_space(shape[1] if len(shape) > 1 else 1)
+        self.freeze([space], reason)
+        self.tensors[key] = ((space,), int(np.prod(shape[2:])) if len(shape) > 2 else 1)
 
-    def inputs_of(node) -> List[Tuple[int, int]]:
-        return [(i[0], i[1]) for i in node["inputs"] if nodes[i[0]]["op"] != "null"
-                or nodes[i[0]]["name"] == "data"]
+    def input_tensor(self, nid: int) -> None:
+        """The network's ``data`` input (node ``nid``): a space no pruning may touch."""
+        self.frozen_tensor((nid, 0), tuple(self.input_shape), "network input")
 
-    def param_inputs(node) -> List[str]:
-        return [nodes[i[0]]["name"] for i in node["inputs"]
-                if nodes[i[0]]["op"] == "null" and nodes[i[0]]["name"] != "data"]
-
-    for nid, node in enumerate(nodes):
-        op, name, attrs = node["op"], node["name"], node.get("attrs", {})
-        if op == "null":
-            if name == "data":
-                shape = input_shape
-                space = new_space(shape[1] if len(shape) > 1 else 1)
-                freeze([space], "network input")
-                tensors[(nid, 0)] = ((space,), int(np.prod(shape[2:])) if len(shape) > 2 else 1)
-            continue
-        ins = inputs_of(node)
-        shape = out_shape(nid, 0)
-        if op in ("Convolution", "FullyConnected"):
-            layout, positions = tensors[ins[0]]
-            if ins[0] in norm_of:
-                in_norm[name] = norm_of[ins[0]]
-            params = param_inputs(node)
-            weight = params[0]
-            bias = params[1] if len(params) > 1 else None
-            wshape = param_shapes[weight]
-            out_c = int(wshape[0])
-            if op == "Convolution":
-                kernel = _tuple(attrs.get("kernel", "(1, 1)"))
-                kernel = kernel if len(kernel) == 2 else (kernel[0], 1)
-                groups = int(attrs.get("num_group", 1))
-                out_hw = int(np.prod(shape[2:]))
-                cols = 1
-                in_c = int(wshape[1]) * groups
-                if attrs.get("layout", "NCHW") not in ("NCHW", "NCW"):
-                    freeze(layout, f"{op} {name}: layout {attrs['layout']} is not channels-first")
+    # -- op rules: each returns False when the node is not of the kind it handles ----------
+    def layer(self, n: _Node) -> bool:
+        """Convolution or FullyConnected: reads its input's layout and writes a new space (the
+        same space, for a depthwise convolution)."""
+        layout, positions = self.tensors[n.inputs[0]]
+        if n.inputs[0] in self.norm_of:
+            self.in_norm[n.name] = self.norm_of[n.inputs[0]]
+        weight = n.params[0]
+        bias = n.params[1] if len(n.params) > 1 else None
+        wshape = self.param_shapes[weight]
+        out_c = int(wshape[0])
+        if n.op == "Convolution":
+            kernel, groups, out_hw, cols, in_c = self._conv_geometry(n, layout, wshape)
+        else:
+            kernel, groups, out_hw, cols, in_c = self._dense_geometry(n, layout, positions, wshape)
+        depthwise = n.op == "Convolution" and groups > 1 and groups == in_c == out_c \
+            and len(layout) == 1
+        out_space = layout[0] if depthwise else self.new_space(out_c)
+        if groups > 1 and not depthwise:
+            if len(layout) == 1:
+                self.segments.setdefault(layout[0], []).append(groups)
+                self.segments.setdefault(out_space, []).append(groups)
             else:
-                kernel, groups, out_hw = (1, 1), 1, 1
-                flatten = attrs.get("flatten", "True") in ("True", "true", "1")
-                in_cols = int(wshape[1])
-                in_c = sum(widths[s] for s in layout)
-                if not flatten:
-                    freeze(layout, f"dense {name} with flatten=False")
-                    cols = 1
-                elif in_c * positions != in_cols:
-                    freeze(layout, f"dense {name}: input columns do not match channels")
-                    cols = 1
-                else:
-                    cols = positions
-            depthwise = op == "Convolution" and groups > 1 and groups == in_c == out_c \
-                and len(layout) == 1
-            out_space = layout[0] if depthwise else new_space(out_c)
-            if groups > 1 and not depthwise:
-                if len(layout) == 1:
-                    segments.setdefault(layout[0], []).append(groups)
-                    segments.setdefault(out_space, []).append(groups)
-                else:
-                    freeze(layout + (out_space,),
-                           f"grouped convolution {name} reads a concatenation")
-            layers[name] = Layer(name=name, op=op, weight=weight, bias=bias, in_layout=layout,
-                                 out_space=out_space, in_channels=in_c, out_channels=out_c,
-                                 kernel=tuple(kernel), groups=groups, out_hw=out_hw,
-                                 cols_per_channel=cols, depthwise=depthwise)
-            tensors[(nid, 0)] = ((out_space,), out_hw if op == "Convolution" else 1)
-            last_layer_of[(nid, 0)] = name
-            continue
+                self.freeze(layout + (out_space,),
+                            f"grouped convolution {n.name} reads a concatenation")
+        self.layers[n.name] = Layer(name=n.name, op=n.op, weight=weight, bias=bias,
+                                    in_layout=layout, out_space=out_space, in_channels=in_c,
+                                    out_channels=out_c, kernel=tuple(kernel), groups=groups,
+                                    out_hw=out_hw, cols_per_channel=cols, depthwise=depthwise)
+        self.tensors[(n.id, 0)] = ((out_space,), out_hw if n.op == "Convolution" else 1)
+        self.last_layer_of[(n.id, 0)] = n.name
+        return True
 
-        if op == "BatchNorm":
-            layout, positions = tensors[ins[0]]
-            gamma, beta, mean, var = param_inputs(node)[:4]
-            axis = int(attrs.get("axis", 1))
-            if axis != 1:
-                freeze(layout, f"BatchNorm {name} normalises axis {axis}, not the channels")
-            if attrs.get("fix_gamma", "True") in ("True", "true", "1"):
-                freeze(layout, f"BatchNorm {name} has fix_gamma=True (no learnable scale)")
-            producer = last_layer_of.get(ins[0])
-            norms[name] = Norm(name=name, layout=layout, gamma=gamma, beta=beta,
-                               running_mean=mean, running_var=var, producer=producer,
-                               eps=float(attrs.get("eps", 1e-3)))
-            if producer is None:
-                note(layout, "BatchNorm")  # a norm that is not a producer's own
-                norm_of[(nid, 0)] = name
-            tensors[(nid, 0)] = (layout, positions)
-            continue
+    def _conv_geometry(self, n: _Node, layout: Tuple[int, ...], wshape):
+        """A convolution's (kernel, groups, out_hw, cols_per_channel, in_channels)."""
+        kernel = _tuple(n.attrs.get("kernel", "(1, 1)"))
+        kernel = kernel if len(kernel) == 2 else (kernel[0], 1)
+        groups = int(n.attrs.get("num_group", 1))
+        out_hw = int(np.prod(n.shape[2:]))
+        in_c = int(wshape[1]) * groups
+        if n.attrs.get("layout", "NCHW") not in ("NCHW", "NCW"):
+            self.freeze(layout, f"{n.op} {n.name}: layout {n.attrs['layout']} is not "
+                                f"channels-first")
+        return kernel, groups, out_hw, 1, in_c
 
-        if op in _ADD_OPS:
-            layouts = [tensors[i][0] for i in ins]
-            positions = tensors[ins[0]][1]
-            first = layouts[0]
-            if all(len(lay) == len(first) and all(widths[a] == widths[b] for a, b in zip(lay, first))
-                   for lay in layouts):
-                for lay in layouts[1:]:
-                    for a, b in zip(first, lay):
-                        uf.union(a, b)
-                note(first, "add")
-            else:
-                for lay in layouts:
-                    freeze(lay, f"{op} {name} adds tensors of different channel layouts")
-            tensors[(nid, 0)] = (first, positions)
-            continue
+    def _dense_geometry(self, n: _Node, layout: Tuple[int, ...], positions: int, wshape):
+        """A dense layer's (kernel, groups, out_hw, cols_per_channel, in_channels)."""
+        flatten = n.attrs.get("flatten", "True") in ("True", "true", "1")
+        in_cols = int(wshape[1])
+        in_c = sum(self.widths[s] for s in layout)
+        if not flatten:
+            self.freeze(layout, f"dense {n.name} with flatten=False")
+            cols = 1
+        elif in_c * positions != in_cols:
+            self.freeze(layout, f"dense {n.name}: input columns do not match channels")
+            cols = 1
+        else:
+            cols = positions
+        return (1, 1), 1, 1, cols, in_c
 
-        if op in _MUL_OPS and len(ins) == 2:
-            (lay_a, pos_a), (lay_b, pos_b) = tensors[ins[0]], tensors[ins[1]]
-            shape_a, shape_b = out_shape(*ins[0]), out_shape(*ins[1])
-            gate_first = len(shape_a) == len(shape_b) and int(np.prod(shape_a[2:])) == 1 < \
-                int(np.prod(shape_b[2:]))
-            if gate_first:
-                (lay_a, pos_a, shape_a), (lay_b, pos_b, shape_b) = \
-                    (lay_b, pos_b, shape_b), (lay_a, pos_a, shape_a)
-            is_gate = (len(lay_a) == 1 and len(lay_b) == 1 and len(shape_a) == len(shape_b) >= 3
-                       and shape_a[1] == shape_b[1] and int(np.prod(shape_b[2:])) == 1)
-            if is_gate:  # x * gate(x): an SE block; a removed channel of x stays zero
-                uf.union(lay_a[0], lay_b[0])
-                gated.add(lay_b[0])
-                note(lay_a, "gate")
-                tensors[(nid, 0)] = (lay_a, pos_a)
-                continue
+    def batch_norm(self, n: _Node) -> bool:
+        """BatchNorm: passes its input's layout through and is recorded as a Norm."""
+        layout, positions = self.tensors[n.inputs[0]]
+        gamma, beta, mean, var = n.params[:4]
+        axis = int(n.attrs.get("axis", 1))
+        if axis != 1:
+            self.freeze(layout, f"BatchNorm {n.name} normalises axis {axis}, not the channels")
+        if n.attrs.get("fix_gamma", "True") in ("True", "true", "1"):
+            self.freeze(layout, f"BatchNorm {n.name} has fix_gamma=True (no learnable scale)")
+        producer = self.last_layer_of.get(n.inputs[0])
+        self.norms[n.name] = Norm(name=n.name, layout=layout, gamma=gamma, beta=beta,
+                                  running_mean=mean, running_var=var, producer=producer,
+                                  eps=float(n.attrs.get("eps", 1e-3)))
+        if producer is None:
+            self.note(layout, "BatchNorm")  # a norm that is not a producer's own
+            self.norm_of[(n.id, 0)] = n.name
+        self.tensors[(n.id, 0)] = (layout, positions)
+        return True
 
-        if op in ("Concat", "concat"):
-            dim = int(attrs.get("dim", 1))
-            layouts = [tensors[i][0] for i in ins]
-            if dim != 1:
-                for lay in layouts:
-                    freeze(lay, f"Concat {name} along axis {dim}")
-                out = new_space(shape[1])
-                freeze([out], f"Concat {name} along axis {dim}")
-                tensors[(nid, 0)] = ((out,), int(np.prod(shape[2:])))
-            else:
-                tensors[(nid, 0)] = (tuple(s for lay in layouts for s in lay),
-                                     int(np.prod(shape[2:])))
-            continue
+    def add(self, n: _Node) -> bool:
+        """An element-wise sum: ties its inputs' spaces position by position, or freezes them
+        all when their layouts differ."""
+        layouts = [self.tensors[i][0] for i in n.inputs]
+        positions = self.tensors[n.inputs[0]][1]
+        first = layouts[0]
+        widths = self.widths
+        if all(len(lay) == len(first) and all(widths[a] == widths[b] for a, b in zip(lay, first))
+               for lay in layouts):
+            for lay in layouts[1:]:
+                for a, b in zip(first, lay):
+                    self.uf.union(a, b)
+            self.note(first, "add")
+        else:
+            for lay in layouts:
+                self.freeze(lay, f"{n.op} {n.name} adds tensors of different channel layouts")
+        self.tensors[(n.id, 0)] = (first, positions)
+        return True
 
-        passthrough = (op in _ZERO_PRESERVING or op in _NOT_ZERO_PRESERVING or op in _OUTPUT_OPS
-                       or op in ("Activation", "LeakyReLU", "Pooling", "clip"))
+    def mul(self, n: _Node) -> bool:
+        """``x * gate(x)`` with a per-channel gate (an SE block): ties the gate to ``x``. Any
+        other product is not handled."""
+        if len(n.inputs) != 2:
+            return False
+        (lay_a, pos_a), (lay_b, pos_b) = self.tensors[n.inputs[0]], self.tensors[n.inputs[1]]
+        shape_a, shape_b = self.out_shape(*n.inputs[0]), self.out_shape(*n.inputs[1])
+        gate_first = len(shape_a) == len(shape_b) and int(np.prod(shape_a[2:])) == 1 < \
+            int(np.prod(shape_b[2:]))
+        if gate_first:
+            (lay_a, pos_a, shape_a), (lay_b, pos_b, shape_b) = \
+                (lay_b, pos_b, shape_b), (lay_a, pos_a, shape_a)
+        is_gate = (len(lay_a) == 1 and len(lay_b) == 1 and len(shape_a) == len(shape_b) >= 3
+                   and shape_a[1] == shape_b[1] and int(np.prod(shape_b[2:])) == 1)
+        if not is_gate:
+            return False
+        # a removed channel of x stays zero
+        self.uf.union(lay_a[0], lay_b[0])
+        self.gated.add(lay_b[0])
+        self.note(lay_a, "gate")
+        self.tensors[(n.id, 0)] = (lay_a, pos_a)
+        return True
+
+    def concat(self, n: _Node) -> bool:
+        """Concat along the channels joins its inputs' layouts end to end; along another axis
+        it freezes them and starts a frozen space."""
+        dim = int(n.attrs.get("dim", 1))
+        layouts = [self.tensors[i][0] for i in n.inputs]
+        if dim != 1:
+            for lay in layouts:
+                self.freeze(lay, f"Concat {n.name} along axis {dim}")
+            out = self.new_space(n.shape[1])
+            self.freeze([out], f"Concat {n.name} along axis {dim}")
+            self.tensors[(n.id, 0)] = ((out,), int(np.prod(n.shape[2:])))
+        else:
+            self.tensors[(n.id, 0)] = (tuple(s for lay in layouts for s in lay),
+                                       int(np.prod(n.shape[2:])))
+        return True
+
+    def channelwise(self, n: _Node) -> bool:
+        """An op mapping channel i to channel i (activations, pooling, flatten, ...): passes its
+        input's layout through. Not handled when its output's channels do not match."""
+        op, attrs, shape = n.op, n.attrs, n.shape
         if op == "LeakyReLU" and attrs.get("act_type", "leaky") in ("prelu", "rrelu"):
-            passthrough = False
-        if passthrough and ins and len(shape) >= 2:
-            layout, in_positions = tensors[ins[0]]
-            channels = sum(widths[s] for s in layout)
-            is_flatten = op in ("Flatten", "flatten")
-            passthrough = shape[1] == channels * (in_positions if is_flatten else 1)
-        if passthrough and ins and len(shape) >= 2:
-            if not _zero_preserving(op, attrs):
-                for space in layout:
-                    nonzero.setdefault(space, f"{op} {name} maps a removed (zero) channel to a "
-                                              f"non-zero value")
-            if op == "Pooling" and attrs.get("layout", "NCHW") not in ("NCHW", "NCW", "None"):
-                freeze(layout, f"Pooling {name}: layout is not channels-first")
-            note(layout, _op_kind(op, attrs))
-            if ins[0] in norm_of:
-                norm_of[(nid, 0)] = norm_of[ins[0]]
-            positions = in_positions if is_flatten or len(shape) <= 2 else int(np.prod(shape[2:]))
-            tensors[(nid, 0)] = (layout, positions)
-            continue
+            return False
+        if not (n.inputs and len(shape) >= 2):
+            return False
+        layout, in_positions = self.tensors[n.inputs[0]]
+        channels = sum(self.widths[s] for s in layout)
+        is_flatten = op in ("Flatten", "flatten")
+        if shape[1] != channels * (in_positions if is_flatten else 1):
+            return False
+        if not _zero_preserving(op, attrs):
+            for space in layout:
+                self.nonzero.setdefault(space, f"{op} {n.name} maps a removed (zero) channel to "
+                                               f"a non-zero value")
+        if op == "Pooling" and attrs.get("layout", "NCHW") not in ("NCHW", "NCW", "None"):
+            self.freeze(layout, f"Pooling {n.name}: layout is not channels-first")
+        self.note(layout, _op_kind(op, attrs))
+        if n.inputs[0] in self.norm_of:
+            self.norm_of[(n.id, 0)] = self.norm_of[n.inputs[0]]
+        positions = in_positions if is_flatten or len(shape) <= 2 else int(np.prod(shape[2:]))
+        self.tensors[(n.id, 0)] = (layout, positions)
+        return True
 
-        # Unknown op: its inputs and outputs keep every channel.
-        reason = f"unsupported op {op} (node {name})"
+    def unknown(self, n: _Node, strict: bool) -> None:
+        """An op of unknown channel semantics: its inputs and outputs keep every channel (with
+        ``strict``, an :class:`UnsupportedOpError` instead)."""
+        reason = f"unsupported op {n.op} (node {n.name})"
         if strict:
             raise UnsupportedOpError(
-                f"{reason}: the channel graph does not know how {op} maps channels; "
+                f"{reason}: the channel graph does not know how {n.op} maps channels; "
                 f"trace with strict=False to keep the groups around it unpruned")
-        for i in ins:
-            if i in tensors:
-                freeze(tensors[i][0], reason)
-        n_out = max(1, len([k for k in shape_of if k.startswith(name + "_output")]))
+        for i in n.inputs:
+            if i in self.tensors:
+                self.freeze(self.tensors[i][0], reason)
+        n_out = max(1, len([k for k in self.shape_of if k.startswith(n.name + "_output")]))
         for k in range(n_out):
-            oshape = out_shape(nid, k)
-            space = new_space(oshape[1] if len(oshape) > 1 else 1)
-            freeze([space], reason)
-            tensors[(nid, k)] = ((space,), int(np.prod(oshape[2:])) if len(oshape) > 2 else 1)
+            self.frozen_tensor((n.id, k), self.out_shape(n.id, k), reason)
 
-    output_spaces = []
-    for head in graph_json["heads"]:
-        lay = tensors[(head[0], head[1])][0]
-        output_spaces.extend(lay)
-        freeze(lay, "network output")
+    # -- the graph -------------------------------------------------------------------------
+    def graph(self) -> ChannelGraph:
+        """The ChannelGraph of the nodes traced: the network's outputs frozen, then the spaces
+        whose zero channels become non-zero (unless they only gate)."""
+        output_spaces = []
+        for head in self.heads:
+            lay = self.tensors[(head[0], head[1])][0]
+            output_spaces.extend(lay)
+            self.freeze(lay, "network output")
+        for space, reason in self.nonzero.items():
+            if space not in self.gated:
+                self.freeze([space], reason)
+        groups, space_group = self._groups()
+        self._attach(groups, space_group)
+        graph = ChannelGraph(self.symbol, self.input_shape, self.layers, self.norms, groups,
+                             space_group, self.widths,
+                             {k: tuple(v) for k, v in self.param_shapes.items()}, output_spaces)
+        graph.in_norm = self.in_norm
+        return graph
 
-    for space, reason in nonzero.items():
-        if space not in gated:
-            freeze([space], reason)
-
-    # Build groups from the union-find classes, in order of first appearance.
-    root_index: Dict[int, int] = {}
-    space_group = []
-    groups: List[Group] = []
-    for s in range(len(widths)):
-        r = uf.find(s)
-        if r not in root_index:
-            root_index[r] = len(groups)
-            groups.append(Group(index=len(groups), width=widths[s], spaces=[]))
-        g = groups[root_index[r]]
-        g.spaces.append(s)
-        space_group.append(g.index)
-        for reason in frozen.get(s, []):
-            g.prunable = False
-            if reason not in g.reasons:
-                g.reasons.append(reason)
-        for kind in ([] if s in gated else space_ops.get(s, [])):
-            if kind not in g.ops:
-                g.ops.append(kind)
-        for parts in segments.get(s, []):
-            if g.segments not in (1, parts):
+    def _groups(self) -> Tuple[List[Group], List[int]]:
+        """The groups (union-find classes, in order of first appearance) with their reasons,
+        ops and segments, and each space's group index."""
+        root_index: Dict[int, int] = {}
+        space_group: List[int] = []
+        groups: List[Group] = []
+        for s in range(len(self.widths)):
+            r = self.uf.find(s)
+            if r not in root_index:
+                root_index[r] = len(groups)
+                groups.append(Group(index=len(groups), width=self.widths[s], spaces=[]))
+            g = groups[root_index[r]]
+            g.spaces.append(s)
+            space_group.append(g.index)
+            for reason in self.frozen.get(s, []):
                 g.prunable = False
-                g.reasons.append(f"grouped convolutions with {g.segments} and {parts} groups "
-                                 f"share these channels")
-            g.segments = parts
-    for layer in layers.values():
-        groups[space_group[layer.out_space]].producers.append(layer.name)
-        if layer.out_space in gated:
-            groups[space_group[layer.out_space]].gates.append(layer.name)
-        for s in dict.fromkeys(layer.in_layout):
-            groups[space_group[s]].consumers.append(layer.name)
-    for norm in norms.values():
-        for gi in dict.fromkeys(space_group[s] for s in norm.layout):
-            groups[gi].norms.append(norm.name)
-    for g in groups:
-        if g.prunable and not g.producers:
-            g.prunable = False
-            g.reasons.append("no convolution or dense layer writes these channels")
-    graph = ChannelGraph(symbol, input_shape, layers, norms, groups, space_group, widths,
-                         {k: tuple(v) for k, v in param_shapes.items()}, output_spaces)
-    graph.in_norm = in_norm
-    return graph
+                if reason not in g.reasons:
+                    g.reasons.append(reason)
+            for kind in ([] if s in self.gated else self.space_ops.get(s, [])):
+                if kind not in g.ops:
+                    g.ops.append(kind)
+            for parts in self.segments.get(s, []):
+                if g.segments not in (1, parts):
+                    g.prunable = False
+                    g.reasons.append(f"grouped convolutions with {g.segments} and {parts} groups "
+                                     f"share these channels")
+                g.segments = parts
+        return groups, space_group
+
+    def _attach(self, groups: List[Group], space_group: List[int]) -> None:
+        """Give each group the layers that write and read it and its BatchNorms; a group no
+        layer writes is not prunable."""
+        for layer in self.layers.values():
+            groups[space_group[layer.out_space]].producers.append(layer.name)
+            if layer.out_space in self.gated:
+                groups[space_group[layer.out_space]].gates.append(layer.name)
+            for s in dict.fromkeys(layer.in_layout):
+                groups[space_group[s]].consumers.append(layer.name)
+        for norm in self.norms.values():
+            for gi in dict.fromkeys(space_group[s] for s in norm.layout):
+                groups[gi].norms.append(norm.name)
+        for g in groups:
+            if g.prunable and not g.producers:
+                g.prunable = False
+                g.reasons.append("no convolution or dense layer writes these channels")
+
+
+_Rule = Callable[[_Tracer, _Node], bool]
+_CHANNELWISE = (_ZERO_PRESERVING | _NOT_ZERO_PRESERVING | _OUTPUT_OPS
+                | {"Activation", "LeakyReLU", "Pooling", "clip"})
+# op -> its rule; an op with no rule, or whose rule declines it, is an unknown op. Where an op
+# would fit two families, the later entry here wins.
+_HANDLERS: Dict[str, _Rule] = {
+    **{op: _Tracer.channelwise for op in _CHANNELWISE},
+    **{op: _Tracer.concat for op in ("Concat", "concat")},
+    **{op: _Tracer.mul for op in _MUL_OPS},
+    **{op: _Tracer.add for op in _ADD_OPS},
+    "BatchNorm": _Tracer.batch_norm,
+    "Convolution": _Tracer.layer,
+    "FullyConnected": _Tracer.layer,
+}
 
 
 def _op_kind(op: str, attrs: Dict[str, str]) -> str:
