@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -20,17 +19,18 @@ from .devices import CPU_CONTEXTS, contexts  # noqa: F401  (re-exported)
 from .distributed import LOCAL_KVSTORES, Workers
 from .errors import PrunenetError
 from .failpoints import failpoint
+from .gcp_steps import gcp_steps
 from .graph import ChannelGraph, trace
 from .pruned import (PrunedNetwork, by_original_names, check_surgery, load_pruned,  # noqa: F401
                      probe, prune_network, renamed, save_pruned, surgery_check)
 from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_FILE,  # noqa: F401
                       SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX, write_steps)  # (re-exported)
 from .replicas import host_copy
+from .run_settings import DataRun, run_dataset, saved_run  # noqa: F401  (re-exported)
 from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  # noqa: F401
                      latency_line, latency_report, run_speed_check, transfer_line)
 from .select import Selection, check_cost_target, check_reachable
 from .surgery import network_params, zero_removed
-from .tied import DEFAULT_RULE
 
 
 __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surgery_check",
@@ -165,93 +165,6 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
 # -- GCP: a data-driven run with checkpoints -------------------------------------------------------
 
 
-@dataclass
-class DataRun:
-    """Everything a pruning run with data needs — GCP, or a data-free method followed by the
-    same fine-tuning — saved as ``run.json`` so that ``--resume`` continues with the same
-    settings."""
-
-    model: str
-    out: str
-    target: float
-    method: str = "gcp"
-    objective: str = "flops"
-    dataset: str = "fashion-mnist"
-    data_dir: Optional[str] = None
-    params: Optional[str] = None
-    steps: int = 3
-    reg: Union[float, str] = "auto"  # λ, or "auto": chosen by the held-out debias loss
-    reg_grid: Optional[List[float]] = None  # the candidates of "auto" (default GCP's REG_GRID)
-    search_holdout: int = 2048  # training images held out to score the candidates
-    stream_score: str = DEFAULT_RULE  # how a tied group's score combines its layers (.tied)
-    epochs_per_step: float = 1.0
-    debias_epochs: Optional[float] = None
-    finetune_epochs: float = 1.0
-    lr: float = 0.01
-    finetune_lr: float = 0.01
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.1
-    distill: bool = False
-    batch_size: int = 128  # images per device (GluonCV's meaning; see batch_per)
-    gpus: str = ""
-    seed: int = 0
-    input_size: Optional[int] = None
-    classes: Optional[int] = None
-    round_to: int = 8
-    min_width: int = 8
-    train_limit: Optional[int] = None
-    val_limit: Optional[int] = None
-    checkpoint_every: int = 500
-    sync_every: int = 50  # iterations between host reads of the training loss and accuracy
-    latency_table: Optional[str] = None
-    latency_batch_size: int = 64
-    dtype: str = "float32"
-    speed_check: bool = True  # measure the pruned network's speed-up at the end
-    kvstore: str = "device"
-    rec_train: Optional[str] = None  # ImageNet RecordIO files (default: data_dir/train.rec ...)
-    rec_train_idx: Optional[str] = None
-    rec_val: Optional[str] = None
-    rec_val_idx: Optional[str] = None
-    num_data_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    # decoding threads (ImageNet, image folders): the machine's cores unless given
-    progress: bool = True
-    command: Optional[List[str]] = None
-    symbol: Optional[str] = None  # a HybridBlock.export symbol file, instead of ``model``
-    momentum: float = 0.9  # of the pruning steps and fine-tuning
-    wd: float = 1e-4  # fine-tuning's weight decay
-    lr_mode: str = "cosine"  # fine-tuning's schedule (prunenet.train.LR_MODES)
-    mode: str = "hybrid"  # fine-tune hybridized, or "imperative"
-    teacher: Optional[str] = None  # a GluonCV model to distil from (else the unpruned, --distill)
-    teacher_params: Optional[str] = None
-    # "device": batch_size per device and the learning rates per lr_images images, scaled to
-    # the global batch; "process": run folders made before, whose batch_size was the process's
-    # whole batch and whose learning rates were used as given
-    batch_per: str = "device"
-    lr_images: int = 256
-
-    @classmethod
-    def from_settings(cls, *sources, **given) -> "DataRun":
-        """A run from objects holding settings under the fields' names (parsed flags, an
-        experiment config), later sources winning, and ``given`` over all of them."""
-        import dataclasses
-        values = {}
-        for source in sources:
-            values.update({f.name: getattr(source, f.name) for f in dataclasses.fields(cls)
-                           if hasattr(source, f.name)})
-        return cls(**{**values, **given})
-
-    def images_per_batch(self, devices: int) -> int:
-        """This process's batch: ``batch_size`` on each of its ``devices``."""
-        return self.batch_size * (devices if self.batch_per == "device" else 1)
-
-    def lr_factor(self, devices: int, workers: int = 1) -> float:
-        """What the stated learning rates are multiplied by: the global batch (over the
-        devices and workers) over ``lr_images``."""
-        if self.batch_per != "device":
-            return 1.0
-        return self.images_per_batch(devices) * workers / self.lr_images
-
-
 class _Log:
     """Prints and appends to the run's log file."""
 
@@ -264,25 +177,6 @@ class _Log:
             f.write(f"{stamp} {message}\n")
         if self.echo is not None:
             self.echo(message)
-
-
-def saved_run(out: str) -> DataRun:
-    """The settings saved in run folder ``out`` (``run.json``), with the meaning they were made
-    with: a folder from before ``batch_size`` was per device keeps its whole-process batch and
-    unscaled learning rates."""
-    import dataclasses
-    from .files import read_json
-    saved = os.path.join(out, RUN_FILE)
-    if not os.path.exists(saved):
-        raise PrunenetError(f"--resume {out}: no {RUN_FILE} there; it is not a GCP run folder")
-    fields = {f.name for f in dataclasses.fields(DataRun)}
-    settings = read_json(saved, "run file")
-    if not isinstance(settings, dict) or not {"model", "target"} <= set(settings):
-        raise PrunenetError(f"--resume {out}: {saved} is not a prunenet run file (a JSON "
-                            f"object with the run's settings); start the run again")
-    settings.setdefault("batch_per", "process")  # made before batch_size was per device
-    settings.setdefault("stream_score", "sum")  # made before the stream rule was a setting
-    return DataRun(**dict({k: v for k, v in settings.items() if k in fields}, out=out))
 
 
 def data_run(run: DataRun, resume: bool = False, overwrite: bool = False, log=print,
@@ -429,7 +323,7 @@ class _RunPhases:
         run = self.run
         self.ctx = contexts(run.gpus)
         check_training_dtype(run.dtype, self.ctx)
-        self.train, self.val = _dataset(run, train=True), _dataset(run, train=False)
+        self.train, self.val = run_dataset(run, train=True), run_dataset(run, train=False)
         self._check_data()
         self.held.enter_context(exclusive(self.out, self.flag))
         if not self.resume:
@@ -532,7 +426,7 @@ class _RunPhases:
         returns the masked network and the parameters to cut from."""
         run = self.run
         if _trained(run.method):
-            self.selection, masked, params, self.notes, self.gcp_info = _gcp_steps(
+            self.selection, masked, params, self.notes, self.gcp_info = gcp_steps(
                 run, self.net, self.graph, self.cost, self.ctx, self.train, self.ckpt, self.rows,
                 self.timings, self.say, self.shares,
                 progress={"top1_before": self.top1_before, "top5_before": self.top5_before},
@@ -689,192 +583,6 @@ class _RunPhases:
         return report
 
 
-def _gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, rows, timings,
-               say, shares, progress: dict, workers=None):
-    """The GCP steps of a run, resuming from ``ckpt``, with a checkpoint after each; returns the
-    selection, the masked network, its parameters for surgery and GCP's notes."""
-    steps = _GCPSteps(run, net, graph, cost, ctx, train, ckpt, rows, timings, say, shares,
-                      progress, workers)
-    if ckpt is not None:
-        steps.restore(ckpt)
-    if steps.searching:
-        steps.search_reg()
-    elif steps.search is not None:
-        steps.gcp.config.reg = steps.search["chosen"]
-    for t in range(steps.done + 1, run.steps + 1):
-        steps.step(t)
-    return steps.result()
-
-
-class _GCPSteps:
-    """GCP's steps in one run (:func:`_gcp_steps`): the masked network, its trainers, their
-    batches, the λ search's state, and the checkpoints of them all."""
-
-    def __init__(self, run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt,
-                 rows: List[dict], timings: Dict[str, float], say, shares, progress: dict,
-                 workers: Optional[Workers]) -> None:
-        from .methods import get
-        from .methods.gcp import GCP
-        from .train import BatchStream
-        from .wrapper import MaskedNetwork
-        self.run, self.net, self.graph, self.ctx = run, net, graph, ctx
-        self.rows, self.timings, self.say, self.progress = rows, timings, say, progress
-        self.ckpt_dir = os.path.join(run.out, CHECKPOINT_DIR)
-        self.wrapper = MaskedNetwork(net, graph, ctx, stream_score=run.stream_score)
-        auto = run.reg == "auto"
-        settings = dict(target=run.target, steps=run.steps, reg=0.0 if auto else run.reg,
-                        epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
-                        lr=run.lr * run.lr_factor(len(ctx), workers.count if workers else 1),
-                        momentum=run.momentum, round_to=run.round_to, min_width=run.min_width)
-        config = get(run.method).config(**settings)
-        self.gcp = GCP(self.wrapper, cost, config, ctx, progress=run.progress, workers=workers,
-                       sync_every=run.sync_every)
-        if auto:  # the λ candidates are scored on training images the steps never see
-            train = self._hold_out(train)
-        self.stream = BatchStream(lambda e, s: shares(train, e, s))
-        self.done, self.step_state = 0, None
-        self.search = ckpt.get("search") if ckpt is not None else None
-        self.searching = auto and not (self.search or {}).get("done") and \
-            (ckpt is None or self.search is not None)
-        # every candidate's starting point
-        self.start = self.gcp.snapshot(self.stream) if self.searching else None
-        self.best = None
-
-    def _hold_out(self, train):
-        """``train`` without the images held out to score the λ candidates."""
-        from .data import holdout
-        self.held_count = min(self.run.search_holdout, max(1, len(train) // 10))
-        train, held = holdout(train, self.held_count, self.run.seed)
-        self.held_batches = held.batches(self.run.batch_size, shuffle=False)
-        return train
-
-    def heldout_loss(self) -> float:
-        """The debiased network's mean loss on the held-out images."""
-        from .data import mean_loss
-        from .wrapper import DEBIAS
-        return mean_loss(self.wrapper.block(DEBIAS), self.held_batches, self.ctx)
-
-    def restore(self, ckpt: dict) -> None:
-        """The masks, weights, trainers, batch position and progress of checkpoint ``ckpt``."""
-        from .checkpoint import restore_trainer
-        gcp, wrapper = self.gcp, self.wrapper
-        arrays = ckpt["arrays"]
-        for name, value in arrays.items():
-            wrapper.set(name, value)
-        wrapper.keep = [arrays[wrapper.keep_name(g.index)] > 0.5 if g.prunable
-                        else np.ones(g.width, dtype=bool) for g in self.graph.groups]
-        restore_trainer(gcp.reg_trainer, ckpt["states"]["regularize"])
-        restore_trainer(gcp.debias_trainer, ckpt["states"]["debias"])
-        self.stream.epoch, self.stream.index = ckpt["stream"]["epoch"], ckpt["stream"]["index"]
-        gcp.notes = list(ckpt.get("notes", []))
-        gcp.zeros_pruned = int(ckpt.get("zeros_pruned", 0))
-        self.done, self.step_state = int(ckpt["step"]), ckpt.get("step_state")
-        if ckpt.get("largest_block") is not None:
-            gcp.last_selection = Selection([k.copy() for k in wrapper.keep], 0.0,
-                                           gcp.base_cost, ckpt["largest_block"],
-                                           ckpt["blocks_removed"])
-        if self.searching:  # the checkpoint holds the best candidate so far
-            self.best = gcp.snapshot(self.stream)
-            gcp.restore(self.start, self.stream)
-            tried = sum(v is not None for v in self.search["losses"])
-            self.say(f"resuming the λ search after {tried} of {len(self.search['grid'])} "
-                     f"candidates")
-        else:
-            step_state = self.step_state
-            where = f"after step {self.done}" if step_state is None else \
-                f"in step {self.done + 1}, {step_state['phase']} batch {step_state['done']}"
-            self.say(f"resuming {where} of {self.run.steps}")
-
-    def save(self, tag: str, finished: int, state: Optional[dict]) -> None:
-        """A checkpoint ``tag`` after ``finished`` steps (inside the next, at ``state``)."""
-        from .checkpoint import save_checkpoint
-        gcp = self.gcp
-        last = gcp.last_selection
-        save_checkpoint(self.ckpt_dir, tag, gcp.arrays(),
-                        {"regularize": gcp.reg_trainer, "debias": gcp.debias_trainer},
-                        stage="gcp", step=finished, step_state=state, stream=self.stream.state(),
-                        notes=gcp.notes, rows=self.rows, search=self.search,
-                        zeros_pruned=gcp.zeros_pruned,
-                        largest_block=last.largest_block if last else None,
-                        blocks_removed=last.blocks_removed if last else None,
-                        timings=self.timings, net_prefix=self.net.prefix, **self.progress)
-        failpoint("checkpointed-phase" if state is not None else "checkpointed-step")
-
-    def search_reg(self) -> None:
-        """Step 1 once per λ of the grid, from the same start; the λ of the lowest held-out
-        loss is kept, with its step 1 (a checkpoint after each candidate)."""
-        from .methods.gcp import REG_GRID
-        gcp, timings = self.gcp, self.timings
-        grid = list(self.run.reg_grid or REG_GRID)
-        self.say(f"choosing λ from {grid} by the debias loss of step 1 on {self.held_count} "
-                 f"held-out training images")
-        t0 = time.time() - timings.get("reg_search_s", 0.0)
-
-        def on_candidate(state: dict, improved: bool) -> None:
-            self.search = state
-            timings["reg_search_s"] = time.time() - t0
-            k = sum(v is not None for v in state["losses"])
-            self.save(f"search-{k}", 1, None)  # the best candidate's state is in force
-            failpoint("search")
-        records = gcp.search_reg(self.stream, self.heldout_loss, grid, state=self.search,
-                                 best=self.best, on_candidate=on_candidate)
-        self.search = dict(gcp.search, done=True, holdout_images=self.held_count,
-                           chosen=gcp.config.reg)
-        timings["reg_search_s"] = time.time() - t0
-        self.say("λ search: " + ", ".join(f"{g:g} → {v:.4f}"
-                                          for g, v in zip(grid, self.search["losses"]))
-                 + f" (held-out debias loss); chose λ = {gcp.config.reg:g}")
-        timings["step1_s"] = records[-1].time_s + records[0].time_s
-        self._add_rows(records)
-        self.save("step1", 1, None)
-        self.done = 1
-
-    def step(self, t: int) -> None:
-        """Step ``t`` (from inside it, resuming), with checkpoints in its phases and at its
-        end."""
-        run, timings = self.run, self.timings
-        t0 = time.time() - (timings.get(f"step{t}_s", 0.0) if self.step_state else 0.0)
-
-        def on_progress(state: dict) -> None:
-            timings[f"step{t}_s"] = time.time() - t0
-            if state["done"] == 0 or state["done"] % run.checkpoint_every == 0:
-                self.save(f"step{t}-{state['phase']}-{state['done']}", t - 1, state)
-            if state["done"]:
-                failpoint(state["phase"])
-        records = self.gcp.run_step(t, self.stream, state=self.step_state,
-                                    on_progress=on_progress)
-        self.step_state = None
-        timings[f"step{t}_s"] = time.time() - t0
-        self._add_rows(records)
-        self.save(f"step{t}", t, None)
-        ran = [r for r in records if np.isfinite(r.loss)]  # slimming has no debias phase
-        loss = f"{ran[-1].phase} loss {ran[-1].loss:.4f}" if ran else "no training"
-        self.say(f"step {t}/{run.steps}: cost {records[-1].achieved:.4f} of the unpruned "
-                 f"(target {records[-1].target:.4f}); {loss}, "
-                 f"{records[0].zeroed_channels} channels zeroed by the regulariser")
-
-    def _add_rows(self, records) -> None:
-        """``records``' rows added to the run's, and ``steps.csv`` written."""
-        import dataclasses
-        for record in records:
-            self.rows.append(dataclasses.asdict(record))
-        write_steps(os.path.join(self.run.out, STEPS_FILE), self.rows)
-
-    def result(self) -> tuple:
-        """GCP's notes logged; the selection, the masked network, its parameters for surgery,
-        the notes and the report's GCP fields."""
-        import mxnet as mx
-        from .wrapper import REGULARIZE
-        gcp = self.gcp
-        for note in gcp.notes:
-            self.say(note)
-        info = {"reg": gcp.config.reg, "reg_search": self.search,
-                "zeros_pruned": gcp.zeros_pruned, "stream_score": self.run.stream_score}
-        mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-        return (gcp.selection(), self.wrapper.block(REGULARIZE), self.wrapper.folded_params(),
-                gcp.notes, info)
-
-
 def method_selection(method: str, graph: ChannelGraph, params, cost, target: float,
                      round_to: int = 8, min_width: int = 8, seed: int = 0, net=None,
                      train_batches=None, ctx=None) -> Selection:
@@ -894,38 +602,3 @@ def _trained(method: str) -> bool:
     """Whether ``method`` trains the network while pruning it (GCP's schedule)."""
     from .methods import get
     return get(method).needs == "training"
-
-
-def _dataset(run: DataRun, train: bool):
-    """The run's training or validation set: ``run.dataset`` from ``run.data_dir``, or the
-    RecordIO files ``--rec-train``/``--rec-val`` name."""
-    from . import data as datasets
-    rec, idx = (run.rec_train, run.rec_train_idx) if train else (run.rec_val, run.rec_val_idx)
-    if not (run.rec_train or run.rec_val):
-        return datasets.load(run.dataset, run.data_dir, train=train, **_data_options(run, train))
-    if run.dataset != "imagenet":
-        raise PrunenetError(f"--rec-train and --rec-val are ImageNet RecordIO files; they go "
-                            f"with --dataset imagenet, not {run.dataset}")
-    if not (run.rec_train and run.rec_val):
-        raise PrunenetError("give --rec-train and --rec-val together (and --rec-train-idx, "
-                            "--rec-val-idx unless the index files sit beside them as .idx)")
-    return datasets.imagenet_record(rec, idx, train=train, **_data_options(run, train))
-
-
-def _data_options(run: DataRun, train: bool) -> dict:
-    limit = run.train_limit if train else run.val_limit
-    options = {}
-    if limit:
-        if run.dataset not in ("fashion-mnist", "synthetic"):
-            raise PrunenetError(f"--train-limit and --val-limit work with fashion-mnist and "
-                                f"synthetic, not {run.dataset}")
-        options["limit" if run.dataset != "synthetic" else "num_examples"] = limit
-    if run.dataset in ("imagenet", "folder"):
-        if run.input_size:
-            options["input_size"] = run.input_size
-        if run.num_data_workers < 0:
-            raise PrunenetError(f"-j/--num-data-workers {run.num_data_workers} must be >= 0")
-        options["num_workers"] = run.num_data_workers
-    if run.dataset == "imagenet" and run.classes:
-        options["classes"] = run.classes  # a RecordIO file does not say how many it holds
-    return options

@@ -34,7 +34,7 @@ LAYERS = [
     ("training", ["data", "train", "distributed", "checkpoint", "models"]),
     ("methods", ["methods", "methods.gcp", "methods.slimming"]),
     ("formats", ["pruned", "zoo", "export"]),
-    ("pipeline", ["report", "runs", "api", "demo", "experiment", "plot"]),
+    ("pipeline", ["report", "run_settings", "gcp_steps", "runs", "api", "demo", "experiment", "plot"]),
     ("cli", ["cli", "cli.args", "cli.count", "cli.prune", "cli.demo", "cli.bench", "cli.plot",
              "cli.zoo", "cli.experiment", "cli.__main__", "__main__"]),
     ("package", [""]),
