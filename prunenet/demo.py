@@ -90,14 +90,15 @@ def train_base(config: DemoConfig, data_dir: Optional[str], cache_dir: str, ctx,
 
 def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
              cache_dir: Optional[str] = None, gpus: str = "", overwrite: bool = True,
-             progress: bool = True, log=print) -> dict:
-    """Train (or reuse) the base, prune it with GCP, fine-tune, benchmark, print the table."""
+             progress: bool = True, log=print, config: Optional[DemoConfig] = None) -> dict:
+    """Train (or reuse) the base, prune it with GCP, fine-tune, benchmark, print the table;
+    ``config`` replaces the full (or ``quick``) demo's settings."""
     from .bench import throughput
     from .models import load_model
     from .devices import contexts
     from .runs import DataRun, data_run
 
-    config = QUICK if quick else FULL
+    config = config or (QUICK if quick else FULL)
     ctx = contexts(gpus)
     cache_dir = os.path.expanduser(cache_dir or os.environ.get(
         "PRUNENET_CACHE", os.path.join("~", ".cache", "prunenet")))
@@ -131,7 +132,8 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
     table = "\n".join(lines)
     log(table)
     summary = {"table": table, "base_top1": base_top1, "report": report, "throughput": speed,
-               "total_s": time.time() - start, "quick": quick}
+               "total_s": time.time() - start, "quick": quick,
+               "config": asdict(config)}
     from .files import write_json
     write_json(os.path.join(out, "demo.json"), {k: v for k, v in summary.items()
                                                  if k != "report"})
