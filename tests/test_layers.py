@@ -9,7 +9,8 @@ inside functions count as much as those at the top of a file.
     machine   the devices of a run, files and their atomic writes, the run folder's records,
               downloads, timing on this machine
     measure   throughput, and the latency table and its cost model
-    training  datasets, training loops, parameter-server workers, checkpoints, GluonCV models
+    training  datasets, training loops, parameter-server workers, checkpoints, GluonCV models,
+              an experiment's generated smoke data and its Caltech-256 split
     methods   the method table and the methods that train (GCP, slimming)
     formats   a pruned network built, checked, saved and loaded; the model zoo; export
     pipeline  what a run reports, a pruning run, the Python API, the demo, experiments, figures
@@ -31,10 +32,13 @@ LAYERS = [
     ("machine", ["devices", "timing", "outputs", "files", "records", "download"]),
     ("measure", ["bench", "latency", "latency.units", "latency.timer", "latency.table",
                  "latency.cost"]),
-    ("training", ["data", "train", "distributed", "checkpoint", "models"]),
+    ("training", ["data", "train", "distributed", "checkpoint", "models", "experiment.smoke",
+                  "experiment.caltech"]),
     ("methods", ["methods", "methods.gcp", "methods.slimming"]),
     ("formats", ["pruned", "zoo", "export"]),
-    ("pipeline", ["report", "run_settings", "gcp_steps", "runs", "api", "demo", "experiment", "plot"]),
+    ("pipeline", ["report", "run_settings", "gcp_steps", "runs", "api", "demo", "experiment",
+                  "experiment.config", "experiment.dryrun", "experiment.settings",
+                  "experiment.transfer", "experiment.run", "experiment.table", "plot"]),
     ("cli", ["cli", "cli.args", "cli.count", "cli.prune", "cli.demo", "cli.bench", "cli.plot",
              "cli.zoo", "cli.experiment", "cli.__main__", "__main__"]),
     ("package", [""]),
