@@ -350,8 +350,8 @@ def test_experiment_configs_set_the_decoding_threads(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.path.join(root, "experiments", "configs", "resnet50_v1d_flops.json")
     doc = json.load(open(path))
-    assert ex._decoders(ex.load_config(path)) == os.cpu_count()  # default: the machine's cores
+    assert ex.decoders(ex.load_config(path)) == os.cpu_count()  # default: the machine's cores
     doc["data"]["num_workers"] = 12
     mine = tmp_path / "resnet50_v1d_flops.json"
     mine.write_text(json.dumps(doc))
-    assert ex._decoders(ex.load_config(str(mine))) == 12
+    assert ex.decoders(ex.load_config(str(mine))) == 12

@@ -21,29 +21,21 @@ configs, scripts and results it reads and writes. One module a job: :mod:`.confi
 (:func:`dry_run`), :mod:`.smoke` (generated data), :mod:`.caltech` (the Caltech-256 split),
 :mod:`.settings` (what the runs use, smoke mode's overrides), :mod:`.transfer` (a Caltech-256
 transfer run), :mod:`.run` (:func:`run_experiment`), :mod:`.table` (:func:`results_table`).
-Every name is also here, as ``prunenet.experiment.NAME``; to patch one, patch it in the module
-that defines it, where its callers look it up.
+The public names are also here, as ``prunenet.experiment.NAME``; to patch one, patch it in the
+module that defines it, where its callers look it up.
 """
 from .caltech import caltech_split
 from .config import (BENCH_SCHEMA, DATA_SCHEMA, DATASETS, FINETUNE_SCHEMA, KINDS,
-                     PRETRAINED_GLUONCV, SCHEMA, Experiment, Run, _check_object, _selected,
-                     _typed, load_config, runs_of)
+                     PRETRAINED_GLUONCV, SCHEMA, Experiment, Run, load_config, runs_of)
 from .dryrun import dry_run
-from .run import (_check_results_folder, _finish, _preflight, _prune, _rank0_says,
-                  _run_experiment, run_experiment)
-from .settings import (SMOKE_BATCH, SMOKE_SIZE, _decoders, _pretrained, _settings, _Settings,
-                       _smoke_epochs)
-from .smoke import _jpeg, make_smoke_folder, make_smoke_records
-from .table import _label, _num, results_table
-from .transfer import TRANSFER_CHECKPOINT_EVERY, _source_dir, _source_network, _transfer
+from .run import run_experiment
+from .settings import SMOKE_BATCH, SMOKE_SIZE, decoders
+from .smoke import make_smoke_folder, make_smoke_records
+from .table import results_table
+from .transfer import TRANSFER_CHECKPOINT_EVERY
 
 __all__ = ["Experiment", "Run", "load_config", "runs_of", "dry_run", "run_experiment",
            "results_table", "make_smoke_records", "make_smoke_folder", "caltech_split",
-           "SCHEMA", "FINETUNE_SCHEMA", "DATA_SCHEMA", "BENCH_SCHEMA", "KINDS", "DATASETS",
-           "PRETRAINED_GLUONCV", "SMOKE_SIZE", "SMOKE_BATCH", "TRANSFER_CHECKPOINT_EVERY"]
-
-# the helpers that were module-level names of experiment.py, still reachable as
-# prunenet.experiment._NAME (the tests call some of them)
-_HELPERS = (_typed, _check_object, _selected, _jpeg, _Settings, _settings, _pretrained,
-            _preflight, _smoke_epochs, _check_results_folder, _run_experiment, _rank0_says,
-            _prune, _decoders, _source_dir, _source_network, _transfer, _finish, _label, _num)
+           "decoders", "SCHEMA", "FINETUNE_SCHEMA", "DATA_SCHEMA", "BENCH_SCHEMA", "KINDS",
+           "DATASETS", "PRETRAINED_GLUONCV", "SMOKE_SIZE", "SMOKE_BATCH",
+           "TRANSFER_CHECKPOINT_EVERY"]

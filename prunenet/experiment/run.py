@@ -14,7 +14,7 @@ from ..errors import PrunenetError
 from ..records import REPORT_FILE, RUN_FILE, SHAPES_FILE, has_result, put_result, read_results
 from .caltech import caltech_split
 from .config import Experiment, Run, _selected
-from .settings import _decoders, _pretrained, _settings, _Settings, _smoke_epochs
+from .settings import decoders, _pretrained, _settings, _Settings, _smoke_epochs
 from .transfer import _missing_source, _source_dir, _transfer
 
 __all__ = ["run_experiment"]
@@ -130,7 +130,7 @@ def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) 
         finetune_lr=ft["lr"], warmup_epochs=ft["warmup_epochs"],
         label_smoothing=ft["label_smoothing"], distill=ft["distill"],
         latency_table=os.path.join(run_dir + ".latency.json") if s.smoke else None,
-        progress=not s.smoke, num_data_workers=_decoders(exp),
+        progress=not s.smoke, num_data_workers=decoders(exp),
         command=[os.path.basename(sys.argv[0])] + sys.argv[1:], **epochs),
         overwrite=True, log=log, workers=workers)
 

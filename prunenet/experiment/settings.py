@@ -10,7 +10,7 @@ from typing import Optional
 from .config import PRETRAINED_GLUONCV, Experiment
 from .smoke import make_smoke_folder, make_smoke_records
 
-__all__ = ["SMOKE_SIZE", "SMOKE_BATCH"]
+__all__ = ["SMOKE_SIZE", "SMOKE_BATCH", "decoders"]
 
 SMOKE_SIZE = 32
 SMOKE_BATCH = 8
@@ -67,7 +67,7 @@ def _smoke_epochs(count: int, batch_size: int, batches: int = 2) -> float:
     return min(1.0, batches / per_epoch)
 
 
-def _decoders(exp: Experiment) -> int:
+def decoders(exp: Experiment) -> int:
     """Image decoding threads: the config's ``data.num_workers``, else the machine's cores."""
     given = exp.data.get("num_workers")
     return int(given) if given is not None else (os.cpu_count() or 1)

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 from ..errors import PrunenetError
 from ..records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE
 from .config import Experiment, Run
-from .settings import _decoders, _pretrained, _Settings, _smoke_epochs
+from .settings import decoders, _pretrained, _Settings, _smoke_epochs
 
 __all__ = ["TRANSFER_CHECKPOINT_EVERY"]
 
@@ -94,7 +94,7 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
         return
     ctx = contexts(s.gpus)
     split = os.path.join(out, "caltech-split")
-    workers = 0 if s.smoke else _decoders(exp)
+    workers = 0 if s.smoke else decoders(exp)
     train = datasets.load("folder", split, train=True, input_size=s.input_size,
                           num_workers=workers)
     val = datasets.load("folder", split, train=False, input_size=s.input_size,
