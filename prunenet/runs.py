@@ -154,8 +154,13 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
-    log(f"{name} {method}/{objective}: kept {report['achieved']:.4f} of the "
-        f"{'predicted latency' if objective == 'latency' else 'cost'} (target {target}); MACs "
+    if "latency_fraction_measured" in report:  # the measured fraction first, not the model's
+        kept = (f"{report['latency_fraction_measured']:.3f} ±"
+                f"{report['latency_fraction_noise']:.3f} of the measured latency")
+    else:
+        kept = f"{report['achieved']:.4f} of the " + \
+            ("predicted latency" if objective == "latency" else "cost")
+    log(f"{name} {method}/{objective}: kept {kept} (target {target}); MACs "
         f"{before['macs'] / 1e9:.3f}G -> {report['macs_after'] / 1e9:.3f}G, params "
         f"{before['params'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M"
         f"{latency_line(report)}{speed_line(report)}; written to {out}")
