@@ -154,12 +154,10 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     with staged_dir(out, overwrite=overwrite) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
-    if "latency_fraction_measured" in report:  # the measured fraction first, not the model's
-        kept = (f"{report['latency_fraction_measured']:.3f} ±"
-                f"{report['latency_fraction_noise']:.3f} of the measured latency")
-    else:
-        kept = f"{report['achieved']:.4f} of the " + \
-            ("predicted latency" if objective == "latency" else "cost")
+    # the latency objective's selection is always measured (select_with): lead with that
+    kept = (f"{report['latency_fraction_measured']:.3f} ±{report['latency_fraction_noise']:.3f} "
+            f"of the measured latency" if objective == "latency" else
+            f"{report['achieved']:.4f} of the cost")
     log(f"{name} {method}/{objective}: kept {kept} (target {target}); MACs "
         f"{before['macs'] / 1e9:.3f}G -> {report['macs_after'] / 1e9:.3f}G, params "
         f"{before['params'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M"
