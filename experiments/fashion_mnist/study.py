@@ -14,8 +14,10 @@ and skipped when found, so the study runs in pieces; an interrupted pruning run 
 
 The cells are listed in the order they run — the comparisons the paper's claims rest on first
 (GCP against naive uniform at α 0.5 and 0.25), the stream rules side by side (``gcp`` uses the
-default ``sum``), further seeds, α 0.15, the other baselines and a
-second network later — so a study cut short still answers the main question.
+default ``sum``), further seeds, α 0.15, the other baselines, a second network and GCP with the
+parameters as its cost (``gcp-params``, α then of the parameters) later — so a study cut short
+still answers the main question. ``depth.md`` says where each GCP cell pruned (early, middle or
+late layers), the paper's claim about the FLOPs and parameter objectives.
 ``--quick`` runs a few cells on 4096 training images, to check the study end to end.
 """
 import argparse
@@ -46,7 +48,8 @@ METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),
            "gcp-reach": ("gcp", {"stream_score": "reach"}),
            "uniform": ("uniform", {}), "uniform-l1": ("uniform-l1", {}), "l1": ("l1", {}),
            "slimming": ("slimming", {}), "qcqp": ("qcqp", {}), "wsp": ("wsp", {}),
-           "activation-vote": ("activation-vote", {}), "globalpru": ("globalpru", {})}
+           "activation-vote": ("activation-vote", {}), "globalpru": ("globalpru", {}),
+           "gcp-params": ("gcp", {"objective": "params"})}  # α is then of the parameters
 BASES = {"resnet18": DemoConfig(), "resnet20": DemoConfig(model="cifar_resnet20_v1")}
 SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform-l1-0.25-s0")
 
@@ -63,7 +66,8 @@ def _order():
                    for m in ("qcqp", "wsp", "activation-vote", "globalpru")]
     second = [("resnet20", m, a, s) for s in (0, 1, 2) for a in (0.5, 0.25)
               for m in ("gcp", "uniform")]
-    return main + rule + heavy + seeds + others + seed_papers + second
+    objectives = [(b, "gcp-params", 0.5, 0) for b in ("resnet20", "resnet18")]
+    return main + rule + heavy + seeds + others + seed_papers + second + objectives
 
 
 def cells(quick: bool):
@@ -218,9 +222,10 @@ def report(args) -> None:
             writer.writeheader()
             writer.writerows(rows)
     lines = _table(rows)
-    with atomic_path(os.path.join(args.out, "table.md")) as tmp:
-        with open(tmp, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    for file, text in (("table.md", lines), ("depth.md", _depth_table(args.out, names))):
+        with atomic_path(os.path.join(args.out, file)) as tmp:
+            with open(tmp, "w") as f:
+                f.write("\n".join(text) + "\n")
     if rows:
         _figure(rows, args.out)
     print("\n".join(lines))
@@ -256,6 +261,26 @@ def _table(rows):
                      f"{statistics.mean(r['macs'] for r in rs) / 1e6:.1f}M | "
                      f"{statistics.mean(top1):.2f}%{spread} | {len(rs)} | {', '.join(regs)} | "
                      f"{versus} |")
+    return lines
+
+
+def _depth_table(out: str, names) -> list:
+    """Where each GCP cell pruned: the kept fraction of output channels (mean over layers) in
+    the first, middle and last third of its prunable layers, in network order (the classifier's
+    fixed output left out), beside the objective that chose them."""
+    lines = ["| cell | objective | α | achieved | MACs kept | params kept | first third | "
+             "middle third | last third |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        path = os.path.join(out, "cells", name, "report.json")
+        if not name.split("-", 1)[1].startswith("gcp") or not os.path.exists(path):
+            continue
+        r = read_json(path, "run report")
+        kept = [k / o for k, o in list(r["widths"].values())[:-1]]
+        thirds = [kept[i * len(kept) // 3:(i + 1) * len(kept) // 3] for i in range(3)]
+        lines.append(f"| {name} | {r['objective']} | {r['target']:g} | {r['achieved']:.3f} | "
+                     f"{r['macs_after'] / r['macs_before']:.3f} | "
+                     f"{r['params_after'] / r['params_before']:.3f} | "
+                     + " | ".join(f"{statistics.mean(t):.2f}" for t in thirds) + " |")
     return lines
 
 
