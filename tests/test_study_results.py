@@ -1,0 +1,61 @@
+"""The study results committed in experiments/results: the README shows each folder's table as
+its table.md has it, and table.md is what the study's report makes of results.csv."""
+import csv
+import importlib.util
+import os
+
+import pytest
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "experiments", "results")
+STUDIES = ("fashion_mnist", "fashion_mnist_seed_papers")
+
+
+def _study_module():
+    spec = importlib.util.spec_from_file_location(
+        "study", os.path.join(ROOT, "experiments", "fashion_mnist", "study.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _readme_tables():
+    """Every Markdown table of the README, as its list of lines."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        lines = f.read().splitlines()
+    tables, current = [], []
+    for line in lines + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def _csv_rows(path):
+    """results.csv read back with the types the report computed them in."""
+    numbers = ("target", "achieved", "macs", "params", "top1", "finetune_epochs")
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in numbers:
+            row[key] = float(row[key])
+        row["seed"] = int(row["seed"])
+        row["reg"] = float(row["reg"]) if row["reg"] else ""
+    return rows
+
+
+@pytest.mark.parametrize("study", [s for s in STUDIES
+                                   if os.path.exists(os.path.join(RESULTS, s, "table.md"))])
+def test_readme_shows_the_committed_table_and_the_table_is_the_csv(study):
+    folder = os.path.join(RESULTS, study)
+    with open(os.path.join(folder, "table.md")) as f:
+        table = f.read().splitlines()
+    assert table in _readme_tables(), f"README does not show {study}/table.md as it is"
+    remade = _study_module()._table(_csv_rows(os.path.join(folder, "results.csv")))
+    assert remade == table
+    cells = {row["run_dir"] for row in _csv_rows(os.path.join(folder, "results.csv"))}
+    for cell in cells:  # every row has its cell's report committed beside it
+        assert os.path.exists(os.path.join(folder, cell, "report.json")), cell
