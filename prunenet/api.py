@@ -324,8 +324,7 @@ class GCP:
     def prune(self):
         """The physically pruned network after :meth:`fit`, with ``.report``; ready to
         fine-tune (:func:`finetune`)."""
-        import numpy as np
-        from .pruned import check_surgery, probe, prune_network
+        from .pruned import check_surgery, output_gap, probe, prune_network
         from .report import base_report, latency_report
         if self.steps_done < self.config.steps:
             raise PrunenetError(f"GCP has run {self.steps_done} of its {self.config.steps} steps: "
@@ -336,10 +335,9 @@ class GCP:
         t0 = time.time()
         pruned = prune_network(self.net, self.graph, selection.keep,
                                params=self._wrapper.folded_params(), ctx=self.ctx[0])
-        x = probe(self.graph.input_shape, self.seed, self.ctx[0])
-        masked = self.masked(x).asnumpy()
-        diff = float(np.abs(pruned.net(x).asnumpy() - masked).max())
-        check_surgery(diff, float(np.abs(masked).max()))
+        diff, scale = output_gap(self.masked, pruned.net,
+                                 probe(self.graph.input_shape, self.seed, self.ctx[0]))
+        check_surgery(diff, scale)
         self.timings["surgery_s"] = time.time() - t0
         report = base_report(_name(self.net), "gcp", self.objective, self.config.target,
                               selection, self.graph, self.before, dict(self.timings), command=[])

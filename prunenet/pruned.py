@@ -65,13 +65,16 @@ def surgery_check(net, pruned, graph: ChannelGraph, keep, seed: int = 0,
     """``(largest |difference|, largest |output|)`` between the pruned network and ``net`` with
     the removed channels zeroed (the masked network), on random input. Zeroes ``net``'s removed
     channels in place."""
-    import mxnet as mx
     zero_removed(graph, net, keep)
-    shape = (batch,) + tuple(graph.input_shape[1:])
-    x = mx.nd.array(np.random.RandomState(seed).normal(size=shape).astype(np.float32))
-    masked = net(x).asnumpy()
-    out = pruned(x).asnumpy()
-    return float(np.abs(masked - out).max()), float(np.abs(masked).max())
+    return output_gap(net, pruned, probe(graph.input_shape, seed, None, batch))
+
+
+def output_gap(reference, other, x) -> tuple:
+    """``(largest |difference|, largest |output|)`` between two networks' outputs on ``x``, in
+    float32: what :func:`check_surgery` judges."""
+    expected = reference(x).asnumpy().astype(np.float32)
+    got = other(x).asnumpy().astype(np.float32)
+    return float(np.abs(got - expected).max()), float(np.abs(expected).max())
 
 
 def save_pruned(pruned: PrunedNetwork, folder: str) -> List[str]:
@@ -117,9 +120,11 @@ def load_pruned(folder: str, ctx=None):
                                shapes, params)
 
 
-def probe(shape, seed: int, ctx):
+def probe(shape, seed: int, ctx, batch: int = 2):
+    """A seeded random input batch of the network's input ``shape`` (float32, on ``ctx``)."""
     import mxnet as mx
-    return mx.nd.array(np.random.RandomState(seed).normal(size=(2,) + tuple(shape[1:])), ctx=ctx)
+    return mx.nd.array(np.random.RandomState(seed).normal(size=(batch,) + tuple(shape[1:])),
+                       ctx=ctx)
 
 
 def renamed(arrays: Dict[str, np.ndarray], old: Optional[str], new: str) -> Dict[str, np.ndarray]:

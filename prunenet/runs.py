@@ -22,7 +22,7 @@ from .failpoints import failpoint
 from .gcp_steps import gcp_steps
 from .graph import ChannelGraph, trace
 from .pruned import (PrunedNetwork, by_original_names, check_surgery, load_pruned,  # noqa: F401
-                     probe, prune_network, renamed, save_pruned, surgery_check)
+                     output_gap, probe, prune_network, renamed, save_pruned, surgery_check)
 from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_FILE,  # noqa: F401
                       SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX, write_steps)  # (re-exported)
 from .replicas import host_copy
@@ -455,9 +455,8 @@ class _RunPhases:
         self.pruned = prune_network(self.net, self.graph, self.selection.keep,
                                     run.model or None, self.classes, params=params, ctx=self.ctx)
         x = probe(self.shape, run.seed, self.ctx[0]).astype(run.dtype)
-        masked_out = masked(x).asnumpy().astype(np.float32)
-        self.diff = float(np.abs(self.pruned.net(x).asnumpy() - masked_out).max())
-        check_surgery(self.diff, float(np.abs(masked_out).max()), run.dtype)
+        self.diff, scale = output_gap(masked, self.pruned.net, x)
+        check_surgery(self.diff, scale, run.dtype)
         self.timings["surgery_s"] = time.time() - t0
         self.rows.append({"step": run.steps if _trained(run.method) else 0,
                           "phase": "surgery",

@@ -9,6 +9,7 @@ from conftest import random_net
 from prunenet import cost_model, trace
 from prunenet.files import load_params, read_json
 from prunenet.methods import DATA_FREE
+from prunenet.pruned import check_surgery
 from prunenet.runs import PARAMS_FILE, SHAPES_FILE, prune_network, save_pruned, surgery_check
 from prunenet.surgery import network_params, zero_removed
 
@@ -36,6 +37,18 @@ def test_surgery_equals_masked_network(name, size, method, objective):
     assert np.abs(masked - pruned.net(x).asnumpy()).max() <= 1e-5 * max(1.0, np.abs(masked).max())
     # and pruning really changed the function (so the check above is not vacuous)
     assert np.abs(original - masked).max() > 1e-3
+
+
+def test_the_surgery_check_refuses_a_pruned_network_that_computes_otherwise():
+    net, graph, sel, pruned = _prune("cifar_resnet20_v1", 32, "l1", "flops")
+    beta = next(p for n, p in pruned.net.collect_params().items() if n.endswith("_beta"))
+    beta.set_data(beta.data() + 0.05)  # one BatchNorm shifted a little: a wrong surgery
+    diff, scale = surgery_check(net, pruned.net, graph, sel.keep)
+    assert diff > 1e-3
+    with pytest.raises(RuntimeError, match="surgery check failed"):
+        check_surgery(diff, scale)
+    beta.set_data(beta.data() - 0.05)
+    check_surgery(*surgery_check(net, pruned.net, graph, sel.keep))
 
 
 def test_tied_channels_are_removed_identically_in_every_producer_and_consumer():
