@@ -66,6 +66,7 @@ def _order():
                    for m in ("qcqp", "wsp", "activation-vote", "globalpru")]
     second = [("resnet20", m, a, s) for s in (0, 1, 2) for a in (0.5, 0.25)
               for m in ("gcp", "uniform")]
+    second += [("resnet20", "uniform-l1", a, 0) for a in (0.5, 0.25)]
     objectives = [(b, "gcp-params", 0.5, 0) for b in ("resnet20", "resnet18")]
     return main + rule + heavy + seeds + others + seed_papers + second + objectives
 
