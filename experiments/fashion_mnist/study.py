@@ -247,7 +247,7 @@ def _table(rows):
         regs = sorted({f"{r['reg']:g}" for r in rs if isinstance(r["reg"], float)})
         versus = ""
         ref = groups.get((model, target, ft, "uniform"))
-        if method != "uniform" and ref:
+        if method != "uniform" and ref and rs[0]["objective"] == ref[0]["objective"]:
             by_seed = {r["seed"]: r["top1"] for r in ref}
             pairs = [(r["top1"], by_seed[r["seed"]]) for r in rs if r["seed"] in by_seed]
             diff = [100 * (a - b) for a, b in pairs]
@@ -286,12 +286,15 @@ def _depth_table(out: str, names) -> list:
 
 
 def _figure(rows, out: str) -> None:
-    """Top-1 against fine-tuning epochs, one panel per (model, α), a line per method (mean over
-    seeds)."""
+    """Top-1 against fine-tuning epochs, one panel per (model, α of the FLOPs), a line per method
+    (mean over seeds), each method in one colour throughout."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [r for r in rows if not r["method"].endswith("-scratch")]
+    rows = [r for r in rows if not r["method"].endswith("-scratch") and r["objective"] == "flops"]
+    methods = sorted({r["method"] for r in rows})
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    lines = {}
     panels = sorted({(r["model"], r["target"]) for r in rows}, key=lambda p: (p[0], -p[1]))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
     for ax, (model, target) in zip(axes[0], panels):
@@ -302,15 +305,16 @@ def _figure(rows, out: str) -> None:
                 if r["method"] == method:
                     by_ft.setdefault(r["finetune_epochs"], []).append(100 * r["top1"])
             xs = sorted(by_ft)
-            ax.errorbar(xs, [np.mean(by_ft[x]) for x in xs],
-                        yerr=[np.std(by_ft[x]) if len(by_ft[x]) > 1 else 0 for x in xs],
-                        marker="o", capsize=2, label=method)
+            lines[method] = ax.errorbar(
+                xs, [np.mean(by_ft[x]) for x in xs],
+                yerr=[np.std(by_ft[x]) if len(by_ft[x]) > 1 else 0 for x in xs],
+                marker="o", capsize=2, color=colours[method], label=method)
         ax.set_title(f"{model}, α {target:g} of the FLOPs", fontsize=9)
         ax.set_xlabel("fine-tuning epochs")
         ax.set_ylabel("top-1 (%)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    fig.legend([lines[m] for m in methods], methods, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 1.1 / fig.get_figwidth(), 1))
     for ext in ("png", "svg"):
         with atomic_path(os.path.join(out, f"finetune_curves.{ext}")) as tmp:
             fig.savefig(tmp, format=ext, dpi=150)
