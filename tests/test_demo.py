@@ -26,8 +26,9 @@ def test_quick_demo_trains_prunes_and_reuses_its_base(tmp_path):
     report = first["report"]
     assert report["achieved"] <= 0.5 and report["macs_after"] <= 0.5 * report["macs_before"]
     assert report["top1_before"] > 0.5  # far above chance (0.1) even on the subset
-    # 16 fine-tuning iterations after a 66 % base: measured 0.37 and 0.67 in two runs of the
-    # threaded engine, so the bound is "well above chance", which a broken cut would not reach
+    # 16 fine-tuning iterations on the subset's base (66 % in the second run): measured 0.37 and
+    # 0.67 in two runs of the threaded engine, so the bound is "well above chance" (0.1), which a
+    # broken cut would not reach
     assert report["top1_after"] > 0.25
     assert "GCP 0.5 FLOPs" in first["table"] and "CPU img/s" in first["table"]
     assert first["throughput"]["pruned"]["throughput_img_s"] > 0
