@@ -1,6 +1,7 @@
 """The Fashion-MNIST study (experiments/fashion_mnist/study.py) end to end on its --quick
 subset: a pruning cell with its fine-tuning budget, the state listing, the report."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -18,12 +19,12 @@ def test_quick_study_runs_its_cells_and_reports_them(tmp_path):
     out, cache = str(tmp_path / "study"), str(tmp_path / "cache")
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
 
-    def study(*args):
+    def study(*args, returncode=0):
         done = subprocess.run([sys.executable, STUDY, "--quick", "--out", out, "--cache-dir",
                                cache] + list(args), env=env, capture_output=True, text=True,
                               timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout
+        assert done.returncode == returncode, done.stderr[-3000:]
+        return done.stdout if returncode == 0 else done.stderr
 
     listed = study("--list")
     assert "missing      resnet18-uniform-0.5-s0" in listed
@@ -44,3 +45,26 @@ def test_quick_study_runs_its_cells_and_reports_them(tmp_path):
     assert "| resnet18_v1b | 0.5 | 0.25 | uniform |" in table
     assert open(os.path.join(out, "table.md")).read().strip() == table.strip()
     assert os.path.getsize(os.path.join(out, "finetune_curves.png")) > 1000
+
+    # a base trained anew (here: other bytes in the cache) is refused, not mixed into the cells
+    [base] = [os.path.join(cache, f) for f in os.listdir(cache) if f.endswith(".params")]
+    with open(base, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    err = study("--cells", "resnet18-gcp-*", returncode=2)
+    assert "is not the base" in err and "another --out" in err and len(err.splitlines()) == 1
+    assert "missing      resnet18-gcp-0.5-s0" in study("--list")
+    # and so is a folder whose cells report different bases
+    report_file = os.path.join(out, "cells", "resnet18-uniform-0.5-s0", "report.json")
+    with open(report_file) as f:
+        doc = json.load(f)
+    doc["top1_before"] += 0.01
+    with open(report_file, "w") as f:
+        json.dump(doc, f)
+    os.makedirs(os.path.join(out, "cells", "resnet18-gcp-0.5-s0"))
+    with open(os.path.join(out, "cells", "resnet18-gcp-0.5-s0", "report.json"), "w") as f:
+        json.dump(dict(doc, top1_before=doc["top1_before"] - 0.01), f)
+    err = study("--report", returncode=2)
+    assert "pruned from different bases" in err and len(err.splitlines()) == 1

@@ -32,7 +32,8 @@ import time
 import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
 import numpy as np
 from prunenet.demo import DemoConfig, train_base
-from prunenet.files import atomic_path, read_json, write_json
+from prunenet.errors import PrunenetError
+from prunenet.files import atomic_path, read_json, sha1_of, write_json
 from prunenet.records import RESULTS_COLUMNS
 from prunenet.devices import contexts
 from prunenet.runs import DataRun, data_run, load_pruned
@@ -104,7 +105,8 @@ def state(folder: str, quick: bool = False) -> str:
 def run_cell(name, base, settings, args, ctx):
     folder = os.path.join(args.out, "cells", name)
     t0 = time.time()
-    base_file, _ = train_base(base, None, args.cache_dir, ctx, progress=False)
+    base_file, top1 = train_base(base, None, args.cache_dir, ctx, progress=False)
+    _check_base(args.out, name.split("-", 1)[0], base_file, top1)
     if state(folder) == "interrupted":
         data_run(DataRun(model="", out=folder, target=0.5), resume=True)
     elif state(folder) == "missing":
@@ -116,6 +118,32 @@ def run_cell(name, base, settings, args, ctx):
     if name in SCRATCH and not args.quick:
         _scratch(folder, base, settings, ctx)
     print(f"{name}: {time.time() - t0:.0f} s", flush=True)
+
+
+def _check_base(out: str, base_name: str, base_file: str, top1: float) -> None:
+    """Refuse to prune with a base other than the one this folder's cells of the same network
+    were pruned from (``bases.json`` records each base's SHA-1 and top-1 when first used)."""
+    path = os.path.join(out, "bases.json")
+    known = read_json(path, "the study's bases") if os.path.exists(path) else {}
+    mine = {"params": os.path.basename(base_file), "sha1": sha1_of(base_file), "top1": top1}
+    if base_name in known:
+        theirs = known[base_name]
+        if theirs["sha1"] != mine["sha1"]:
+            raise PrunenetError(
+                f"{base_file} (sha1 {mine['sha1'][:8]}, top-1 {top1:.4f}) is not the base "
+                f"{out}'s {base_name} cells were pruned from (sha1 {theirs['sha1'][:8]}, top-1 "
+                f"{theirs['top1']:.4f}): run these cells with another --out")
+        return
+    for cell in sorted(os.listdir(os.path.join(out, "cells"))) if os.path.isdir(
+            os.path.join(out, "cells")) else []:  # cells from before bases.json
+        report_file = os.path.join(out, "cells", cell, "report.json")
+        if cell.startswith(base_name + "-") and os.path.exists(report_file):
+            before = read_json(report_file, "run report")["top1_before"]
+            if abs(before - top1) > 5e-5:
+                raise PrunenetError(
+                    f"{base_file} has top-1 {top1:.4f}, but {out}'s cell {cell} was pruned from "
+                    f"a base with top-1 {before:.4f}: run these cells with another --out")
+    write_json(path, dict(known, **{base_name: mine}))
 
 
 def _train_stream(base, seed: int, epoch_offset: int):
@@ -189,13 +217,18 @@ def _pruning_epochs(report) -> float:
 def report(args) -> None:
     """results.csv (the shared schema, one row per cell and fine-tuning budget), table.md with
     mean ± std over seeds and paired tests, and top-1 against fine-tuning epochs (PNG + SVG)."""
-    rows = []
+    rows, bases = [], {}
     names = list(cells(args.quick))
     for name in names:
         folder = os.path.join(args.out, "cells", name)
         if state(folder, args.quick) in ("missing", "interrupted"):
             continue
         r = read_json(os.path.join(folder, "report.json"), "run report")
+        first = bases.setdefault(r["model"], (name, r["top1_before"]))
+        if abs(first[1] - r["top1_before"]) > 5e-5:
+            raise PrunenetError(f"cells {first[0]} and {name} were pruned from different bases "
+                                f"(top-1 {first[1]:.4f} and {r['top1_before']:.4f}): one folder "
+                                "holds one base per network")
         study_method = name.split("-", 1)[1].rsplit("-", 2)[0]
         common = {"model": r["model"], "method": study_method, "objective": r["objective"],
                   "target": r["target"], "achieved": r["achieved"], "macs": r["macs_after"],
@@ -339,12 +372,15 @@ def main(argv=None) -> int:
         for name in todo:
             print(f"{state(os.path.join(args.out, 'cells', name), args.quick):12} {name}")
         return 0
-    if args.report:
-        report(args)
-        return 0
-    for name, (base, settings) in todo.items():
-        run_cell(name, base, settings, args, ctx)
-        report(args)
+    try:
+        if args.report:
+            report(args)
+        for name, (base, settings) in ({} if args.report else todo).items():
+            run_cell(name, base, settings, args, ctx)
+            report(args)
+    except PrunenetError as err:
+        print(f"study.py: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
