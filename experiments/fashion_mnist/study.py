@@ -10,7 +10,9 @@ run folder with no fine-tuning: its top-1 is the method's "head start"), then fi
 pruned network for each budget of ``FINETUNE_BUDGETS`` epochs with the demo's recipe, and, for
 the cells named in ``SCRATCH``, trains the same widths from a random start for as many epochs as
 the pruned network had in all (the architecture-only control). Every piece is written when done
-and skipped when found, so the study runs in pieces; an interrupted pruning run resumes.
+and skipped when found, so the study runs in pieces; an interrupted pruning run resumes. A folder
+holds one base per network (``bases.json``: its SHA-1 and top-1); a cell pruned from another
+base, such as one trained anew after the cache was lost, is refused: give it another ``--out``.
 
 The cells are listed in the order they run — the comparisons the paper's claims rest on first
 (GCP against naive uniform at α 0.5 and 0.25), the stream rules side by side (``gcp`` uses the
