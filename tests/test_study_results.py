@@ -59,3 +59,14 @@ def test_readme_shows_the_committed_table_and_the_table_is_the_csv(study):
     cells = {row["run_dir"] for row in _csv_rows(os.path.join(folder, "results.csv"))}
     for cell in cells:  # every row has its cell's report committed beside it
         assert os.path.exists(os.path.join(folder, cell, "report.json")), cell
+
+
+def test_paired_p_is_left_out_when_every_seed_differs_alike():
+    row = dict(model="m", target=0.5, finetune_epochs=0.0, objective="flops", achieved=0.5,
+               macs=1e6, reg="")
+    rows = [dict(row, method="uniform", seed=s, top1=t) for s, t in enumerate((0.1, 0.2, 0.3))]
+    rows += [dict(row, method="same", seed=s, top1=t + 0.05) for s, t in enumerate((0.1, 0.2, 0.3))]
+    rows += [dict(row, method="varied", seed=s, top1=t) for s, t in enumerate((0.2, 0.2, 0.5))]
+    lines = {line.split(" | ")[3]: line for line in _study_module()._table(rows)[2:]}
+    assert "+5.00 pt over 3 |" in lines["same"] and "p =" not in lines["same"]
+    assert "p = " in lines["varied"]

@@ -54,7 +54,8 @@ METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),
            "activation-vote": ("activation-vote", {}), "globalpru": ("globalpru", {}),
            "gcp-params": ("gcp", {"objective": "params"})}  # α is then of the parameters
 BASES = {"resnet18": DemoConfig(), "resnet20": DemoConfig(model="cifar_resnet20_v1")}
-SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform-l1-0.25-s0")
+SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform-l1-0.25-s0",
+           "resnet18-l1-0.25-s0", "resnet18-slimming-0.25-s0")
 
 
 def _order():
@@ -288,7 +289,7 @@ def _table(rows):
             diff = [100 * (a - b) for a, b in pairs]
             if diff:
                 versus = f"{statistics.mean(diff):+.2f} pt over {len(diff)}"
-                if len(diff) > 1:
+                if len({round(d, 6) for d in diff}) > 1:  # identical differences: no test
                     from scipy import stats
                     p = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
                     versus += f", p = {p:.2g}" if math.isfinite(p) else ""
