@@ -3,7 +3,10 @@
 ``prunenet.prune(net, "l1", "flops", 0.5, input_shape=...)`` prunes a network without data;
 ``prunenet.GCP(net, target=0.5, input_shape=...).fit(loader).prune()`` with the paper's method on
 any iterable of ``(data, label)`` batches; ``prunenet.finetune(small, loader)`` trains the result;
-``prunenet.replace_classifier(net, classes)`` gives a network a fresh output layer (transfer).
+``prunenet.replace_classifier(net, classes)`` gives a network a fresh output layer (transfer);
+``gcp.save(folder, data=...)``, ``prunenet.zoo.publish(folder, zoo, name)``,
+``prunenet.zoo.get_model(name, pretrained=True, root=zoo)`` and
+``prunenet.export.export(name, zoo, "onnx", out)`` carry the result to a zoo and to ONNX.
 See docs/api.md.
 
 Importing prunenet before MXNet sets ``OMP_NUM_THREADS`` to the number of cores when the user
@@ -18,6 +21,7 @@ from .costs import cost_model, count  # noqa: E402
 from .errors import PrunenetError  # noqa: E402
 from .graph import ChannelGraph, Group, Layer, Norm, UnsupportedOpError, trace  # noqa: E402
 from . import latency  # noqa: E402,F401  (registers the latency objective)
+from . import export, zoo  # noqa: E402,F401  (prunenet.zoo.publish, prunenet.export.export)
 from .select import InfeasibleTargetError, Selection, select  # noqa: E402
 from .version import __version__  # noqa: E402
 

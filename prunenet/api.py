@@ -35,6 +35,14 @@ def _name(net) -> str:
     return type(net).__name__
 
 
+def _model_name(net) -> str:
+    """The name a report gives ``net``: GluonCV's model name (``resnet18_v1b``, as the command
+    line writes it, which ``load_pruned`` and ``prunenet zoo publish`` build by) where ``net`` is
+    one of GluonCV's networks, else its class name."""
+    from .models import gluoncv_name
+    return gluoncv_name(net) or _name(net)
+
+
 def _trace(net, input_shape, strict: bool):
     from mxnet import gluon
     from .graph import trace
@@ -140,12 +148,12 @@ def prune(net, method: str = "l1", objective: str = "flops", target: float = 0.5
                                    batches, ctx[0]), cost, target)
     timings["select_s"] = time.time() - t0
     t0 = time.time()
-    pruned = prune_network(net, graph, selection.keep, params=params, ctx=ctx[0])
+    pruned = prune_network(net, graph, selection.keep, params=params, ctx=ctx)
     masked = build_symbol_block(graph, full_keep(graph), params, ctx=ctx[0])  # net stays as it is
     diff, scale = surgery_check(masked, pruned.net, graph, selection.keep, seed=seed)
     check_surgery(diff, scale)
     timings["surgery_s"] = time.time() - t0
-    report = base_report(_name(net), method, objective, target, selection, graph, before,
+    report = base_report(_model_name(net), method, objective, target, selection, graph, before,
                           timings, command=[])
     report.update({"input_shape": list(graph.input_shape), "round_to": round_to,
                    "min_width": min_width, "seed": seed, "surgery_max_abs_diff": diff,
@@ -230,6 +238,7 @@ class GCP:
     """
 
     search: Optional[dict] = None  # reg="auto": the grid, each candidate's loss, the best
+    top1_before: tuple = (None, None)  # the unpruned network's top-1, top-5 on fit's val_data
 
     def __init__(self, net, objective: str = "flops", target: float = 0.5,
                  input_shape: Sequence[int] = (1, 3, 224, 224), ctx=None, *,
@@ -303,6 +312,8 @@ class GCP:
                                 "set kept out of train_data), or give reg a number")
         if search:
             held = Epochs(heldout_data, shape, "held-out data")
+        if held_out is not None and self.steps_done == 0:  # the report's top1_before
+            self.top1_before = accuracy(self._wrapper, held_out(), self.ctx)
         for t in range(self.steps_done + 1, self.config.steps + 1):
             t0 = time.time()
             if t == 1 and search:
@@ -334,34 +345,74 @@ class GCP:
         selection = self._schedule.selection()
         t0 = time.time()
         pruned = prune_network(self.net, self.graph, selection.keep,
-                               params=self._wrapper.folded_params(), ctx=self.ctx[0])
+                               params=self._wrapper.folded_params(), ctx=self.ctx)
         diff, scale = output_gap(self.masked, pruned.net,
                                  probe(self.graph.input_shape, self.seed, self.ctx[0]))
         check_surgery(diff, scale)
         self.timings["surgery_s"] = time.time() - t0
-        report = base_report(_name(self.net), "gcp", self.objective, self.config.target,
+        report = base_report(_model_name(self.net), "gcp", self.objective, self.config.target,
                               selection, self.graph, self.before, dict(self.timings), command=[])
         report.update({"input_shape": list(self.graph.input_shape), "seed": self.seed,
                        "surgery_max_abs_diff": diff, "notes": list(self._schedule.notes),
                        "settings": dataclasses.asdict(self.config), "transfer": self.transfer,
                        "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
+                       **self._gcp_fields(),
                        **latency_report(self.cost, selection.keep, self.config.target)})
-        self._pruned = pruned
+        self._pruned, self._selection = pruned, selection
         return _attach(pruned, report)
 
-    def save(self, folder: str, overwrite: bool = False) -> str:
+    def _gcp_fields(self) -> dict:
+        """The report's GCP fields, as the command line writes them: λ, its search, the
+        channels removed for a zero scale, the stream rule."""
+        search = self.search and dict(self.search, done=True, chosen=self.config.reg)
+        return {"reg": self.config.reg, "reg_search": search,
+                "zeros_pruned": self._schedule.zeros_pruned,
+                "stream_score": self._wrapper.stream_score}
+
+    def save(self, folder: str, data=None, overwrite: bool = False, dataset: Optional[str] = None,
+             speed_check: bool = True) -> str:
         """Write the run folder the command line writes — ``report.json``, ``steps.csv`` and the
-        pruned pair — atomically; returns its path."""
+        pruned pair — atomically, with the weights the network :meth:`prune` returned has now
+        (fine-tuned or not); returns its path. ``prunenet zoo publish`` and
+        :func:`prunenet.pruned.load_pruned` take the folder.
+
+        ``data`` (batches of held-out images): evaluated as the command line evaluates, into
+        ``top1_after``/``top5_after`` (the network as it is now) and ``top1_selected`` (right
+        after the selection); ``top1_before`` is the unpruned network's on ``fit``'s
+        ``val_data``, when it was given. ``dataset``: the name the zoo lists. ``speed_check``:
+        the measured speed-up on the first context, as the command line's ``speed_check``."""
+        from .data import Epochs, accuracy
         from .files import staged_dir, write_json
+        from .pruned import by_original_names, save_pruned
         from .records import REPORT_FILE, STEPS_FILE, write_steps
-        from .pruned import save_pruned
+        from .replicas import host_copy
+        from .report import run_speed_check
         net = self.prune()
-        report = dict(net.report)
+        self._pruned.params = host_copy(by_original_names(self._pruned))  # what it holds now
+        report = dict(net.report, dataset=dataset, classes=self._classes(net),
+                      top1_before=self.top1_before[0], top5_before=self.top1_before[1])
+        if data is not None:
+            batches = Epochs(data, self.graph.input_shape, "evaluation data")
+            report["top1_after"], report["top5_after"] = accuracy(net, batches(), self.ctx)
+            report["top1_selected"], _ = accuracy(self.masked, batches(), self.ctx)
+        if speed_check:
+            t0 = time.time()
+            batch = self.cost.table.batch_size if self.objective == "latency" else 16
+            report["speed_check"] = run_speed_check(
+                self.net, net, self.graph.input_shape, self.before, self.graph,
+                self._selection, _gpus(self.ctx), self.objective, batch, self.ctx[0])
+            report["timings"] = dict(report["timings"], speed_check_s=time.time() - t0)
         with staged_dir(folder, overwrite=overwrite) as stage:
             write_steps(os.path.join(stage, STEPS_FILE), self.history)
             report["files"] = save_pruned(self._pruned, stage)
             write_json(os.path.join(stage, REPORT_FILE), report)
         return os.path.abspath(folder)
+
+    def _classes(self, net) -> int:
+        import mxnet as mx
+        x = mx.nd.zeros((1,) + tuple(self.graph.input_shape[1:]), ctx=self.ctx[0])
+        with mx.autograd.pause(train_mode=False):
+            return int(net(x).shape[1])
 
 
 def finetune(net, data, epochs: float = 1.0, ctx=None, progress: bool = False,

@@ -10,7 +10,7 @@ from .errors import PrunenetError
 __all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
            "check_shapes", "initialize_missing", "pretrained_params",
            "build_pruned_resnet", "load_symbol_block", "fresh_resnetv1b",
-           "load_network", "symbol_name"]
+           "load_network", "symbol_name", "gluoncv_name"]
 
 # Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
 _CIFAR_PREFIX = "cifar_"
@@ -162,6 +162,32 @@ def fresh_resnetv1b(net):
                      stem_width=net.conv1[0]._channels if deep_stem else 32, avg_down=avg_down,
                      final_drop=net.drop._rate if net.drop is not None else 0.0,
                      name_prefix=net.prefix)
+
+
+def gluoncv_name(net) -> Optional[str]:
+    """The GluonCV model name (``resnet18_v1b``, ``cifar_resnet20_v1``, ...) whose architecture
+    ``net`` has — the same class, parameter names and shapes apart from the input channels and
+    class count — or None when no GluonCV model of ``net``'s class is one."""
+    from gluoncv.model_zoo import model_zoo
+    cls = type(net)
+    own = {k: tuple(p.shape) for k, p in net._collect_params_with_prefix().items()}
+    names = sorted(n for n, f in model_zoo._models.items()
+                   if getattr(f, "__module__", None) == cls.__module__)
+    for name in names:
+        try:
+            candidate = build_model(name)
+        except Exception:  # a builder that needs what this machine lacks: not this network
+            continue
+        if type(candidate) is not cls:
+            continue
+        theirs = {k: tuple(p.shape) for k, p in candidate._collect_params_with_prefix().items()}
+        if list(theirs) != list(own):
+            continue
+        differ = {k.rsplit(".", 1)[0] for k in own if len(theirs[k]) != len(own[k]) or
+                  any(t not in (0, o) for t, o in zip(theirs[k], own[k]))}
+        if not differ or differ == {list(own)[-1].rsplit(".", 1)[0]}:  # the class count
+            return name
+    return None
 
 
 def _classifier_to_replace(net, params: str, classes: Optional[int]) -> list:

@@ -133,10 +133,12 @@ def _holder(path: str) -> str:
 
 
 @contextlib.contextmanager
-def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True) -> Iterator[None]:
+def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True,
+              record: bool = True) -> Iterator[None]:
     """Hold an exclusive ``flock`` on the file ``path`` for the body. Another holder makes this
     wait (``wait``) or raise :class:`LockedError` naming it (its pid and command line, written
-    into the lock file). ``remove``: delete the lock file on release."""
+    into the lock file unless ``record`` is off: an empty lock file, e.g. in a folder others
+    are served). ``remove``: delete the lock file on release."""
     import fcntl
     path = os.path.abspath(path)
     key = (path, threading.get_ident())
@@ -167,7 +169,8 @@ def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True) -> 
         f.close()
     f.seek(0)
     f.truncate()
-    f.write(f"pid {os.getpid()} ({' '.join(['prunenet'] + sys.argv[1:])})"[:500] + "\n")
+    if record:
+        f.write(f"pid {os.getpid()} ({' '.join(['prunenet'] + sys.argv[1:])})"[:500] + "\n")
     f.flush()
     _held[key] = [f, 0]
     try:

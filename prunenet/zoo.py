@@ -126,7 +126,9 @@ def _locked(zoo: str) -> Iterator[None]:
         os.makedirs(zoo, exist_ok=True)
     except OSError as err:
         raise write_error(err, zoo, "--zoo") from None
-    with hold_lock(os.path.join(zoo, LOCK_FILE), f"zoo {zoo}", wait=True, remove=False):
+    # waits, so never names the holder: the served folder gets no pid or command line
+    with hold_lock(os.path.join(zoo, LOCK_FILE), f"zoo {zoo}", wait=True, remove=False,
+                   record=False):
         yield
 
 
@@ -532,7 +534,7 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
         "top1": report.get("top1_after"), "top5": report.get("top5_after"), **speed,
         "command": report.get("command"), "files": files, "sha1": hashes, "sizes": sizes,
         "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "prunenet": __version__, "run_dir": run_dir,
+        "prunenet": __version__,  # no local path: the zoo is served to other machines
     }
     # the run's own speed check: measured speed-up, its noise, device, batch size, threads
     entry["speed_check"] = report.get("speed_check")
