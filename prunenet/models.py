@@ -10,7 +10,8 @@ from .errors import PrunenetError
 __all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
            "check_shapes", "initialize_missing", "pretrained_params",
            "build_pruned_resnet", "load_symbol_block", "fresh_resnetv1b",
-           "load_network", "symbol_name", "gluoncv_name"]
+           "load_network", "symbol_name", "gluoncv_name", "input_channels", "symbol_channels",
+           "shapes_channels"]
 
 # Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
 _CIFAR_PREFIX = "cifar_"
@@ -93,12 +94,62 @@ def check_shapes(net, shapes: Dict[str, Sequence[int]], source: str, model: str)
                                 f"{list(shape)}, the model's is {list(want)}")
 
 
+def _first_conv(block):
+    """The first ``Conv2D`` of ``block`` in the order its children were added (the stem)."""
+    from mxnet.gluon import nn
+    for child in block._children.values():
+        found = child if isinstance(child, nn.Conv2D) else _first_conv(child)
+        if found is not None:
+            return found
+    return None
+
+
+def input_channels(net) -> Optional[int]:
+    """The input channels of a built and initialised Gluon network: its first convolution's
+    (None without one)."""
+    conv = _first_conv(net)
+    if conv is None or not conv.weight.shape or not conv.weight.shape[1]:
+        return None
+    return int(conv.weight.shape[1]) * int(conv._kwargs.get("num_group", 1))
+
+
+def shapes_channels(shapes: Optional[Dict[str, Sequence[int]]]) -> Optional[int]:
+    """The input channels a GluonCV pruned-ResNet shape file says (its stem's weight)."""
+    from .surgery import GLUONCV_PREFIX
+    stem = (shapes or {}).get(GLUONCV_PREFIX + "conv0_weight")
+    return int(stem[1]) if stem is not None and len(stem) == 4 else None
+
+
+def _stored_channels(net, shapes, shapes_source: str, params: Optional[str]) -> tuple:
+    """``(channels, what says so)`` of GluonCV's ``net`` by its shape file or its
+    ``save_parameters`` file, or ``(None, None)`` when neither says."""
+    import mxnet as mx
+    if shapes_channels(shapes) is not None:
+        return shapes_channels(shapes), f"shape file {shapes_source}"
+    conv = _first_conv(net)
+    if params is None or conv is None or not os.path.isfile(params):
+        return None, None
+    key = next((k for k, p in net._collect_params_with_prefix().items() if p is conv.weight),
+               None)
+    try:
+        stored = mx.nd.load(params)
+    except mx.base.MXNetError:
+        return None, None  # load_parameters names the file's problem
+    if not isinstance(stored, dict) or key not in stored or stored[key].ndim != 4:
+        return None, None
+    return (int(stored[key].shape[1]) * int(conv._kwargs.get("num_group", 1)),
+            f"params file {params}")
+
+
 def load_model(name: str, classes: Optional[int] = None, params: Optional[str] = None,
                shapes: Optional[Dict[str, Sequence[int]]] = None, shapes_source: str = "<shapes>",
-               seed: int = 0, ctx=None, input_size: Optional[int] = None, channels: int = 3):
+               seed: int = 0, ctx=None, input_size: Optional[int] = None,
+               channels: Optional[int] = None):
     """Build ``name`` (resized to ``shapes`` when given) and initialise it: from a Gluon
     ``save_parameters`` file ``params``, or seeded at random; on every context of ``ctx``
-    (a context or a list of them)."""
+    (a context or a list of them). Its input channels are those the shape file or the params
+    file say, else ``channels`` (default 3); ``channels`` other than what a file says is
+    refused (:func:`input_channels` reads them off the result)."""
     import mxnet as mx
     import numpy as np
     from .replicas import context_list, place
@@ -109,6 +160,12 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
     net = build_model(name, classes)
     mx.random.seed(seed)
     np.random.seed(seed)
+    stored, source = _stored_channels(net, shapes, shapes_source, params)
+    if stored is not None and channels is not None and stored != channels:
+        raise PrunenetError(f"{source} is for {stored}-channel input, not {channels} channels; "
+                            f"give --channels {stored} (or data of {stored} channels), or a "
+                            f"file made for {channels}-channel input")
+    channels = stored or channels or 3
     shape = input_shape(name, input_size, channels)
     if shapes is not None:
         if not is_resnetv1b(net):
@@ -275,20 +332,28 @@ def symbol_name(symbol_file: str) -> str:
 
 def load_network(model: Optional[str] = None, symbol: Optional[str] = None,
                  classes: Optional[int] = None, params: Optional[str] = None, seed: int = 0,
-                 ctx=None, input_size: Optional[int] = None, channels: int = 3) -> tuple:
+                 ctx=None, input_size: Optional[int] = None,
+                 channels: Optional[int] = None) -> tuple:
     """``(net, name, input shape)`` of GluonCV's ``model`` (see :func:`load_model`) or of a
     ``HybridBlock.export`` pair (``symbol`` with its ``params``, input 224 pixels unless
-    ``input_size``)."""
+    ``input_size``). The input channels: what the params (or shape) file says, else
+    ``channels``, else 3."""
     if (model is None) == (symbol is None):
         raise PrunenetError("give --model NAME (a GluonCV network) or --symbol FILE (with "
                             "--params, what HybridBlock.export writes), one of them")
     if model is not None:
         net = load_model(model, classes=classes, params=params, seed=seed, ctx=ctx,
                          input_size=input_size, channels=channels)
-        return net, model, input_shape(model, input_size, channels)
+        return net, model, input_shape(model, input_size, input_channels(net) or 3)
     from .files import require_file
     require_file(symbol, "symbol file")
-    shape = input_shape("", input_size, channels)
+    stored = symbol_channels(symbol, params)
+    if stored is not None and channels is not None and stored != channels:
+        raise PrunenetError(f"params file {params} is for {stored}-channel input, not "
+                            f"{channels} channels; give --channels {stored} (or data of "
+                            f"{stored} channels), or the pair exported for {channels}-channel "
+                            f"input")
+    shape = input_shape("", input_size, stored or channels or 3)
     check_symbol_params(symbol, params, shape)
     net = load_symbol_block(symbol, params, ctx)
     stored = _output_classes(net, shape)
@@ -297,6 +362,33 @@ def load_network(model: Optional[str] = None, symbol: Optional[str] = None,
                             f"the output layer of a --symbol network is not supported yet "
                             f"(export it with {classes} outputs)")
     return net, symbol_name(symbol), shape
+
+
+def symbol_channels(symbol_file: str, params_file: Optional[str]) -> Optional[int]:
+    """The input channels an exported pair says: those of the params of the convolution (or
+    BatchNorm) that reads ``data``; None when the files do not say (or cannot be read: the
+    checks that follow name the problem)."""
+    import json
+    import mxnet as mx
+    try:
+        with open(symbol_file) as f:
+            nodes = json.load(f)["nodes"]
+        stored = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(params_file).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, mx.base.MXNetError):
+        return None
+    data = [i for i, n in enumerate(nodes) if n.get("op") == "null" and n.get("name") == "data"]
+    for node in nodes:
+        inputs = node.get("inputs") or []
+        if not data or not inputs or inputs[0][0] != data[0] or len(inputs) < 2:
+            continue
+        weight = stored.get(nodes[inputs[1][0]].get("name"))
+        attrs = node.get("attrs") or {}
+        if node.get("op") == "Convolution" and weight is not None and weight.ndim == 4:
+            return int(weight.shape[1]) * int(attrs.get("num_group", 1))
+        if node.get("op") == "BatchNorm" and weight is not None:
+            return int(weight.shape[0])
+        return None
+    return None
 
 
 def _output_classes(net, shape) -> int:
@@ -337,15 +429,20 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
         args, _, aux = symbol.infer_shape(data=shape)
     except mx.base.MXNetError as err:
         raise PrunenetError(f"{symbol_file} cannot run on input of shape {shape}: "
-                            f"{_first_line(err)}; check --input-size") from None
+                            f"{_first_line(err)}; check --input-size and --channels") from None
     want = dict(zip(symbol.list_arguments(), args))
     want.update(zip(symbol.list_auxiliary_states(), aux))
     for name in needed:
-        if tuple(stored[name].shape) != tuple(want[name]):
+        got, need = tuple(stored[name].shape), tuple(want[name])
+        if got != need:
+            if len(got) == 4 == len(need) and need[1] == shape[1] and got[1] != need[1] and \
+                    got[:1] + got[2:] == need[:1] + need[2:]:  # the stem, at other channels
+                raise PrunenetError(f"params file {params_file}: {name} has shape {got}, for "
+                                    f"{got[1]}-channel input, not the {shape[1]} channels of "
+                                    f"input {shape}; give --channels {got[1]}")
             raise PrunenetError(f"params file {params_file} does not fit {symbol_file}: {name} "
-                                f"has shape {tuple(stored[name].shape)}, the symbol needs "
-                                f"{tuple(want[name])} at input {shape}; pass the params file "
-                                f"exported with this symbol")
+                                f"has shape {got}, the symbol needs {need} at input {shape}; "
+                                f"pass the params file exported with this symbol")
 
 
 def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=None):

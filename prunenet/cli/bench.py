@@ -32,6 +32,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--input-size", type=positive_int, default=None,
                    help="input image size (default 224; 32 for cifar_* models)")
+    p.add_argument("--channels", type=positive_int, default=None,
+                   help="input channels of each --model (default: the first --shapes file's, "
+                        "else 3)")
     p.add_argument("--gpus", default="", help="GPU id to measure on, e.g. 0 (default: CPU)")
     p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--repeats", type=positive_int, default=10,
@@ -77,7 +80,7 @@ def _labels(args) -> list:
 def _networks(args, ctx) -> Dict[str, tuple]:
     """label -> (network, image shape C×H×W) for the command line's models."""
     from ..files import read_shapes
-    from ..models import input_shape, load_model
+    from ..models import input_channels, input_shape, load_model, shapes_channels
     if args.zoo is not None and not args.name:
         raise PrunenetError("--zoo ZOO needs --name NAME: the zoo model to measure")
     if not args.model and not args.name:
@@ -86,16 +89,18 @@ def _networks(args, ctx) -> Dict[str, tuple]:
         raise PrunenetError(f"--shapes resizes one --model; give exactly one --model, not "
                             f"{len(args.model)}")
     labels = iter(_labels(args))
+    shapes = [read_shapes(path) for path in args.shapes]
+    channels = args.channels or (shapes_channels(shapes[0]) if shapes else None)
     nets: Dict[str, tuple] = {}
     for name in args.model:
-        nets[next(labels)] = (load_model(name, input_size=args.input_size, ctx=ctx),
-                              input_shape(name, args.input_size)[1:])
-    for path in args.shapes:
+        net = load_model(name, input_size=args.input_size, ctx=ctx, channels=channels)
+        nets[next(labels)] = (net, input_shape(name, args.input_size, input_channels(net) or 3)[1:])
+    for path, resized in zip(args.shapes, shapes):
         model = args.model[0]
-        nets[next(labels)] = (
-            load_model(model, shapes=read_shapes(path), shapes_source=path,
-                       input_size=args.input_size, ctx=ctx),
-            input_shape(model, args.input_size)[1:])
+        net = load_model(model, shapes=resized, shapes_source=path, input_size=args.input_size,
+                         ctx=ctx, channels=args.channels)
+        nets[next(labels)] = (net, input_shape(model, args.input_size,
+                                               input_channels(net) or 3)[1:])
     if args.name:
         try:
             from .. import zoo
@@ -122,6 +127,11 @@ def _bench(args) -> int:
     ctx = device(args.gpus)
     nets = _networks(args, ctx)
     shapes = {shape for _, shape in nets.values()}
+    if len({shape[0] for shape in shapes}) > 1:
+        takes = ", ".join(f"{label} {shape[0]}" for label, (_, shape) in nets.items())
+        raise PrunenetError(f"the networks take different input channels ({takes}); build "
+                            f"the --model networks for the others' with --channels, or measure "
+                            f"networks of one input")
     if len(shapes) > 1:
         raise PrunenetError(f"the networks take different input shapes ({sorted(shapes)}); "
                             f"give --input-size to measure them alike")

@@ -17,6 +17,9 @@ def add_parser(sub) -> None:
                    help="input image size in pixels (default 224; 32 for cifar_* models)")
     p.add_argument("--classes", type=positive_int, default=None,
                    help="number of output classes (default: the model's, 1000 for ImageNet)")
+    p.add_argument("--channels", type=positive_int, default=None,
+                   help="input channels, where neither --shapes nor --params says them "
+                        "(default 3)")
     p.add_argument("--shapes", default=None,
                    help="a GluonCV pruned-ResNet shape file (JSON) to count instead of the "
                         "full-width model")
@@ -28,18 +31,20 @@ def _count(args) -> int:
     from ..costs import count
     from ..files import read_shapes
     from ..graph import trace
-    from ..models import input_shape, load_model, load_network
+    from ..models import input_channels, input_shape, load_model, load_network
 
     if args.shapes or args.symbol is None:
         if args.symbol is not None or args.params is not None:
             raise PrunenetError("--shapes goes with --model, --params with --symbol")
         shapes = read_shapes(args.shapes) if args.shapes else None
         net = load_model(args.model, classes=args.classes, shapes=shapes,
-                         shapes_source=args.shapes, input_size=args.input_size)
-        name, shape = args.model, input_shape(args.model, args.input_size)
+                         shapes_source=args.shapes, input_size=args.input_size,
+                         channels=args.channels)
+        name = args.model
+        shape = input_shape(args.model, args.input_size, input_channels(net) or 3)
     else:
         net, name, shape = load_network(args.model, args.symbol, args.classes, args.params,
-                                        input_size=args.input_size)
+                                        input_size=args.input_size, channels=args.channels)
     result = count(trace(net, shape))
     if args.json:
         print(json.dumps({"macs": result["macs"], "params": result["params"]}))
