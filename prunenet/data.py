@@ -26,7 +26,7 @@ from .errors import PrunenetError
 
 __all__ = ["Dataset", "ArrayDataset", "FolderDataset", "RecordDataset", "Batches", "read_idx",
            "fashion_mnist", "synthetic", "image_folder", "imagenet_record", "load", "DATASETS",
-           "accuracy", "FASHION_MNIST_DIRS", "Epochs"]
+           "accuracy", "FASHION_MNIST_DIRS", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "Epochs"]
 
 # Searched in this order when no data_dir is given (Debian's dataset-fashion-mnist, then MXNet's).
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.mxnet/datasets/fashion-mnist")
@@ -78,7 +78,13 @@ def _epoch_order(n: int, spec: Batches) -> np.ndarray:
 
 
 class Dataset:
-    """``len()`` labelled images of ``image_shape`` (C, H, W) in ``classes`` classes."""
+    """``len()`` labelled images of ``image_shape`` (C, H, W) in ``classes`` classes.
+
+    Also a Gluon dataset where the images are at hand (:class:`ArrayDataset`,
+    :class:`FolderDataset`): ``dataset[i]`` is ``(image, label)`` — a float32 NumPy C×H×W image,
+    prepared as :meth:`batches` prepares it, and a float32 label — so
+    ``gluon.data.DataLoader(dataset, batch_size=64, shuffle=True)`` batches it as it batches
+    Gluon's own datasets."""
 
     name: str = "dataset"
     classes: int = 0
@@ -127,6 +133,17 @@ class Dataset:
 
     def _iterate(self, spec: Batches) -> Iterator[tuple]:
         raise NotImplementedError
+
+    def __getitem__(self, index):
+        raise PrunenetError(f"{type(self).__name__} is read in batches, not image by image: use "
+                            f"its .batches(batch_size) where a gluon.data.DataLoader would go")
+
+    def _index(self, index) -> int:
+        """``index`` as a position in 0..len-1 (negative counts from the end, as lists do)."""
+        n = len(self)
+        if not isinstance(index, (int, np.integer)) or not -n <= index < n:
+            raise IndexError(f"{self.name}: index {index!r} is outside 0..{n - 1}")
+        return int(index) % n
 
 
 def _nd_pair(data: np.ndarray, labels: np.ndarray, ctx) -> tuple:
@@ -179,6 +196,10 @@ class ArrayDataset(Dataset):
     def _prepare(self, index: np.ndarray):
         x = self.images[index].astype(np.float32)
         return self.transform(x) if self.transform is not None else x
+
+    def __getitem__(self, index) -> tuple:
+        i = self._index(index)
+        return self._prepare(np.array([i]))[0], np.float32(self.labels[i])
 
     def _iterate(self, spec: Batches) -> Iterator[tuple]:
         order = _epoch_order(len(self), spec)
@@ -258,11 +279,21 @@ class _Normalize:
 
 def fashion_mnist(train: bool = True, data_dir: Optional[str] = None, limit: Optional[int] = None,
                   input_size: Optional[int] = None, channels: int = 1) -> ArrayDataset:
-    """Fashion-MNIST's 60000 training or 10000 test images, normalised with the dataset's
-    mean/std; optionally the first ``limit``, resized to ``input_size``, with ``channels`` 1 or 3.
+    """Fashion-MNIST's 60000 training or 10000 test images; optionally the first ``limit``,
+    resized to ``input_size``, with ``channels`` 1 or 3.
 
-    Looks in ``data_dir`` if given, else in :data:`FASHION_MNIST_DIRS`; then tries MXNet's
-    download.
+    Normalisation (what the demo's cached base network and every Fashion-MNIST run here were
+    trained on): pixels scaled to [0, 1], then ``(x - 0.2860) / 0.3530``
+    (:data:`FASHION_MNIST_MEAN`, :data:`FASHION_MNIST_STD`: the training set's mean and standard
+    deviation); 28×28 and one channel unless ``input_size``/``channels`` say otherwise (resized
+    bilinearly, the channel repeated). Feed a network trained here images prepared the same way.
+
+    Looks in ``data_dir`` if given, else in :data:`FASHION_MNIST_DIRS` (Debian's
+    ``dataset-fashion-mnist`` files first, read without MXNet's checksums); then tries MXNet's
+    download. The result is a Gluon dataset as well::
+
+        train = gluon.data.DataLoader(data.fashion_mnist(train=True), batch_size=64,
+                                      shuffle=True)
     """
     if channels not in (1, 3):
         raise PrunenetError(f"channels {channels} must be 1 or 3")
@@ -391,6 +422,11 @@ class FolderDataset(Dataset):
             image = image[y:y + s, x:x + s]
         image = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         return image.transpose(2, 0, 1).astype(np.float32)
+
+    def __getitem__(self, index) -> tuple:
+        """Image ``index`` (training: the crop and flip of seed 0, epoch 0) and its label."""
+        i = self._index(index)
+        return self._load(i, self.batches(1)), np.float32(self.labels[i])
 
     def _iterate(self, spec: Batches) -> Iterator[tuple]:
         from concurrent.futures import ThreadPoolExecutor
@@ -806,6 +842,12 @@ class Epochs:
 
     def __init__(self, source, input_shape: Optional[Sequence[int]] = None,
                  what: str = "training data") -> None:
+        import mxnet as mx
+        if isinstance(source, (Dataset, mx.gluon.data.Dataset)):
+            raise PrunenetError(f"{what} is a dataset of single examples ({type(source).__name__}), "
+                                f"not batches: pass gluon.data.DataLoader(dataset, batch_size=64, "
+                                f"shuffle=True)" + (" or dataset.batches(64, shuffle=True)"
+                                                    if isinstance(source, Dataset) else ""))
         self.source, self.what = source, what
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self._len: Optional[int] = None

@@ -436,3 +436,34 @@ def test_batches_asked_for_on_devices_come_split_straight_onto_them(record, kind
     xs, ys = split(split_here[0], two, "float16")  # taken as they come, the data cast
     assert [x.dtype for x in xs] == [np.float16] and ys[0] is split_here[0][1][0]
     np.testing.assert_array_equal(xs[0].asnumpy(), split_here[0][0][0].asnumpy().astype(np.float16))
+
+
+# ------------------------------------------------------------------ as Gluon datasets
+
+def test_datasets_work_with_a_gluon_dataloader_and_fit_refuses_them_unbatched(tmp_path):
+    from mxnet import gluon
+    import prunenet
+    train = fashion_mnist(train=True, limit=300)  # Debian's files, one call
+    loader = gluon.data.DataLoader(train, batch_size=64, shuffle=False, last_batch="keep")
+    batches = list(loader)
+    assert [x.shape for x, _ in batches][0] == (64, 1, 28, 28) and len(batches) == 5
+    ours = list(train.batches(64))
+    for (x, y), (a, b) in zip(batches, ours):  # the same images, prepared the same way
+        assert np.allclose(x.asnumpy(), a.asnumpy()) and np.array_equal(y.asnumpy(), b.asnumpy())
+    image, label = train[-1]
+    assert image.dtype == np.float32 and image.shape == (1, 28, 28) and label == train.labels[-1]
+    with pytest.raises(IndexError):
+        train[300]
+    make_folder(str(tmp_path / "val"), ["a", "b"])
+    folder = image_folder(str(tmp_path / "val"), train=False, input_size=16)
+    (x, y), = list(gluon.data.DataLoader(folder, batch_size=8))
+    (a, b), = list(folder.batches(8))
+    assert np.allclose(x.asnumpy(), a.asnumpy()) and np.array_equal(y.asnumpy(), b.asnumpy())
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Conv2D(32, 3), mx.gluon.nn.Conv2D(32, 3), mx.gluon.nn.GlobalAvgPool2D(),
+            mx.gluon.nn.Dense(10))
+    net.initialize()
+    gcp = prunenet.GCP(net, target=0.7, input_shape=(1, 1, 28, 28), steps=1)
+    with pytest.raises(PrunenetError, match=r"single examples \(ArrayDataset\), not batches: "
+                                            r"pass gluon.data.DataLoader"):
+        gcp.fit(train)
