@@ -28,13 +28,14 @@ TRAINING_PHASES = ("regularize", "debias")  # their "top1" is the training batch
 REFERENCE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "gluoncv_reference.csv")
 REFERENCE_COLUMNS = ("model", "top1", "top5", "throughput_img_s", "macs_g", "params_m", "kind")
-REFERENCES = ("local", "v100", "none")
+REFERENCES = ("auto", "local", "v100", "none")  # auto: local for ImageNet results, else none
 
 _STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
           "xtick.labelsize": 9, "ytick.labelsize": 9, "svg.fonttype": "none",
           "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
           "grid.alpha": 0.3, "grid.linewidth": 0.6}
 _MARKERS = "osD^vP*Xph<>"
+_DASHES = ("-", "--", ":", "-.")
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -410,7 +411,9 @@ def _run_label(report: dict) -> str:
     if _finite(report.get("target")):
         parts.append(f"α={report['target']:g}")
     if _finite(report.get("achieved")):
-        parts.append(f"(achieved {report['achieved']:.3f})")
+        predicted = report.get("achieved_predicted")  # the latency objective's: measured first
+        parts.append(f"(achieved {report['achieved']:.3f}" +
+                     (f" measured, {predicted:.3f} predicted)" if _finite(predicted) else ")"))
     return " ".join(parts)
 
 
@@ -446,10 +449,15 @@ def widths_figure(run_dirs: Sequence[str], title: Optional[str] = None):
         rows = len(reports) if len(reports) < 3 else (len(reports) + 1) // 2
         fig.subplots_adjust(left=0.08, right=0.97, bottom=0.3,
                             top=1.0 - (0.5 + 0.2 * rows) / 4.8)
+        # each run a little to the side of the layer's tick and in its own dash, so runs of
+        # equal widths (the same selection twice) stay visible side by side
+        shift = min(0.12, 0.5 / len(reports))
         for i, report in enumerate(reports):
             fractions = [k / o for k, o in report["widths"].values()]
-            ax.plot(range(len(fractions)), fractions, color=colors[i % len(colors)],
-                    marker=_MARKERS[i % len(_MARKERS)], markersize=4, linewidth=1.3,
+            offset = (i - (len(reports) - 1) / 2) * shift
+            ax.plot([x + offset for x in range(len(fractions))], fractions,
+                    color=colors[i % len(colors)], marker=_MARKERS[i % len(_MARKERS)],
+                    markersize=4, linewidth=1.3, linestyle=_DASHES[i % len(_DASHES)],
                     label=_run_label(report), zorder=3)
         ax.set_ylim(0, 1.05)
         ax.set_xlim(-0.7, n - 0.3)
@@ -532,6 +540,12 @@ def curves_figure(run_dir: str, title: Optional[str] = None):
             if label == "cost fraction kept":
                 values = [p[1] for _, pts, *_ in lines for p in pts] or [1.0]
                 ax.set_ylim(max(0.0, min(values) - 0.08), min(1.05, max(values) + 0.08))
+            if label == "zeroed channels" and lines[0][1] and \
+                    not any(p[1] for p in lines[0][1]):
+                ax.text(0.5, 0.6, "no scale reached exactly 0: channels were removed by\n"
+                        "ranking at each step's selection (a larger λ zeroes some)",
+                        transform=ax.transAxes, ha="center", va="center", color="0.35",
+                        fontsize=6.5)
             if label == "zeroed channels":
                 from matplotlib.ticker import MaxNLocator
                 top = max([1.0] + [p[1] for p in lines[0][1]]) * 1.1
@@ -576,15 +590,23 @@ def save_figure(fig, out: str) -> List[str]:
     return paths
 
 
-def tradeoff(source: str, reference: str = "local", reference_models=None,
+def tradeoff(source: str, reference: str = "auto", reference_models=None,
              batch_size: Optional[int] = None, input_size: int = 224, repeats: int = 10,
              warmup: int = 3, gpus: str = "", title: Optional[str] = None, log=None):
     """The figure of ``prunenet plot tradeoff``: read ``source``, measure the references when
-    ``reference`` is ``local``, draw."""
+    ``reference`` is ``local``, draw. ``auto``: GluonCV's ImageNet ResNets are measured and
+    drawn only when ``source`` has ImageNet rows or ``reference_models`` names some (they are
+    ImageNet networks: beside other datasets' results they only cost minutes of timing)."""
     from .bench import check_settings, device, device_name
     if reference not in REFERENCES:
         raise PrunenetError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
     points = read_points(source)
+    if reference == "auto":
+        imagenet = any(p.get("dataset") == "imagenet" for p in points)
+        reference = "local" if imagenet or reference_models else "none"
+        if reference == "none" and log:
+            log(f"{source} has no ImageNet results: GluonCV's ImageNet ResNets are left out "
+                f"(--reference local or v100 draws them)")
     devices = sorted({p["device"] for p in points if p["device"]})
     if len(devices) > 1:
         raise PrunenetError(f"{source} mixes throughput measured on {' and '.join(devices)}; "

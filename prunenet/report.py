@@ -57,9 +57,13 @@ def latency_report(cost, keep, target: float) -> dict:
 
 
 def latency_fields(cost, last: dict, target: float) -> dict:
+    """The latency objective's report fields. ``achieved`` is the measured fraction of the
+    unpruned latency (what the summary line prints), ``achieved_predicted`` the table's
+    prediction of it, which the selection worked with."""
     from .latency import NOISE_LIMIT
     table = cost.table
-    return {"latency_ms_before": last["full_ms"], "latency_ms_predicted": last["predicted_ms"],
+    return {"achieved": last["measured"], "achieved_predicted": last["predicted"],
+            "latency_ms_before": last["full_ms"], "latency_ms_predicted": last["predicted_ms"],
             "latency_ms_measured": last["measured_ms"],
             "latency_fraction_predicted": last["predicted"],
             "latency_fraction_measured": last["measured"],

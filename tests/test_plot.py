@@ -244,7 +244,8 @@ def test_reference_settings_refused(tmp_path, capsys):
                            "--out", str(tmp_path / "x.png")], capsys)
     assert "reference model 'resnet18' is not one of GluonCV's" in err
     gpu = write_csv(tmp_path / "gpu.csv", SCHEMA, [ROW[:11] + ["gpu0"] + ROW[12:]])
-    err = _one_line_error(["plot", "tradeoff", gpu, "--out", str(tmp_path / "x.png")], capsys)
+    err = _one_line_error(["plot", "tradeoff", gpu, "--reference", "local", "--out",
+                           str(tmp_path / "x.png")], capsys)
     assert "measured on gpu0, the references would be measured on cpu" in err
     mixed = write_csv(tmp_path / "mixed.csv", SCHEMA, [ROW, ROW[:11] + ["gpu0"] + ROW[12:]])
     assert "mixes throughput measured on cpu and gpu0" in _one_line_error(
@@ -293,3 +294,53 @@ def test_reference_architectures_are_built_without_weights():
     assert set(measured) == {"resnet18_v1b", "resnet50_v1d_0.11"}
     assert all(np.isfinite(m["throughput_img_s"]) and m["throughput_img_s"] > 0
                for m in measured.values())
+
+
+def test_tradeoff_draws_the_imagenet_references_only_for_imagenet_results(tmp_path, capsys):
+    import time
+    out = str(tmp_path / "tradeoff.png")
+    t0 = time.time()
+    code, stdout, err = run_cli(["plot", "tradeoff", RESULTS, "--out", out], capsys)
+    assert code == 0, err
+    assert time.time() - t0 < 30 and "measuring" not in stdout  # was > 10 min: eleven ResNets
+    assert "has no ImageNet results: GluonCV's ImageNet ResNets are left out" in stdout
+    check_png(out)
+    # ImageNet rows get them by default: here, rows timed on a GPU, which the references
+    # would be measured beside, so the command stops before timing anything
+    imagenet = write_csv(tmp_path / "imagenet.csv", SCHEMA,
+                         [ROW[:11] + ["gpu0", "imagenet"] + ROW[13:]])
+    assert "measured on gpu0, the references would be measured on cpu" in _one_line_error(
+        ["plot", "tradeoff", imagenet, "--out", out], capsys)
+    fashion = write_csv(tmp_path / "fashion.csv", SCHEMA, [ROW[:11] + ["gpu0"] + ROW[12:]])
+    code, stdout, err = run_cli(["plot", "tradeoff", fashion, "--out", out], capsys)
+    assert code == 0, err
+
+
+def test_widths_of_two_identical_runs_stay_visible(tmp_path):
+    from prunenet.runs import prune_run
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    for run in runs:
+        prune_run("cifar_resnet20_v1", "l1", "flops", 0.5, run, log=lambda m: None,
+                  speed_check=False)
+    first, second = plot.widths_figure(runs).axes[0].get_lines()
+    assert list(first.get_ydata()) == list(second.get_ydata())  # the same widths...
+    assert first.get_linestyle() != second.get_linestyle()  # ...drawn apart
+    gap = np.array(second.get_xdata()) - np.array(first.get_xdata())
+    assert np.all(gap > 0.05) and np.all(gap < 0.5)
+
+
+def test_an_all_zero_zeroed_channels_panel_says_why(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(GCP_RUN, run)
+    with open(run / "steps.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["zeroed_channels"] = "0" if row["zeroed_channels"] else ""
+    with open(run / "steps.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    panel = plot.curves_figure(str(run)).axes[3]
+    assert panel.get_ylabel() == "zeroed channels"
+    assert any("no scale reached exactly 0" in t.get_text() for t in panel.texts)
+    assert not plot.curves_figure(GCP_RUN).axes[3].texts  # 7 and 73 zeroed: nothing to say

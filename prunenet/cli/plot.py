@@ -19,12 +19,15 @@ def add_parser(subparsers) -> None:
                                    "their published top-1, their throughput measured here "
                                    "(random weights), or GluonCV's V100 figures apart.")
     q.add_argument("source", metavar="RESULTS.csv|ZOO_DIR|ZOO_URL")
-    q.add_argument("--reference", choices=REFERENCES, default="local",
-                   help="local: measure GluonCV's architectures on this device (default); "
-                        "v100: GluonCV's published V100 throughput, in a panel of its own; "
-                        "none: no reference points")
+    q.add_argument("--reference", choices=REFERENCES, default="auto",
+                   help="GluonCV's ImageNet ResNets beside the results. auto (default): local "
+                        "when the results have ImageNet rows or --reference-models is given, "
+                        "else none; local: measure their architectures on this device (a few "
+                        "minutes at 224 px); v100: GluonCV's published V100 throughput, in a "
+                        "panel of its own; none: no reference points")
     q.add_argument("--reference-models", default=None, metavar="A,B,...",
-                   help="which of GluonCV's models to show (default: all eleven)")
+                   help="which of GluonCV's models to show (default: all eleven; naming some "
+                        "draws them whatever the results' dataset)")
     q.add_argument("--batch-size", type=positive_int, default=None,
                    help="batch size to measure the references at (default: the results', "
                         "else 64)")
