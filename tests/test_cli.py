@@ -178,3 +178,47 @@ def test_report_records_what_reproduces_it(tmp_path):
     assert "MKLDNN" in env["mxnet_features"] or env["mxnet_features"]
     assert env["omp_num_threads"] and report["seed"] == 3
     assert report["command"][:2] == ["prunenet", "prune"]
+
+
+def test_prune_help_starts_with_examples_and_groups_every_flag(capsys):
+    from prunenet.cli import build_parser
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    text = capsys.readouterr().out
+    head = text.split("\n\n")
+    assert head[0].startswith("usage: prunenet prune (--model NAME | --symbol FILE)")
+    assert "examples:\n  # data-free" in text.split("options:")[0]
+    assert "attention" not in text  # the deprecated name is not offered
+    prune = build_parser()._subparsers._group_actions[0].choices["prune"]
+    titles = [g.title for g in prune._action_groups if g._group_actions]
+    assert titles[1:] == ["network", "pruning", "output", "latency", "data", "gcp",
+                          "fine-tuning", "devices and long runs",
+                          "GluonCV's train_imagenet.py flags"]
+    options = [a.dest for g in prune._action_groups if g.title == "options"
+               for a in g._group_actions]
+    assert options == ["help"]  # every flag is in a group saying what it applies to
+    grouped = [a for g in prune._action_groups for a in g._group_actions]
+    assert sorted(map(id, grouped)) == sorted(map(id, prune._actions))  # each once
+
+
+def test_gluoncv_train_imagenet_flags_work_or_are_refused_naming_what_to_use(capsys):
+    from prunenet.cli import build_parser
+    parser = build_parser()
+    args = parser.parse_args(["prune", "--use-pretrained", "--log-interval", "7", "--no-wd",
+                              "--warmup-lr", "0", "--crop-ratio", "0.875"])
+    assert args.pretrained is True and args.sync_every == 7
+    assert not {"no_wd", "warmup_lr", "crop_ratio"} & set(vars(args))  # nothing else changes
+    refused = {("--lr-decay", "0.1"): "use it (or --lr-mode cosine",
+               ("--lr-decay-epoch", "40,60"): "--lr-mode step decays by 0.1 at 50% and 75%",
+               ("--lr-decay-period", "10"): "--lr-mode step",
+               ("--warmup-lr", "0.1"): "give --warmup-epochs alone",
+               ("--crop-ratio", "0.9"): "other ratios are not supported",
+               ("--last-gamma",): "prunenet prunes the weights of --params or --pretrained",
+               ("--mixup",): "use --label-smoothing or --distill",
+               ("--save-frequency", "10"): "every --checkpoint-every N iterations"}
+    for flag, words in refused.items():
+        with pytest.raises(SystemExit) as exit_:
+            main(["prune", "--model", "cifar_resnet20_v1", *flag])
+        assert exit_.value.code == 2
+        _one_line_error(capsys.readouterr().err, f"argument {flag[0]}: ", words,
+                        "see prunenet prune --help")

@@ -20,7 +20,10 @@ def add_parser(sub) -> None:
     from ..methods import METHODS, TRAINED
     from ..train import LR_MODES
 
-    p = sub.add_parser("prune", help="prune a model to a cost target")
+    p = sub.add_parser("prune", help="prune a model to a cost target", description=_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage="prunenet prune (--model NAME | --symbol FILE) --method METHOD "
+                             "--target F --out DIR [flags]\n       prunenet prune --resume DIR")
     network_args(p, required=False)
     p.add_argument("--input-size", type=positive_int, default=None,
                    help="input image size in pixels (default 224; 32 for cifar_* models; for "
@@ -33,9 +36,11 @@ def add_parser(sub) -> None:
                         "layer is replaced (default: seeded random initialisation)")
     p.add_argument("--pretrained", action="store_true",
                    help="start from GluonCV's pretrained weights (downloads them)")
-    p.add_argument("--method", choices=METHODS + TRAINED,
-                   help="pruning method: gcp (the paper's, trains on --dataset), slimming, or a "
-                        "data-free ranking (required unless --resume)")
+    from ..methods import names
+    p.add_argument("--method", choices=METHODS + TRAINED, metavar="METHOD",
+                   help="gcp (the paper's) or slimming, which train on --dataset; "
+                        f"{', '.join(names('data'))}, which read it; or a data-free ranking: "
+                        f"{', '.join(names('weights'))} (required unless --resume)")
     p.add_argument("--objective", default="flops", choices=sorted(OBJECTIVES),
                    help="the cost --target is a fraction of (default flops)")
     p.add_argument("--target", type=fraction,
@@ -149,7 +154,125 @@ def add_parser(sub) -> None:
                         "iterations (default 50): the host waits for the GPUs only then")
     g.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the interrupted GCP run in DIR with its saved settings")
+    _gluoncv_flags(p)
+    _regroup(p)
     p.set_defaults(func=_prune)
+
+
+_EXAMPLES = """Prune a network's channels to a fraction of its FLOPs, parameters or measured latency.
+
+examples:
+  # data-free: GluonCV's pretrained ResNet-18 to half its FLOPs by L1 norm, then count it
+  prunenet prune --model resnet18_v1b --pretrained --method l1 --target 0.5 --out runs/r18_l1
+  prunenet count --model resnet18_v1b --shapes runs/r18_l1/shapes.json
+  # the paper's GCP on Fashion-MNIST (λ chosen by --reg auto), fine-tuned 1 epoch
+  prunenet prune --model resnet18_v1b --method gcp --dataset fashion-mnist --target 0.5 \\
+      --out runs/r18_gcp
+  # your own network, as HybridBlock.export wrote it, to 70 % of its measured latency
+  prunenet prune --symbol net-symbol.json --params net-0000.params --input-size 224 \\
+      --method l1 --objective latency --target 0.7 --out runs/mine
+  # continue a killed GCP run
+  prunenet prune --resume runs/r18_gcp
+
+The flags below are grouped by what they apply to; GluonCV's train_imagenet.py names are
+taken where they mean the same (--num-epochs, --save-dir, --use-pretrained, ...)."""
+
+# the help's groups, in order: title, what they apply to, their flags (the first option string)
+_GROUPS = (
+    ("network", "which network to prune", ["--model", "--symbol", "--params", "--pretrained",
+                                           "--input-size", "--classes"]),
+    ("pruning", "every method", ["--method", "--objective", "--target", "--round-to",
+                                 "--min-width", "--seed"]),
+    ("output", None, ["--out", "--save-dir", "--overwrite", "--no-speed-check", "--resume"]),
+    ("data", "--method gcp or slimming; a data-free method with --dataset adds fine-tuning and "
+             "evaluation", ["--dataset", "--data-dir", "--rec-train", "--rec-train-idx",
+                            "--rec-val", "--rec-val-idx", "-j", "--batch-size", "--train-limit",
+                            "--val-limit"]),
+    ("gcp", "the paper's method (--method gcp)", ["--steps", "--reg", "--reg-grid",
+                                                 "--search-holdout", "--stream-score",
+                                                 "--epochs-per-step", "--debias-epochs", "--lr",
+                                                 "--momentum"]),
+    ("fine-tuning", "after a data run's pruning", [
+        "--finetune-epochs", "--num-epochs", "--finetune-lr", "--lr-mode", "--wd", "--mode",
+        "--warmup-epochs", "--label-smoothing", "--distill", "--teacher", "--teacher-params"]),
+    ("devices and long runs", None, ["--gpus", "--kvstore", "--no-progress",
+                                     "--checkpoint-every", "--sync-every"]),
+)
+
+
+def _regroup(parser) -> None:
+    """Put the flags into the help's groups (:data:`_GROUPS`), in this order: network, pruning,
+    output, latency, data, gcp, fine-tuning, devices, GluonCV's flags."""
+    by_flag = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+    options, others = parser._action_groups[1], parser._action_groups[2:]
+    groups = []
+    for title, what, flags in _GROUPS:
+        group = parser.add_argument_group(title, what)
+        group._group_actions[:] = [by_flag[flag] for flag in flags]
+        groups.append(group)
+    moved = {id(a) for g in groups for a in g._group_actions}
+    for group in [options] + others:
+        group._group_actions[:] = [a for a in group._group_actions if id(a) not in moved]
+    kept = [g for g in others if g._group_actions]  # latency, GluonCV's flags
+    parser._action_groups[:] = parser._action_groups[:2] + groups[:3] + kept[:1] + \
+        groups[3:] + kept[1:]
+
+
+class _GluonCVFlag(argparse.Action):
+    """A flag of GluonCV's ``train_imagenet.py`` whose meaning prunenet does not have: refused
+    when parsed, naming what to use instead; ``accept``: the values (or, for a switch, True)
+    that mean in GluonCV what prunenet does anyway."""
+
+    def __init__(self, option_strings, dest, instead: str, accept=(), **kwargs) -> None:
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.instead, self.accept = instead, accept
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if (values if self.nargs != 0 else True) not in self.accept:
+            raise argparse.ArgumentError(self, self.instead)
+
+
+def _gluoncv_flags(parser) -> None:
+    """GluonCV's ``train_imagenet.py`` flags that prunenet takes in its own meaning or refuses
+    naming what to use."""
+    g = parser.add_argument_group("GluonCV's train_imagenet.py flags",
+                                  "taken where prunenet does the same, else refused naming "
+                                  "what to use")
+    g.add_argument("--use-pretrained", dest="pretrained", action="store_true",
+                   default=argparse.SUPPRESS, help="the same as --pretrained")
+    g.add_argument("--log-interval", dest="sync_every", type=positive_int,
+                   default=argparse.SUPPRESS, metavar="N",
+                   help="the same as --sync-every (the training loss is read every N batches)")
+    g.add_argument("--no-wd", action=_GluonCVFlag, nargs=0, accept=(True,),
+                   instead="", help="accepted: fine-tuning never decays BN parameters and "
+                                    "biases (--wd applies to the weights only)")
+    g.add_argument("--warmup-lr", action=_GluonCVFlag, type=float, accept=(0.0,),
+                   metavar="LR", instead="prunenet's warm-up starts at 0 (GluonCV's default): "
+                                         "give --warmup-epochs alone",
+                   help="accepted as 0 only: the warm-up starts at 0 (--warmup-epochs)")
+    g.add_argument("--crop-ratio", action=_GluonCVFlag, type=float, accept=(0.875,),
+                   metavar="R", instead="evaluation resizes to --input-size / 0.875 and "
+                                        "center-crops (GluonCV's default); other ratios are "
+                                        "not supported",
+                   help="accepted as 0.875 only, the evaluation crop prunenet uses")
+    decay = ("fine-tuning's --lr-mode step decays by 0.1 at 50% and 75% of "
+             "--finetune-epochs; use it (or --lr-mode cosine, the default)")
+    for flag, metavar in (("--lr-decay", "F"), ("--lr-decay-epoch", "E,E"),
+                          ("--lr-decay-period", "N")):
+        g.add_argument(flag, action=_GluonCVFlag, metavar=metavar, instead=decay,
+                       help="refused: use --lr-mode step")
+    g.add_argument("--last-gamma", action=_GluonCVFlag, nargs=0,
+                   instead="zero-initialising each block's last BN γ is for training from "
+                           "scratch; prunenet prunes the weights of --params or --pretrained",
+                   help="refused: prunenet starts from trained weights")
+    g.add_argument("--mixup", action=_GluonCVFlag, nargs=0,
+                   instead="mixup is not supported; use --label-smoothing or --distill",
+                   help="refused: use --label-smoothing or --distill")
+    g.add_argument("--save-frequency", action=_GluonCVFlag, metavar="N",
+                   instead="prunenet checkpoints every phase's end and every --checkpoint-every "
+                           "N iterations (resume with --resume DIR)",
+                   help="refused: use --checkpoint-every")
 
 
 def _prune(args) -> int:
