@@ -369,8 +369,8 @@ class GCP:
                 "zeros_pruned": self._schedule.zeros_pruned,
                 "stream_score": self._wrapper.stream_score}
 
-    def save(self, folder: str, data=None, overwrite: bool = False, dataset: Optional[str] = None,
-             speed_check: bool = True) -> str:
+    def save(self, folder: str, *, data=None, overwrite: bool = False,
+             dataset: Optional[str] = None, speed_check: bool = True) -> str:
         """Write the run folder the command line writes — ``report.json``, ``steps.csv`` and the
         pruned pair — atomically, with the weights the network :meth:`prune` returned has now
         (fine-tuned or not); returns its path. ``prunenet zoo publish`` and
