@@ -751,8 +751,9 @@ def holdout(dataset: Dataset, count: int, seed: int = 0) -> Tuple[Dataset, Datas
     return dataset.subset(rest), held_set
 
 
-def mean_loss(net, batches, ctx=None) -> float:
-    """The mean softmax cross-entropy of ``net`` over ``batches`` in inference mode."""
+def losses(net, batches, ctx=None) -> np.ndarray:
+    """The softmax cross-entropy of ``net`` on every image of ``batches``, in inference mode
+    and in order (float64)."""
     import mxnet as mx
     from .replicas import compute_dtype
     from .train import split
@@ -766,7 +767,12 @@ def mean_loss(net, batches, ctx=None) -> float:
                       for x, y in zip(xs, ys)]  # read once, at the end
     if not parts:
         raise PrunenetError("no batches to measure the loss on")
-    return float(np.concatenate([p.asnumpy() for p in parts]).mean())
+    return np.concatenate([p.asnumpy() for p in parts]).astype(np.float64)
+
+
+def mean_loss(net, batches, ctx=None) -> float:
+    """The mean softmax cross-entropy of ``net`` over ``batches`` in inference mode."""
+    return float(losses(net, batches, ctx).mean())
 
 
 def accuracy(net, batches, ctx=None) -> Tuple[float, Optional[float]]:
