@@ -395,3 +395,50 @@ def test_uniform_draws_channels_at_random_with_the_same_widths():
     # uniform-l1 shrinks alike but keeps the largest filters
     c = DATA_FREE["uniform-l1"](graph, params, cost, 0.5)
     assert list(widths_of(c.keep)) == list(widths_of(a.keep))
+
+
+def test_with_the_regulariser_acting_a_costly_channel_goes_before_a_cheaper_weaker_one():
+    """The cost-weighted L1 at work: of a costly stream channel of moderate importance and a
+    cheap inner channel of less importance, the regulariser zeroes the costly one first (λ·c
+    is larger there), where λ = 0 would remove the cheap one first (its |s| is smaller)."""
+    def fresh():
+        net, graph, w, gcp = _gcp()
+        gcp.config.round_to = gcp.config.min_width = 1
+        gcp.reg_trainer._optimizer.keep_top = 1
+        w.rescale()
+        widths = np.array([int(k.sum()) for k in w.keep])
+        return graph, w, gcp, w.cost_weights(gcp.cost.marginal(widths))
+
+    graph, w, gcp, weights = fresh()
+    scores = w.scores()
+    cost = {g.index: float(weights[w.scale_name(g.index)][0]) for g in graph.prunable_groups}
+    costly, cheap = max(cost, key=cost.get), min(cost, key=cost.get)
+    assert cost[costly] > 2 * cost[cheap]
+    # j: the costly group's channel of least importance per unit cost; i: a cheap channel less
+    # important than j, but worth more per unit cost
+    j = int(np.argmin(scores[costly]))
+    ratio_j = scores[costly][j] / cost[costly]
+    spared = int(np.argmax(scores[cheap]))  # keep_top: the group's largest is never thresholded
+    fits = [i for i in range(len(scores[cheap])) if i != spared and
+            scores[cheap][i] < scores[costly][j] and scores[cheap][i] / cost[cheap] > ratio_j]
+    assert fits, "no cheap channel weaker than j but worth more per unit cost"
+    i = max(fits, key=lambda k: scores[cheap][k])
+
+    def step(shrink):
+        graph, w, gcp, _ = fresh()
+        stream = BatchStream(_toy_stream(16))
+        full = gcp.batches(stream, gcp.config.epochs_per_step)
+        gcp.config.reg = gcp.reg_of_shrink(shrink, gcp.shrink_scale(), full)
+        gcp.config.rescale = False  # already rescaled, as the step would
+        gcp.run_step(1, stream)
+        return w.scores(), w.keep
+
+    plain, keep0 = step(0.0)
+    assert plain[cheap][i] < plain[costly][j]  # without the regulariser i goes first
+    # with it, the costly channel j reaches zero while the cheap, weaker i survives
+    for shrink in (0.3, 1.0, 3.0):
+        acting, keep = step(shrink)
+        if acting[costly][j] == 0 or not keep[costly][j]:
+            break
+    assert acting[costly][j] == 0 or not keep[costly][j], acting[costly][j]
+    assert keep[cheap][i] and acting[cheap][i] > 0
