@@ -26,6 +26,8 @@ def search_lines(search: dict) -> List[str]:
     for k, (v, reg, loss, se) in enumerate(zip(search["grid"], search["regs"], search["losses"],
                                                search["se"])):
         mark = " (least)" if k == search["best"] else ""
+        if not search.get("admissible", [True] * len(search["grid"]))[k]:
+            mark += f" (its first step alone kept {search['achieved'][k]:.3f}: below the target)"
         raw = f" (λ {reg:.3g})" if unit == "shrink" else ""
         rows.append(f"{name} {v:g}{raw} → {loss:.4f} ± {se:.4f}{mark}")
     k = search["chosen_index"]

@@ -180,7 +180,7 @@ def test_gcp_auto_reg_scores_the_grid_on_heldout_batches():
         gcp.fit(batches(2, 0))  # a list cannot be split: one line says what to pass
     small = gcp.fit(batches(2, 0), heldout_data=batches(1, 5)).prune()
     assert gcp.search["grid"] == [0.0, 1.0] and len(gcp.search["per_image"][1]) == 8
-    chosen = one_se_rule(gcp.search["per_image"])[0]
+    chosen = one_se_rule(gcp.search["per_image"], gcp.search["admissible"])[0]
     assert gcp.config.reg == gcp.search["regs"][chosen]
     assert small.report["achieved"] <= 0.7
 

@@ -83,6 +83,8 @@ def test_one_se_rule_takes_the_larger_lambda_within_one_standard_error_else_the_
     broken = far.copy()
     broken[3] = np.nan
     assert one_se_rule([base, near, broken])[0] == 1
+    # nor one that is not admissible (its first step alone went below the run's target)
+    assert one_se_rule([base, near, far], admissible=[True, False, True])[0] == 0
 
 
 def test_shrink_levels_run_from_nothing_zeroed_to_far_past_the_step_target():
@@ -122,7 +124,7 @@ def test_search_scores_lambda_zero_and_every_candidate_from_one_start_and_leaves
     assert search["regs"][0] == 0.0 and search["regs"][1] < search["regs"][2]
     per_image = np.array(search["per_image"])
     assert per_image.shape == (3, 64)
-    chosen, best, means, se = one_se_rule(per_image)
+    chosen, best, means, se = one_se_rule(per_image, search["admissible"])
     assert (search["chosen_index"], search["best"]) == (chosen, best)
     assert gcp.config.reg == search["regs"][chosen] == search["chosen"]
     _assert_same(before, _values(w))  # the start is back for step 1
@@ -179,7 +181,7 @@ def test_cli_auto_reports_its_grid_and_losses_and_resumes_a_killed_search(tmp_pa
     report = json.loads((whole / "report.json").read_text())
     search = report["reg_search"]
     assert search["grid"] == [0.0, 0.3, 3.0] and search["unit"] == "shrink"
-    chosen, best, means, se = one_se_rule(search["per_image"])
+    chosen, best, means, se = one_se_rule(search["per_image"], search["admissible"])
     assert search["chosen_index"] == chosen and report["reg"] == search["regs"][chosen]
     assert search["se"] == pytest.approx(list(se))
     assert search["holdout_images"] > 0 and search["trained_images"] > 0

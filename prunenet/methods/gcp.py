@@ -18,7 +18,9 @@ held-out training images, with two rules of our own that make the choice mean so
 - the choice is the one-standard-error rule: the candidates are scored on the same held-out
   images, so the most regularising candidate whose mean loss exceeds the lowest by at most the
   standard error of their paired per-image differences is chosen (lasso users know it as
-  ``lambda.1se``); a loss difference smaller than its own noise never decides.
+  ``lambda.1se``); a loss difference smaller than its own noise never decides. A candidate
+  whose short first step alone (its zeroed channels pruned) goes below the run's target α by
+  more than one block is not admissible: it would remove more than was asked for.
 
 :meth:`GCP.search_reg` scores each candidate on a short version of step 1 — ``fraction`` of its
 regularize and debias batches, λ scaled so the total shrink is the candidate's ρ — all from the
@@ -63,18 +65,22 @@ def search_fraction(steps: int, candidates: int, share: float = SEARCH_SHARE) ->
     return float(min(1.0, share * steps / max(candidates, 1)))
 
 
-def one_se_rule(per_image) -> Tuple[int, int, np.ndarray, np.ndarray]:
+def one_se_rule(per_image, admissible: Optional[Sequence[bool]] = None
+                ) -> Tuple[int, int, np.ndarray, np.ndarray]:
     """The one-standard-error rule over candidates scored on the same held-out images.
 
     ``per_image``: candidates × images losses, the candidates in order of increasing
     regularisation. Returns (the chosen candidate, the one of least mean loss, each candidate's
     mean loss, the standard error of each one's per-image difference to the least). The chosen
     one is the most regularising whose mean exceeds the least by at most that standard error;
-    a candidate with a non-finite loss is never chosen."""
+    a candidate with a non-finite loss, or not ``admissible``, is never chosen."""
     losses = np.asarray(per_image, dtype=np.float64)
     finite = np.isfinite(losses).all(axis=1)
+    if admissible is not None:
+        finite &= np.asarray(admissible, dtype=bool)
     if not finite.any():
-        raise PrunenetError("every λ candidate's held-out loss is NaN or Inf: try a smaller --lr")
+        raise PrunenetError("every λ candidate's held-out loss is NaN or Inf, or its first step "
+                            "alone went below the target: try a smaller --lr or --shrink-grid")
     means = np.where(finite, losses.mean(axis=1), np.inf)
     best = int(np.argmin(means))
     n = losses.shape[1]
@@ -401,7 +407,9 @@ class GCP:
             state = {"unit": unit, "grid": grid, "regs": regs, "scale": scale,
                      "fraction": float(fraction), "iterations": full,
                      "losses": [None] * len(grid), "per_image": [None] * len(grid),
-                     "rule": "one-standard-error", "done": False}
+                     "achieved": [None] * len(grid), "slack": [None] * len(grid),
+                     "rule": "one-standard-error",
+                     "done": False}
         state = dict(state)
         if state["grid"] != grid or state["unit"] != unit:
             raise PrunenetError(f"the saved λ search was over {state['unit']} "
@@ -413,7 +421,13 @@ class GCP:
             self.restore(start, stream)
             # the short step's λ gives the candidate's whole shrink in its fewer batches
             self.config.reg = reg * full / short
-            self.run_step(1, stream, fraction=state["fraction"])
+            records = self.run_step(1, stream, fraction=state["fraction"])
+            # how far below the run's target the step went, beyond the one block any selection
+            # may overshoot by
+            last = self.last_selection
+            slack = last.largest_block / self.base_cost if last is not None else 0.0
+            state["achieved"][k] = float(records[-1].achieved)
+            state["slack"][k] = float(slack)
             losses = np.asarray(heldout_losses(), dtype=np.float64).ravel()
             state["per_image"][k] = [float(v) if np.isfinite(v) else float("inf")
                                      for v in losses]
@@ -422,9 +436,13 @@ class GCP:
             self.config.reg = 0.0
             if on_candidate is not None:
                 on_candidate(dict(state))
-        chosen, best, means, se = one_se_rule(state["per_image"])
+        # a candidate whose first step alone (its zeroed channels pruned) went below the run's
+        # target removes more than was asked for: not admissible
+        admissible = [a >= self.config.target - slack - 1e-9
+                      for a, slack in zip(state["achieved"], state["slack"])]
+        chosen, best, means, se = one_se_rule(state["per_image"], admissible)
         state.update(chosen_index=chosen, best=best, se=[float(v) for v in se],
-                     chosen=state["regs"][chosen], done=True)
+                     admissible=admissible, chosen=state["regs"][chosen], done=True)
         self.restore(start, stream)
         self.config.reg = state["regs"][chosen]
         self.search = state
