@@ -348,7 +348,7 @@ def part_d(args) -> dict:
     network on the same images, measured in the same process."""
     import tempfile
     from prunenet import data as datasets
-    from prunenet.methods.gcp import REG_GRID
+    from prunenet.methods.gcp import SHRINK_GRID
     from prunenet.runs import DataRun, data_run
     from prunenet.train import BatchStream, FinetuneConfig, finetune
     images, batch = args.epoch_images, args.step_batch
@@ -374,10 +374,15 @@ def part_d(args) -> dict:
         timings = report["timings"]
         outside = sum(v for k, v in timings.items() if k.startswith(("eval", "finetune")))
         pruning = total - outside
+        search_s = timings.get("reg_search_s", 0.0)
+        steps_s = sum(v for k, v in timings.items() if k.startswith("step"))
         rows[label] = {"pruning_s": pruning, "epochs": pruning / epoch_s, "reg": report["reg"],
-                       "steps": args.gcp_steps, "timings": timings}
-        how = (f"the λ search over {len(REG_GRID)} candidates on the first step, λ "
-               f"{report['reg']:g} chosen" if reg == "auto" else "no search")
+                       "steps": args.gcp_steps, "timings": timings, "search_s": search_s,
+                       "search_share": search_s / steps_s if steps_s else None}
+        how = (f"the λ search over {len(SHRINK_GRID)} shrink levels on short first steps, λ "
+               f"{report['reg']:.3g} chosen; the search took {search_s:.0f} s, "
+               f"{search_s / steps_s:.2f} of the pruning steps' {steps_s:.0f} s"
+               if reg == "auto" else "no search")
         print(f"    {label} ({args.gcp_steps} steps of 1 epoch each, regularize then debias; "
               f"{how}): {pruning:.0f} s = {pruning / epoch_s:.2f} training epochs "
               f"(one epoch of the unpruned network: {epoch_s:.1f} s)")

@@ -13,10 +13,12 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+
 from .errors import PrunenetError
 from .tied import DEFAULT_RULE
 
-__all__ = ["prune", "GCP", "finetune", "replace_classifier"]
+__all__ = ["prune", "GCP", "finetune", "replace_classifier", "hold_out_loader"]
 
 
 def _contexts(ctx) -> list:
@@ -216,11 +218,15 @@ class GCP:
     """Global Channel Pruning of ``net`` to ``target`` × ``objective``'s cost, trained on your
     data: ``GCP(net, ...).fit(train_data).prune()``.
 
-    ``schedule`` are the fields of :class:`prunenet.methods.gcp.GCPConfig` (``steps``, ``reg``,
+    ``schedule`` are the fields of :class:`prunenet.methods.gcp.GCPConfig` (``steps``,
     ``epochs_per_step``, ``debias_epochs``, ``lr``, ``momentum``, ``round_to``, ``min_width``,
-    ...), with its defaults; ``reg="auto"`` chooses λ from ``reg_grid`` (default
-    :data:`prunenet.methods.gcp.REG_GRID`) by the debias loss of step 1 on held-out training
-    images, which :meth:`fit` then needs as ``heldout_data``. ``stream_score``: how a residual
+    ...), with its defaults. ``reg``: λ, or ``"auto"`` (the default, as on the command line:
+    :data:`prunenet.methods.gcp.DEFAULT_REG`), which scores the shrink levels ``shrink_grid``
+    (default :data:`prunenet.methods.gcp.SHRINK_GRID`; or raw λ ``reg_grid``) on a short step 1
+    each and keeps the most regularising one within one standard error of the least held-out
+    debias loss (:func:`prunenet.methods.gcp.one_se_rule`); the held-out images are
+    ``heldout_data`` given to :meth:`fit`, or held out of ``train_data`` itself when it is a
+    ``gluon.data.DataLoader``. ``stream_score``: how a residual
     stream's score combines its layers (:mod:`prunenet.tied`). GCP takes ``net`` over: its
     BatchNorm parameters and classifier are
     trained in place (copy it first to keep the original). ``classes``: first give ``net`` a
@@ -230,9 +236,11 @@ class GCP:
     >>> from gluoncv.model_zoo import get_model
     >>> net = get_model("resnet18_v1b", classes=10)
     >>> net.initialize()
-    >>> batches = [(mx.nd.random.normal(shape=(8, 3, 32, 32)), mx.nd.array([0, 1] * 4))] * 2
+    >>> images = mx.gluon.data.ArrayDataset(mx.nd.random.normal(shape=(160, 3, 32, 32)),
+    ...                                     mx.nd.array([0, 1] * 80))
+    >>> loader = mx.gluon.data.DataLoader(images, batch_size=16, shuffle=True)
     >>> gcp = prunenet.GCP(net, target=0.6, input_shape=(1, 3, 32, 32), steps=1)
-    >>> small = gcp.fit(batches).prune()
+    >>> small = gcp.fit(loader).prune()  # λ by the held-out rule, 16 images held out
     >>> small.report["achieved"] <= 0.6
     True
     """
@@ -245,10 +253,12 @@ class GCP:
                  progress: bool = False, strict: bool = False, seed: int = 0,
                  classes: Optional[int] = None, latency_table: Optional[str] = None,
                  latency_batch_size: int = 64, dtype: str = "float32",
-                 reg_grid: Optional[Sequence[float]] = None, stream_score: str = DEFAULT_RULE,
-                 **schedule) -> None:
+                 reg=None, reg_grid: Optional[Sequence[float]] = None,
+                 shrink_grid: Optional[Sequence[float]] = None,
+                 search_fraction: Optional[float] = None, search_holdout: int = 2048,
+                 stream_score: str = DEFAULT_RULE, **schedule) -> None:
         from .costs import count
-        from .methods.gcp import GCP as Schedule, GCPConfig, REG_GRID, check_reg
+        from .methods.gcp import DEFAULT_REG, GCP as Schedule, GCPConfig, check_reg
         from .wrapper import MaskedNetwork
 
         fields = [f.name for f in dataclasses.fields(GCPConfig) if f.name != "target"]
@@ -256,12 +266,13 @@ class GCP:
         if unknown:
             raise PrunenetError(f"GCP has no option {unknown[0]!r}; the schedule's options are "
                                 f"{', '.join(fields)}")
-        self.auto = schedule.get("reg") == "auto"
-        check_reg(schedule.get("reg", 0.0), reg_grid)
-        if self.auto:
-            schedule["reg"] = 0.0
-        self.reg_grid = list(reg_grid or REG_GRID)
-        self.config = GCPConfig(target=target, **schedule)
+        reg = DEFAULT_REG if reg is None else reg
+        self.auto = reg == "auto"
+        check_reg(reg, reg_grid, shrink_grid)
+        self.reg_unit = "reg" if reg_grid else "shrink"
+        self.reg_grid = list(reg_grid or shrink_grid or []) or None
+        self.search_fraction, self.search_holdout = search_fraction, int(search_holdout)
+        self.config = GCPConfig(target=target, reg=0.0 if self.auto else reg, **schedule)
         self.config.check()
         self.net, self.objective, self.seed = net, objective, seed
         self.ctx = _contexts(ctx)
@@ -296,33 +307,33 @@ class GCP:
         batches, read ``epochs_per_step`` times per step); with ``val_data`` each step's
         debias row in :attr:`history` gets ``val_top1``, the top-1 on it (``top1`` is always
         the training batches'). With ``reg="auto"``, ``heldout_data`` (batches of training
-        images that ``train_data`` does not hold) scores the λ candidates; the search is in
-        :attr:`search`. Returns ``self``."""
-        from .data import Epochs, accuracy, mean_loss
+        images that ``train_data`` does not hold) scores the λ candidates; without it, a
+        ``gluon.data.DataLoader``'s dataset is split (``search_holdout`` images, at most a
+        tenth, drawn from ``seed``) and the rest trains. The search is in :attr:`search`.
+        Returns ``self``."""
+        from .data import Epochs, accuracy, losses
         from .train import BatchStream
         from .wrapper import DEBIAS
 
         shape = self.graph.input_shape
-        stream = BatchStream(Epochs(train_data, shape))
-        held_out = None if val_data is None else Epochs(val_data, shape, "validation data")
         search = self.auto and self.steps_done == 0
         if search and heldout_data is None:
-            raise PrunenetError("reg='auto' scores each λ on held-out training images: pass "
-                                "fit(..., heldout_data=batches) (e.g. a tenth of your training "
-                                "set kept out of train_data), or give reg a number")
-        if search:
-            held = Epochs(heldout_data, shape, "held-out data")
+            train_data, heldout_data = hold_out_loader(train_data, self.search_holdout,
+                                                       self.seed)
+        stream = BatchStream(Epochs(train_data, shape))
+        held_out = None if val_data is None else Epochs(val_data, shape, "validation data")
         if held_out is not None and self.steps_done == 0:  # the report's top1_before
             self.top1_before = accuracy(self._wrapper, held_out(), self.ctx)
+        if search:
+            held = Epochs(heldout_data, shape, "held-out data")
+            t0 = time.time()
+            self.search = self._schedule.search_reg(
+                stream, lambda: losses(self._wrapper.block(DEBIAS), held(), self.ctx),
+                self.reg_grid, unit=self.reg_unit, fraction=self.search_fraction)
+            self.timings["reg_search_s"] = time.time() - t0
         for t in range(self.steps_done + 1, self.config.steps + 1):
             t0 = time.time()
-            if t == 1 and search:
-                records = self._schedule.search_reg(
-                    stream, lambda: mean_loss(self._wrapper.block(DEBIAS), held(), self.ctx),
-                    self.reg_grid)
-                self.search = self._schedule.search
-            else:
-                records = self._schedule.run_step(t, stream)
+            records = self._schedule.run_step(t, stream)
             rows = [dataclasses.asdict(r) for r in records]
             self.timings[f"step{t}_s"] = time.time() - t0
             if held_out is not None:
@@ -364,8 +375,7 @@ class GCP:
     def _gcp_fields(self) -> dict:
         """The report's GCP fields, as the command line writes them: λ, its search, the
         channels removed for a zero scale, the stream rule."""
-        search = self.search and dict(self.search, done=True, chosen=self.config.reg)
-        return {"reg": self.config.reg, "reg_search": search,
+        return {"reg": self.config.reg, "reg_search": self.search,
                 "zeros_pruned": self._schedule.zeros_pruned,
                 "stream_score": self._wrapper.stream_score}
 
@@ -413,6 +423,48 @@ class GCP:
         x = mx.nd.zeros((1,) + tuple(self.graph.input_shape[1:]), ctx=self.ctx[0])
         with mx.autograd.pause(train_mode=False):
             return int(net(x).shape[1])
+
+
+def hold_out_loader(loader, count: int, seed: int = 0):
+    """``loader`` (a ``gluon.data.DataLoader``) split in two loaders of its batch size: the
+    training images and ``count`` (at most a tenth) held-out ones, drawn from ``seed``, in
+    order. Anything else is refused in one line saying what to pass."""
+    from mxnet import gluon
+    if not isinstance(loader, gluon.data.DataLoader):
+        raise PrunenetError(
+            f"reg='auto' scores λ on held-out training images, and a {type(loader).__name__} "
+            f"cannot be split: pass fit(train_data, heldout_data=batches) with images kept out "
+            f"of train_data, a gluon.data.DataLoader (its dataset is split), or a number as reg")
+    dataset = loader._dataset
+    count = min(int(count), len(dataset) // 10)
+    if count < 1:
+        raise PrunenetError(f"{len(dataset)} training images are too few to hold out a tenth "
+                            f"for the λ search; pass heldout_data or a number as reg")
+    order = np.random.RandomState([seed, 7919]).permutation(len(dataset))
+    held, rest = np.sort(order[:count]), np.sort(order[count:])
+    sampler = loader._batch_sampler
+    size = getattr(sampler, "_batch_size", 32)
+    shuffle = isinstance(getattr(sampler, "_sampler", None), gluon.data.RandomSampler)
+    last = getattr(sampler, "_last_batch", "keep")
+
+    def part(rows, shuffle, last):
+        return gluon.data.DataLoader(_Rows(dataset, rows), batch_size=size, shuffle=shuffle,
+                                     last_batch=last, batchify_fn=loader._batchify_fn,
+                                     num_workers=loader._num_workers)
+    return part(rest, shuffle, last), part(held, False, "keep")
+
+
+class _Rows:
+    """Rows ``rows`` of a Gluon dataset, as a dataset."""
+
+    def __init__(self, dataset, rows) -> None:
+        self.dataset, self.rows = dataset, [int(r) for r in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.dataset[self.rows[i]]
 
 
 def finetune(net, data, epochs: float = 1.0, ctx=None, progress: bool = False,

@@ -501,6 +501,9 @@ def image_folder(root: str, train: bool = True, input_size: int = 224,
 
 # --------------------------------------------------------------------------- ImageNet RecordIO
 
+_RECORD_MEAN, _RECORD_STD = (123.68, 116.779, 103.939), (58.393, 57.12, 57.375)  # GluonCV's
+
+
 class RecordDataset(Dataset):
     """An indexed RecordIO file read by ``mx.io.ImageRecordIter`` with GluonCV's ImageNet
     augmentation. A fresh iterator serves each epoch, its shuffling and augmentation seeded from
@@ -514,13 +517,16 @@ class RecordDataset(Dataset):
         self.num_workers, self.rank, self.num_parts = num_workers, rank, num_parts
         self.classes, self.name = classes, "imagenet"
         self.image_shape = (3, input_size, input_size)
+        # held out by :func:`holdout`: an image list flagging those records, skipped in training
+        self.image_list: Optional[str] = None
+        self.held_out = 0
 
     def __len__(self) -> int:
-        return self.count
+        return self.count - self.held_out
 
     def num_batches(self, batch_size: int, drop_last: bool = False, parts: int = 1) -> int:
-        if parts == 1:
-            return super().num_batches(batch_size, drop_last)
+        if parts == 1:  # the iterator's batches over the whole file (held-out rows dropped)
+            return self.count // batch_size if drop_last else -(-self.count // batch_size)
         # each worker reads its own part of the file; all take as many batches as the smallest
         return min(_part_sizes(self.count, parts)) // batch_size
 
@@ -532,7 +538,7 @@ class RecordDataset(Dataset):
         if parts > 1 and self.num_parts > 1:
             raise PrunenetError(f"record file {self.rec_path} is already part {self.rank} of "
                                 f"{self.num_parts}; open it whole to split it among workers")
-        mean, std = (123.68, 116.779, 103.939), (58.393, 57.12, 57.375)  # GluonCV's, 0-255
+        mean, std = _RECORD_MEAN, _RECORD_STD
         kwargs = dict(path_imgrec=self.rec_path, path_imgidx=self.idx_path,
                       preprocess_threads=max(1, self.num_workers), shuffle=shuffle, seed=seed,
                       seed_aug=seed, batch_size=batch_size,
@@ -541,6 +547,8 @@ class RecordDataset(Dataset):
                       std_r=std[0], std_g=std[1], std_b=std[2],
                       part_index=part if parts > 1 else self.rank,
                       num_parts=parts if parts > 1 else self.num_parts, verbose=False)
+        if self.image_list is not None:  # each label beside its held-out flag
+            kwargs.update(path_imglist=self.image_list, label_width=2)
         if self.train:
             kwargs.update(rand_mirror=True, random_resized_crop=True, max_aspect_ratio=4 / 3,
                           min_aspect_ratio=3 / 4, max_random_area=1, min_random_area=0.08,
@@ -572,6 +580,13 @@ class RecordDataset(Dataset):
                 # list of devices), not first whole into host memory and split from there; the
                 # iterator waits for those copies before it writes into the arrays again.
                 data, label = batch.data[0], batch.label[0]
+                if self.image_list is not None:  # the held-out records left out
+                    flags = label[:n, 1].asnumpy()
+                    rows = mx.nd.array(np.flatnonzero(flags == 0), dtype="int64")
+                    n = int(rows.shape[0])
+                    if n == 0:
+                        continue
+                    data, label = mx.nd.take(data, rows), mx.nd.take(label[:, 0], rows)
                 rows = _shares(n, len(devices))
                 xs = [data[r].copyto(c) for r, c in zip(rows, devices)]
                 ys = [label[r].astype(np.float32, copy=False).copyto(c)
@@ -644,10 +659,8 @@ def _record_offsets(rec_path: str, idx_path: str) -> np.ndarray:
 _IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")  # OpenCV's
 
 
-def _check_records(rec_path: str, idx_path: str, offsets: np.ndarray, classes: int) -> None:
-    """Refuse records whose label is not a class id in ``0..classes-1`` or whose payload is not
-    an encoded image (MXNet trains on such labels silently, or fails inside OpenCV), naming the
-    record."""
+def _record_headers(rec_path: str, idx_path: str, offsets: np.ndarray):
+    """Each record's (label, id, first bytes of its payload), read at ``offsets``."""
     with open(rec_path, "rb") as f:
         for i, offset in enumerate(offsets):
             f.seek(int(offset) + 8)
@@ -655,20 +668,78 @@ def _check_records(rec_path: str, idx_path: str, offsets: np.ndarray, classes: i
             if len(head) < 24:
                 raise PrunenetError(f"record file {rec_path}: record {i + 1} (line {i + 1} of "
                                     f"{idx_path}) is cut short; pack the file again")
-            flag, label = struct.unpack("<If", head[:8])
+            flag, label, ident = struct.unpack("<IfQ", head[:16])
             if flag > 0:  # a label array; ImageRecordIter takes its first value
                 label = struct.unpack("<f", f.read(4))[0]
                 f.seek(4 * (flag - 1), 1)
-            where = f"record file {rec_path}: record {i + 1} (line {i + 1} of {idx_path})"
-            if not (np.isfinite(label) and label == int(label) and 0 <= label < classes):
-                raise PrunenetError(f"{where} has label {label:g}, not a class id 0..{classes - 1}"
-                                    f" (--classes {classes}); give the right --classes or fix "
-                                    f"the labels")
-            payload = f.read(4)
-            if not any(payload.startswith(m) for m in _IMAGE_MAGIC):
-                raise PrunenetError(f"{where} holds no encoded image (it starts with "
-                                    f"{payload.hex() or 'nothing'}; JPEG, PNG, BMP, WebP or TIFF "
-                                    f"expected); pack the file again")
+            yield label, ident, f.read(4)
+
+
+def _check_records(rec_path: str, idx_path: str, offsets: np.ndarray, classes: int) -> None:
+    """Refuse records whose label is not a class id in ``0..classes-1`` or whose payload is not
+    an encoded image (MXNet trains on such labels silently, or fails inside OpenCV), naming the
+    record."""
+    for i, (label, _, payload) in enumerate(_record_headers(rec_path, idx_path, offsets)):
+        where = f"record file {rec_path}: record {i + 1} (line {i + 1} of {idx_path})"
+        if not (np.isfinite(label) and label == int(label) and 0 <= label < classes):
+            raise PrunenetError(f"{where} has label {label:g}, not a class id 0..{classes - 1}"
+                                f" (--classes {classes}); give the right --classes or fix "
+                                f"the labels")
+        if not any(payload.startswith(m) for m in _IMAGE_MAGIC):
+            raise PrunenetError(f"{where} holds no encoded image (it starts with "
+                                f"{payload.hex() or 'nothing'}; JPEG, PNG, BMP, WebP or TIFF "
+                                f"expected); pack the file again")
+
+
+def _hold_out_records(dataset: "RecordDataset", count: int, seed: int) -> tuple:
+    """A record file split by its index: ``count`` records drawn at random across the whole
+    file, decoded with the evaluation transform into memory, and the file's dataset marking
+    them (an image list with a held-out flag beside each label) so that training skips them."""
+    import copy
+    import tempfile
+    import mxnet as mx
+    if dataset.num_parts > 1:
+        raise PrunenetError(f"record file {dataset.rec_path} is part {dataset.rank} of "
+                            f"{dataset.num_parts}: hold out from the whole file, or give --reg "
+                            f"a number")
+    offsets = _record_offsets(dataset.rec_path, dataset.idx_path)
+    headers = list(_record_headers(dataset.rec_path, dataset.idx_path, offsets))
+    labels = np.array([h[0] for h in headers], dtype=np.float64)
+    ids = np.array([h[1] for h in headers], dtype=np.int64)
+    if len(np.unique(ids)) != len(ids):
+        raise PrunenetError(f"record file {dataset.rec_path} repeats record ids, so training "
+                            f"cannot skip held-out records by id; pack it again with im2rec.py, "
+                            f"or give --reg a number")
+    order = np.random.RandomState([seed, 7919]).permutation(len(ids))
+    held = np.sort(order[:count])
+    flags = np.zeros(len(ids), dtype=np.int64)
+    flags[held] = 1
+    folder = tempfile.mkdtemp(prefix="prunenet-holdout-")
+    listing = os.path.join(folder, "train.lst")
+    with open(listing, "w") as f:
+        f.writelines(f"{i}\t{lab:g}\t{flag}\tx\n" for i, lab, flag in zip(ids, labels, flags))
+    train = copy.copy(dataset)
+    train.image_list, train.held_out = listing, int(count)
+    reader = open(dataset.rec_path, "rb")
+    images = []
+    with reader:
+        for i in held:
+            reader.seek(int(offsets[i]))
+            _, length = struct.unpack("<II", reader.read(8))
+            _, image = mx.recordio.unpack(reader.read(length & ((1 << 29) - 1)))
+            img = mx.image.imdecode(image)  # RGB, as ImageRecordIter decodes
+            img = mx.image.resize_short(img, dataset.resize)
+            img, _ = mx.image.center_crop(img, (dataset.input_size, dataset.input_size))
+            images.append(img.asnumpy().transpose(2, 0, 1))
+    mean = np.array(_RECORD_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.array(_RECORD_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+    held_set = ArrayDataset(np.stack(images), labels[held], dataset.classes,
+                            transform=lambda x: (x - mean) / std,
+                            name=f"{dataset.name} held-out")
+    held_set.drawn = train.drawn = (
+        f"{count} of the {len(ids)} records of {os.path.basename(dataset.rec_path)} drawn at "
+        f"random across the file through its index (seed {seed}); training skips them")
+    return train, held_set
 
 
 def _part_sizes(total: int, parts: int) -> List[int]:
@@ -764,18 +835,15 @@ def holdout(dataset: Dataset, count: int, seed: int = 0) -> Tuple[Dataset, Datas
     """``dataset`` split into (the rest, ``count`` held-out examples drawn from ``seed``), both
     as datasets; the held-out part is read as evaluation data (no augmentation).
 
-    A RecordIO file cannot be split by example without rewriting it: there the held-out part is
-    the file's first ``count`` records read with the evaluation transform, and the rest is the
-    whole file (those records are trained on too)."""
+    A RecordIO file is split through its index: the held-out records are drawn across the whole
+    file and decoded into memory, and the training iterator skips them (:func:`_hold_out_records`).
+    The held-out part says how it was drawn in its ``drawn`` attribute."""
     count = int(count)
     if not 0 < count < len(dataset):
         raise PrunenetError(f"cannot hold out {count} of the {len(dataset)} training images; "
                             f"hold out fewer")
     if isinstance(dataset, RecordDataset):
-        import copy
-        held = copy.copy(dataset)
-        held.train, held.count = False, count
-        return dataset, held
+        return _hold_out_records(dataset, count, seed)
     if not hasattr(dataset, "subset"):
         raise PrunenetError(f"dataset {dataset.name} cannot hold out images for the λ search; "
                             f"give --reg a number")
@@ -784,11 +852,13 @@ def holdout(dataset: Dataset, count: int, seed: int = 0) -> Tuple[Dataset, Datas
     held_set = dataset.subset(held)
     if hasattr(held_set, "evaluation_view"):
         held_set = held_set.evaluation_view()
+    held_set.drawn = f"{count} of {len(dataset)} images drawn at random (seed {seed})"
     return dataset.subset(rest), held_set
 
 
-def mean_loss(net, batches, ctx=None) -> float:
-    """The mean softmax cross-entropy of ``net`` over ``batches`` in inference mode."""
+def losses(net, batches, ctx=None) -> np.ndarray:
+    """The softmax cross-entropy of ``net`` on every image of ``batches``, in inference mode
+    and in order (float64)."""
     import mxnet as mx
     from .replicas import compute_dtype
     from .train import split
@@ -802,7 +872,12 @@ def mean_loss(net, batches, ctx=None) -> float:
                       for x, y in zip(xs, ys)]  # read once, at the end
     if not parts:
         raise PrunenetError("no batches to measure the loss on")
-    return float(np.concatenate([p.asnumpy() for p in parts]).mean())
+    return np.concatenate([p.asnumpy() for p in parts]).astype(np.float64)
+
+
+def mean_loss(net, batches, ctx=None) -> float:
+    """The mean softmax cross-entropy of ``net`` over ``batches`` in inference mode."""
+    return float(losses(net, batches, ctx).mean())
 
 
 def accuracy(net, batches, ctx=None) -> Tuple[float, Optional[float]]:

@@ -9,6 +9,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from .methods.gcp import DEFAULT_REG
+
 
 __all__ = ["DemoConfig", "FULL", "QUICK", "run_demo", "train_base"]
 
@@ -22,8 +24,8 @@ class DemoConfig:
     base_lr: float = 0.1
     target: float = 0.5
     steps: int = 2
-    reg: object = "auto"  # λ, or "auto": chosen by the held-out debias loss (the paper's rule)
-    reg_grid: Optional[tuple] = None  # the candidates of "auto" (None: GCP's default grid)
+    reg: object = DEFAULT_REG  # λ, or "auto": chosen by the held-out debias loss
+    shrink_grid: Optional[tuple] = None  # the candidates of "auto" (None: GCP's SHRINK_GRID)
     epochs_per_step: float = 0.25
     finetune_epochs: float = 1.5
     finetune_lr: float = 0.02
@@ -44,7 +46,7 @@ class DemoConfig:
 FULL = DemoConfig()
 # Enough iterations (128) for BatchNorm's running statistics to settle.
 QUICK = DemoConfig(base_epochs=2.0, steps=1, epochs_per_step=0.5, finetune_epochs=0.5,
-                   train_limit=8192, val_limit=2000, reg_grid=(0.01, 0.1, 1.0))
+                   train_limit=8192, val_limit=2000, shrink_grid=(0.3, 1.0))
 
 
 def train_base(config: DemoConfig, data_dir: Optional[str], cache_dir: str, ctx, log=print,
@@ -107,7 +109,7 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
     report = data_run(DataRun(
         model=config.model, out=out, target=config.target, objective="flops",
         dataset="fashion-mnist", data_dir=data_dir, params=params_file, steps=config.steps,
-        reg=config.reg, reg_grid=list(config.reg_grid) if config.reg_grid else None,
+        reg=config.reg, shrink_grid=list(config.shrink_grid) if config.shrink_grid else None,
         epochs_per_step=config.epochs_per_step,
         finetune_epochs=config.finetune_epochs, lr=config.lr, finetune_lr=config.finetune_lr,
         batch_size=config.batch_size, lr_images=config.batch_size, gpus=gpus, seed=config.seed,

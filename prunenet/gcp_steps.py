@@ -15,7 +15,31 @@ from .records import CHECKPOINT_DIR, STEPS_FILE, write_steps
 from .run_settings import DataRun
 from .select import Selection
 
-__all__ = ["gcp_steps"]
+__all__ = ["gcp_steps", "search_lines"]
+
+
+def search_lines(search: dict) -> List[str]:
+    """The λ search in words: each candidate's loss and standard error, the rule, the choice."""
+    unit = search["unit"]
+    name = "ρ" if unit == "shrink" else "λ"
+    rows = []
+    for k, (v, reg, loss, se) in enumerate(zip(search["grid"], search["regs"], search["losses"],
+                                               search["se"])):
+        mark = " (least)" if k == search["best"] else ""
+        if not search.get("admissible", [True] * len(search["grid"]))[k]:
+            mark += f" (its first step alone kept {search['achieved'][k]:.3f}: below the target)"
+        raw = f" (λ {reg:.3g})" if unit == "shrink" else ""
+        rows.append(f"{name} {v:g}{raw} → {loss:.4f} ± {se:.4f}{mark}")
+    k = search["chosen_index"]
+    chosen = search["grid"][k]
+    lines = ["λ search (held-out debias loss ± standard error of the paired difference to the "
+             "least): " + ", ".join(rows),
+             f"chose {name} = {chosen:g} (λ = {search['chosen']:.4g}): the most regularising "
+             f"candidate within one standard error of the least"]
+    if search["chosen"] == 0:
+        lines.append("λ = 0 (no regulariser) was chosen: no candidate that regularises scored "
+                     "within one standard error of the least; the selection ranks rescaled |γ|")
+    return lines
 
 
 def gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, rows, timings,
@@ -30,6 +54,7 @@ def gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, ro
         steps.search_reg()
     elif steps.search is not None:
         steps.gcp.config.reg = steps.search["chosen"]
+        steps.gcp.search = steps.search
     for t in range(steps.done + 1, run.steps + 1):
         steps.step(t)
     return steps.result()
@@ -65,9 +90,6 @@ class _GCPSteps:
         self.search = ckpt.get("search") if ckpt is not None else None
         self.searching = auto and not (self.search or {}).get("done") and \
             (ckpt is None or self.search is not None)
-        # every candidate's starting point
-        self.start = self.gcp.snapshot(self.stream) if self.searching else None
-        self.best = None
 
     def _hold_out(self, train):
         """``train`` without the images held out to score the λ candidates."""
@@ -75,13 +97,15 @@ class _GCPSteps:
         self.held_count = min(self.run.search_holdout, max(1, len(train) // 10))
         train, held = holdout(train, self.held_count, self.run.seed)
         self.held_batches = held.batches(self.run.batch_size, shuffle=False)
+        self.trained_count = len(train)
+        self.held_rule = getattr(held, "drawn", f"drawn at random (seed {self.run.seed})")
         return train
 
-    def heldout_loss(self) -> float:
-        """The debiased network's mean loss on the held-out images."""
-        from .data import mean_loss
+    def heldout_losses(self):
+        """The debiased network's loss on each held-out image."""
+        from .data import losses
         from .wrapper import DEBIAS
-        return mean_loss(self.wrapper.block(DEBIAS), self.held_batches, self.ctx)
+        return losses(self.wrapper.block(DEBIAS), self.held_batches, self.ctx)
 
     def restore(self, ckpt: dict) -> None:
         """The masks, weights, trainers, batch position and progress of checkpoint ``ckpt``."""
@@ -102,9 +126,7 @@ class _GCPSteps:
             gcp.last_selection = Selection([k.copy() for k in wrapper.keep], 0.0,
                                            gcp.base_cost, ckpt["largest_block"],
                                            ckpt["blocks_removed"])
-        if self.searching:  # the checkpoint holds the best candidate so far
-            self.best = gcp.snapshot(self.stream)
-            gcp.restore(self.start, self.stream)
+        if self.searching:  # the checkpoint holds the start, as every candidate leaves it
             tried = sum(v is not None for v in self.search["losses"])
             self.say(f"resuming the λ search after {tried} of {len(self.search['grid'])} "
                      f"candidates")
@@ -130,33 +152,30 @@ class _GCPSteps:
         failpoint("checkpointed-phase" if state is not None else "checkpointed-step")
 
     def search_reg(self) -> None:
-        """Step 1 once per λ of the grid, from the same start; the λ of the lowest held-out
-        loss is kept, with its step 1 (a checkpoint after each candidate)."""
-        from .methods.gcp import REG_GRID
-        gcp, timings = self.gcp, self.timings
-        grid = list(self.run.reg_grid or REG_GRID)
-        self.say(f"choosing λ from {grid} by the debias loss of step 1 on {self.held_count} "
-                 f"held-out training images")
+        """λ chosen by :meth:`prunenet.methods.gcp.GCP.search_reg` (a checkpoint after each
+        candidate); the network is left at its start for step 1."""
+        run, gcp, timings = self.run, self.gcp, self.timings
+        unit = "reg" if run.reg_grid else "shrink"
+        grid = run.reg_grid or run.shrink_grid
+        self.say(f"choosing λ by the one-standard-error rule on the debias loss of a short step 1 "
+                 f"on {self.held_count} held-out training images")
         t0 = time.time() - timings.get("reg_search_s", 0.0)
 
-        def on_candidate(state: dict, improved: bool) -> None:
+        def on_candidate(state: dict) -> None:
             self.search = state
             timings["reg_search_s"] = time.time() - t0
             k = sum(v is not None for v in state["losses"])
-            self.save(f"search-{k}", 1, None)  # the best candidate's state is in force
+            self.save(f"search-{k}", 0, None)  # the start is in force
             failpoint("search")
-        records = gcp.search_reg(self.stream, self.heldout_loss, grid, state=self.search,
-                                 best=self.best, on_candidate=on_candidate)
-        self.search = dict(gcp.search, done=True, holdout_images=self.held_count,
-                           chosen=gcp.config.reg)
+        search = gcp.search_reg(self.stream, self.heldout_losses, grid, unit=unit,
+                                fraction=run.search_fraction, state=self.search,
+                                on_candidate=on_candidate)
+        self.search = dict(search, holdout_images=self.held_count,
+                           trained_images=self.trained_count, holdout_rule=self.held_rule)
         timings["reg_search_s"] = time.time() - t0
-        self.say("λ search: " + ", ".join(f"{g:g} → {v:.4f}"
-                                          for g, v in zip(grid, self.search["losses"]))
-                 + f" (held-out debias loss); chose λ = {gcp.config.reg:g}")
-        timings["step1_s"] = records[-1].time_s + records[0].time_s
-        self._add_rows(records)
-        self.save("step1", 1, None)
-        self.done = 1
+        for line in search_lines(self.search):
+            self.say(line)
+        self.save("search", 0, None)
 
     def step(self, t: int) -> None:
         """Step ``t`` (from inside it, resuming), with checkpoints in its phases and at its

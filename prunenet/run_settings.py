@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Union
 
 from .errors import PrunenetError
+from .methods.gcp import DEFAULT_REG
 from .records import RUN_FILE
 from .tied import DEFAULT_RULE
 
@@ -28,8 +29,12 @@ class DataRun:
     data_dir: Optional[str] = None
     params: Optional[str] = None
     steps: int = 3
-    reg: Union[float, str] = "auto"  # λ, or "auto": chosen by the held-out debias loss
-    reg_grid: Optional[List[float]] = None  # the candidates of "auto" (default GCP's REG_GRID)
+    reg: Union[float, str] = DEFAULT_REG  # λ, or "auto": chosen by the held-out debias loss
+    reg_grid: Optional[List[float]] = None  # "auto"'s candidates as raw λ (instead of shrink)
+    shrink_grid: Optional[List[float]] = None  # "auto"'s candidates as shrink levels ρ
+    # (default GCP's SHRINK_GRID)
+    search_fraction: Optional[float] = None  # of step 1 each candidate runs (default: ~0.2 of
+    # the pruning steps' time in all)
     search_holdout: int = 2048  # training images held out to score the candidates
     stream_score: str = DEFAULT_RULE  # how a tied group's score combines its layers (.tied)
     epochs_per_step: float = 1.0

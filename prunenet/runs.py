@@ -31,6 +31,7 @@ from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  
                      latency_line, latency_report, run_speed_check, transfer_line)
 from .select import Selection, check_cost_target, check_reachable
 from .surgery import network_params, zero_removed
+from .train import RECALIBRATE_BATCHES, recalibrated
 
 
 __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surgery_check",
@@ -222,7 +223,9 @@ def _check_fresh(run: DataRun) -> None:
     from .methods.gcp import GCPConfig, check_reg
     from .tied import check_rule as check_rule_name
     get(run.method)  # refuses an unknown name
-    check_reg(run.reg, run.reg_grid)
+    check_reg(run.reg, run.reg_grid, run.shrink_grid)
+    if run.search_fraction is not None and not 0 < run.search_fraction <= 1:
+        raise PrunenetError(f"--search-fraction {run.search_fraction} must be in (0, 1]")
     check_rule_name(run.stream_score)
     GCPConfig(target=run.target, steps=run.steps, reg=0.0 if run.reg == "auto" else run.reg,
               lr=run.lr, epochs_per_step=run.epochs_per_step).check()
@@ -420,6 +423,7 @@ class _RunPhases:
         for name, param in by_original_names(self.pruned).items():
             param.set_data(arrays["net:" + name])
         self.top1_selected, self.diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
+        self.top1_recalibrated = ckpt.get("top1_recalibrated")
         self.notes, self.latency = ckpt["notes"], ckpt["latency"]
         self.gcp_info = ckpt.get("gcp_info", {})
         self.say(f"resuming fine-tuning after batch {ckpt['finetune']['done']}")
@@ -458,13 +462,27 @@ class _RunPhases:
         self.diff, scale = output_gap(masked, self.pruned.net, x)
         check_surgery(self.diff, scale, run.dtype)
         self.timings["surgery_s"] = time.time() - t0
+        self.top1_recalibrated = self._recalibrated_top1()
         self.rows.append({"step": run.steps if _trained(run.method) else 0,
                           "phase": "surgery",
                           "target": run.target, "achieved": self.selection.achieved, "loss": "",
                           "top1": self.top1_selected, "zeroed_channels": "", "lr": "",
                           "time_s": self.timings["surgery_s"]})
-        self.say(f"after selection: top-1 {self.top1_selected:.4f}; cost "
+        self.say(f"after selection: top-1 {self.top1_selected:.4f} "
+                 f"({self.top1_recalibrated:.4f} with BatchNorm's statistics re-estimated on "
+                 f"{RECALIBRATE_BATCHES} training batches); cost "
                  f"{self.selection.achieved:.4f} of the unpruned (target {run.target})")
+
+    def _recalibrated_top1(self) -> float:
+        """The pruned network's top-1 with its BatchNorm statistics re-estimated on the same
+        training batches for every method (its own statistics are left as they were)."""
+        from itertools import islice
+        t0 = time.time()
+        batches = islice(self.batches(self.train, 0, 0, True, self.ctx), RECALIBRATE_BATCHES)
+        with recalibrated(self.pruned.net, batches, self.ctx):
+            top1 = self.val_top1(self.pruned.net)[0]
+        self.timings["recalibrate_s"] = time.time() - t0
+        return top1
 
     def load_teacher(self) -> None:
         """The network to distil from: ``run.teacher``, the unpruned one (``distill``) or
@@ -530,6 +548,7 @@ class _RunPhases:
                                  done, sums, elapsed, stage="finetune", step=self.run.steps,
                                  selection=chosen, top1_before=self.top1_before,
                                  top5_before=self.top5_before, top1_selected=self.top1_selected,
+                                 top1_recalibrated=self.top1_recalibrated,
                                  surgery_max_abs_diff=self.diff, notes=self.notes,
                                  latency=self.latency, gcp_info=self.gcp_info, rows=self.rows,
                                  timings=self.timings, net_prefix=self.net.prefix)
@@ -567,7 +586,8 @@ class _RunPhases:
                              self.selection, self.graph, before, self.timings, run.command)
         report.update({
             "top1_before": self.top1_before, "top5_before": self.top5_before,
-            "top1_selected": self.top1_selected, "top1_after": self.top1_after,
+            "top1_selected": self.top1_selected,
+            "top1_recalibrated": self.top1_recalibrated, "top1_after": self.top1_after,
             "top5_after": self.top5_after, "dataset": run.dataset,
             "input_shape": list(self.shape), "classes": self.classes,
             "surgery_max_abs_diff": self.diff, "notes": self.notes, "transfer": self.transfer,

@@ -14,6 +14,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 import prunenet
+from prunenet.methods.gcp import one_se_rule
 from prunenet import plot
 from prunenet.cli import main
 
@@ -159,7 +160,7 @@ def test_gcp_reads_an_mx_io_iterator_and_passes_schedule_options_through():
     rng = np.random.RandomState(0)
     it = mx.io.NDArrayIter(rng.normal(size=(32,) + SHAPE[1:]).astype(np.float32),
                            rng.randint(0, 10, 32).astype(np.float32), batch_size=16)
-    gcp = prunenet.GCP(net, target=0.7, input_shape=SHAPE, steps=1, momentum=0.5)
+    gcp = prunenet.GCP(net, target=0.7, input_shape=SHAPE, steps=1, momentum=0.5, reg=0.01)
     assert gcp.config.momentum == 0.5
     assert gcp.fit(it).prune().report["achieved"] <= 0.7
     with pytest.raises(prunenet.PrunenetError, match="no option 'stpes'.*steps"):
@@ -174,13 +175,50 @@ def test_gcp_auto_reg_scores_the_grid_on_heldout_batches():
         return [(mx.nd.array(r.normal(size=(8,) + SHAPE[1:])), mx.nd.array(r.randint(0, 10, 8)))
                 for _ in range(n)]
     gcp = prunenet.GCP(net, target=0.7, input_shape=SHAPE, steps=1, reg="auto",
-                       reg_grid=[0.01, 1.0])
+                       shrink_grid=[1.0], search_fraction=0.5)
     with pytest.raises(prunenet.PrunenetError, match="heldout_data"):
-        gcp.fit(batches(2, 0))
+        gcp.fit(batches(2, 0))  # a list cannot be split: one line says what to pass
     small = gcp.fit(batches(2, 0), heldout_data=batches(1, 5)).prune()
-    assert gcp.search["grid"] == [0.01, 1.0] and len(gcp.search["losses"]) == 2
-    assert gcp.config.reg == gcp.search["grid"][int(np.argmin(gcp.search["losses"]))]
+    assert gcp.search["grid"] == [0.0, 1.0] and len(gcp.search["per_image"][1]) == 8
+    chosen = one_se_rule(gcp.search["per_image"], gcp.search["admissible"])[0]
+    assert gcp.config.reg == gcp.search["regs"][chosen]
     assert small.report["achieved"] <= 0.7
+
+
+def test_gcp_and_the_command_line_default_to_one_lambda_rule_read_from_one_place(monkeypatch):
+    """``prunenet.GCP()`` and ``prunenet prune`` resolve λ from the same constant: changed
+    there, both change."""
+    import prunenet.methods.gcp as schedule
+    from prunenet.cli import build_parser
+    from prunenet.run_settings import DataRun
+    args = build_parser().parse_args(["prune", "--model", "m", "--method", "gcp", "--target",
+                                      "0.5", "--out", "x"])
+    assert args.reg == schedule.DEFAULT_REG == DataRun("m", "x", 0.5).reg == "auto"
+    assert prunenet.GCP(randomise(Residual()), input_shape=SHAPE).auto
+    monkeypatch.setattr(schedule, "DEFAULT_REG", 0.25)
+    args = build_parser().parse_args(["prune", "--model", "m", "--method", "gcp", "--target",
+                                      "0.5", "--out", "x"])
+    gcp = prunenet.GCP(randomise(Residual()), input_shape=SHAPE)
+    assert args.reg == 0.25 and not gcp.auto and gcp.config.reg == 0.25
+
+
+def test_gcp_auto_holds_out_of_a_dataloader_by_index():
+    """Without heldout_data a DataLoader's dataset is split: the held-out images are disjoint
+    from the trained ones, and together they are the whole dataset."""
+    data = loader(n=200, batch=16)
+    train, held = prunenet.api.hold_out_loader(data, 2048, seed=3)
+    seen = [tuple(np.round(x.asnumpy().ravel()[:4], 5)) for x, _ in
+            ((b[0][i], None) for b in train for i in range(len(b[0])))]
+    kept = [tuple(np.round(x.asnumpy().ravel()[:4], 5)) for b in held for x in b[0]]
+    assert len(kept) == 20 and len(set(kept) & set(seen)) == 0  # a tenth, never trained on
+    train_all = gluon.data.DataLoader(train._dataset, batch_size=16)
+    every = [tuple(np.round(x.asnumpy().ravel()[:4], 5)) for b in train_all for x in b[0]]
+    assert sorted(every + kept) == sorted(tuple(np.round(x.ravel()[:4], 5))
+                                          for x in data._dataset._data[0])
+    gcp = prunenet.GCP(randomise(Residual()), target=0.7, input_shape=SHAPE, steps=1,
+                       shrink_grid=[1.0], search_fraction=0.5)
+    gcp.fit(data)
+    assert len(gcp.search["per_image"][0]) == 20
 
 
 def test_batches_that_do_not_fit_the_network_say_which_shape():

@@ -311,6 +311,28 @@ def test_record_round_trip(record):
     assert np.allclose(x.mean(axis=(2, 3)), expected, atol=0.1)
 
 
+def test_record_holdout_is_drawn_across_the_file_and_never_trained_on(record):
+    """On a generated RecordIO file (label i = record i), the held-out records and the ones
+    training reads are disjoint and together the whole file, drawn across it (not its first
+    records), and the held-out images are the records' own (their colour)."""
+    from prunenet.data import holdout
+    ds = imagenet_record(str(record / "train.rec"), train=True, input_size=24, num_workers=1,
+                         classes=12)
+    train, held = holdout(ds, 4, seed=2)
+    held_labels = labels_of(list(held.batches(3)))
+    assert len(held_labels) == 4 and held_labels != [0, 1, 2, 3]
+    assert len(train) == 8 and "drawn at random across the file" in held.drawn
+    for epoch in (0, 1):  # every epoch, shuffled: exactly the other 8
+        trained = labels_of(list(train.batches(3, shuffle=True, seed=5, epoch=epoch)))
+        assert sorted(trained + held_labels) == list(range(12))
+    x = np.concatenate([b.asnumpy() for b, _ in held.batches(4)])
+    expected = (np.array(COLORS)[sorted(held_labels)] - [123.68, 116.779, 103.939]) / \
+        [58.393, 57.12, 57.375]
+    assert np.allclose(x.mean(axis=(2, 3)), expected, atol=0.1)
+    assert labels_of(list(ds.batches(4, shuffle=True, seed=5))) != []  # the file itself whole
+    assert sorted(labels_of(list(ds.batches(4, shuffle=True, seed=5)))) == list(range(12))
+
+
 def test_record_epochs_parts_and_load(record):
     ds = imagenet_record(str(record / "train.rec"), train=True, input_size=24, num_workers=2)
     first = list(ds.batches(4, shuffle=True, seed=3, epoch=0))
@@ -463,7 +485,7 @@ def test_datasets_work_with_a_gluon_dataloader_and_fit_refuses_them_unbatched(tm
     net.add(mx.gluon.nn.Conv2D(32, 3), mx.gluon.nn.Conv2D(32, 3), mx.gluon.nn.GlobalAvgPool2D(),
             mx.gluon.nn.Dense(10))
     net.initialize()
-    gcp = prunenet.GCP(net, target=0.7, input_shape=(1, 1, 28, 28), steps=1)
+    gcp = prunenet.GCP(net, target=0.7, input_shape=(1, 1, 28, 28), steps=1, reg=0.01)
     with pytest.raises(PrunenetError, match=r"single examples \(ArrayDataset\), not batches: "
                                             r"pass gluon.data.DataLoader"):
         gcp.fit(train)

@@ -13,7 +13,7 @@ from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
 from prunenet.methods import DATA_FREE
-from prunenet.methods.gcp import GCP, GCPConfig
+from prunenet.methods.gcp import GCP, GCPConfig, one_se_rule
 from prunenet.models import randomize_batchnorm
 from prunenet.select import select
 from prunenet.surgery import network_params, widths_of
@@ -33,13 +33,13 @@ def _gcp(seed=0, size=16, reg=0.0):
 
 
 def _heldout(w, size=16):
-    x, y = _toy_stream(size, n=64, batch=32, seed=5)(0, 0), None
-    batches = list(x)
+    """Per-image held-out losses of the debiased network on 64 fixed images."""
+    batches = list(_toy_stream(size, n=64, batch=32, seed=5)(0, 0))
 
-    def loss():
+    def losses():
         fn = gluon.loss.SoftmaxCrossEntropyLoss()
-        return float(np.mean([fn(w.block(DEBIAS)(a), b).asnumpy().mean() for a, b in batches]))
-    return loss
+        return np.concatenate([fn(w.block(DEBIAS)(a), b).asnumpy() for a, b in batches])
+    return losses
 
 
 def _values(w):
@@ -53,67 +53,113 @@ def _assert_same(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=str(i))
 
 
-def test_auto_keeps_the_candidate_of_least_heldout_loss_and_goes_on_from_its_state():
-    """The search picks the argmin of the losses it measured — here an interior grid point,
-    the measured loss times a weight that grows away from λ 0.1 — and leaves the network where a
-    plain step 1 with that λ ends."""
-    grid = [0.003, 0.03, 0.1, 0.3, 3.0]
-    _, graph, w, gcp = _gcp()
-    measured = _heldout(w)
+def _paired_se(a, b):
+    """The standard error of the mean of a - b, computed apart from prunenet's rule."""
+    import statistics
+    d = [x - y for x, y in zip(a, b)]
+    return statistics.stdev(d) / len(d) ** 0.5
 
-    def scored():
-        return measured() * (1 + np.log(gcp.config.reg / 0.1) ** 2)
+
+def test_one_se_rule_takes_the_larger_lambda_within_one_standard_error_else_the_lowest():
+    rng = np.random.RandomState(0)
+    base = rng.exponential(size=400)
+    noise = rng.normal(size=400)
+    se_unit = _paired_se(base + noise, base)  # the paired difference's spread
+    # candidates in increasing λ: the least loss, then one 0.5 SE above it, then one 3 SE above
+    near = base + noise - noise.mean() + 0.5 * se_unit
+    far = base + noise - noise.mean() + 3.0 * se_unit
+    chosen, best, means, se = one_se_rule([base, near, far])
+    assert best == 0 and chosen == 1
+    assert se[1] == pytest.approx(_paired_se(near, base), rel=1e-9)
+    assert means[1] - means[0] <= _paired_se(near, base) < means[2] - means[0]
+    # the same candidate 2 SE above the least: not within, so the least is kept
+    above = base + noise - noise.mean() + 2.0 * se_unit
+    chosen, best, _, _ = one_se_rule([base, above, far])
+    assert (chosen, best) == (0, 0)
+    # a less regularising candidate never wins by a margin below its noise ...
+    chosen, best, _, _ = one_se_rule([near, base, far])
+    assert (chosen, best) == (1, 1)
+    # ... and a candidate whose loss is not finite is never chosen
+    broken = far.copy()
+    broken[3] = np.nan
+    assert one_se_rule([base, near, broken])[0] == 1
+    # nor one that is not admissible (its first step alone went below the run's target)
+    assert one_se_rule([base, near, far], admissible=[True, False, True])[0] == 0
+
+
+def test_shrink_levels_run_from_nothing_zeroed_to_far_past_the_step_target():
+    """ρ is in units of the median importance per unit cost, so its meaning does not depend on
+    the learning rate or the step's length: one short step at ρ 0.03 zeroes next to nothing, at
+    ρ 3 more than the step's target asks for, at either learning rate."""
+    zeroed = {}
+    for lr in (0.005, 0.05):
+        for rho in (0.03, 3.0):
+            _, graph, w, gcp = _gcp()
+            gcp.config.lr = lr
+            stream = BatchStream(_toy_stream(16))
+            full = gcp.batches(stream, gcp.config.epochs_per_step)
+            w.rescale()
+            scale = gcp.shrink_scale()
+            ratios = np.concatenate([s[k] / 1.0 for s, k, g in zip(w.scores(), w.keep,
+                                                                    graph.groups)
+                                     if g.prunable])
+            assert 0 < scale <= ratios.max()
+            gcp.config.reg = gcp.reg_of_shrink(rho, scale, full)
+            assert gcp.config.reg == pytest.approx(rho * scale / (lr * full))
+            records = gcp.run_step(1, stream)
+            total = sum(int(k.sum()) for k, g in zip(w.keep, graph.groups) if g.prunable)
+            zeroed[lr, rho] = records[0].zeroed_channels / total
+    for lr in (0.005, 0.05):
+        assert zeroed[lr, 0.03] < 0.05
+        assert zeroed[lr, 3.0] > 1 - 0.6 ** 0.5  # the step's target removes less than this
+
+
+def test_search_scores_lambda_zero_and_every_candidate_from_one_start_and_leaves_it():
+    _, graph, w, gcp = _gcp()
     stream = BatchStream(_toy_stream(16))
-    records = gcp.search_reg(stream, scored, grid)
-    losses = gcp.search["losses"]
-    assert len(losses) == len(grid) and all(np.isfinite(losses))
-    assert gcp.search["best"] == int(np.argmin(losses)) == 2
-    assert gcp.config.reg == 0.1
-    after = _values(w)
-    keep = [k.copy() for k in w.keep]
-    # the same step 1 on a fresh copy with λ = 0.1 from the start
-    _, _, w2, gcp2 = _gcp(reg=0.1)
-    records2 = gcp2.run_step(1, BatchStream(_toy_stream(16)))
-    assert [r.achieved for r in records] == [r.achieved for r in records2]
-    assert all((a == b).all() for a, b in zip(keep, w2.keep))
-    _assert_same(after, _values(w2))
-    # and the candidates really differ: λ changes what step 1 keeps or how far it shrinks
-    assert len(set(np.round(losses, 6))) == len(grid)
+    before = _values(w)
+    position = stream.state()
+    search = gcp.search_reg(stream, _heldout(w), [1.0, 0.1], fraction=0.25)
+    assert search["grid"] == [0.0, 0.1, 1.0]  # λ 0 added, in increasing order
+    assert search["regs"][0] == 0.0 and search["regs"][1] < search["regs"][2]
+    per_image = np.array(search["per_image"])
+    assert per_image.shape == (3, 64)
+    chosen, best, means, se = one_se_rule(per_image, search["admissible"])
+    assert (search["chosen_index"], search["best"]) == (chosen, best)
+    assert gcp.config.reg == search["regs"][chosen] == search["chosen"]
+    _assert_same(before, _values(w))  # the start is back for step 1
+    assert stream.state() == position and all(k.all() for k in w.keep)
+    # the candidates differ: λ changes what the short step keeps or how far it shrinks
+    assert len(set(np.round(means, 6))) == 3
 
 
 def test_auto_resumes_an_interrupted_search_where_it_stopped():
-    """Given the state after two candidates and the best one's snapshot, the search runs only
-    the others and ends where an uninterrupted search ends."""
-    grid = [0.01, 0.1, 1.0]
+    """Given the state after two candidates, the search runs only the others and ends as an
+    uninterrupted search does."""
+    grid = [0.1, 1.0]
     _, _, w, gcp = _gcp()
-    whole = gcp.search_reg(BatchStream(_toy_stream(16)), _heldout(w), grid)
-    done = dict(gcp.search)
-    ref = _values(w)
+    done = gcp.search_reg(BatchStream(_toy_stream(16)), _heldout(w), grid, fraction=0.25)
 
     _, _, w2, gcp2 = _gcp()
-    stream = BatchStream(_toy_stream(16))
     saved = {}
 
-    def stop_after_two(state, improved):
-        if improved:
-            saved["best"] = gcp2.snapshot(stream)
+    def stop_after_two(state):
         if sum(v is not None for v in state["losses"]) == 2:
             saved["state"] = state
             raise KeyboardInterrupt  # the kill
     with pytest.raises(KeyboardInterrupt):
-        gcp2.search_reg(stream, _heldout(w2), grid, on_candidate=stop_after_two)
+        gcp2.search_reg(BatchStream(_toy_stream(16)), _heldout(w2), grid, fraction=0.25,
+                        on_candidate=stop_after_two)
 
     _, _, w3, gcp3 = _gcp()  # a new process: the unpruned network again
     ran = []
-    stream3 = BatchStream(_toy_stream(16))
-    records = gcp3.search_reg(stream3, _heldout(w3), grid, state=saved["state"],
-                              best=saved["best"],
-                              on_candidate=lambda s, i: ran.append(gcp3.config.reg))
-    assert ran == [grid[2]]  # only the third candidate ran again
-    assert gcp3.search["losses"] == pytest.approx(done["losses"], rel=1e-5)
-    assert gcp3.search["best"] == done["best"]
-    assert [r.achieved for r in records] == [r.achieved for r in whole]
-    _assert_same(ref, _values(w3))
+    again = gcp3.search_reg(BatchStream(_toy_stream(16)), _heldout(w3), grid,
+                            state=saved["state"],
+                            on_candidate=lambda s: ran.append(gcp3.config.reg))
+    assert len(ran) == 1  # only the third candidate ran again
+    assert again["losses"] == pytest.approx(done["losses"], rel=1e-5)
+    assert again["chosen_index"] == done["chosen_index"]
+    assert gcp3.config.reg == gcp.config.reg
 
 
 FASHION_FREE = ["--model", "cifar_resnet20_v1", "--method", "gcp", "--dataset", "synthetic",
@@ -128,20 +174,24 @@ def _prune(args, env=None):
 
 
 def test_cli_auto_reports_its_grid_and_losses_and_resumes_a_killed_search(tmp_path):
-    grid = ["0.01", "0.1", "1"]
+    grid = ["0.3", "3"]
     whole = tmp_path / "whole"
-    done = _prune(FASHION_FREE + ["--reg-grid", *grid, "--out", str(whole)])
+    done = _prune(FASHION_FREE + ["--shrink-grid", *grid, "--out", str(whole)])
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((whole / "report.json").read_text())
     search = report["reg_search"]
-    assert search["grid"] == [0.01, 0.1, 1.0] and len(search["losses"]) == 3
-    assert report["reg"] == search["grid"][int(np.argmin(search["losses"]))]
-    assert search["holdout_images"] > 0
+    assert search["grid"] == [0.0, 0.3, 3.0] and search["unit"] == "shrink"
+    chosen, best, means, se = one_se_rule(search["per_image"], search["admissible"])
+    assert search["chosen_index"] == chosen and report["reg"] == search["regs"][chosen]
+    assert search["se"] == pytest.approx(list(se))
+    assert search["holdout_images"] > 0 and search["trained_images"] > 0
     log = (whole / "log.txt").read_text()
-    assert "λ search: 0.01 →" in log and f"chose λ = {report['reg']:g}" in log
+    assert "λ search (held-out debias loss" in log and "ρ 0 (λ 0) →" in log
+    assert f"chose ρ = {search['grid'][chosen]:g}" in log
+    assert report["top1_recalibrated"] is not None
 
     killed = tmp_path / "killed"
-    out = _prune(FASHION_FREE + ["--reg-grid", *grid, "--out", str(killed)],
+    out = _prune(FASHION_FREE + ["--shrink-grid", *grid, "--out", str(killed)],
                  env={"PRUNENET_FAILPOINT": "search:2"})
     assert out.returncode != 0 and not (killed / "report.json").exists()
     resumed = _prune(["--resume", str(killed), "--no-progress"])
@@ -347,3 +397,50 @@ def test_uniform_draws_channels_at_random_with_the_same_widths():
     # uniform-l1 shrinks alike but keeps the largest filters
     c = DATA_FREE["uniform-l1"](graph, params, cost, 0.5)
     assert list(widths_of(c.keep)) == list(widths_of(a.keep))
+
+
+def test_with_the_regulariser_acting_a_costly_channel_goes_before_a_cheaper_weaker_one():
+    """The cost-weighted L1 at work: of a costly stream channel of moderate importance and a
+    cheap inner channel of less importance, the regulariser zeroes the costly one first (λ·c
+    is larger there), where λ = 0 would remove the cheap one first (its |s| is smaller)."""
+    def fresh():
+        net, graph, w, gcp = _gcp()
+        gcp.config.round_to = gcp.config.min_width = 1
+        gcp.reg_trainer._optimizer.keep_top = 1
+        w.rescale()
+        widths = np.array([int(k.sum()) for k in w.keep])
+        return graph, w, gcp, w.cost_weights(gcp.cost.marginal(widths))
+
+    graph, w, gcp, weights = fresh()
+    scores = w.scores()
+    cost = {g.index: float(weights[w.scale_name(g.index)][0]) for g in graph.prunable_groups}
+    costly, cheap = max(cost, key=cost.get), min(cost, key=cost.get)
+    assert cost[costly] > 2 * cost[cheap]
+    # j: the costly group's channel of least importance per unit cost; i: a cheap channel less
+    # important than j, but worth more per unit cost
+    j = int(np.argmin(scores[costly]))
+    ratio_j = scores[costly][j] / cost[costly]
+    spared = int(np.argmax(scores[cheap]))  # keep_top: the group's largest is never thresholded
+    fits = [i for i in range(len(scores[cheap])) if i != spared and
+            scores[cheap][i] < scores[costly][j] and scores[cheap][i] / cost[cheap] > ratio_j]
+    assert fits, "no cheap channel weaker than j but worth more per unit cost"
+    i = max(fits, key=lambda k: scores[cheap][k])
+
+    def step(shrink):
+        graph, w, gcp, _ = fresh()
+        stream = BatchStream(_toy_stream(16))
+        full = gcp.batches(stream, gcp.config.epochs_per_step)
+        gcp.config.reg = gcp.reg_of_shrink(shrink, gcp.shrink_scale(), full)
+        gcp.config.rescale = False  # already rescaled, as the step would
+        gcp.run_step(1, stream)
+        return w.scores(), w.keep
+
+    plain, keep0 = step(0.0)
+    assert plain[cheap][i] < plain[costly][j]  # without the regulariser i goes first
+    # with it, the costly channel j reaches zero while the cheap, weaker i survives
+    for shrink in (0.3, 1.0, 3.0):
+        acting, keep = step(shrink)
+        if acting[costly][j] == 0 or not keep[costly][j]:
+            break
+    assert acting[costly][j] == 0 or not keep[costly][j], acting[costly][j]
+    assert keep[cheap][i] and acting[cheap][i] > 0

@@ -44,8 +44,15 @@ from prunenet.runs import DataRun, data_run, load_pruned
 COLUMNS = RESULTS_COLUMNS + ["finetune_epochs", "top1_selected", "reg", "stream_score",
                              "zeros_pruned"]
 FINETUNE_BUDGETS = (0.5, 1.5)  # besides 0 (the pruned network as selected)
+# the plans: "quarter", the first study (¼ epoch per step; its cells, in
+# experiments/results/fashion_mnist*, were chosen by the λ search of that time and are kept as
+# they are), and "epoch", the paper's budget (one epoch per regularize step, T = 2, λ by the
+# one-standard-error rule over shrink levels) with the λ = 0 ablation beside GCP
 PRUNING = dict(steps=2, reg="auto", epochs_per_step=0.25, lr=0.01, finetune_epochs=0.0,
                batch_size=128, lr_images=128)  # learning rates for one device's 128 images
+PLANS = {"quarter": PRUNING, "epoch": dict(PRUNING, epochs_per_step=1.0)}
+OUT = {"quarter": os.path.join("experiments", "results", "fashion_mnist"),
+       "epoch": os.path.join("experiments", "results", "fashion_mnist_epoch")}
 FINETUNE = dict(lr=0.02, label_smoothing=0.1)
 # method name in the study -> (prunenet method, extra DataRun settings)
 METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),
@@ -53,15 +60,25 @@ METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),
            "uniform": ("uniform", {}), "uniform-l1": ("uniform-l1", {}), "l1": ("l1", {}),
            "slimming": ("slimming", {}), "qcqp": ("qcqp", {}), "wsp": ("wsp", {}),
            "activation-vote": ("activation-vote", {}), "globalpru": ("globalpru", {}),
-           "gcp-params": ("gcp", {"objective": "params"})}  # α is then of the parameters
+           "gcp-params": ("gcp", {"objective": "params"}),  # α is then of the parameters
+           "gcp-lambda0": ("gcp", {"reg": 0.0})}  # what the regulariser adds
 BASES = {"resnet18": DemoConfig(), "resnet20": DemoConfig(model="cifar_resnet20_v1")}
 TOP1_TOLERANCE = 5e-5  # two top-1s of one base (on 10,000 images, recorded to 4 decimals)
 SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform-l1-0.25-s0",
            "resnet18-l1-0.25-s0", "resnet18-slimming-0.25-s0")
 
 
+def _order_epoch():
+    """(base, method, α, seed) of the "epoch" plan's cells, in the order they run: seed 0 of
+    ResNet-18 at every α first (GCP beside its λ = 0 ablation and the two uniform baselines),
+    then seeds 1 and 2, then ResNet-20 likewise."""
+    methods = ("gcp", "gcp-lambda0", "uniform", "uniform-l1")
+    return [(b, m, a, s) for b in ("resnet18", "resnet20") for s in (0, 1, 2)
+            for a in (0.25, 0.5, 0.15) for m in methods]
+
+
 def _order():
-    """(base, method, α, seed) of every cell, in the order they run."""
+    """(base, method, α, seed) of every cell of the "quarter" plan, in the order they ran."""
     main = [("resnet18", m, a, 0) for a in (0.5, 0.25) for m in ("gcp", "uniform", "uniform-l1")]
     rule = [("resnet18", m, a, 0) for a in (0.5, 0.25) for m in ("gcp-reach", "gcp-mean")]
     heavy = [("resnet18", m, 0.15, 0) for m in ("gcp", "uniform", "uniform-l1")]
@@ -77,20 +94,21 @@ def _order():
     return main + rule + heavy + seeds + others + seed_papers + second + objectives
 
 
-def cells(quick: bool):
+def cells(quick: bool, plan: str = "quarter"):
     """name -> (DemoConfig of its base, DataRun settings) for every cell, in running order."""
     limit = 4096 if quick else None
-    order = _order() if not quick else [("resnet18", "gcp", 0.5, 0), ("resnet18", "uniform", 0.5, 0)]
+    order = (_order() if plan == "quarter" else _order_epoch()) if not quick else \
+        [("resnet18", "gcp", 0.5, 0), ("resnet18", "uniform", 0.5, 0)]
     out = {}
     for base_name, method, target, seed in order:
         base = BASES[base_name]
         quick_base = {"train_limit": limit, "base_epochs": 2.0} if quick else {}
         base = DemoConfig(**{**base.__dict__, **quick_base})  # --quick: 64 iterations
         name_, extra = METHODS[method]
-        settings = dict(PRUNING, model=base.model, method=name_, target=target, seed=seed,
-                        **extra)
+        settings = dict(PLANS[plan], model=base.model, method=name_, target=target,
+                        seed=seed, **extra)
         if quick:
-            settings["reg_grid"] = [0.03, 0.3]
+            settings["shrink_grid"] = [1.0]
         out[f"{base_name}-{method}-{target:g}-s{seed}"] = (base, settings)
     return out
 
@@ -221,7 +239,7 @@ def report(args) -> None:
     """results.csv (the shared schema, one row per cell and fine-tuning budget), table.md with
     mean ± std over seeds and paired tests, and top-1 against fine-tuning epochs (PNG + SVG)."""
     rows, bases = [], {}
-    names = list(cells(args.quick))
+    names = list(cells(args.quick, args.plan))
     for name in names:
         folder = os.path.join(args.out, "cells", name)
         if state(folder, args.quick) in ("missing", "interrupted"):
@@ -241,7 +259,9 @@ def report(args) -> None:
                   "top1_selected": r["top1_selected"], "reg": r.get("reg", ""),
                   "stream_score": r.get("stream_score", ""),
                   "zeros_pruned": r.get("zeros_pruned", "")}
-        rows.append(dict(common, finetune_epochs=0.0, top1=r["top1_selected"], top5=""))
+        # "right after selection": with BatchNorm re-estimated where the run measured it
+        rows.append(dict(common, finetune_epochs=0.0, top5="",
+                         top1=r.get("top1_recalibrated") or r["top1_selected"]))
         for budget in _budgets(args.quick):
             path = os.path.join(folder, f"finetune-{budget:g}.json")
             if os.path.exists(path):
@@ -269,36 +289,55 @@ def report(args) -> None:
 
 
 def _table(rows):
+    """table.md's lines: mean ± std over seeds per (model, α, fine-tuning, method), paired
+    against naive uniform; with the λ = 0 ablation among the rows (the "epoch" plan), also the
+    channels the regulariser zeroed and the pairing against GCP at λ = 0."""
     groups = {}
     for row in rows:
         key = (row["model"], row["target"], row["finetune_epochs"], row["method"])
         groups.setdefault(key, []).append(row)
-    lines = ["| model | α | fine-tune epochs | method | achieved | MACs | top-1 (mean ± std) | "
-             "seeds | λ chosen | vs uniform (paired over seeds) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    extended = any(r["method"] == "gcp-lambda0" for r in rows)
+    head = ("| model | α | fine-tune epochs | method | achieved | MACs | top-1 (mean ± std) | "
+            "seeds | λ chosen | vs uniform (paired over seeds) |")
+    lines = [head + (" zeros pruned | vs gcp-lambda0 |" if extended else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if extended else "")]
     for (model, target, ft, method), rs in sorted(groups.items(), key=lambda kv: (
             kv[0][0], -kv[0][1], kv[0][2], kv[0][3])):
         top1 = [r["top1"] * 100 for r in rs]
         spread = f" ± {statistics.stdev(top1):.2f}" if len(top1) > 1 else ""
         regs = sorted({f"{r['reg']:g}" for r in rs if isinstance(r["reg"], float)})
-        versus = ""
-        ref = groups.get((model, target, ft, "uniform"))
-        if method != "uniform" and ref and rs[0]["objective"] == ref[0]["objective"]:
-            by_seed = {r["seed"]: r["top1"] for r in ref}
-            pairs = [(r["top1"], by_seed[r["seed"]]) for r in rs if r["seed"] in by_seed]
-            diff = [100 * (a - b) for a, b in pairs]
-            if diff:
-                versus = f"{statistics.mean(diff):+.2f} pt over {len(diff)}"
-                if len({round(d, 6) for d in diff}) > 1:  # identical differences: no test
-                    from scipy import stats
-                    p = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
-                    versus += f", p = {p:.2g}" if math.isfinite(p) else ""
-        lines.append(f"| {model} | {target:g} | {ft:g} | {method} | "
-                     f"{statistics.mean(r['achieved'] for r in rs):.3f} | "
-                     f"{statistics.mean(r['macs'] for r in rs) / 1e6:.1f}M | "
-                     f"{statistics.mean(top1):.2f}%{spread} | {len(rs)} | {', '.join(regs)} | "
-                     f"{versus} |")
+        versus = _paired(rs, groups.get((model, target, ft, "uniform")), method, "uniform")
+        line = (f"| {model} | {target:g} | {ft:g} | {method} | "
+                f"{statistics.mean(r['achieved'] for r in rs):.3f} | "
+                f"{statistics.mean(r['macs'] for r in rs) / 1e6:.1f}M | "
+                f"{statistics.mean(top1):.2f}%{spread} | {len(rs)} | {', '.join(regs)} | "
+                f"{versus} |")
+        if extended:
+            zeros = [float(r["zeros_pruned"]) for r in rs if r.get("zeros_pruned") != ""]
+            zeros_text = f"{statistics.mean(zeros):g}" if zeros else ""
+            ablation = _paired(rs, groups.get((model, target, ft, "gcp-lambda0")), method,
+                               "gcp-lambda0") if method.startswith("gcp") else ""
+            line += f" {zeros_text} | {ablation} |"
+        lines.append(line)
     return lines
+
+
+def _paired(rs, ref, method, name) -> str:
+    """``rs``' top-1 minus ``ref``'s, paired by seed, with a paired t-test's p where the
+    differences vary."""
+    if method == name or not ref or rs[0]["objective"] != ref[0]["objective"]:
+        return ""
+    by_seed = {r["seed"]: r["top1"] for r in ref}
+    pairs = [(r["top1"], by_seed[r["seed"]]) for r in rs if r["seed"] in by_seed]
+    diff = [100 * (a - b) for a, b in pairs]
+    if not diff:
+        return ""
+    versus = f"{statistics.mean(diff):+.2f} pt over {len(diff)}"
+    if len({round(d, 6) for d in diff}) > 1:  # identical differences: no test
+        from scipy import stats
+        p = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
+        versus += f", p = {p:.2g}" if math.isfinite(p) else ""
+    return versus
 
 
 def _depth_table(out: str, names) -> list:
@@ -359,7 +398,9 @@ def _figure(rows, out: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=os.path.join("experiments", "results", "fashion_mnist"))
+    p.add_argument("--plan", choices=sorted(PLANS), default="epoch",
+                   help="epoch: the paper's budget (default); quarter: the first study's cells")
+    p.add_argument("--out", default=None, help="the study's folder (default: the plan's)")
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/prunenet"))
     p.add_argument("--cells", default="*", help="run only the cells matching this pattern")
     p.add_argument("--list", action="store_true", help="list the cells and their state")
@@ -368,9 +409,10 @@ def main(argv=None) -> int:
     p.add_argument("--gpus", default="")
     args = p.parse_args(argv)
     ctx = contexts(args.gpus)
-    if args.quick and args.out == p.get_default("out"):
-        args.out += "-quick"
-    todo = {n: c for n, c in cells(args.quick).items() if fnmatch.fnmatch(n, args.cells)}
+    if args.out is None:
+        args.out = OUT[args.plan] + ("-quick" if args.quick else "")
+    todo = {n: c for n, c in cells(args.quick, args.plan).items()
+            if fnmatch.fnmatch(n, args.cells)}
     if args.list:
         for name in todo:
             print(f"{state(os.path.join(args.out, 'cells', name), args.quick):12} {name}")

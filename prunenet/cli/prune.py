@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     from ..bench import DTYPES
     from ..costs import OBJECTIVES
     from ..methods import METHODS, TRAINED
+    from ..methods.gcp import DEFAULT_REG, SEARCH_SHARE, SHRINK_GRID
     from ..train import LR_MODES
 
     p = sub.add_parser("prune", help="prune a model to a cost target", description=_EXAMPLES,
@@ -84,12 +85,22 @@ def add_parser(sub) -> None:
                    metavar="N", help="image decoding threads for imagenet and folder (default: "
                                      "this machine's cores)")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
-    g.add_argument("--reg", type=reg, default="auto",
-                   help="L1 weight λ, or 'auto': each λ of --reg-grid runs step 1 and the one "
-                        "of least debias loss on held-out training images is kept (default "
-                        "auto, the paper's rule)")
+    g.add_argument("--reg", type=reg, default=DEFAULT_REG,
+                   help="L1 weight λ, or 'auto': each candidate of --shrink-grid runs a short "
+                        "step 1 and the most regularising one within one standard error of the "
+                        f"least held-out debias loss is kept (default {DEFAULT_REG}, the "
+                        "paper's rule)")
+    g.add_argument("--shrink-grid", type=real_number(0), nargs="+", default=None, metavar="ρ",
+                   help="the candidates of --reg auto as shrink levels: the soft threshold one "
+                        "step applies to a channel of average cost, in units of the median "
+                        "importance per unit cost (1: half the channels zeroed if the loss did "
+                        "not resist); 0 is always tried (default "
+                        f"{' '.join(f'{v:g}' for v in SHRINK_GRID)})")
     g.add_argument("--reg-grid", type=real_number(0), nargs="+", default=None, metavar="λ",
-                   help="the candidates of --reg auto (default 0.01 0.03 0.1 0.3 1)")
+                   help="the candidates of --reg auto as raw λ instead of --shrink-grid")
+    g.add_argument("--search-fraction", type=real_number(0, strict=True), default=None, metavar="F",
+                   help="the fraction of step 1's batches each λ candidate runs (default: "
+                        f"the search takes about {SEARCH_SHARE:g} of the pruning steps' time)")
     g.add_argument("--search-holdout", type=positive_int, default=2048, metavar="N",
                    help="training images held out to score the λ candidates (at most a "
                         "tenth of the training set; default 2048)")

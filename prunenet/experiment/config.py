@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 
 from ..distributed import KVSTORES
 from ..errors import PrunenetError
+from ..methods.gcp import DEFAULT_REG
 from ..tied import DEFAULT_RULE, RULES
 
 __all__ = ["Experiment", "Run", "load_config", "runs_of", "SCHEMA", "FINETUNE_SCHEMA",
@@ -58,7 +59,7 @@ SCHEMA = {
     "targets": (_LIST, True, None, None),
     "steps": (_INT, False, _ONE, 3),
     "reg": (_REG, False, lambda v: None if v == "auto" or v >= 0 else "must be at least 0",
-            "auto"),
+            DEFAULT_REG),
     "stream_score": (_STR, False, lambda v: None if v in RULES else
                      f"must be one of {', '.join(RULES)}", DEFAULT_RULE),
     "epochs_per_step": (_NUMBER, False, _POS, 1.0),
@@ -97,7 +98,7 @@ class Experiment:
     description: str = ""
     kind: str = "prune"
     steps: int = 3
-    reg: object = "auto"  # λ, or "auto" (the paper's rule: chosen by the debias loss)
+    reg: object = DEFAULT_REG  # λ, or "auto" (the paper's rule: chosen by the debias loss)
     stream_score: str = DEFAULT_RULE
     epochs_per_step: float = 1.0
     debias_epochs: Optional[float] = None

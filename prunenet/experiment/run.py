@@ -126,7 +126,7 @@ def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) 
         epochs = dict(epochs_per_step=e, debias_epochs=e, finetune_epochs=e)
     data_run(DataRun.from_settings(
         exp, s, out=run_dir, target=run.target, dataset="imagenet", params=_pretrained(exp, s),
-        reg_grid=[0.03, 0.3] if s.smoke and exp.reg == "auto" else None,
+        shrink_grid=[0.3] if s.smoke and exp.reg == "auto" else None,
         finetune_lr=ft["lr"], warmup_epochs=ft["warmup_epochs"],
         label_smoothing=ft["label_smoothing"], distill=ft["distill"],
         latency_table=os.path.join(run_dir + ".latency.json") if s.smoke else None,

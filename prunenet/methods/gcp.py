@@ -6,10 +6,25 @@ select blocks of least |s| down to cost₀·α^(t/T), every channel the regulari
 (the paper counts those as pruned) → debias (ordinary BatchNorm, no penalty). The surgery and
 fine-tuning that follow are the caller's (see :mod:`prunenet.runs`).
 
-λ is chosen as the paper's §4.4 says, by the loss of the debias objective (its eq. 7):
-:meth:`GCP.search_reg` runs the first step once per candidate of a log-spaced grid from the same
-start, scores each by that loss on held-out training images, and goes on from the best
-candidate's state (so the search costs one first step per candidate but the winner's).
+λ is chosen as the paper's §4.4 says, by the loss of the debias objective (its eq. 7) on
+held-out training images, with two rules of our own that make the choice mean something:
+
+- the candidates are *shrink levels* ρ, not raw λ: ρ is the total soft-threshold one step's
+  regularize phase applies to a channel of average cost (λ·lr·iterations), in units of the
+  median importance per unit cost, median(|s|/c), measured after step 1's rescale. ρ = 1 would
+  zero half the channels if the loss did not resist, whatever the dataset, learning rate or
+  epochs per step; raw λ = ρ·median(|s|/c) / (lr·iterations) is reported beside it. ρ = 0 (no
+  regulariser) is always a candidate, as the reference of what the regulariser adds.
+- the choice is the one-standard-error rule: the candidates are scored on the same held-out
+  images, so the most regularising candidate whose mean loss exceeds the lowest by at most the
+  standard error of their paired per-image differences is chosen (lasso users know it as
+  ``lambda.1se``); a loss difference smaller than its own noise never decides. A candidate
+  whose short first step alone (its zeroed channels pruned) goes below the run's target α by
+  more than one block is not admissible: it would remove more than was asked for.
+
+:meth:`GCP.search_reg` scores each candidate on a short version of step 1 — ``fraction`` of its
+regularize and debias batches, λ scaled so the total shrink is the candidate's ρ — all from the
+same start, then leaves the network at that start with λ set: step 1 then runs in full.
 """
 from __future__ import annotations
 
@@ -17,7 +32,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,20 +44,68 @@ from ..train import SYNC_EVERY, BatchStream, NonFiniteError, run_batches
 from ..wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 from .registry import register
 
-__all__ = ["GCPConfig", "GCP", "StepRecord", "REG_GRID", "check_reg"]
+__all__ = ["GCPConfig", "GCP", "StepRecord", "DEFAULT_REG", "SHRINK_GRID", "SEARCH_SHARE",
+           "check_reg", "one_se_rule", "search_fraction"]
 
-# λ candidates of ``--reg auto``: log-spaced, about ×3 apart
-REG_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+# λ of every entry point (the CLI, ``prunenet.GCP``, experiment configs, the demo): the paper's
+# rule, chosen by the held-out debias loss
+DEFAULT_REG = "auto"
+# the candidates of ``auto``, as shrink levels ρ (see above): none, little, up to far past any
+# one step's target
+SHRINK_GRID = (0.0, 0.1, 0.3, 1.0, 3.0)
+# the search's time as a fraction of the pruning steps' it aims at (``search_fraction``)
+SEARCH_SHARE = 0.2
+# the fewest batches a candidate's regularize or debias phase runs
+SEARCH_MIN_BATCHES = 8
 
 
-def check_reg(reg, grid: Optional[Sequence[float]] = None) -> None:
-    """Refuse a λ that is neither a non-negative number nor ``"auto"``, and a bad λ grid."""
+def search_fraction(steps: int, candidates: int, share: float = SEARCH_SHARE) -> float:
+    """The fraction of step 1's batches each λ candidate runs so that the search takes about
+    ``share`` of the time of ``steps`` full steps."""
+    return float(min(1.0, share * steps / max(candidates, 1)))
+
+
+def one_se_rule(per_image, admissible: Optional[Sequence[bool]] = None
+                ) -> Tuple[int, int, np.ndarray, np.ndarray]:
+    """The one-standard-error rule over candidates scored on the same held-out images.
+
+    ``per_image``: candidates × images losses, the candidates in order of increasing
+    regularisation. Returns (the chosen candidate, the one of least mean loss, each candidate's
+    mean loss, the standard error of each one's per-image difference to the least). The chosen
+    one is the most regularising whose mean exceeds the least by at most that standard error;
+    a candidate with a non-finite loss, or not ``admissible``, is never chosen."""
+    losses = np.asarray(per_image, dtype=np.float64)
+    finite = np.isfinite(losses).all(axis=1)
+    if admissible is not None:
+        finite &= np.asarray(admissible, dtype=bool)
+    if not finite.any():
+        raise PrunenetError("every λ candidate's held-out loss is NaN or Inf, or its first step "
+                            "alone went below the target: try a smaller --lr or --shrink-grid")
+    means = np.where(finite, losses.mean(axis=1), np.inf)
+    best = int(np.argmin(means))
+    n = losses.shape[1]
+    diff = np.where(finite[:, None], losses - losses[best], 0.0)
+    se = diff.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(losses))
+    se = np.where(finite, se, np.inf)
+    within = finite & (means - means[best] <= se)
+    return int(np.flatnonzero(within).max()), best, means, se
+
+
+def check_reg(reg, grid: Optional[Sequence[float]] = None,
+              shrink_grid: Optional[Sequence[float]] = None) -> None:
+    """Refuse a λ that is neither a non-negative number nor ``"auto"``, and bad candidate grids."""
     if reg != "auto" and (isinstance(reg, str) or not np.isfinite(reg) or reg < 0):
         raise PrunenetError(f"--reg {reg!r} must be a non-negative number (the weight λ of the "
                             f"L1 penalty) or 'auto' (chosen by the held-out debias loss)")
     if grid is not None and (len(grid) < 1 or any(
             isinstance(v, str) or not np.isfinite(v) or v < 0 for v in grid)):
         raise PrunenetError(f"--reg-grid {grid} must be one or more non-negative numbers")
+    if shrink_grid is not None and (len(shrink_grid) < 1 or any(
+            isinstance(v, str) or not np.isfinite(v) or v < 0 for v in shrink_grid)):
+        raise PrunenetError(f"--shrink-grid {shrink_grid} must be one or more non-negative "
+                            f"numbers")
+    if grid is not None and shrink_grid is not None:
+        raise PrunenetError("give --reg-grid (raw λ) or --shrink-grid (shrink levels), not both")
 
 
 @register("gcp", needs="training")
@@ -52,7 +115,7 @@ class GCPConfig:
 
     target: float
     steps: int = 3
-    reg: float = 1e-3  # λ
+    reg: float = 0.0  # λ (the entry points resolve DEFAULT_REG, choosing it by search_reg)
     epochs_per_step: float = 1.0  # regularize epochs per step (fractions allowed)
     debias_epochs: Optional[float] = None  # default: epochs_per_step
     lr: float = 0.01
@@ -126,8 +189,8 @@ class GCP:
     def run_step(self, t: int, stream: BatchStream,
                  evaluate: Optional[Callable[[MaskedNetwork], float]] = None,
                  state: Optional[Dict[str, object]] = None,
-                 on_progress: Optional[Callable[[Dict[str, object]], None]] = None
-                 ) -> List[StepRecord]:
+                 on_progress: Optional[Callable[[Dict[str, object]], None]] = None,
+                 fraction: float = 1.0) -> List[StepRecord]:
         """Step ``t`` (1-based): rescale, regularize, select, debias. Returns its log lines.
 
         The step's progress is a JSON-able ``state`` (phase, batches done, running sums, the
@@ -154,7 +217,7 @@ class GCP:
         def run(phase: str, trainer, epochs: float) -> Dict[str, float]:
             from ..optim import refresh_master_copies
             refresh_master_copies(trainer)  # float16: the master copies see set_data's values
-            start, total = time.time() - state["elapsed"], stream.count(epochs)
+            start, total = time.time() - state["elapsed"], self.batches(stream, epochs, fraction)
 
             def batch_done(done: int, sums: Dict[str, float]) -> None:
                 state.update(done=done, sums=sums, elapsed=time.time() - start)
@@ -223,6 +286,35 @@ class GCP:
                                   top1, zeroed, cfg.lr, deb["time_s"]))
         return records
 
+    @staticmethod
+    def batches(stream: BatchStream, epochs: float, fraction: float = 1.0) -> int:
+        """How many batches a phase of ``epochs`` runs at ``fraction`` of its length."""
+        full = stream.count(epochs)
+        if fraction >= 1.0:
+            return full
+        return min(full, max(SEARCH_MIN_BATCHES, int(round(full * fraction))))
+
+    def shrink_scale(self) -> float:
+        """The median importance per unit cost, median(|s|/c), over the live prunable
+        channels, measured after the rescale: the unit of a shrink level ρ."""
+        w = self.wrapper
+        widths = np.array([int(k.sum()) for k in w.keep])
+        weights = w.cost_weights(self.cost.marginal(widths))
+        if not self.config.cost_weighted:
+            weights = {name: np.ones_like(c) for name, c in weights.items()}
+        scores = w.scores()
+        ratios = np.concatenate([
+            scores[g.index][w.keep[g.index]] / np.maximum(
+                weights[w.scale_name(g.index)][w.keep[g.index]], 1e-12)
+            for g in w.graph.prunable_groups])
+        ratios = ratios[ratios > 0]
+        return float(np.median(ratios)) if len(ratios) else 1.0
+
+    def reg_of_shrink(self, shrink: float, scale: float, iterations: int) -> float:
+        """Raw λ whose soft thresholds add up to ``shrink`` × ``scale`` over ``iterations``
+        batches at the step's learning rate, for a channel of average cost."""
+        return float(shrink * scale / (self.config.lr * max(iterations, 1)))
+
     def achieved(self) -> float:
         widths = np.array([int(k.sum()) for k in self.wrapper.keep])
         return self.cost.total(widths) / self.base_cost
@@ -281,52 +373,80 @@ class GCP:
         self.last_selection = snap["last_selection"]
         self.zeros_pruned = snap["zeros_pruned"]
 
-    def search_reg(self, stream: BatchStream, heldout_loss: Callable[[], float],
-                   grid: Sequence[float] = REG_GRID, state: Optional[Dict[str, object]] = None,
-                   best: Optional[Dict[str, object]] = None,
-                   on_candidate: Optional[Callable[[Dict[str, object], bool], None]] = None
-                   ) -> List[StepRecord]:
-        """Choose λ from ``grid`` by the held-out debias loss of step 1, and leave the network in
-        the state step 1 with the chosen λ ends in; returns that step's log lines.
+    def search_reg(self, stream: BatchStream, heldout_losses: Callable[[], np.ndarray],
+                   grid: Optional[Sequence[float]] = None, unit: str = "shrink",
+                   fraction: Optional[float] = None, state: Optional[Dict[str, object]] = None,
+                   on_candidate: Optional[Callable[[Dict[str, object]], None]] = None
+                   ) -> Dict[str, object]:
+        """Choose λ for the run and leave the network where it was, λ set in the config.
 
-        Every candidate starts from the state at the call (the unpruned network). ``state``
-        (JSON-able: grid, each candidate's loss, the best index) and ``best`` (the best
-        candidate's :meth:`snapshot`) continue an interrupted search; ``on_candidate(state,
-        improved)`` is called after each candidate, with the best candidate's state in force
-        when ``improved``."""
-        grid = [float(v) for v in grid]
+        ``grid``: the candidates, shrink levels ρ (``unit="shrink"``, default
+        :data:`SHRINK_GRID`) or raw λ (``unit="reg"``); 0 is added when missing and they are
+        tried in increasing order. Each runs ``fraction`` of step 1 (default:
+        :func:`search_fraction`) from the state at the call, then ``heldout_losses()`` gives
+        its per-image held-out debias losses; :func:`one_se_rule` chooses. ``state`` (JSON-able,
+        as :attr:`search` holds it) continues an interrupted search; ``on_candidate(state)``
+        is called after each candidate, with the starting state back in force. Returns the
+        search's state (also in :attr:`search`)."""
+        if unit not in ("shrink", "reg"):
+            raise ValueError(f"unit {unit!r} must be 'shrink' or 'reg'")
+        grid = [float(v) for v in (SHRINK_GRID if grid is None else grid)]
         if not grid or any(not np.isfinite(v) or v < 0 for v in grid):
             raise PrunenetError(f"the λ grid {grid} must be non-negative numbers")
-        state = dict(state or {"grid": grid, "losses": [None] * len(grid), "best": None,
-                               "records": None})
-        if state["grid"] != grid:
-            raise PrunenetError(f"the saved λ search was over {state['grid']}, not {grid}")
+        grid = sorted(set(grid) | {0.0})
         start = self.snapshot(stream)
-        records = [StepRecord(**r) for r in state["records"]] if state["records"] else None
-        for k, reg in enumerate(grid):
-            if state["losses"][k] is not None:
+        full = self.batches(stream, self.config.epochs_per_step)
+        if state is None:
+            if fraction is None:
+                fraction = search_fraction(self.config.steps, len(grid))
+            if self.config.rescale:
+                self.wrapper.rescale()
+            scale = self.shrink_scale()
+            self.restore(start, stream)
+            regs = [self.reg_of_shrink(v, scale, full) if unit == "shrink" else v for v in grid]
+            state = {"unit": unit, "grid": grid, "regs": regs, "scale": scale,
+                     "fraction": float(fraction), "iterations": full,
+                     "losses": [None] * len(grid), "per_image": [None] * len(grid),
+                     "achieved": [None] * len(grid), "slack": [None] * len(grid),
+                     "rule": "one-standard-error",
+                     "done": False}
+        state = dict(state)
+        if state["grid"] != grid or state["unit"] != unit:
+            raise PrunenetError(f"the saved λ search was over {state['unit']} "
+                                f"{state['grid']}, not {unit} {grid}")
+        short = self.batches(stream, self.config.epochs_per_step, state["fraction"])
+        for k, reg in enumerate(state["regs"]):
+            if state["per_image"][k] is not None:
                 continue
             self.restore(start, stream)
-            self.config.reg = reg
-            step = self.run_step(1, stream)
-            loss = float(heldout_loss())
-            state["losses"][k] = loss if np.isfinite(loss) else float("inf")
-            improved = state["best"] is None or state["losses"][k] < state["losses"][state["best"]]
-            if improved:
-                state["best"], records = k, step
-                state["records"] = [asdict(r) for r in step]
-                best = self.snapshot(stream)
-            elif best is not None:
-                self.restore(best, stream)
+            # the short step's λ gives the candidate's whole shrink in its fewer batches
+            self.config.reg = reg * full / short
+            records = self.run_step(1, stream, fraction=state["fraction"])
+            # how far below the run's target the step went, beyond the one block any selection
+            # may overshoot by
+            last = self.last_selection
+            slack = last.largest_block / self.base_cost if last is not None else 0.0
+            state["achieved"][k] = float(records[-1].achieved)
+            state["slack"][k] = float(slack)
+            losses = np.asarray(heldout_losses(), dtype=np.float64).ravel()
+            state["per_image"][k] = [float(v) if np.isfinite(v) else float("inf")
+                                     for v in losses]
+            state["losses"][k] = float(np.mean(state["per_image"][k]))
+            self.restore(start, stream)
+            self.config.reg = 0.0
             if on_candidate is not None:
-                on_candidate(dict(state), improved)
-        if best is None:
-            raise PrunenetError("the λ search has no finished candidate to go on from")
-        self.restore(best, stream)
-        self.config.reg = grid[state["best"]]
+                on_candidate(dict(state))
+        # a candidate whose first step alone (its zeroed channels pruned) went below the run's
+        # target removes more than was asked for: not admissible
+        admissible = [a >= self.config.target - slack - 1e-9
+                      for a, slack in zip(state["achieved"], state["slack"])]
+        chosen, best, means, se = one_se_rule(state["per_image"], admissible)
+        state.update(chosen_index=chosen, best=best, se=[float(v) for v in se],
+                     admissible=admissible, chosen=state["regs"][chosen], done=True)
+        self.restore(start, stream)
+        self.config.reg = state["regs"][chosen]
         self.search = state
-        return records
-
+        return state
 
 
 def _trainer_bytes(trainer) -> bytes:
