@@ -199,7 +199,8 @@ _GROUPS = (
              "evaluation", ["--dataset", "--data-dir", "--rec-train", "--rec-train-idx",
                             "--rec-val", "--rec-val-idx", "-j", "--batch-size", "--train-limit",
                             "--val-limit"]),
-    ("gcp", "the paper's method (--method gcp)", ["--steps", "--reg", "--reg-grid",
+    ("gcp", "the paper's method (--method gcp)", ["--steps", "--reg", "--shrink-grid",
+                                                 "--reg-grid", "--search-fraction",
                                                  "--search-holdout", "--stream-score",
                                                  "--epochs-per-step", "--debias-epochs", "--lr",
                                                  "--momentum"]),
@@ -222,8 +223,12 @@ def _regroup(parser) -> None:
         group._group_actions[:] = [by_flag[flag] for flag in flags]
         groups.append(group)
     moved = {id(a) for g in groups for a in g._group_actions}
+    titled = {g.title: g for g in groups}
     for group in [options] + others:
         group._group_actions[:] = [a for a in group._group_actions if id(a) not in moved]
+        if group.title in titled:  # a flag added to its group but not listed above: kept there
+            titled[group.title]._group_actions += group._group_actions
+            group._group_actions[:] = []
     kept = [g for g in others if g._group_actions]  # latency, GluonCV's flags
     parser._action_groups[:] = parser._action_groups[:2] + groups[:3] + kept[:1] + \
         groups[3:] + kept[1:]
