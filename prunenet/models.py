@@ -228,8 +228,19 @@ def gluoncv_name(net) -> Optional[str]:
     from gluoncv.model_zoo import model_zoo
     cls = type(net)
     own = {k: tuple(p.shape) for k, p in net._collect_params_with_prefix().items()}
-    names = sorted(n for n, f in model_zoo._models.items()
-                   if getattr(f, "__module__", None) == cls.__module__)
+    key = (cls, tuple(own.items()))
+    if key not in _NAMES_FOUND:  # each candidate is built: once per architecture
+        names = sorted(n for n, f in model_zoo._models.items()
+                       if getattr(f, "__module__", None) == cls.__module__)
+        _NAMES_FOUND[key] = _matching_name(cls, own, names)
+    return _NAMES_FOUND[key]
+
+
+_NAMES_FOUND: Dict[tuple, Optional[str]] = {}
+
+
+def _matching_name(cls, own: Dict[str, tuple], names: Sequence[str]) -> Optional[str]:
+    """The first of GluonCV's ``names`` that builds a ``cls`` of the parameters ``own``."""
     for name in names:
         try:
             candidate = build_model(name)
