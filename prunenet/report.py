@@ -66,7 +66,7 @@ def latency_fields(cost, last: dict, target: float) -> dict:
             "latency_fraction_noise": last["noise"],
             "latency_target_met": bool(last["met"]),
             "latency_too_noisy": bool(last["noise"] > NOISE_LIMIT * last["measured"]),
-            "latency_table": {"path": table.path, "device": table.device,
+            "latency_table": {"path": table.path, "runtime": table.runtime, "device": table.device,
                               "batch_size": table.batch_size, "dtype": table.dtype,
                               "threads": table.threads}}
 
@@ -87,14 +87,15 @@ def latency_line(report: dict) -> str:
 
 def run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
                      selection: Selection, gpus: str, objective: str,
-                     latency_batch_size: int, ctx=None) -> dict:
-    """A run's speed check on its device: at the latency batch size for the latency objective,
-    else at 16."""
+                     latency_batch_size: int, ctx=None, runtime: str = "mxnet") -> dict:
+    """A run's speed check on its device, in its ``runtime``: at the latency batch size for the
+    latency objective, else at 16."""
     from .bench import device, speed_check
     after = count(graph, widths_of(selection.keep))
     ctx = ctx or device((gpus or "").split(",")[0].strip())
     batch = latency_batch_size if objective == "latency" else 16
-    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch)
+    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch,
+                       runtime=runtime)
 
 
 def _installed(package: str) -> str:
