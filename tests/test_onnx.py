@@ -224,3 +224,46 @@ def test_round_to_auto_with_a_dataset_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--round-to auto works with the data-free methods" in err and "\n" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_zoo_list_shows_the_onnx_runtime_throughput_beside_mxnets_where_recorded():
+    from prunenet.zoo import format_table
+    entry = {"base": "resnet18_v1b", "macs": 9e8, "throughput_img_s": 120.4, "batch_size": 64,
+             "input_shape": [1, 3, 224, 224], "device": "cpu"}
+    plain = format_table({"a": entry}).splitlines()
+    assert "ORT_img/s" not in plain[0]
+    lines = format_table({"a": dict(entry, throughput_img_s_onnxruntime=181.6),
+                          "b": entry}).splitlines()
+    header = lines[0].split()
+    at = header.index("ORT_img/s")
+    assert header[at - 1] == "img/s"
+    assert lines[1].split()[at - 1:at + 1] == ["120", "182"]
+    assert lines[2].split()[at] == "-"
+
+
+def test_the_timed_onnx_model_lets_onnx_runtime_fold_batchnorm_into_the_convolution(tmp_path):
+    """MXNet's exporter lists the weights among the graph's inputs, where ONNX Runtime must
+    treat them as replaceable and cannot fold the BatchNorm; the model prunenet times has them
+    as initializers only, and the optimised graph has no BatchNormalization left."""
+    import onnx
+    import onnxruntime
+    from prunenet.latency.units import UnitSpec
+    from prunenet.runtimes import initial_params, onnx_model
+    spec = UnitSpec("conv", kernel=(3, 3), pad=(1, 1), in_hw=(8, 8),
+                    post=("Activation(act_type=relu)",))
+    sym, shapes = spec.symbol(16, 16), {"data": (2, 16, 8, 8)}
+    model = onnx_model(sym, initial_params(sym, shapes), shapes)
+    assert [i.name for i in model.graph.input] == ["data"]
+
+    def optimised_ops(m):
+        options = onnxruntime.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+        onnxruntime.InferenceSession(m.SerializeToString(), options,
+                                     providers=["CPUExecutionProvider"])
+        return {n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node}
+    assert "BatchNormalization" not in optimised_ops(model)
+    as_exported = onnx.ModelProto()
+    as_exported.CopyFrom(model)  # the weights among the inputs again, as MXNet writes them
+    as_exported.graph.input.extend(onnx.helper.make_tensor_value_info(
+        init.name, init.data_type, list(init.dims)) for init in model.graph.initializer)
+    assert "BatchNormalization" in optimised_ops(as_exported)
