@@ -18,7 +18,7 @@ Weights are random (latency does not depend on their values) and nothing is down
 test: run it on an idle machine, one thread per core as deployed, e.g.
 
     OMP_NUM_THREADS=2 python benchmarks/onnx_latency.py --out benchmarks/onnx_latency.json
-    python benchmarks/onnx_latency.py --quick   # resnet18_v1b at 64 px, batch 1 only
+    python benchmarks/onnx_latency.py --quick --batch-sizes 1   # resnet18_v1b at 64 px
 
 Latency tables go to $PRUNENET_CACHE as usual (reused by later runs on this machine).
 """
@@ -129,14 +129,14 @@ def table(rows: list) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="resnet18_v1b at 64 px, batch 1 only (a few minutes)")
+                   help="resnet18_v1b at 64 px only (a few minutes per batch size)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--repeats", type=int, default=10, help="timed rounds at least")
     p.add_argument("--out", default=None, help="write the rows as JSON here too")
     args = p.parse_args(argv)
     cases = {"resnet18_v1b": 64} if args.quick else CASES
-    batches = [1] if args.quick else args.batch_sizes
+    batches = args.batch_sizes
     log = (lambda line: print(line, file=sys.stderr, flush=True))
     rows = run(cases, batches, args.alpha, args.repeats, log)
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(all)')}; α "

@@ -210,8 +210,8 @@ class MXNetRuntime(Runtime):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             block = gluon.SymbolBlock(symbol, [mx.sym.var(n) for n in names])
-        for name, param in block.collect_params().items():
-            param._load_init(mx.nd.array(params[name]), self.ctx)
+        block.collect_params().load_dict({k: mx.nd.array(v) for k, v in params.items()},
+                                         ctx=self.ctx)
         return self.block_call(block, shapes[names[0]], _random_inputs(
             {n: shapes[n] for n in names}, "float32"))
 
