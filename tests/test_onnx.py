@@ -75,11 +75,6 @@ def test_onnx_runtime_refuses_float16_and_a_missing_gpu_provider():
         get_runtime("tvm")
 
 
-SLOWER = 4  # the sleeps made longer than test_latency's: a loaded CPU's late wake-ups (a few ms)
-# matter less (at load 8 on 2 cores, sub-ms sleeps once put the narrowest widths at 1.07 of the
-# unpruned latency)
-
-
 class _Machine:
     """What the sleeping machine knows: the ONNX sessions built, and whether pruning pays."""
 
@@ -108,7 +103,7 @@ def onnx_sleeping_machine(monkeypatch):
             machine.full_macs = macs  # the first network measured is the unpruned one
         if whole and not machine.pruning_pays:
             macs = machine.full_macs
-        seconds = SLOWER * machine_ms(macs, shape[0]) / 1e3
+        seconds = machine_ms(macs, shape[0]) / 1e3
         return lambda: time.sleep(seconds)
     monkeypatch.setattr(OnnxRuntime, "symbol_call", call)
     return machine
