@@ -127,7 +127,8 @@ def environment() -> Dict[str, object]:
         commit = ""
     return {"prunenet": __version__, "git_commit": commit, "mxnet": _installed("mxnet"),
             "mxnet_features": features, "gluoncv": _installed("gluoncv"),
-            "numpy": np.__version__,
+            "numpy": np.__version__, "onnx": _installed("onnx"),
+            "onnxruntime": _installed("onnxruntime"),
             "python": platform.python_version(), "platform": platform.platform(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
             "mxnet_engine_type": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),

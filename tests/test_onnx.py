@@ -267,3 +267,18 @@ def test_the_timed_onnx_model_lets_onnx_runtime_fold_batchnorm_into_the_convolut
     as_exported.graph.input.extend(onnx.helper.make_tensor_value_info(
         init.name, init.data_type, list(init.dims)) for init in model.graph.initializer)
     assert "BatchNormalization" in optimised_ops(as_exported)
+
+
+def test_bench_command_names_the_runtime(capsys):
+    from test_bench import _bench
+    assert _bench(["--model", "cifar_resnet20_v1", "--input-size", "16", "--batch-size", "2",
+                   "--repeats", "2", "--warmup", "0", "--runtime", "onnxruntime", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["runtime"] == "onnxruntime"
+    assert doc["models"]["cifar_resnet20_v1"]["runtime"] == ORT
+    assert _bench(["--model", "cifar_resnet20_v1", "--input-size", "16", "--batch-size", "2",
+                   "--repeats", "2", "--warmup", "0", "--runtime", "both"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("MXNet and ONNX Runtime (CPUExecutionProvider), cpu, batch 2")
+    assert [line.split()[0] for line in lines[2:4]] == ["cifar_resnet20_v1@mxnet",
+                                                        "cifar_resnet20_v1@onnxruntime"]
