@@ -202,8 +202,9 @@ def test_round_to_auto_in_a_run_measures_and_reports_the_blocks(tmp_path, capsys
     assert set(auto["ms_saved_per_channel"]) == {"1", "4", "8", "16", "32"}
     assert "--round-to auto: time saved per channel removed in ONNX Runtime" in \
         capsys.readouterr().out
-    widths = [w for _, w in report["group_widths"] if w]
-    assert widths
+    chosen = auto["chosen"]  # the selection removed channels in blocks of the chosen size
+    removed = [full - kept for kept, full in report["group_widths"] if kept < full]
+    assert removed and all(r % chosen == 0 for r in removed)
 
 
 def test_bench_in_both_runtimes_interleaved(capsys):
