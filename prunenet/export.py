@@ -32,22 +32,15 @@ def _check(diff: float, reference: np.ndarray, what: str) -> None:
 
 
 def _to_onnx(symbol_file: str, params_file: str, shape, path: str) -> None:
-    """Convert the MXNet pair to ONNX with a dynamic batch axis; weights are initializers only."""
-    try:
-        import mxnet.onnx as mx_onnx
-        import onnx
-    except ImportError:
-        raise PrunenetError("ONNX export needs the onnx package: pip install onnx==1.14.1") \
-            from None
-    mx_onnx.export_model(symbol_file, params_file, [tuple(shape)], [np.float32], path,
-                         dynamic=True, dynamic_input_shapes=[(None,) + tuple(shape[1:])])
-    model = onnx.load(path)
-    weights = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)  # so runtimes may fold constants
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
+    """Convert the MXNet pair to ONNX with a dynamic batch axis; weights are initializers only
+    (:func:`prunenet.runtimes.onnx_model`)."""
+    import mxnet as mx
+    from .runtimes import onnx_model
+    params = {k.split(":", 1)[-1]: v.asnumpy() for k, v in mx.nd.load(params_file).items()}
+    model = onnx_model(mx.sym.load(symbol_file), params, {"data": tuple(shape)},
+                       dynamic_batch=True)
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
 
 
 def _onnx_outputs(path: str, x: np.ndarray) -> Optional[np.ndarray]:

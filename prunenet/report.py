@@ -66,7 +66,7 @@ def latency_fields(cost, last: dict, target: float) -> dict:
             "latency_fraction_noise": last["noise"],
             "latency_target_met": bool(last["met"]),
             "latency_too_noisy": bool(last["noise"] > NOISE_LIMIT * last["measured"]),
-            "latency_table": {"path": table.path, "device": table.device,
+            "latency_table": {"path": table.path, "runtime": table.runtime, "device": table.device,
                               "batch_size": table.batch_size, "dtype": table.dtype,
                               "threads": table.threads}}
 
@@ -87,14 +87,15 @@ def latency_line(report: dict) -> str:
 
 def run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
                      selection: Selection, gpus: str, objective: str,
-                     latency_batch_size: int, ctx=None) -> dict:
-    """A run's speed check on its device: at the latency batch size for the latency objective,
-    else at 16."""
+                     latency_batch_size: int, ctx=None, runtime: str = "mxnet") -> dict:
+    """A run's speed check on its device, in its ``runtime``: at the latency batch size for the
+    latency objective, else at 16."""
     from .bench import device, speed_check
     after = count(graph, widths_of(selection.keep))
     ctx = ctx or device((gpus or "").split(",")[0].strip())
     batch = latency_batch_size if objective == "latency" else 16
-    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch)
+    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch,
+                       runtime=runtime)
 
 
 def _installed(package: str) -> str:
@@ -126,7 +127,8 @@ def environment() -> Dict[str, object]:
         commit = ""
     return {"prunenet": __version__, "git_commit": commit, "mxnet": _installed("mxnet"),
             "mxnet_features": features, "gluoncv": _installed("gluoncv"),
-            "numpy": np.__version__,
+            "numpy": np.__version__, "onnx": _installed("onnx"),
+            "onnxruntime": _installed("onnxruntime"),
             "python": platform.python_version(), "platform": platform.platform(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
             "mxnet_engine_type": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),

@@ -58,6 +58,7 @@ class DataRun:
     sync_every: int = 50  # iterations between host reads of the training loss and accuracy
     latency_table: Optional[str] = None
     latency_batch_size: int = 64
+    runtime: str = "mxnet"  # where latency and the speed check are measured (.runtimes)
     dtype: str = "float32"
     speed_check: bool = True  # measure the pruned network's speed-up at the end
     kvstore: str = "device"

@@ -41,16 +41,34 @@ __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surger
 
 def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_to: int = 8,
                    gpus: str = "", latency_table: Optional[str] = None,
-                   latency_batch_size: int = 64, dtype: str = "float32"):
-    """The cost model of ``objective``; for ``latency``, backed by the latency table of the
-    first device in ``gpus`` (the CPU if none) at that batch size and dtype."""
+                   latency_batch_size: int = 64, dtype: str = "float32", runtime: str = "mxnet"):
+    """The cost model of ``objective``; for ``latency``, backed by the latency table of
+    ``runtime`` on the first device in ``gpus`` (the CPU if none) at that batch size and dtype."""
     if objective != "latency":
         return cost_model(graph, objective)
     from .latency import LatencyTable
     first = (gpus or "").split(",")[0].strip()
     table = LatencyTable.open(latency_table, gpus=first, batch_size=latency_batch_size,
-                              dtype=dtype)
+                              dtype=dtype, runtime=runtime)
     return cost_model(graph, "latency", table=table, round_to=round_to, name=model)
+
+
+def auto_round_to(graph: ChannelGraph, gpus: str, latency_table: Optional[str],
+                  latency_batch_size: int, dtype: str, runtime: str, log=print
+                  ) -> Tuple[int, dict]:
+    """``--round-to auto``: the block size that saves the most measured time per channel in
+    ``runtime`` (:mod:`prunenet.latency.blocks`), logged, and the report's field with the
+    measurement."""
+    from .latency import LatencyTable
+    from .latency.blocks import block_gains, blocks_line, choose_block
+    table = LatencyTable.open(latency_table, gpus=(gpus or "").split(",")[0].strip(),
+                              batch_size=latency_batch_size, dtype=dtype, runtime=runtime)
+    gains = block_gains(table, graph)
+    chosen = choose_block(gains)
+    log(blocks_line(gains, chosen, table.runtime))
+    return chosen, {"round_to_auto": {"runtime": table.runtime, "chosen": chosen,
+                                      "ms_saved_per_channel": {str(b): g
+                                                               for b, g in gains.items()}}}
 
 
 def select_with(select, cost, target: float) -> Tuple[Selection, dict]:
@@ -79,18 +97,18 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
               seed: int = 0, overwrite: bool = False, command: Optional[List[str]] = None,
               log=print, latency_table: Optional[str] = None, latency_batch_size: int = 64,
               dtype: str = "float32", gpus: str = "", symbol: Optional[str] = None,
-              speed_check: bool = True) -> dict:
+              speed_check: bool = True, runtime: str = "mxnet") -> dict:
     """Prune ``model`` (or the exported ``symbol`` with its ``params``) with a data-free
     ``method`` to ``target`` × its cost; write the run folder ``out`` (see the module doc) and
     return the report. The ``latency`` objective measures on ``gpus``' first device (the CPU if
-    none), at ``latency_batch_size`` and ``dtype``; unless ``speed_check`` is off, the pruned
-    network's speed-up is measured there too."""
+    none), at ``latency_batch_size`` and ``dtype``, in ``runtime`` (mxnet or onnxruntime);
+    unless ``speed_check`` is off, the pruned network's speed-up is measured there too."""
     from .methods import DATA_FREE
 
     if method not in DATA_FREE:
         raise PrunenetError(f"unknown method {method!r}: choose one of {', '.join(DATA_FREE)}")
     check_cost_target(target, "--target")
-    if round_to < 1 or min_width < 1:
+    if round_to != "auto" and round_to < 1 or min_width < 1:
         raise PrunenetError(f"--round-to {round_to} and --min-width {min_width} must be at least 1")
     from .outputs import check_replace, check_target, exclusive
     out_path = check_target(out)
@@ -98,12 +116,12 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     with exclusive(out_path):  # held to the end: a second writer of --out stops at once
         return _prune_run(model, method, objective, target, out, params, input_size, classes,
                           round_to, min_width, seed, overwrite, command, log, latency_table,
-                          latency_batch_size, dtype, gpus, symbol, speed_check)
+                          latency_batch_size, dtype, gpus, symbol, speed_check, runtime)
 
 
 def _prune_run(model, method, objective, target, out, params, input_size, classes, round_to,
                min_width, seed, overwrite, command, log, latency_table, latency_batch_size,
-               dtype, gpus, symbol, speed_check) -> dict:
+               dtype, gpus, symbol, speed_check, runtime) -> dict:
     from .files import staged_dir, write_json
     from .models import load_network
     timings = {}
@@ -116,8 +134,12 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     if transfer:
         log(transfer_line(transfer))
     graph = trace(net, shape)
+    blocks = {}
+    if round_to == "auto":
+        round_to, blocks = auto_round_to(graph, gpus, latency_table, latency_batch_size, dtype,
+                                         runtime, log)
     cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,
-                          latency_batch_size, dtype)
+                          latency_batch_size, dtype, runtime)
     check_reachable(graph, cost, target, round_to, min_width)
     before = count(graph)
     timings["load_and_trace_s"] = time.time() - t0
@@ -139,7 +161,7 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
         t0 = time.time()
         speed = {"speed_check": run_speed_check(net, pruned.net, shape, before, graph,
                                                  selection, gpus, objective,
-                                                 latency_batch_size)}
+                                                 latency_batch_size, runtime=runtime)}
         timings["speed_check_s"] = time.time() - t0
 
     report = base_report(name, method, objective, target, selection, graph, before, timings,
@@ -147,7 +169,7 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     report.update({
         "input_shape": list(shape), "classes": classes, "round_to": round_to,
         "min_width": min_width, "seed": seed, "params_file": params, "symbol_file": symbol,
-        "transfer": transfer,
+        "transfer": transfer, **blocks,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
         **latency, **speed,
@@ -317,7 +339,8 @@ class _RunPhases:
         self.transfer = getattr(self.net, "prunenet_transfer", None)
         self.graph = trace(self.net, self.shape)
         self.cost = objective_cost(self.graph, run.objective, self.net_name, run.round_to,
-                                   run.gpus, run.latency_table, run.latency_batch_size, run.dtype)
+                                   run.gpus, run.latency_table, run.latency_batch_size, run.dtype,
+                                   run.runtime)
         check_reachable(self.graph, self.cost, run.target, run.round_to, run.min_width)
 
     def _load(self) -> None:
@@ -573,7 +596,8 @@ class _RunPhases:
         speed = {"speed_check": run_speed_check(self.net, self.pruned.net, self.shape,
                                                  self.before, self.graph, self.selection,
                                                  run.gpus, run.objective,
-                                                 run.latency_batch_size, self.ctx[0])}
+                                                 run.latency_batch_size, self.ctx[0],
+                                                 run.runtime)}
         self.timings["speed_check_s"] = time.time() - t0
         return speed
 

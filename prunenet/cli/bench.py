@@ -6,6 +6,7 @@ from typing import Dict
 
 from ..bench import DTYPES, check_settings, device, device_name, throughput
 from ..errors import PrunenetError
+from ..runtimes import RUNTIMES, runtime_label
 from .args import positive_int
 
 
@@ -34,6 +35,10 @@ def add_parser(subparsers) -> None:
                    help="input image size (default 224; 32 for cifar_* models)")
     p.add_argument("--gpus", default="", help="GPU id to measure on, e.g. 0 (default: CPU)")
     p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument("--runtime", default="mxnet", choices=RUNTIMES + ("both",),
+                   help="where the networks run: mxnet, onnxruntime (each exported to ONNX and "
+                        "run in an InferenceSession), or both, interleaved in one timing "
+                        "(default mxnet)")
     p.add_argument("--repeats", type=positive_int, default=10,
                    help="timed batches per network at least; the median counts (default 10)")
     p.add_argument("--max-repeats", type=positive_int, default=None,
@@ -129,9 +134,10 @@ def _bench(args) -> int:
     counts = {label: count(trace(net, (1,) + tuple(shape))) for label, (net, _) in nets.items()}
     result = throughput({label: net for label, (net, _) in nets.items()}, shape,
                         batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup,
-                        ctx=ctx, dtype=args.dtype, max_repeats=args.max_repeats)
-    for label, r in result.items():
-        r.update(counts[label])
+                        ctx=ctx, dtype=args.dtype, max_repeats=args.max_repeats,
+                        runtime=args.runtime)
+    for row, r in result.items():
+        r.update(counts[row.rsplit("@", 1)[0] if args.runtime == "both" else row])
     noisy = [label for label, r in result.items() if r["noisy"]]
     rounds = max(r["rounds"] for r in result.values())
     note = ""
@@ -144,11 +150,13 @@ def _bench(args) -> int:
     if args.json:
         print(json.dumps({"device": device_name(ctx), "threads": os.environ.get(
             "OMP_NUM_THREADS", ""), "batch_size": args.batch_size, "input_shape": list(shape),
-            "dtype": args.dtype, "repeats": args.repeats, "rounds": rounds,
+            "dtype": args.dtype, "runtime": args.runtime, "repeats": args.repeats, "rounds": rounds,
             "warmup": args.warmup, "noisy": note, "models": result}, indent=2))
         return 0
-    print(f"{device_name(ctx)}, batch {args.batch_size}, {'x'.join(map(str, shape))}, "
-          f"{args.dtype}: median of {rounds} interleaved batches after {args.warmup} warm-up")
+    where = " and ".join(sorted({runtime_label(r["runtime"]) for r in result.values()}))
+    print(f"{where}, {device_name(ctx)}, batch {args.batch_size}, {'x'.join(map(str, shape))}, "
+          f"{args.dtype}: median of {rounds} interleaved batches after {args.warmup} warm-up"
+          + ("; speed-ups within each runtime" if args.runtime == "both" else ""))
     width = max(len(label) for label in result)
     print(f"{'model':<{width}}  {'img/s':>8}  {'ms/batch':>9}  {'IQR ms':>7}  {'±':>6}  "
           f"{'GMACs':>6}  speed-up")
