@@ -1,0 +1,153 @@
+"""Bad input that gave a wrong result without a word, or a traceback: edited run and checkpoint
+files, images that do not decode, labels outside the classes and non-finite inputs, shared
+weights, dead channels, and the export, demo and API arguments of docs/bad-inputs.md's rows.
+
+Each refusal is one line (``refused``/``one_line`` of test_bad_input); nothing is changed.
+"""
+import json
+import os
+import shutil
+
+import pytest
+
+from test_bad_input import refused
+
+RUN = ["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--target", "0.5",
+       "--dataset", "synthetic", "--input-size", "32", "--train-limit", "64", "--val-limit",
+       "32", "--batch-size", "16", "--finetune-epochs", "0.25", "--no-progress"]
+
+
+def edit(path, change):
+    """Apply ``change`` (a function of the parsed JSON) to the JSON file ``path``."""
+    with open(path) as f:
+        doc = json.load(f)
+    change(doc)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+
+
+# ------------------------------------------------------------------ --resume of edited files
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished data-free run with fine-tuning (and so a fine-tuning checkpoint)."""
+    out = str(tmp_path_factory.mktemp("resume") / "run")
+    from prunenet.cli import main
+    assert main(RUN + ["--out", out]) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    out = str(tmp_path / "run")
+    shutil.copytree(finished, out)
+    return out
+
+
+def _refused_resume(out, *words):
+    report = open(os.path.join(out, "report.json")).read()
+    refused(["prune", "--resume", out], *words)
+    assert open(os.path.join(out, "report.json")).read() == report  # nothing rewritten
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("target", 0.3, "run.json has target 0.3, but the run was started with 0.5"),  # was exit 0
+    ("batch_size", 0, "run.json has batch_size 0, but the run was started with 16"),
+    ("lr", -1, "run.json has lr -1, but the run was started with 0.01"),
+    ("steps", "three", 'run.json has steps "three", not a whole number'),  # was copied along
+    ("target", None, "run.json has target null, not a finite number"),
+])
+def test_resume_refuses_run_json_edited_against_the_run(run_copy, key, value, words):
+    edit(os.path.join(run_copy, "run.json"), lambda d: d.update({key: value}))
+    _refused_resume(run_copy, words, "--resume")
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("target", 0.3, "run.json has target 0.3, but its checkpoint was made for 0.5"),
+    ("batch_size", 0, "--batch-size >= 1"),  # was a ZeroDivisionError traceback
+    ("lr", -1, "--lr -1 must be positive"),
+])
+def test_resume_refuses_run_json_edited_in_a_run_older_than_its_copy(run_copy, key, value,
+                                                                      words):
+    os.remove(os.path.join(run_copy, "checkpoint", "started.json"))  # a run of older prunenet
+    edit(os.path.join(run_copy, "run.json"), lambda d: d.update({key: value}))
+    _refused_resume(run_copy, words, "--resume")
+
+
+def test_resume_still_takes_what_does_not_change_the_result(run_copy):
+    from prunenet.cli import main
+    edit(os.path.join(run_copy, "run.json"), lambda d: d.update(num_data_workers=1,
+                                                                 checkpoint_every=7))
+    assert main(["prune", "--resume", run_copy]) == 0
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda d: d.update(stage="quantize"), "has stage 'quantize', not one a run writes"),
+    (lambda d: d.update(stage="gcp"), "lacks states"),  # was a KeyError traceback
+    (lambda d: d.pop("selection"), "lacks selection"),  # was a KeyError traceback
+    (lambda d: d.update(finetune=[]), "lacks finetune"),
+])
+def test_resume_refuses_a_checkpoint_a_run_does_not_write(run_copy, change, words):
+    edit(os.path.join(run_copy, "checkpoint", "checkpoint.json"), change)
+    _refused_resume(run_copy, "checkpoint.json " + words, "start it again")
+
+
+def test_resume_of_a_finished_run_without_its_checkpoints_keeps_the_results(run_copy):
+    shutil.rmtree(os.path.join(run_copy, "checkpoint"))  # was a silent run from scratch
+    _refused_resume(run_copy, "the run has finished (report.json)", "nothing to resume")
+
+
+# ------------------------------------------------------------------ images that do not decode
+
+def jpeg_folder(root, per_class=4, cut=None):
+    """``root/{train,val}/{a,b}/N.jpg``; ``cut(i, data)`` gives image i's bytes as written."""
+    import cv2
+    import numpy as np
+    rng = np.random.RandomState(0)
+    i = 0
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            os.makedirs(os.path.join(root, split, name))
+            for n in range(per_class):
+                ok, data = cv2.imencode(".jpg", rng.randint(0, 256, (40, 40, 3)).astype("uint8"))
+                data = data.tobytes()
+                with open(os.path.join(root, split, name, f"{n}.jpg"), "wb") as f:
+                    f.write(cut(i, data) if cut else data)
+                i += 1
+    return root
+
+
+def test_a_folder_of_truncated_jpegs_is_refused_naming_the_first(tmp_path):
+    # libjpeg decodes a truncated JPEG to gray fill with a warning naming no file: the run
+    # trained on gray images and exited 0
+    root = jpeg_folder(str(tmp_path / "set"), cut=lambda i, data: data[:len(data) // 3])
+    out = str(tmp_path / "run")
+    refused(["prune", "--model", "cifar_resnet20_v1", "--method", "gcp", "--target", "0.5",
+             "--dataset", "folder", "--data-dir", root, "--input-size", "32", "--out", out],
+            "train: 8 of 8 images do not decode", "(first: " + os.path.join(root, "train", "a",
+                                                                          "0.jpg"),
+            "image file is truncated", "--max-bad-images")
+    assert not os.path.exists(out)
+
+
+def test_a_fraction_of_bad_images_is_skipped_when_allowed(tmp_path, capsys):
+    from prunenet.data import image_folder
+    from prunenet.errors import PrunenetError
+    cuts = {1: lambda d: d[:-2],  # only the end marker missing
+            5: lambda d: d[:int(len(d) * 0.9)]}
+    root = jpeg_folder(str(tmp_path / "set"), cut=lambda i, d: cuts.get(i, lambda d: d)(d))
+    appended = os.path.join(root, "train", "b", "3.jpg")  # data after the end: still whole
+    with open(appended, "ab") as f:
+        f.write(b"\0" * 2000)
+    os.symlink(os.path.join(root, "nowhere.jpg"), os.path.join(root, "train", "b", "zz.jpg"))
+    train = os.path.join(root, "train")
+    with pytest.raises(PrunenetError, match=r"3 of 9 images do not decode \(first: .*1\.jpg: "
+                                            r"image file is truncated"):
+        image_folder(train, max_bad_images=0.2)
+    capsys.readouterr()
+    kept = image_folder(train, max_bad_images=0.34)
+    assert len(kept) == 6 and appended in kept.files
+    assert not {os.path.join(root, "train", "a", f"{n}.jpg") for n in (1,)} & set(kept.files)
+    note = capsys.readouterr().err
+    assert "skipping 3 of 9 images that do not decode" in note and note.count("\n") == 1
+    assert len(image_folder(os.path.join(root, "val"))) == 8  # a whole folder passes
