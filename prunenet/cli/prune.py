@@ -78,6 +78,9 @@ def add_parser(sub) -> None:
     g.add_argument("-j", "--num-data-workers", type=int, default=os.cpu_count() or 1,
                    metavar="N", help="image decoding threads for imagenet and folder (default: "
                                      "this machine's cores)")
+    g.add_argument("--max-bad-images", type=real_number(0, below=1), default=0.0,
+                   metavar="FRACTION", help="skip the images of a folder dataset that do not "
+                   "decode while they are at most this fraction of them (default 0: refuse)")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
     g.add_argument("--reg", type=reg, default="auto",
                    help="L1 weight λ, or 'auto': each λ of --reg-grid runs step 1 and the one "
