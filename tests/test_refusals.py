@@ -151,3 +151,70 @@ def test_a_fraction_of_bad_images_is_skipped_when_allowed(tmp_path, capsys):
     note = capsys.readouterr().err
     assert "skipping 3 of 9 images that do not decode" in note and note.count("\n") == 1
     assert len(image_folder(os.path.join(root, "val"))) == 8  # a whole folder passes
+
+
+# ------------------------------------------------------------------ labels and non-finite inputs
+
+def _batches(label=None, image=None, n=4, batch=8):
+    """``n`` batches of normal images and labels 0..9, with the first batch's ``label`` (all)
+    or ``image`` (all pixels) values replaced."""
+    import numpy as np
+    rng = np.random.RandomState(0)
+    out = []
+    for b in range(n):
+        x = rng.normal(size=(batch, 3, 32, 32)).astype(np.float32)
+        y = rng.randint(0, 10, batch).astype(np.float32)
+        if b == 0 and label is not None:
+            y[:] = label
+        if b == 0 and image is not None:
+            x[:] = image
+        out.append((x, y))
+    return out
+
+
+def _snapshot(net):
+    return {k: p.data().asnumpy().copy() for k, p in net.collect_params().items()}
+
+
+@pytest.mark.parametrize("label", [50, -1, 2.5])
+def test_gcp_fit_refuses_labels_outside_the_classes(label):
+    import prunenet
+    from prunenet.errors import PrunenetError
+    from test_api import Residual, randomise
+    gcp = prunenet.GCP(randomise(Residual()), target=0.5, input_shape=(1, 3, 32, 32), steps=1,
+                       reg=1e-3)
+    with pytest.raises(PrunenetError, match=rf"step 1/1 regularize: the first batch has label "
+                                            rf"{label:g}, not a class index 0\.\.9 of the "
+                                            rf"network's 10 outputs"):
+        gcp.fit(_batches(label=label))  # trained and pruned without a word
+    with pytest.raises(PrunenetError, match="has run 0 of its 1 steps"):
+        gcp.prune()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_finetune_refuses_non_finite_images_and_keeps_the_weights(value):
+    import numpy as np
+    import prunenet
+    from prunenet.errors import PrunenetError
+    from test_api import Residual, randomise
+    net = randomise(Residual())
+    before = _snapshot(net)
+    with pytest.raises(PrunenetError, match="the first batch's images hold NaN or Inf"):
+        prunenet.finetune(net, _batches(image=value), epochs=1, lr=0.01)
+    after = _snapshot(net)  # were: 9 parameters NaN, a normal-looking result
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_a_cli_run_checks_its_first_batch_too(monkeypatch, tmp_path):
+    # the datasets check their labels when opened; the first-batch check is the same one place
+    import numpy as np
+    from prunenet import data
+    real = data.synthetic
+
+    def noisy(*args, **kwargs):
+        ds = real(*args, **kwargs)
+        ds.images[:] = np.nan
+        return ds
+    monkeypatch.setattr(data, "synthetic", noisy)
+    out = str(tmp_path / "run")
+    refused(RUN + ["--out", out], "fine-tuning: the first batch's images hold NaN or Inf")
