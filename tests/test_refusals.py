@@ -6,6 +6,7 @@ Each refusal is one line (``refused``/``one_line`` of test_bad_input); nothing i
 """
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -218,3 +219,85 @@ def test_a_cli_run_checks_its_first_batch_too(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "synthetic", noisy)
     out = str(tmp_path / "run")
     refused(RUN + ["--out", out], "fine-tuning: the first batch's images hold NaN or Inf")
+
+
+# ------------------------------------------------------------------ the demo's cached base
+
+@pytest.mark.parametrize("meta,params,words", [
+    ({"epochs": 2}, None, "records no top-1 (a fraction in [0, 1]; it holds null)"),
+    ({"top1": "high"}, None, 'records no top-1 (a fraction in [0, 1]; it holds "high")'),
+    ({"top1": 0.9}, b"\x12" * 100, "the cached base network is damaged: params file"),
+])
+def test_a_damaged_demo_cache_is_named_with_what_to_delete(tmp_path, meta, params, words):
+    from prunenet.cli import main  # noqa: F401 (refused runs it)
+    from prunenet.demo import QUICK
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    key = QUICK.base_key()
+    if params is None:
+        import mxnet as mx
+        mx.nd.save(str(cache / (key + ".params")), {"w": mx.nd.zeros(2)})
+    else:
+        (cache / (key + ".params")).write_bytes(params)
+    (cache / (key + ".json")).write_text(json.dumps(meta))
+    out = str(tmp_path / "demo")  # DM1/DM2 were a KeyError and a ValueError traceback
+    refused(["demo", "--quick", "--no-progress", "--cache-dir", str(cache), "--out", out],
+            words, "to train the base again")
+    assert not os.path.exists(out) and len(os.listdir(cache)) == 2
+
+
+# ------------------------------------------------------------------ zoo export
+
+from test_bad_input import zoo_dir  # noqa: E402,F401 (a fixture)
+
+
+def test_zoo_export_on_a_full_disk_is_one_line_and_leaves_no_folder(zoo_dir, tmp_path,  # noqa: F811
+                                                                     monkeypatch):
+    import mxnet as mx
+
+    def full(self, path, epoch=0, remove_amp_cast=True):  # MXNet's own words on a full disk
+        with open(path + "-symbol.json", "w") as f:
+            f.write("{")
+        raise mx.base.MXNetError("[10:00:00] src/io/local_filesys.cc:38: Check failed: "
+                                 "std::fwrite(ptr, 1, size, fp_) == size: FileStream.Write "
+                                 "incomplete\nStack trace:\n  [bt] (0) libmxnet.so")
+    monkeypatch.setattr(mx.gluon.HybridBlock, "export", full)
+    out = str(tmp_path / "exp")  # was a traceback, and an empty exp/ left
+    refused(["zoo", "export", "r20", "--zoo", zoo_dir, "--format", "symbol", "--out", out],
+            "cannot write the export of r20 into", "FileStream.Write incomplete",
+            "free some space")
+    assert not os.path.exists(out)
+    os.makedirs(out)  # a folder the user made is kept, even empty
+    refused(["zoo", "export", "r20", "--zoo", zoo_dir, "--format", "symbol", "--out", out],
+            "cannot write the export")
+    assert os.listdir(out) == []
+
+
+def test_zoo_export_refuses_an_input_too_large_before_allocating(zoo_dir, tmp_path):  # noqa: F811
+    out = str(tmp_path / "exp")  # was a 149 GiB allocation's traceback
+    refused(["zoo", "export", "r20", "--zoo", zoo_dir, "--format", "symbol", "--input-size",
+             "100000", "--out", out], "input of shape (2, 3, 100000, 100000) needs tensors of "
+                                      "up to", "give a smaller --input-size")
+    assert not os.path.exists(out)
+
+
+# ------------------------------------------------------------------ GCP(...) arguments
+
+@pytest.mark.parametrize("options,words", [
+    ({"ctx": "twice"}, "ctx=[cpu(0), cpu(0)] must be one MXNet context or a list of distinct"),
+    ({"ctx": []}, "ctx=[] must be one MXNet context"),  # was an IndexError at fit
+    ({"ctx": ["cpu"]}, "ctx=['cpu'] must be one MXNet context"),
+    ({"lr": float("nan")}, "--lr nan must be positive"),  # was MXNet's multi_sgd_mom_update
+    ({"epochs_per_step": float("inf")}, "--epochs-per-step must be positive"),
+])
+def test_gcp_refuses_contexts_and_rates_it_cannot_train_with(options, words):
+    import mxnet as mx
+    import prunenet
+    from prunenet.errors import PrunenetError
+    from test_api import Residual, randomise
+    if options.get("ctx") == "twice":  # was an AssertionError of gluon's Trainer at fit
+        options = {"ctx": [mx.cpu(0), mx.cpu(0)]}
+    with pytest.raises(PrunenetError, match=re.escape(words)) as refusal:
+        prunenet.GCP(randomise(Residual()), target=0.5, input_shape=(1, 3, 32, 32), steps=1,
+                     reg=1e-3, **options)
+    assert "\n" not in str(refusal.value)
