@@ -28,7 +28,8 @@ from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_FI
 from .replicas import host_copy
 from .run_settings import STARTED_FILE, DataRun, run_dataset, saved_run  # noqa: F401  (re-exported)
 from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  # noqa: F401
-                     latency_line, latency_report, run_speed_check, transfer_line)
+                     kept_whole_line, latency_line, latency_report, run_speed_check,
+                     transfer_line)
 from .select import Selection, check_cost_target, check_reachable
 from .surgery import network_params, zero_removed
 
@@ -115,6 +116,8 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     if transfer:
         log(transfer_line(transfer))
     graph = trace(net, shape)
+    if kept_whole_line(graph):
+        log(kept_whole_line(graph))
     cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,
                           latency_batch_size, dtype)
     check_reachable(graph, cost, target, round_to, min_width)
@@ -332,6 +335,9 @@ class _RunPhases:
         check_training_dtype(run.dtype, self.ctx)
         self.train, self.val = run_dataset(run, train=True), run_dataset(run, train=False)
         self._check_data()
+        if run.teacher_params:  # read before any training, not after it
+            from .files import load_params
+            load_params(run.teacher_params)
         self.held.enter_context(exclusive(self.out, self.flag))
         if not self.resume:
             check_replace(self.out, self.overwrite,
@@ -345,6 +351,10 @@ class _RunPhases:
         match the settings."""
         run, train = self.run, self.train
         self.classes = run.classes or train.classes
+        if train.classes < 2:
+            raise PrunenetError(f"the training set of dataset {run.dataset} has {train.classes} "
+                                f"class: a one-class classifier has no loss to train or prune "
+                                f"by; give at least two classes")
         if self.classes != train.classes:
             raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} "
                                 f"classes of dataset {run.dataset}")
@@ -417,6 +427,8 @@ class _RunPhases:
         self.say(f"{self.net_name}: top-1 {self.top1_before:.4f} before pruning; "
                  f"{self.before['macs'] / 1e6:.1f}M MACs, "
                  f"{self.before['params'] / 1e6:.3f}M params")
+        if kept_whole_line(self.graph):
+            self.say(kept_whole_line(self.graph))
 
     def select_and_cut(self) -> None:
         """The pruned network: selected and cut out, or rebuilt from a fine-tuning checkpoint."""

@@ -301,3 +301,163 @@ def test_gcp_refuses_contexts_and_rates_it_cannot_train_with(options, words):
         prunenet.GCP(randomise(Residual()), target=0.5, input_shape=(1, 3, 32, 32), steps=1,
                      reg=1e-3, **options)
     assert "\n" not in str(refusal.value)
+
+
+# ------------------------------------------------------------------ shared weights
+
+def shared_net(tail=True):
+    """conv0, then conv1 and conv2 reading one weight (Gluon's ``params=``), then (``tail``)
+    a strided conv3 and conv4 whose channels nothing shares; BN + ReLU after each, a dense."""
+    import mxnet as mx
+    from mxnet.gluon import nn
+
+    class Shared(nn.HybridBlock):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            with self.name_scope():
+                self.body = nn.HybridSequential()
+                conv1 = nn.Conv2D(16, 3, padding=1)
+                self.body.add(nn.Conv2D(16, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"),
+                              conv1, nn.BatchNorm(), nn.Activation("relu"),
+                              nn.Conv2D(16, 3, padding=1, params=conv1.params), nn.BatchNorm(),
+                              nn.Activation("relu"))
+                if tail:
+                    self.body.add(nn.Conv2D(32, 3, padding=1, strides=2), nn.BatchNorm(),
+                                  nn.Activation("relu"), nn.Conv2D(32, 3, padding=1),
+                                  nn.BatchNorm(), nn.Activation("relu"))
+                self.body.add(nn.GlobalAvgPool2D(), nn.Dense(10))
+
+        def hybrid_forward(self, F, x):
+            return self.body(x)
+    net = Shared(prefix="sh_")
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    return net
+
+
+def _exported(net, prefix):
+    import mxnet as mx
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    net.export(prefix)
+    values = mx.nd.load(prefix + "-0000.params")
+    return [prefix + "-symbol.json", prefix + "-0000.params"], \
+        sum(v.size for k, v in values.items() if k.startswith("arg:"))
+
+
+def _counted(pair):
+    from test_api import count_pair
+    return count_pair(*pair)
+
+
+def test_shared_weights_are_counted_once_and_their_channels_kept(tmp_path, capsys):
+    from prunenet.cli import main
+    pair, stored = _exported(shared_net(), str(tmp_path / "shared"))
+    assert _counted(pair)["params"] == stored  # was 2320 more: the shared conv counted twice
+    out = str(tmp_path / "run")  # was a traceback: the shared weight cut for one reader only
+    capsys.readouterr()
+    assert main(["prune", "--symbol", pair[0], "--params", pair[1], "--method", "l1",
+                 "--target", "0.9", "--input-size", "32", "--out", out]) == 0
+    share = "layers sh_conv0_fwd and sh_conv2_fwd share parameter sh_conv0_weight"
+    assert f"note: 3 channel group(s) kept whole: {share}\n" in capsys.readouterr().out
+    with open(os.path.join(out, "report.json")) as f:
+        assert json.load(f)["kept_whole"] == [share]
+    pruned, stored = _exported_pair(out)
+    assert _counted(pruned)["params"] == stored < _counted(pair)["params"]
+    import mxnet as mx
+    shapes = {k: v.shape for k, v in mx.nd.load(pruned[1]).items()}
+    assert shapes["arg:sh_conv0_weight"] == (16, 16, 3, 3)  # shared (made first): whole
+    assert shapes["arg:sh_conv3_weight"][0] < 32  # the rest pruned
+
+
+def _exported_pair(run_dir):
+    import mxnet as mx
+    pair = [os.path.join(run_dir, "pruned-symbol.json"), os.path.join(run_dir,
+                                                                      "pruned-0000.params")]
+    return pair, sum(v.size for k, v in mx.nd.load(pair[1]).items() if k.startswith("arg:"))
+
+
+def test_a_network_whose_every_group_touches_a_shared_weight_is_refused(tmp_path):
+    pair, _ = _exported(shared_net(tail=False), str(tmp_path / "shared"))
+    out = str(tmp_path / "run")
+    refused(["prune", "--symbol", pair[0], "--params", pair[1], "--method", "l1", "--target",
+             "0.5", "--input-size", "32", "--out", out],
+            "no channel of the network can be removed", "share parameter sh_conv0_weight")
+    assert not os.path.exists(out)
+
+
+def test_the_python_api_prunes_a_block_with_a_shared_weight():
+    import mxnet as mx
+    import numpy as np
+    import prunenet
+    net = shared_net()
+    x = mx.nd.array(np.random.RandomState(0).normal(size=(2, 3, 32, 32)))
+    small = prunenet.prune(net, method="l1", target=0.9, input_shape=(1, 3, 32, 32))
+    assert small(x).shape == (2, 10)  # was an MXNetError: Shape inconsistent
+    assert small.report["surgery_max_abs_diff"] < 1e-4 and small.report["achieved"] <= 0.9
+
+
+@pytest.mark.parametrize("flags", [["--min-width", "100000"],
+                                   ["--min-width", "64", "--round-to", "64"]])
+def test_a_min_width_no_group_exceeds_is_named(tmp_path, flags):
+    out = str(tmp_path / "run")  # the sentence ended "it cannot be pruned by"
+    refused(["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--target", "0.5",
+             "--out", out] + flags, f"no channel can be removed at min_width {flags[1]} "
+                                    f"(--min-width): the widest prunable group has 64 channels")
+    assert not os.path.exists(out)
+
+
+# ------------------------------------------------------------------ unclear rows of the trial
+
+def test_a_one_class_folder_is_refused(tmp_path):
+    root = jpeg_folder(str(tmp_path / "set"))
+    for split in ("train", "val"):
+        shutil.rmtree(os.path.join(root, split, "b"))
+    out = str(tmp_path / "run")  # was pruned with zero loss and no word
+    refused(["prune", "--model", "cifar_resnet20_v1", "--method", "gcp", "--target", "0.5",
+             "--dataset", "folder", "--data-dir", root, "--input-size", "32", "--out", out],
+            "the training set of dataset folder has 1 class", "give at least two classes")
+    assert not os.path.exists(out)
+
+
+def test_a_damaged_teacher_file_is_refused_before_any_training(tmp_path):
+    bad = tmp_path / "teacher.params"
+    bad.write_bytes(b"\x12" * 5000)
+    out = str(tmp_path / "run")  # was found only after selection and surgery (or GCP's steps)
+    refused(RUN + ["--teacher", "cifar_resnet20_v1", "--teacher-params", str(bad), "--out", out],
+            f"params file {bad} is not an MXNet params file")
+    assert not os.path.exists(out)
+
+
+def test_resume_with_another_teacher_file_says_how_to_move_it(run_copy, tmp_path):
+    other = str(tmp_path / "teacher.params")
+    refused(["prune", "--resume", run_copy, "--teacher-params", other],
+            "drop --teacher-params", "write its new place as teacher_params in")
+
+
+def test_a_group_an_unknown_op_freezes_is_noted(tmp_path, capsys):
+    import mxnet as mx
+    from mxnet.gluon import nn
+    from prunenet.cli import main
+
+    class Lrn(nn.HybridBlock):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            with self.name_scope():
+                self.conv0 = nn.Conv2D(32, 3, padding=1)
+                self.conv1 = nn.Conv2D(16, 3, padding=1)
+                self.out = nn.Dense(10)
+
+        def hybrid_forward(self, F, x):
+            return self.out(F.LRN(self.conv1(F.relu(self.conv0(x))), nsize=3, name="norm_lrn"))
+    net = Lrn(prefix="lrn_")
+    net.initialize(mx.init.Xavier())
+    pair, _ = _exported(net, str(tmp_path / "lrn"))
+    out = str(tmp_path / "run")
+    capsys.readouterr()
+    assert main(["prune", "--symbol", pair[0], "--params", pair[1], "--method", "l1",
+                 "--target", "0.7", "--input-size", "32", "--out", out]) == 0
+    note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "LRN" in note[0], note  # was no word at all
+    with open(os.path.join(out, "report.json")) as f:
+        assert any("LRN" in reason for reason in json.load(f)["kept_whole"])

@@ -222,6 +222,7 @@ def _resume_flags(args) -> Optional[bool]:
     import dataclasses
     from ..files import read_json
     from ..records import RUN_FILE
+    from ..run_settings import FREE_ON_RESUME
     from ..runs import DataRun
     defaults = _defaults()
     given = {k: v for k, v in vars(args).items()
@@ -241,10 +242,12 @@ def _resume_flags(args) -> Optional[bool]:
         if key == "out" and os.path.abspath(value) == os.path.abspath(args.resume):
             continue
         if saved.get(key) != value:
+            moved = f"; if the file moved, write its new place as {key} in {path}" \
+                if key in FREE_ON_RESUME else ""
             raise PrunenetError(f"--resume continues the run in {args.resume} with the settings "
                                 f"it was started with: {flag} {value} differs from its "
                                 f"{saved.get(key)} ({path}); drop {flag}, or start a new run "
-                                f"with another --out")
+                                f"with another --out{moved}")
     return False if args.no_progress else None
 
 
