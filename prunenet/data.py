@@ -684,10 +684,13 @@ def _check_records(rec_path: str, idx_path: str, offsets: np.ndarray, classes: i
                 raise PrunenetError(f"record file {rec_path}: record {i + 1} (line {i + 1} of "
                                     f"{idx_path}) is cut short; pack the file again")
             flag, label = struct.unpack("<If", head[:8])
-            if flag > 0:  # a label array; ImageRecordIter takes its first value
-                label = struct.unpack("<f", f.read(4))[0]
-                f.seek(4 * (flag - 1), 1)
             where = f"record file {rec_path}: record {i + 1} (line {i + 1} of {idx_path})"
+            if flag > 1:  # ImageRecordIter (label_width 1) stops at it, after any evaluation
+                raise PrunenetError(f"{where} has {flag} labels; a classifier is trained on one "
+                                    f"class id per image: pack the file again with one label "
+                                    f"per record")
+            if flag == 1:  # a label array of one
+                label = struct.unpack("<f", f.read(4))[0]
             if not (np.isfinite(label) and label == int(label) and 0 <= label < classes):
                 raise PrunenetError(f"{where} has label {label:g}, not a class id 0..{classes - 1}"
                                     f" (--classes {classes}); give the right --classes or fix "
@@ -715,10 +718,9 @@ def imagenet_record(rec_path: str, idx_path: Optional[str] = None, train: bool =
     idx_path = os.path.expanduser(idx_path or os.path.splitext(rec_path)[0] + ".idx")
     if not 0 <= rank < num_parts:
         raise PrunenetError(f"rank {rank} must be in 0..{num_parts - 1} for {num_parts} parts")
-    if input_size < 1 or num_workers < 0 or not 0 <= max_bad_images < 1:
-        raise PrunenetError(f"input size {input_size} must be >= 1, workers {num_workers} "
-                            f">= 0 and max_bad_images {max_bad_images} in [0, 1)")
-    files, labels = _without_bad_images(root, files, labels, max_bad_images)
+    if input_size < 1 or num_workers < 0:
+        raise PrunenetError(f"input size {input_size} must be >= 1 and workers {num_workers} "
+                            f">= 0")
     offsets = _record_offsets(rec_path, idx_path)
     _check_records(rec_path, idx_path, offsets, classes)
     total = len(offsets)

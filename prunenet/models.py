@@ -31,6 +31,12 @@ def input_shape(name: str, input_size: Optional[int] = None, channels: int = 3) 
     return (1, channels, size, size)
 
 
+def image_channels(shapes: Dict[str, Sequence[int]]) -> int:
+    """The image channels a pruned-ResNet shape file's stem convolution reads (default 3)."""
+    from .surgery import GLUONCV_PREFIX
+    return int(shapes.get(GLUONCV_PREFIX + "conv0_weight", [0, 3])[1])
+
+
 def build_model(name: str, classes: Optional[int] = None, **kwargs):
     """GluonCV's network ``name``, uninitialised, with ``classes`` outputs when given."""
     from gluoncv.model_zoo import get_model
@@ -95,7 +101,8 @@ def check_shapes(net, shapes: Dict[str, Sequence[int]], source: str, model: str)
 
 def load_model(name: str, classes: Optional[int] = None, params: Optional[str] = None,
                shapes: Optional[Dict[str, Sequence[int]]] = None, shapes_source: str = "<shapes>",
-               seed: int = 0, ctx=None, input_size: Optional[int] = None, channels: int = 3):
+               seed: int = 0, ctx=None, input_size: Optional[int] = None,
+               channels: Optional[int] = None):
     """Build ``name`` (resized to ``shapes`` when given) and initialise it: from a Gluon
     ``save_parameters`` file ``params``, or seeded at random; on every context of ``ctx``
     (a context or a list of them)."""
@@ -109,6 +116,8 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
     net = build_model(name, classes)
     mx.random.seed(seed)
     np.random.seed(seed)
+    if channels is None:  # a shape file's stem says what its images have (1: Fashion-MNIST)
+        channels = image_channels(shapes or {})
     shape = input_shape(name, input_size, channels)
     if shapes is not None:
         if not is_resnetv1b(net):
@@ -231,7 +240,7 @@ def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=Non
                             f"{shapes_source}: {_first_line(err)}") from None
     if params is None:
         initialize_missing(net, mx.init.MSRAPrelu(), ctx)
-    channels = int(shapes.get(GLUONCV_PREFIX + "conv0_weight", [0, 3])[1])
+    channels = image_channels(shapes)
     try:  # materialises deferred BatchNorm shapes and checks that the widths fit together
         net(mx.nd.zeros((1, channels, _PROBE_SIZE, _PROBE_SIZE), ctx=ctx)).wait_to_read()
     except mx.base.MXNetError as err:

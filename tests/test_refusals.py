@@ -461,3 +461,43 @@ def test_a_group_an_unknown_op_freezes_is_noted(tmp_path, capsys):
     assert len(note) == 1 and "LRN" in note[0], note  # was no word at all
     with open(os.path.join(out, "report.json")) as f:
         assert any("LRN" in reason for reason in json.load(f)["kept_whole"])
+
+
+def test_count_takes_the_image_channels_of_a_shape_file(tmp_path, capsys):
+    from prunenet.cli import main
+    from test_bad_input import SHAPES
+    with open(SHAPES) as f:
+        doc = json.load(f)
+    doc["resnetv1d_conv0_weight"][1] = 1  # as prunenet's own Fashion-MNIST runs write them
+    gray = str(tmp_path / "gray.json")
+    with open(gray, "w") as f:
+        json.dump(doc, f)
+    counts = []
+    for shapes in (SHAPES, gray):  # was: cannot run on input of shape (1, 3, 224, 224) ...
+        assert main(["count", "--model", "resnet18_v1b", "--shapes", shapes, "--input-size",
+                     "28", "--json"]) == 0
+        counts.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    stem = 8 * 7 * 7 * 14 * 14  # the stem's MACs per input channel at 28 pixels (stride 2)
+    assert counts[0]["macs"] - counts[1]["macs"] == 2 * stem
+    assert counts[0]["params"] - counts[1]["params"] == 2 * 8 * 7 * 7
+
+
+@pytest.mark.parametrize("labels,error", [([3.0], None), ([1.0, 2.0], "has 2 labels")])
+def test_a_record_of_several_labels_is_refused_when_opened(tmp_path, labels, error):
+    import mxnet as mx
+    import numpy as np
+    from prunenet.data import imagenet_record
+    from prunenet.errors import PrunenetError
+    rec = mx.recordio.MXIndexedRecordIO(str(tmp_path / "t.idx"), str(tmp_path / "t.rec"), "w")
+    for i in range(4):
+        header = mx.recordio.IRHeader(0, np.array(labels, np.float32), i, 0)  # flag: the count
+        rec.write_idx(i, mx.recordio.pack_img(header, np.full((8, 8, 3), 9, np.uint8),
+                                              img_fmt=".jpg"))
+    rec.close()
+    open_it = lambda: imagenet_record(str(tmp_path / "t.rec"), train=False,  # noqa: E731
+                                      input_size=8, num_workers=1, classes=4)
+    if error is None:  # a label array of one is one class id
+        assert [int(v) for _, y in open_it().batches(4) for v in y.asnumpy()] == [3] * 4
+    else:  # was MXNet's label_width check, after the evaluation before pruning
+        with pytest.raises(PrunenetError, match=r"record 1 \(line 1 of .*t\.idx\) has 2 labels"):
+            open_it()
