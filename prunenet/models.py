@@ -296,8 +296,13 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
     except mx.base.MXNetError as err:
         raise PrunenetError(f"symbol file {symbol_file} is not an MXNet symbol: "
                             f"{_first_line(err)}") from None
-    needed = [n for n in symbol.list_arguments() if n != "data"] + \
-        symbol.list_auxiliary_states()
+    arguments = symbol.list_arguments()
+    if "data" not in arguments:  # also an empty graph ({"nodes": [], ...})
+        raise PrunenetError(f"symbol file {symbol_file} has no input named data" + (
+            f" (its arguments start with {arguments[0]!r})" if arguments else
+            " (it holds no operators)") + "; prunenet feeds the images as data: export the "
+            "network with HybridBlock.export, which names its input so")
+    needed = [n for n in arguments if n != "data"] + symbol.list_auxiliary_states()
     if params_file is None:
         raise PrunenetError(f"--symbol {symbol_file} needs --params: its parameters (first: "
                             f"{needed[0] if needed else 'none'}) have no values; pass the "
@@ -320,7 +325,8 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
         args, _, aux = symbol.infer_shape(data=shape)
     except mx.base.MXNetError as err:
         raise PrunenetError(f"{symbol_file} cannot run on input of shape {shape}: "
-                            f"{_first_line(err)}; check --input-size") from None
+                            f"{_first_line(err)}; check --input-size, or the symbol file "
+                            f"(a graph MXNet cannot run, e.g. one edited by hand)") from None
     want = dict(zip(symbol.list_arguments(), args))
     want.update(zip(symbol.list_auxiliary_states(), aux))
     for name in needed:

@@ -501,3 +501,20 @@ def test_a_record_of_several_labels_is_refused_when_opened(tmp_path, labels, err
     else:  # was MXNet's label_width check, after the evaluation before pruning
         with pytest.raises(PrunenetError, match=r"record 1 \(line 1 of .*t\.idx\) has 2 labels"):
             open_it()
+
+
+@pytest.mark.parametrize("kind,words", [
+    ("empty", "has no input named data (it holds no operators)"),  # was: needs --params
+    ("image", "has no input named data (its arguments start with 'image')"),  # was: params lack
+])
+def test_a_symbol_without_an_input_named_data_is_named(tmp_path, kind, words):
+    import mxnet as mx
+    path = str(tmp_path / f"{kind}-symbol.json")
+    if kind == "empty":
+        with open(path, "w") as f:
+            json.dump({"nodes": [], "arg_nodes": [], "heads": []}, f)
+    else:
+        mx.sym.Convolution(mx.sym.var("image"), num_filter=4, kernel=(3, 3), name="c").save(path)
+    for extra in ([], ["--params", path]):
+        refused(["count", "--symbol", path, "--input-size", "32"] + extra, words,
+                "export the network with HybridBlock.export")
