@@ -149,10 +149,13 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 f"named parameters; pass the save_parameters file of {name}") \
                 from None
         except (AssertionError, ValueError, mx.base.MXNetError, OSError) as err:
+            import re
+            missing = re.search(r"Parameter '([^']+)' is missing", str(err))
             raise PrunenetError(f"params file {params} does not fit {name}"
                                 + (f" with {classes} classes" if classes else "")
-                                + f": {_first_line(err)}; pass the save_parameters file of this "
-                                  f"model") from None
+                                + (f": it has no {missing.group(1)}" if missing else
+                                   f": {_first_line(err)}")
+                                + "; pass the save_parameters file of this model") from None
     return place(net, devices)
 
 
@@ -363,9 +366,9 @@ def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=N
     return place(block, devices)
 
 
-def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
+def pretrained_params(name: str, root: str = "~/.mxnet/models", flag: str = "--params") -> str:
     """The path of GluonCV's pretrained ``save_parameters`` file for ``name``, downloaded by
-    GluonCV's model store when it is not there yet."""
+    GluonCV's model store when it is not there yet; ``flag`` gives the file instead."""
     from gluoncv.model_zoo.model_store import get_model_file
     build_model(name)  # an unknown name fails here with its hint
     try:
@@ -373,7 +376,7 @@ def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
     except Exception as err:  # network errors come in many types
         raise PrunenetError(f"could not get GluonCV's pretrained weights for {name} "
                             f"({type(err).__name__}: {_first_line(err)}); without internet pass "
-                            f"--params FILE") from None
+                            f"{flag} FILE") from None
 
 
 def initialize_missing(net, init, ctx) -> None:

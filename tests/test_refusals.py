@@ -518,3 +518,21 @@ def test_a_symbol_without_an_input_named_data_is_named(tmp_path, kind, words):
     for extra in ([], ["--params", path]):
         refused(["count", "--symbol", path, "--input-size", "32"] + extra, words,
                 "export the network with HybridBlock.export")
+
+
+def test_teacher_files_are_named_by_their_own_flag(tmp_path, monkeypatch):
+    import gluoncv.model_zoo.model_store as store
+    from conftest import random_net
+
+    def offline(name, root=None):
+        raise OSError("no internet")
+    monkeypatch.setattr(store, "get_model_file", offline)
+    out = str(tmp_path / "run")  # was: "pass --params FILE", the student's flag
+    refused(RUN + ["--teacher", "cifar_resnet20_v1", "--out", out],
+            "pretrained weights for cifar_resnet20_v1", "without internet pass --teacher-params")
+    assert not os.path.exists(out)
+    other = str(tmp_path / "r20.params")
+    random_net("cifar_resnet20_v1", 32, classes=10).save_parameters(other)
+    refused(RUN + ["--teacher", "cifar_resnet56_v1", "--teacher-params", other, "--out", out],
+            f"params file {other} does not fit cifar_resnet56_v1 with 10 classes: it has no ",
+            "; pass the save_parameters file of this model")  # was MXNet's text, cut mid-word

@@ -184,7 +184,7 @@ def _prune(args) -> int:
         raise PrunenetError("--teacher-params goes with --teacher MODEL")
     if args.teacher and args.teacher_params is None:
         from ..models import pretrained_params
-        args.teacher_params = pretrained_params(args.teacher)
+        args.teacher_params = pretrained_params(args.teacher, flag="--teacher-params")
     from ..methods import DATA_DRIVEN
     if args.method in DATA_DRIVEN and args.dataset is None:
         raise PrunenetError(f"--method {args.method} needs data: add --dataset "
