@@ -536,3 +536,13 @@ def test_teacher_files_are_named_by_their_own_flag(tmp_path, monkeypatch):
     refused(RUN + ["--teacher", "cifar_resnet56_v1", "--teacher-params", other, "--out", out],
             f"params file {other} does not fit cifar_resnet56_v1 with 10 classes: it has no ",
             "; pass the save_parameters file of this model")  # was MXNet's text, cut mid-word
+
+
+def test_zoo_publish_refuses_a_report_whose_target_was_edited(finished, tmp_path):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(finished, run_dir)
+    edit(os.path.join(run_dir, "report.json"), lambda d: d.update(target=0.3))
+    zoo_dir = str(tmp_path / "zoo")  # was published and listed at target 0.3, half the MACs
+    refused(["zoo", "publish", run_dir, "--zoo", zoo_dir, "--name", "edited", "--no-bench"],
+            "report.json says the network keeps 0.49", "above its target 0.3", "was edited")
+    assert not os.path.exists(os.path.join(zoo_dir, "zoo.json"))
