@@ -31,6 +31,12 @@ def input_shape(name: str, input_size: Optional[int] = None, channels: int = 3) 
     return (1, channels, size, size)
 
 
+def image_channels(shapes: Dict[str, Sequence[int]]) -> int:
+    """The image channels a pruned-ResNet shape file's stem convolution reads (default 3)."""
+    from .surgery import GLUONCV_PREFIX
+    return int(shapes.get(GLUONCV_PREFIX + "conv0_weight", [0, 3])[1])
+
+
 def build_model(name: str, classes: Optional[int] = None, **kwargs):
     """GluonCV's network ``name``, uninitialised, with ``classes`` outputs when given."""
     from gluoncv.model_zoo import get_model
@@ -95,7 +101,8 @@ def check_shapes(net, shapes: Dict[str, Sequence[int]], source: str, model: str)
 
 def load_model(name: str, classes: Optional[int] = None, params: Optional[str] = None,
                shapes: Optional[Dict[str, Sequence[int]]] = None, shapes_source: str = "<shapes>",
-               seed: int = 0, ctx=None, input_size: Optional[int] = None, channels: int = 3):
+               seed: int = 0, ctx=None, input_size: Optional[int] = None,
+               channels: Optional[int] = None):
     """Build ``name`` (resized to ``shapes`` when given) and initialise it: from a Gluon
     ``save_parameters`` file ``params``, or seeded at random; on every context of ``ctx``
     (a context or a list of them)."""
@@ -109,6 +116,8 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
     net = build_model(name, classes)
     mx.random.seed(seed)
     np.random.seed(seed)
+    if channels is None:  # a shape file's stem says what its images have (1: Fashion-MNIST)
+        channels = image_channels(shapes or {})
     shape = input_shape(name, input_size, channels)
     if shapes is not None:
         if not is_resnetv1b(net):
@@ -140,10 +149,13 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 f"named parameters; pass the save_parameters file of {name}") \
                 from None
         except (AssertionError, ValueError, mx.base.MXNetError, OSError) as err:
+            import re
+            missing = re.search(r"Parameter '([^']+)' is missing", str(err))
             raise PrunenetError(f"params file {params} does not fit {name}"
                                 + (f" with {classes} classes" if classes else "")
-                                + f": {_first_line(err)}; pass the save_parameters file of this "
-                                  f"model") from None
+                                + (f": it has no {missing.group(1)}" if missing else
+                                   f": {_first_line(err)}")
+                                + "; pass the save_parameters file of this model") from None
     return place(net, devices)
 
 
@@ -231,7 +243,7 @@ def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=Non
                             f"{shapes_source}: {_first_line(err)}") from None
     if params is None:
         initialize_missing(net, mx.init.MSRAPrelu(), ctx)
-    channels = int(shapes.get(GLUONCV_PREFIX + "conv0_weight", [0, 3])[1])
+    channels = image_channels(shapes)
     try:  # materialises deferred BatchNorm shapes and checks that the widths fit together
         net(mx.nd.zeros((1, channels, _PROBE_SIZE, _PROBE_SIZE), ctx=ctx)).wait_to_read()
     except mx.base.MXNetError as err:
@@ -287,8 +299,13 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
     except mx.base.MXNetError as err:
         raise PrunenetError(f"symbol file {symbol_file} is not an MXNet symbol: "
                             f"{_first_line(err)}") from None
-    needed = [n for n in symbol.list_arguments() if n != "data"] + \
-        symbol.list_auxiliary_states()
+    arguments = symbol.list_arguments()
+    if "data" not in arguments:  # also an empty graph ({"nodes": [], ...})
+        raise PrunenetError(f"symbol file {symbol_file} has no input named data" + (
+            f" (its arguments start with {arguments[0]!r})" if arguments else
+            " (it holds no operators)") + "; prunenet feeds the images as data: export the "
+            "network with HybridBlock.export, which names its input so")
+    needed = [n for n in arguments if n != "data"] + symbol.list_auxiliary_states()
     if params_file is None:
         raise PrunenetError(f"--symbol {symbol_file} needs --params: its parameters (first: "
                             f"{needed[0] if needed else 'none'}) have no values; pass the "
@@ -311,7 +328,8 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
         args, _, aux = symbol.infer_shape(data=shape)
     except mx.base.MXNetError as err:
         raise PrunenetError(f"{symbol_file} cannot run on input of shape {shape}: "
-                            f"{_first_line(err)}; check --input-size") from None
+                            f"{_first_line(err)}; check --input-size, or the symbol file "
+                            f"(a graph MXNet cannot run, e.g. one edited by hand)") from None
     want = dict(zip(symbol.list_arguments(), args))
     want.update(zip(symbol.list_auxiliary_states(), aux))
     for name in needed:
@@ -348,9 +366,9 @@ def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=N
     return place(block, devices)
 
 
-def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
+def pretrained_params(name: str, root: str = "~/.mxnet/models", flag: str = "--params") -> str:
     """The path of GluonCV's pretrained ``save_parameters`` file for ``name``, downloaded by
-    GluonCV's model store when it is not there yet."""
+    GluonCV's model store when it is not there yet; ``flag`` gives the file instead."""
     from gluoncv.model_zoo.model_store import get_model_file
     build_model(name)  # an unknown name fails here with its hint
     try:
@@ -358,7 +376,7 @@ def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
     except Exception as err:  # network errors come in many types
         raise PrunenetError(f"could not get GluonCV's pretrained weights for {name} "
                             f"({type(err).__name__}: {_first_line(err)}); without internet pass "
-                            f"--params FILE") from None
+                            f"{flag} FILE") from None
 
 
 def initialize_missing(net, init, ctx) -> None:

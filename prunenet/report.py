@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from typing import Dict
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -32,7 +32,27 @@ def base_report(model: str, method: str, objective: str, target: float, selectio
         "timings": timings, "environment": environment(),
         "command": command if command is not None else list(sys.argv),
         **({"solver": selection.solver} if selection.solver is not None else {}),
+        **({"kept_whole": kept_whole(graph)} if kept_whole(graph) else {}),
     }
+
+
+def kept_whole(graph: ChannelGraph) -> List[str]:
+    """Why channel groups other than the network's input and output cannot be pruned (an op
+    of unknown channel semantics, a shared weight, ...): each reason once."""
+    reasons = [r for g in graph.groups if not g.prunable for r in g.reasons
+               if not r.startswith("network ")]
+    return list(dict.fromkeys(reasons))
+
+
+def kept_whole_line(graph: ChannelGraph) -> Optional[str]:
+    """The note saying which groups the pruning had to keep whole, or None."""
+    reasons = kept_whole(graph)
+    if not reasons:
+        return None
+    groups = sum(1 for g in graph.groups if not g.prunable and any(
+        not r.startswith("network ") for r in g.reasons))
+    more = f" (and {len(reasons) - 1} more reasons, in report.json)" if len(reasons) > 1 else ""
+    return f"note: {groups} channel group(s) kept whole: {reasons[0]}{more}"
 
 
 RANDOM_WEIGHTS = ("warning: no --params or --pretrained: pruning randomly initialised weights "

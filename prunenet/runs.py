@@ -26,9 +26,10 @@ from .pruned import (PrunedNetwork, by_original_names, check_surgery, load_prune
 from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_FILE,  # noqa: F401
                       SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX, write_steps)  # (re-exported)
 from .replicas import host_copy
-from .run_settings import DataRun, run_dataset, saved_run  # noqa: F401  (re-exported)
+from .run_settings import STARTED_FILE, DataRun, run_dataset, saved_run  # noqa: F401  (re-exported)
 from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  # noqa: F401
-                     latency_line, latency_report, run_speed_check, transfer_line)
+                     kept_whole_line, latency_line, latency_report, run_speed_check,
+                     transfer_line)
 from .select import Selection, check_cost_target, check_reachable
 from .surgery import network_params, zero_removed
 from .train import RECALIBRATE_BATCHES, recalibrated
@@ -138,6 +139,8 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     if round_to == "auto":
         round_to, blocks = auto_round_to(graph, gpus, latency_table, latency_batch_size, dtype,
                                          runtime, log)
+    if kept_whole_line(graph):
+        log(kept_whole_line(graph))
     cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,
                           latency_batch_size, dtype, runtime)
     check_reachable(graph, cost, target, round_to, min_width)
@@ -317,6 +320,10 @@ class _RunPhases:
             run = saved_run(self.out)
             if progress is not None:
                 run.progress = progress
+            try:  # run.json edited by hand before the run had a copy of it to compare with
+                _check_fresh(run)
+            except PrunenetError as err:
+                raise PrunenetError(f"--resume {self.out}: {RUN_FILE}: {err}") from None
         else:
             _check_fresh(run)
         _check_distributed(run, self.resume)
@@ -354,6 +361,9 @@ class _RunPhases:
         check_training_dtype(run.dtype, self.ctx)
         self.train, self.val = run_dataset(run, train=True), run_dataset(run, train=False)
         self._check_data()
+        if run.teacher_params:  # read before any training, not after it
+            from .files import load_params
+            load_params(run.teacher_params)
         self.held.enter_context(exclusive(self.out, self.flag))
         if not self.resume:
             check_replace(self.out, self.overwrite,
@@ -367,6 +377,10 @@ class _RunPhases:
         match the settings."""
         run, train = self.run, self.train
         self.classes = run.classes or train.classes
+        if train.classes < 2:
+            raise PrunenetError(f"the training set of dataset {run.dataset} has {train.classes} "
+                                f"class: a one-class classifier has no loss to train or prune "
+                                f"by; give at least two classes")
         if self.classes != train.classes:
             raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} "
                                 f"classes of dataset {run.dataset}")
@@ -385,7 +399,7 @@ class _RunPhases:
         and its last checkpoint with the timings and rows so far."""
         import dataclasses
         import shutil
-        from .checkpoint import load_checkpoint
+        from .checkpoint import check_run_checkpoint, load_checkpoint
         from .files import write_json
         from .outputs import check_replace, remove_leftovers
         out = self.out
@@ -397,12 +411,28 @@ class _RunPhases:
             os.makedirs(out)
             write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(self.run))
         self.ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
+        if not self.resume:  # what --resume holds run.json to
+            os.makedirs(self.ckpt_dir)
+            write_json(os.path.join(self.ckpt_dir, STARTED_FILE), dataclasses.asdict(self.run))
         remove_leftovers(out)  # a killed run's temporary files
         remove_leftovers(self.ckpt_dir)
         self.say = _Log(os.path.join(out, LOG_FILE), self.log)
         self.before = count(self.graph)
         ckpt = load_checkpoint(self.ckpt_dir) if self.resume else None
+        if self.resume and ckpt is None and os.path.exists(os.path.join(out, REPORT_FILE)):
+            raise PrunenetError(f"--resume {out}: the run has finished ({REPORT_FILE}) and its "
+                                f"{CHECKPOINT_DIR} folder is gone, so there is nothing to resume; "
+                                f"its results are kept: to run it again, start a new run with "
+                                f"--out")
         if ckpt is not None:
+            check_run_checkpoint(self.ckpt_dir, ckpt,
+                                 [f"keep:{g.index}" for g in self.graph.groups])
+            made_for = {row.get("target") for row in ckpt.get("rows", [])
+                        if row.get("phase") == "surgery"}
+            if made_for and made_for != {self.run.target}:  # a run older than its started.json
+                raise PrunenetError(f"--resume {out}: {RUN_FILE} has target {self.run.target}, "
+                                    f"but its checkpoint was made for {min(made_for)}; put it "
+                                    f"back, or start a new run with --out")
             ckpt["arrays"] = renamed(ckpt["arrays"], ckpt.get("net_prefix"), self.net.prefix)
         self.ckpt = ckpt
         self.timings: Dict[str, float] = dict(ckpt.get("timings", {})) if ckpt else {}
@@ -423,6 +453,8 @@ class _RunPhases:
         self.say(f"{self.net_name}: top-1 {self.top1_before:.4f} before pruning; "
                  f"{self.before['macs'] / 1e6:.1f}M MACs, "
                  f"{self.before['params'] / 1e6:.3f}M params")
+        if kept_whole_line(self.graph):
+            self.say(kept_whole_line(self.graph))
 
     def select_and_cut(self) -> None:
         """The pruned network: selected and cut out, or rebuilt from a fine-tuning checkpoint."""

@@ -496,6 +496,13 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     if not isinstance(report, dict) or not report.get("model"):
         raise PrunenetError(f"{os.path.join(run_dir, REPORT_FILE)} names no model; publish the "
                             f"output folder of a finished prunenet prune run")
+    target, achieved = report.get("target"), report.get("achieved")
+    if report.get("objective") in ("flops", "params") and all(
+            isinstance(v, (int, float)) for v in (target, achieved)) and achieved > target:
+        raise PrunenetError(f"{os.path.join(run_dir, REPORT_FILE)} says the network keeps "
+                            f"{achieved:.4f} of the cost, above its target {target}: a run "
+                            f"never ends so, the report was edited; publish a run as prunenet "
+                            f"wrote it")  # the zoo would list the model at the wrong target
     fmt, sources = _run_files(run_dir, report)
     hashes = {role: sha1_of(path) for role, path in sources.items()}
     sizes = {role: os.path.getsize(path) for role, path in sources.items()}

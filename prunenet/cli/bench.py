@@ -82,7 +82,7 @@ def _labels(args) -> list:
 def _networks(args, ctx) -> Dict[str, tuple]:
     """label -> (network, image shape C×H×W) for the command line's models."""
     from ..files import read_shapes
-    from ..models import input_shape, load_model
+    from ..models import image_channels, input_shape, load_model
     if args.zoo is not None and not args.name:
         raise PrunenetError("--zoo ZOO needs --name NAME: the zoo model to measure")
     if not args.model and not args.name:
@@ -92,15 +92,18 @@ def _networks(args, ctx) -> Dict[str, tuple]:
                             f"{len(args.model)}")
     labels = iter(_labels(args))
     nets: Dict[str, tuple] = {}
+    shapes = [read_shapes(path) for path in args.shapes]
+    # the images' channels: the shape files' stem's (1 for Fashion-MNIST runs), else 3
+    channels = image_channels(shapes[0]) if shapes else 3
     for name in args.model:
-        nets[next(labels)] = (load_model(name, input_size=args.input_size, ctx=ctx),
-                              input_shape(name, args.input_size)[1:])
-    for path in args.shapes:
+        nets[next(labels)] = (load_model(name, input_size=args.input_size, ctx=ctx,
+                                         channels=channels),
+                              input_shape(name, args.input_size, channels)[1:])
+    for path, resized in zip(args.shapes, shapes):
         model = args.model[0]
         nets[next(labels)] = (
-            load_model(model, shapes=read_shapes(path), shapes_source=path,
-                       input_size=args.input_size, ctx=ctx),
-            input_shape(model, args.input_size)[1:])
+            load_model(model, shapes=resized, shapes_source=path, input_size=args.input_size,
+                       ctx=ctx), input_shape(model, args.input_size, image_channels(resized))[1:])
     if args.name:
         try:
             from .. import zoo

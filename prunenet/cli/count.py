@@ -28,7 +28,7 @@ def _count(args) -> int:
     from ..costs import count
     from ..files import read_shapes
     from ..graph import trace
-    from ..models import input_shape, load_model, load_network
+    from ..models import image_channels, input_shape, load_model, load_network
 
     if args.shapes or args.symbol is None:
         if args.symbol is not None or args.params is not None:
@@ -36,7 +36,8 @@ def _count(args) -> int:
         shapes = read_shapes(args.shapes) if args.shapes else None
         net = load_model(args.model, classes=args.classes, shapes=shapes,
                          shapes_source=args.shapes, input_size=args.input_size)
-        name, shape = args.model, input_shape(args.model, args.input_size)
+        name, shape = args.model, input_shape(args.model, args.input_size,
+                                              image_channels(shapes or {}))
     else:
         net, name, shape = load_network(args.model, args.symbol, args.classes, args.params,
                                         input_size=args.input_size)

@@ -85,6 +85,9 @@ def add_parser(sub) -> None:
     g.add_argument("-j", "--num-data-workers", type=int, default=os.cpu_count() or 1,
                    metavar="N", help="image decoding threads for imagenet and folder (default: "
                                      "this machine's cores)")
+    g.add_argument("--max-bad-images", type=real_number(0, below=1), default=0.0,
+                   metavar="FRACTION", help="skip the images of a folder dataset that do not "
+                   "decode while they are at most this fraction of them (default 0: refuse)")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
     g.add_argument("--reg", type=reg, default=DEFAULT_REG,
                    help="L1 weight λ, or 'auto': each candidate of --shrink-grid runs a short "
@@ -203,7 +206,7 @@ def _prune(args) -> int:
         raise PrunenetError("--teacher-params goes with --teacher MODEL")
     if args.teacher and args.teacher_params is None:
         from ..models import pretrained_params
-        args.teacher_params = pretrained_params(args.teacher)
+        args.teacher_params = pretrained_params(args.teacher, flag="--teacher-params")
     from ..methods import DATA_DRIVEN
     if args.method in DATA_DRIVEN and args.dataset is None:
         raise PrunenetError(f"--method {args.method} needs data: add --dataset "
@@ -244,6 +247,7 @@ def _resume_flags(args) -> Optional[bool]:
     import dataclasses
     from ..files import read_json
     from ..records import RUN_FILE
+    from ..run_settings import FREE_ON_RESUME
     from ..runs import DataRun
     defaults = _defaults()
     given = {k: v for k, v in vars(args).items()
@@ -263,10 +267,12 @@ def _resume_flags(args) -> Optional[bool]:
         if key == "out" and os.path.abspath(value) == os.path.abspath(args.resume):
             continue
         if saved.get(key) != value:
+            moved = f"; if the file moved, write its new place as {key} in {path}" \
+                if key in FREE_ON_RESUME else ""
             raise PrunenetError(f"--resume continues the run in {args.resume} with the settings "
                                 f"it was started with: {flag} {value} differs from its "
                                 f"{saved.get(key)} ({path}); drop {flag}, or start a new run "
-                                f"with another --out")
+                                f"with another --out{moved}")
     return False if args.no_progress else None
 
 

@@ -136,9 +136,10 @@ class GCPConfig:
         if self.reg < 0:
             raise PrunenetError(f"--reg {self.reg} must not be negative (it is the weight λ of "
                                 f"the L1 penalty)")
-        if self.epochs_per_step <= 0 or (self.debias_epochs is not None and self.debias_epochs < 0):
+        if not 0 < self.epochs_per_step < np.inf or (self.debias_epochs is not None
+                                                     and not 0 <= self.debias_epochs < np.inf):
             raise PrunenetError("--epochs-per-step must be positive")
-        if self.lr <= 0:
+        if not 0 < self.lr < np.inf:  # NaN too
             raise PrunenetError(f"--lr {self.lr} must be positive")
 
 
