@@ -25,12 +25,14 @@ setup(
         "tqdm",
         "highspy>=1.7",  # the qcqp method's MILP solver (HiGHS)
         "scipy",
+        "onnx==1.14.1",  # --runtime onnxruntime and zoo export --format onnx
+        "onnxruntime",
     ],
     extras_require={
         "gpu": ["mxnet-cu112>=1.9.1,<2"],
-        "onnx": ["onnx==1.14.1", "onnxruntime"],  # prunenet zoo export --format onnx
+        "onnx": [],  # (onnx and onnxruntime are installed by default now; kept for old commands)
         # nbclient, nbformat, ipykernel: tests/test_notebooks.py executes the notebooks
-        "dev": ["pytest", "hypothesis", "onnx==1.14.1", "onnxruntime", "nbclient", "nbformat",
+        "dev": ["pytest", "hypothesis", "nbclient", "nbformat",
                 "ipykernel"],
     },
     entry_points={"console_scripts": ["prunenet=prunenet.cli:main"]},

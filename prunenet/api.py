@@ -25,7 +25,11 @@ def _contexts(ctx) -> list:
     import mxnet as mx
     if ctx is None:
         return [mx.cpu()]
-    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+    ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+    if not ctx or not all(isinstance(c, mx.Context) for c in ctx) or len(set(ctx)) < len(ctx):
+        raise PrunenetError(f"ctx={ctx} must be one MXNet context or a list of distinct ones "
+                            f"(e.g. [mx.gpu(0), mx.gpu(1)]); leave it out to run on mx.cpu()")
+    return ctx
 
 
 def _gpus(ctx: list) -> str:

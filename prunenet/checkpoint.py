@@ -17,7 +17,7 @@ from .failpoints import failpoint
 from .files import atomic_path, load_params, read_json, save_params, write_json
 
 __all__ = ["save_checkpoint", "load_checkpoint", "restore_trainer", "save_finetune_checkpoint",
-           "finetune_position", "CHECKPOINT_FILE"]
+           "finetune_position", "check_run_checkpoint", "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "checkpoint.json"
 
@@ -84,6 +84,38 @@ def _verify(folder: str, doc: dict) -> None:
             raise PrunenetError(f"checkpoint file {path} is damaged (its SHA-1 differs from the "
                                 f"one {CHECKPOINT_FILE} recorded); the run cannot continue from "
                                 f"it: start it again with --overwrite")
+
+
+# what a run's checkpoint holds at each stage (dicts: their keys), beside params/states/sha1
+_STAGE_KEYS = {
+    "gcp": {"step": None, "stream": ("epoch", "index"), "top1_before": None,
+            "top5_before": None, "states": ("regularize", "debias")},
+    "finetune": {"stream": ("epoch", "index"), "finetune": ("done", "sums", "elapsed"),
+                 "selection": ("cost", "base_cost", "largest_block", "blocks_removed"),
+                 "top1_before": None, "top5_before": None, "top1_selected": None,
+                 "surgery_max_abs_diff": None, "notes": None, "latency": None},
+}
+
+
+def check_run_checkpoint(folder: str, doc: dict, keep_names) -> None:
+    """Refuse a run's checkpoint ``doc`` (from :func:`load_checkpoint`) that is not one a run
+    writes: an unknown ``stage``, a key of its stage missing, or (fine-tuning) no keep mask
+    named in ``keep_names``; one line naming the file and what is wrong."""
+    path = os.path.join(folder, CHECKPOINT_FILE)
+    stage = doc.get("stage", "gcp")
+    if stage not in _STAGE_KEYS:
+        problem = f"has stage {stage!r}, not one a run writes ({', '.join(_STAGE_KEYS)})"
+    else:
+        missing = [key for key, inner in _STAGE_KEYS[stage].items()
+                   if key not in doc or (inner and not (isinstance(doc[key], dict)
+                                                        and set(inner) <= set(doc[key])))]
+        if stage == "finetune":
+            missing += [name for name in keep_names if name not in doc["arrays"]][:1]
+        problem = f"lacks {missing[0]} (or it is malformed), which its stage {stage!r} needs" \
+            if missing else None
+    if problem:
+        raise PrunenetError(f"checkpoint {path} {problem}; the run cannot continue from it: "
+                            f"start it again with --overwrite")
 
 
 def restore_trainer(trainer, path: str) -> None:

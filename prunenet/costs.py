@@ -113,10 +113,21 @@ class ParamsCost(CostModel):
                                   if name not in covered and name not in aux and name != "data"
                                   and not name.endswith("_output")))
 
+        # a parameter several layers read (shared weights) is counted with the first of them
+        first = {}
+        for layer in graph.layers.values():
+            for p in (layer.weight, layer.bias):
+                if p:
+                    first.setdefault(p, layer.name)
+        self.counted = {name: (first[layer.weight] == name,
+                               bool(layer.bias) and first[layer.bias] == name)
+                        for name, layer in graph.layers.items()}
+
     def layer_cost(self, layer: Layer, in_width: int, out_width: int) -> float:
         kh, kw = layer.kernel
         per_out = _inputs_per_output(layer, in_width) * kh * kw * layer.cols_per_channel
-        return float(out_width * per_out + (out_width if layer.bias else 0))
+        weight, bias = self.counted[layer.name]
+        return float(out_width * per_out * weight + (out_width if bias else 0))
 
     def norm_cost(self, width: int) -> float:
         return 2.0 * width

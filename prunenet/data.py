@@ -459,12 +459,62 @@ def _random_crop_box(height: int, width: int, rng: np.random.RandomState,
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def image_folder(root: str, train: bool = True, input_size: int = 224,
-                 resize: Optional[int] = None, classes: Optional[Sequence[str]] = None,
-                 num_workers: int = 0) -> FolderDataset:
-    """The images of ``root/<class>/*`` (class index: position in ``classes``, default the sorted
-    sub-folder names). Evaluation resizes the shorter side to ``resize`` (default
-    input_size/0.875, i.e. 256 for 224) before center-cropping; ``num_workers`` decoding threads."""
+def _cut_short(path: str) -> Optional[str]:
+    """Why the JPEG or PNG file ``path`` would not decode whole (None when it would, or is of
+    another format, left to the decoder): unreadable, or cut short. libjpeg decodes a truncated
+    JPEG to gray fill with only a warning, so the file's end is looked at: a JPEG ends with its
+    EOI marker, a PNG with its IEND chunk; a file without (or with data appended after them)
+    is decoded in full by PIL, which refuses a truncated one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 1024))
+            tail = f.read()
+    except OSError as err:
+        return err.strerror or str(err)
+    if head[:2] == b"\xff\xd8":
+        ends = b"\xff\xd9" in tail
+    elif head == b"\x89PNG\r\n\x1a\n":
+        ends = b"IEND" in tail
+    else:
+        return None
+    if ends:
+        return None
+    from PIL import Image, ImageFile
+    tolerant = ImageFile.LOAD_TRUNCATED_IMAGES  # importing gluoncv.data sets it to True
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as err:  # noqa: BLE001 (PIL's errors of a damaged file vary)
+        return str(err) or type(err).__name__
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+    return None
+
+
+def _without_bad_images(root: str, files: List[str], labels: List[int],
+                        max_bad: float) -> Tuple[List[str], List[int]]:
+    """``files`` (and their ``labels``) without those that would not decode whole; refused when
+    they are more than the fraction ``max_bad`` of the images, else skipped with a note."""
+    bad = [(i, why) for i, why in enumerate(map(_cut_short, files)) if why]
+    if not bad:
+        return files, labels
+    first = f"{files[bad[0][0]]}: {bad[0][1]}"
+    if len(bad) > max_bad * len(files):
+        raise PrunenetError(f"image folder {root}: {len(bad)} of {len(files)} images do not "
+                            f"decode (first: {first}); replace or remove them, or allow a "
+                            f"fraction of the images to be skipped with --max-bad-images")
+    import sys
+    print(f"prunenet: note: image folder {root}: skipping {len(bad)} of {len(files)} images "
+          f"that do not decode (first: {first})", file=sys.stderr)
+    skip = {i for i, _ in bad}
+    return ([f for i, f in enumerate(files) if i not in skip],
+            [c for i, c in enumerate(labels) if i not in skip])
+
+
+def _class_folders(root: str) -> List[str]:
+    """The class sub-folders of image folder ``root``, sorted; refused when it is none."""
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
         raise PrunenetError(f"image folder {root} " + (
@@ -475,6 +525,19 @@ def image_folder(root: str, train: bool = True, input_size: int = 224,
     if not folders:
         raise PrunenetError(f"image folder {root} has no class sub-folders; lay it out as "
                             f"{root}/<class>/<image>.jpg")
+    return folders
+
+
+def image_folder(root: str, train: bool = True, input_size: int = 224,
+                 resize: Optional[int] = None, classes: Optional[Sequence[str]] = None,
+                 num_workers: int = 0, max_bad_images: float = 0.0) -> FolderDataset:
+    """The images of ``root/<class>/*`` (class index: position in ``classes``, default the sorted
+    sub-folder names). Evaluation resizes the shorter side to ``resize`` (default
+    input_size/0.875, i.e. 256 for 224) before center-cropping; ``num_workers`` decoding threads.
+    JPEG and PNG files cut short are refused, or skipped while they are at most the fraction
+    ``max_bad_images`` of the images."""
+    root = os.path.expanduser(root)
+    folders = _class_folders(root)
     synset = list(classes) if classes is not None else folders
     unknown = sorted(set(folders) - set(synset))
     if unknown:
@@ -491,9 +554,10 @@ def image_folder(root: str, train: bool = True, input_size: int = 224,
     if not files:
         raise PrunenetError(f"image folder {root} has class folders but no images "
                             f"({', '.join(IMAGE_EXTENSIONS)})")
-    if input_size < 1 or num_workers < 0:
-        raise PrunenetError(f"input size {input_size} must be >= 1 and workers {num_workers} "
-                            f">= 0")
+    if input_size < 1 or num_workers < 0 or not 0 <= max_bad_images < 1:
+        raise PrunenetError(f"input size {input_size} must be >= 1, workers {num_workers} "
+                            f">= 0 and max_bad_images {max_bad_images} in [0, 1)")
+    files, labels = _without_bad_images(root, files, labels, max_bad_images)
     resize = resize or int(round(input_size / 0.875))
     return FolderDataset(root, files, labels, synset, train, input_size, max(resize, input_size),
                          num_workers)
@@ -672,15 +736,19 @@ def _record_headers(rec_path: str, idx_path: str, offsets: np.ndarray):
             if flag > 0:  # a label array; ImageRecordIter takes its first value
                 label = struct.unpack("<f", f.read(4))[0]
                 f.seek(4 * (flag - 1), 1)
-            yield label, ident, f.read(4)
+            yield flag, label, ident, f.read(4)
 
 
 def _check_records(rec_path: str, idx_path: str, offsets: np.ndarray, classes: int) -> None:
     """Refuse records whose label is not a class id in ``0..classes-1`` or whose payload is not
     an encoded image (MXNet trains on such labels silently, or fails inside OpenCV), naming the
     record."""
-    for i, (label, _, payload) in enumerate(_record_headers(rec_path, idx_path, offsets)):
+    for i, (flag, label, _, payload) in enumerate(_record_headers(rec_path, idx_path, offsets)):
         where = f"record file {rec_path}: record {i + 1} (line {i + 1} of {idx_path})"
+        if flag > 1:  # ImageRecordIter (label_width 1) stops at it, after any evaluation
+            raise PrunenetError(f"{where} has {flag} labels; a classifier is trained on one "
+                                f"class id per image: pack the file again with one label "
+                                f"per record")
         if not (np.isfinite(label) and label == int(label) and 0 <= label < classes):
             raise PrunenetError(f"{where} has label {label:g}, not a class id 0..{classes - 1}"
                                 f" (--classes {classes}); give the right --classes or fix "
@@ -704,8 +772,8 @@ def _hold_out_records(dataset: "RecordDataset", count: int, seed: int) -> tuple:
                             f"a number")
     offsets = _record_offsets(dataset.rec_path, dataset.idx_path)
     headers = list(_record_headers(dataset.rec_path, dataset.idx_path, offsets))
-    labels = np.array([h[0] for h in headers], dtype=np.float64)
-    ids = np.array([h[1] for h in headers], dtype=np.int64)
+    labels = np.array([h[1] for h in headers], dtype=np.float64)
+    ids = np.array([h[2] for h in headers], dtype=np.int64)
     if len(np.unique(ids)) != len(ids):
         raise PrunenetError(f"record file {dataset.rec_path} repeats record ids, so training "
                             f"cannot skip held-out records by id; pack it again with im2rec.py, "
@@ -802,7 +870,7 @@ def _load_folder(data_dir, train, **options):
                             f"{data_dir}/train/<class>/* and {data_dir}/val/<class>/*")
     train_root = os.path.join(os.path.expanduser(data_dir), "train")
     if not train and "classes" not in options and os.path.isdir(train_root):
-        options["classes"] = image_folder(train_root).synset  # the training label order
+        options["classes"] = _class_folders(train_root)  # the training label order
     return image_folder(root, train, **options)
 
 

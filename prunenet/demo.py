@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from .errors import PrunenetError
 from .methods.gcp import DEFAULT_REG
 
 
@@ -49,13 +50,30 @@ QUICK = DemoConfig(base_epochs=2.0, steps=1, epochs_per_step=0.5, finetune_epoch
                    train_limit=8192, val_limit=2000, shrink_grid=(0.3, 1.0))
 
 
+def _cached_top1(params_file: str, meta_file: str) -> float:
+    """The top-1 a cached base's ``meta_file`` records, the cache refused (delete it to train
+    the base again) when that is not a fraction or ``params_file`` is not a params file."""
+    from .files import load_params, read_json
+    again = f"delete {params_file} and {meta_file} to train the base again"
+    meta = read_json(meta_file, "cached base")
+    top1 = meta.get("top1") if isinstance(meta, dict) else None
+    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
+        raise PrunenetError(f"cached base {meta_file} records no top-1 (a fraction in [0, 1]; "
+                            f"it holds {json.dumps(top1)}); {again}")
+    try:
+        load_params(params_file)
+    except PrunenetError as err:
+        raise PrunenetError(f"the cached base network is damaged: {err}; {again}") from None
+    return float(top1)
+
+
 def train_base(config: DemoConfig, data_dir: Optional[str], cache_dir: str, ctx, log=print,
                progress: bool = True) -> tuple:
     """The trained base network's ``save_parameters`` file and its test top-1; trained and
     cached under ``cache_dir`` unless already there."""
     import mxnet as mx
     from . import data as datasets
-    from .files import atomic_path, read_json, write_json
+    from .files import atomic_path, write_json
     from .models import load_model
     from .train import BatchStream, FinetuneConfig, finetune
 
@@ -63,9 +81,9 @@ def train_base(config: DemoConfig, data_dir: Optional[str], cache_dir: str, ctx,
     params_file = os.path.join(cache_dir, key + ".params")
     meta_file = os.path.join(cache_dir, key + ".json")
     if os.path.exists(params_file) and os.path.exists(meta_file):
-        meta = read_json(meta_file, "cached base")
-        log(f"using the cached base network {params_file} (top-1 {meta['top1']:.4f})")
-        return params_file, meta["top1"]
+        top1 = _cached_top1(params_file, meta_file)
+        log(f"using the cached base network {params_file} (top-1 {top1:.4f})")
+        return params_file, top1
     train = datasets.fashion_mnist(True, data_dir, limit=config.train_limit)
     val = datasets.fashion_mnist(False, data_dir, limit=config.val_limit)
     channels, size = train.image_shape[0], train.image_shape[-1]

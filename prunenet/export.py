@@ -5,6 +5,7 @@ Either export is checked before it is kept: the exported pair (or the ONNX file,
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import warnings
@@ -32,22 +33,15 @@ def _check(diff: float, reference: np.ndarray, what: str) -> None:
 
 
 def _to_onnx(symbol_file: str, params_file: str, shape, path: str) -> None:
-    """Convert the MXNet pair to ONNX with a dynamic batch axis; weights are initializers only."""
-    try:
-        import mxnet.onnx as mx_onnx
-        import onnx
-    except ImportError:
-        raise PrunenetError("ONNX export needs the onnx package: pip install onnx==1.14.1") \
-            from None
-    mx_onnx.export_model(symbol_file, params_file, [tuple(shape)], [np.float32], path,
-                         dynamic=True, dynamic_input_shapes=[(None,) + tuple(shape[1:])])
-    model = onnx.load(path)
-    weights = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)  # so runtimes may fold constants
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
+    """Convert the MXNet pair to ONNX with a dynamic batch axis; weights are initializers only
+    (:func:`prunenet.runtimes.onnx_model`)."""
+    import mxnet as mx
+    from .runtimes import onnx_model
+    params = {k.split(":", 1)[-1]: v.asnumpy() for k, v in mx.nd.load(params_file).items()}
+    model = onnx_model(mx.sym.load(symbol_file), params, {"data": tuple(shape)},
+                       dynamic_batch=True)
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
 
 
 def _onnx_outputs(path: str, x: np.ndarray) -> Optional[np.ndarray]:
@@ -84,9 +78,6 @@ def export(name: str, zoo: str, fmt: str, out: str, input_size: Optional[int] = 
 
 def _export(name, zoo, fmt, out, entry, shape, overwrite, ctx) -> Dict[str, object]:
     import mxnet as mx
-    from mxnet import gluon
-    from .files import save_symbol
-    from .outputs import remove_leftovers
     from .zoo import get_model
     targets = _files(name, fmt)
     clash = [f for f in targets if os.path.exists(os.path.join(out, f))]
@@ -96,9 +87,57 @@ def _export(name, zoo, fmt, out, entry, shape, overwrite, ctx) -> Dict[str, obje
 
     net = get_model(name, pretrained=True, root=zoo, ctx=ctx)
     net.hybridize()
+    _check_memory(net, [_CHECK_BATCH] + shape[1:])
     x = np.random.RandomState(0).normal(size=[_CHECK_BATCH] + shape[1:]).astype(np.float32)
     expected = net(mx.nd.array(x, ctx=ctx)).asnumpy()
+    made = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
+    try:
+        return _write(name, fmt, out, shape, net, x, expected, targets, ctx)
+    except (OSError, mx.base.MXNetError) as err:
+        if made and not os.listdir(out):
+            os.rmdir(out)  # the folder this export made, left empty
+        if isinstance(err, OSError) and err.errno != errno.ENOSPC:
+            raise
+        raise PrunenetError(f"cannot write the export of {name} into {out}: "
+                            f"{_mxnet_reason(err)}; free some space there or choose another "
+                            f"--out") from None
+
+
+def _check_memory(net, shape: List[int]) -> None:
+    """Refuse an input ``shape`` whose forward pass would need a tensor MXNet cannot index
+    (2^31 elements) or more memory than this machine has free; shapes inferred, nothing
+    allocated."""
+    import mxnet as mx
+    symbol = net(mx.sym.var("data"))
+    symbol = mx.sym.Group(list(symbol)) if isinstance(symbol, (list, tuple)) else symbol
+    _, shapes, _ = symbol.get_internals().infer_shape(data=tuple(shape))
+    sizes = [int(np.prod(s, dtype=np.float64)) for s in shapes if s]
+    largest = max(sizes + [int(np.prod(shape, dtype=np.float64))])
+    need = 4.0 * 3 * largest  # the input, and a layer's input and output at once (float32)
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if largest >= 2 ** 31 or need > free:
+        raise PrunenetError(f"input of shape {tuple(shape)} needs tensors of up to {largest} "
+                            f"values (about {need / 2 ** 30:.1f} GiB; this machine has "
+                            f"{free / 2 ** 30:.1f} GiB free, and MXNet indexes at most 2^31 "
+                            f"values); give a smaller --input-size")
+
+
+def _mxnet_reason(err: BaseException) -> str:
+    """The first line of an MXNet or OS error: what went wrong, without the stack."""
+    text = str(err.strerror if isinstance(err, OSError) and err.strerror else err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in lines if "Check failed" in line), lines[0] if lines else
+                type(err).__name__)
+
+
+def _write(name, fmt, out, shape, net, x, expected, targets, ctx) -> Dict[str, object]:
+    """The export of ``net`` staged in ``out`` and checked against ``expected`` (its outputs
+    on ``x``), then moved to its final names."""
+    import mxnet as mx
+    from mxnet import gluon
+    from .files import save_symbol
+    from .outputs import remove_leftovers
     remove_leftovers(out, patterns=(".export-*",))  # a killed export's staging folder
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as stage:
         prefix = os.path.join(stage, name)

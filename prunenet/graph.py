@@ -339,6 +339,11 @@ class _Tracer:
                                     in_layout=layout, out_space=out_space, in_channels=in_c,
                                     out_channels=out_c, kernel=tuple(kernel), groups=groups,
                                     out_hw=out_hw, cols_per_channel=cols, depthwise=depthwise)
+        for other in self.layers.values():  # one weight read by two layers: cut both or none
+            if other.name != n.name and (other.weight == weight or bias and other.bias == bias):
+                self.freeze(layout + (out_space,) + other.in_layout + (other.out_space,),
+                            f"layers {other.name} and {n.name} share parameter "
+                            f"{weight if other.weight == weight else bias}")
         self.tensors[(n.id, 0)] = ((out_space,), out_hw if n.op == "Convolution" else 1)
         self.last_layer_of[(n.id, 0)] = n.name
         return True

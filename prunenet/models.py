@@ -10,8 +10,7 @@ from .errors import PrunenetError
 __all__ = ["build_model", "load_model", "model_names", "input_shape", "randomize_batchnorm",
            "check_shapes", "initialize_missing", "pretrained_params",
            "build_pruned_resnet", "load_symbol_block", "fresh_resnetv1b",
-           "load_network", "symbol_name", "gluoncv_name", "input_channels", "symbol_channels",
-           "shapes_channels"]
+           "load_network", "symbol_name", "gluoncv_name", "input_channels", "symbol_channels"]
 
 # Networks GluonCV builds for 32x32 CIFAR images; the rest default to 224x224 ImageNet input.
 _CIFAR_PREFIX = "cifar_"
@@ -30,6 +29,12 @@ def input_shape(name: str, input_size: Optional[int] = None, channels: int = 3) 
     if size < 1:
         raise PrunenetError(f"input size {size} must be a positive number of pixels")
     return (1, channels, size, size)
+
+
+def image_channels(shapes: Dict[str, Sequence[int]]) -> int:
+    """The image channels a pruned-ResNet shape file's stem convolution reads (default 3)."""
+    from .surgery import GLUONCV_PREFIX
+    return int(shapes.get(GLUONCV_PREFIX + "conv0_weight", [0, 3])[1])
 
 
 def build_model(name: str, classes: Optional[int] = None, **kwargs):
@@ -113,19 +118,13 @@ def input_channels(net) -> Optional[int]:
     return int(conv.weight.shape[1]) * int(conv._kwargs.get("num_group", 1))
 
 
-def shapes_channels(shapes: Optional[Dict[str, Sequence[int]]]) -> Optional[int]:
-    """The input channels a GluonCV pruned-ResNet shape file says (its stem's weight)."""
-    from .surgery import GLUONCV_PREFIX
-    stem = (shapes or {}).get(GLUONCV_PREFIX + "conv0_weight")
-    return int(stem[1]) if stem is not None and len(stem) == 4 else None
-
-
 def _stored_channels(net, shapes, shapes_source: str, params: Optional[str]) -> tuple:
     """``(channels, what says so)`` of GluonCV's ``net`` by its shape file or its
     ``save_parameters`` file, or ``(None, None)`` when neither says."""
     import mxnet as mx
-    if shapes_channels(shapes) is not None:
-        return shapes_channels(shapes), f"shape file {shapes_source}"
+    from .surgery import GLUONCV_PREFIX
+    if shapes and GLUONCV_PREFIX + "conv0_weight" in shapes:
+        return image_channels(shapes), f"shape file {shapes_source}"
     conv = _first_conv(net)
     if params is None or conv is None or not os.path.isfile(params):
         return None, None
@@ -197,10 +196,13 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 f"named parameters; pass the save_parameters file of {name}") \
                 from None
         except (AssertionError, ValueError, mx.base.MXNetError, OSError) as err:
+            import re
+            missing = re.search(r"Parameter '([^']+)' is missing", str(err))
             raise PrunenetError(f"params file {params} does not fit {name}"
                                 + (f" with {classes} classes" if classes else "")
-                                + f": {_first_line(err)}; pass the save_parameters file of this "
-                                  f"model") from None
+                                + (f": it has no {missing.group(1)}" if missing else
+                                   f": {_first_line(err)}")
+                                + "; pass the save_parameters file of this model") from None
     return place(net, devices)
 
 
@@ -325,7 +327,7 @@ def build_pruned_resnet(base: str, shapes: Dict[str, list], params=None, ctx=Non
                             f"{shapes_source}: {_first_line(err)}") from None
     if params is None:
         initialize_missing(net, mx.init.MSRAPrelu(), ctx)
-    channels = int(shapes.get(GLUONCV_PREFIX + "conv0_weight", [0, 3])[1])
+    channels = image_channels(shapes)
     try:  # materialises deferred BatchNorm shapes and checks that the widths fit together
         net(mx.nd.zeros((1, channels, _PROBE_SIZE, _PROBE_SIZE), ctx=ctx)).wait_to_read()
     except mx.base.MXNetError as err:
@@ -416,8 +418,13 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
     except mx.base.MXNetError as err:
         raise PrunenetError(f"symbol file {symbol_file} is not an MXNet symbol: "
                             f"{_first_line(err)}") from None
-    needed = [n for n in symbol.list_arguments() if n != "data"] + \
-        symbol.list_auxiliary_states()
+    arguments = symbol.list_arguments()
+    if "data" not in arguments:  # also an empty graph ({"nodes": [], ...})
+        raise PrunenetError(f"symbol file {symbol_file} has no input named data" + (
+            f" (its arguments start with {arguments[0]!r})" if arguments else
+            " (it holds no operators)") + "; prunenet feeds the images as data: export the "
+            "network with HybridBlock.export, which names its input so")
+    needed = [n for n in arguments if n != "data"] + symbol.list_auxiliary_states()
     if params_file is None:
         raise PrunenetError(f"--symbol {symbol_file} needs --params: its parameters (first: "
                             f"{needed[0] if needed else 'none'}) have no values; pass the "
@@ -440,7 +447,9 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
         args, _, aux = symbol.infer_shape(data=shape)
     except mx.base.MXNetError as err:
         raise PrunenetError(f"{symbol_file} cannot run on input of shape {shape}: "
-                            f"{_first_line(err)}; check --input-size and --channels") from None
+                            f"{_first_line(err)}; check --input-size and --channels, or the "
+                            f"symbol file (a graph MXNet cannot run, e.g. one edited by hand)") \
+            from None
     want = dict(zip(symbol.list_arguments(), args))
     want.update(zip(symbol.list_auxiliary_states(), aux))
     for name in needed:
@@ -482,9 +491,9 @@ def load_symbol_block(symbol_file: str, params_file: Optional[str] = None, ctx=N
     return place(block, devices)
 
 
-def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
+def pretrained_params(name: str, root: str = "~/.mxnet/models", flag: str = "--params") -> str:
     """The path of GluonCV's pretrained ``save_parameters`` file for ``name``, downloaded by
-    GluonCV's model store when it is not there yet."""
+    GluonCV's model store when it is not there yet; ``flag`` gives the file instead."""
     from gluoncv.model_zoo.model_store import get_model_file
     build_model(name)  # an unknown name fails here with its hint
     try:
@@ -492,7 +501,7 @@ def pretrained_params(name: str, root: str = "~/.mxnet/models") -> str:
     except Exception as err:  # network errors come in many types
         raise PrunenetError(f"could not get GluonCV's pretrained weights for {name} "
                             f"({type(err).__name__}: {_first_line(err)}); without internet pass "
-                            f"--params FILE") from None
+                            f"{flag} FILE") from None
 
 
 def initialize_missing(net, init, ctx) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from typing import Dict
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -32,7 +32,27 @@ def base_report(model: str, method: str, objective: str, target: float, selectio
         "timings": timings, "environment": environment(),
         "command": command if command is not None else list(sys.argv),
         **({"solver": selection.solver} if selection.solver is not None else {}),
+        **({"kept_whole": kept_whole(graph)} if kept_whole(graph) else {}),
     }
+
+
+def kept_whole(graph: ChannelGraph) -> List[str]:
+    """Why channel groups other than the network's input and output cannot be pruned (an op
+    of unknown channel semantics, a shared weight, ...): each reason once."""
+    reasons = [r for g in graph.groups if not g.prunable for r in g.reasons
+               if not r.startswith("network ")]
+    return list(dict.fromkeys(reasons))
+
+
+def kept_whole_line(graph: ChannelGraph) -> Optional[str]:
+    """The note saying which groups the pruning had to keep whole, or None."""
+    reasons = kept_whole(graph)
+    if not reasons:
+        return None
+    groups = sum(1 for g in graph.groups if not g.prunable and any(
+        not r.startswith("network ") for r in g.reasons))
+    more = f" (and {len(reasons) - 1} more reasons, in report.json)" if len(reasons) > 1 else ""
+    return f"note: {groups} channel group(s) kept whole: {reasons[0]}{more}"
 
 
 RANDOM_WEIGHTS = ("warning: no --params or --pretrained: pruning randomly initialised weights "
@@ -70,7 +90,7 @@ def latency_fields(cost, last: dict, target: float) -> dict:
             "latency_fraction_noise": last["noise"],
             "latency_target_met": bool(last["met"]),
             "latency_too_noisy": bool(last["noise"] > NOISE_LIMIT * last["measured"]),
-            "latency_table": {"path": table.path, "device": table.device,
+            "latency_table": {"path": table.path, "runtime": table.runtime, "device": table.device,
                               "batch_size": table.batch_size, "dtype": table.dtype,
                               "threads": table.threads}}
 
@@ -91,14 +111,15 @@ def latency_line(report: dict) -> str:
 
 def run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
                      selection: Selection, gpus: str, objective: str,
-                     latency_batch_size: int, ctx=None) -> dict:
-    """A run's speed check on its device: at the latency batch size for the latency objective,
-    else at 16."""
+                     latency_batch_size: int, ctx=None, runtime: str = "mxnet") -> dict:
+    """A run's speed check on its device, in its ``runtime``: at the latency batch size for the
+    latency objective, else at 16."""
     from .bench import device, speed_check
     after = count(graph, widths_of(selection.keep))
     ctx = ctx or device((gpus or "").split(",")[0].strip())
     batch = latency_batch_size if objective == "latency" else 16
-    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch)
+    return speed_check(full, pruned, shape, before["macs"], after["macs"], ctx, batch,
+                       runtime=runtime)
 
 
 def _installed(package: str) -> str:
@@ -130,7 +151,8 @@ def environment() -> Dict[str, object]:
         commit = ""
     return {"prunenet": __version__, "git_commit": commit, "mxnet": _installed("mxnet"),
             "mxnet_features": features, "gluoncv": _installed("gluoncv"),
-            "numpy": np.__version__,
+            "numpy": np.__version__, "onnx": _installed("onnx"),
+            "onnxruntime": _installed("onnxruntime"),
             "python": platform.python_version(), "platform": platform.platform(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
             "mxnet_engine_type": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),

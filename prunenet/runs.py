@@ -26,9 +26,10 @@ from .pruned import (PrunedNetwork, by_original_names, check_surgery, load_prune
 from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_FILE,  # noqa: F401
                       SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX, write_steps)  # (re-exported)
 from .replicas import host_copy
-from .run_settings import DataRun, run_dataset, saved_run  # noqa: F401  (re-exported)
+from .run_settings import STARTED_FILE, DataRun, run_dataset, saved_run  # noqa: F401  (re-exported)
 from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  # noqa: F401
-                     latency_line, latency_report, run_speed_check, transfer_line)
+                     kept_whole_line, latency_line, latency_report, run_speed_check,
+                     transfer_line)
 from .select import Selection, check_cost_target, check_reachable
 from .surgery import network_params, zero_removed
 from .train import RECALIBRATE_BATCHES, recalibrated
@@ -41,16 +42,34 @@ __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surger
 
 def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_to: int = 8,
                    gpus: str = "", latency_table: Optional[str] = None,
-                   latency_batch_size: int = 64, dtype: str = "float32"):
-    """The cost model of ``objective``; for ``latency``, backed by the latency table of the
-    first device in ``gpus`` (the CPU if none) at that batch size and dtype."""
+                   latency_batch_size: int = 64, dtype: str = "float32", runtime: str = "mxnet"):
+    """The cost model of ``objective``; for ``latency``, backed by the latency table of
+    ``runtime`` on the first device in ``gpus`` (the CPU if none) at that batch size and dtype."""
     if objective != "latency":
         return cost_model(graph, objective)
     from .latency import LatencyTable
     first = (gpus or "").split(",")[0].strip()
     table = LatencyTable.open(latency_table, gpus=first, batch_size=latency_batch_size,
-                              dtype=dtype)
+                              dtype=dtype, runtime=runtime)
     return cost_model(graph, "latency", table=table, round_to=round_to, name=model)
+
+
+def auto_round_to(graph: ChannelGraph, gpus: str, latency_table: Optional[str],
+                  latency_batch_size: int, dtype: str, runtime: str, log=print
+                  ) -> Tuple[int, dict]:
+    """``--round-to auto``: the block size that saves the most measured time per channel in
+    ``runtime`` (:mod:`prunenet.latency.blocks`), logged, and the report's field with the
+    measurement."""
+    from .latency import LatencyTable
+    from .latency.blocks import block_gains, blocks_line, choose_block
+    table = LatencyTable.open(latency_table, gpus=(gpus or "").split(",")[0].strip(),
+                              batch_size=latency_batch_size, dtype=dtype, runtime=runtime)
+    gains = block_gains(table, graph)
+    chosen = choose_block(gains)
+    log(blocks_line(gains, chosen, table.runtime))
+    return chosen, {"round_to_auto": {"runtime": table.runtime, "chosen": chosen,
+                                      "ms_saved_per_channel": {str(b): g
+                                                               for b, g in gains.items()}}}
 
 
 def select_with(select, cost, target: float) -> Tuple[Selection, dict]:
@@ -79,18 +98,18 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
               seed: int = 0, overwrite: bool = False, command: Optional[List[str]] = None,
               log=print, latency_table: Optional[str] = None, latency_batch_size: int = 64,
               dtype: str = "float32", gpus: str = "", symbol: Optional[str] = None,
-              speed_check: bool = True) -> dict:
+              speed_check: bool = True, runtime: str = "mxnet") -> dict:
     """Prune ``model`` (or the exported ``symbol`` with its ``params``) with a data-free
     ``method`` to ``target`` × its cost; write the run folder ``out`` (see the module doc) and
     return the report. The ``latency`` objective measures on ``gpus``' first device (the CPU if
-    none), at ``latency_batch_size`` and ``dtype``; unless ``speed_check`` is off, the pruned
-    network's speed-up is measured there too."""
+    none), at ``latency_batch_size`` and ``dtype``, in ``runtime`` (mxnet or onnxruntime);
+    unless ``speed_check`` is off, the pruned network's speed-up is measured there too."""
     from .methods import DATA_FREE
 
     if method not in DATA_FREE:
         raise PrunenetError(f"unknown method {method!r}: choose one of {', '.join(DATA_FREE)}")
     check_cost_target(target, "--target")
-    if round_to < 1 or min_width < 1:
+    if round_to != "auto" and round_to < 1 or min_width < 1:
         raise PrunenetError(f"--round-to {round_to} and --min-width {min_width} must be at least 1")
     from .outputs import check_replace, check_target, exclusive
     out_path = check_target(out)
@@ -98,12 +117,12 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     with exclusive(out_path):  # held to the end: a second writer of --out stops at once
         return _prune_run(model, method, objective, target, out, params, input_size, classes,
                           round_to, min_width, seed, overwrite, command, log, latency_table,
-                          latency_batch_size, dtype, gpus, symbol, speed_check)
+                          latency_batch_size, dtype, gpus, symbol, speed_check, runtime)
 
 
 def _prune_run(model, method, objective, target, out, params, input_size, classes, round_to,
                min_width, seed, overwrite, command, log, latency_table, latency_batch_size,
-               dtype, gpus, symbol, speed_check) -> dict:
+               dtype, gpus, symbol, speed_check, runtime) -> dict:
     from .files import staged_dir, write_json
     from .models import load_network
     timings = {}
@@ -116,8 +135,14 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     if transfer:
         log(transfer_line(transfer))
     graph = trace(net, shape)
+    blocks = {}
+    if round_to == "auto":
+        round_to, blocks = auto_round_to(graph, gpus, latency_table, latency_batch_size, dtype,
+                                         runtime, log)
+    if kept_whole_line(graph):
+        log(kept_whole_line(graph))
     cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,
-                          latency_batch_size, dtype)
+                          latency_batch_size, dtype, runtime)
     check_reachable(graph, cost, target, round_to, min_width)
     before = count(graph)
     timings["load_and_trace_s"] = time.time() - t0
@@ -139,7 +164,7 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
         t0 = time.time()
         speed = {"speed_check": run_speed_check(net, pruned.net, shape, before, graph,
                                                  selection, gpus, objective,
-                                                 latency_batch_size)}
+                                                 latency_batch_size, runtime=runtime)}
         timings["speed_check_s"] = time.time() - t0
 
     report = base_report(name, method, objective, target, selection, graph, before, timings,
@@ -147,7 +172,7 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     report.update({
         "input_shape": list(shape), "classes": classes, "round_to": round_to,
         "min_width": min_width, "seed": seed, "params_file": params, "symbol_file": symbol,
-        "transfer": transfer,
+        "transfer": transfer, **blocks,
         "surgery_max_abs_diff": diff,
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
         **latency, **speed,
@@ -295,6 +320,10 @@ class _RunPhases:
             run = saved_run(self.out)
             if progress is not None:
                 run.progress = progress
+            try:  # run.json edited by hand before the run had a copy of it to compare with
+                _check_fresh(run)
+            except PrunenetError as err:
+                raise PrunenetError(f"--resume {self.out}: {RUN_FILE}: {err}") from None
         else:
             _check_fresh(run)
         _check_distributed(run, self.resume)
@@ -317,7 +346,8 @@ class _RunPhases:
         self.transfer = getattr(self.net, "prunenet_transfer", None)
         self.graph = trace(self.net, self.shape)
         self.cost = objective_cost(self.graph, run.objective, self.net_name, run.round_to,
-                                   run.gpus, run.latency_table, run.latency_batch_size, run.dtype)
+                                   run.gpus, run.latency_table, run.latency_batch_size, run.dtype,
+                                   run.runtime)
         check_reachable(self.graph, self.cost, run.target, run.round_to, run.min_width)
 
     def _load(self) -> None:
@@ -331,6 +361,9 @@ class _RunPhases:
         check_training_dtype(run.dtype, self.ctx)
         self.train, self.val = run_dataset(run, train=True), run_dataset(run, train=False)
         self._check_data()
+        if run.teacher_params:  # read before any training, not after it
+            from .files import load_params
+            load_params(run.teacher_params)
         self.held.enter_context(exclusive(self.out, self.flag))
         if not self.resume:
             check_replace(self.out, self.overwrite,
@@ -344,6 +377,10 @@ class _RunPhases:
         match the settings."""
         run, train = self.run, self.train
         self.classes = run.classes or train.classes
+        if train.classes < 2:
+            raise PrunenetError(f"the training set of dataset {run.dataset} has {train.classes} "
+                                f"class: a one-class classifier has no loss to train or prune "
+                                f"by; give at least two classes")
         if self.classes != train.classes:
             raise PrunenetError(f"--classes {run.classes} does not match the {train.classes} "
                                 f"classes of dataset {run.dataset}")
@@ -362,7 +399,7 @@ class _RunPhases:
         and its last checkpoint with the timings and rows so far."""
         import dataclasses
         import shutil
-        from .checkpoint import load_checkpoint
+        from .checkpoint import check_run_checkpoint, load_checkpoint
         from .files import write_json
         from .outputs import check_replace, remove_leftovers
         out = self.out
@@ -374,12 +411,28 @@ class _RunPhases:
             os.makedirs(out)
             write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(self.run))
         self.ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
+        if not self.resume:  # what --resume holds run.json to
+            os.makedirs(self.ckpt_dir)
+            write_json(os.path.join(self.ckpt_dir, STARTED_FILE), dataclasses.asdict(self.run))
         remove_leftovers(out)  # a killed run's temporary files
         remove_leftovers(self.ckpt_dir)
         self.say = _Log(os.path.join(out, LOG_FILE), self.log)
         self.before = count(self.graph)
         ckpt = load_checkpoint(self.ckpt_dir) if self.resume else None
+        if self.resume and ckpt is None and os.path.exists(os.path.join(out, REPORT_FILE)):
+            raise PrunenetError(f"--resume {out}: the run has finished ({REPORT_FILE}) and its "
+                                f"{CHECKPOINT_DIR} folder is gone, so there is nothing to resume; "
+                                f"its results are kept: to run it again, start a new run with "
+                                f"--out")
         if ckpt is not None:
+            check_run_checkpoint(self.ckpt_dir, ckpt,
+                                 [f"keep:{g.index}" for g in self.graph.groups])
+            made_for = {row.get("target") for row in ckpt.get("rows", [])
+                        if row.get("phase") == "surgery"}
+            if made_for and made_for != {self.run.target}:  # a run older than its started.json
+                raise PrunenetError(f"--resume {out}: {RUN_FILE} has target {self.run.target}, "
+                                    f"but its checkpoint was made for {min(made_for)}; put it "
+                                    f"back, or start a new run with --out")
             ckpt["arrays"] = renamed(ckpt["arrays"], ckpt.get("net_prefix"), self.net.prefix)
         self.ckpt = ckpt
         self.timings: Dict[str, float] = dict(ckpt.get("timings", {})) if ckpt else {}
@@ -400,6 +453,8 @@ class _RunPhases:
         self.say(f"{self.net_name}: top-1 {self.top1_before:.4f} before pruning; "
                  f"{self.before['macs'] / 1e6:.1f}M MACs, "
                  f"{self.before['params'] / 1e6:.3f}M params")
+        if kept_whole_line(self.graph):
+            self.say(kept_whole_line(self.graph))
 
     def select_and_cut(self) -> None:
         """The pruned network: selected and cut out, or rebuilt from a fine-tuning checkpoint."""
@@ -573,7 +628,8 @@ class _RunPhases:
         speed = {"speed_check": run_speed_check(self.net, self.pruned.net, self.shape,
                                                  self.before, self.graph, self.selection,
                                                  run.gpus, run.objective,
-                                                 run.latency_batch_size, self.ctx[0])}
+                                                 run.latency_batch_size, self.ctx[0],
+                                                 run.runtime)}
         self.timings["speed_check_s"] = time.time() - t0
         return speed
 

@@ -125,9 +125,18 @@ def _unreachable(graph: ChannelGraph, cost: CostModel, target: float, smallest: 
     blocks = smallest_reachable(graph, cost, full_keep(graph), 1, min_width) <= target
     if smallest >= 1.0 and not blocks:
         why = getattr(cost, "untrusted", None)
-        return PrunenetError(why(smallest) if why else
-                             f"the {cost.name} cost model puts every group at min_width at "
-                             f"{smallest:.4f} of the unpruned cost; it cannot be pruned by")
+        if why:
+            return PrunenetError(why(smallest))
+        prunable = graph.prunable_groups
+        if not prunable:
+            reasons = [r for g in graph.groups for r in g.reasons]
+            reason = next((r for r in reasons if not r.startswith("network ")),
+                          reasons[0] if reasons else "none is prunable")
+            return PrunenetError(f"no channel of the network can be removed: every channel "
+                                 f"group is frozen (e.g. {reason}); it cannot be pruned")
+        return PrunenetError(f"no channel can be removed at min_width {min_width} (--min-width):"
+                             f" the widest prunable group has "
+                             f"{max(g.width for g in prunable)} channels; lower --min-width")
     return InfeasibleTargetError(target, smallest, min_width, round_to if blocks else None)
 
 

@@ -169,8 +169,12 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
             trainer.set_learning_rate(lr_at(i))
         data, label = split(batch, ctx)
         size = sum(x.shape[0] for x in data)
+        if i == start:  # before a forward pass in training mode moves BatchNorm's statistics
+            _check_first_batch(data, label, what)
         with autograd.record():
             outs = [block(x).astype("float32", copy=False) for x in on_devices(data, dtype)]
+            if i == start:
+                _check_first_batch(data, label, what, classes=outs[0].shape[-1])
             ls = [loss_fn(o, y) for o, y in zip(outs, label)]
             if teacher is not None:
                 soft = [mx.nd.softmax(teacher(x).astype("float32", copy=False) / temperature)
@@ -193,6 +197,25 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
     tally.read_into(acc, i)
     return {"loss": acc["loss"] / max(acc["n"], 1), "top1": acc["correct"] / max(acc["seen"], 1),
             "batches": acc["n"], "sums": acc}
+
+
+def _check_first_batch(data: List, label: List, what: str, classes: Optional[int] = None) -> None:
+    """Refuse a first batch whose images are not all finite or, given the network's number of
+    ``classes``, whose labels are not all class indices ``0..classes-1``: trained on, either
+    gives a wrong network without a word."""
+    import mxnet as mx
+    if classes is None:
+        if not all(mx.nd.contrib.isfinite(x.astype("float32", copy=False)).min().asscalar()
+                   for x in data):
+            raise PrunenetError(f"{what}: the first batch's images hold NaN or Inf; training "
+                                f"on them makes the weights NaN: clean the data first")
+        return
+    labels = np.concatenate([y.asnumpy().reshape(-1) for y in label])
+    bad = labels[~((labels >= 0) & (labels < classes) & (labels == np.floor(labels)))]
+    if bad.size:
+        raise PrunenetError(f"{what}: the first batch has label {bad[0]:g}, not a class index "
+                            f"0..{classes - 1} of the network's {classes} outputs; give each "
+                            f"example its class index (or a network of more classes)")
 
 
 class _DeviceTally:

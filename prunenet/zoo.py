@@ -171,7 +171,7 @@ def entry_of(zoo: str, name: str, doc: dict) -> dict:
 
 
 _FIGURES = ("target", "achieved", "macs", "params", "macs_base", "params_base", "classes",
-            "top1", "top5", "throughput_img_s", "batch_size")
+            "top1", "top5", "throughput_img_s", "throughput_img_s_onnxruntime", "batch_size")
 
 
 def _wrong_field(entry: dict) -> Optional[str]:
@@ -498,6 +498,13 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     if not isinstance(report, dict) or not report.get("model"):
         raise PrunenetError(f"{os.path.join(run_dir, REPORT_FILE)} names no model; publish the "
                             f"output folder of a finished prunenet prune run")
+    target, achieved = report.get("target"), report.get("achieved")
+    if report.get("objective") in ("flops", "params") and all(
+            isinstance(v, (int, float)) for v in (target, achieved)) and achieved > target:
+        raise PrunenetError(f"{os.path.join(run_dir, REPORT_FILE)} says the network keeps "
+                            f"{achieved:.4f} of the cost, above its target {target}: a run "
+                            f"never ends so, the report was edited; publish a run as prunenet "
+                            f"wrote it")  # the zoo would list the model at the wrong target
     fmt, sources = _run_files(run_dir, report)
     hashes = {role: sha1_of(path) for role, path in sources.items()}
     sizes = {role: os.path.getsize(path) for role, path in sources.items()}
@@ -652,7 +659,9 @@ def _count(value) -> str:
 
 def format_table(models: Dict[str, dict]) -> str:
     """The zoo's models as a text table, one line each, sorted by name; the input shape and
-    device say what each throughput was measured at."""
+    device say what each throughput was measured at; where any model has an ONNX Runtime
+    throughput recorded (``throughput_img_s_onnxruntime``), an ``ORT_img/s`` column beside
+    MXNet's."""
     header = ("name", "base", "objective", "target", "MACs", "params", "dataset", "top-1",
               "top-5", "input", "img/s", "batch", "device")
     rows = [header]
@@ -667,6 +676,13 @@ def format_table(models: Dict[str, dict]) -> str:
                      "x".join(map(str, shape[1:])) if shape else "-",
                      "-" if not e.get("throughput_img_s") else f"{e['throughput_img_s']:.0f}",
                      str(e.get("batch_size") or "-"), _cell(e.get("device"))))
+    ort = "throughput_img_s_onnxruntime"
+    if any(e.get(ort) for e in models.values()):
+        at = header.index("img/s") + 1
+        cells = ["ORT_img/s"] + [f"{models[n][ort]:.0f}" if models[n].get(ort) else "-"
+                                 for n in sorted(models)]
+        rows = [r[:at] + (c,) + r[at:] for r, c in zip(rows, cells)]
+        header = rows[0]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -55,3 +55,18 @@ def independent_count(symbol, input_shape):
 def _seed():
     mx.random.seed(0)
     np.random.seed(0)
+
+
+# The test files of whole paths — commands run as processes, pipelines that train, notebooks,
+# studies, distributed jobs, kill-and-resume — marked ``e2e``; every other test is ``unit``.
+# ``pytest -m "not e2e"`` is the edit-test loop; the README's command runs both.
+E2E_FILES = {"test_demo.py", "test_study.py", "test_distributed.py", "test_notebooks.py",
+             "test_kill_resume.py", "test_kill_resume_slow.py", "test_readme.py",
+             "test_experiment.py", "test_gcp_run.py", "test_float16.py", "test_properties.py"}
+
+
+def pytest_collection_modifyitems(items):
+    import pytest
+    for item in items:
+        e2e = item.path.name in E2E_FILES or item.get_closest_marker("e2e") is not None
+        item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)

@@ -30,8 +30,8 @@ LAYERS = [
     ("core", ["graph", "tied", "costs", "select", "surgery", "optim", "replicas", "wrapper"]
      + [f"methods.{m}" for m in DATA_FREE]),
     ("machine", ["devices", "timing", "outputs", "files", "records", "download"]),
-    ("measure", ["bench", "latency", "latency.units", "latency.timer", "latency.table",
-                 "latency.cost"]),
+    ("measure", ["runtimes", "bench", "latency", "latency.units", "latency.timer", "latency.table",
+                 "latency.cost", "latency.blocks"]),
     ("training", ["data", "train", "distributed", "checkpoint", "models", "experiment.smoke",
                   "experiment.caltech"]),
     ("methods", ["methods", "methods.gcp", "methods.slimming"]),

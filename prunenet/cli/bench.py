@@ -6,6 +6,7 @@ from typing import Dict
 
 from ..bench import DTYPES, check_settings, device, device_name, throughput
 from ..errors import PrunenetError
+from ..runtimes import RUNTIMES, runtime_label
 from .args import positive_int
 
 
@@ -37,6 +38,10 @@ def add_parser(subparsers) -> None:
                         "else 3)")
     p.add_argument("--gpus", default="", help="GPU id to measure on, e.g. 0 (default: CPU)")
     p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument("--runtime", default="mxnet", choices=RUNTIMES + ("both",),
+                   help="where the networks run: mxnet, onnxruntime (each exported to ONNX and "
+                        "run in an InferenceSession), or both, interleaved in one timing "
+                        "(default mxnet)")
     p.add_argument("--repeats", type=positive_int, default=10,
                    help="timed batches per network at least; the median counts (default 10)")
     p.add_argument("--max-repeats", type=positive_int, default=None,
@@ -80,7 +85,7 @@ def _labels(args) -> list:
 def _networks(args, ctx) -> Dict[str, tuple]:
     """label -> (network, image shape C×H×W) for the command line's models."""
     from ..files import read_shapes
-    from ..models import input_channels, input_shape, load_model, shapes_channels
+    from ..models import image_channels, input_channels, input_shape, load_model
     if args.zoo is not None and not args.name:
         raise PrunenetError("--zoo ZOO needs --name NAME: the zoo model to measure")
     if not args.model and not args.name:
@@ -90,7 +95,8 @@ def _networks(args, ctx) -> Dict[str, tuple]:
                             f"{len(args.model)}")
     labels = iter(_labels(args))
     shapes = [read_shapes(path) for path in args.shapes]
-    channels = args.channels or (shapes_channels(shapes[0]) if shapes else None)
+    # the images' channels: --channels, else the shape files' stem's (1 for Fashion-MNIST runs)
+    channels = args.channels or (image_channels(shapes[0]) if shapes else None)
     nets: Dict[str, tuple] = {}
     for name in args.model:
         net = load_model(name, input_size=args.input_size, ctx=ctx, channels=channels)
@@ -139,9 +145,10 @@ def _bench(args) -> int:
     counts = {label: count(trace(net, (1,) + tuple(shape))) for label, (net, _) in nets.items()}
     result = throughput({label: net for label, (net, _) in nets.items()}, shape,
                         batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup,
-                        ctx=ctx, dtype=args.dtype, max_repeats=args.max_repeats)
-    for label, r in result.items():
-        r.update(counts[label])
+                        ctx=ctx, dtype=args.dtype, max_repeats=args.max_repeats,
+                        runtime=args.runtime)
+    for row, r in result.items():
+        r.update(counts[row.rsplit("@", 1)[0] if args.runtime == "both" else row])
     noisy = [label for label, r in result.items() if r["noisy"]]
     rounds = max(r["rounds"] for r in result.values())
     note = ""
@@ -154,11 +161,13 @@ def _bench(args) -> int:
     if args.json:
         print(json.dumps({"device": device_name(ctx), "threads": os.environ.get(
             "OMP_NUM_THREADS", ""), "batch_size": args.batch_size, "input_shape": list(shape),
-            "dtype": args.dtype, "repeats": args.repeats, "rounds": rounds,
+            "dtype": args.dtype, "runtime": args.runtime, "repeats": args.repeats, "rounds": rounds,
             "warmup": args.warmup, "noisy": note, "models": result}, indent=2))
         return 0
-    print(f"{device_name(ctx)}, batch {args.batch_size}, {'x'.join(map(str, shape))}, "
-          f"{args.dtype}: median of {rounds} interleaved batches after {args.warmup} warm-up")
+    where = " and ".join(sorted({runtime_label(r["runtime"]) for r in result.values()}))
+    print(f"{where}, {device_name(ctx)}, batch {args.batch_size}, {'x'.join(map(str, shape))}, "
+          f"{args.dtype}: median of {rounds} interleaved batches after {args.warmup} warm-up"
+          + ("; speed-ups within each runtime" if args.runtime == "both" else ""))
     width = max(len(label) for label in result)
     print(f"{'model':<{width}}  {'img/s':>8}  {'ms/batch':>9}  {'IQR ms':>7}  {'±':>6}  "
           f"{'GMACs':>6}  speed-up")

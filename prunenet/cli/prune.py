@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
     from ..costs import OBJECTIVES
     from ..methods import METHODS, TRAINED
     from ..methods.gcp import DEFAULT_REG, SEARCH_SHARE, SHRINK_GRID
+    from ..runtimes import RUNTIMES
     from ..train import LR_MODES
 
     p = sub.add_parser("prune", help="prune a model to a cost target", description=_EXAMPLES,
@@ -46,8 +47,10 @@ def add_parser(sub) -> None:
                    help="the cost --target is a fraction of (default flops)")
     p.add_argument("--target", type=fraction,
                    help="fraction of the objective's cost to keep, in (0, 1)")
-    p.add_argument("--round-to", type=positive_int, default=8,
-                   help="channels are removed in blocks of this many (default 8)")
+    p.add_argument("--round-to", type=_round_to, default=8,
+                   help="channels are removed in blocks of this many (default 8), or auto: the "
+                        "block of 1, 4, 8, 16 or 32 that saves the most measured time per "
+                        "channel in --runtime for this network's layers (data-free methods)")
     p.add_argument("--min-width", type=positive_int, default=8,
                    help="no group keeps fewer channels than this (default 8)")
     p.add_argument("--seed", type=whole_number(0), default=0,
@@ -59,6 +62,9 @@ def add_parser(sub) -> None:
                           "size, dtype and thread count in ~/.cache/prunenet)")
     lat.add_argument("--latency-batch-size", type=positive_int, default=64,
                      help="batch size the latency is measured at (default 64)")
+    lat.add_argument("--runtime", default="mxnet", choices=RUNTIMES,
+                     help="where the latency and the speed check are measured: mxnet, or "
+                          "onnxruntime (the network exported to ONNX; default mxnet)")
     lat.add_argument("--dtype", default="float32", choices=DTYPES,
                      help="data type the latency is measured in (default float32)")
     p.add_argument("--out", help="output folder (must not exist)")
@@ -84,6 +90,9 @@ def add_parser(sub) -> None:
     g.add_argument("-j", "--num-data-workers", type=int, default=os.cpu_count() or 1,
                    metavar="N", help="image decoding threads for imagenet and folder (default: "
                                      "this machine's cores)")
+    g.add_argument("--max-bad-images", type=real_number(0, below=1), default=0.0,
+                   metavar="FRACTION", help="skip the images of a folder dataset that do not "
+                   "decode while they are at most this fraction of them (default 0: refuse)")
     g.add_argument("--steps", type=int, default=3, help="pruning steps T (default 3)")
     g.add_argument("--reg", type=reg, default=DEFAULT_REG,
                    help="L1 weight λ, or 'auto': each candidate of --shrink-grid runs a short "
@@ -197,8 +206,8 @@ _GROUPS = (
     ("output", None, ["--out", "--save-dir", "--overwrite", "--no-speed-check", "--resume"]),
     ("data", "--method gcp or slimming; a data-free method with --dataset adds fine-tuning and "
              "evaluation", ["--dataset", "--data-dir", "--rec-train", "--rec-train-idx",
-                            "--rec-val", "--rec-val-idx", "-j", "--batch-size", "--train-limit",
-                            "--val-limit"]),
+                            "--rec-val", "--rec-val-idx", "-j", "--max-bad-images",
+                            "--batch-size", "--train-limit", "--val-limit"]),
     ("gcp", "the paper's method (--method gcp)", ["--steps", "--reg", "--shrink-grid",
                                                  "--reg-grid", "--search-fraction",
                                                  "--search-holdout", "--stream-score",
@@ -291,6 +300,11 @@ def _gluoncv_flags(parser) -> None:
                    help="refused: use --checkpoint-every")
 
 
+def _round_to(text: str):
+    """``--round-to``: a whole number from 1, or ``auto``."""
+    return text if text == "auto" else positive_int(text)
+
+
 def _prune(args) -> int:
     from ..devices import contexts
     from ..runs import DataRun, data_run, prune_run
@@ -320,7 +334,7 @@ def _prune(args) -> int:
         raise PrunenetError("--teacher-params goes with --teacher MODEL")
     if args.teacher and args.teacher_params is None:
         from ..models import pretrained_params
-        args.teacher_params = pretrained_params(args.teacher)
+        args.teacher_params = pretrained_params(args.teacher, flag="--teacher-params")
     from ..methods import DATA_DRIVEN
     if args.method in DATA_DRIVEN and args.dataset is None:
         raise PrunenetError(f"--method {args.method} needs data: add --dataset "
@@ -334,6 +348,9 @@ def _prune(args) -> int:
                             f"--dataset trains nothing to share among workers; run it in one "
                             f"process (no --kvstore)")
     if args.method in TRAINED or args.dataset is not None:
+        if args.round_to == "auto":
+            raise PrunenetError("--round-to auto works with the data-free methods (no "
+                                "--dataset); give --round-to N")
         data_run(DataRun.from_settings(args, model=args.model or "",
                                        dataset=args.dataset or "fashion-mnist", params=params,
                                        progress=not args.no_progress, command=command),
@@ -344,7 +361,7 @@ def _prune(args) -> int:
               round_to=args.round_to, min_width=args.min_width, seed=args.seed,
               overwrite=args.overwrite, command=command, latency_table=args.latency_table,
               latency_batch_size=args.latency_batch_size, dtype=args.dtype, gpus=args.gpus,
-              symbol=args.symbol, speed_check=args.speed_check)
+              symbol=args.symbol, speed_check=args.speed_check, runtime=args.runtime)
     return 0
 
 
@@ -358,6 +375,7 @@ def _resume_flags(args) -> Optional[bool]:
     import dataclasses
     from ..files import read_json
     from ..records import RUN_FILE
+    from ..run_settings import FREE_ON_RESUME
     from ..runs import DataRun
     defaults = _defaults()
     given = {k: v for k, v in vars(args).items()
@@ -377,10 +395,12 @@ def _resume_flags(args) -> Optional[bool]:
         if key == "out" and os.path.abspath(value) == os.path.abspath(args.resume):
             continue
         if saved.get(key) != value:
+            moved = f"; if the file moved, write its new place as {key} in {path}" \
+                if key in FREE_ON_RESUME else ""
             raise PrunenetError(f"--resume continues the run in {args.resume} with the settings "
                                 f"it was started with: {flag} {value} differs from its "
                                 f"{saved.get(key)} ({path}); drop {flag}, or start a new run "
-                                f"with another --out")
+                                f"with another --out{moved}")
     return False if args.no_progress else None
 
 

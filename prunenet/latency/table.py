@@ -22,13 +22,16 @@ _DRIFT, _RETRIES = 1.1, 2  # a batch whose reference is off by more is measured 
 
 
 def default_table_path(device: str, batch_size: int, dtype: str = "float32",
-                       cache_dir: Optional[str] = None) -> str:
+                       cache_dir: Optional[str] = None, runtime: str = "mxnet") -> str:
     """``$PRUNENET_CACHE`` (or ``~/.cache/prunenet``) ``/latency-<device>-b<batch>-<dtype>.json``;
-    on the CPU the thread count is part of the name."""
+    on the CPU the thread count is part of the name; a runtime other than MXNet (its key, e.g.
+    ``onnxruntime/CPUExecutionProvider``) is too, first."""
     folder = os.path.expanduser(cache_dir or os.environ.get(
         "PRUNENET_CACHE", os.path.join("~", ".cache", "prunenet")))
     if device == "cpu":
         device = f"cpu{_threads()}t"
+    if runtime != "mxnet":
+        device = f"{runtime}-{device}"
     device = re.sub(r"[^A-Za-z0-9.]+", "-", device).strip("-")  # a GPU's name, as a file name
     return os.path.join(folder, f"latency-{device}-b{batch_size}-{dtype}.json")
 
@@ -74,8 +77,9 @@ def _check_writable(path: str) -> None:
 
 
 class LatencyTable:
-    """Measured latencies of units and networks for one device, batch size and dtype; missing
-    entries are measured by ``timer`` (none: a missing entry is an error).
+    """Measured latencies of units and networks for one runtime (and its provider), device,
+    batch size, dtype and thread count; missing entries are measured by ``timer`` (none: a
+    missing entry is an error).
 
     Every batch of measurements also times :data:`REFERENCE`, and each entry is stored as a
     multiple of the reference's latency in its batch: a machine that is busier for a while slows
@@ -83,8 +87,10 @@ class LatencyTable:
     all batches, converts them to milliseconds."""
 
     def __init__(self, device: str = "cpu", batch_size: int = 32, dtype: str = "float32",
-                 timer: Optional[UnitTimer] = None, path: Optional[str] = None) -> None:
+                 timer: Optional[UnitTimer] = None, path: Optional[str] = None,
+                 runtime: str = "mxnet") -> None:
         self.device, self.batch_size, self.dtype = device, int(batch_size), dtype
+        self.runtime = runtime  # a runtime's key: mxnet, onnxruntime/CPUExecutionProvider
         self.threads = _threads() if device == "cpu" else ""
         self.units: Dict[str, Dict[str, float]] = {}  # unit key -> {"in,out": latency}
         self.networks: Dict[str, dict] = {}  # network key -> record with "latency"
@@ -103,18 +109,21 @@ class LatencyTable:
     @classmethod
     def open(cls, path: Optional[str] = None, gpus: str = "", batch_size: int = 32,
              dtype: str = "float32", measure: bool = True, repeats: int = 5,
-             warmup: int = 2) -> "LatencyTable":
+             warmup: int = 2, runtime: str = "mxnet") -> "LatencyTable":
         """The table cached at ``path`` (default :func:`default_table_path`), or a new one that
-        will be saved there; it measures what it lacks on the device ``gpus`` names (``""``: the
-        CPU) unless ``measure`` is False. The file must be for this device, batch size, dtype."""
+        will be saved there; it measures what it lacks in ``runtime`` (:mod:`prunenet.runtimes`)
+        on the device ``gpus`` names (``""``: the CPU) unless ``measure`` is False. The file must
+        be for this runtime, device, batch size, dtype and thread count."""
         from ..bench import check_settings, device
         from ..devices import device_model
+        from ..runtimes import get_runtime
         check_settings(batch_size, dtype, repeats, warmup)
         ctx = device(gpus)
         name = device_model(ctx)  # a GPU's model name: a table is not reused on another
-        path = path or default_table_path(name, batch_size, dtype)
-        timer = UnitTimer(ctx, batch_size, dtype, repeats, warmup) if measure else None
-        table = cls(name, batch_size, dtype, timer=timer, path=path)
+        key = get_runtime(runtime, ctx, dtype).key  # with its provider
+        path = path or default_table_path(name, batch_size, dtype, runtime=key)
+        timer = UnitTimer(ctx, batch_size, dtype, repeats, warmup, runtime) if measure else None
+        table = cls(name, batch_size, dtype, timer=timer, path=path, runtime=key)
         if measure:  # before minutes of measuring, not at the save after them
             _check_writable(path)
         if os.path.exists(path):
@@ -134,12 +143,13 @@ class LatencyTable:
         if wrong:
             raise PrunenetError(f"latency table {path} is malformed ({wrong}); delete it to "
                                 f"measure again")
-        want = (self.device, self.batch_size, self.dtype, self.threads)
-        got = (doc["device"], doc["batch_size"], doc["dtype"], doc.get("threads", ""))
+        want = (self.device, self.batch_size, self.dtype, self.threads, self.runtime)
+        got = (doc["device"], doc["batch_size"], doc["dtype"], doc.get("threads", ""),
+               doc.get("runtime", "mxnet"))  # tables from before runtimes were MXNet's
         if got != want:
             raise PrunenetError(
                 f"latency table {path} is for {_describe(*got)}, not {_describe(*want)}; "
-                f"latency depends on all four: use another table file")
+                f"latency depends on all five: use another table file")
         self.units = {k: {p: float(v) for p, v in d.items()} for k, d in doc["units"].items()}
         self.networks = dict(doc["networks"])
         self.references = [float(v) for v in doc["references_ms"]]
@@ -147,7 +157,7 @@ class LatencyTable:
                       for v in doc.get("noise", [])]
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "device": self.device, "batch_size": self.batch_size,
+        return {"format": FORMAT, "runtime": self.runtime, "device": self.device, "batch_size": self.batch_size,
                 "dtype": self.dtype, "threads": self.threads, "processor": _processor(),
                 "unit": "latency of the reference unit in the same batch of timings",
                 "reference": f"{REFERENCE[0].key}@{_point(*REFERENCE[1:])}",
@@ -228,7 +238,8 @@ class LatencyTable:
         """A progress line on stderr while the table has been measuring for over 10 s."""
         if self._progress is None:
             from ..timing import Progress
-            where = _describe(self.device, self.batch_size, self.dtype, self.threads)
+            where = _describe(self.device, self.batch_size, self.dtype, self.threads,
+                              self.runtime)
             self._progress = Progress(f"latency table ({where})")
         return self._progress
 
@@ -254,9 +265,9 @@ def _wrong_table_field(doc: dict) -> Optional[str]:
         except OverflowError:
             return False
 
-    for key, kind in (("device", str), ("dtype", str), ("threads", str), ("units", dict),
+    for key, kind in (("runtime", str), ("device", str), ("dtype", str), ("threads", str), ("units", dict),
                       ("networks", dict), ("references_ms", list)):
-        if not isinstance(doc.get(key, "" if key == "threads" else None), kind):
+        if not isinstance(doc.get(key, {"threads": "", "runtime": "mxnet"}.get(key)), kind):
             return f"{key} is not a {kind.__name__}"
     if type(doc.get("batch_size")) is not int or doc["batch_size"] < 1:
         return f"batch_size {doc.get('batch_size')!r} is not a whole number from 1"
@@ -276,5 +287,7 @@ def _wrong_table_field(doc: dict) -> Optional[str]:
     return None
 
 
-def _describe(device, batch_size, dtype, threads) -> str:
-    return f"{device}, batch {batch_size}, {dtype}" + (f", {threads} threads" if threads else "")
+def _describe(device, batch_size, dtype, threads, runtime="mxnet") -> str:
+    from ..runtimes import runtime_label
+    return (f"{device}, batch {batch_size}, {dtype}" + (f", {threads} threads" if threads else "")
+            + ("" if runtime == "mxnet" else f", {runtime_label(runtime)}"))

@@ -14,47 +14,27 @@ UNIT_TOLERANCE = 0.05  # the noise a unit's timings may keep (the check after se
 
 
 class UnitTimer:
-    """Times units and whole networks on one device: hybridized with a static graph, random
-    input, ``warmup`` untimed batches, then the fastest of ``repeats`` batches, the calls of one
-    request taking turns."""
+    """Times units and whole networks on one device in one runtime (:mod:`prunenet.runtimes`:
+    MXNet hybridized with a static graph, or ONNX Runtime): random input, ``warmup`` untimed
+    batches, then the fastest of ``repeats`` batches, the calls of one request taking turns."""
 
     def __init__(self, ctx=None, batch_size: int = 32, dtype: str = "float32", repeats: int = 5,
-                 warmup: int = 2) -> None:
-        import mxnet as mx
+                 warmup: int = 2, runtime: str = "mxnet") -> None:
         from ..bench import check_settings
+        from ..runtimes import get_runtime
         check_settings(batch_size, dtype, repeats, warmup)
-        self.ctx = ctx or mx.cpu()
+        self.runtime = get_runtime(runtime, ctx, dtype)
+        self.ctx = self.runtime.ctx
         self.batch_size, self.dtype = batch_size, dtype
         self.repeats, self.warmup = repeats, warmup
 
     def _call(self, symbol, input_shape) -> Callable[[], None]:
-        """One batch through ``symbol``, hybridized, randomly initialised, on random input (and a
-        random ``residual`` input when the symbol has one)."""
-        import warnings
-        import mxnet as mx
-        from mxnet import gluon
+        """One batch through ``symbol`` in the runtime, randomly initialised, on random input
+        (and a random ``residual`` input when the symbol has one)."""
         names = [n for n in ("data", "residual") if n in symbol.list_arguments()]
         arg_shapes, _, _ = symbol.infer_shape(data=tuple(input_shape))
         shapes = dict(zip(symbol.list_arguments(), arg_shapes))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            block = gluon.SymbolBlock(symbol, [mx.sym.var(n) for n in names])
-        for name, param in block.collect_params().items():
-            init = mx.init.One() if name.endswith(("gamma", "_var")) else \
-                mx.init.Zero() if name.endswith(("beta", "_mean", "bias")) else \
-                mx.init.MSRAPrelu()
-            param.initialize(init, ctx=self.ctx)
-        if self.dtype != "float32":
-            block.cast(self.dtype)
-        block.hybridize(static_alloc=True, static_shape=True)
-        rng = np.random.RandomState(0)
-        xs = [mx.nd.array(rng.normal(size=shapes[n]), ctx=self.ctx, dtype=self.dtype)
-              for n in names]
-
-        def run() -> None:
-            out = block(*xs)
-            (out[0] if isinstance(out, (list, tuple)) else out).wait_to_read()
-        return run
+        return self.runtime.symbol_call(symbol, {n: tuple(shapes[n]) for n in names})
 
     def unit_call(self, spec: UnitSpec, in_width: int, out_width: int) -> Callable[[], None]:
         return self._call(spec.symbol(in_width, out_width),
@@ -71,8 +51,6 @@ class UnitTimer:
         caches were flushed unless ``flush`` is off (in a network a layer's weights come from
         memory; and so every unit is measured alike however many are measured together).
         Returns the milliseconds and the :class:`prunenet.timing.Timings`."""
-        import mxnet as mx
-        from ..bench import _first_line
         from ..timing import time_until_stable
         flusher = _cache_flusher() if flush and self.ctx.device_type == "cpu" else None
         try:
@@ -80,9 +58,8 @@ class UnitTimer:
                                         max_repeats=2 * self.repeats, tolerance=UNIT_TOLERANCE,
                                         warmup=self.warmup, before=flusher,
                                         on_round=on_round, statistic="min")
-        except mx.base.MXNetError as err:
-            raise PrunenetError(f"MXNet cannot run a layer in {self.dtype} on {self.ctx}: "
-                                f"{_first_line(err)}; measure another dtype or device") from None
+        except Exception as err:  # noqa: BLE001 (the runtime's own errors)
+            raise self._cannot(err, "a layer") from None
         return {name: float(np.min(ts)) * 1e3 for name, ts in timings.seconds.items()}, timings
 
     def ratio(self, calls: Dict[str, Callable[[], None]], numerator: str, denominator: str,
@@ -91,18 +68,26 @@ class UnitTimer:
         seconds, at least ``repeats`` rounds): the median of the per-round ratios
         numerator/denominator and its noise (:func:`prunenet.timing.ratio`), and each one's
         median milliseconds."""
-        import mxnet as mx
-        from ..bench import _first_line
         from ..timing import ratio, time_until_stable
         try:
             timings = time_until_stable(calls, min_repeats=self.repeats, warmup=self.warmup,
                                         budget_s=budget_s)
-        except mx.base.MXNetError as err:
-            raise PrunenetError(f"MXNet cannot run the network in {self.dtype} on {self.ctx}: "
-                                f"{_first_line(err)}; measure another dtype or device") from None
+        except Exception as err:  # noqa: BLE001 (the runtime's own errors)
+            raise self._cannot(err, "the network") from None
         out = ratio(timings.seconds[numerator], timings.seconds[denominator])
         out.update({f"{k}_ms": float(np.median(v)) * 1e3 for k, v in timings.seconds.items()})
         return out
+
+
+    def _cannot(self, err: BaseException, what: str) -> BaseException:
+        """A one-line refusal for a runtime's failure to run ``what`` (else ``err`` itself)."""
+        from ..runtimes import runtime_label
+        why = self.runtime.cannot(err)
+        if why is None:
+            return err
+        return PrunenetError(f"{runtime_label(self.runtime.key)} cannot run {what} in "
+                             f"{self.dtype} on {self.ctx}: {why}; measure another dtype, "
+                             f"device or runtime")
 
 
 _FLUSH_MAX = 64 << 20  # a VM may report its host's whole L3 (480 MB here): flushing that took

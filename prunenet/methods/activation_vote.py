@@ -9,8 +9,11 @@ Inspired by GlobalPru's aim (one ranking that every sample agrees on), without i
 2. Per sample, a channel's saliency is its mean |activation| over positions divided by the mean
    over the group's channels; a group read through several distinct tensors averages them.
 3. Per sample, every channel of every prunable group is ranked against all the others; the
-   global score is the mean normalised rank over the samples (a Borda vote, in [0, 1]).
-4. Blocks go in order of score per unit of cost saved (:mod:`prunenet.select`), as for ``l1``.
+   global score is the mean normalised rank over the samples (a Borda vote, in [0, 1]). A
+   channel zero on every probed sample scores exactly 0, every other channel above 0.
+4. Channels of score 0 go first, whatever the target (``drop_zeros`` of
+   :func:`prunenet.select.select`, in whole blocks); then blocks go in order of score per unit
+   of cost saved (:mod:`prunenet.select`), as for ``l1``.
 
 ``attention`` is this method's former name, kept as a deprecated alias.
 """
@@ -115,7 +118,7 @@ def activation_scores(graph: ChannelGraph, net, batches: Iterable, ctx=None,
         return scores
     block = probe_block(graph, net, names)
     from ..replicas import compute_dtype
-    totals, samples, dtype = None, 0, compute_dtype(net)
+    totals, samples, dtype, alive = None, 0, compute_dtype(net), None
     for i, batch in enumerate(batches):
         if i >= max_batches:
             break
@@ -123,6 +126,8 @@ def activation_scores(graph: ChannelGraph, net, batches: Iterable, ctx=None,
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         acts = dict(zip(names, (o.asnumpy().astype(np.float32) for o in outs)))
         joined = np.concatenate(group_saliencies(graph, probes, acts), axis=1)
+        seen = (joined > 0).any(axis=0)
+        alive = seen if alive is None else alive | seen
         ranks = np.argsort(np.argsort(joined, axis=1, kind="stable"), axis=1, kind="stable")
         ranks = ranks / max(joined.shape[1] - 1, 1)
         totals = ranks.sum(axis=0) if totals is None else totals + ranks.sum(axis=0)
@@ -130,7 +135,10 @@ def activation_scores(graph: ChannelGraph, net, batches: Iterable, ctx=None,
     if not samples:
         raise PrunenetError("activation-vote needs data: no batches were given to score "
                             "channels on")
-    mean = totals / samples
+    # a channel zero on every probed sample scores exactly 0 (select drops it first, whatever
+    # the target); ties among zeros ranked it above other dead channels. Live channels stay
+    # above 0, even one ranked lowest on every sample.
+    mean = np.where(alive, np.maximum(totals / samples, np.finfo(np.float64).tiny), 0.0)
     offset = 0
     for gi in probes:
         width = graph.groups[gi].width
@@ -151,7 +159,7 @@ def select_channels(graph: ChannelGraph, params: Dict[str, np.ndarray], cost: Co
                             "(on the command line, --dataset)")
     scores = activation_scores(graph, net, batches, ctx, max_batches)
     return select(graph, cost, scores, target, priority="score_per_cost", round_to=round_to,
-                  min_width=min_width)
+                  min_width=min_width, drop_zeros=True)
 
 
 @register("attention", needs="data", listed=False)

@@ -51,8 +51,9 @@ __all__ = ["GCPConfig", "GCP", "StepRecord", "DEFAULT_REG", "SHRINK_GRID", "SEAR
 # rule, chosen by the held-out debias loss
 DEFAULT_REG = "auto"
 # the candidates of ``auto``, as shrink levels ρ (see above): none, little, up to far past any
-# one step's target
-SHRINK_GRID = (0.0, 0.1, 0.3, 1.0, 3.0)
+# one step's target (on the first Fashion-MNIST ResNet-18 cell at one epoch per step, ρ 1's
+# first step alone kept 0.19 of the FLOPs for α 0.25, and a ρ of 3 kept 0.007)
+SHRINK_GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
 # the search's time as a fraction of the pruning steps' it aims at (``search_fraction``)
 SEARCH_SHARE = 0.2
 # the fewest batches a candidate's regularize or debias phase runs
@@ -136,9 +137,10 @@ class GCPConfig:
         if self.reg < 0:
             raise PrunenetError(f"--reg {self.reg} must not be negative (it is the weight λ of "
                                 f"the L1 penalty)")
-        if self.epochs_per_step <= 0 or (self.debias_epochs is not None and self.debias_epochs < 0):
+        if not 0 < self.epochs_per_step < np.inf or (self.debias_epochs is not None
+                                                     and not 0 <= self.debias_epochs < np.inf):
             raise PrunenetError("--epochs-per-step must be positive")
-        if self.lr <= 0:
+        if not 0 < self.lr < np.inf:  # NaN too
             raise PrunenetError(f"--lr {self.lr} must be positive")
 
 
