@@ -316,15 +316,26 @@ def hold_lock(path: str, what: str, wait=False, remove: bool = True) -> Iterator
 @contextlib.contextmanager
 def exclusive(target: str, flag: str = "--out") -> Iterator[str]:
     """Be the only prunenet process writing ``target`` for the body (a lock file beside it);
-    yields ``target`` made absolute."""
+    yields ``target`` made absolute. The folders made to hold it are removed again when the
+    body fails and they are empty."""
     target = os.path.abspath(target)
     parent = os.path.dirname(target)
+    made, folder = [], parent  # the folders made for it, deepest first
+    while not os.path.lexists(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
     try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as err:
-        raise write_error(err, parent, f"{flag} {target}") from None
-    with hold_lock(_lock_path(target), f"{flag} {target}"):
-        yield target
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as err:
+            raise write_error(err, parent, f"{flag} {target}") from None
+        with hold_lock(_lock_path(target), f"{flag} {target}"):
+            yield target
+    except BaseException:
+        for folder in made:  # a failure leaves no empty folder behind (those still empty)
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
 
 
 def remove_leftovers(folder: str, name: Optional[str] = None,

@@ -246,6 +246,24 @@ def test_overwrite_replaces_only_a_marked_folder_of_nothing_but_prunenet_output(
     assert json.loads((runf / "report.json").read_text())["seed"] == 3
 
 
+def test_a_failed_run_leaves_no_empty_folders_behind(tmp_path):
+    """Issue 33 (A08, A10): a refused run left the parent folders made for its --out (16
+    nested empty folders for a path too long; np1/np2 for params that failed to load)."""
+    bad = tmp_path / "trunc.params"
+    bad.write_bytes(b"\x12\x01\x00\x00\x00\x00\x00\x00" + b"\x00" * 8)
+    refused(L + ["--params", str(bad), "--out", str(tmp_path / "np1" / "np2" / "run")],
+            "trunc.params")
+    assert sorted(os.listdir(tmp_path)) == ["trunc.params"]
+    refused(L + ["--out", os.path.join(str(tmp_path), *["y" * 250] * 18)], "File name too long",
+            "choose a shorter one")
+    assert sorted(os.listdir(tmp_path)) == ["trunc.params"]
+    os.mkdir(tmp_path / "np1")  # a folder that was there is kept, empty or not
+    refused(L + ["--params", str(bad), "--out", str(tmp_path / "np1" / "np2" / "run")],
+            "trunc.params")
+    assert sorted(os.listdir(tmp_path)) == ["np1", "trunc.params"] and not os.listdir(
+        tmp_path / "np1")
+
+
 def test_an_interrupted_overwrite_of_a_trained_run_keeps_the_old_run(tmp_path, gcp_run):
     """Issue 33 (OW1): GCP with --overwrite deleted the old run when it started; Ctrl-C 8 s in
     left neither. Now the old folder waits aside: put back on Ctrl-C (or any failure), kept
