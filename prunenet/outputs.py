@@ -6,9 +6,10 @@ One rule for every command that writes (``prune``, ``experiment``, ``zoo``, ``pl
 directory is refused; an existing file is never taken for a folder (nor a folder for a file);
 ``--overwrite`` replaces only a folder that carries prunenet's mark :data:`MARKER` of the same
 kind (a run folder of an older version without one: a run's ``report.json``/``run.json``) and
-holds nothing but that kind's own files, so a user's file or a zoo inside is refused by name; and the writer holds an exclusive ``flock`` on
-``.NAME.lock`` beside the target for as long as it writes, so a second writer stops at once with
-a message naming the first.
+holds nothing but that kind's own files, so a user's file or a zoo inside is refused by name;
+and the writer holds an exclusive ``flock`` on ``.NAME.lock`` beside the target for as long as
+it writes, so a second writer stops at once with a message naming the first (a zoo's writers
+wait their turn, for a bounded time, naming the one they wait for).
 """
 from __future__ import annotations
 
@@ -19,16 +20,18 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from typing import Dict, Iterator, Optional, Sequence
 
 from .errors import PrunenetError
 
-__all__ = ["MARKER", "check_target", "read_mark", "kind_of", "foreign", "check_replace", "exclusive",
-           "hold_lock", "mark", "set_aside", "remove_leftovers", "LockedError", "write_error"]
+__all__ = ["MARKER", "check_target", "read_mark", "kind_of", "foreign", "check_replace",
+           "exclusive", "hold_lock", "lock_wait", "env_seconds", "mark", "set_aside",
+           "remove_leftovers", "LockedError", "write_error"]
 
-MARKER = ".prunenet"  # in every folder prunenet makes: it may be replaced by --overwrite
+MARKER = ".prunenet"  # in every folder prunenet makes, naming its kind and what wrote it
 _RUN_FILES = ("report.json", "run.json")
 LOCK_WAIT = 120.0  # seconds a writer waits for another's lock, saying so, before it gives up
 LOCK_WAIT_ENV = "PRUNENET_LOCK_WAIT"  # another number of seconds
@@ -184,7 +187,6 @@ def mark(folder: str, kind: str) -> None:
     doc = {"written_by": f"prunenet {__version__}", "kind": kind,
            "command": " ".join(["prunenet"] + sys.argv[1:])[:500],
            "note": "--overwrite may replace this folder while it holds only prunenet's files"}
-    import tempfile
     fd, tmp = tempfile.mkstemp(prefix=MARKER + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -11,8 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 from .errors import PrunenetError
 
 __all__ = ["SHAPES_FILE", "PARAMS_FILE", "SYMBOL_PREFIX", "REPORT_FILE", "STEPS_FILE",
-           "RUN_FILE", "LOG_FILE", "CHECKPOINT_DIR", "DEMO_FILE", "RUN_ENTRIES", "RESULTS_COLUMNS", "STEP_COLUMNS",
-           "OPTIONAL_STEP_COLUMNS", "read_csv", "number", "read_results", "put_result",
+           "RUN_FILE", "LOG_FILE", "CHECKPOINT_DIR", "DEMO_FILE", "RUN_ENTRIES",
+           "RESULTS_COLUMNS", "STEP_COLUMNS", "OPTIONAL_STEP_COLUMNS", "read_csv", "number", "read_results", "put_result",
            "has_result", "write_steps", "read_steps", "read_report"]
 
 # a run folder

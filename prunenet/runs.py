@@ -23,8 +23,9 @@ from .gcp_steps import gcp_steps
 from .graph import ChannelGraph, trace
 from .pruned import (PrunedNetwork, by_original_names, check_surgery, load_pruned,  # noqa: F401
                      output_gap, probe, prune_network, renamed, save_pruned, surgery_check)
-from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_ENTRIES,  # noqa: F401
-                      RUN_FILE, SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX, write_steps)  # (re-exported)
+from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE,  # noqa: F401
+                      RUN_ENTRIES, RUN_FILE, SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX,
+                      write_steps)  # (re-exported)
 from .replicas import host_copy
 from .run_settings import DataRun, run_dataset, saved_run  # noqa: F401  (re-exported)
 from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  # noqa: F401

@@ -107,7 +107,8 @@ def test_publish_list_get_model_round_trip(runs, tmp_path, capsys):
         ext = ".json" if role == "shapes" else ".params"
         assert entry["files"][role] == f"{NAME}-{digest[:8]}{ext}"
         assert entry["sha1"][role] == digest == sha1(os.path.join(path, entry["files"][role]))
-    assert sorted(os.listdir(path)) == sorted([".lock", ".prunenet", "zoo.json", *entry["files"].values()])
+    assert sorted(os.listdir(path)) == sorted([".lock", ".prunenet", "zoo.json",
+                                               *entry["files"].values()])
 
     capsys.readouterr()
     assert cli("zoo", "list", "--zoo", path) == 0
