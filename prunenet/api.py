@@ -368,11 +368,11 @@ class GCP:
         """Write the run folder the command line writes — ``report.json``, ``steps.csv`` and the
         pruned pair — atomically; returns its path."""
         from .files import staged_dir, write_json
-        from .records import REPORT_FILE, STEPS_FILE, write_steps
+        from .records import REPORT_FILE, RUN_ENTRIES, STEPS_FILE, write_steps
         from .pruned import save_pruned
         net = self.prune()
         report = dict(net.report)
-        with staged_dir(folder, overwrite=overwrite) as stage:
+        with staged_dir(folder, overwrite=overwrite, own=RUN_ENTRIES) as stage:
             write_steps(os.path.join(stage, STEPS_FILE), self.history)
             report["files"] = save_pruned(self._pruned, stage)
             write_json(os.path.join(stage, REPORT_FILE), report)
