@@ -398,7 +398,7 @@ class GCP:
         from .data import Epochs, accuracy
         from .files import staged_dir, write_json
         from .pruned import by_original_names, save_pruned
-        from .records import REPORT_FILE, STEPS_FILE, write_steps
+        from .records import REPORT_FILE, RUN_ENTRIES, STEPS_FILE, write_steps
         from .replicas import host_copy
         from .report import run_speed_check
         net = self.prune()
@@ -416,7 +416,7 @@ class GCP:
                 self.net, net, self.graph.input_shape, self.before, self.graph,
                 self._selection, _gpus(self.ctx), self.objective, batch, self.ctx[0])
             report["timings"] = dict(report["timings"], speed_check_s=time.time() - t0)
-        with staged_dir(folder, overwrite=overwrite) as stage:
+        with staged_dir(folder, overwrite=overwrite, own=RUN_ENTRIES) as stage:
             write_steps(os.path.join(stage, STEPS_FILE), self.history)
             report["files"] = save_pruned(self._pruned, stage)
             write_json(os.path.join(stage, REPORT_FILE), report)

@@ -993,6 +993,17 @@ class Epochs:
                                                     if isinstance(source, Dataset) else ""))
         self.source, self.what = source, what
         self.input_shape = tuple(input_shape) if input_shape is not None else None
+        try:
+            one_pass = iter(source) is source and not hasattr(source, "reset")
+        except TypeError:
+            raise PrunenetError(f"{what} is a {type(source).__name__}, not an iterable of "
+                                f"(data, label) batches; pass a gluon.data.DataLoader or a list "
+                                f"of batches") from None
+        if one_pass:
+            raise PrunenetError(f"{what} is a one-pass iterator (a {type(source).__name__}), "
+                                f"but it is read more than once (to count its "
+                                f"batches, and once per epoch); pass a gluon.data.DataLoader or "
+                                f"a list of batches")
         self._len: Optional[int] = None
 
     def __len__(self) -> int:

@@ -155,7 +155,8 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
                "total_s": time.time() - start, "quick": quick,
                "config": asdict(config)}
     from .files import write_json
-    write_json(os.path.join(out, "demo.json"), {k: v for k, v in summary.items()
+    from .records import DEMO_FILE
+    write_json(os.path.join(out, DEMO_FILE), {k: v for k, v in summary.items()
                                                  if k != "report"})
     log(f"the pruned network is in {out} (GluonCV pair shapes.json + pruned.params); "
         f"total {summary['total_s'] / 60:.1f} min")

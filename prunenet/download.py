@@ -2,7 +2,9 @@
 
 A file is downloaded under a temporary name beside its target, checked (length, size, SHA-1,
 and whatever the caller checks), and only then renamed: a file under its final name is whole.
-Every failure is one :class:`PrunenetError` line naming the URL.
+Every failure is one :class:`PrunenetError` line naming the URL. A download has a deadline as
+a whole (:data:`DEADLINE`, ``$PRUNENET_DOWNLOAD_DEADLINE``), besides the limit on each silence
+(:data:`TIMEOUT`): a server that trickles bytes is given up on, not waited on for hours.
 """
 from __future__ import annotations
 
@@ -11,15 +13,18 @@ import http.client
 import os
 import re
 import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Callable, Optional
 
 from .errors import PrunenetError
 
-__all__ = ["is_url", "has_scheme", "fetch", "Unreachable", "TIMEOUT"]
+__all__ = ["is_url", "has_scheme", "fetch", "Unreachable", "TIMEOUT", "DEADLINE"]
 
 TIMEOUT = 60.0  # seconds the server may stay silent (connecting, or between two reads)
+DEADLINE = 1800.0  # seconds one whole download may take
+DEADLINE_ENV = "PRUNENET_DOWNLOAD_DEADLINE"  # another number of seconds
 _CHUNK = 1 << 20
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -48,6 +53,34 @@ def _reason(err: BaseException) -> str:
         return f"no answer within {TIMEOUT:g} s"
     text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
     return " ".join(str(text).split())[:200]
+
+
+def deadline() -> float:
+    """Seconds one whole download may take: ``$PRUNENET_DOWNLOAD_DEADLINE``, else
+    :data:`DEADLINE`."""
+    from .outputs import env_seconds
+    return env_seconds(DEADLINE_ENV, DEADLINE, "how long one download may take")
+
+
+def _read_by(response, until: float, timeout: float) -> bytes:
+    """The next bytes ``response`` has (what one read gets, not a whole chunk), waiting at most
+    until the monotonic time ``until`` (and ``timeout`` for one read)."""
+    left = until - time.monotonic()
+    if left <= 0:
+        raise _Late()
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(min(timeout, left))
+    try:
+        return response.read1(_CHUNK)
+    except (socket.timeout, TimeoutError):
+        if time.monotonic() >= until:
+            raise _Late() from None
+        raise
+
+
+class _Late(Exception):
+    """The whole download's deadline passed."""
 
 
 def _open(url: str, what: str, timeout: float, hint_404: str):
@@ -82,16 +115,23 @@ def fetch(url: str, path: str, sha1: Optional[str] = None, size: Optional[int] =
                             f"folder you can write (for a zoo: set PRUNENET_CACHE)") from None
     if log:
         log(f"downloading {url} to {path}")
+    limit = deadline()
+    until = time.monotonic() + limit
     with atomic_path(path) as tmp:
         digest, got, expected = hashlib.sha1(), 0, None
         with _open(url, what, timeout, hint_404) as response, open(tmp, "wb") as f:
             length = response.headers.get("Content-Length", "")
             expected = int(length) if length.strip().isdigit() else None
             try:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                for chunk in iter(lambda: _read_by(response, until, timeout), b""):
                     f.write(chunk)
                     digest.update(chunk)
                     got += len(chunk)
+            except _Late:
+                raise PrunenetError(_cut_short(
+                    what, url, got, expected or size,
+                    f"not done within the {limit:g} s a download may take",
+                    f"try again later, or allow longer with {DEADLINE_ENV}=SECONDS")) from None
             except (OSError, http.client.HTTPException) as err:
                 raise PrunenetError(_cut_short(what, url, got, expected or size,
                                                _reason(err))) from None
@@ -112,7 +152,8 @@ def fetch(url: str, path: str, sha1: Optional[str] = None, size: Optional[int] =
     return path
 
 
-def _cut_short(what: str, url: str, got: int, total: Optional[int], reason: str) -> str:
+def _cut_short(what: str, url: str, got: int, total: Optional[int], reason: str,
+               advice: str = "try again") -> str:
     of = f" of {total}" if total is not None else ""
     return (f"download of {what} {url} was cut short after {got}{of} bytes ({reason}); "
-            f"nothing was kept: try again")
+            f"nothing was kept: {advice}")

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Sequence
 
 import numpy as np
 
@@ -157,17 +157,19 @@ def load_params(path: str) -> Dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def staged_dir(out: str, overwrite: bool = False, flag: str = "--out") -> Iterator[str]:
-    """Yield a fresh staging folder beside ``out``; on success it becomes ``out``.
+def staged_dir(out: str, overwrite: bool = False, flag: str = "--out", kind: str = "run",
+               own: Sequence[str] = ()) -> Iterator[str]:
+    """Yield a fresh staging folder beside ``out``; on success it is marked as prunenet's own
+    ``kind`` folder and becomes ``out``.
 
     The rule of :mod:`prunenet.outputs` applies: ``out`` must not exist unless ``overwrite``,
-    and then only a folder prunenet wrote is replaced; its lock is held throughout, and checked
-    again at the replacement. On failure nothing under ``out`` changes.
+    and then only a folder of prunenet's ``kind`` holding nothing but the entries ``own`` is
+    replaced; its lock is held throughout, and checked again at the replacement. On failure
+    nothing under ``out`` changes.
     """
-    from .outputs import (check_replace, check_target, exclusive, is_ours, mark,
-                          remove_leftovers)
+    from .outputs import check_replace, check_target, exclusive, mark, remove_leftovers
     out = check_target(out, flag)
-    check_replace(out, overwrite, flag)
+    check_replace(out, overwrite, flag, kind=kind, own=own)
     with exclusive(out, flag):
         parent = os.path.dirname(out)
         remove_leftovers(parent, os.path.basename(out))
@@ -176,9 +178,9 @@ def staged_dir(out: str, overwrite: bool = False, flag: str = "--out") -> Iterat
         os.chmod(stage, 0o777 & ~_umask())
         try:
             yield stage
-            if not is_ours(stage):  # a run folder is known by its report.json
-                mark(stage)
-            check_replace(out, overwrite, flag)  # a folder that appeared meanwhile is kept
+            mark(stage, kind)
+            # again: a folder that appeared meanwhile, or a file put in it, is kept
+            check_replace(out, overwrite, flag, kind=kind, own=own)
             _replace_dir(stage, out)
         finally:
             if os.path.exists(stage):
@@ -186,7 +188,9 @@ def staged_dir(out: str, overwrite: bool = False, flag: str = "--out") -> Iterat
 
 
 def _replace_dir(stage: str, out: str) -> None:
-    """Rename ``stage`` to ``out``, the old ``out`` removed only once the new one is in place."""
+    """Rename ``stage`` to ``out``, the old ``out`` removed only once the new one is in place
+    (and with it the old folder an interrupted ``--overwrite`` of a trained run set aside)."""
+    from .outputs import set_aside
     if os.path.exists(out):
         old = stage + ".old"
         os.replace(out, old)
@@ -194,7 +198,7 @@ def _replace_dir(stage: str, out: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(stage, out)
-
+    shutil.rmtree(set_aside(out), ignore_errors=True)
 
 
 def sha1_of(path: str) -> str:

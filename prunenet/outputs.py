@@ -4,10 +4,12 @@ writer.
 One rule for every command that writes (``prune``, ``experiment``, ``zoo``, ``plot``,
 ``export``): an empty path, ``.``, the home folder, the root, or a folder holding the working
 directory is refused; an existing file is never taken for a folder (nor a folder for a file);
-``--overwrite`` replaces only a folder prunenet wrote (it holds :data:`MARKER`, or a
-``report.json``/``run.json`` of a run); and the writer holds an exclusive ``flock`` on
-``.NAME.lock`` beside the target for as long as it writes, so a second writer stops at once with
-a message naming the first.
+``--overwrite`` replaces only a folder that carries prunenet's mark :data:`MARKER` of the same
+kind (a run folder of an older version without one: a run's ``report.json``/``run.json``) and
+holds nothing but that kind's own files, so a user's file or a zoo inside is refused by name;
+and the writer holds an exclusive ``flock`` on ``.NAME.lock`` beside the target for as long as
+it writes, so a second writer stops at once with a message naming the first (a zoo's writers
+wait their turn, for a bounded time, naming the one they wait for).
 """
 from __future__ import annotations
 
@@ -18,16 +20,21 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
+import time
 from typing import Dict, Iterator, Optional, Sequence
 
 from .errors import PrunenetError
 
-__all__ = ["MARKER", "check_target", "is_ours", "check_replace", "exclusive", "hold_lock",
-           "mark", "remove_leftovers", "LockedError", "write_error"]
+__all__ = ["MARKER", "check_target", "read_mark", "kind_of", "foreign", "check_replace",
+           "exclusive", "hold_lock", "lock_wait", "env_seconds", "mark", "set_aside",
+           "remove_leftovers", "LockedError", "write_error"]
 
-MARKER = ".prunenet"  # in every folder prunenet makes: it may be replaced by --overwrite
+MARKER = ".prunenet"  # in every folder prunenet makes, naming its kind and what wrote it
 _RUN_FILES = ("report.json", "run.json")
+LOCK_WAIT = 120.0  # seconds a writer waits for another's lock, saying so, before it gives up
+LOCK_WAIT_ENV = "PRUNENET_LOCK_WAIT"  # another number of seconds
 _held: Dict[tuple, list] = {}  # (lock file, thread) -> [open file, depth]: a thread may nest its locks
 
 
@@ -79,43 +86,123 @@ def check_target(path: Optional[str], flag: str = "--out", kind: str = "folder")
     return full
 
 
-def is_ours(folder: str) -> bool:
-    """True when ``folder`` was written by prunenet: it holds :data:`MARKER`, or a run's
-    ``report.json``/``run.json`` (a JSON object naming a model)."""
-    if os.path.isfile(os.path.join(folder, MARKER)):
-        return True
+def read_mark(folder: str) -> Optional[dict]:
+    """What the :data:`MARKER` of ``folder`` says (``{"kind": ..., "written_by": ...}``; the
+    text marker of older versions reads as ``{"kind": None}``), or None without one."""
+    try:
+        with open(os.path.join(folder, MARKER), encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        doc = {"kind": None}  # written by prunenet before its marks named their kind
+    return doc
+
+
+def _legacy_run(folder: str) -> bool:
+    """A run folder of a version that marked none: its ``report.json`` or ``run.json`` is a
+    JSON object naming both a model and a method (as every run's does)."""
     for name in _RUN_FILES:
         try:
             with open(os.path.join(folder, name), encoding="utf-8") as f:
                 doc = json.load(f)
         except (OSError, ValueError):
             continue
-        if isinstance(doc, dict) and "model" in doc:
+        if isinstance(doc, dict) and "model" in doc and "method" in doc:
             return True
     return False
 
 
-def check_replace(path: str, overwrite: bool, flag: str = "--out", hint: str = "") -> None:
+def kind_of(folder: str) -> Optional[str]:
+    """The kind of prunenet folder ``folder`` is (``run``, ``zoo``, ...) by its mark (``run``
+    for a run folder of a version that marked none); ``""`` when its mark names no kind, None
+    when it is not prunenet's."""
+    doc = read_mark(folder)
+    if doc is not None:
+        return doc.get("kind") or ""
+    return "run" if _legacy_run(folder) else None
+
+
+def _temporary(entry: str) -> bool:
+    """A temporary file a killed writer of prunenet's leaves (:func:`remove_leftovers`)."""
+    return fnmatch.fnmatch(entry, ".*.tmp")
+
+
+def foreign(folder: str, kind: str, own: Sequence[str]) -> Optional[str]:
+    """Why ``folder`` is not wholly prunenet's own ``kind`` folder (``None`` when it is, or is
+    empty): it must carry :data:`MARKER` naming ``kind`` (or no kind, as older versions wrote
+    it) — or, for a run folder of a version that marked none, a run's ``report.json`` or
+    ``run.json`` — and hold nothing but the entries ``own`` and temporary files."""
+    entries = sorted(os.listdir(folder))
+    if not entries:
+        return None
+    doc = read_mark(folder)
+    if doc is None and not (kind == "run" and _legacy_run(folder)):
+        return f"carries no {MARKER} mark (prunenet did not write it)"
+    if doc is not None and doc.get("kind") not in (None, kind):
+        return (f"is a prunenet {doc.get('kind')} folder, not a {kind} folder (prunenet did not "
+                f"write it as one)")
+    for entry in entries:
+        if entry != MARKER and entry not in own and not _temporary(entry):
+            path = os.path.join(folder, entry)
+            what = ("a zoo " if os.path.isfile(os.path.join(path, "zoo.json")) else "") + \
+                (entry + "/" if os.path.isdir(path) else entry)
+            return f"holds {what}, which prunenet did not write as part of a {kind} folder"
+    return None
+
+
+def check_replace(path: str, overwrite: bool, flag: str = "--out", hint: str = "",
+                  kind: str = "run", own: Sequence[str] = ()) -> None:
     """Refuse to go on when the folder ``path`` exists and may not be replaced: without
-    ``overwrite``, or when prunenet did not write it (an empty folder may be used)."""
+    ``overwrite``, or when it is not wholly prunenet's own ``kind`` folder holding only the
+    entries ``own`` (:func:`foreign`; an empty folder may be used)."""
     if not os.path.lexists(path):
         return
-    if not os.path.isdir(path) or os.path.islink(path):
+    if os.path.islink(path):
+        target = "a folder" if os.path.isdir(path) else "a file"
+        raise PrunenetError(f"{flag} {path} is a symbolic link (to {target}); prunenet never "
+                            f"replaces a link with its output: give the folder it points to, "
+                            f"or another {flag}")
+    if not os.path.isdir(path):
         raise PrunenetError(f"{flag} {path} is a file, not a folder; prunenet never replaces a "
                             f"file with its output: give another {flag}")
     if not overwrite:
         raise PrunenetError(f"output folder {path} already exists; choose another {flag} or "
                             f"pass --overwrite{hint}")
-    if os.listdir(path) and not is_ours(path):
-        raise PrunenetError(f"{flag} {path} holds files prunenet did not write (no report.json, "
-                            f"run.json or {MARKER}); --overwrite replaces only prunenet's own "
-                            f"output folders: give another {flag}")
+    why = foreign(path, kind, own)
+    if why:
+        raise PrunenetError(f"{flag} {path} {why}; --overwrite replaces only a folder holding "
+                            f"nothing but prunenet's own output: move that out of it, or give "
+                            f"another {flag}")
 
 
-def mark(folder: str) -> None:
-    """Mark ``folder`` as prunenet's (see :func:`is_ours`)."""
-    with open(os.path.join(folder, MARKER), "w") as f:
-        f.write("written by prunenet; --overwrite may replace this folder\n")
+def mark(folder: str, kind: str) -> None:
+    """Mark ``folder`` as prunenet's own ``kind`` folder (``run``, ``experiment``, ``zoo``, ...;
+    see :func:`foreign`), naming what wrote it."""
+    from .version import __version__
+    doc = {"written_by": f"prunenet {__version__}", "kind": kind,
+           "command": " ".join(["prunenet"] + sys.argv[1:])[:500],
+           "note": "--overwrite may replace this folder while it holds only prunenet's files"}
+    fd, tmp = tempfile.mkstemp(prefix=MARKER + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, os.path.join(folder, MARKER))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def set_aside(out: str) -> str:
+    """Where the old ``out`` waits while an ``--overwrite`` builds its replacement in place:
+    ``.NAME.replaced`` beside it (restored if the new one fails, deleted once it is whole)."""
+    out = os.path.abspath(out)
+    return os.path.join(os.path.dirname(out), "." + os.path.basename(out) + ".replaced")
 
 
 def _lock_path(target: str) -> str:
@@ -132,13 +219,60 @@ def _holder(path: str) -> str:
     return text or "another process"
 
 
+def env_seconds(name: str, default: float, what: str) -> float:
+    """The number of seconds the environment variable ``name`` sets (``default`` unset), or a
+    one-line error saying it should be ``what``."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise PrunenetError(f"{name}={text} is not a positive number of seconds; set it to "
+                            f"{what}, e.g. {default:g}")
+    return seconds
+
+
+def lock_wait() -> float:
+    """How long a writer waits for another's lock: ``$PRUNENET_LOCK_WAIT`` seconds, else
+    :data:`LOCK_WAIT`."""
+    return env_seconds(LOCK_WAIT_ENV, LOCK_WAIT, "how long to wait for another writer's lock")
+
+
+def _wait_turn(path: str, what: str, wait, since: list) -> None:
+    """After a failed try for the lock of ``path``: pause before the next try (saying once, on
+    standard error, who holds it and for how long this waits), or :class:`LockedError`.
+    ``since``: [start, limit] of this wait, filled on the first call."""
+    holder = _holder(path)
+    if not wait:
+        raise LockedError(f"{what} is being written by {holder} (lock {path}); wait for it to "
+                          f"finish or choose another output")
+    now = time.monotonic()
+    if not since:
+        limit = lock_wait() if wait is True else float(wait)
+        since.extend([now, limit])
+        until = (f"giving up after {limit:g} s" if limit != float("inf") else
+                 "until it is released")
+        print(f"prunenet: waiting for {what}, held by {holder} (lock {path}); {until}",
+              file=sys.stderr, flush=True)
+    elif now - since[0] >= since[1]:
+        raise LockedError(f"{what} is still held by {holder} after {since[1]:g} s (lock "
+                          f"{path}); if that process is stopped (Ctrl-Z) or hung, end it; or "
+                          f"wait longer (--wait, or {LOCK_WAIT_ENV}=SECONDS)")
+    time.sleep(min(0.2, max(since[1] - (now - since[0]), 0.01)))
+
+
 @contextlib.contextmanager
-def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True,
-              record: bool = True) -> Iterator[None]:
+def hold_lock(path: str, what: str, wait=False, remove: bool = True,
+              clear: bool = False) -> Iterator[None]:
     """Hold an exclusive ``flock`` on the file ``path`` for the body. Another holder makes this
-    wait (``wait``) or raise :class:`LockedError` naming it (its pid and command line, written
-    into the lock file unless ``record`` is off: an empty lock file, e.g. in a folder others
-    are served). ``remove``: delete the lock file on release."""
+    raise :class:`LockedError` naming it (its pid and command line, written into the lock
+    file) at once, or (``wait``) after saying who holds it and waiting for it to let go:
+    ``True`` up to :func:`lock_wait` seconds, a number that many seconds (``math.inf``: without
+    end). ``remove``: delete the lock file on release; ``clear``: empty it on release (a lock
+    file kept in a folder others are served holds no pid or command line once released)."""
     import fcntl
     path = os.path.abspath(path)
     key = (path, threading.get_ident())
@@ -149,17 +283,18 @@ def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True,
         finally:
             _held[key][1] -= 1
         return
+    since: list = []
     while True:
         try:
             f = open(path, "a+")
         except OSError as err:
             raise write_error(err, path, what) from None
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.close()
-            raise LockedError(f"{what} is being written by {_holder(path)} (lock {path}); wait "
-                              f"for it to finish or choose another output") from None
+            _wait_turn(path, what, wait, since)
+            continue
         try:  # the file may have been removed by its last holder while we waited for it
             same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
         except FileNotFoundError:
@@ -169,8 +304,7 @@ def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True,
         f.close()
     f.seek(0)
     f.truncate()
-    if record:
-        f.write(f"pid {os.getpid()} ({' '.join(['prunenet'] + sys.argv[1:])})"[:500] + "\n")
+    f.write(f"pid {os.getpid()} ({' '.join(['prunenet'] + sys.argv[1:])})"[:500] + "\n")
     f.flush()
     _held[key] = [f, 0]
     try:
@@ -180,21 +314,37 @@ def hold_lock(path: str, what: str, wait: bool = False, remove: bool = True,
         if remove:
             with contextlib.suppress(OSError):
                 os.remove(path)
+        elif clear:
+            with contextlib.suppress(OSError):
+                f.seek(0)
+                f.truncate()
+                f.flush()
         f.close()  # releases the lock
 
 
 @contextlib.contextmanager
 def exclusive(target: str, flag: str = "--out") -> Iterator[str]:
     """Be the only prunenet process writing ``target`` for the body (a lock file beside it);
-    yields ``target`` made absolute."""
+    yields ``target`` made absolute. The folders made to hold it are removed again when the
+    body fails and they are empty."""
     target = os.path.abspath(target)
     parent = os.path.dirname(target)
+    made, folder = [], parent  # the folders made for it, deepest first
+    while not os.path.lexists(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
     try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as err:
-        raise write_error(err, parent, f"{flag} {target}") from None
-    with hold_lock(_lock_path(target), f"{flag} {target}"):
-        yield target
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as err:
+            raise write_error(err, parent, f"{flag} {target}") from None
+        with hold_lock(_lock_path(target), f"{flag} {target}"):
+            yield target
+    except BaseException:
+        for folder in made:  # a failure leaves no empty folder behind (those still empty)
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
 
 
 def remove_leftovers(folder: str, name: Optional[str] = None,

@@ -562,27 +562,35 @@ def curves_figure(run_dir: str, title: Optional[str] = None):
     return fig
 
 
-def figure_paths(out: str) -> List[str]:
-    """The PNG and SVG files ``--out`` names, if a figure may be written there (the rule of
-    :mod:`prunenet.outputs`)."""
+def figure_paths(out: str, svg: bool = False, overwrite: bool = True) -> List[str]:
+    """The files a figure written as ``--out`` makes — ``out`` itself (``.png`` or ``.svg``),
+    and with ``svg`` the SVG beside a PNG — if it may be written there (the rule of
+    :mod:`prunenet.outputs`); an existing one is refused unless ``overwrite``."""
     from .outputs import check_target
     check_target(out, "--out", kind="file")
     stem, ext = os.path.splitext(out)
-    if ext.lower() not in (".png", ".svg", ""):
-        raise PrunenetError(f"--out {out}: give a .png name (an .svg is written beside it)")
-    if os.path.isdir(out):
-        raise PrunenetError(f"--out {out} is a folder; give a file name ending in .png")
-    return [check_target(f"{stem}.{fmt}", "--out", kind="file") for fmt in ("png", "svg")]
+    if ext.lower() not in (".png", ".svg"):
+        raise PrunenetError(f"--out {out}: give a file name ending in .png or .svg")
+    paths = [check_target(out, "--out", kind="file")]
+    if svg and ext.lower() == ".png":
+        paths.append(check_target(stem + ".svg", "--svg", kind="file"))
+    for path in paths:
+        if os.path.lexists(path) and not overwrite:
+            raise PrunenetError(f"{path} already exists; give another --out, or pass "
+                                f"--overwrite to replace it")
+    return paths
 
 
-def save_figure(fig, out: str) -> List[str]:
-    """Write ``fig`` as ``out`` (``.png``) and the same name with ``.svg``, each atomically;
-    returns both paths."""
+def save_figure(fig, out: str, svg: bool = True, overwrite: bool = True) -> List[str]:
+    """Write ``fig`` as ``out`` (its format by its name, ``.png`` or ``.svg``) and, with
+    ``svg``, a PNG's SVG beside it (the command line writes it only with ``--svg``), each
+    atomically; returns the paths. An existing file is replaced only with ``overwrite`` (the
+    command line: ``--overwrite``)."""
     from .files import atomic_path
     from .outputs import exclusive
     paths = []
-    with _style(), exclusive(figure_paths(out)[0]):
-        for path in figure_paths(out):
+    with _style(), exclusive(figure_paths(out, svg, overwrite)[0]):
+        for path in figure_paths(out, svg, overwrite):  # again, under the lock
             fmt = path.rsplit(".", 1)[1]
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.15)

@@ -11,8 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 from .errors import PrunenetError
 
 __all__ = ["SHAPES_FILE", "PARAMS_FILE", "SYMBOL_PREFIX", "REPORT_FILE", "STEPS_FILE",
-           "RUN_FILE", "LOG_FILE", "CHECKPOINT_DIR", "RESULTS_COLUMNS", "STEP_COLUMNS",
-           "OPTIONAL_STEP_COLUMNS", "read_csv", "number", "read_results", "put_result",
+           "RUN_FILE", "LOG_FILE", "CHECKPOINT_DIR", "DEMO_FILE", "RUN_ENTRIES",
+           "RESULTS_COLUMNS", "STEP_COLUMNS", "OPTIONAL_STEP_COLUMNS", "read_csv", "number", "read_results", "put_result",
            "has_result", "write_steps", "read_steps", "read_report"]
 
 # a run folder
@@ -24,6 +24,11 @@ STEPS_FILE = "steps.csv"
 RUN_FILE = "run.json"
 LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoint"
+DEMO_FILE = "demo.json"  # what prunenet demo adds to its run folder
+# every entry prunenet writes in a run folder: --overwrite replaces one holding nothing else
+RUN_ENTRIES = (REPORT_FILE, RUN_FILE, LOG_FILE, STEPS_FILE, SHAPES_FILE, PARAMS_FILE,
+               f"{SYMBOL_PREFIX}-symbol.json", f"{SYMBOL_PREFIX}-0000.params", CHECKPOINT_DIR,
+               DEMO_FILE)
 
 # an experiment's results.csv (DESIGN.md's schema), one row per run
 RESULTS_COLUMNS = ["model", "method", "objective", "target", "achieved", "macs", "params",

@@ -23,8 +23,9 @@ from .gcp_steps import gcp_steps
 from .graph import ChannelGraph, trace
 from .pruned import (PrunedNetwork, by_original_names, check_surgery, load_pruned,  # noqa: F401
                      output_gap, probe, prune_network, renamed, save_pruned, surgery_check)
-from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE, RUN_FILE,  # noqa: F401
-                      SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX, write_steps)  # (re-exported)
+from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE,  # noqa: F401
+                      RUN_ENTRIES, RUN_FILE, SHAPES_FILE, STEPS_FILE, SYMBOL_PREFIX,
+                      write_steps)  # (re-exported)
 from .replicas import host_copy
 from .run_settings import STARTED_FILE, DataRun, run_dataset, saved_run  # noqa: F401  (re-exported)
 from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  # noqa: F401
@@ -113,7 +114,8 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
         raise PrunenetError(f"--round-to {round_to} and --min-width {min_width} must be at least 1")
     from .outputs import check_replace, check_target, exclusive
     out_path = check_target(out)
-    check_replace(out_path, overwrite)
+    check_replace(out_path, overwrite, own=RUN_ENTRIES)
+    _check_input_outside(out_path, overwrite, params=params, symbol=symbol)
     with exclusive(out_path):  # held to the end: a second writer of --out stops at once
         return _prune_run(model, method, objective, target, out, params, input_size, classes,
                           round_to, min_width, seed, overwrite, command, log, latency_table,
@@ -177,7 +179,7 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
         "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
         **latency, **speed,
     })
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, overwrite=overwrite, own=RUN_ENTRIES) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
     # the latency objective's selection is always measured (select_with): lead with that
@@ -366,8 +368,10 @@ class _RunPhases:
             load_params(run.teacher_params)
         self.held.enter_context(exclusive(self.out, self.flag))
         if not self.resume:
-            check_replace(self.out, self.overwrite,
+            check_replace(self.out, self.overwrite, own=RUN_ENTRIES,
                           hint=f", or continue it with --resume {self.out}")
+            _check_input_outside(self.out, self.overwrite, params=run.params,
+                                 symbol=run.symbol, teacher_params=run.teacher_params)
         self.net, self.net_name, self.shape = self._network(run.model or None, run.symbol,
                                                             run.params)
         self.net = cast(self.net, run.dtype)  # --dtype float16 trains in float16
@@ -398,18 +402,19 @@ class _RunPhases:
         """The run folder made anew (kept, resuming) without a killed run's leftovers, its log,
         and its last checkpoint with the timings and rows so far."""
         import dataclasses
-        import shutil
         from .checkpoint import check_run_checkpoint, load_checkpoint
         from .files import write_json
-        from .outputs import check_replace, remove_leftovers
+        from .outputs import check_replace, mark, remove_leftovers
         out = self.out
         if not self.resume:
             # again, under the lock: a folder made meanwhile is kept
-            check_replace(out, self.overwrite)
-            if os.path.exists(out):
-                shutil.rmtree(out)
-            os.makedirs(out)
+            check_replace(out, self.overwrite, own=RUN_ENTRIES)
+            self.held.push(_set_aside(out))
+            os.makedirs(out, exist_ok=True)
+            mark(out, "run")
             write_json(os.path.join(out, RUN_FILE), dataclasses.asdict(self.run))
+        else:
+            self.held.push(_drop_aside(out))
         self.ckpt_dir = os.path.join(out, CHECKPOINT_DIR)
         if not self.resume:  # what --resume holds run.json to
             os.makedirs(self.ckpt_dir)
@@ -659,6 +664,58 @@ class _RunPhases:
                  f"{before['params'] / 1e6:.3f}M -> {report['params_after'] / 1e6:.3f}M"
                  f"{latency_line(report)}{speed_line(report)}; written to {self.out}")
         return report
+
+
+def _check_input_outside(out: str, overwrite: bool, **inputs: Optional[str]) -> None:
+    """Refuse an ``--overwrite`` of ``out`` that would replace a file the run reads (its
+    ``--params``, ``--symbol``, ...): the report would name a file that no longer holds it."""
+    if not (overwrite and os.path.isdir(out)):
+        return
+    inside = os.path.realpath(out) + os.sep
+    for name, path in inputs.items():
+        if path and os.path.realpath(path).startswith(inside):
+            flag = "--" + name.replace("_", "-")
+            raise PrunenetError(f"{flag} {path} is inside --out {out}, which --overwrite would "
+                                f"replace (the report would name a file that no longer holds "
+                                f"the input); write the run to another --out")
+
+
+def _set_aside(out: str):
+    """Move the folder ``out`` that an ``--overwrite`` replaces aside (:func:`prunenet.outputs
+    .set_aside`), so that the new run is built in ``out`` (and ``--resume out`` continues it
+    after a kill); returns the exit callback that deletes the old folder once the run is whole,
+    or puts it back when the run fails or is interrupted (Ctrl-C). After a hard kill the old
+    folder stays aside until the run is resumed to its end or replaced again."""
+    import shutil
+    from .outputs import set_aside
+    old = set_aside(out)
+    if os.path.exists(out):
+        if os.path.exists(old):  # ``out`` is a killed run that was replacing ``old``: drop it
+            shutil.rmtree(out)
+        else:
+            os.replace(out, old)
+
+    def done(kind, value, tb) -> bool:
+        if kind is None:
+            shutil.rmtree(old, ignore_errors=True)
+        elif os.path.exists(old):
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(old, out)
+        return False
+    return done
+
+
+def _drop_aside(out: str):
+    """The exit callback of a resumed run: once it is whole, the folder an interrupted
+    ``--overwrite`` set aside is deleted."""
+    import shutil
+    from .outputs import set_aside
+
+    def done(kind, value, tb) -> bool:
+        if kind is None:
+            shutil.rmtree(set_aside(out), ignore_errors=True)
+        return False
+    return done
 
 
 def method_selection(method: str, graph: ChannelGraph, params, cost, target: float,

@@ -53,7 +53,7 @@ class BatchStream:
         out, so :meth:`state` taken while a batch is in use resumes after that batch."""
         remaining = count
         while remaining > 0:
-            n, epoch = self.batches_per_epoch, self.epoch
+            n, epoch, before = self.batches_per_epoch, self.epoch, remaining
             for batch in self.make_epoch(epoch, self.index):
                 self.index += 1
                 if self.index >= n:
@@ -62,6 +62,11 @@ class BatchStream:
                 yield batch
                 if remaining == 0 or self.epoch != epoch:
                     break
+            if remaining == before:  # this pass gave nothing: the next would give nothing too
+                raise PrunenetError(f"the training data gave no batch in epoch {epoch} from "
+                                    f"batch {self.index}, though it counted {n} per epoch (it "
+                                    f"can be read only once, as a generator, or ends early); "
+                                    f"pass a gluon.data.DataLoader or a list of batches")
 
     def state(self) -> Dict[str, int]:
         return {"epoch": self.epoch, "index": self.index}

@@ -117,26 +117,31 @@ def _not_http(zoo: str) -> PrunenetError:
 
 
 @contextlib.contextmanager
-def _locked(zoo: str) -> Iterator[None]:
+def _locked(zoo: str, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``ZOO/.lock`` (every writer of the zoo takes it, waiting
-    for the one before: each holds it only while it changes the manifest)."""
-    from .outputs import check_target, hold_lock, write_error
+    for the one before: each holds it only while it changes the manifest). A holder that keeps
+    it longer is named and, unless ``wait`` (without end), given up on after
+    :func:`prunenet.outputs.lock_wait` seconds."""
+    from .outputs import MARKER, check_target, hold_lock, mark, write_error
     zoo = check_target(zoo, "--zoo")
     try:
         os.makedirs(zoo, exist_ok=True)
+        if not os.path.exists(os.path.join(zoo, MARKER)):
+            mark(zoo, "zoo")
     except OSError as err:
         raise write_error(err, zoo, "--zoo") from None
-    # waits, so never names the holder: the served folder gets no pid or command line
-    with hold_lock(os.path.join(zoo, LOCK_FILE), f"zoo {zoo}", wait=True, remove=False,
-                   record=False):
+    # the holder is named while it holds the lock; the served folder keeps an empty .lock
+    with hold_lock(os.path.join(zoo, LOCK_FILE), f"zoo {zoo}", wait=math.inf if wait else True,
+                   remove=False, clear=True):
         yield
 
 
 @contextlib.contextmanager
-def edit_manifest(zoo: str) -> Iterator[dict]:
-    """Read the manifest under the zoo's lock, let the caller change it, write it atomically."""
+def edit_manifest(zoo: str, wait: bool = False) -> Iterator[dict]:
+    """Read the manifest under the zoo's lock (``wait``: for it without end), let the caller
+    change it, write it atomically."""
     from .files import write_json
-    with _locked(zoo):
+    with _locked(zoo, wait):
         doc = read_manifest(zoo, must_exist=False)
         yield doc
         doc["models"] = dict(sorted(doc["models"].items()))
@@ -467,9 +472,10 @@ def _run_files(run_dir: str, report: dict) -> Tuple[str, Dict[str, str]]:
 
 def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: bool = True,
             batch_size: int = 64, repeats: int = 10, warmup: int = 3, ctx=None,
-            log=print) -> dict:
+            log=print, wait: bool = False) -> dict:
     """Publish the pruned network of the ``prunenet prune`` folder ``run_dir`` as ``name`` in
-    ``zoo``; return its manifest entry. Refuses an existing name unless ``overwrite``."""
+    ``zoo``; return its manifest entry. Refuses an existing name unless ``overwrite``. Another
+    writer holding the zoo's lock is waited for a bounded time, or (``wait``) without end."""
     import mxnet as mx
     from .version import __version__
     from .bench import throughput
@@ -478,7 +484,7 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     from .records import REPORT_FILE
 
     check_name(name)
-    from .outputs import check_target
+    from .outputs import check_target, kind_of
     if has_scheme(zoo):
         raise PrunenetError(f"--zoo {zoo} is a URL; publish writes a folder: publish to a folder, "
                             f"then serve it as it is (python -m http.server, any web server or "
@@ -487,6 +493,10 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
         raise PrunenetError(f"--zoo {os.path.abspath(os.path.expanduser(zoo))} is a file, not "
                             f"a zoo folder; give a folder")
     zoo = check_target(zoo, "--zoo")
+    if kind_of(os.path.dirname(zoo)) == "run":
+        raise PrunenetError(f"--zoo {zoo} is inside the run folder {os.path.dirname(zoo)}, "
+                            f"which a later prune --overwrite of it would replace; give a zoo "
+                            f"folder outside any run folder")
     run_dir = os.path.abspath(run_dir)
     ctx = ctx or mx.cpu()
     if name in gluoncv_pruned_models():
@@ -549,7 +559,7 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     added: List[str] = []
     committed = False
     try:
-        with edit_manifest(zoo) as doc:
+        with edit_manifest(zoo, wait) as doc:
             old = doc["models"].get(name)
             if old is not None and not overwrite:
                 raise _exists(name, zoo)
@@ -573,7 +583,7 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
                 with contextlib.suppress(OSError):
                     os.remove(path)
     if old is not None:
-        _remove_unreferenced(zoo, old)
+        _remove_unreferenced(zoo, old, wait)
     figure = (f", {entry['throughput_img_s']:.0f} img/s at batch {entry['batch_size']}"
               if entry["throughput_img_s"] else "")
     if log:
@@ -596,9 +606,9 @@ def _exists(name: str, zoo: str) -> PrunenetError:
                          f"pass --overwrite to replace it")
 
 
-def _remove_unreferenced(zoo: str, old: dict) -> None:
+def _remove_unreferenced(zoo: str, old: dict, wait: bool = False) -> None:
     """Delete the replaced entry's files that no entry of the manifest lists any more."""
-    with _locked(zoo):
+    with _locked(zoo, wait):
         listed = {f for e in read_manifest(zoo)["models"].values()
                   if isinstance(e, dict) and isinstance(e.get("files"), dict)
                   for f in e["files"].values()}

@@ -467,3 +467,53 @@ def test_dtype_float16_keeps_its_meaning_for_a_data_free_prune(tmp_path):
     code, err = run(PRUNE + ["--dtype", "float16", "--no-speed-check", "--out", str(out)])
     assert code == 0, err
     assert read_json(str(out / "report.json"))["achieved"] <= 0.5
+
+
+# ------------------------------------------------------------------ one-pass data (issue 33)
+
+ONE_PASS = r"""
+import numpy as np, mxnet as mx
+import prunenet
+from gluoncv.model_zoo import get_model
+from prunenet.train import BatchStream
+
+def batches():
+    rng = np.random.RandomState(0)
+    for _ in range(4):
+        yield (mx.nd.array(rng.normal(size=(8, 3, 32, 32))), mx.nd.array(rng.randint(0, 10, 8)))
+
+net = get_model("cifar_resnet20_v1", classes=10)
+net.initialize(mx.init.Xavier())
+for steps in (2, 1):
+    try:
+        prunenet.GCP(net, target=0.5, input_shape=(1, 3, 32, 32), steps=steps).fit(batches())
+        print("fit returned")
+    except prunenet.PrunenetError as err:
+        print("refused:", err)
+# an iterable that counts 3 batches per epoch but gives them only once
+once = [list(batches())[:3]]
+stream = BatchStream(lambda epoch, start: once.pop() if once else [], index=0)
+stream._len = 3
+try:
+    print("took", len(list(stream.take_batches(5))))
+except prunenet.PrunenetError as err:
+    print("refused:", err)
+"""
+
+
+def test_a_one_pass_iterable_is_refused_naming_what_to_pass(tmp_path):
+    """Issue 33 (API12): ``GCP(...).fit(generator)`` spun for ever in ``take_batches`` (the
+    generator was used up counting its batches); a pass that gives no batch looped too."""
+    import subprocess
+    import sys
+    script = tmp_path / "one_pass.py"
+    script.write_text(ONE_PASS)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == 3, proc.stdout + proc.stderr[-2000:]
+    for line in lines[:2]:
+        assert line.startswith("refused: training data is a one-pass iterator (a generator)"), line
+        assert "pass a gluon.data.DataLoader or a list of batches" in line
+    assert lines[2].startswith("refused: the training data gave no batch in epoch 1"), lines[2]
+    assert "gluon.data.DataLoader or a list of batches" in lines[2]

@@ -51,7 +51,7 @@ def test_prune_writes_report_and_gluoncv_pair(tmp_path, capsys):
         assert key in report
     assert report["achieved"] <= 0.6 and report["params_after"] < report["params_before"]
     assert report["surgery_max_abs_diff"] < 1e-4
-    assert sorted(os.listdir(out)) == ["pruned.params", "report.json", "shapes.json"]
+    assert sorted(os.listdir(out)) == [".prunenet", "pruned.params", "report.json", "shapes.json"]
     # the counted architecture of the shape file is what the report says
     assert main(["count", "--model", "resnet18_v1b", "--classes", "10", "--input-size", "64",
                  "--shapes", str(out / "shapes.json"), "--json"]) == 0

@@ -5,6 +5,7 @@ exported symbol's shapes. Each case failed (lost data, a traceback, or the wrong
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,6 +165,179 @@ def test_other_writers_follow_the_rule(tmp_path, monkeypatch):
     refused(["plot", "tradeoff", "r.csv", "--out", ""], "--out is empty")
     assert sorted(os.listdir(tmp_path)) == ["f.txt", "mine"]
     assert os.listdir(tmp_path / "mine") == ["a.txt"]
+
+
+# ------------------------------------------------------------------ ownership by a mark (issue 33)
+
+def _wait_stopped(pid, limit=120):
+    """Until the process ``pid`` is stopped (SIGSTOP at a failpoint ``NAME:N:STOP``)."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never reached its failpoint")
+
+
+def test_overwrite_replaces_only_a_marked_folder_of_nothing_but_prunenet_output(tmp_path):
+    """Issue 33 (A01, Z01, Z02, A02, A04): a folder counted as prunenet's when it held any
+    report.json with a "model" key, and --overwrite deleted all of it: the user's thesis.tex
+    and report.json, a zoo published inside a run folder, a whole experiment folder."""
+    from prunenet import zoo
+    from prunenet.outputs import mark, read_mark
+    user = tmp_path / "userproj"  # A01
+    user.mkdir()
+    (user / "thesis.tex").write_text("my thesis")
+    (user / "report.json").write_text('{"model": "my-bert"}')
+    before = listing(str(user))
+    refused(L + ["--out", str(user), "--overwrite"], f"{user} carries no .prunenet mark",
+            "prunenet did not write", "give another --out")
+    os.remove(user / "thesis.tex")  # the user's report.json alone is not a run's either
+    refused(L + ["--out", str(user), "--overwrite"], "carries no .prunenet mark")
+    (user / "thesis.tex").write_text("my thesis")
+    assert listing(str(user)) == before
+
+    runf = tmp_path / "l1c"
+    assert run(L + ["--out", str(runf)])[0] == 0
+    assert read_mark(str(runf))["kind"] == "run" and "prunenet" in read_mark(str(runf))[
+        "written_by"]
+    refused(["zoo", "publish", str(runf), "--zoo", str(runf / "zoo"), "--name", "inside",
+             "--no-bench"], f"--zoo {runf / 'zoo'} is inside the run folder {runf}")  # Z01
+    assert not (runf / "zoo").exists()
+    zoo.publish(str(runf), str(tmp_path / "z"), "inside", bench=False, log=None)
+    assert read_mark(str(tmp_path / "z"))["kind"] == "zoo"
+    shutil.copytree(tmp_path / "z", runf / "zoo")  # a zoo put there all the same (Z02)
+    kept = listing(str(runf))
+    refused(L + ["--out", str(runf), "--overwrite"], "holds a zoo zoo/", "move that out")
+    (runf / "notes.txt").write_text("mine")
+    shutil.rmtree(runf / "zoo")
+    refused(L + ["--out", str(runf), "--overwrite"], "holds notes.txt")
+    os.remove(runf / "notes.txt")
+    shutil.copytree(tmp_path / "z", runf / "zoo")
+    assert listing(str(runf)) == kept
+    shutil.rmtree(runf / "zoo")
+    # a folder of another kind: an experiment's, a zoo
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    mark(str(exp), "experiment")
+    (exp / "results.csv").write_text("model\n")
+    refused(L + ["--out", str(exp), "--overwrite"], "is a prunenet experiment folder, not a "
+                                                      "run folder")
+    refused(L + ["--out", str(tmp_path / "z"), "--overwrite"], "is a prunenet zoo folder")
+    config = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs",
+                          "resnet50_v1d_flops.json")
+    refused(["experiment", config, "--smoke", "--out", str(runf)],
+            "is a prunenet run folder, not an experiment's results")  # was taken for one
+    assert (exp / "results.csv").exists() and (tmp_path / "z" / "zoo.json").exists()
+    # A02: the input of a run inside the folder it replaces; A04: a link to a run folder
+    os.symlink(runf, tmp_path / "linkrun")
+    refused(L + ["--out", str(tmp_path / "linkrun"), "--overwrite"], "is a symbolic link (to a "
+                                                                     "folder)")
+    refused(["prune", "--symbol", str(runf / "pruned-symbol.json"), "--params",
+             str(runf / "pruned-0000.params"), "--method", "l1", "--target", "0.5",
+             "--out", str(runf), "--overwrite"], f"--params {runf / 'pruned-0000.params'} is "
+                                                 f"inside --out {runf}")
+    assert listing(str(runf)) == {k: v for k, v in kept.items() if not k.startswith("zoo/")}
+    # a run folder of an older version (no mark, only a run's files) is replaced, and marked
+    os.remove(runf / ".prunenet")
+    assert run(L + ["--out", str(runf), "--overwrite", "--seed", "3"])[0] == 0
+    assert read_mark(str(runf))["kind"] == "run"
+    assert json.loads((runf / "report.json").read_text())["seed"] == 3
+
+
+def test_a_failed_run_leaves_no_empty_folders_behind(tmp_path):
+    """Issue 33 (A08, A10): a refused run left the parent folders made for its --out (16
+    nested empty folders for a path too long; np1/np2 for params that failed to load)."""
+    bad = tmp_path / "trunc.params"
+    bad.write_bytes(b"\x12\x01\x00\x00\x00\x00\x00\x00" + b"\x00" * 8)
+    refused(L + ["--params", str(bad), "--out", str(tmp_path / "np1" / "np2" / "run")],
+            "trunc.params")
+    assert sorted(os.listdir(tmp_path)) == ["trunc.params"]
+    refused(L + ["--out", os.path.join(str(tmp_path), *["y" * 250] * 18)], "File name too long",
+            "choose a shorter one")
+    assert sorted(os.listdir(tmp_path)) == ["trunc.params"]
+    os.mkdir(tmp_path / "np1")  # a folder that was there is kept, empty or not
+    refused(L + ["--params", str(bad), "--out", str(tmp_path / "np1" / "np2" / "run")],
+            "trunc.params")
+    assert sorted(os.listdir(tmp_path)) == ["np1", "trunc.params"] and not os.listdir(
+        tmp_path / "np1")
+
+
+def test_an_interrupted_overwrite_of_a_trained_run_keeps_the_old_run(tmp_path, gcp_run):
+    """Issue 33 (OW1): GCP with --overwrite deleted the old run when it started; Ctrl-C 8 s in
+    left neither. Now the old folder waits aside: put back on Ctrl-C (or any failure), kept
+    through a hard kill until the killed run is resumed to its end."""
+    out = tmp_path / "run"
+    shutil.copytree(gcp_run, out)
+    if (out / ".prunenet").exists():  # as an older version wrote it: accepted by its run files
+        os.remove(out / ".prunenet")
+    before = listing(str(out))
+    aside = tmp_path / ".run.replaced"
+    argv = [sys.executable, "-m", "prunenet"] + G + ["--seed", "2", "--out", str(out),
+                                                     "--overwrite"]
+    ctrl_c = subprocess.Popen(argv, env=dict(ENV, PRUNENET_FAILPOINT="regularize:1:STOP"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_stopped(ctrl_c.pid)
+        assert aside.exists() and json.loads((out / "run.json").read_text())["seed"] == 2
+        ctrl_c.send_signal(signal.SIGINT)
+    finally:
+        ctrl_c.send_signal(signal.SIGCONT)
+    assert ctrl_c.wait(timeout=300) == 130, ctrl_c.communicate()
+    assert listing(str(out)) == before and not aside.exists()
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # nor a lock, nor a staging folder
+
+    code, err = cli(G + ["--seed", "2", "--out", str(out), "--overwrite"],
+                    env=dict(ENV, PRUNENET_FAILPOINT="regularize:1"))
+    assert code == -signal.SIGKILL, err
+    assert listing(str(aside)) == before  # the old run, whole, until the new one is
+    assert json.loads((out / "run.json").read_text())["seed"] == 2
+    code, err = cli(["prune", "--resume", str(out)])
+    assert code == 0, err
+    assert json.loads((out / "report.json").read_text())["settings"]["seed"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_a_lock_held_by_another_writer_is_named_and_given_up_on(tmp_path):
+    """Issue 33 (LK1): a publish waiting for another publisher's zoo lock printed nothing and
+    waited for ever; now it names the holder at once and gives up after PRUNENET_LOCK_WAIT
+    seconds in one line, or waits without end with --wait."""
+    import fcntl
+    runf = tmp_path / "r"
+    assert run(L + ["--out", str(runf)])[0] == 0
+    zoo_dir = tmp_path / "zoo_lock"
+    zoo_dir.mkdir()
+    publish = ["zoo", "publish", str(runf), "--zoo", str(zoo_dir), "--no-bench", "--name"]
+    with open(zoo_dir / ".lock", "w") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        held.write("pid 99999 (prunenet zoo publish stuck)\n")
+        held.flush()
+        t0 = time.time()
+        code, err = cli(publish + ["waiter"], env=dict(ENV, PRUNENET_LOCK_WAIT="2"), timeout=120)
+        took = time.time() - t0
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 2, err
+        assert lines[0].startswith(f"prunenet: waiting for zoo {zoo_dir}, held by pid 99999 "
+                                   f"(prunenet zoo publish stuck)"), lines[0]
+        assert "giving up after 2 s" in lines[0]
+        one_line(lines[1], "still held by pid 99999 (prunenet zoo publish stuck) after 2 s",
+                 "--wait")
+        assert took < 60
+        code, err = cli(publish + ["waiter"], env=dict(ENV, PRUNENET_LOCK_WAIT="soon"))
+        one_line(err, "PRUNENET_LOCK_WAIT=soon is not a positive number of seconds")
+        # --wait: past PRUNENET_LOCK_WAIT, until the holder lets go
+        patient = subprocess.Popen([sys.executable, "-m", "prunenet"] + publish +
+                                   ["patient", "--wait"], env=dict(ENV, PRUNENET_LOCK_WAIT="1"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = patient.stderr.readline()
+        assert "held by pid 99999" in first and "until it is released" in first, first
+        time.sleep(3)
+        assert patient.poll() is None  # still waiting, past the 1 s
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+        out, err = patient.communicate(timeout=120)
+    assert patient.returncode == 0, err
+    assert "patient" in json.loads((zoo_dir / "zoo.json").read_text())["models"]
 
 
 # ------------------------------------------------------------------ write errors

@@ -19,8 +19,9 @@ CHEAP = ["--input-size", "32", "--repeats", "2", "--warmup", "1",
          "--reference-models", "resnet18_v1b,resnet18_v1b_0.89"]
 
 
-def check_png(path, min_width=400, min_height=250):
-    """The PNG opens, is at least this large and is not blank."""
+def check_png(path, min_width=400, min_height=250, svg=False):
+    """The PNG opens, is at least this large and is not blank; the SVG beside it was written
+    when asked for (``svg``), and only then."""
     from matplotlib.image import imread
     image = imread(path)
     height, width = image.shape[:2]
@@ -28,7 +29,8 @@ def check_png(path, min_width=400, min_height=250):
     gray = image[..., :3].mean(axis=2)
     assert gray.var() > 1e-3, "the figure is blank"
     assert (gray < 0.9).mean() > 0.01, "almost nothing is drawn"
-    assert os.path.getsize(os.path.splitext(path)[0] + ".svg") > 1000
+    beside = os.path.splitext(path)[0] + ".svg"
+    assert os.path.getsize(beside) > 1000 if svg else not os.path.exists(beside)
 
 
 def run_cli(argv, capsys):
@@ -163,16 +165,50 @@ def test_widths_of_several_runs(tmp_path, capsys):
     assert labels[0].startswith("cifar_resnet20_v1 l1 flops α=0.5")
     assert labels[1].startswith("cifar_resnet20_v1 l1 params α=0.5")
     # networks that differ are drawn by layer index
-    code, _, err = run_cli(["plot", "widths", runs[0], GCP_RUN, "--out", out], capsys)
+    code, _, err = run_cli(["plot", "widths", runs[0], GCP_RUN, "--out", out, "--overwrite"],
+                           capsys)
     assert code == 0, err
     check_png(out)
+
+
+def test_plot_replaces_no_file_and_writes_only_what_it_is_asked_for(tmp_path, capsys):
+    """Issue 33 (P05, P06): ``--out photo.png`` replaced the user's photo.png without
+    --overwrite, and ``--out diagram.png`` replaced diagram.svg, never named."""
+    photo, diagram = tmp_path / "photo.png", tmp_path / "diagram.svg"
+    photo.write_bytes(b"the user's photo")
+    diagram.write_text("the user's diagram")
+    err = _one_line_error(["plot", "curves", GCP_RUN, "--out", str(photo)], capsys)
+    assert f"{photo} already exists" in err and "--overwrite" in err
+    assert photo.read_bytes() == b"the user's photo"
+    code, stdout, err = run_cli(["plot", "curves", GCP_RUN, "--out", str(tmp_path / "diagram.png")],
+                                capsys)
+    assert code == 0, err
+    assert (tmp_path / "diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert diagram.read_text() == "the user's diagram"
+    assert "diagram.svg" not in stdout
+    # --svg asks for the SVG too: then an existing one is refused like --out's own file
+    other = tmp_path / "other.svg"
+    other.write_text("the user's other diagram")
+    err = _one_line_error(["plot", "curves", GCP_RUN, "--out", str(tmp_path / "other.png"),
+                           "--svg"], capsys)
+    assert f"{other} already exists" in err
+    assert other.read_text() == "the user's other diagram"
+    assert not os.path.exists(tmp_path / "other.png")
+    os.remove(other)
+    # an .svg --out is written as SVG, alone; --overwrite replaces the file named
+    code, _, err = run_cli(["plot", "curves", GCP_RUN, "--out", str(diagram), "--overwrite"],
+                           capsys)
+    assert code == 0, err
+    assert diagram.read_text().lstrip().startswith("<?xml")
+    assert not os.path.exists(tmp_path / "diagram.png.svg")
+    assert sorted(os.listdir(tmp_path)) == ["diagram.png", "diagram.svg", "photo.png"]
 
 
 def test_curves_of_a_gcp_run(tmp_path, capsys):
     out = str(tmp_path / "curves.png")
-    code, _, err = run_cli(["plot", "curves", GCP_RUN, "--out", out], capsys)
+    code, _, err = run_cli(["plot", "curves", GCP_RUN, "--out", out, "--svg"], capsys)
     assert code == 0, err
-    check_png(out)
+    check_png(out, svg=True)
     fig = plot.curves_figure(GCP_RUN)
     assert [ax.get_ylabel() for ax in fig.axes[:4]] == [
         "training loss", "top-1 accuracy (%)", "cost fraction kept", "zeroed channels"]
@@ -250,7 +286,7 @@ def test_reference_settings_refused(tmp_path, capsys):
     mixed = write_csv(tmp_path / "mixed.csv", SCHEMA, [ROW, ROW[:11] + ["gpu0"] + ROW[12:]])
     assert "mixes throughput measured on cpu and gpu0" in _one_line_error(
         ["plot", "tradeoff", mixed, "--reference", "none"], capsys)
-    assert "give a .png name" in _one_line_error(
+    assert "give a file name ending in .png or .svg" in _one_line_error(
         ["plot", "tradeoff", RESULTS, "--reference", "none", "--out", str(tmp_path / "x.jpg")],
         capsys)
 
@@ -310,9 +346,10 @@ def test_tradeoff_draws_the_imagenet_references_only_for_imagenet_results(tmp_pa
     imagenet = write_csv(tmp_path / "imagenet.csv", SCHEMA,
                          [ROW[:11] + ["gpu0", "imagenet"] + ROW[13:]])
     assert "measured on gpu0, the references would be measured on cpu" in _one_line_error(
-        ["plot", "tradeoff", imagenet, "--out", out], capsys)
+        ["plot", "tradeoff", imagenet, "--out", str(tmp_path / "imagenet.png")], capsys)
     fashion = write_csv(tmp_path / "fashion.csv", SCHEMA, [ROW[:11] + ["gpu0"] + ROW[12:]])
-    code, stdout, err = run_cli(["plot", "tradeoff", fashion, "--out", out], capsys)
+    code, stdout, err = run_cli(["plot", "tradeoff", fashion, "--out",
+                                 str(tmp_path / "fashion.png")], capsys)
     assert code == 0, err
 
 

@@ -107,7 +107,8 @@ def test_publish_list_get_model_round_trip(runs, tmp_path, capsys):
         ext = ".json" if role == "shapes" else ".params"
         assert entry["files"][role] == f"{NAME}-{digest[:8]}{ext}"
         assert entry["sha1"][role] == digest == sha1(os.path.join(path, entry["files"][role]))
-    assert sorted(os.listdir(path)) == sorted([".lock", "zoo.json", *entry["files"].values()])
+    assert sorted(os.listdir(path)) == sorted([".lock", ".prunenet", "zoo.json",
+                                               *entry["files"].values()])
 
     capsys.readouterr()
     assert cli("zoo", "list", "--zoo", path) == 0
@@ -294,7 +295,7 @@ def test_publishing_twice_refuses_unless_overwrite(published, runs, capsys):
     zoo.publish(runs["b"], published, NAME, overwrite=True, bench=False, log=None)
     new = _entry(published)
     assert new["target"] == 0.7 and new["files"] != old["files"]
-    assert sorted(os.listdir(published)) == sorted([".lock", "zoo.json",
+    assert sorted(os.listdir(published)) == sorted([".lock", ".prunenet", "zoo.json",
                                                     *new["files"].values()])
     x = probe()
     assert np.array_equal(zoo.get_model(NAME, pretrained=True, root=published)(x).asnumpy(),

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 
 import mxnet as mx
 import numpy as np
@@ -52,6 +53,24 @@ class CutShort(Quiet):
             self.close_connection = True
         else:
             super().copyfile(source, outputfile)
+
+
+class Trickle(Quiet):
+    """Sends ``zoo.json`` one byte every 0.25 s for its first 40 bytes (10 s), then the rest:
+    never silent for long, so only a deadline on the whole download stops waiting for it."""
+
+    def copyfile(self, source, outputfile):
+        data = source.read()
+        try:
+            if self.path.endswith("zoo.json"):
+                for i in range(min(40, len(data))):
+                    outputfile.write(data[i:i + 1])
+                    outputfile.flush()
+                    time.sleep(0.25)
+                data = data[40:]
+            outputfile.write(data)
+        except OSError:  # the client gave up
+            self.close_connection = True
 
 
 @contextlib.contextmanager
@@ -279,6 +298,25 @@ def test_404_unreachable_and_non_zoo_manifests_are_one_line(site, capsys):
     one_line(str(err.value), f"{url}/zoo.json", "unreachable", "refused")
     assert cli("zoo", "pull", url) == 2
     one_line(capsys.readouterr().err, url, "unreachable")
+
+
+def test_a_trickling_server_is_given_up_on_at_the_download_deadline(site, capsys,
+                                                                    monkeypatch):
+    """Issue 33 (Z09): a server sending the manifest a byte at a time was waited on without end
+    (the limit was per read); now the whole download has a deadline."""
+    folder, _ = site
+    monkeypatch.setenv("PRUNENET_DOWNLOAD_DEADLINE", "2")
+    with serving(folder, Trickle) as url:
+        t0 = time.monotonic()
+        assert cli("zoo", "list", "--zoo", url) == 2
+        took = time.monotonic() - t0
+        one_line(capsys.readouterr().err, f"{url}/zoo.json", "cut short",
+                 "not done within the 2 s a download may take", "PRUNENET_DOWNLOAD_DEADLINE")
+    assert took < 6, took
+    assert not os.path.exists(os.path.join(zoo.cache_folder(url), "zoo.json"))
+    monkeypatch.setenv("PRUNENET_DOWNLOAD_DEADLINE", "soon")
+    assert cli("zoo", "list", "--zoo", url) == 2
+    one_line(capsys.readouterr().err, "PRUNENET_DOWNLOAD_DEADLINE=soon is not a positive number")
 
 
 def test_zoo_pull_fetches_without_loading(site, tmp_path, capsys, monkeypatch):

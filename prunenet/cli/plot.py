@@ -8,8 +8,9 @@ from .args import Parser, positive_int
 
 def add_parser(subparsers) -> None:
     """Add ``prunenet plot tradeoff|widths|curves`` to the command line."""
-    p = subparsers.add_parser("plot", help="figures of results and runs (PNG and SVG)",
-                              description="Figures of pruning results and runs, as PNG and SVG.")
+    p = subparsers.add_parser("plot", help="figures of results and runs (PNG or SVG)",
+                              description="Figures of pruning results and runs, as PNG or SVG "
+                                          "(--out names the one file written).")
     sub = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=Parser)
     sub.required = True
 
@@ -39,37 +40,47 @@ def add_parser(subparsers) -> None:
     q.add_argument("--gpus", default="", help="GPU id to measure the references on "
                                               "(default: the CPU)")
     q.add_argument("--title", default=None)
-    q.add_argument("--out", default="tradeoff.png", help="PNG file (an SVG is written beside)")
+    q.add_argument("--out", default="tradeoff.png", help="the file to write, .png or .svg")
+    _file_flags(q)
     q.set_defaults(func=_tradeoff)
 
     q = sub.add_parser("widths", help="kept fraction of channels per layer, runs side by side")
     q.add_argument("runs", nargs="+", metavar="RUN_DIR")
     q.add_argument("--title", default=None)
-    q.add_argument("--out", default="widths.png", help="PNG file (an SVG is written beside)")
+    q.add_argument("--out", default="widths.png", help="the file to write, .png or .svg")
+    _file_flags(q)
     q.set_defaults(func=_widths)
 
     q = sub.add_parser("curves", help="loss, top-1, cost and zeroed channels per step")
     q.add_argument("run", metavar="RUN_DIR")
     q.add_argument("--title", default=None)
-    q.add_argument("--out", default="curves.png", help="PNG file (an SVG is written beside)")
+    q.add_argument("--out", default="curves.png", help="the file to write, .png or .svg")
+    _file_flags(q)
     q.set_defaults(func=_curves)
 
 
-def _tradeoff(args) -> int:
-    figure_paths(args.out)  # before measuring
-    fig = tradeoff(args.source, args.reference, args.reference_models, args.batch_size,
-                   args.input_size, args.repeats, args.warmup, args.gpus, args.title, log=print)
-    print("wrote " + " and ".join(save_figure(fig, args.out)))
+def _file_flags(q) -> None:
+    q.add_argument("--svg", action="store_true",
+                   help="also write the figure as an SVG beside the --out PNG (same name)")
+    q.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+
+def _save(args, draw) -> int:
+    """Check ``--out`` (before drawing, which may measure), draw, write only what was named."""
+    figure_paths(args.out, args.svg, args.overwrite)
+    print("wrote " + " and ".join(save_figure(draw(), args.out, args.svg, args.overwrite)))
     return 0
+
+
+def _tradeoff(args) -> int:
+    return _save(args, lambda: tradeoff(args.source, args.reference, args.reference_models,
+                                        args.batch_size, args.input_size, args.repeats,
+                                        args.warmup, args.gpus, args.title, log=print))
 
 
 def _widths(args) -> int:
-    figure_paths(args.out)
-    print("wrote " + " and ".join(save_figure(widths_figure(args.runs, args.title), args.out)))
-    return 0
+    return _save(args, lambda: widths_figure(args.runs, args.title))
 
 
 def _curves(args) -> int:
-    figure_paths(args.out)
-    print("wrote " + " and ".join(save_figure(curves_figure(args.run, args.title), args.out)))
-    return 0
+    return _save(args, lambda: curves_figure(args.run, args.title))

@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
                    help="the zoo folder (created if missing); serve it as it is to share it")
     q.add_argument("--name", required=True, help="model name, e.g. resnet50_v1d_0.5_flops")
     q.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
+    q.add_argument("--wait", action="store_true",
+                   help="wait without end for another writer of the zoo (default: give up "
+                        "after $PRUNENET_LOCK_WAIT seconds, 120 unless set)")
     q.add_argument("--no-bench", action="store_true",
                    help="do not measure throughput (unless the run holds one, it stays empty)")
     q.add_argument("--batch-size", type=positive_int, default=64,
@@ -73,7 +76,8 @@ def _zoo_argument(parser) -> None:
 def _publish(args) -> int:
     from ..devices import contexts
     publish(args.run_dir, args.zoo, args.name, overwrite=args.overwrite, bench=not args.no_bench,
-            batch_size=args.batch_size, repeats=args.repeats, ctx=contexts(args.gpus)[0])
+            batch_size=args.batch_size, repeats=args.repeats, ctx=contexts(args.gpus)[0],
+            wait=args.wait)
     return 0
 
 

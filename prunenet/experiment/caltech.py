@@ -42,7 +42,8 @@ def caltech_split(source: str, out: str, train_per_class: int = 60, seed: int = 
             if json.load(f) == wanted:
                 return out
     from ..files import staged_dir, write_json
-    with staged_dir(out, overwrite=True) as stage:
+    with staged_dir(out, overwrite=True, kind="caltech-split",
+                    own=("train", "val", "split.json")) as stage:
         for i, c in enumerate(classes):
             order = np.random.RandomState([seed, i]).permutation(len(files[c]))
             for split, part in (("train", order[:train_per_class]),

@@ -59,9 +59,16 @@ def run_experiment(exp: Experiment, out: Optional[str] = None, smoke: bool = Fal
 
 def _check_results_folder(out: str) -> None:
     """Refuse a folder that is neither new, empty, nor an experiment's results folder."""
-    from ..outputs import MARKER
-    if os.path.isdir(out) and os.listdir(out) and not any(
-            os.path.exists(os.path.join(out, n)) for n in (MARKER, "results.csv", "runs")):
+    from ..outputs import MARKER, kind_of
+    if not (os.path.isdir(out) and os.listdir(out)):
+        return
+    kind = kind_of(out)
+    if kind not in (None, "", "experiment"):
+        raise PrunenetError(f"--out {out} is a prunenet {kind} folder, not an experiment's "
+                            f"results; give a new folder, or the results folder of this "
+                            f"experiment to continue it")
+    if kind is None and not any(os.path.exists(os.path.join(out, n))
+                                for n in ("results.csv", "runs")):
         raise PrunenetError(f"--out {out} holds files that are not an experiment's results "
                             f"(no results.csv, runs/ or {MARKER}); give a new folder, or the "
                             f"results folder of this experiment to continue it")
@@ -79,7 +86,7 @@ def _run_experiment(exp: Experiment, out: str, smoke: bool, only: Optional[str],
     # one experiment (one worker of it) writes a results folder at a time
     held.enter_context(exclusive(workers.output_folder(out)))
     os.makedirs(out, exist_ok=True)
-    mark(out)
+    mark(out, "experiment")
     results = os.path.join(out, "results.csv")
     rows = []
     for run in runs:

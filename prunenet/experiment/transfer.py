@@ -11,7 +11,7 @@ import time
 from typing import Optional, Tuple
 
 from ..errors import PrunenetError
-from ..records import PARAMS_FILE, REPORT_FILE, SHAPES_FILE
+from ..records import PARAMS_FILE, REPORT_FILE, RUN_ENTRIES, SHAPES_FILE
 from .config import Experiment, Run
 from .settings import decoders, _pretrained, _Settings, _smoke_epochs
 
@@ -128,7 +128,7 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
               "settings": {"epochs": epochs, "lr": ft["lr"], "batch_size": s.batch_size,
                            "train_images": len(train), "val_images": len(val)},
               "environment": environment(), "command": sys.argv}
-    with staged_dir(run_dir, overwrite=True) as stage:
+    with staged_dir(run_dir, overwrite=True, own=RUN_ENTRIES) as stage:
         write_json(os.path.join(stage, SHAPES_FILE), shapes)
         save_params(os.path.join(stage, PARAMS_FILE), trained)
         write_json(os.path.join(stage, REPORT_FILE), report)
