@@ -322,6 +322,7 @@ class GCP:
         shape = self.graph.input_shape
         search = self.auto and self.steps_done == 0
         if search and heldout_data is None:
+            Epochs(train_data, shape)  # what cannot be training data is refused as such first
             train_data, heldout_data = hold_out_loader(train_data, self.search_holdout,
                                                        self.seed)
         stream = BatchStream(Epochs(train_data, shape))

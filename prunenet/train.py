@@ -98,11 +98,15 @@ class recalibrated:
             for d in p.list_data():
                 d[:] = 0.0 if name.endswith("running_mean") else 1.0
         dtype = compute_dtype(self.net)
-        with mx.autograd.train_mode():
-            for batch in self.batches:
-                xs, _ = split(batch, self.ctx, dtype)
-                for x in xs:
-                    self.net(x)
+        # MXNet 1.9 moves BatchNorm's running statistics in the backward pass of a recorded
+        # training-mode forward (not under train_mode() alone, nor in the forward): a backward
+        # of zero head gradients moves them and leaves zero gradients, which nothing applies
+        for batch in self.batches:
+            xs, _ = split(batch, self.ctx, dtype)
+            for x in xs:
+                with mx.autograd.record(train_mode=True):
+                    out = self.net(x)
+                out.backward(mx.nd.zeros_like(out))
         average_running_stats(params)
         mx.nd.waitall()
         return self.net

@@ -444,3 +444,25 @@ def test_with_the_regulariser_acting_a_costly_channel_goes_before_a_cheaper_weak
             break
     assert acting[costly][j] == 0 or not keep[costly][j], acting[costly][j]
     assert keep[cheap][i] and acting[cheap][i] > 0
+
+
+def test_recalibrated_statistics_are_the_batches_and_the_network_keeps_its_own():
+    """"Right after selection" re-estimates BatchNorm's statistics on training batches: inside,
+    the running mean and variance are those batches' (the convolution's output computed apart),
+    and afterwards the network has its own statistics back."""
+    from prunenet.train import recalibrated
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(4, 3, in_channels=3), gluon.nn.BatchNorm(in_channels=4),
+            gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(10))
+    net.initialize(mx.init.Xavier())
+    net.hybridize(static_alloc=True)
+    rng = np.random.RandomState(0)
+    x = mx.nd.array(rng.normal(2.0, 3.0, size=(16, 3, 8, 8)))
+    conv, bn = net[0], net[1]
+    mean = conv(x).asnumpy().mean(axis=(0, 2, 3))
+    var = conv(x).asnumpy().var(axis=(0, 2, 3))
+    own = bn.running_mean.data().asnumpy().copy()
+    with recalibrated(net, [(x, mx.nd.zeros(16))] * 120, [mx.cpu()]):
+        np.testing.assert_allclose(bn.running_mean.data().asnumpy(), mean, rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(bn.running_var.data().asnumpy(), var, rtol=2e-2)
+    np.testing.assert_array_equal(bn.running_mean.data().asnumpy(), own)
