@@ -70,3 +70,21 @@ def test_paired_p_is_left_out_when_every_seed_differs_alike():
     lines = {line.split(" | ")[3]: line for line in _study_module()._table(rows)[2:]}
     assert "+5.00 pt over 3 |" in lines["same"] and "p =" not in lines["same"]
     assert "p = " in lines["varied"]
+
+
+@pytest.mark.parametrize("study", [s for s in os.listdir(RESULTS)
+                                   if os.path.exists(os.path.join(RESULTS, s, "results.csv"))])
+def test_the_tradeoff_figure_draws_from_a_study_csv_in_seconds(study, tmp_path):
+    """``prunenet plot tradeoff`` on a Fashion-MNIST study's CSV: drawn from the cells'
+    measured throughput, with no ImageNet reference network timed (that took over 10 minutes)."""
+    import time
+    from prunenet.cli import main
+    path = os.path.join(RESULTS, study, "results.csv")
+    with open(path) as f:
+        measured = [r for r in csv.DictReader(f) if r["throughput_img_s"]]
+    if not measured:
+        pytest.skip(f"{study}'s cells predate measured throughput in results.csv")
+    t0 = time.time()
+    assert main(["plot", "tradeoff", path, "--out", str(tmp_path / "tradeoff.png")]) == 0
+    assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
+    assert time.time() - t0 < 60

@@ -275,8 +275,7 @@ def report(args) -> None:
         study_method = name.split("-", 1)[1].rsplit("-", 2)[0]
         common = {"model": r["model"], "method": study_method, "objective": r["objective"],
                   "target": r["target"], "achieved": r["achieved"], "macs": r["macs_after"],
-                  "params": r["params_after"], "batch_size": "", "device": "",
-                  "throughput_img_s": "", "dataset": "fashion-mnist",
+                  "params": r["params_after"], **_throughput(r), "dataset": "fashion-mnist",
                   "seed": r["settings"]["seed"], "run_dir": os.path.relpath(folder, args.out),
                   "top1_selected": r["top1_selected"], "reg": r.get("reg", ""),
                   "stream_score": r.get("stream_score", ""),
@@ -310,6 +309,16 @@ def report(args) -> None:
     if rows:
         _figure(rows, args.out)
     print("\n".join(lines))
+
+
+def _throughput(report) -> dict:
+    """The pruned network's throughput from its run's speed check (images per second at the
+    check's batch, on the machine the cell ran on), for the accuracy-vs-throughput figure."""
+    speed = report.get("speed_check") or {}
+    if not speed.get("latency_ms_pruned"):
+        return {"batch_size": "", "device": "", "throughput_img_s": ""}
+    return {"batch_size": speed["batch_size"], "device": speed["device"],
+            "throughput_img_s": 1000.0 * speed["batch_size"] / speed["latency_ms_pruned"]}
 
 
 def _table(rows):
