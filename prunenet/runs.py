@@ -475,18 +475,26 @@ class _RunPhases:
         checkpoint."""
         ckpt = self.ckpt
         arrays, chosen = ckpt["arrays"], ckpt["selection"]
-        keep = [arrays[f"keep:{g.index}"] > 0.5 for g in self.graph.groups]
-        self.selection = Selection(keep, chosen["cost"], chosen["base_cost"],
+        self.selection = Selection(self._pruned_from(arrays), chosen["cost"], chosen["base_cost"],
                                    chosen["largest_block"], chosen["blocks_removed"])
-        self.pruned = prune_network(self.net, self.graph, keep, self.run.model or None,
-                                    self.classes, ctx=self.ctx)
-        for name, param in by_original_names(self.pruned).items():
-            param.set_data(arrays["net:" + name])
         self.top1_selected, self.diff = ckpt["top1_selected"], ckpt["surgery_max_abs_diff"]
         self.top1_recalibrated = ckpt.get("top1_recalibrated")
         self.notes, self.latency = ckpt["notes"], ckpt["latency"]
         self.gcp_info = ckpt.get("gcp_info", {})
         self.say(f"resuming fine-tuning after batch {ckpt['finetune']['done']}")
+
+    def _pruned_from(self, arrays: Dict[str, np.ndarray]) -> list:
+        """``self.pruned`` built anew from a fine-tuning checkpoint's ``arrays`` (its masks and
+        weights); returns the masks. Fine-tuning always starts from a network built here, killed
+        or not: with oneDNN, an inference pass (the surgery check) leaves the convolution
+        weights in oneDNN's own layout, and training such arrays under MXNet's threaded engine
+        is not reproducible (README, "Killed runs and reproducibility")."""
+        keep = [arrays[f"keep:{g.index}"] > 0.5 for g in self.graph.groups]
+        self.pruned = prune_network(self.net, self.graph, keep, self.run.model or None,
+                                    self.classes, ctx=self.ctx)
+        for name, param in by_original_names(self.pruned).items():
+            param.set_data(arrays["net:" + name])
+        return keep
 
     def _select(self, t0: float) -> tuple:
         """The selection, by GCP's steps or a method that trains nothing (timed from ``t0``);
@@ -574,7 +582,9 @@ class _RunPhases:
             state = finetune_position(self.ckpt, self.stream)
         else:
             state = {"done": 0, "sums": None, "elapsed": 0.0, "resume": None}
-            self.save_finetune(None, 0, None, 0.0)  # the surgery is not repeated after a kill
+            # the surgery is not repeated after a kill; the network fine-tuned is the one a
+            # resumed run builds from this checkpoint
+            self._pruned_from(self.save_finetune(None, 0, None, 0.0))
         t0 = time.time() - state["elapsed"]
         total = self.stream.count(run.finetune_epochs) if run.finetune_epochs > 0 else 0
         if state["done"] < total:
@@ -592,9 +602,9 @@ class _RunPhases:
             self.loss = sums["loss"] / max(sums["n"], 1) if sums else float("nan")
         self.timings["finetune_s"] = time.time() - t0
 
-    def save_finetune(self, trainer, done: int, sums: Optional[dict], elapsed: float) -> None:
+    def save_finetune(self, trainer, done: int, sums: Optional[dict], elapsed: float) -> dict:
         """A fine-tuning checkpoint after ``done`` batches: the pruned network, its selection
-        and everything the report needs of the phases before."""
+        and everything the report needs of the phases before. Returns its arrays."""
         from .checkpoint import save_finetune_checkpoint
         selection = self.selection
         arrays = {"net:" + name: value
@@ -613,6 +623,7 @@ class _RunPhases:
                                  latency=self.latency, gcp_info=self.gcp_info, rows=self.rows,
                                  timings=self.timings, net_prefix=self.net.prefix)
         failpoint("checkpointed-surgery" if done == 0 else "checkpointed-finetune")
+        return arrays
 
     def evaluate_after(self) -> None:
         """The fine-tuned network's validation accuracy, its row, and ``steps.csv``."""

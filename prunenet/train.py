@@ -196,7 +196,7 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
         tally.add(ls, outs, label, size, i)
         acc["seen"] += size
         acc["n"] += 1
-        if (i + 1 - start) % sync_every == 0:
+        if (i + 1) % sync_every == 0:  # by batch number: a resumed pass reads where the run did
             tally.read_into(acc, i)
             if progress:
                 iterator.set_postfix(loss=f"{acc['loss'] / acc['n']:.4f}",

@@ -1,11 +1,11 @@
 """The kill-and-resume harness: run ``prunenet prune`` in a subprocess, SIGKILL it at a named
 failpoint (:mod:`prunenet.failpoints`), check that nothing half-written is visible, resume it
-with ``--resume`` and compare the result with an uninterrupted run.
+with ``--resume`` and compare the result with an uninterrupted run: widths, every weight and
+every row of ``steps.csv`` but its times, bit for bit.
 
-Runs use MXNet's serial engine (``MXNET_ENGINE_TYPE=NaiveEngine``) unless ``engine=None`` asks
-for MXNet's default threaded engine, which is then run with oneDNN off: with oneDNN, two
-uninterrupted threaded runs already differ in the last bits of their weights (README, "Killed
-runs and reproducibility"), so only these two settings allow comparing weights for equality.
+Runs use MXNet's defaults (the threaded engine, oneDNN's kernels) at one OpenMP thread; two
+uninterrupted runs are equal bit for bit there, and so must a killed-and-resumed run be (README,
+"Killed runs and reproducibility"). ``engine`` asks for another engine (e.g. ``NaiveEngine``).
 """
 import csv
 import json
@@ -23,19 +23,20 @@ SMALL = ["--model", "cifar_resnet20_v1", "--method", "gcp", "--dataset", "synthe
          "--train-limit", "128", "--val-limit", "32", "--checkpoint-every", "2", "--no-progress"]
 
 
-def prune(out, args=SMALL, failpoint=None, resume=False, timeout=600, engine="NaiveEngine"):
-    """Run ``prunenet prune`` (or ``--resume out``) under MXNet's ``engine``; None: its default
-    threaded engine, with oneDNN off (``MXNET_MKLDNN_ENABLED=0``: its kernels are what makes
-    threaded runs differ in their last bits). Returns the exit code and stderr."""
+def prune(out, args=SMALL, failpoint=None, resume=False, timeout=600, engine=None,
+          passes=None):
+    """Run ``prunenet prune`` (or ``--resume out``) under MXNet's ``engine`` (None: its
+    default); ``passes``: a file to which every failpoint passed is appended. Returns the exit
+    code and stderr."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("MXNET_ENGINE_TYPE", None)
+    for name in ("MXNET_ENGINE_TYPE", "PRUNENET_FAILPOINT", "PRUNENET_FAILPOINT_LOG"):
+        env.pop(name, None)
     if engine:
         env["MXNET_ENGINE_TYPE"] = engine
-    elif not os.environ.get("PRUNENET_KEEP_ONEDNN"):  # benchmarks/threaded_determinism.py
-        env["MXNET_MKLDNN_ENABLED"] = "0"
-    env.pop("PRUNENET_FAILPOINT", None)
     if failpoint:
         env["PRUNENET_FAILPOINT"] = failpoint
+    if passes:
+        env["PRUNENET_FAILPOINT_LOG"] = str(passes)
     argv = ["--resume", str(out)] if resume else list(args) + ["--out", str(out)]
     proc = subprocess.run([sys.executable, "-m", "prunenet", "prune"] + argv, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -71,6 +72,12 @@ def check_no_partial_files(folder):
             assert os.path.exists(os.path.join(folder, "checkpoint", name)), name
 
 
+def rows(folder):
+    """The rows of a finished run's ``steps.csv`` without their times."""
+    with open(os.path.join(folder, "steps.csv")) as f:
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(f)]
+
+
 def final(folder):
     """(widths, {parameter: array}) of a finished run."""
     import mxnet as mx
@@ -90,11 +97,12 @@ def leftovers(folder):
             if name.startswith(".") and name.endswith(".tmp")]
 
 
-def kill_and_resume(tmp, failpoint, reference, args=SMALL, engine="NaiveEngine",
+def kill_and_resume(tmp, failpoint, reference, args=SMALL, engine=None,
                     leaves_temporary=False):
     """Kill a run of ``args`` at ``failpoint``, check what it left, resume it; it must end as
     ``reference`` (a finished run folder of the same ``args`` under the same ``engine``) did,
-    weights bit for bit, with no temporary file left (``leaves_temporary``: the kill left one)."""
+    weights and ``steps.csv`` bit for bit, with no temporary file left (``leaves_temporary``:
+    the kill left one)."""
     out = os.path.join(str(tmp), failpoint.replace(":", "-"))
     code, err = prune(out, args, failpoint=failpoint, engine=engine)
     assert code == -signal.SIGKILL, f"{failpoint} was never reached (exit {code}): {err[-2000:]}"
@@ -111,3 +119,4 @@ def kill_and_resume(tmp, failpoint, reference, args=SMALL, engine="NaiveEngine",
     assert sorted(params) == sorted(ref_params)
     for name, value in ref_params.items():
         np.testing.assert_array_equal(params[name], value, err_msg=f"{failpoint}: {name}")
+    assert rows(out) == rows(reference), failpoint

@@ -1,9 +1,10 @@
 """Kill a GCP run anywhere, resume it, get the same network (fast variant; the long one is in
-tests/slow/). Also: two runs with the same seed are identical."""
+tests/slow/, the drawn one in test_resume_property.py). Also: two runs with the same seed are
+identical. All under MXNet's default engine and kernels (tests/killresume.py)."""
 import os
 
 import pytest
-from killresume import final, kill_and_resume, prune
+from killresume import final, kill_and_resume, prune, rows
 
 import numpy as np
 
@@ -23,6 +24,7 @@ def test_two_runs_with_the_same_seed_are_identical(reference, tmp_path):
     assert w1 == w2 and sorted(p1) == sorted(p2)
     for name in p1:
         np.testing.assert_array_equal(p1[name], p2[name], err_msg=name)
+    assert rows(reference) == rows(out)
     with open(os.path.join(reference, "report.json")) as f:
         env = __import__("json").load(f)["environment"]
     assert {"mxnet", "omp_num_threads", "mxnet_engine_type"} <= set(env)
@@ -38,23 +40,13 @@ def test_killed_anywhere_a_run_resumes_to_the_same_network(tmp_path, reference, 
     kill_and_resume(tmp_path, failpoint, reference)
 
 
-@pytest.fixture(scope="module")
-def threaded_reference(tmp_path_factory):
-    """An uninterrupted run under MXNet's default (threaded) engine, oneDNN off."""
-    out = str(tmp_path_factory.mktemp("threaded") / "run")
-    code, err = prune(out, engine=None)
-    assert code == 0, err
-    return out
-
-
-# Under the DEFAULT (threaded) engine, killed right after each kind of checkpoint is in force:
-# inside a phase (step 1's first debias checkpoint), at a step's end, right after the surgery,
-# inside fine-tuning; bit for bit.
+# Killed right after each kind of checkpoint is in force: inside a phase (step 1's first debias
+# checkpoint), at a step's end, right after the surgery, inside fine-tuning; bit for bit.
 @pytest.mark.parametrize("failpoint", ["checkpointed-phase:3", "checkpointed-step:1",
                                        "checkpointed-surgery:1", "checkpointed-finetune:1"])
-def test_killed_after_any_checkpoint_the_threaded_engine_resumes_to_the_same_network(
-        tmp_path, threaded_reference, failpoint):
-    kill_and_resume(tmp_path, failpoint, threaded_reference, engine=None)
+def test_killed_after_any_checkpoint_a_run_resumes_to_the_same_network(tmp_path, reference,
+                                                                        failpoint):
+    kill_and_resume(tmp_path, failpoint, reference)
 
 
 def test_a_kill_inside_a_write_leaves_no_temporary_file_after_the_resume(tmp_path, reference):
