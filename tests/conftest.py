@@ -63,7 +63,7 @@ def _seed():
 E2E_FILES = {"test_demo.py", "test_study.py", "test_distributed.py", "test_notebooks.py",
              "test_kill_resume.py", "test_kill_resume_slow.py", "test_readme.py",
              "test_experiment.py", "test_gcp_run.py", "test_float16.py", "test_properties.py",
-             "test_notebook_path.py"}
+             "test_notebook_path.py", "test_resume_property.py"}
 
 
 def pytest_collection_modifyitems(items):
