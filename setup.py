@@ -31,9 +31,10 @@ setup(
     extras_require={
         "gpu": ["mxnet-cu112>=1.9.1,<2"],
         "onnx": [],  # (onnx and onnxruntime are installed by default now; kept for old commands)
-        # nbclient, nbformat, ipykernel: tests/test_notebooks.py executes the notebooks
+        # nbclient, nbformat, ipykernel: tests/test_notebooks.py executes the notebooks;
+        # sphinx, myst-parser, sphinx-argparse: tests/test_docs.py builds the manual in docs/
         "dev": ["pytest", "hypothesis", "nbclient", "nbformat",
-                "ipykernel"],
+                "ipykernel", "sphinx", "myst-parser", "sphinx-argparse"],
     },
     entry_points={"console_scripts": ["prunenet=prunenet.cli:main"]},
 )

@@ -1,6 +1,8 @@
-"""The README's two commands are what CI runs, verbatim."""
+"""The README's two commands are what CI runs, verbatim; the examples the README and the manual
+say run as written do."""
 import os
 import re
+import shlex
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -20,8 +22,13 @@ def test_ci_runs_the_readme_commands_verbatim():
     assert "pip install" in setup and "prunenet demo" in setup and "pytest" in tests
 
 
+def _read(*path):
+    with open(os.path.join(ROOT, *path)) as f:
+        return f.read()
+
+
 def _section(text, title):
-    """The README's text under the heading ``title``, up to the next heading of any level."""
+    """The text under the heading ``title``, up to the next heading of any level."""
     start = text.index(f"\n{title}\n")
     following = re.search(r"\n#{1,6} ", text[start + len(title) + 2:])
     return text[start:start + len(title) + 2 + (following.start() if following else len(text))]
@@ -35,16 +42,15 @@ def _free_port():
 
 
 def test_the_model_zoo_walk_through_runs_as_written(tmp_path):
-    """The "Model zoo" section's two blocks, pasted into two shells (only the port differs):
+    """The manual's model-zoo page's first two blocks, pasted into two shells (only the port differs):
     publish, ``python -m http.server``, list, pull and load by URL; the load works again once
-    the server is stopped, and the table the README shows is what ``zoo list`` prints."""
+    the server is stopped, and the table the page shows is what ``zoo list`` prints."""
     import shlex
     import socket
     import subprocess
     import sys
     import time
-    with open(os.path.join(ROOT, "README.md")) as f:
-        section = _section(f.read(), "### Model zoo")
+    section = _read("docs", "zoo.md")
     serve, client = [block.splitlines() for block in _bash_blocks(section)[:2]]
     assert serve[-1].startswith("python -m http.server 8000 ")
     port = str(_free_port())
@@ -96,13 +102,35 @@ def _run_lines(block):
         assert main(args[1:]) == 0, line
 
 
-def test_readme_examples_run_as_written(tmp_path, monkeypatch, capsys):
-    with open(os.path.join(ROOT, "README.md")) as f:
-        text = f.read()
+def test_readme_examples_run_as_written(tmp_path, monkeypatch):
+    """The README's Python example (GCP with the paper's defaults on a DataLoader) runs as
+    written; its command-line example needs ImageNet, so it is parsed by the real parser and
+    must be GCP with the paper's defaults."""
+    from prunenet.cli import build_parser
+    from prunenet.methods.gcp import DEFAULT_REG
+    text = _read("README.md")
     monkeypatch.chdir(tmp_path)
-    section = _section(text, "### From Python")
+    section = _section(text, "## From Python")
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1 and "prunenet.GCP(" in blocks[0]
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    for name in ("report.json", "shapes.json", "steps.csv"):
+        assert os.path.exists(tmp_path / "runs" / "resnet18_gcp" / name), name
+    prune, count = _bash_blocks(_section(text, "## Prune a network"))[0].splitlines()
+    args = build_parser().parse_args(shlex.split(prune)[1:])
+    defaults = build_parser().parse_args(["prune", "--model", "m", "--method", "gcp"])
+    assert args.method == "gcp" and args.objective == "flops" and args.reg == DEFAULT_REG
+    assert args.steps == defaults.steps and args.pretrained
+    assert shlex.split(count)[:2] == ["prunenet", "count"]
+    build_parser().parse_args(shlex.split(count)[1:])
+
+
+def test_manual_examples_run_as_written(tmp_path, monkeypatch, capsys):
+    """docs/api.md's whole path from Python and docs/getting-started.md's first prune line."""
+    monkeypatch.chdir(tmp_path)
+    section = _section(_read("docs", "api.md"), "## From Python, a whole path")
     for block in re.findall(r"```python\n(.*?)```", section, re.S):
-        exec(compile(block, "README.md", "exec"), {})
+        exec(compile(block, "docs/api.md", "exec"), {})
     blocks = _bash_blocks(section)
     assert blocks and "--symbol small-symbol.json" in blocks[0]
     _run_lines(blocks[0])
@@ -110,7 +138,7 @@ def test_readme_examples_run_as_written(tmp_path, monkeypatch, capsys):
     assert os.path.exists(tmp_path / "runs" / "small_l1" / "report.json")
     # the first prune line: --pretrained downloads GluonCV's weights, and the tests run offline,
     # so here it prunes seeded random weights instead (the only change)
-    first = _bash_blocks(text)[2]
+    first = _bash_blocks(_read("docs", "getting-started.md"))[2]
     assert first.startswith("prunenet prune") and "--pretrained" in first
     _run_lines(first.replace(" --pretrained", ""))
     assert "resnet18_v1b (runs/resnet18_l1/shapes.json)" in capsys.readouterr().out

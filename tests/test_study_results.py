@@ -1,7 +1,9 @@
-"""The study results committed in experiments/results: the README shows each folder's table as
-its table.md has it, and table.md is what the study's report makes of results.csv."""
+"""The study results committed in experiments/results: the manual's results pages show each
+folder's table as its table.md has it, the README's headline rows are rows of it, and table.md is
+what the study's report makes of results.csv."""
 import csv
 import importlib.util
+import glob
 import os
 
 import pytest
@@ -20,10 +22,12 @@ def _study_module():
     return module
 
 
-def _readme_tables():
-    """Every Markdown table of the README, as its list of lines."""
-    with open(os.path.join(ROOT, "README.md")) as f:
-        lines = f.read().splitlines()
+def _tables(*paths):
+    """Every Markdown table of the files, each as its list of lines."""
+    lines = []
+    for path in paths:
+        with open(path) as f:
+            lines += f.read().splitlines() + [""]
     tables, current = [], []
     for line in lines + [""]:
         if line.startswith("|"):
@@ -49,16 +53,31 @@ def _csv_rows(path):
 
 @pytest.mark.parametrize("study", [s for s in STUDIES
                                    if os.path.exists(os.path.join(RESULTS, s, "table.md"))])
-def test_readme_shows_the_committed_table_and_the_table_is_the_csv(study):
+def test_manual_shows_the_committed_table_and_the_table_is_the_csv(study):
     folder = os.path.join(RESULTS, study)
     with open(os.path.join(folder, "table.md")) as f:
         table = f.read().splitlines()
-    assert table in _readme_tables(), f"README does not show {study}/table.md as it is"
+    pages = glob.glob(os.path.join(ROOT, "docs", "results", "*.md"))
+    assert table in _tables(*pages), f"docs/results/ does not show {study}/table.md as it is"
     remade = _study_module()._table(_csv_rows(os.path.join(folder, "results.csv")))
     assert remade == table
     cells = {row["run_dir"] for row in _csv_rows(os.path.join(folder, "results.csv"))}
     for cell in cells:  # every row has its cell's report committed beside it
         assert os.path.exists(os.path.join(folder, cell, "report.json")), cell
+
+
+def test_readme_headline_rows_are_rows_of_the_study_it_links():
+    """The README's results table: its header and every row as the linked table.md has them."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    study = "experiments/results/fashion_mnist"
+    assert f"]({study}/table.md)" in readme and f"]({study}/results.csv)" in readme
+    with open(os.path.join(ROOT, study, "table.md")) as f:
+        table = f.read().splitlines()
+    (headline,) = _tables(os.path.join(ROOT, "README.md"))
+    assert headline[:2] == table[:2] and len(headline) > 3
+    for row in headline[2:]:
+        assert row in table, row
 
 
 def test_paired_p_is_left_out_when_every_seed_differs_alike():
