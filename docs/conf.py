@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.abspath("."))  # _cli.py
 
 project = "prunenet"
 author = "the prunenet authors"
+copyright = "the prunenet authors"
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinxarg.ext"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"

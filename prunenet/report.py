@@ -20,7 +20,7 @@ __all__ = ["base_report", "RANDOM_WEIGHTS", "transfer_line", "latency_report", "
 
 def base_report(model: str, method: str, objective: str, target: float, selection: Selection,
                  graph: ChannelGraph, before: dict, timings: dict, command) -> dict:
-    """The report fields every pruning run has (see the README's output section)."""
+    """The report fields every pruning run has (see docs/outputs.md)."""
     after = count(graph, widths_of(selection.keep))
     return {
         "model": model, "method": method, "objective": objective, "target": target,

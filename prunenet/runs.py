@@ -488,7 +488,7 @@ class _RunPhases:
         weights); returns the masks. Fine-tuning always starts from a network built here, killed
         or not: with oneDNN, an inference pass (the surgery check) leaves the convolution
         weights in oneDNN's own layout, and training such arrays under MXNet's threaded engine
-        is not reproducible (README, "Killed runs and reproducibility")."""
+        is not reproducible (docs/resuming.md)."""
         keep = [arrays[f"keep:{g.index}"] > 0.5 for g in self.graph.groups]
         self.pruned = prune_network(self.net, self.graph, keep, self.run.model or None,
                                     self.classes, ctx=self.ctx)

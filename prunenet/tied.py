@@ -16,7 +16,7 @@ removes it from every consumer at once, so three rules are on offer:
   consumers of the column norm (for L1-style scores, the arithmetic mean) — which makes a stream
   channel compare with a single layer's channel whatever its connectivity.
 
-Measured on Fashion-MNIST (README, "GCP as the paper runs it"), ``mean`` cut the streams so hard
+Measured on Fashion-MNIST (docs/methods.md, "GCP as the paper runs it"), ``mean`` cut the streams so hard
 that the network lost most of its accuracy before fine-tuning; ``sum`` kept it best, and is the
 default. Every method that scores tied groups uses the same rule.
 """
