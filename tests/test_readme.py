@@ -121,6 +121,7 @@ def test_readme_examples_run_as_written(tmp_path, monkeypatch):
     defaults = build_parser().parse_args(["prune", "--model", "m", "--method", "gcp"])
     assert args.method == "gcp" and args.objective == "flops" and args.reg == DEFAULT_REG
     assert args.steps == defaults.steps and args.pretrained
+    assert f"{defaults.steps} steps of regularize" in _section(text, "## Prune a network")
     assert shlex.split(count)[:2] == ["prunenet", "count"]
     build_parser().parse_args(shlex.split(count)[1:])
 
