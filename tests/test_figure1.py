@@ -51,7 +51,8 @@ def test_quick_figure1_runs_reports_and_refuses_a_second_base(tmp_path):
     for name, row in rows.items():  # both runtimes, both batches, the figure's column MXNet b64
         for key in ("throughput_b1_mxnet", "throughput_b64_mxnet", "throughput_b1_onnxruntime",
                     "throughput_b64_onnxruntime"):
-            assert float(row[key]) == pytest.approx(speeds["rows"][name][key]) and float(row[key]) > 0
+            measured = speeds["rows"][name][key]
+            assert float(row[key]) == pytest.approx(measured) and measured > 0
         assert row["throughput_img_s"] == row["throughput_b64_mxnet"]
     table = open(os.path.join(out, "table.md")).read()
     assert f"| {STANDARD.split('-')[0]} | standard |" in table

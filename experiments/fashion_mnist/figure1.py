@@ -40,14 +40,22 @@ px, batch 64, measured on one core of this 2-core VM while the other agents kept
 21 img/s, ResNet-18 53, ResNet-34 60, MobileNetV2-1.0 69, -0.5 132 (so a smaller network costs
 about 0.3 of a ResNet-50 epoch, a pruned one about 0.6 on average over the targets). With
 ``TRAIN_LIMIT`` = 12,000 images, 4 epochs in all (2 of base, 2 of pruning and fine-tuning) and
-``VAL_LIMIT`` = 5,000 test images, in ResNet-50 image passes: base 24k; 24 pruned cells
-24 × 2 × 12k × 0.6 ≈ 346k, plus GCP's λ search (3 candidates, a fifth of a step, unpruned) ≈ 43k;
-15 standard cells 15 × 4 × 12k × 0.3 ≈ 216k; evaluations (a forward pass, a third of a training
-pass; each pruned run evaluates 3 times) ≈ 60k; the latency table and the report's timing ≈ 30
-min. About 700k passes at 2 × 21 img/s (two processes, ``OMP_NUM_THREADS=1`` each, on disjoint
-``--cells`` once the base exists) ≈ 4.6 h plus 0.5 h: about 5 hours, within the 8 allowed with
-room for a busy machine. Run the base first (``--cells 'resnet50_v1b-gcp-0.5-s0'``), then e.g.
-``--cells 'resnet50*'`` and ``--cells '*-standard-*'`` side by side.
+``VAL_LIMIT`` = 5,000 test images, in ResNet-50 image passes: base 2 × 12k = 24k; 24 pruned
+cells 24 × 2 × 12k × 0.6 ≈ 346k, plus GCP's λ search (5 shrink levels, each about a fifth of
+its half-epoch step on the unpruned network) 12 × 5 × 0.2 × 0.5 × 12k ≈ 72k; 15 standard cells
+15 × 4 × 12k × 0.3 ≈ 216k; evaluations (a forward pass costs a third of a training pass; a
+pruned run evaluates before, after selection and after fine-tuning) ≈ 100k; the latency table
+(ResNet-50's units at batch 64) and the report's timing of 39 networks in two runtimes at two
+batches, guessed at 30 min together. About 760k passes at 2 × 21 img/s (two processes,
+``OMP_NUM_THREADS=1`` each, on disjoint ``--cells``) ≈ 5.0 h, plus 0.5 h: about 5.5 hours,
+within the 8 allowed with room for a busy machine (the 0.6 for pruned networks and the 30
+minutes are guesses, not measurements). Run the base first
+(``--cells 'resnet50_v1b-gcp-0.5-s0'``), then ``--cells 'resnet50*'`` and
+``--cells '*-standard-*'`` side by side (only the first uses the latency table).
+
+``--quick``: ResNet-18 pruned by GCP to 0.5 of its FLOPs (the latency table alone would take a
+minute) and MobileNetV2-0.5 from scratch, 256 images at 32 px, 2 epochs each, into
+``<out>-quick``; about 30 s on a busy core (tests/test_figure1.py).
 """
 import argparse
 import csv
@@ -334,7 +342,8 @@ def report(plan: Plan, out: str, ctx) -> list:
     from prunenet.cli import main as cli
     title = f"Fashion-MNIST at {plan.input_size} px, {plan.total_epochs:g} epochs each"
     if cli(["plot", "tradeoff", csv_path, "--reference", "none", "--title", title,
-            "--mean-over-seeds", "--front", "all", "--out", os.path.join(out, "figure1.png"), "--svg", "--overwrite"]) != 0:
+            "--mean-over-seeds", "--front", "all", "--out", os.path.join(out, "figure1.png"),
+            "--svg", "--overwrite"]) != 0:
         raise PrunenetError(f"prunenet plot tradeoff could not draw {csv_path}")
     print("\n".join(lines))
     return rows
