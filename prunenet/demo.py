@@ -35,11 +35,14 @@ class DemoConfig:
     train_limit: Optional[int] = None
     val_limit: Optional[int] = None
     seed: int = 0
+    input_size: Optional[int] = None  # Fashion-MNIST upsampled to this (None: its 28 pixels)
 
     def base_key(self) -> str:
         """Names the cached base: what determines its weights."""
         spec = {k: getattr(self, k) for k in ("model", "base_epochs", "base_lr", "batch_size",
                                               "train_limit", "seed")}
+        if self.input_size is not None:  # the keys of 28-pixel bases as they were
+            spec["input_size"] = self.input_size
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.model}-fashion-mnist-{digest}"
 
@@ -84,8 +87,10 @@ def train_base(config: DemoConfig, data_dir: Optional[str], cache_dir: str, ctx,
         top1 = _cached_top1(params_file, meta_file)
         log(f"using the cached base network {params_file} (top-1 {top1:.4f})")
         return params_file, top1
-    train = datasets.fashion_mnist(True, data_dir, limit=config.train_limit)
-    val = datasets.fashion_mnist(False, data_dir, limit=config.val_limit)
+    train = datasets.fashion_mnist(True, data_dir, limit=config.train_limit,
+                                   input_size=config.input_size)
+    val = datasets.fashion_mnist(False, data_dir, limit=config.val_limit,
+                                 input_size=config.input_size)
     channels, size = train.image_shape[0], train.image_shape[-1]
     net = load_model(config.model, classes=train.classes, seed=config.seed, ctx=ctx[0],
                      input_size=size, channels=channels)

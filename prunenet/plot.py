@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from .errors import PrunenetError
 from .records import REPORT_FILE, RESULTS_COLUMNS, number, read_csv, read_report, read_steps
 
-__all__ = ["REFERENCE_FILE", "LABEL_LIMIT", "result_points", "read_zoo", "read_points",
+__all__ = ["REFERENCE_FILE", "LABEL_LIMIT", "FRONTS", "result_points", "read_zoo", "read_points",
            "reference_table", "measure_reference", "pareto_front", "tradeoff_figure",
            "widths_figure", "curves_figure", "save_figure"]
 
@@ -41,10 +41,12 @@ _DASHES = ("-", "--", ":", "-.")
 # -- reading ------------------------------------------------------------------------------------
 
 
-def result_points(path: str) -> List[dict]:
+def result_points(path: str, mean_over_seeds: bool = False) -> List[dict]:
     """The rows of a results CSV (DESIGN.md's schema) that have both a top-1 and a throughput:
     ``model, method, objective, target, top1 (%), throughput_img_s, batch_size, device,
-    dataset``. Every schema column must be in the header, and some row must have both figures."""
+    dataset``. Every schema column must be in the header, and some row must have both figures.
+    With ``mean_over_seeds``, rows that differ only in their seed (and run) are one point: the
+    mean top-1 and throughput, with ``top1_std`` (over ``seeds``) where there are several."""
     what = "results file"
     points = []
     for line, row in read_csv(path, RESULTS_COLUMNS, what):
@@ -62,7 +64,26 @@ def result_points(path: str) -> List[dict]:
     if not points:
         raise PrunenetError(f"results file {path} has no row with both 'top1' and "
                             f"'throughput_img_s'; nothing to plot")
-    return points
+    return _mean_over_seeds(points) if mean_over_seeds else points
+
+
+def _mean_over_seeds(points: List[dict]) -> List[dict]:
+    """One point per group of points alike but for top-1 and throughput (their seeds)."""
+    import statistics
+    groups: Dict[tuple, List[dict]] = {}
+    for p in points:
+        key = tuple(p[k] for k in ("model", "method", "objective", "target", "batch_size",
+                                   "device", "dataset"))
+        groups.setdefault(key, []).append(p)
+    out = []
+    for members in groups.values():
+        top1 = [p["top1"] for p in members]
+        point = dict(members[0], top1=statistics.mean(top1), seeds=len(members),
+                     throughput_img_s=statistics.mean(p["throughput_img_s"] for p in members))
+        if len(members) > 1:
+            point["top1_std"] = statistics.stdev(top1)
+        out.append(point)
+    return out
 
 
 def read_zoo(zoo: str) -> List[dict]:
@@ -89,12 +110,13 @@ def read_zoo(zoo: str) -> List[dict]:
     return points
 
 
-def read_points(source: str) -> List[dict]:
-    """The points of a results CSV, or of a zoo (a folder holding ``zoo.json``, or its URL)."""
+def read_points(source: str, mean_over_seeds: bool = False) -> List[dict]:
+    """The points of a results CSV (``mean_over_seeds``: see :func:`result_points`), or of a zoo
+    (a folder holding ``zoo.json``, or its URL)."""
     from .download import is_url
     if os.path.isdir(source) or is_url(source):
         return read_zoo(source)
-    return result_points(source)
+    return result_points(source, mean_over_seeds)
 
 
 def _finite(value) -> bool:
@@ -312,6 +334,7 @@ def _log_limits(ax, xs: Sequence[float], ys: Sequence[float]) -> None:
 
 _DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "imagenet": "ImageNet",
                   "synthetic": "synthetic data", "folder": "image folder"}
+FRONTS = ("family", "all")  # tradeoff_figure's Pareto fronts: each family's, or also all points'
 LABEL_LIMIT = 8  # a panel with more points than this names them by its legend only
 _COLUMN = 3.4  # inches: one panel is one column of a two-column paper
 _COLUMN_STYLE = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8,
@@ -325,13 +348,19 @@ def _dataset_name(key: str) -> str:
 def tradeoff_figure(points: Sequence[dict], reference: Optional[Sequence[dict]] = None,
                     measured: Optional[Dict[str, dict]] = None, v100: bool = False,
                     device: str = "cpu", batch_size: Optional[int] = None,
-                    input_size: int = 224, title: Optional[str] = None):
+                    input_size: int = 224, title: Optional[str] = None,
+                    front: str = "family"):
     """Top-1 (%) against throughput (images/s, log scale), one panel per dataset (top-1 on
     different datasets never share an axis): the user's ``points`` by method, each family with
     its Pareto front, and GluonCV's ImageNet ``reference`` rows — at the throughput in
     ``measured`` (re-measured here) in the ImageNet panel, or, with ``v100``, at GluonCV's
     published V100 throughput in a panel of its own. A panel of more than ``LABEL_LIMIT``
-    points names them by the legend only; fewer are labelled where the labels fit."""
+    points names them by the legend only; fewer are labelled where the labels fit (the
+    standard networks, method ``standard``, are named always). ``front``: ``family`` draws each
+    family's Pareto front, ``all`` also the front over every point of a panel (dashed). A point
+    with ``top1_std`` has an error bar of ± that."""
+    if front not in FRONTS:
+        raise PrunenetError(f"front {front!r} is not one of {', '.join(FRONTS)}")
     reference = list(reference or [])
     if reference and not v100 and measured is None:
         raise PrunenetError("reference points need their throughput measured on this device "
@@ -382,26 +411,44 @@ def tradeoff_figure(points: Sequence[dict], reference: Optional[Sequence[dict]] 
                 ys = [p["top1"] for p in members]
                 handles[family] = ax.scatter(xs, ys, s=22, color=color, marker=marker, zorder=3,
                                              edgecolor="white", linewidth=0.5, label=family)
-                front = pareto_front(list(zip(xs, ys)))
-                if len(front) > 1:
-                    ax.plot([q[0] for q in front], [q[1] for q in front], color=color,
+                _error_bars(ax, members, color)
+                line = pareto_front(list(zip(xs, ys)))
+                if len(line) > 1:
+                    ax.plot([q[0] for q in line], [q[1] for q in line], color=color,
                             linewidth=1.0, alpha=0.8, zorder=2)
+            everyone = pareto_front([(p["throughput_img_s"], p["top1"]) for p in pts])
+            if front == "all" and len(everyone) > 1:
+                handles["Pareto front"] = ax.plot(
+                    [q[0] for q in everyone], [q[1] for q in everyone], color="0.3",
+                    linestyle="--", linewidth=0.9, zorder=1)[0]
             _log_limits(ax, [p["throughput_img_s"] for p in pts], [p["top1"] for p in pts])
             ax.set_xlabel("throughput on one V100, batch 64 (img/s, log)" if published else
                           f"throughput on {where} (img/s, log)")
             ax.set_ylabel(f"{_dataset_name(key)} top-1 (%)")
             ax.set_title("GluonCV's published figures (V100)" if published else
                          _dataset_name(key))
+        families += [f for f in handles if f not in families]  # the front over all
         fig.legend([handles[f] for f in families], families, loc="lower center",
                    bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False, borderaxespad=0.2,
                    handletextpad=0.3, columnspacing=1.0)
         fig.suptitle(title or "Accuracy against throughput", fontsize=9.5,
                      x=(left + right) / 2)
         for ax, (_, pts, _) in zip(axes, panels):
-            if len(pts) <= LABEL_LIMIT:
+            named = pts if len(pts) <= LABEL_LIMIT else \
+                [p for p in pts if p["method"] == "standard"]
+            if named:
                 _place_labels(fig, ax, [(p["throughput_img_s"], p["top1"], _label_of(p))
-                                        for p in pts])
+                                        for p in named])
     return fig
+
+
+def _error_bars(ax, members: Sequence[dict], color) -> None:
+    """± ``top1_std`` (the spread over seeds) at the points that have it."""
+    spread = [p for p in members if p.get("top1_std") is not None]
+    if spread:
+        ax.errorbar([p["throughput_img_s"] for p in spread], [p["top1"] for p in spread],
+                    yerr=[p["top1_std"] for p in spread], fmt="none", ecolor=color,
+                    elinewidth=0.8, capsize=2, zorder=2)
 
 
 def _run_label(report: dict) -> str:
@@ -600,7 +647,8 @@ def save_figure(fig, out: str, svg: bool = True, overwrite: bool = True) -> List
 
 def tradeoff(source: str, reference: str = "auto", reference_models=None,
              batch_size: Optional[int] = None, input_size: int = 224, repeats: int = 10,
-             warmup: int = 3, gpus: str = "", title: Optional[str] = None, log=None):
+             warmup: int = 3, gpus: str = "", title: Optional[str] = None, log=None,
+             mean_over_seeds: bool = False, front: str = "family"):
     """The figure of ``prunenet plot tradeoff``: read ``source``, measure the references when
     ``reference`` is ``local``, draw. ``auto``: GluonCV's ImageNet ResNets are measured and
     drawn only when ``source`` has ImageNet rows or ``reference_models`` names some (they are
@@ -608,7 +656,7 @@ def tradeoff(source: str, reference: str = "auto", reference_models=None,
     from .bench import check_settings, device, device_name
     if reference not in REFERENCES:
         raise PrunenetError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
-    points = read_points(source)
+    points = read_points(source, mean_over_seeds)
     if reference == "auto":
         imagenet = any(p.get("dataset") == "imagenet" for p in points)
         reference = "local" if imagenet or reference_models else "none"
@@ -638,4 +686,4 @@ def tradeoff(source: str, reference: str = "auto", reference_models=None,
         measured = measure_reference([r["model"] for r in rows], input_size, batch, repeats,
                                      warmup, ctx, log)
     return tradeoff_figure(points, rows, measured, v100=reference == "v100", device=where,
-                           batch_size=batch, input_size=input_size, title=title)
+                           batch_size=batch, input_size=input_size, title=title, front=front)

@@ -205,6 +205,8 @@ def _data_options(run: DataRun, train: bool) -> dict:
             raise PrunenetError(f"--train-limit and --val-limit work with fashion-mnist and "
                                 f"synthetic, not {run.dataset}")
         options["limit" if run.dataset != "synthetic" else "num_examples"] = limit
+    if run.dataset == "fashion-mnist" and run.input_size:
+        options["input_size"] = run.input_size  # upsampled (bilinear), still one channel
     if run.dataset in ("imagenet", "folder"):
         if run.input_size:
             options["input_size"] = run.input_size

@@ -63,7 +63,7 @@ def _seed():
 E2E_FILES = {"test_demo.py", "test_study.py", "test_distributed.py", "test_notebooks.py",
              "test_kill_resume.py", "test_kill_resume_slow.py", "test_readme.py",
              "test_experiment.py", "test_gcp_run.py", "test_float16.py", "test_properties.py",
-             "test_notebook_path.py", "test_resume_property.py"}
+             "test_notebook_path.py", "test_resume_property.py", "test_figure1.py"}
 
 
 def pytest_collection_modifyitems(items):
@@ -71,3 +71,20 @@ def pytest_collection_modifyitems(items):
     for item in items:
         e2e = item.path.name in E2E_FILES or item.get_closest_marker("e2e") is not None
         item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
+
+
+def script_runner(script, out, cache, threads="2"):
+    """A function that runs an experiment ``script`` in a subprocess on its ``--quick`` subset
+    with ``out`` and ``cache`` as its folders, asserts its exit status (``returncode``) and
+    returns its stdout (stderr when it is to fail)."""
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", threads))
+
+    def run(*args, returncode=0):
+        done = subprocess.run([sys.executable, script, "--quick", "--out", out, "--cache-dir",
+                               cache] + list(args), env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == returncode, done.stderr[-3000:]
+        return done.stdout if returncode == 0 else done.stderr
+    return run

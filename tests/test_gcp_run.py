@@ -98,8 +98,8 @@ def test_missing_dataset_and_images_that_do_not_fit(tmp_path, capsys):
             "--out", str(out), "--no-progress"]
     assert main(args + ["--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in _err(capsys) and not out.exists()
-    assert main(args + ["--input-size", "32"]) == 2  # Fashion-MNIST images are 28x28
-    assert "28x28" in _err(capsys) and not out.exists()
+    assert main(args + ["--dataset", "synthetic", "--input-size", "28"]) == 2  # 32x32 images
+    assert "32x32" in _err(capsys) and not out.exists()
     # a base network trained for 3-channel images, given 1-channel Fashion-MNIST
     from prunenet.models import load_model
     load_model("resnet18_v1b", classes=10, input_size=28).save_parameters(str(tmp_path / "rgb.params"))

@@ -381,3 +381,47 @@ def test_an_all_zero_zeroed_channels_panel_says_why(tmp_path):
     assert panel.get_ylabel() == "zeroed channels"
     assert any("no scale reached exactly 0" in t.get_text() for t in panel.texts)
     assert not plot.curves_figure(GCP_RUN).axes[3].texts  # 7 and 73 zeroed: nothing to say
+
+
+def _seeded_results(path):
+    """A results CSV of three seeds: two standard networks and a pruned one at four targets."""
+    rows = []
+    for seed in range(3):
+        for name, speed, top1 in (("small", 900, 0.80), ("tiny", 1800, 0.70)):
+            rows.append(dict(model=name, method="standard", top1=top1 + 0.01 * seed,
+                             throughput_img_s=speed + seed, seed=seed))
+        for i, target in enumerate((0.2, 0.35, 0.5, 0.7)):
+            rows.append(dict(model="big", method="gcp", objective="latency", target=target,
+                             top1=0.9 - 0.05 * i + 0.02 * seed,
+                             throughput_img_s=500 * (i + 1) + 10 * seed, seed=seed))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=records.RESULTS_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(dict(r, batch_size=64, device="cpu", dataset="fashion-mnist")
+                         for r in rows)
+    return str(path)
+
+
+def test_seeds_averaged_the_front_over_all_and_standard_networks_named(tmp_path):
+    path = _seeded_results(tmp_path / "results.csv")
+    each = plot.result_points(path)
+    assert len(each) == 18 > plot.LABEL_LIMIT
+    fig = plot.tradeoff_figure(each, [], front="all")
+    ax = fig.axes[0]
+    named = [t.get_text() for t in ax.texts]  # crowded: the standard networks named only
+    assert named and set(named) <= {"small", "tiny"}
+    assert "Pareto front" in {t.get_text() for t in fig.legends[0].get_texts()}
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    front = plot.pareto_front([(p["throughput_img_s"], p["top1"]) for p in each])
+    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [x for x, _ in front]
+    assert not [t for t in plot.tradeoff_figure(each, []).legends[0].get_texts()
+                if t.get_text() == "Pareto front"]  # the default: each family's front only
+    mean = plot.result_points(path, mean_over_seeds=True)
+    assert len(mean) == 6
+    small = next(p for p in mean if p["model"] == "small")
+    assert small["top1"] == pytest.approx(81.0) and small["top1_std"] == pytest.approx(1.0)
+    assert small["throughput_img_s"] == pytest.approx(901) and small["seeds"] == 3
+    fig = plot.tradeoff_figure(mean, [], front="all")
+    assert {t.get_text() for t in fig.axes[0].texts} >= {"small", "tiny"}  # few: all named
+    with pytest.raises(records.PrunenetError, match="front 'best'"):
+        plot.tradeoff_figure(mean, [], front="best")

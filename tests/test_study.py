@@ -3,10 +3,10 @@ subset: a pruning cell with its fine-tuning budget, the state listing, the repor
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+
+from conftest import script_runner
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,14 +17,7 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist")
 def test_quick_study_runs_its_cells_and_reports_them(tmp_path):
     out, cache = str(tmp_path / "study"), str(tmp_path / "cache")
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-
-    def study(*args, returncode=0):
-        done = subprocess.run([sys.executable, STUDY, "--quick", "--out", out, "--cache-dir",
-                               cache] + list(args), env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == returncode, done.stderr[-3000:]
-        return done.stdout if returncode == 0 else done.stderr
+    study = script_runner(STUDY, out, cache)
 
     listed = study("--list")
     assert "missing      resnet18-uniform-0.5-s0" in listed

@@ -129,7 +129,7 @@ def run_cell(name, base, settings, args, ctx):
     folder = os.path.join(args.out, "cells", name)
     t0 = time.time()
     base_file, top1 = train_base(base, None, args.cache_dir, ctx, progress=False)
-    _check_base(args.out, name.split("-", 1)[0], base_file, top1)
+    check_base(args.out, name.split("-", 1)[0], base_file, top1)
     if state(folder) == "interrupted":
         data_run(DataRun(model="", out=folder, target=0.5), resume=True)
     elif state(folder) == "missing":
@@ -145,7 +145,7 @@ def run_cell(name, base, settings, args, ctx):
     print(f"{name}: {time.time() - t0:.0f} s", flush=True)
 
 
-def _check_base(out: str, base_name: str, base_file: str, top1: float) -> None:
+def check_base(out: str, base_name: str, base_file: str, top1: float) -> None:
     """Refuse to prune with a base other than the one this folder's cells of the same network
     were pruned from (``bases.json`` records each base's SHA-1 and top-1 when first used)."""
     path = os.path.join(out, "bases.json")
@@ -339,7 +339,7 @@ def _table(rows):
         top1 = [r["top1"] * 100 for r in rs]
         spread = f" ± {statistics.stdev(top1):.2f}" if len(top1) > 1 else ""
         regs = sorted({f"{r['reg']:g}" for r in rs if isinstance(r["reg"], float)})
-        versus = _paired(rs, groups.get((model, target, ft, "uniform")), method, "uniform")
+        versus = paired(rs, groups.get((model, target, ft, "uniform")), method, "uniform")
         line = (f"| {model} | {target:g} | {ft:g} | {method} | "
                 f"{statistics.mean(r['achieved'] for r in rs):.3f} | "
                 f"{statistics.mean(r['macs'] for r in rs) / 1e6:.1f}M | "
@@ -348,14 +348,14 @@ def _table(rows):
         if extended:
             zeros = [float(r["zeros_pruned"]) for r in rs if r.get("zeros_pruned") != ""]
             zeros_text = f"{statistics.mean(zeros):g}" if zeros else ""
-            ablation = _paired(rs, groups.get((model, target, ft, "gcp-lambda0")), method,
+            ablation = paired(rs, groups.get((model, target, ft, "gcp-lambda0")), method,
                                "gcp-lambda0") if method.startswith("gcp") else ""
             line += f" {zeros_text} | {ablation} |"
         lines.append(line)
     return lines
 
 
-def _paired(rs, ref, method, name) -> str:
+def paired(rs, ref, method, name) -> str:
     """``rs``' top-1 minus ``ref``'s, paired by seed, with a paired t-test's p where the
     differences vary."""
     if method == name or not ref or rs[0]["objective"] != ref[0]["objective"]:
@@ -429,36 +429,54 @@ def _figure(rows, out: str) -> None:
     plt.close(fig)
 
 
+def cell_flags(p, report_help: str, quick_help: str) -> None:
+    """The flags an experiment script of cells shares (this one and ``figure1.py``) but
+    ``--out``."""
+    p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/prunenet"))
+    p.add_argument("--cells", default="*", help="run only the cells matching this pattern")
+    p.add_argument("--list", action="store_true", help="list the cells and their state")
+    p.add_argument("--report", action="store_true", help=report_help)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--gpus", default="")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--plan", choices=sorted(PLANS), default="epoch",
                    help="epoch: the paper's budget (default); quarter: the first study's cells")
     p.add_argument("--out", default=None, help="the study's folder (default: the plan's)")
-    p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/prunenet"))
-    p.add_argument("--cells", default="*", help="run only the cells matching this pattern")
-    p.add_argument("--list", action="store_true", help="list the cells and their state")
-    p.add_argument("--report", action="store_true", help="write results.csv, table.md, figure")
-    p.add_argument("--quick", action="store_true", help="4096 training images, to check it runs")
-    p.add_argument("--gpus", default="")
+    cell_flags(p, "write results.csv, table.md, figure", "4096 training images, to check it runs")
     args = p.parse_args(argv)
     ctx = contexts(args.gpus)
     if args.out is None:
         args.out = OUT[args.plan] + ("-quick" if args.quick else "")
     todo = {n: c for n, c in cells(args.quick, args.plan).items()
             if fnmatch.fnmatch(n, args.cells)}
+
+    def run_one(name, cell) -> None:
+        run_cell(name, *cell, args, ctx)
+        report(args)
+    return drive(args, todo, lambda name: state(os.path.join(args.out, "cells", name),
+                                                args.quick),
+                 run_one, lambda: report(args), "study.py")
+
+
+def drive(args, todo: dict, state_of, run_one, report_all, script: str) -> int:
+    """What an experiment script of cells does with its flags: ``--list`` the cells of
+    ``todo`` (name -> cell) with ``state_of`` each, ``--report`` (``report_all``), or run them
+    in order (``run_one(name, cell)``); a :class:`PrunenetError` is one line and exit 2."""
     if args.list:
         for name in todo:
-            print(f"{state(os.path.join(args.out, 'cells', name), args.quick):12} {name}")
+            print(f"{state_of(name):12} {name}")
         return 0
     try:
         if args.report:
-            report(args)
+            report_all()
         else:
-            for name, (base, settings) in todo.items():
-                run_cell(name, base, settings, args, ctx)
-                report(args)
+            for name, cell in todo.items():
+                run_one(name, cell)
     except PrunenetError as err:
-        print(f"study.py: {err}", file=sys.stderr)
+        print(f"{script}: {err}", file=sys.stderr)
         return 2
     return 0
 

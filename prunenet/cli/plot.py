@@ -1,7 +1,7 @@
 """``prunenet plot tradeoff|widths|curves``: figures of results and runs."""
 from __future__ import annotations
 
-from ..plot import (REFERENCES, curves_figure, figure_paths, save_figure, tradeoff,
+from ..plot import (FRONTS, REFERENCES, curves_figure, figure_paths, save_figure, tradeoff,
                     widths_figure)
 from .args import Parser, positive_int
 
@@ -40,6 +40,12 @@ def add_parser(subparsers) -> None:
     q.add_argument("--gpus", default="", help="GPU id to measure the references on "
                                               "(default: the CPU)")
     q.add_argument("--title", default=None)
+    q.add_argument("--mean-over-seeds", action="store_true",
+                   help="one point per network and method: the mean over the CSV's seeds, "
+                        "with an error bar of ± their standard deviation")
+    q.add_argument("--front", choices=FRONTS, default="family",
+                   help="family (default): each method's Pareto front; all: also the front "
+                        "over every point (dashed)")
     q.add_argument("--out", default="tradeoff.png", help="the file to write, .png or .svg")
     _file_flags(q)
     q.set_defaults(func=_tradeoff)
@@ -75,7 +81,9 @@ def _save(args, draw) -> int:
 def _tradeoff(args) -> int:
     return _save(args, lambda: tradeoff(args.source, args.reference, args.reference_models,
                                         args.batch_size, args.input_size, args.repeats,
-                                        args.warmup, args.gpus, args.title, log=print))
+                                        args.warmup, args.gpus, args.title, log=print,
+                                        mean_over_seeds=args.mean_over_seeds,
+                                        front=args.front))
 
 
 def _widths(args) -> int:
