@@ -178,11 +178,10 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
             trainer.set_learning_rate(lr_at(i))
         data, label = split(batch, ctx)
         size = sum(x.shape[0] for x in data)
-        if i == start:  # before a forward pass in training mode moves BatchNorm's statistics
-            _check_first_batch(data, label, what)
         with autograd.record():
             outs = [block(x).astype("float32", copy=False) for x in on_devices(data, dtype)]
-            if i == start:
+            if i == start:  # before the backward moves BatchNorm's statistics (MXNet 1.9
+                # moves them there, not in the forward) and before any update
                 _check_first_batch(data, label, what, classes=outs[0].shape[-1])
             ls = [loss_fn(o, y) for o, y in zip(outs, label)]
             if teacher is not None:
@@ -211,17 +210,22 @@ def run_batches(block, trainer, batches: Iterable, ctx: Sequence, loss_fn=None,
 def _check_first_batch(data: List, label: List, what: str, classes: Optional[int] = None) -> None:
     """Refuse a first batch whose images are not all finite or, given the network's number of
     ``classes``, whose labels are not all class indices ``0..classes-1``: trained on, either
-    gives a wrong network without a word."""
+    gives a wrong network without a word. The devices' verdicts are read in one host
+    synchronisation."""
     import mxnet as mx
-    if classes is None:
-        if not all(mx.nd.contrib.isfinite(x.astype("float32", copy=False)).min().asscalar()
-                   for x in data):
-            raise PrunenetError(f"{what}: the first batch's images hold NaN or Inf; training "
-                                f"on them makes the weights NaN: clean the data first")
-        return
-    labels = np.concatenate([y.asnumpy().reshape(-1) for y in label])
-    bad = labels[~((labels >= 0) & (labels < classes) & (labels == np.floor(labels)))]
-    if bad.size:
+    host = mx.cpu()
+    flags = [mx.nd.contrib.isfinite(x.astype("float32", copy=False)).min().reshape((1,))
+             .as_in_context(host) for x in data]
+    if classes is not None:
+        flags += [((y >= 0) * (y < classes) * (y == mx.nd.floor(y))).min().reshape((1,))
+                  .astype("float32").as_in_context(host) for y in label]
+    ok = mx.nd.concat(*flags, dim=0).asnumpy()
+    if not ok[:len(data)].all():
+        raise PrunenetError(f"{what}: the first batch's images hold NaN or Inf; training "
+                            f"on them makes the weights NaN: clean the data first")
+    if not ok.all():  # only now read the labels themselves, to name one
+        labels = np.concatenate([y.asnumpy().reshape(-1) for y in label])
+        bad = labels[~((labels >= 0) & (labels < classes) & (labels == np.floor(labels)))]
         raise PrunenetError(f"{what}: the first batch has label {bad[0]:g}, not a class index "
                             f"0..{classes - 1} of the network's {classes} outputs; give each "
                             f"example its class index (or a network of more classes)")
