@@ -16,8 +16,8 @@ HAVE_DATA = any(os.path.exists(os.path.join(os.path.expanduser(d), "t10k-labels-
 def test_quick_demo_trains_prunes_and_reuses_its_base(tmp_path):
     import dataclasses
     from prunenet.demo import QUICK, run_demo
-    # the quick demo on half its images (96 base iterations, λ 0 and one shrink level): the same code
-    # path in half the time (the quick demo itself took 2 min beside another job)
+    # the quick demo on half its images (96 base iterations, λ 0 and one shrink level): the
+    # same code path in half the time (the quick demo itself took 2 min beside another job)
     light = dataclasses.replace(QUICK, train_limit=4096, base_epochs=3.0, shrink_grid=(1.0,),
                                 epochs_per_step=0.25, finetune_epochs=0.5)
     messages = []
