@@ -545,3 +545,30 @@ def test_record_labels_and_payloads_are_checked_naming_the_record(tmp_path, labe
     one_line("prunenet: error: " + str(err.value), rec, *words)
     ok = _records(tmp_path, [0, 1, 2, 3], [jpeg] * 4)
     assert len(imagenet_record(ok, train=True, input_size=32, num_workers=1, classes=4)) == 4
+
+
+def test_two_names_of_one_output_take_one_lock(tmp_path):
+    """Issue 33 (trial DUAL): ``--resume runs/dual`` and ``--resume link_dual`` (a symbolic link
+    to it) took the locks ``.dual.lock`` and ``.link_dual.lock``, so both resumed the same run
+    and one died on a checkpoint the other had deleted; the lock now follows the link."""
+    import threading
+    from prunenet.outputs import LockedError, exclusive
+    real = tmp_path / "runs" / "dual"
+    real.mkdir(parents=True)
+    link = tmp_path / "link_dual"
+    link.symlink_to(real, target_is_directory=True)
+    second = []
+
+    def other_writer():  # another thread: its own flock, as another process would take
+        try:
+            with exclusive(str(link), "--resume"):
+                second.append("entered")
+        except LockedError as err:
+            second.append(str(err))
+    with exclusive(str(real), "--resume"):
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        thread.join(timeout=60)
+    assert len(second) == 1 and second[0].startswith(f"--resume {link} is being written by"), \
+        second
+    assert not any(name.endswith(".lock") for name in os.listdir(tmp_path))  # none by the link
