@@ -536,3 +536,16 @@ def test_prune_options_of_the_wrong_type_are_refused_in_one_line(option, value, 
         prunenet.prune(net, "l1", input_shape=(1, 3, 32, 32), **options)
     assert str(err.value) == words or str(err.value).startswith(words), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_verify_notes_a_temporary_file_a_killed_publish_left(zoo_copy):
+    """Issue 33 (trial K3): a publish killed mid-copy left ``.NAME.params.XXXX.tmp`` (7.4 MB) in
+    the zoo, which a later publish kept and ``zoo verify`` did not mention (it is uploaded with
+    the zoo); verify now notes it by name, and still passes the models."""
+    left = os.path.join(zoo_copy, ".killed1-6c313009.params.e_5tq8z_.tmp")
+    write(left, "half a params file")
+    code, out = _verify(zoo_copy)
+    assert code == 0, out
+    notes = [line for line in out.splitlines() if left in line]
+    assert len(notes) == 1 and "temporary file of a write that was killed" in notes[0], out
+    assert "ok       r18" in out and "ok       r20" in out

@@ -572,3 +572,43 @@ def test_two_names_of_one_output_take_one_lock(tmp_path):
     assert len(second) == 1 and second[0].startswith(f"--resume {link} is being written by"), \
         second
     assert not any(name.endswith(".lock") for name in os.listdir(tmp_path))  # none by the link
+
+
+FULL_WRITE = """
+import shutil, sys
+from prunenet.errors import PrunenetError
+from prunenet.files import atomic_path, write_json
+source, target = sys.argv[1:3]
+def copy():
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+for write in (copy, lambda: write_json(target, {"text": "x" * 400_000})):
+    try:
+        write()
+        print("written")
+    except PrunenetError as err:
+        print("refused:", err)
+"""
+
+
+def test_a_full_disk_names_the_file_written_not_the_one_read(tmp_path):
+    """Issue 33 (trial FD1, FD2): ``zoo publish`` onto a full disk named the run's params file it
+    copied from (shutil puts the source in the error), or no file at all (a manifest write:
+    "e.g. at the standard output"); every atomic write now names the file it writes."""
+    source = tmp_path / "run" / "pruned-0000.params"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(300_000))
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    target = zoo_dir / "second.params"
+    script = tmp_path / "full.py"
+    script.write_text(FULL_WRITE)
+    proc = subprocess.run([sys.executable, str(script), str(source), str(target)], env=ENV,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=_file_size_limit(200_000))
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2, proc.stdout + proc.stderr[-2000:]
+    for line in lines:
+        assert line.startswith(f"refused: cannot write {target} (File too large)"), line
+        assert str(source) not in line
+    assert os.listdir(zoo_dir) == []  # no temporary file left either
