@@ -537,6 +537,25 @@ def test_a_symbol_with_a_second_input_is_named(tmp_path):
                 "export a network that takes the images alone")
 
 
+def test_a_symbol_with_a_cycle_names_the_symbol_file(tmp_path):
+    """Issue 33 (trial Y01): a graph whose first operator reads the last (a cycle) was blamed on
+    --input-size alone; the line now names the symbol file too (and the check for a second
+    input, which runs MXNet's partial shape inference first, lets it through to this line)."""
+    import mxnet as mx
+    conv = mx.sym.Convolution(mx.sym.var("data") + mx.sym.var("x"), num_filter=3,
+                              kernel=(3, 3), pad=(1, 1), name="c")
+    doc = json.loads(mx.sym.relu(conv, name="r").tojson())
+    names = [node["name"] for node in doc["nodes"]]
+    plus = next(i for i, node in enumerate(doc["nodes"]) if node["op"] == "elemwise_add")
+    doc["nodes"][plus]["inputs"][1] = [names.index("r"), 0, 0]  # data + r: the cycle
+    path, params = str(tmp_path / "cycle-symbol.json"), str(tmp_path / "cycle-0000.params")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    mx.nd.save(params, {"arg:c_weight": mx.nd.ones((3, 3, 3, 3)), "arg:c_bias": mx.nd.zeros(3)})
+    refused(["count", "--symbol", path, "--params", params, "--input-size", "32"],
+            f"{path} cannot run on input of shape (1, 3, 32, 32)", "or the symbol file")
+
+
 def test_teacher_files_are_named_by_their_own_flag(tmp_path, monkeypatch):
     import gluoncv.model_zoo.model_store as store
     from conftest import random_net
