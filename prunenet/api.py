@@ -83,11 +83,12 @@ def _cost(graph, objective: str, name: str, round_to: int, min_width: int, targe
           ctx: list, latency_table, latency_batch_size: int, dtype: str):
     from .costs import OBJECTIVES
     from .runs import objective_cost
-    from .select import check_cost_target, check_reachable
+    from .select import check_blocks, check_cost_target, check_reachable
     if objective not in OBJECTIVES:
         raise PrunenetError(f"unknown objective {objective!r}: choose one of "
                             f"{', '.join(sorted(OBJECTIVES))}")
     check_cost_target(target)
+    check_blocks(round_to, min_width)
     cost = objective_cost(graph, objective, name, round_to, _gpus(ctx), latency_table,
                           latency_batch_size, dtype)
     check_reachable(graph, cost, target, round_to, min_width)

@@ -89,7 +89,9 @@ def _open(url: str, what: str, timeout: float, hint_404: str):
     try:
         return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
-        hint = hint_404 if err.code in (403, 404, 410) else "try again later"
+        hint = (hint_404 if err.code in (403, 404, 410) else
+                "it redirects in a loop or nowhere, which waiting does not mend: check the URL "
+                "or tell the server's owner" if 300 <= err.code < 400 else "try again later")
         raise PrunenetError(f"cannot download {what} {url}: the server answered HTTP {err.code} "
                             f"{' '.join(str(err.reason).split())}; {hint}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:

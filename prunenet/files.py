@@ -6,6 +6,7 @@ reader never sees a half-written file under its final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -30,21 +31,31 @@ __all__ = ["atomic_path", "write_json", "read_json", "save_params", "load_params
            "read_shapes", "require_file", "staged_dir", "save_symbol"]
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no room: the write failed, not a read
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``."""
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
+    A full disk (or a file size limit) met on the way is one line naming ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())
     try:
-        yield tmp
-        from .failpoints import failpoint
-        failpoint("write")  # a kill here leaves the temporary file behind
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            from .failpoints import failpoint
+            failpoint("write")  # a kill here leaves the temporary file behind
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            if err.errno not in _FULL:
+                raise
+            from .outputs import write_error  # name the file written, not the one read from
+            raise write_error(err, path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -424,6 +424,16 @@ def check_symbol_params(symbol_file: str, params_file: Optional[str], shape) -> 
             f" (its arguments start with {arguments[0]!r})" if arguments else
             " (it holds no operators)") + "; prunenet feeds the images as data: export the "
             "network with HybridBlock.export, which names its input so")
+    try:  # a parameter's shape follows from the images'; a second input's does not
+        partial = dict(zip(arguments, symbol.infer_shape_partial(data=shape)[0]))
+    except mx.base.MXNetError:  # a graph MXNet cannot run: said below, with --params
+        partial = {}
+    inputs = [n for n in partial if n != "data" and (not partial[n] or 0 in partial[n])]
+    if inputs:
+        raise PrunenetError(f"symbol file {symbol_file} takes a second input, {inputs[0]}, "
+                            f"besides data (the images do not tell its shape); prunenet feeds "
+                            f"the images as the one input, data: export a network that takes "
+                            f"the images alone")
     needed = [n for n in arguments if n != "data"] + symbol.list_auxiliary_states()
     if params_file is None:
         raise PrunenetError(f"--symbol {symbol_file} needs --params: its parameters (first: "

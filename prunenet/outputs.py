@@ -206,7 +206,7 @@ def set_aside(out: str) -> str:
 
 
 def _lock_path(target: str) -> str:
-    target = os.path.abspath(target)
+    target = os.path.realpath(target)  # two names of one output (a symbolic link) share a lock
     return os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".lock")
 
 

@@ -13,6 +13,7 @@ figure, drawn in a panel of its own and never on the same axis as local timings.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -635,13 +636,13 @@ def save_figure(fig, out: str, svg: bool = True, overwrite: bool = True) -> List
     command line: ``--overwrite``)."""
     from .files import atomic_path
     from .outputs import exclusive
-    paths = []
-    with _style(), exclusive(figure_paths(out, svg, overwrite)[0]):
-        for path in figure_paths(out, svg, overwrite):  # again, under the lock
-            fmt = path.rsplit(".", 1)[1]
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.15)
-            paths.append(path)
+    with _style(), exclusive(figure_paths(out, svg, overwrite)[0]), \
+            contextlib.ExitStack() as staged:  # every file written before any is replaced
+        paths = figure_paths(out, svg, overwrite)  # again, under the lock
+        for path in paths:
+            tmp = staged.enter_context(atomic_path(path))
+            fig.savefig(tmp, format=path.rsplit(".", 1)[1], dpi=150, bbox_inches="tight",
+                        pad_inches=0.15)
     return paths
 
 

@@ -12,6 +12,7 @@ block), down to ``min_width``. The achieved fraction may then lie below α.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -143,10 +144,21 @@ def _unreachable(graph: ChannelGraph, cost: CostModel, target: float, smallest: 
 def check_cost_target(target: float, name: str = "target", whole: bool = False) -> None:
     """Refuse a target that is not a fraction of the cost to keep: in (0, 1), or (``whole``:
     the selection routines, which a full-width step may reach) in (0, 1]."""
+    if isinstance(target, bool) or not isinstance(target, numbers.Real):
+        raise PrunenetError(f"{name} {target!r} must be a number (the fraction of the cost to "
+                            f"keep), not {type(target).__name__}")
     if not (0.0 < target <= 1.0 if whole else 0.0 < target < 1.0):
         interval = "in (0, 1]" if whole else "strictly between 0 and 1"
         raise PrunenetError(f"{name} {target} must lie {interval} (the fraction of the cost "
                             f"to keep)")
+
+
+def check_blocks(round_to, min_width) -> None:
+    """Refuse a ``round_to`` or ``min_width`` that is not a whole number of channels >= 1."""
+    for name, value in (("round_to", round_to), ("min_width", min_width)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise PrunenetError(f"{name} {value!r} must be a whole number of channels, at "
+                                f"least 1")
 
 
 def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], target: float,

@@ -655,7 +655,10 @@ def verify(zoo: str, ctx=None) -> Verification:
                                    f"model {label}: {text}")
     folder = os.path.expanduser(zoo)
     for fname in [] if is_url(zoo) else sorted(os.listdir(folder)):
-        if fname not in listed and not fname.startswith("."):
+        if fname.startswith(".") and fname.endswith(".tmp"):  # served with the zoo too
+            result.notes.append(f"{os.path.join(folder, fname)} is a temporary file of a "
+                                f"write that was killed; delete it unless a publish is running")
+        elif fname not in listed and not fname.startswith("."):
             result.notes.append(f"{os.path.join(folder, fname)} is not listed in {MANIFEST} "
                                 f"(left by an interrupted publish or another tool)")
     return result

@@ -517,3 +517,35 @@ def test_a_one_pass_iterable_is_refused_naming_what_to_pass(tmp_path):
         assert "pass a gluon.data.DataLoader or a list of batches" in line
     assert lines[2].startswith("refused: the training data gave no batch in epoch 1"), lines[2]
     assert "gluon.data.DataLoader or a list of batches" in lines[2]
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("target", "0.5", "target '0.5' must be a number (the fraction of the cost to keep), not str"),
+    ("target", True, "target True must be a number"),
+    ("round_to", 2.5, "round_to 2.5 must be a whole number of channels, at least 1"),
+    ("min_width", "8", "min_width '8' must be a whole number of channels, at least 1"),
+])
+def test_prune_options_of_the_wrong_type_are_refused_in_one_line(option, value, words):
+    """Issue 33 (trial API18, API19): ``prune(net, target="0.5")`` gave a ``TypeError`` from a
+    comparison in ``select.py``, ``round_to=2.5`` numpy's ``ufunc 'lcm'`` error; GCP takes the
+    same checks (``GCPConfig.check``, then the cost)."""
+    import prunenet
+    net = random_net("cifar_resnet20_v1", 32)
+    options = {"target": 0.5, option: value}
+    with pytest.raises(PrunenetError) as err:
+        prunenet.prune(net, "l1", input_shape=(1, 3, 32, 32), **options)
+    assert str(err.value) == words or str(err.value).startswith(words), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_verify_notes_a_temporary_file_a_killed_publish_left(zoo_copy):
+    """Issue 33 (trial K3): a publish killed mid-copy left ``.NAME.params.XXXX.tmp`` (7.4 MB) in
+    the zoo, which a later publish kept and ``zoo verify`` did not mention (it is uploaded with
+    the zoo); verify now notes it by name, and still passes the models."""
+    left = os.path.join(zoo_copy, ".killed1-6c313009.params.e_5tq8z_.tmp")
+    write(left, "half a params file")
+    code, out = _verify(zoo_copy)
+    assert code == 0, out
+    notes = [line for line in out.splitlines() if left in line]
+    assert len(notes) == 1 and "temporary file of a write that was killed" in notes[0], out
+    assert "ok       r18" in out and "ok       r20" in out

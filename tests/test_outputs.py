@@ -545,3 +545,70 @@ def test_record_labels_and_payloads_are_checked_naming_the_record(tmp_path, labe
     one_line("prunenet: error: " + str(err.value), rec, *words)
     ok = _records(tmp_path, [0, 1, 2, 3], [jpeg] * 4)
     assert len(imagenet_record(ok, train=True, input_size=32, num_workers=1, classes=4)) == 4
+
+
+def test_two_names_of_one_output_take_one_lock(tmp_path):
+    """Issue 33 (trial DUAL): ``--resume runs/dual`` and ``--resume link_dual`` (a symbolic link
+    to it) took the locks ``.dual.lock`` and ``.link_dual.lock``, so both resumed the same run
+    and one died on a checkpoint the other had deleted; the lock now follows the link."""
+    import threading
+    from prunenet.outputs import LockedError, exclusive
+    real = tmp_path / "runs" / "dual"
+    real.mkdir(parents=True)
+    link = tmp_path / "link_dual"
+    link.symlink_to(real, target_is_directory=True)
+    second = []
+
+    def other_writer():  # another thread: its own flock, as another process would take
+        try:
+            with exclusive(str(link), "--resume"):
+                second.append("entered")
+        except LockedError as err:
+            second.append(str(err))
+    with exclusive(str(real), "--resume"):
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        thread.join(timeout=60)
+    assert len(second) == 1 and second[0].startswith(f"--resume {link} is being written by"), \
+        second
+    assert not any(name.endswith(".lock") for name in os.listdir(tmp_path))  # none by the link
+
+
+FULL_WRITE = """
+import shutil, sys
+from prunenet.errors import PrunenetError
+from prunenet.files import atomic_path, write_json
+source, target = sys.argv[1:3]
+def copy():
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+for write in (copy, lambda: write_json(target, {"text": "x" * 400_000})):
+    try:
+        write()
+        print("written")
+    except PrunenetError as err:
+        print("refused:", err)
+"""
+
+
+def test_a_full_disk_names_the_file_written_not_the_one_read(tmp_path):
+    """Issue 33 (trial FD1, FD2): ``zoo publish`` onto a full disk named the run's params file it
+    copied from (shutil puts the source in the error), or no file at all (a manifest write:
+    "e.g. at the standard output"); every atomic write now names the file it writes."""
+    source = tmp_path / "run" / "pruned-0000.params"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(300_000))
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    target = zoo_dir / "second.params"
+    script = tmp_path / "full.py"
+    script.write_text(FULL_WRITE)
+    proc = subprocess.run([sys.executable, str(script), str(source), str(target)], env=ENV,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=_file_size_limit(200_000))
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2, proc.stdout + proc.stderr[-2000:]
+    for line in lines:
+        assert line.startswith(f"refused: cannot write {target} (File too large)"), line
+        assert str(source) not in line
+    assert os.listdir(zoo_dir) == []  # no temporary file left either

@@ -425,3 +425,34 @@ def test_seeds_averaged_the_front_over_all_and_standard_networks_named(tmp_path)
     assert {t.get_text() for t in fig.axes[0].texts} >= {"small", "tiny"}  # few: all named
     with pytest.raises(records.PrunenetError, match="front 'best'"):
         plot.tradeoff_figure(mean, [], front="best")
+
+
+def test_a_figure_pair_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Issue 33 (trial FD3, K5): the PNG was replaced before the SVG was written, so a full disk
+    (or a kill) at the SVG left the new PNG beside the old SVG, and the error named no file;
+    now both are written first and replaced together, and the line names the SVG."""
+    import errno
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    from prunenet.errors import PrunenetError
+    out = tmp_path / "c.png"
+    old = {out: b"old png", tmp_path / "c.svg": b"old svg"}
+    for path, content in old.items():
+        path.write_bytes(content)
+    fig = pyplot.figure()
+    fig.gca().plot([0, 1], [1, 0])
+    draw = fig.savefig
+
+    def savefig(target, format, **options):
+        if format == "svg":  # the disk fills up at the SVG
+            raise OSError(errno.ENOSPC, "No space left on device")
+        draw(target, format=format, **options)
+    monkeypatch.setattr(fig, "savefig", savefig)
+    with pytest.raises(PrunenetError) as err:
+        plot.save_figure(fig, str(out), svg=True, overwrite=True)
+    pyplot.close(fig)
+    assert str(err.value).startswith(f"cannot write {tmp_path / 'c.svg'} (No space left on "
+                                     f"device)"), str(err.value)
+    assert {path: path.read_bytes() for path in old} == old  # the old pair, matched
+    assert sorted(os.listdir(tmp_path)) == ["c.png", "c.svg"]  # no temporary file

@@ -520,6 +520,42 @@ def test_a_symbol_without_an_input_named_data_is_named(tmp_path, kind, words):
                 "export the network with HybridBlock.export")
 
 
+def test_a_symbol_with_a_second_input_is_named(tmp_path):
+    """Issue 33 (trial Y05): a symbol taking ``data`` and ``extra`` was refused as if ``extra``
+    were a parameter ("needs --params", then "params file ... has no extra")."""
+    import mxnet as mx
+    path = str(tmp_path / "twoin-symbol.json")
+    convs = [mx.sym.Convolution(mx.sym.var(name), num_filter=8, kernel=(3, 3), pad=(1, 1),
+                                name=f"c{i}") for i, name in enumerate(("data", "extra"))]
+    (convs[0] + convs[1]).save(path)
+    params = str(tmp_path / "twoin-0000.params")
+    mx.nd.save(params, {f"arg:c{i}_{part}": mx.nd.ones(shape) for i in range(2)
+                        for part, shape in (("weight", (8, 3, 3, 3)), ("bias", (8,)))})
+    for extra in ([], ["--params", params]):
+        refused(["count", "--symbol", path, "--input-size", "32"] + extra,
+                f"symbol file {path} takes a second input, extra, besides data",
+                "export a network that takes the images alone")
+
+
+def test_a_symbol_with_a_cycle_names_the_symbol_file(tmp_path):
+    """Issue 33 (trial Y01): a graph whose first operator reads the last (a cycle) was blamed on
+    --input-size alone; the line now names the symbol file too (and the check for a second
+    input, which runs MXNet's partial shape inference first, lets it through to this line)."""
+    import mxnet as mx
+    conv = mx.sym.Convolution(mx.sym.var("data") + mx.sym.var("x"), num_filter=3,
+                              kernel=(3, 3), pad=(1, 1), name="c")
+    doc = json.loads(mx.sym.relu(conv, name="r").tojson())
+    names = [node["name"] for node in doc["nodes"]]
+    plus = next(i for i, node in enumerate(doc["nodes"]) if node["op"] == "elemwise_add")
+    doc["nodes"][plus]["inputs"][1] = [names.index("r"), 0, 0]  # data + r: the cycle
+    path, params = str(tmp_path / "cycle-symbol.json"), str(tmp_path / "cycle-0000.params")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    mx.nd.save(params, {"arg:c_weight": mx.nd.ones((3, 3, 3, 3)), "arg:c_bias": mx.nd.zeros(3)})
+    refused(["count", "--symbol", path, "--params", params, "--input-size", "32"],
+            f"{path} cannot run on input of shape (1, 3, 32, 32)", "or the symbol file")
+
+
 def test_teacher_files_are_named_by_their_own_flag(tmp_path, monkeypatch):
     import gluoncv.model_zoo.model_store as store
     from conftest import random_net

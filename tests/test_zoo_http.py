@@ -369,3 +369,23 @@ def test_a_cache_that_cannot_be_written_is_one_line(site, tmp_path, monkeypatch)
             zoo.get_model(RESNET, pretrained=True, root=url)
     one_line(str(err.value), f"cannot download into {blocker}", "PRUNENET_CACHE")
     assert blocker.read_text() == "x"
+
+
+class Loop(Quiet):
+    """Answers every request with a 302 to the same path."""
+
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_redirect_loop_is_not_told_to_try_again_later(tmp_path, capsys):
+    """Issue 33 (trial Z04): a server redirecting to itself was answered "try again later",
+    though no wait mends a loop; the line now says to check the URL."""
+    with serving(tmp_path, Loop) as url:
+        assert cli("zoo", "list", "--zoo", url) == 2
+    err = capsys.readouterr().err
+    one_line(err, f"{url}/zoo.json", "HTTP 302", "redirects in a loop", "check the URL")
+    assert "try again later" not in err
