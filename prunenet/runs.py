@@ -56,18 +56,23 @@ def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_t
 
 
 def auto_round_to(graph: ChannelGraph, gpus: str, latency_table: Optional[str],
-                  latency_batch_size: int, dtype: str, runtime: str, log=print
-                  ) -> Tuple[int, dict]:
-    """``--round-to auto``: the block size that saves the most measured time per channel in
-    ``runtime`` (:mod:`prunenet.latency.blocks`), logged, and the report's field with the
-    measurement."""
+                  latency_batch_size: int, dtype: str, runtime: str, log=print,
+                  fits=lambda block: True) -> Tuple[int, dict]:
+    """``--round-to auto``: of the block sizes that can reach the target (``fits``), the one
+    that saves the most measured time per channel in ``runtime``
+    (:mod:`prunenet.latency.blocks`), logged, and the report's field with the measurement."""
     from .latency import LatencyTable
     from .latency.blocks import block_gains, blocks_line, choose_block
     table = LatencyTable.open(latency_table, gpus=(gpus or "").split(",")[0].strip(),
                               batch_size=latency_batch_size, dtype=dtype, runtime=runtime)
     gains = block_gains(table, graph)
-    chosen = choose_block(gains)
-    log(blocks_line(gains, chosen, table.runtime))
+    feasible = {b: g for b, g in gains.items() if fits(b)}
+    if not feasible:
+        raise PrunenetError(f"--round-to auto: no block size of {', '.join(map(str, gains))} "
+                            f"can reach the target; raise --target or lower --min-width")
+    chosen = choose_block(feasible)
+    log(blocks_line(gains, chosen, table.runtime) + "".join(
+        f" ({b} cannot reach the target)" for b in gains if b not in feasible))
     return chosen, {"round_to_auto": {"runtime": table.runtime, "chosen": chosen,
                                       "ms_saved_per_channel": {str(b): g
                                                                for b, g in gains.items()}}}
@@ -139,8 +144,16 @@ def _prune_run(model, method, objective, target, out, params, input_size, classe
     graph = trace(net, shape)
     blocks = {}
     if round_to == "auto":
+        def fits(block: int) -> bool:  # latency: judged by the MACs, not measured five times
+            proxy = objective if objective in ("flops", "params") else "flops"
+            try:
+                check_reachable(graph, cost_model(graph, proxy), target, block,
+                                min_width)
+            except PrunenetError:
+                return False
+            return True
         round_to, blocks = auto_round_to(graph, gpus, latency_table, latency_batch_size, dtype,
-                                         runtime, log)
+                                         runtime, log, fits)
     if kept_whole_line(graph):
         log(kept_whole_line(graph))
     cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,

@@ -283,3 +283,25 @@ def test_bench_command_names_the_runtime(capsys):
     assert lines[0].startswith("MXNet and ONNX Runtime (CPUExecutionProvider), cpu, batch 2")
     assert [line.split()[0] for line in lines[2:4]] == ["cifar_resnet20_v1@mxnet",
                                                         "cifar_resnet20_v1@onnxruntime"]
+
+
+def test_round_to_auto_chooses_among_the_blocks_that_can_reach_the_target(monkeypatch):
+    """The block that saves the most time per channel is passed over when it cannot reach the
+    target (a noisy table once chose 32 for cifar_resnet20_v1 at α 0.5, which only 0.77 of the
+    FLOPs can be reached with); none reaching it is one line."""
+    import types
+    import prunenet.latency as latency
+    import prunenet.latency.blocks as blocks
+    from prunenet.errors import PrunenetError
+    from prunenet.runs import auto_round_to
+    monkeypatch.setattr(latency.LatencyTable, "open",
+                        classmethod(lambda cls, *a, **k: types.SimpleNamespace(runtime="mxnet")))
+    monkeypatch.setattr(blocks, "block_gains", lambda table, graph: {1: 0.1, 4: 0.2, 32: 0.9})
+    lines = []
+    chosen, info = auto_round_to(None, "", None, 2, "float32", "mxnet", lines.append,
+                                 fits=lambda b: b < 32)
+    assert chosen == 4 and info["round_to_auto"]["chosen"] == 4
+    assert "32 cannot reach the target" in lines[0]
+    assert auto_round_to(None, "", None, 2, "float32", "mxnet", lines.append)[0] == 32
+    with pytest.raises(PrunenetError, match="no block size of 1, 4, 32 can reach the target"):
+        auto_round_to(None, "", None, 2, "float32", "mxnet", lines.append, fits=lambda b: False)
