@@ -11,7 +11,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "experiments", "results")
-STUDIES = ("fashion_mnist", "fashion_mnist_first_base", "fashion_mnist_seed_papers")
+STUDIES = ("fashion_mnist_epoch", "fashion_mnist", "fashion_mnist_first_base",
+           "fashion_mnist_seed_papers")
 
 
 def _study_module():
