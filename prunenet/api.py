@@ -13,8 +13,6 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-
 from .errors import PrunenetError
 from .tied import DEFAULT_RULE
 
@@ -436,6 +434,7 @@ def hold_out_loader(loader, count: int, seed: int = 0):
     training images and ``count`` (at most a tenth) held-out ones, drawn from ``seed``, in
     order. Anything else is refused in one line saying what to pass."""
     from mxnet import gluon
+    from .data import holdout_rows
     if not isinstance(loader, gluon.data.DataLoader):
         raise PrunenetError(
             f"reg='auto' scores λ on held-out training images, and a {type(loader).__name__} "
@@ -446,8 +445,7 @@ def hold_out_loader(loader, count: int, seed: int = 0):
     if count < 1:
         raise PrunenetError(f"{len(dataset)} training images are too few to hold out a tenth "
                             f"for the λ search; pass heldout_data or a number as reg")
-    order = np.random.RandomState([seed, 7919]).permutation(len(dataset))
-    held, rest = np.sort(order[:count]), np.sort(order[count:])
+    held, rest = holdout_rows(len(dataset), count, seed)
     sampler = loader._batch_sampler
     size = getattr(sampler, "_batch_size", 32)
     shuffle = isinstance(getattr(sampler, "_sampler", None), gluon.data.RandomSampler)

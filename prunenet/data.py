@@ -778,8 +778,7 @@ def _hold_out_records(dataset: "RecordDataset", count: int, seed: int) -> tuple:
         raise PrunenetError(f"record file {dataset.rec_path} repeats record ids, so training "
                             f"cannot skip held-out records by id; pack it again with im2rec.py, "
                             f"or give --reg a number")
-    order = np.random.RandomState([seed, 7919]).permutation(len(ids))
-    held = np.sort(order[:count])
+    held, _ = holdout_rows(len(ids), count, seed)
     flags = np.zeros(len(ids), dtype=np.int64)
     flags[held] = 1
     folder = tempfile.mkdtemp(prefix="prunenet-holdout-")
@@ -899,6 +898,13 @@ def load(name: str, data_dir: Optional[str] = None, train: bool = True, **option
 
 # --------------------------------------------------------------------------- evaluation
 
+def holdout_rows(n: int, count: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """The rows of ``n`` held out (``count`` of them, drawn from ``seed``) and the rest, each in
+    order: the one draw of every held-out split."""
+    order = np.random.RandomState([seed, 7919]).permutation(n)
+    return np.sort(order[:count]), np.sort(order[count:])
+
+
 def holdout(dataset: Dataset, count: int, seed: int = 0) -> Tuple[Dataset, Dataset]:
     """``dataset`` split into (the rest, ``count`` held-out examples drawn from ``seed``), both
     as datasets; the held-out part is read as evaluation data (no augmentation).
@@ -915,8 +921,7 @@ def holdout(dataset: Dataset, count: int, seed: int = 0) -> Tuple[Dataset, Datas
     if not hasattr(dataset, "subset"):
         raise PrunenetError(f"dataset {dataset.name} cannot hold out images for the λ search; "
                             f"give --reg a number")
-    order = np.random.RandomState([seed, 7919]).permutation(len(dataset))
-    held, rest = np.sort(order[:count]), np.sort(order[count:])
+    held, rest = holdout_rows(len(dataset), count, seed)
     held_set = dataset.subset(held)
     if hasattr(held_set, "evaluation_view"):
         held_set = held_set.evaluation_view()

@@ -205,10 +205,7 @@ class GCP:
         if state is None:
             if cfg.rescale:
                 w.rescale()
-            widths = np.array([int(k.sum()) for k in w.keep])
-            weights = w.cost_weights(self.cost.marginal(widths))
-            if not cfg.cost_weighted:
-                weights = {name: np.ones_like(c) for name, c in weights.items()}
+            weights = self.channel_costs()
             self.reg_trainer._optimizer.set_thresholds(
                 {name: cfg.reg * c for name, c in weights.items()})
             state = {"step": t, "phase": REGULARIZE, "done": 0, "sums": None, "elapsed": 0.0,
@@ -296,14 +293,21 @@ class GCP:
             return full
         return min(full, max(SEARCH_MIN_BATCHES, int(round(full * fraction))))
 
-    def shrink_scale(self) -> float:
-        """The median importance per unit cost, median(|s|/c), over the live prunable
-        channels, measured after the rescale: the unit of a shrink level ρ."""
+    def channel_costs(self) -> Dict[str, np.ndarray]:
+        """Per regularised parameter, each live channel's cost weight c at the current widths
+        (1 alike without ``cost_weighted``): the penalty is λ·c."""
         w = self.wrapper
         widths = np.array([int(k.sum()) for k in w.keep])
         weights = w.cost_weights(self.cost.marginal(widths))
         if not self.config.cost_weighted:
             weights = {name: np.ones_like(c) for name, c in weights.items()}
+        return weights
+
+    def shrink_scale(self) -> float:
+        """The median importance per unit cost, median(|s|/c), over the live prunable
+        channels, measured after the rescale: the unit of a shrink level ρ."""
+        w = self.wrapper
+        weights = self.channel_costs()
         scores = w.scores()
         ratios = np.concatenate([
             scores[g.index][w.keep[g.index]] / np.maximum(
