@@ -62,7 +62,12 @@ METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),
            "slimming": ("slimming", {}), "qcqp": ("qcqp", {}), "wsp": ("wsp", {}),
            "activation-vote": ("activation-vote", {}), "globalpru": ("globalpru", {}),
            "gcp-params": ("gcp", {"objective": "params"}),  # α is then of the parameters
-           "gcp-lambda0": ("gcp", {"reg": 0.0})}  # what the regulariser adds
+           "gcp-lambda0": ("gcp", {"reg": 0.0}),  # what the regulariser adds
+           # λ held at what the rule's shrink levels ρ 0.1 and 0.3 were on the epoch plan's
+           # ResNet-18 base (reg_search of resnet18-gcp-0.25-s0): is the λ the rule turned down
+           # better after fine-tuning than the one it chose?
+           "gcp-rho0.1": ("gcp", {"reg": 0.06792983798481488}),
+           "gcp-rho0.3": ("gcp", {"reg": 0.20378951395444456})}
 BASES = {"resnet18": DemoConfig(), "resnet20": DemoConfig(model="cifar_resnet20_v1")}
 TOP1_TOLERANCE = 5e-5  # two top-1s of one base (on 10,000 images, recorded to 4 decimals)
 SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform-l1-0.25-s0",
@@ -72,10 +77,12 @@ SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform
 def _order_epoch():
     """(base, method, α, seed) of the "epoch" plan's cells, in the order they run: seed 0 of
     ResNet-18 at every α first (GCP beside its λ = 0 ablation and the two uniform baselines),
-    then seeds 1 and 2, then ResNet-20 likewise."""
+    then seeds 1 and 2, then ResNet-20 likewise; last, GCP at α 0.25 with λ held at two of the
+    levels the rule turned down."""
     methods = ("gcp", "gcp-lambda0", "uniform", "uniform-l1")
+    fixed = [("resnet18", m, 0.25, 0) for m in ("gcp-rho0.1", "gcp-rho0.3")]
     return [(b, m, a, s) for b in ("resnet18", "resnet20") for s in (0, 1, 2)
-            for a in (0.25, 0.5, 0.15) for m in methods]
+            for a in (0.25, 0.5, 0.15) for m in methods] + fixed
 
 
 def _order():
