@@ -23,6 +23,8 @@ setup(
         "matplotlib",
         "pandas",
         "tqdm",
+        # the output locks: TemporaryFileLock retakes a lock file removed while it waited (4.0)
+        "portalocker>=4.0",
         "highspy>=1.7",  # the qcqp method's MILP solver (HiGHS)
         "scipy",
         "onnx==1.14.1",  # --runtime onnxruntime and zoo export --format onnx
