@@ -34,9 +34,10 @@ setup(
         "gpu": ["mxnet-cu112>=1.9.1,<2"],
         "onnx": [],  # (onnx and onnxruntime are installed by default now; kept for old commands)
         # nbclient, nbformat, ipykernel: tests/test_notebooks.py executes the notebooks;
-        # sphinx, myst-parser, sphinx-argparse: tests/test_docs.py builds the manual in docs/
+        # sphinx, myst-parser, sphinx-argparse: tests/test_docs.py builds the manual in docs/;
+        # import-linter: lint-imports checks .importlinter's contracts (tests/test_layers.py)
         "dev": ["pytest", "hypothesis", "nbclient", "nbformat",
-                "ipykernel", "sphinx", "myst-parser", "sphinx-argparse"],
+                "ipykernel", "sphinx", "myst-parser", "sphinx-argparse", "import-linter>=2.17"],
     },
     entry_points={"console_scripts": ["prunenet=prunenet.cli:main"]},
 )
