@@ -7,9 +7,9 @@ directory is refused; an existing file is never taken for a folder (nor a folder
 ``--overwrite`` replaces only a folder that carries prunenet's mark :data:`MARKER` of the same
 kind (a run folder of an older version without one: a run's ``report.json``/``run.json``) and
 holds nothing but that kind's own files, so a user's file or a zoo inside is refused by name;
-and the writer holds an exclusive lock (``portalocker``'s) on ``.NAME.lock`` beside the target as long as
-it writes, so a second writer stops at once with a message naming the first (a zoo's writers
-wait their turn, for a bounded time, naming the one they wait for).
+and the writer holds an exclusive lock (``portalocker``'s) on ``.NAME.lock`` beside the target
+for as long as it writes, so a second writer stops at once with a message naming the first (a
+zoo's writers wait their turn, for a bounded time, naming the one they wait for).
 """
 from __future__ import annotations
 
@@ -290,6 +290,9 @@ def hold_lock(path: str, what: str, wait=False, remove: bool = True,
         f = _take(lock, path, what, wait)
     except OSError as err:
         raise write_error(err, path, what) from None
+    except portalocker.LockException as err:  # no holder: the lock itself failed
+        cause = err.__cause__ if isinstance(err.__cause__, OSError) else OSError(str(err))
+        raise write_error(cause, path, what) from None
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()} ({' '.join(['prunenet'] + sys.argv[1:])})"[:500] + "\n")
@@ -363,6 +366,7 @@ _ADVICE = {
     errno.ENAMETOOLONG: "the path is too long; choose a shorter one",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
     errno.EISDIR: "it is a folder; give a file name",
+    errno.ENOLCK: "its file system cannot lock files; choose a place on a local disk",
 }
 
 
