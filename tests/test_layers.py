@@ -2,7 +2,8 @@
 one above, and no two modules may import each other, directly or round a cycle — imports made
 inside functions count as much as those at the top of a file.
 
-    base      errors, version, failpoints: what every module may use
+    base      errors, version, failpoints, options (how a setting is declared): what every
+              module may use
     core      the channel graph, costs, selection, surgery, the masked network, the optimizer,
               copies of a network over its devices, and the methods that need no training;
               nothing of datasets, files, the command line or the machine
@@ -26,7 +27,7 @@ ROOT = os.path.dirname(prunenet.__file__)
 DATA_FREE = ["activation_vote", "globalpru", "l1", "qcqp", "qcqp_exact", "random", "uniform",
              "wsp", "registry"]
 LAYERS = [
-    ("base", ["errors", "version", "failpoints"]),
+    ("base", ["errors", "version", "failpoints", "options"]),
     ("core", ["graph", "tied", "costs", "select", "surgery", "optim", "replicas", "wrapper"]
      + [f"methods.{m}" for m in DATA_FREE]),
     ("machine", ["devices", "timing", "outputs", "files", "records", "download"]),
