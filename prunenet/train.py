@@ -13,6 +13,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import NonFiniteError, PrunenetError
+from .options import setting
 
 __all__ = ["BatchStream", "NonFiniteError", "run_batches", "FinetuneConfig", "recalibrated",
            "RECALIBRATE_BATCHES",
@@ -364,16 +365,21 @@ class FinetuneConfig:
     """The fine-tuning recipe: NAG, cosine LR with warm-up, label smoothing, no weight decay on
     BN parameters and biases, optional distillation from a teacher."""
 
-    epochs: float = 1.0
-    lr: float = 0.05
-    momentum: float = 0.9
-    wd: float = 1e-4
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.1
-    distill_weight: float = 0.5
-    temperature: float = 1.0
-    lr_mode: str = "cosine"  # see LR_MODES
-    hybridize: bool = True  # False: GluonCV's --mode imperative
+    epochs: float = setting(1.0, "fine-tuning epochs after pruning; fractions allowed "
+                                 "(default {default})")
+    lr: float = setting(0.05, "learning rate")
+    momentum: float = setting(0.9, "SGD momentum of the pruning steps and fine-tuning "
+                                   "(default {default})")
+    wd: float = setting(1e-4, "fine-tuning's weight decay, not on BN and biases (default "
+                              "{default})")
+    warmup_epochs: float = setting(0.0, "fine-tuning's linear warm-up epochs (default {default})")
+    label_smoothing: float = setting(0.1, "fine-tuning's label smoothing (default {default})")
+    distill_weight: float = setting(0.5, "the distillation loss's share of the loss")
+    temperature: float = setting(1.0, "the distillation's softmax temperature")
+    lr_mode: str = setting("cosine", "fine-tuning's learning-rate schedule (default {default})",
+                           choices=lambda: LR_MODES)
+    hybridize: bool = setting(True, "fine-tune the hybridized network (False: GluonCV's --mode "
+                                    "imperative)")
 
 
 def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, teacher=None,
