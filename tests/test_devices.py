@@ -171,6 +171,7 @@ def whole(tmp_path_factory, small_run):
     return report, calls, out
 
 
+@pytest.mark.e2e  # a whole path: a GCP run that trains
 def test_gcp_and_distilled_finetuning_on_two_devices_save_the_devices_average_statistics(whole):
     """Each device normalises its own share of a batch in the debias and fine-tuning phases,
     so the devices' running statistics differ; what is saved is their average."""
@@ -196,6 +197,7 @@ def _steps(folder):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.e2e  # a whole path: GCP runs that train
 def test_first_step_widths_on_two_devices_match_one_device(tmp_path, two_contexts, monkeypatch,
                                                            small_run):
     """The widths chosen after a regularize phase (BatchNorm on running statistics) do not
@@ -210,6 +212,7 @@ def test_first_step_widths_on_two_devices_match_one_device(tmp_path, two_context
     assert two["achieved"] < 0.6
 
 
+@pytest.mark.e2e  # a whole path: a GCP run, interrupted and resumed
 def test_resume_on_two_devices_gives_the_uninterrupted_network(whole, tmp_path, two_contexts,
                                                                 monkeypatch, small_run):
     report, _, folder = whole
@@ -234,6 +237,7 @@ def test_resume_on_two_devices_gives_the_uninterrupted_network(whole, tmp_path, 
                                    rtol=1e-4, atol=1e-5, err_msg=na)
 
 
+@pytest.mark.e2e  # a whole path: a transfer run that trains
 def test_a_transfer_run_on_two_devices(tmp_path, two_contexts):
     from prunenet import experiment as ex
     from prunenet.cli import main

@@ -175,6 +175,7 @@ def _prune(args, env=None):
                           env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
 
 
+@pytest.mark.e2e  # a whole path: GCP commands with the λ search, killed and resumed
 def test_cli_auto_reports_its_grid_and_losses_and_resumes_a_killed_search(tmp_path, FASHION_FREE):
     grid = ["0.3", "3"]
     whole = tmp_path / "whole"

@@ -163,6 +163,7 @@ def sleeping_machine(monkeypatch, independent_count):
     return machine_ms
 
 
+@pytest.mark.e2e  # a whole path: a command that measures and prunes
 def test_prune_command_with_the_latency_objective_reports_predicted_and_measured(
         tmp_path, sleeping_machine, independent_count):
     import mxnet as mx
@@ -197,6 +198,7 @@ def test_prune_command_with_the_latency_objective_reports_predicted_and_measured
     assert report["latency_fraction_measured"] <= target + report["latency_fraction_noise"]
 
 
+@pytest.mark.e2e  # a whole path: a GCP run that trains
 def test_gcp_with_the_latency_objective_measures_what_it_chose(tmp_path, sleeping_machine,
                                                               small_gcp):
     from prunenet.runs import DataRun, data_run

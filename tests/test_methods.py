@@ -209,6 +209,7 @@ def test_activation_vote_needs_data(nets):
         activation_vote.select_channels(graph, params, cost, 0.5, net=net, batches=[])
 
 
+@pytest.mark.e2e  # a whole path: a command per method
 @pytest.mark.parametrize("method", ["random", "wsp", "qcqp"])
 def test_command_line(tmp_path, method):
     out = tmp_path / method

@@ -107,6 +107,7 @@ def onnx_sleeping_machine(monkeypatch, independent_count):
     return machine
 
 
+@pytest.mark.e2e  # a whole path: a command that measures and prunes
 def test_the_latency_objective_in_onnx_runtime_meets_its_target(tmp_path, onnx_sleeping_machine,
                                                                 independent_count):
     from test_latency import _reachable_latency_target, machine_ms
@@ -139,6 +140,7 @@ def test_the_latency_objective_in_onnx_runtime_meets_its_target(tmp_path, onnx_s
         LatencyTable.open(str(table), batch_size=16, measure=False)  # MXNet's: another table
 
 
+@pytest.mark.e2e  # a whole path: a command that measures and prunes
 def test_the_latency_objective_in_onnx_runtime_refuses_a_missed_target(
         tmp_path, onnx_sleeping_machine):
     from test_latency import _reachable_latency_target

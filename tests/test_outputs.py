@@ -118,6 +118,7 @@ def test_a_folder_that_appears_while_a_run_works_is_kept(tmp_path, monkeypatch, 
     assert os.listdir(out) == ["user.txt"]
 
 
+@pytest.mark.e2e  # a whole path: two GCP commands
 def test_two_writers_of_one_out_one_wins_the_other_names_it(tmp_path, G):
     """Two GCP runs on one --out: the second stops at once (exit 2) naming the first, which
     finishes alone (they used to both 'succeed' into a mixed folder)."""
@@ -268,6 +269,7 @@ def test_a_failed_run_leaves_no_empty_folders_behind(tmp_path):
         tmp_path / "np1")
 
 
+@pytest.mark.e2e  # a whole path: a GCP command, interrupted
 def test_an_interrupted_overwrite_of_a_trained_run_keeps_the_old_run(tmp_path, gcp_run, G):
     """Issue 33 (OW1): GCP with --overwrite deleted the old run when it started; Ctrl-C 8 s in
     left neither. Now the old folder waits aside: put back on Ctrl-C (or any failure), kept
