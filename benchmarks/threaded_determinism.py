@@ -15,6 +15,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import killresume as kr  # noqa: E402
+from conftest import small_gcp_args  # noqa: E402
+
+ARGS = small_gcp_args(checkpoint_every=2)  # test_kill_resume's run
 
 KILLS = ["checkpointed-phase:3", "checkpointed-step:1", "checkpointed-surgery:1",
          "checkpointed-finetune:1"]
@@ -31,14 +34,14 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="threaded-")
     refs = [os.path.join(root, f"ref{i}") for i in range(2)]
     for ref in refs:
-        code, err = kr.prune(ref)
+        code, err = kr.prune(ref, ARGS)
         assert code == 0, err[-2000:]
     print(f"oneDNN {'off' if os.environ.get('MXNET_MKLDNN_ENABLED') == '0' else 'on'}; "
           f"two uninterrupted runs: widths equal, largest |dw| = "
           f"{largest_difference(*refs)}")
     for kill in KILLS:
         out = os.path.join(root, kill.replace(":", "-"))
-        kr.prune(out, failpoint=kill)
+        kr.prune(out, ARGS, failpoint=kill)
         code, err = kr.prune(out, resume=True)
         assert code == 0, err[-2000:]
         print(f"killed at {kill}, resumed: {largest_difference(refs[0], out)}")

@@ -1,4 +1,6 @@
-"""Shared fixtures: small, randomised GluonCV networks (never downloaded)."""
+"""Shared fixtures — small, randomised GluonCV networks (never downloaded), MXNet's own count of
+a symbol, the small GCP run's settings, the experiment scripts' runner — and the tiers (markers
+``unit``, ``e2e``, ``slow``). Tests take these as fixtures and never import this file."""
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -51,6 +53,32 @@ def independent_count(symbol, input_shape):
     return macs, params
 
 
+# The small GCP run the tests share: cifar_resnet20_v1 on 128 synthetic images (8 batches an
+# epoch), 2 steps of half an epoch, fixed λ, half an epoch of fine-tuning. Each test states only
+# what it changes; None leaves a setting out (to its default).
+SMALL_GCP = dict(model="cifar_resnet20_v1", method="gcp", dataset="synthetic", target=0.6,
+                 steps=2, reg=0.05, epochs_per_step=0.5, finetune_epochs=0.5, lr=0.02,
+                 batch_size=16, train_limit=128, val_limit=32)
+
+
+def _small_gcp(changes):
+    settings = dict(SMALL_GCP, **changes)
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def small_gcp(**changes):
+    """The small GCP run as ``DataRun`` keywords (no progress bar), ``changes`` applied."""
+    return dict(_small_gcp(changes), progress=False)
+
+
+def small_gcp_args(**changes):
+    """The same run as ``prunenet prune`` flags."""
+    flags = []
+    for key, value in _small_gcp(changes).items():
+        flags += ["--" + key.replace("_", "-"), str(value)]
+    return flags + ["--no-progress"]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     mx.random.seed(0)
@@ -59,18 +87,24 @@ def _seed():
 
 # The test files of whole paths — commands run as processes, pipelines that train, notebooks,
 # studies, distributed jobs, kill-and-resume — marked ``e2e``; every other test is ``unit``.
-# ``pytest -m "not e2e"`` is the edit-test loop; the README's command runs both.
+# ``pytest -m "not e2e"`` is the edit-test loop; the README's command runs both. Tests marked
+# ``slow`` (the long kill/resume variant) run only when asked: ``pytest -m slow``.
 E2E_FILES = {"test_demo.py", "test_study.py", "test_distributed.py", "test_notebooks.py",
              "test_kill_resume.py", "test_kill_resume_slow.py", "test_readme.py",
              "test_experiment.py", "test_gcp_run.py", "test_float16.py", "test_properties.py",
              "test_notebook_path.py", "test_resume_property.py", "test_figure1.py"}
 
 
-def pytest_collection_modifyitems(items):
-    import pytest
+def pytest_collection_modifyitems(config, items):
     for item in items:
         e2e = item.path.name in E2E_FILES or item.get_closest_marker("e2e") is not None
         item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
+    # the long variants (marker ``slow``) run only when the -m expression names them
+    if "slow" not in (config.getoption("markexpr") or ""):
+        slow = [item for item in items if item.get_closest_marker("slow") is not None]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if item.get_closest_marker("slow") is None]
 
 
 def script_runner(script, out, cache, threads="2"):
@@ -88,3 +122,17 @@ def script_runner(script, out, cache, threads="2"):
         assert done.returncode == returncode, done.stderr[-3000:]
         return done.stdout if returncode == 0 else done.stderr
     return run
+
+
+# The functions above as session fixtures of their own names: tests take them as fixtures and
+# never import this file (benchmarks/ import the functions).
+def _fixture(name, function):
+    return pytest.fixture(name=name, scope="session")(lambda: function)
+
+
+random_net_fixture = _fixture("random_net", random_net)
+conv_chain_fixture = _fixture("conv_chain", conv_chain)
+independent_count_fixture = _fixture("independent_count", independent_count)
+small_gcp_fixture = _fixture("small_gcp", small_gcp)
+small_gcp_args_fixture = _fixture("small_gcp_args", small_gcp_args)
+script_runner_fixture = _fixture("script_runner", script_runner)

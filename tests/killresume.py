@@ -17,15 +17,10 @@ import sys
 
 import numpy as np
 
-SMALL = ["--model", "cifar_resnet20_v1", "--method", "gcp", "--dataset", "synthetic",
-         "--target", "0.6", "--steps", "2", "--reg", "0.05", "--epochs-per-step", "0.5",
-         "--finetune-epochs", "0.5", "--lr", "0.02", "--batch-size", "16",
-         "--train-limit", "128", "--val-limit", "32", "--checkpoint-every", "2", "--no-progress"]
 
-
-def prune(out, args=SMALL, failpoint=None, resume=False, timeout=600, engine=None,
+def prune(out, args=None, failpoint=None, resume=False, timeout=600, engine=None,
           passes=None):
-    """Run ``prunenet prune`` (or ``--resume out``) under MXNet's ``engine`` (None: its
+    """Run ``prunenet prune ARGS`` (or ``--resume out``) under MXNet's ``engine`` (None: its
     default); ``passes``: a file to which every failpoint passed is appended. Returns the exit
     code and stderr."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -97,7 +92,7 @@ def leftovers(folder):
             if name.startswith(".") and name.endswith(".tmp")]
 
 
-def kill_and_resume(tmp, failpoint, reference, args=SMALL, engine=None,
+def kill_and_resume(tmp, failpoint, reference, args, engine=None,
                     leaves_temporary=False):
     """Kill a run of ``args`` at ``failpoint``, check what it left, resume it; it must end as
     ``reference`` (a finished run folder of the same ``args`` under the same ``engine``) did,

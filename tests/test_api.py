@@ -199,6 +199,7 @@ def test_gcp_and_the_command_line_default_to_one_lambda_rule_read_from_one_place
     assert prunenet.GCP(randomise(Residual()), input_shape=SHAPE).auto
 
 
+@pytest.mark.e2e  # a whole path: GCP with the λ search, trained
 def test_gcp_auto_holds_out_of_a_dataloader_by_index():
     """Without heldout_data a DataLoader's dataset is split: the held-out images are disjoint
     from the trained ones, and together they are the whole dataset."""
@@ -266,6 +267,7 @@ def teacher_params(tmp_path):
     return str(tmp_path / "teacher.params")
 
 
+@pytest.mark.e2e  # a whole path: a command (GCP trains)
 @pytest.mark.parametrize("method", ["l1", "gcp"])
 def test_cli_prunes_an_exported_symbol_params_pair(tmp_path, method):
     symbol, params = exported(tmp_path)
@@ -318,6 +320,7 @@ def image_folder(root, classes=("cat", "dog"), per_class=8):
                 cv2.imwrite(os.path.join(root, split, name, f"{i}.png"), img.astype(np.uint8))
 
 
+@pytest.mark.e2e  # a whole path: a transfer run that trains
 def test_transfer_from_a_10_class_params_file_to_a_2_class_folder(tmp_path):
     net = randomise(get_model("cifar_resnet20_v1", classes=10))
     net.save_parameters(str(tmp_path / "ten.params"))

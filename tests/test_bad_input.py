@@ -13,7 +13,6 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import random_net
 from prunenet import zoo
 from prunenet.cli import main
 from prunenet.errors import PrunenetError
@@ -102,7 +101,7 @@ def test_prune_settings_refused_before_any_work(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def params_files(tmp_path_factory):
+def params_files(tmp_path_factory, random_net):
     """Files given as --params to cifar_resnet20_v1: right and wrong."""
     root = tmp_path_factory.mktemp("params")
     good = str(root / "r20.params")
@@ -525,7 +524,7 @@ def test_a_one_pass_iterable_is_refused_naming_what_to_pass(tmp_path):
     ("round_to", 2.5, "round_to 2.5 must be a whole number of channels, at least 1"),
     ("min_width", "8", "min_width '8' must be a whole number of channels, at least 1"),
 ])
-def test_prune_options_of_the_wrong_type_are_refused_in_one_line(option, value, words):
+def test_prune_options_of_the_wrong_type_are_refused_in_one_line(option, value, words, random_net):
     """Issue 33 (trial API18, API19): ``prune(net, target="0.5")`` gave a ``TypeError`` from a
     comparison in ``select.py``, ``round_to=2.5`` numpy's ``ufunc 'lcm'`` error; GCP takes the
     same checks (``GCPConfig.check``, then the cost)."""

@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-from conftest import random_net
 
 from prunenet import PrunenetError, bench
 from prunenet.cli import bench as bench_command
@@ -17,7 +16,7 @@ def _bench(argv):
     return args.func(args)
 
 
-def test_throughput_measures_each_network_with_its_spread():
+def test_throughput_measures_each_network_with_its_spread(random_net):
     nets = {"a": random_net("cifar_resnet20_v1", 16), "b": random_net("cifar_resnet20_v2", 16)}
     out = bench.throughput(nets, (3, 16, 16), batch_size=2, repeats=3, warmup=1)
     assert set(out) == {"a", "b"}
@@ -28,7 +27,7 @@ def test_throughput_measures_each_network_with_its_spread():
 
 
 @pytest.mark.parametrize("size", [0, -3])
-def test_batch_size_below_one_is_refused(size):
+def test_batch_size_below_one_is_refused(size, random_net):
     net = random_net("cifar_resnet20_v1", 16)
     with pytest.raises(PrunenetError, match=f"batch size {size} must be .*at least 1"):
         bench.throughput({"a": net}, (3, 16, 16), batch_size=size)
@@ -147,7 +146,7 @@ def test_every_pruned_run_measures_its_speed_up_beside_its_macs_reduction(tmp_pa
     assert "speed_check" not in skipped
 
 
-def test_a_gain_well_below_the_macs_reduction_points_at_the_latency_objective():
+def test_a_gain_well_below_the_macs_reduction_points_at_the_latency_objective(random_net):
     from prunenet.bench import speed_check, speed_line
     net = random_net("cifar_resnet20_v1", 16)
     # the same network as "pruned", said to have 3x fewer MACs: no gain where 3x was promised

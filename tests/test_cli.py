@@ -30,10 +30,9 @@ def _one_line_error(err, *words):
         assert word in lines[0], (word, lines[0])
 
 
-def test_count_json_is_one_object():
+def test_count_json_is_one_object(independent_count):
     code, out, err = run_cli("count", "--model", "cifar_resnet20_v1", "--json")
     assert code == 0, err
-    from conftest import independent_count
     net = load_model("cifar_resnet20_v1")
     macs, params = independent_count(net(mx.sym.var("data")), (1, 3, 32, 32))
     assert json.loads(out) == {"macs": macs, "params": params}

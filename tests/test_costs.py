@@ -6,7 +6,6 @@ import os
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import independent_count, random_net
 
 from prunenet import cost_model, count, trace
 from prunenet.cli import main
@@ -38,7 +37,7 @@ def _reference():
 @pytest.mark.parametrize("name", ["resnet18_v1b", "resnet34_v1b", "resnet50_v1d",
                                   "resnet101_v1d", "resnet50_v1b", "resnet50_v1c",
                                   "cifar_resnet20_v1", "cifar_resnet56_v1"])
-def test_count_matches_independent_count(name):
+def test_count_matches_independent_count(name, independent_count):
     net = load_model(name)
     shape = input_shape(name)
     got = count(trace(net, shape))
@@ -56,7 +55,7 @@ def test_count_matches_gluoncv_published_figures(name):
 
 
 @pytest.mark.parametrize("shape_file", sorted(SHIPPED))
-def test_count_of_gluoncv_shipped_pruned_resnets(shape_file, capsys):
+def test_count_of_gluoncv_shipped_pruned_resnets(shape_file, capsys, independent_count):
     base, zoo_name = SHIPPED[shape_file]
     path = os.path.join(SHAPE_DIR, shape_file)
     assert main(["count", "--model", base, "--shapes", path, "--json"]) == 0
@@ -75,7 +74,8 @@ def test_count_of_gluoncv_shipped_pruned_resnets(shape_file, capsys):
 
 
 @pytest.mark.parametrize("objective", ["flops", "params"])
-def test_saving_equals_cost_of_the_physically_smaller_network(objective):
+def test_saving_equals_cost_of_the_physically_smaller_network(objective, independent_count,
+                                                              random_net):
     """The saving the cost model predicts for removing channels is what the pruned network
     (built by surgery and counted independently) really saves."""
     from prunenet.runs import prune_network

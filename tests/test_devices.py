@@ -21,9 +21,6 @@ from prunenet.train import BatchStream, FinetuneConfig, finetune
 from prunenet.wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 
 TWO = [mx.cpu(0), mx.cpu(1)]
-SMALL = dict(model="resnet18_v1b", target=0.5, dataset="synthetic", steps=2, reg=0.05,
-             epochs_per_step=0.5, finetune_epochs=0.5, lr=0.16, batch_size=16,
-             train_limit=128, val_limit=32, progress=False)  # 2 devices x 16: 32 a batch
 
 
 @pytest.fixture
@@ -32,8 +29,15 @@ def two_contexts(monkeypatch):
     assert contexts("") == TWO
 
 
-def _run(out, **kwargs):
-    return data_run(DataRun(out=str(out), **dict(SMALL, **kwargs)), log=None)
+@pytest.fixture(scope="module")
+def small_run(small_gcp):
+    """``small_run(out, **changes)``: the small GCP run on resnet18_v1b at lr 0.16 (2 devices x
+    16: 32 a batch), target 0.5; its report."""
+    small = small_gcp(model="resnet18_v1b", target=0.5, lr=0.16)
+
+    def run(out, **kwargs):
+        return data_run(DataRun(out=str(out), **dict(small, **kwargs)), log=None)
+    return run
 
 
 def _gcp(ctx, reg=0.05, epochs=1.0, **kwargs):
@@ -147,7 +151,7 @@ def test_removed_channels_stay_exactly_zero_on_every_device_through_later_steps(
 
 
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory):
+def whole(tmp_path_factory, small_run):
     """A GCP run (2 steps, distilled fine-tuning) on two devices, with the per-device running
     statistics seen by every averaging."""
     calls = []
@@ -163,10 +167,11 @@ def whole(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CPU_CONTEXTS, "2")
         mp.setattr(replicas, "average_running_stats", recording)
-        report = _run(out, distill=True)
+        report = small_run(out, distill=True)
     return report, calls, out
 
 
+@pytest.mark.e2e  # a whole path: a GCP run that trains
 def test_gcp_and_distilled_finetuning_on_two_devices_save_the_devices_average_statistics(whole):
     """Each device normalises its own share of a batch in the debias and fine-tuning phases,
     so the devices' running statistics differ; what is saved is their average."""
@@ -192,21 +197,24 @@ def _steps(folder):
         return list(csv.DictReader(f))
 
 
-def test_first_step_widths_on_two_devices_match_one_device(tmp_path, two_contexts, monkeypatch):
+@pytest.mark.e2e  # a whole path: GCP runs that train
+def test_first_step_widths_on_two_devices_match_one_device(tmp_path, two_contexts, monkeypatch,
+                                                           small_run):
     """The widths chosen after a regularize phase (BatchNorm on running statistics) do not
     depend on how the batch is split; later steps follow debias phases, which normalise each
     device's share alone and so may differ."""
     settings = dict(steps=1, finetune_epochs=0.0, epochs_per_step=1.0)
-    two = _run(tmp_path / "two", **settings)  # 16 images on each of 2 devices
+    two = small_run(tmp_path / "two", **settings)  # 16 images on each of 2 devices
     monkeypatch.setenv(CPU_CONTEXTS, "1")
-    one = _run(tmp_path / "one", batch_size=32, **settings)  # the same 32 on one
+    one = small_run(tmp_path / "one", batch_size=32, **settings)  # the same 32 on one
     assert two["group_widths"] == one["group_widths"]
     assert _steps(tmp_path / "two")[0]["lr"] == _steps(tmp_path / "one")[0]["lr"] == "0.02"
     assert two["achieved"] < 0.6
 
 
+@pytest.mark.e2e  # a whole path: a GCP run, interrupted and resumed
 def test_resume_on_two_devices_gives_the_uninterrupted_network(whole, tmp_path, two_contexts,
-                                                                monkeypatch):
+                                                                monkeypatch, small_run):
     report, _, folder = whole
     original = GCP.run_step
 
@@ -216,7 +224,7 @@ def test_resume_on_two_devices_gives_the_uninterrupted_network(whole, tmp_path, 
         return original(self, t, stream, **kwargs)
     monkeypatch.setattr(GCP, "run_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "cut", distill=True)
+        small_run(tmp_path / "cut", distill=True)
     monkeypatch.setattr(GCP, "run_step", original)
     resumed = data_run(DataRun(model="", out=str(tmp_path / "cut"), target=0.5), resume=True,
                        log=None)
@@ -229,6 +237,7 @@ def test_resume_on_two_devices_gives_the_uninterrupted_network(whole, tmp_path, 
                                    rtol=1e-4, atol=1e-5, err_msg=na)
 
 
+@pytest.mark.e2e  # a whole path: a transfer run that trains
 def test_a_transfer_run_on_two_devices(tmp_path, two_contexts):
     from prunenet import experiment as ex
     from prunenet.cli import main

@@ -15,9 +15,14 @@ from prunenet.files import load_params, read_json
 
 WORKERS = 2
 DEADLINE_S = 150  # the whole job; it takes about a minute here
-RUN = ["prune", "--model", "cifar_resnet20_v1", "--method", "gcp", "--dataset", "synthetic",
-       "--train-limit", "128", "--val-limit", "32", "--target", "0.6", "--reg", "0.2",
-       "--lr", "0.02", "--seed", "7", "--no-progress"]
+
+
+@pytest.fixture
+def RUN(small_gcp_args):
+    """``prunenet prune`` of the small GCP run with λ 0.2 and seed 7; steps, epochs and batch
+    size left to each test (or their defaults)."""
+    return ["prune"] + small_gcp_args(reg=0.2, seed=7, steps=None, epochs_per_step=None,
+                                      finetune_epochs=None, batch_size=None)
 
 
 def _free_port() -> int:
@@ -78,7 +83,7 @@ def _same_widths(a: dict, b: dict) -> None:
     assert list(a["widths"].values()) == list(b["widths"].values())
 
 
-def test_two_workers_run_gcp_steps_and_end_with_the_same_network(tmp_path):
+def test_two_workers_run_gcp_steps_and_end_with_the_same_network(tmp_path, RUN):
     out = str(tmp_path / "run")
     codes, logs = launch(RUN + ["--steps", "2", "--epochs-per-step", "0.5",
                                 "--finetune-epochs", "0.25", "--batch-size", "8",
@@ -96,7 +101,7 @@ def test_two_workers_run_gcp_steps_and_end_with_the_same_network(tmp_path):
     assert first["top1_after"] == second["top1_after"]
 
 
-def test_regularize_only_equals_one_process_with_the_same_global_batch(tmp_path):
+def test_regularize_only_equals_one_process_with_the_same_global_batch(tmp_path, RUN):
     """BatchNorm on its running statistics, no debias, no fine-tuning: two workers with 8
     images each compute, summed, the gradient of one process's batch of 16."""
     # a random network on its initial BatchNorm statistics has wild gradients: a small rate
@@ -127,7 +132,7 @@ def test_regularize_only_equals_one_process_with_the_same_global_batch(tmp_path)
                                        err_msg=name)
 
 
-def test_a_distributed_kvstore_outside_a_launched_job_is_refused(tmp_path):
+def test_a_distributed_kvstore_outside_a_launched_job_is_refused(tmp_path, RUN):
     from prunenet.cli import main
     env = {k: v for k, v in os.environ.items() if not k.startswith("DMLC_")}
     out = tmp_path / "run"
@@ -159,7 +164,7 @@ def test_a_distributed_kvstore_outside_a_launched_job_is_refused(tmp_path):
     assert not out.exists()
 
 
-def test_a_worker_that_cannot_start_stops_the_others(tmp_path):
+def test_a_worker_that_cannot_start_stops_the_others(tmp_path, RUN):
     """Rank 1 finds its output folder taken; rank 0 must not wait for it forever."""
     out = str(tmp_path / "run")
     os.makedirs(out + ".worker1")

@@ -359,7 +359,7 @@ def test_results_table_of_a_file_that_is_not_results(tmp_path, capsys):
     assert "needs the results CSV" in refused(capsys, ["experiment", "table"])
 
 
-@pytest.mark.skipif(not os.environ.get("PRUNENET_SLOW"), reason="about 80 s: PRUNENET_SLOW=1")
+@pytest.mark.slow  # about 80 s: run with -m slow
 def test_smoke_latency_objective(records, tmp_path):
     """The latency objective measures a latency table (at batch 4 in smoke mode) on the CPU."""
     out = tmp_path / "lat"

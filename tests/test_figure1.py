@@ -9,8 +9,6 @@ import sys
 
 import pytest
 
-from conftest import script_runner
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDER = os.path.join(ROOT, "experiments", "fashion_mnist")
 SCRIPT = os.path.join(FOLDER, "figure1.py")
@@ -28,7 +26,7 @@ def _figure1_module():
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist")
-def test_quick_figure1_runs_reports_and_refuses_a_second_base(tmp_path):
+def test_quick_figure1_runs_reports_and_refuses_a_second_base(tmp_path, script_runner):
     out, cache = str(tmp_path / "fig1"), str(tmp_path / "cache")
     figure1 = script_runner(SCRIPT, out, cache, threads="1")
 

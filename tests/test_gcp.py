@@ -2,7 +2,6 @@
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import random_net
 from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
@@ -39,7 +38,7 @@ def _toy_stream(size, classes=10, n=128, batch=32, seed=0):
     return lambda epoch, start: Epoch(epoch, start)
 
 
-def _wrapped(name, size, seed=0):
+def _wrapped(random_net, name, size, seed=0):
     net = random_net(name, size, seed=seed)
     graph = trace(net, (1, 3, size, size))
     return net, graph, MaskedNetwork(net, graph)
@@ -47,7 +46,7 @@ def _wrapped(name, size, seed=0):
 
 @pytest.mark.parametrize("name,size", [("resnet18_v1b", 32), ("resnet50_v1d", 32),
                                        ("cifar_resnet20_v1", 16)])
-def test_masks_and_rescale_preserve_outputs(name, size):
+def test_masks_and_rescale_preserve_outputs(name, size, random_net):
     net = random_net(name, size)
     x = _x((2, 3, size, size))
     ref = net(x).asnumpy()
@@ -66,7 +65,7 @@ def test_masks_and_rescale_preserve_outputs(name, size):
 
 
 @pytest.mark.parametrize("rule", ["mean", "sum"])
-def test_tied_groups_share_one_mask_initialised_from_producer_gammas(rule):
+def test_tied_groups_share_one_mask_initialised_from_producer_gammas(rule, random_net):
     net = random_net("resnet50_v1d", 32)
     graph = trace(net, (1, 3, 32, 32))
     w = MaskedNetwork(net, graph, stream_score=rule)
@@ -94,10 +93,10 @@ def test_tied_groups_share_one_mask_initialised_from_producer_gammas(rule):
                for g in streams for n in g.norms)
 
 
-def test_regularize_gradients_match_finite_differences():
+def test_regularize_gradients_match_finite_differences(random_net):
     """With BatchNorm on running statistics, autograd's gradients of every trained scale are
     the true ones, including BN scales upstream of the last BatchNorm."""
-    net, graph, w = _wrapped("cifar_resnet20_v1", 8, seed=3)
+    net, graph, w = _wrapped(random_net, "cifar_resnet20_v1", 8, seed=3)
     block = w.block(REGULARIZE)
     block.cast("float64")
     x = _x((4, 3, 8, 8), seed=1).astype("float64")
@@ -132,8 +131,8 @@ def test_regularize_gradients_match_finite_differences():
             assert fd == pytest.approx(grad[i], rel=1e-4, abs=1e-7), (name, i)
 
 
-def _run_steps(name, size, target=0.5, steps=2, reg=0.05, seed=0):
-    net, graph, w = _wrapped(name, size, seed=seed)
+def _run_steps(random_net, name, size, target=0.5, steps=2, reg=0.05, seed=0):
+    net, graph, w = _wrapped(random_net, name, size, seed=seed)
     cost = cost_model(graph, "flops")
     gcp = GCP(w, cost, GCPConfig(target=target, steps=steps, reg=reg, epochs_per_step=1, lr=0.02),
               [mx.cpu()], progress=False)
@@ -144,10 +143,10 @@ def _run_steps(name, size, target=0.5, steps=2, reg=0.05, seed=0):
     return net, graph, w, gcp, records
 
 
-def test_conv_weights_frozen_and_bn_statistics_only_move_in_debias():
+def test_conv_weights_frozen_and_bn_statistics_only_move_in_debias(random_net):
     import prunenet.optim  # noqa: F401  (registers 'proxsgd')
     from prunenet.train import run_batches
-    net, graph, w = _wrapped("cifar_resnet20_v1", 16)
+    net, graph, w = _wrapped(random_net, "cifar_resnet20_v1", 16)
     params = net.collect_params()
     convs = {layer.weight for layer in graph.layers.values()} - \
         {graph.layers[c].weight for c in w.classifier}
@@ -214,10 +213,10 @@ def _kill_first_channels(w):
     return groups
 
 
-def test_folding_a_dead_channel_keeps_the_output():
+def test_folding_a_dead_channel_keeps_the_output(random_net):
     """A removed channel with γ = 0 still outputs relu(β); folding it into the consumers keeps
     the output exactly when the consumers are 1×1 convolutions or the classifier."""
-    net, graph, w = _wrapped("resnet50_v1d", 32)
+    net, graph, w = _wrapped(random_net, "resnet50_v1d", 32)
     x = _x((2, 3, 32, 32))
     # bottleneck conv2 → conv3 (1×1) and the last stage's stream → dense are exact
     groups = _kill_first_channels(w)
@@ -230,7 +229,7 @@ def test_folding_a_dead_channel_keeps_the_output():
     out = w.block(REGULARIZE)(x).asnumpy()
     np.testing.assert_allclose(out, ref, atol=1e-4 * np.abs(ref).max())
     # without folding the output would have changed
-    net2, graph2, w2 = _wrapped("resnet50_v1d", 32)
+    net2, graph2, w2 = _wrapped(random_net, "resnet50_v1d", 32)
     _kill_first_channels(w2)
     w2.keep = keep  # bypass apply_keep: hold at zero without folding
     for g in graph2.prunable_groups:
@@ -238,8 +237,8 @@ def test_folding_a_dead_channel_keeps_the_output():
     assert np.abs(w2.block(REGULARIZE)(x).asnumpy() - ref).max() > 1e-3
 
 
-def test_gcp_steps_meet_the_target_and_surgery_equals_masked():
-    net, graph, w, gcp, records = _run_steps("resnet18_v1b", 32, target=0.5)
+def test_gcp_steps_meet_the_target_and_surgery_equals_masked(random_net):
+    net, graph, w, gcp, records = _run_steps(random_net, "resnet18_v1b", 32, target=0.5)
     sel = gcp.selection()
     assert 0.5 - sel.granularity < sel.achieved <= 0.5
     assert [r.phase for r in records] == [REGULARIZE, DEBIAS] * 2
@@ -294,9 +293,9 @@ def test_prox_gives_exact_zeros_and_costly_channels_go_first():
     assert first_zero[1] < first_zero.get(0, 10 ** 9)
 
 
-def test_too_large_reg_keeps_min_width_and_says_so():
-    net, graph, w, gcp, records = _run_steps("cifar_resnet20_v1", 16, target=0.5, steps=1,
-                                             reg=1e3)
+def test_too_large_reg_keeps_min_width_and_says_so(random_net):
+    net, graph, w, gcp, records = _run_steps(random_net, "cifar_resnet20_v1", 16, target=0.5,
+                                             steps=1, reg=1e3)
     assert any("zeroed every channel" in n and "min_width" in n for n in gcp.notes)
     scores = w.scores()
     for g in graph.prunable_groups:  # no group is cut: its min_width largest stay alive
@@ -314,9 +313,9 @@ def test_bad_config_is_refused(kwargs, words):
         GCPConfig(**config).check()
 
 
-def test_non_finite_loss_names_the_step_and_suggests_a_smaller_rate():
+def test_non_finite_loss_names_the_step_and_suggests_a_smaller_rate(random_net):
     from prunenet.train import NonFiniteError
-    net, graph, w = _wrapped("cifar_resnet20_v1", 16)
+    net, graph, w = _wrapped(random_net, "cifar_resnet20_v1", 16)
     gcp = GCP(w, cost_model(graph, "flops"),
               GCPConfig(target=0.5, steps=1, reg=0.01, epochs_per_step=1, lr=1e12),
               [mx.cpu()], progress=False)

@@ -8,7 +8,6 @@ import sys
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import random_net
 from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
@@ -24,7 +23,7 @@ from test_gcp import _toy_stream, _x
 
 
 # -- the λ search -------------------------------------------------------------------------------
-def _gcp(seed=0, size=16, reg=0.0):
+def _gcp(random_net, seed=0, size=16, reg=0.0):
     net = random_net("cifar_resnet20_v1", size, seed=seed)
     graph = trace(net, (1, 3, size, size))
     w = MaskedNetwork(net, graph)
@@ -87,14 +86,14 @@ def test_one_se_rule_takes_the_larger_lambda_within_one_standard_error_else_the_
     assert one_se_rule([base, near, far], admissible=[True, False, True])[0] == 0
 
 
-def test_shrink_levels_run_from_nothing_zeroed_to_far_past_the_step_target():
+def test_shrink_levels_run_from_nothing_zeroed_to_far_past_the_step_target(random_net):
     """ρ is in units of the median importance per unit cost, so its meaning does not depend on
     the learning rate or the step's length: one short step at ρ 0.03 zeroes next to nothing, at
     ρ 3 more than the step's target asks for, at either learning rate."""
     zeroed = {}
     for lr in (0.005, 0.05):
         for rho in (0.03, 3.0):
-            _, graph, w, gcp = _gcp()
+            _, graph, w, gcp = _gcp(random_net)
             gcp.config.lr = lr
             stream = BatchStream(_toy_stream(16))
             full = gcp.batches(stream, gcp.config.epochs_per_step)
@@ -114,8 +113,8 @@ def test_shrink_levels_run_from_nothing_zeroed_to_far_past_the_step_target():
         assert zeroed[lr, 3.0] > 1 - 0.6 ** 0.5  # the step's target removes less than this
 
 
-def test_search_scores_lambda_zero_and_every_candidate_from_one_start_and_leaves_it():
-    _, graph, w, gcp = _gcp()
+def test_search_scores_lambda_zero_and_every_candidate_from_one_start_and_leaves_it(random_net):
+    _, graph, w, gcp = _gcp(random_net)
     stream = BatchStream(_toy_stream(16))
     before = _values(w)
     position = stream.state()
@@ -133,14 +132,14 @@ def test_search_scores_lambda_zero_and_every_candidate_from_one_start_and_leaves
     assert len(set(np.round(means, 6))) == 3
 
 
-def test_auto_resumes_an_interrupted_search_where_it_stopped():
+def test_auto_resumes_an_interrupted_search_where_it_stopped(random_net):
     """Given the state after two candidates, the search runs only the others and ends as an
     uninterrupted search does."""
     grid = [0.1, 1.0]
-    _, _, w, gcp = _gcp()
+    _, _, w, gcp = _gcp(random_net)
     done = gcp.search_reg(BatchStream(_toy_stream(16)), _heldout(w), grid, fraction=0.25)
 
-    _, _, w2, gcp2 = _gcp()
+    _, _, w2, gcp2 = _gcp(random_net)
     saved = {}
 
     def stop_after_two(state):
@@ -151,7 +150,7 @@ def test_auto_resumes_an_interrupted_search_where_it_stopped():
         gcp2.search_reg(BatchStream(_toy_stream(16)), _heldout(w2), grid, fraction=0.25,
                         on_candidate=stop_after_two)
 
-    _, _, w3, gcp3 = _gcp()  # a new process: the unpruned network again
+    _, _, w3, gcp3 = _gcp(random_net)  # a new process: the unpruned network again
     ran = []
     again = gcp3.search_reg(BatchStream(_toy_stream(16)), _heldout(w3), grid,
                             state=saved["state"],
@@ -162,9 +161,12 @@ def test_auto_resumes_an_interrupted_search_where_it_stopped():
     assert gcp3.config.reg == gcp.config.reg
 
 
-FASHION_FREE = ["--model", "cifar_resnet20_v1", "--method", "gcp", "--dataset", "synthetic",
-                "--steps", "2", "--epochs-per-step", "0.05", "--finetune-epochs", "0.05",
-                "--batch-size", "16", "--no-progress", "--input-size", "32", "--target", "0.5"]
+@pytest.fixture
+def FASHION_FREE(small_gcp_args):
+    """The small GCP run at 32 px on the whole synthetic set, 0.05 epochs a step and of
+    fine-tuning, target 0.5, λ and lr left to their defaults."""
+    return small_gcp_args(target=0.5, reg=None, lr=None, epochs_per_step=0.05,
+                          finetune_epochs=0.05, train_limit=None, val_limit=None, input_size=32)
 
 
 def _prune(args, env=None):
@@ -173,7 +175,8 @@ def _prune(args, env=None):
                           env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
 
 
-def test_cli_auto_reports_its_grid_and_losses_and_resumes_a_killed_search(tmp_path):
+@pytest.mark.e2e  # a whole path: GCP commands with the λ search, killed and resumed
+def test_cli_auto_reports_its_grid_and_losses_and_resumes_a_killed_search(tmp_path, FASHION_FREE):
     grid = ["0.3", "3"]
     whole = tmp_path / "whole"
     done = _prune(FASHION_FREE + ["--shrink-grid", *grid, "--out", str(whole)])
@@ -204,7 +207,7 @@ def test_cli_auto_reports_its_grid_and_losses_and_resumes_a_killed_search(tmp_pa
 
 # -- scoring residual streams -------------------------------------------------------------------
 @pytest.mark.parametrize("rule", ["sum", "reach", "mean"])
-def test_each_stream_rule_keeps_rescale_function_preserving(rule):
+def test_each_stream_rule_keeps_rescale_function_preserving(rule, random_net):
     net = random_net("resnet18_v1b", 32)
     x = _x((2, 3, 32, 32))
     ref = net(x).asnumpy()
@@ -219,7 +222,7 @@ def test_each_stream_rule_keeps_rescale_function_preserving(rule):
 
 
 @pytest.mark.parametrize("rule", ["sum", "reach", "mean"])
-def test_a_weak_stream_channel_goes_before_a_strong_inner_one(rule):
+def test_a_weak_stream_channel_goes_before_a_strong_inner_one(rule, random_net):
     """One channel of the first stage's stream carries a twentieth of its usual signal in every
     producer: under every rule it is the first channel GCP removes."""
     net = random_net("resnet18_v1b", 32, seed=2)
@@ -245,7 +248,7 @@ def test_a_weak_stream_channel_goes_before_a_strong_inner_one(rule):
     assert scores[stream.index][5] < inner[0]
 
 
-def test_l1_scores_a_stream_by_its_mean_producer():
+def test_l1_scores_a_stream_by_its_mean_producer(random_net):
     net = random_net("resnet50_v1d", 32)
     graph = trace(net, (1, 3, 32, 32))
     params = network_params(net)
@@ -259,7 +262,7 @@ def test_l1_scores_a_stream_by_its_mean_producer():
 
 
 # -- zeroed channels ----------------------------------------------------------------------------
-def test_zeroed_channels_never_survive_a_selection():
+def test_zeroed_channels_never_survive_a_selection(random_net):
     net = random_net("resnet18_v1b", 32)
     graph = trace(net, (1, 3, 32, 32))
     cost = cost_model(graph, "flops")
@@ -282,8 +285,8 @@ def test_zeroed_channels_never_survive_a_selection():
     assert plain.blocks_removed == 1
 
 
-def test_gcp_with_a_large_reg_prunes_what_it_zeroed():
-    _, graph, w, gcp = _gcp(reg=30.0)  # a shrink of lr·λ·c ≈ 0.6 c per batch
+def test_gcp_with_a_large_reg_prunes_what_it_zeroed(random_net):
+    _, graph, w, gcp = _gcp(random_net, reg=30.0)  # a shrink of lr·λ·c ≈ 0.6 c per batch
     gcp.config.target = 0.9
     records = gcp.run_step(1, BatchStream(_toy_stream(16)))
     assert records[0].zeroed_channels > 0 and gcp.zeros_pruned > 0
@@ -296,10 +299,10 @@ def test_gcp_with_a_large_reg_prunes_what_it_zeroed():
 
 
 # -- gradients through a step -------------------------------------------------------------------
-def test_regularize_gradients_of_stream_masks_and_classifier_after_a_step():
+def test_regularize_gradients_of_stream_masks_and_classifier_after_a_step(random_net):
     """After a real GCP step has removed channels, autograd's gradients of the stream masks and
     of the classifier's weights in the regularize step equal finite differences (float64)."""
-    _, graph, w, gcp = _gcp(seed=3, size=8, reg=0.05)
+    _, graph, w, gcp = _gcp(random_net, seed=3, size=8, reg=0.05)
     gcp.config.target = 0.6
     gcp.run_step(1, BatchStream(_toy_stream(8)))
     assert any((~k).any() for k in w.keep)  # channels are gone
@@ -381,7 +384,7 @@ def test_folding_a_dead_channel_into_a_3x3_consumer_is_right_on_small_maps(size)
 
 
 # -- naive uniform ------------------------------------------------------------------------------
-def test_uniform_draws_channels_at_random_with_the_same_widths():
+def test_uniform_draws_channels_at_random_with_the_same_widths(random_net):
     net = random_net("resnet18_v1b", 32)
     graph = trace(net, (1, 3, 32, 32))
     params, cost = network_params(net), cost_model(graph, "flops")
@@ -399,12 +402,12 @@ def test_uniform_draws_channels_at_random_with_the_same_widths():
     assert list(widths_of(c.keep)) == list(widths_of(a.keep))
 
 
-def test_with_the_regulariser_acting_a_costly_channel_goes_before_a_cheaper_weaker_one():
+def test_with_the_regulariser_acting_a_costly_channel_goes_before_a_cheaper_weaker_one(random_net):
     """The cost-weighted L1 at work: of a costly stream channel of moderate importance and a
     cheap inner channel of less importance, the regulariser zeroes the costly one first (λ·c
     is larger there), where λ = 0 would remove the cheap one first (its |s| is smaller)."""
     def fresh():
-        net, graph, w, gcp = _gcp()
+        net, graph, w, gcp = _gcp(random_net)
         gcp.config.round_to = gcp.config.min_width = 1
         gcp.reg_trainer._optimizer.keep_top = 1
         w.rescale()

@@ -11,18 +11,20 @@ from prunenet.files import read_json
 from prunenet.methods.gcp import GCP
 from prunenet.runs import DataRun, data_run, load_pruned
 
-SMALL = dict(model="resnet18_v1b", target=0.5, dataset="synthetic", steps=3, reg=0.05,
-             epochs_per_step=0.5, finetune_epochs=0.5, lr=0.02, batch_size=32,
-             train_limit=256, val_limit=64, progress=False)
+@pytest.fixture(scope="module")
+def small_run(small_gcp):
+    """``small_run(out, **changes)``: the small GCP run on resnet18_v1b, 3 steps, 256 images in
+    batches of 32, target 0.5; its report."""
+    small = small_gcp(model="resnet18_v1b", target=0.5, steps=3, batch_size=32,
+                      train_limit=256, val_limit=64)
+
+    def run(out, **kwargs):
+        return data_run(DataRun(out=str(out), **dict(small, **kwargs)), log=None)
+    return run
 
 
-def _run(out, **kwargs):
-    settings = dict(SMALL, **kwargs)
-    return data_run(DataRun(out=str(out), **settings), log=None)
-
-
-def test_data_run_writes_everything(tmp_path):
-    report = _run(tmp_path / "run")
+def test_data_run_writes_everything(tmp_path, small_run):
+    report = small_run(tmp_path / "run")
     out = tmp_path / "run"
     assert 0.5 - report["granularity"] < report["achieved"] <= 0.5
     assert report["macs_after"] <= 0.5 * report["macs_before"]
@@ -42,10 +44,10 @@ def test_data_run_writes_everything(tmp_path):
     assert os.listdir(out / "checkpoint")
 
 
-def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypatch):
+def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypatch, small_run):
     # with fine-tuning, in one process: its network is rebuilt from the surgery checkpoint in
     # both runs (issue #33: two fine-tunings in one process used to differ by up to 2.4e-5)
-    whole = _run(tmp_path / "whole")
+    whole = small_run(tmp_path / "whole")
     original = GCP.run_step
     calls = []
 
@@ -57,7 +59,7 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
 
     monkeypatch.setattr(GCP, "run_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "cut")
+        small_run(tmp_path / "cut")
     assert read_json(str(tmp_path / "cut" / "checkpoint" / "checkpoint.json"))["step"] == 1
     assert not (tmp_path / "cut" / "report.json").exists()
     monkeypatch.setattr(GCP, "run_step", original)
@@ -130,8 +132,8 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("method", ["uniform", "l1", "activation-vote"])
-def test_data_free_methods_get_the_same_fine_tuning_and_outputs(tmp_path, method):
-    report = _run(tmp_path / method, method=method)
+def test_data_free_methods_get_the_same_fine_tuning_and_outputs(tmp_path, method, small_run):
+    report = small_run(tmp_path / method, method=method)
     assert report["method"] == method and 0.5 - report["granularity"] < report["achieved"] <= 0.5
     for key in ("top1_before", "top1_selected", "top1_after", "surgery_max_abs_diff"):
         assert key in report
@@ -168,12 +170,12 @@ def test_resume_of_a_damaged_run_file(tmp_path, capsys, content):
     assert "run.json" in _err(capsys)
 
 
-def test_slimming_trains_every_weight_and_keeps_the_outputs_contract(tmp_path):
+def test_slimming_trains_every_weight_and_keeps_the_outputs_contract(tmp_path, small_run):
     from prunenet.methods import slimming
     cfg = slimming.config(target=0.5)
     assert (cfg.bn_off, cfg.rescale, cfg.cost_weighted, cfg.train_weights) == \
         (False, False, False, True) and cfg.debias_epochs == 0
-    report = _run(tmp_path / "slim", method="slimming", steps=1, reg=0.05)
+    report = small_run(tmp_path / "slim", method="slimming", steps=1, reg=0.05)
     assert report["method"] == "slimming"
     assert 0.5 - report["granularity"] < report["achieved"] <= 0.5
     assert report["surgery_max_abs_diff"] < 1e-4

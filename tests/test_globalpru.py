@@ -5,7 +5,6 @@ import itertools
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import conv_chain, random_net
 from scipy.stats import kendalltau
 
 from prunenet import PrunenetError, cost_model, trace
@@ -27,7 +26,7 @@ def _agreement(saliencies):
     return np.mean([kendalltau(a, b)[0] for a, b in itertools.combinations(saliencies, 2)])
 
 
-def test_ranking_loss_falls_and_samples_agree_more():
+def test_ranking_loss_falls_and_samples_agree_more(random_net):
     net = random_net("resnet18_v1b", 32, classes=4)
     graph = trace(net, (1, 3, 32, 32))
     batches = _batches(32)
@@ -43,7 +42,7 @@ def test_ranking_loss_falls_and_samples_agree_more():
     assert after > before, (before, after)
 
 
-def test_ranks_a_dead_channel_last_and_meets_the_target():
+def test_ranks_a_dead_channel_last_and_meets_the_target(conv_chain):
     net = conv_chain(3, 16, 0, classes=4, prefix="gpchain_")
     graph = trace(net, (1, 3, 8, 8))
     group = graph.prunable_groups[1]
@@ -70,7 +69,7 @@ def test_ranks_a_dead_channel_last_and_meets_the_target():
     assert sel.achieved == pytest.approx(cost.total(widths_of(sel.keep)) / cost.total())
 
 
-def test_needs_data():
+def test_needs_data(conv_chain):
     net = conv_chain(2, 8, 0, prefix="gpempty_")
     graph = trace(net, (1, 3, 8, 8))
     cost = cost_model(graph, "flops")

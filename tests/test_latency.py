@@ -1,7 +1,6 @@
 """The latency table and the latency cost model, on small networks measured for real."""
 import mxnet as mx
 import pytest
-from conftest import random_net
 from mxnet.gluon import nn
 
 from prunenet import PrunenetError, cost_model, trace
@@ -85,7 +84,7 @@ def test_latency_costs_are_positive_and_larger_at_larger_feature_maps(tmp_path):
         assert cost.total(fewer) < cost.total()
 
 
-def test_units_of_a_resnet_share_entries_and_know_their_feature_maps():
+def test_units_of_a_resnet_share_entries_and_know_their_feature_maps(random_net):
     net = random_net("resnet50_v1d", 64)
     graph = trace(net, (1, 3, 64, 64))
     specs = unit_specs(graph)
@@ -115,7 +114,7 @@ def test_width_grid_steps():
     assert width_grid(3, 8) == [1, 3]
 
 
-def test_latency_objective_needs_a_table():
+def test_latency_objective_needs_a_table(random_net):
     assert "latency" in OBJECTIVES
     graph = trace(random_net("cifar_resnet20_v1", 16), (1, 3, 16, 16))
     with pytest.raises(PrunenetError, match="needs a latency table"):
@@ -147,14 +146,13 @@ def machine_ms(macs_per_image: float, batch: int = 16) -> float:
 
 
 @pytest.fixture
-def sleeping_machine(monkeypatch):
+def sleeping_machine(monkeypatch, independent_count):
     """A machine on which every timed call (unit or network) sleeps OVERHEAD_MS plus
     MS_PER_GMAC per 10⁹ MACs of its batch: the pipeline's timings without the noise of a
     shared CPU, where pruning does save time (CI's CPU measured cifar_resnet20_v1 at 32 px
     pruned no faster than unpruned, which the latency objective rightly refuses). Returns the
     milliseconds such a call takes, given its MACs per image."""
     import time
-    from conftest import independent_count
     from prunenet.latency import timer
 
     def call(self, symbol, input_shape):
@@ -165,10 +163,10 @@ def sleeping_machine(monkeypatch):
     return machine_ms
 
 
+@pytest.mark.e2e  # a whole path: a command that measures and prunes
 def test_prune_command_with_the_latency_objective_reports_predicted_and_measured(
-        tmp_path, sleeping_machine):
+        tmp_path, sleeping_machine, independent_count):
     import mxnet as mx
-    from conftest import independent_count
     from prunenet.cli import main
     from prunenet.files import read_json
     from prunenet.models import load_model
@@ -200,15 +198,15 @@ def test_prune_command_with_the_latency_objective_reports_predicted_and_measured
     assert report["latency_fraction_measured"] <= target + report["latency_fraction_noise"]
 
 
-def test_gcp_with_the_latency_objective_measures_what_it_chose(tmp_path, sleeping_machine):
+@pytest.mark.e2e  # a whole path: a GCP run that trains
+def test_gcp_with_the_latency_objective_measures_what_it_chose(tmp_path, sleeping_machine,
+                                                              small_gcp):
     from prunenet.runs import DataRun, data_run
     table = str(tmp_path / "table.json")
     target = _reachable_latency_target(table)
-    report = data_run(DataRun(
-        model="cifar_resnet20_v1", out=str(tmp_path / "run"), target=target, objective="latency",
-        dataset="synthetic", steps=2, reg=0.05, epochs_per_step=0.5, finetune_epochs=0,
-        lr=0.02, batch_size=16, train_limit=64, val_limit=32, progress=False,
-        latency_table=table, latency_batch_size=16), log=None)
+    report = data_run(DataRun(out=str(tmp_path / "run"), **small_gcp(
+        target=target, objective="latency", finetune_epochs=0, train_limit=64,
+        latency_table=table, latency_batch_size=16)), log=None)
     assert target - report["granularity"] < report["achieved_predicted"] <= target
     assert report["achieved"] == report["latency_fraction_measured"]
     assert 0 < report["latency_ms_predicted"] < report["latency_ms_before"]
@@ -327,7 +325,7 @@ def test_latency_objective_beside_a_busy_core_ends_within_its_noise_or_refuses(t
     assert fields["latency_ms_measured"] == pytest.approx(measured * fields["latency_ms_before"])
 
 
-def test_a_table_that_says_narrower_is_slower_is_called_noisy():
+def test_a_table_that_says_narrower_is_slower_is_called_noisy(random_net):
     import types
     from prunenet.costs import MacsCost
     from prunenet.latency import LatencyCost

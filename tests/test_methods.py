@@ -3,7 +3,6 @@ blocks, tied channels, exact surgery, determinism), and what each one claims to 
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import random_net
 
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.cli import main
@@ -25,7 +24,7 @@ def _batches(size, n=2, batch=4):
 
 
 @pytest.fixture(scope="module")
-def nets():
+def nets(random_net):
     out = {}
     for name, size in NETS.items():
         net = random_net(name, size, classes=10)
@@ -210,6 +209,7 @@ def test_activation_vote_needs_data(nets):
         activation_vote.select_channels(graph, params, cost, 0.5, net=net, batches=[])
 
 
+@pytest.mark.e2e  # a whole path: a command per method
 @pytest.mark.parametrize("method", ["random", "wsp", "qcqp"])
 def test_command_line(tmp_path, method):
     out = tmp_path / method
@@ -229,9 +229,9 @@ def test_command_line_activation_vote_asks_for_a_dataset(tmp_path, capsys):
     assert "--dataset" in capsys.readouterr().err
 
 
-def _wsp_chain(seed=3, width=16):
+def _wsp_chain(conv_chain, seed=3, width=16):
     """conv-BN-ReLU ×4 (width ``width``) and a dense layer, BatchNorm randomised."""
-    from conftest import conv_chain, randomize_batchnorm
+    from prunenet.models import randomize_batchnorm
     net = conv_chain(4, width, seed, prefix="wspchain_")
     randomize_batchnorm(net, seed=seed)
     return trace(net, (1, 3, 8, 8)), network_params(net)
@@ -254,8 +254,8 @@ def _released_rule(graph, params, conv_p, fc_p):
     return removed
 
 
-def test_wsp_fixed_percentile_is_the_released_rule():
-    graph, params = _wsp_chain()
+def test_wsp_fixed_percentile_is_the_released_rule(conv_chain):
+    graph, params = _wsp_chain(conv_chain)
     cost = cost_model(graph, "flops")
     assert len(graph.prunable_groups) == 4
     for conv_p, fc_p in [(20, 20), (50, 30), (70, 90)]:
@@ -270,8 +270,8 @@ def test_wsp_fixed_percentile_is_the_released_rule():
             assert all((a == b).all() for a, b in zip(by_target.keep, sel.keep))
 
 
-def test_wsp_folds_batchnorm_only_when_asked():
-    graph, params = _wsp_chain()
+def test_wsp_folds_batchnorm_only_when_asked(conv_chain):
+    graph, params = _wsp_chain(conv_chain)
     cost = cost_model(graph, "flops")
     raw = wsp.select_channels(graph, params, cost, 0.5, percentile=50)
     folded = wsp.select_channels(graph, params, cost, 0.5, percentile=50, fold_bn=True)
@@ -290,8 +290,8 @@ def test_wsp_folds_batchnorm_only_when_asked():
             for g in graph.prunable_groups} == reference
 
 
-def test_wsp_percentile_must_be_a_percentage():
-    graph, params = _wsp_chain()
+def test_wsp_percentile_must_be_a_percentage(conv_chain):
+    graph, params = _wsp_chain(conv_chain)
     with pytest.raises(PrunenetError, match="percentile 150 must lie in"):
         wsp.select_channels(graph, params, cost_model(graph, "flops"), 0.5, percentile=150)
 

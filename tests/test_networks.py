@@ -3,7 +3,6 @@ trace, prune (data-free and GCP) and survive surgery unchanged."""
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import random_net
 from test_gcp import _toy_stream
 
 from prunenet import cost_model, trace
@@ -24,7 +23,7 @@ def _x(size, n=2, seed=0):
 
 
 @pytest.mark.parametrize("name,size", NETWORKS)
-def test_every_inner_group_is_prunable_and_l1_surgery_is_exact(name, size):
+def test_every_inner_group_is_prunable_and_l1_surgery_is_exact(name, size, random_net):
     net = random_net(name, size, classes=10)
     graph = trace(net, (1, 3, size, size), strict=True)  # no op left unexplained
     assert all(g.prunable for g in graph.groups if not set(g.reasons) & {"network input",
@@ -37,7 +36,7 @@ def test_every_inner_group_is_prunable_and_l1_surgery_is_exact(name, size):
     assert diff <= 1e-5 * max(1.0, scale)
 
 
-def test_structures_are_understood():
+def test_structures_are_understood(random_net):
     mobilenet = trace(random_net("mobilenet1.0", 32, classes=10), (1, 3, 32, 32))
     depthwise = [layer for layer in mobilenet.layers.values() if layer.depthwise]
     assert len(depthwise) == 13
@@ -66,7 +65,7 @@ def test_structures_are_understood():
     assert any("clip" in g.ops and not g.homogeneous for g in mbv2.groups)
 
 
-def test_grouped_convolutions_keep_widths_multiple_of_lcm():
+def test_grouped_convolutions_keep_widths_multiple_of_lcm(random_net):
     net = random_net("resnext50_32x4d", 32, classes=10)
     graph = trace(net, (1, 3, 32, 32))
     sel = DATA_FREE["uniform"](graph, network_params(net), cost_model(graph, "flops"), 0.4)
@@ -79,7 +78,7 @@ def test_grouped_convolutions_keep_widths_multiple_of_lcm():
 
 
 @pytest.mark.parametrize("name,size", NETWORKS)
-def test_gcp_step_preserves_function_and_surgery_equals_masked(name, size):
+def test_gcp_step_preserves_function_and_surgery_equals_masked(name, size, random_net):
     net = random_net(name, size, classes=10)
     x = _x(size)
     ref = net(x).asnumpy()

@@ -7,7 +7,6 @@ import time
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import random_net
 
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.methods import DATA_FREE
@@ -26,7 +25,7 @@ def _pruned(net, shape, name=None):
     return prune_network(net, graph, sel.keep, name).net
 
 
-def _symbol_network(tmp_path):
+def _symbol_network(random_net, tmp_path):
     """A network loaded as ``--symbol`` loads it: a HybridBlock.export pair read back."""
     from prunenet.models import load_network
     net = random_net("cifar_resnet20_v1", 16)
@@ -40,9 +39,9 @@ def _symbol_network(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["resnet", "mobilenetv2", "symbol"])
-def test_a_pruned_network_in_onnx_runtime_computes_what_mxnet_computes(which, tmp_path):
+def test_a_pruned_network_in_onnx_runtime_computes_what_mxnet_computes(which, tmp_path, random_net):
     if which == "symbol":
-        net, shape = _symbol_network(tmp_path)
+        net, shape = _symbol_network(random_net, tmp_path)
         name = None
     else:
         name = {"resnet": "resnet18_v1b", "mobilenetv2": "mobilenetv2_0.25"}[which]
@@ -83,12 +82,11 @@ class _Machine:
 
 
 @pytest.fixture
-def onnx_sleeping_machine(monkeypatch):
+def onnx_sleeping_machine(monkeypatch, independent_count):
     """ONNX Runtime on the sleeping machine: every unit and network is really exported to ONNX
     and loaded in an InferenceSession, and each call then sleeps the sleeping machine's known
     cost of its MACs — or, once ``pruning_pays`` is off, a whole network (a symbol of more than
     three convolutions) sleeps as long as the unpruned one, whatever its widths."""
-    from conftest import independent_count
     from test_latency import machine_ms
     machine = _Machine()
     real = OnnxRuntime.symbol_call
@@ -109,8 +107,9 @@ def onnx_sleeping_machine(monkeypatch):
     return machine
 
 
-def test_the_latency_objective_in_onnx_runtime_meets_its_target(tmp_path, onnx_sleeping_machine):
-    from conftest import independent_count
+@pytest.mark.e2e  # a whole path: a command that measures and prunes
+def test_the_latency_objective_in_onnx_runtime_meets_its_target(tmp_path, onnx_sleeping_machine,
+                                                                independent_count):
     from test_latency import _reachable_latency_target, machine_ms
     from prunenet.cli import main
     from prunenet.files import read_json
@@ -141,6 +140,7 @@ def test_the_latency_objective_in_onnx_runtime_meets_its_target(tmp_path, onnx_s
         LatencyTable.open(str(table), batch_size=16, measure=False)  # MXNet's: another table
 
 
+@pytest.mark.e2e  # a whole path: a command that measures and prunes
 def test_the_latency_objective_in_onnx_runtime_refuses_a_missed_target(
         tmp_path, onnx_sleeping_machine):
     from test_latency import _reachable_latency_target
@@ -177,7 +177,7 @@ def _constructed_table(graph, best: int):
 
 
 @pytest.mark.parametrize("best", [4, 16])
-def test_round_to_auto_picks_the_block_the_timing_table_makes_best(best):
+def test_round_to_auto_picks_the_block_the_timing_table_makes_best(best, random_net):
     from prunenet.latency.blocks import block_gains, choose_block
     graph = trace(random_net("cifar_resnet20_v1", 16), (1, 3, 16, 16))
     gains = block_gains(_constructed_table(graph, best), graph)
@@ -207,7 +207,7 @@ def test_round_to_auto_in_a_run_measures_and_reports_the_blocks(tmp_path, capsys
     assert removed and all(r % chosen == 0 for r in removed)
 
 
-def test_bench_in_both_runtimes_interleaved(capsys):
+def test_bench_in_both_runtimes_interleaved(capsys, random_net):
     from prunenet.bench import throughput
     nets = {"a": random_net("cifar_resnet20_v1", 16), "b": random_net("cifar_resnet20_v2", 16)}
     out = throughput(nets, (3, 16, 16), batch_size=2, repeats=3, warmup=1, runtime="both")

@@ -21,10 +21,6 @@ from test_bad_input import one_line, refused, run
 
 L = ["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--input-size", "32",
      "--target", "0.5"]
-G = ["prune", "--model", "cifar_resnet20_v1", "--method", "gcp", "--input-size", "32",
-     "--target", "0.5", "--dataset", "synthetic", "--steps", "2", "--epochs-per-step", "0.05",
-     "--finetune-epochs", "0.05", "--batch-size", "16", "--train-limit", "128",
-     "--val-limit", "32", "--no-progress"]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 ENV.pop("PRUNENET_FAILPOINT", None)
 
@@ -43,7 +39,15 @@ def listing(folder):
 
 
 @pytest.fixture(scope="module")
-def gcp_run(tmp_path_factory):
+def G(small_gcp_args):
+    """``prunenet prune`` of the small GCP run at 32 px, 0.05 epochs a step and of fine-tuning,
+    target 0.5, λ and lr left to their defaults."""
+    return ["prune"] + small_gcp_args(target=0.5, reg=None, lr=None, epochs_per_step=0.05,
+                                      finetune_epochs=0.05, input_size=32)
+
+
+@pytest.fixture(scope="module")
+def gcp_run(tmp_path_factory, G):
     """A finished GCP run folder (with its checkpoint)."""
     out = str(tmp_path_factory.mktemp("gcp") / "run")
     assert main(G + ["--out", out]) == 0
@@ -63,7 +67,7 @@ def gcp_run(tmp_path_factory):
 ])
 @pytest.mark.parametrize("method", ["l1", "gcp"])
 def test_overwrite_never_replaces_what_prunenet_did_not_write(tmp_path, monkeypatch, out, words,
-                                                              method):
+                                                              method, G):
     work = tmp_path / "home" / "work"
     (work / "mine").mkdir(parents=True)
     (work / "mine" / "a.txt").write_text("mine")
@@ -97,7 +101,7 @@ def _appear(path):
 @pytest.mark.parametrize("method,hook", [("l1", "surgery_check"), ("gcp", "check_reachable")])
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_folder_that_appears_while_a_run_works_is_kept(tmp_path, monkeypatch, method, hook,
-                                                         overwrite):
+                                                         overwrite, G):
     """The check of --out is done again under the lock where the folder is replaced (GCP used
     to check early and delete later: a folder made in between was deleted)."""
     import prunenet.runs as runs
@@ -114,7 +118,8 @@ def test_a_folder_that_appears_while_a_run_works_is_kept(tmp_path, monkeypatch, 
     assert os.listdir(out) == ["user.txt"]
 
 
-def test_two_writers_of_one_out_one_wins_the_other_names_it(tmp_path):
+@pytest.mark.e2e  # a whole path: two GCP commands
+def test_two_writers_of_one_out_one_wins_the_other_names_it(tmp_path, G):
     """Two GCP runs on one --out: the second stops at once (exit 2) naming the first, which
     finishes alone (they used to both 'succeed' into a mixed folder)."""
     out = str(tmp_path / "run")
@@ -264,7 +269,8 @@ def test_a_failed_run_leaves_no_empty_folders_behind(tmp_path):
         tmp_path / "np1")
 
 
-def test_an_interrupted_overwrite_of_a_trained_run_keeps_the_old_run(tmp_path, gcp_run):
+@pytest.mark.e2e  # a whole path: a GCP command, interrupted
+def test_an_interrupted_overwrite_of_a_trained_run_keeps_the_old_run(tmp_path, gcp_run, G):
     """Issue 33 (OW1): GCP with --overwrite deleted the old run when it started; Ctrl-C 8 s in
     left neither. Now the old folder waits aside: put back on Ctrl-C (or any failure), kept
     through a hard kill until the killed run is resumed to its end."""
@@ -350,7 +356,7 @@ def _file_size_limit(limit):
 
 
 @pytest.mark.parametrize("method", ["l1", "gcp"])
-def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, method):
+def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, method, G):
     """No file may grow past 200 kB (as on a full disk): data-free runs fail at the final
     write, GCP at its first checkpoint; both used to end in a traceback."""
     out = str(tmp_path / "run")
@@ -499,7 +505,7 @@ def test_flags_are_not_abbreviated_and_advice_names_the_right_flag(tmp_path):
     assert not os.path.exists(tmp_path / "r")
 
 
-def test_a_diverging_finetune_names_finetune_lr(tmp_path):
+def test_a_diverging_finetune_names_finetune_lr(tmp_path, G):
     refused(G + ["--finetune-lr", "1e30", "--finetune-epochs", "0.5", "--steps", "1", "--out",
              str(tmp_path / "r")],
             "--finetune-lr")

@@ -6,7 +6,6 @@ import time
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import conv_chain, random_net
 
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.costs import MacsCost
@@ -16,7 +15,7 @@ from prunenet.surgery import network_params, widths_of
 WIDTH, ROUND, FLOOR = 8, 2, 2
 
 
-def _chain(seed):
+def _chain(conv_chain, seed):
     """conv-BN-ReLU ×3 (width 8) then a 10-way dense layer, with spread-out filter scales."""
     net = conv_chain(3, WIDTH, seed, prefix=f"chain{seed}_")
     rng = np.random.RandomState(seed)
@@ -33,8 +32,8 @@ def _chain(seed):
 
 
 @pytest.fixture(scope="module")
-def chains():
-    return [_chain(seed) for seed in range(3)]
+def chains(conv_chain):
+    return [_chain(conv_chain, seed) for seed in range(3)]
 
 
 def _energies(graph, params):
@@ -110,7 +109,7 @@ def test_swap_step_reaches_what_removal_and_refill_miss(chains):
 
 
 @pytest.fixture(scope="module")
-def resnet20():
+def resnet20(random_net):
     net = random_net("cifar_resnet20_v1", 32, classes=10)
     return trace(net, (1, 3, 32, 32)), network_params(net)
 
@@ -129,7 +128,7 @@ def test_never_below_greedy_l1_or_uniform_on_a_resnet(resnet20, objective):
                                              DATA_FREE[other](graph, params, cost, 0.5).keep)
 
 
-def test_time_limited_solve_on_resnet50_reports_its_gap():
+def test_time_limited_solve_on_resnet50_reports_its_gap(random_net):
     net = random_net("resnet50_v1d", 224)
     graph, params = trace(net, (1, 3, 224, 224)), network_params(net)
     cost, limit = cost_model(graph, "flops"), 12.0

@@ -556,9 +556,8 @@ def test_a_symbol_with_a_cycle_names_the_symbol_file(tmp_path):
             f"{path} cannot run on input of shape (1, 3, 32, 32)", "or the symbol file")
 
 
-def test_teacher_files_are_named_by_their_own_flag(tmp_path, monkeypatch):
+def test_teacher_files_are_named_by_their_own_flag(tmp_path, monkeypatch, random_net):
     import gluoncv.model_zoo.model_store as store
-    from conftest import random_net
 
     def offline(name, root=None):
         raise OSError("no internet")

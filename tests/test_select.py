@@ -1,7 +1,6 @@
 """Selection to a cost target: granularity, min_width, feasibility, determinism."""
 import numpy as np
 import pytest
-from conftest import random_net
 
 from prunenet import InfeasibleTargetError, cost_model, select, trace
 from prunenet.methods import DATA_FREE
@@ -9,7 +8,7 @@ from prunenet.surgery import network_params, widths_of
 
 
 @pytest.fixture(scope="module")
-def resnet50():
+def resnet50(random_net):
     net = random_net("resnet50_v1d", 224)
     return trace(net, (1, 3, 224, 224)), network_params(net)
 

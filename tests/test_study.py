@@ -6,8 +6,6 @@ import os
 
 import pytest
 
-from conftest import script_runner
-
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = os.path.join(ROOT, "experiments", "fashion_mnist", "study.py")
@@ -15,7 +13,7 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist")
-def test_quick_study_runs_its_cells_and_reports_them(tmp_path):
+def test_quick_study_runs_its_cells_and_reports_them(tmp_path, script_runner):
     out, cache = str(tmp_path / "study"), str(tmp_path / "cache")
     study = script_runner(STUDY, out, cache)
 

@@ -4,7 +4,6 @@ import os
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import random_net
 
 from prunenet import cost_model, trace
 from prunenet.files import load_params, read_json
@@ -19,7 +18,7 @@ CASES = [("resnet18_v1b", 64, "l1", "flops"), ("resnet34_v1b", 64, "uniform", "p
          ("cifar_resnet20_v1", 32, "l1", "flops"), ("cifar_resnet56_v1", 32, "uniform", "params")]
 
 
-def _prune(name, size, method, objective, target=0.5, seed=0, classes=None):
+def _prune(random_net, name, size, method, objective, target=0.5, seed=0, classes=None):
     net = random_net(name, size, seed=seed, classes=classes)
     graph = trace(net, (1, 3, size, size))
     sel = DATA_FREE[method](graph, network_params(net), cost_model(graph, objective), target)
@@ -27,8 +26,8 @@ def _prune(name, size, method, objective, target=0.5, seed=0, classes=None):
 
 
 @pytest.mark.parametrize("name,size,method,objective", CASES)
-def test_surgery_equals_masked_network(name, size, method, objective):
-    net, graph, sel, pruned = _prune(name, size, method, objective)
+def test_surgery_equals_masked_network(name, size, method, objective, random_net):
+    net, graph, sel, pruned = _prune(random_net, name, size, method, objective)
     x = mx.nd.array(np.random.RandomState(5).normal(size=(3, 3, size, size)))
     original = net(x).asnumpy()
     diff, scale = surgery_check(net, pruned.net, graph, sel.keep)
@@ -39,8 +38,8 @@ def test_surgery_equals_masked_network(name, size, method, objective):
     assert np.abs(original - masked).max() > 1e-3
 
 
-def test_the_surgery_check_refuses_a_pruned_network_that_computes_otherwise():
-    net, graph, sel, pruned = _prune("cifar_resnet20_v1", 32, "l1", "flops")
+def test_the_surgery_check_refuses_a_pruned_network_that_computes_otherwise(random_net):
+    net, graph, sel, pruned = _prune(random_net, "cifar_resnet20_v1", 32, "l1", "flops")
     beta = next(p for n, p in pruned.net.collect_params().items() if n.endswith("_beta"))
     beta.set_data(beta.data() + 0.05)  # one BatchNorm shifted a little: a wrong surgery
     diff, scale = surgery_check(net, pruned.net, graph, sel.keep)
@@ -51,8 +50,8 @@ def test_the_surgery_check_refuses_a_pruned_network_that_computes_otherwise():
     check_surgery(*surgery_check(net, pruned.net, graph, sel.keep))
 
 
-def test_tied_channels_are_removed_identically_in_every_producer_and_consumer():
-    net, graph, sel, pruned = _prune("resnet50_v1d", 64, "uniform", "flops", target=0.4)
+def test_tied_channels_are_removed_identically_in_every_producer_and_consumer(random_net):
+    net, graph, sel, pruned = _prune(random_net, "resnet50_v1d", 64, "uniform", "flops", target=0.4)
     before = network_params(net)
     after = {k.replace(pruned.net.prefix, net.prefix, 1): v.data().asnumpy()
              for k, v in pruned.net.collect_params().items()}
@@ -75,11 +74,11 @@ def test_tied_channels_are_removed_identically_in_every_producer_and_consumer():
             np.testing.assert_array_equal(after[layer.weight], before[layer.weight][rows][:, kept])
 
 
-def test_gluoncv_prune_gluon_block_loads_what_we_write(tmp_path):
+def test_gluoncv_prune_gluon_block_loads_what_we_write(tmp_path, random_net):
     """The saved pair loads through GluonCV's own function, unchanged, with the same outputs."""
     from gluoncv.model_zoo import get_model
     from gluoncv.model_zoo.pruned_resnet.resnetv1b_pruned import prune_gluon_block
-    net, graph, sel, pruned = _prune("resnet50_v1d", 64, "l1", "flops", classes=10)
+    net, graph, sel, pruned = _prune(random_net, "resnet50_v1d", 64, "l1", "flops", classes=10)
     assert save_pruned(pruned, str(tmp_path)) == [SHAPES_FILE, PARAMS_FILE]
     shapes = read_json(str(tmp_path / SHAPES_FILE))
     assert all(k.startswith("resnetv1d_") for k in shapes)
@@ -94,11 +93,11 @@ def test_gluoncv_prune_gluon_block_loads_what_we_write(tmp_path):
     np.testing.assert_allclose(theirs(x).asnumpy(), net(x).asnumpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_resnet18_pair_uses_the_resnetv1d_prefix(tmp_path):
+def test_resnet18_pair_uses_the_resnetv1d_prefix(tmp_path, random_net):
     """GluonCV's pruned ResNet-18 files use ``resnetv1d_`` although the model is ``resnetv1b_``."""
     from gluoncv.model_zoo.pruned_resnet.resnetv1b_pruned import prune_gluon_block
     from gluoncv.model_zoo import get_model
-    net, graph, sel, pruned = _prune("resnet18_v1b", 64, "uniform", "flops")
+    net, graph, sel, pruned = _prune(random_net, "resnet18_v1b", 64, "uniform", "flops")
     save_pruned(pruned, str(tmp_path))
     shapes = read_json(str(tmp_path / SHAPES_FILE))
     assert "resnetv1d_dense0_weight" in shapes and "resnetv1d_conv0_weight" in shapes
@@ -109,9 +108,9 @@ def test_resnet18_pair_uses_the_resnetv1d_prefix(tmp_path):
     np.testing.assert_array_equal(theirs(x).asnumpy(), pruned.net(x).asnumpy())
 
 
-def test_generic_network_saves_a_symbol_pair_that_imports(tmp_path):
+def test_generic_network_saves_a_symbol_pair_that_imports(tmp_path, random_net):
     from mxnet import gluon
-    net, graph, sel, pruned = _prune("cifar_resnet20_v1", 32, "l1", "flops")
+    net, graph, sel, pruned = _prune(random_net, "cifar_resnet20_v1", 32, "l1", "flops")
     files = save_pruned(pruned, str(tmp_path))
     loaded = gluon.SymbolBlock.imports(str(tmp_path / files[0]), ["data"],
                                        str(tmp_path / files[1]))

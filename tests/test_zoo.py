@@ -12,7 +12,6 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import random_net
 from prunenet import zoo
 from prunenet.cli import zoo as zoo_command
 from prunenet.cli.args import Parser as _Parser
@@ -65,7 +64,7 @@ def one_line(err, *words):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, random_net):
     """Two finished data-free runs of resnet18_v1b (10 classes, 64x64) with randomised BN."""
     root = tmp_path_factory.mktemp("runs")
     base = str(root / "base.params")

@@ -16,7 +16,6 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import random_net
 from prunenet import download, zoo
 from prunenet.cli import main
 from prunenet.plot import read_points
@@ -109,7 +108,7 @@ def _env(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
+def published(tmp_path_factory, random_net):
     """A zoo folder holding a GluonCV-format and a symbol-format model, and their runs."""
     root = tmp_path_factory.mktemp("published")
     runs = {}

@@ -1,20 +1,15 @@
 """The long kill-and-resume variant: a kill after every batch of every phase, during every
 checkpoint write and the export, on a 3-step run with fine-tuning over two epochs' worth of
-batches. About 40 runs of ~15 s each; run it with
+batches. About 40 runs of ~15 s each, so it is marked ``slow`` and left out of the suite; run it
+with
 
-    PRUNENET_SLOW=1 .venv/bin/python -m pytest tests/slow -q
+    .venv/bin/python -m pytest -m slow -q
 """
-import os
-
 import pytest
-from killresume import SMALL, kill_and_resume, prune
+from killresume import kill_and_resume, prune
 
-pytestmark = pytest.mark.skipif(os.environ.get("PRUNENET_SLOW") != "1",
-                                reason="long variant: set PRUNENET_SLOW=1")
+pytestmark = pytest.mark.slow
 
-ARGS = list(SMALL)
-ARGS[ARGS.index("--steps") + 1] = "3"
-ARGS[ARGS.index("--finetune-epochs") + 1] = "1"
 # 8 batches an epoch: 4 per phase, 3 steps -> 12 regularize and 12 debias batches; 8 fine-tune
 # batches; checkpoints every 2 batches and at every phase's end.
 POINTS = ([f"regularize:{i}" for i in range(1, 13)] + [f"debias:{i}" for i in range(1, 13)] +
@@ -23,13 +18,20 @@ POINTS = ([f"regularize:{i}" for i in range(1, 13)] + [f"debias:{i}" for i in ra
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def args(small_gcp_args):
+    """The small GCP run with 3 steps, an epoch of fine-tuning and a checkpoint every 2 batches."""
+    return small_gcp_args(steps=3, finetune_epochs=1, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, args):
     out = str(tmp_path_factory.mktemp("ref") / "run")
-    code, err = prune(out, ARGS)
+    code, err = prune(out, args)
     assert code == 0, err
     return out
 
 
 @pytest.mark.parametrize("failpoint", POINTS)
-def test_killed_at_every_point_a_run_resumes_to_the_same_network(tmp_path, reference, failpoint):
-    kill_and_resume(tmp_path, failpoint, reference, ARGS)
+def test_killed_at_every_point_a_run_resumes_to_the_same_network(tmp_path, reference, failpoint,
+                                                                  args):
+    kill_and_resume(tmp_path, failpoint, reference, args)
