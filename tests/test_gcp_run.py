@@ -8,7 +8,7 @@ import pytest
 
 from prunenet.cli import main
 from prunenet.files import read_json
-from prunenet.methods.gcp import GCP
+from prunenet.methods.gcp import GCPSchedule
 from prunenet.runs import DataRun, data_run, load_pruned
 
 SMALL = dict(model="resnet18_v1b", target=0.5, dataset="synthetic", steps=3, reg=0.05,
@@ -46,7 +46,7 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
     # with fine-tuning, in one process: its network is rebuilt from the surgery checkpoint in
     # both runs (issue #33: two fine-tunings in one process used to differ by up to 2.4e-5)
     whole = _run(tmp_path / "whole")
-    original = GCP.run_step
+    original = GCPSchedule.run_step
     calls = []
 
     def interrupted(self, t, stream, **kwargs):
@@ -55,12 +55,12 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
             raise KeyboardInterrupt  # killed during step 2, after step 1's checkpoint
         return original(self, t, stream, **kwargs)
 
-    monkeypatch.setattr(GCP, "run_step", interrupted)
+    monkeypatch.setattr(GCPSchedule, "run_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "cut")
     assert read_json(str(tmp_path / "cut" / "checkpoint" / "checkpoint.json"))["step"] == 1
     assert not (tmp_path / "cut" / "report.json").exists()
-    monkeypatch.setattr(GCP, "run_step", original)
+    monkeypatch.setattr(GCPSchedule, "run_step", original)
     resumed = data_run(DataRun(model="", out=str(tmp_path / "cut"), target=0.5), resume=True,
                       log=None)
     assert resumed["group_widths"] == whole["group_widths"]
@@ -183,7 +183,7 @@ def test_slimming_trains_every_weight_and_keeps_the_outputs_contract(tmp_path):
 def test_slimming_regularize_step_moves_the_convolutions_and_gcp_does_not():
     from prunenet import cost_model, trace
     from prunenet.methods import slimming
-    from prunenet.methods.gcp import GCP, GCPConfig
+    from prunenet.methods.gcp import GCPSchedule, GCPConfig
     from prunenet.models import load_model
     from prunenet.train import BatchStream
     from prunenet.wrapper import MaskedNetwork
@@ -196,7 +196,7 @@ def test_slimming_regularize_step_moves_the_convolutions_and_gcp_does_not():
         graph = trace(net, (1, 3, 16, 16))
         conv = next(layer.weight for layer in graph.layers.values() if layer.op == "Convolution")
         before = net.collect_params()[conv].data().asnumpy().copy()
-        gcp = GCP(MaskedNetwork(net, graph), cost_model(graph, "flops"), cfg, [mx.cpu()],
+        gcp = GCPSchedule(MaskedNetwork(net, graph), cost_model(graph, "flops"), cfg, [mx.cpu()],
                   progress=False)
         gcp.run_step(1, BatchStream(lambda e, s: [(x, y)] * (2 - s)))
         moved[name] = not np.array_equal(net.collect_params()[conv].data().asnumpy(), before)

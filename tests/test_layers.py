@@ -13,7 +13,8 @@ inside functions count as much as those at the top of a file.
               an experiment's generated smoke data and its Caltech-256 split
     methods   the method table and the methods that train (GCP, slimming)
     formats   a pruned network built, checked, saved and loaded; the model zoo; export
-    pipeline  what a run reports, a pruning run, the Python API, the demo, experiments, figures
+    pipeline  what a run reports, the one pipeline (trace → cost → select → cut → check), a
+              pruning run, the Python API, the demo, experiments, figures
     cli       the command line
     package   ``prunenet/__init__``: the public names
 """
@@ -36,8 +37,8 @@ LAYERS = [
                   "experiment.caltech"]),
     ("methods", ["methods", "methods.gcp", "methods.slimming"]),
     ("formats", ["pruned", "zoo", "export"]),
-    ("pipeline", ["report", "run_settings", "gcp_steps", "runs", "api", "demo", "experiment",
-                  "experiment.config", "experiment.dryrun", "experiment.settings",
+    ("pipeline", ["report", "pipeline", "run_settings", "gcp_steps", "runs", "api", "demo",
+                  "experiment", "experiment.config", "experiment.dryrun", "experiment.settings",
                   "experiment.transfer", "experiment.run", "experiment.table", "plot"]),
     ("cli", ["cli", "cli.args", "cli.count", "cli.prune", "cli.demo", "cli.bench", "cli.plot",
              "cli.zoo", "cli.experiment", "cli.__main__", "__main__"]),
