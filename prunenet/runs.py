@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -77,9 +78,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     return the report. The ``latency`` objective measures on ``gpus``' first device (the CPU if
     none), at ``latency_batch_size`` and ``dtype``, in ``runtime`` (mxnet or onnxruntime);
     unless ``speed_check`` is off, the pruned network's speed-up is measured there too."""
-    from types import SimpleNamespace
     settings = SimpleNamespace(**locals())  # _prune_run's arguments, by name
-    del settings.SimpleNamespace
     from .methods import DATA_FREE
 
     if method not in DATA_FREE:
