@@ -23,6 +23,8 @@ setup(
         "matplotlib",
         "pandas",
         "tqdm",
+        # the output locks: TemporaryFileLock retakes a lock file removed while it waited (4.0)
+        "portalocker>=4.0",
         "highspy>=1.7",  # the qcqp method's MILP solver (HiGHS)
         "scipy",
         "onnx==1.14.1",  # --runtime onnxruntime and zoo export --format onnx
@@ -32,9 +34,10 @@ setup(
         "gpu": ["mxnet-cu112>=1.9.1,<2"],
         "onnx": [],  # (onnx and onnxruntime are installed by default now; kept for old commands)
         # nbclient, nbformat, ipykernel: tests/test_notebooks.py executes the notebooks;
-        # sphinx, myst-parser, sphinx-argparse: tests/test_docs.py builds the manual in docs/
+        # sphinx, myst-parser, sphinx-argparse: tests/test_docs.py builds the manual in docs/;
+        # import-linter: lint-imports checks .importlinter's contracts (tests/test_layers.py)
         "dev": ["pytest", "hypothesis", "nbclient", "nbformat",
-                "ipykernel", "sphinx", "myst-parser", "sphinx-argparse"],
+                "ipykernel", "sphinx", "myst-parser", "sphinx-argparse", "import-linter>=2.17"],
     },
     entry_points={"console_scripts": ["prunenet=prunenet.cli:main"]},
 )

@@ -14,7 +14,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from .errors import PrunenetError
-from .tied import DEFAULT_RULE
+from .run_settings import RUN_DEFAULTS
 
 __all__ = ["prune", "GCP", "finetune", "replace_classifier", "hold_out_loader"]
 
@@ -73,11 +73,13 @@ def _attach(pruned, report: dict):
     return pruned.net
 
 
-def prune(net, method: str = "l1", objective: str = "flops", target: float = 0.5,
-          input_shape: Sequence[int] = (1, 3, 224, 224), *, round_to: int = 8,
-          min_width: int = 8, seed: int = 0, data=None, ctx=None, strict: bool = False,
-          latency_table: Optional[str] = None, latency_batch_size: int = 64,
-          dtype: str = "float32"):
+def prune(net, method: str = "l1", objective: str = RUN_DEFAULTS.objective, target: float = 0.5,
+          input_shape: Sequence[int] = (1, 3, 224, 224), *,
+          round_to: int = RUN_DEFAULTS.round_to, min_width: int = RUN_DEFAULTS.min_width,
+          seed: int = RUN_DEFAULTS.seed, data=None, ctx=None, strict: bool = False,
+          latency_table: Optional[str] = RUN_DEFAULTS.latency_table,
+          latency_batch_size: int = RUN_DEFAULTS.latency_batch_size,
+          dtype: str = RUN_DEFAULTS.dtype):
     """Prune ``net`` (any initialised ``gluon.HybridBlock``) with a data-free ``method`` until
     ``objective``'s cost (``flops``, ``params`` or ``latency``) is at most ``target`` × the
     unpruned cost, at ``input_shape`` (NCHW). ``net`` is left unchanged.
@@ -209,15 +211,18 @@ class GCP:
     search: Optional[dict] = None  # reg="auto": the grid, each candidate's loss, the best
     top1_before: tuple = (None, None)  # the unpruned network's top-1, top-5 on fit's val_data
 
-    def __init__(self, net, objective: str = "flops", target: float = 0.5,
+    def __init__(self, net, objective: str = RUN_DEFAULTS.objective, target: float = 0.5,
                  input_shape: Sequence[int] = (1, 3, 224, 224), ctx=None, *,
-                 progress: bool = False, strict: bool = False, seed: int = 0,
-                 classes: Optional[int] = None, latency_table: Optional[str] = None,
-                 latency_batch_size: int = 64, dtype: str = "float32",
-                 reg=None, reg_grid: Optional[Sequence[float]] = None,
-                 shrink_grid: Optional[Sequence[float]] = None,
-                 search_fraction: Optional[float] = None, search_holdout: int = 2048,
-                 stream_score: str = DEFAULT_RULE, **schedule) -> None:
+                 progress: bool = False, strict: bool = False, seed: int = RUN_DEFAULTS.seed,
+                 classes: Optional[int] = RUN_DEFAULTS.classes,
+                 latency_table: Optional[str] = RUN_DEFAULTS.latency_table,
+                 latency_batch_size: int = RUN_DEFAULTS.latency_batch_size,
+                 dtype: str = RUN_DEFAULTS.dtype, reg=RUN_DEFAULTS.reg,
+                 reg_grid: Optional[Sequence[float]] = RUN_DEFAULTS.reg_grid,
+                 shrink_grid: Optional[Sequence[float]] = RUN_DEFAULTS.shrink_grid,
+                 search_fraction: Optional[float] = RUN_DEFAULTS.search_fraction,
+                 search_holdout: int = RUN_DEFAULTS.search_holdout,
+                 stream_score: str = RUN_DEFAULTS.stream_score, **schedule) -> None:
         from .methods.gcp import DEFAULT_REG, GCPConfig, check_reg
 
         fields = [f.name for f in dataclasses.fields(GCPConfig) if f.name != "target"]

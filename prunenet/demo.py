@@ -6,11 +6,12 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 from .errors import PrunenetError
-from .methods.gcp import DEFAULT_REG
+from .options import same_as, setting
+from .run_settings import DataRun
 
 
 __all__ = ["DemoConfig", "FULL", "QUICK", "run_demo", "train_base"]
@@ -20,22 +21,23 @@ __all__ = ["DemoConfig", "FULL", "QUICK", "run_demo", "train_base"]
 class DemoConfig:
     """What the demo trains and prunes."""
 
-    model: str = "resnet18_v1b"
-    base_epochs: float = 4.0
-    base_lr: float = 0.1
-    target: float = 0.5
-    steps: int = 2
-    reg: object = DEFAULT_REG  # λ, or "auto": chosen by the held-out debias loss
-    shrink_grid: Optional[tuple] = None  # the candidates of "auto" (None: GCP's SHRINK_GRID)
-    epochs_per_step: float = 0.25
-    finetune_epochs: float = 1.5
-    finetune_lr: float = 0.02
-    lr: float = 0.01
-    batch_size: int = 128
-    train_limit: Optional[int] = None
-    val_limit: Optional[int] = None
-    seed: int = 0
-    input_size: Optional[int] = None  # Fashion-MNIST upsampled to this (None: its 28 pixels)
+    model: str = setting("resnet18_v1b", "the GluonCV network trained and pruned")
+    base_epochs: float = setting(4.0, "epochs the base network is trained")
+    base_lr: float = setting(0.1, "the base training's learning rate")
+    target: float = setting(0.5, "fraction of the base's FLOPs to keep")
+    steps: int = same_as(DataRun, "steps")
+    reg: object = same_as(DataRun, "reg")  # λ, or "auto": chosen by the held-out debias loss
+    shrink_grid: Optional[tuple] = same_as(DataRun, "shrink_grid")  # None: GCP's SHRINK_GRID
+    epochs_per_step: float = same_as(DataRun, "epochs_per_step")
+    finetune_epochs: float = same_as(DataRun, "finetune_epochs")
+    finetune_lr: float = same_as(DataRun, "finetune_lr")
+    lr: float = same_as(DataRun, "lr")
+    batch_size: int = same_as(DataRun, "batch_size")
+    train_limit: Optional[int] = same_as(DataRun, "train_limit")
+    val_limit: Optional[int] = same_as(DataRun, "val_limit")
+    seed: int = same_as(DataRun, "seed")
+    # Fashion-MNIST upsampled to this (None: its 28 pixels)
+    input_size: Optional[int] = same_as(DataRun, "input_size")
 
     def base_key(self) -> str:
         """Names the cached base: what determines its weights."""
@@ -47,10 +49,11 @@ class DemoConfig:
         return f"{self.model}-fashion-mnist-{digest}"
 
 
-FULL = DemoConfig()
+# the demo's budget, shorter than a pruning run's defaults
+FULL = DemoConfig(steps=2, epochs_per_step=0.25, finetune_epochs=1.5, finetune_lr=0.02)
 # Enough iterations (128) for BatchNorm's running statistics to settle.
-QUICK = DemoConfig(base_epochs=2.0, steps=1, epochs_per_step=0.5, finetune_epochs=0.5,
-                   train_limit=8192, val_limit=2000, shrink_grid=(0.3, 1.0))
+QUICK = replace(FULL, base_epochs=2.0, steps=1, epochs_per_step=0.5, finetune_epochs=0.5,
+                train_limit=8192, val_limit=2000, shrink_grid=(0.3, 1.0))
 
 
 def _cached_top1(params_file: str, meta_file: str) -> float:

@@ -7,9 +7,9 @@ directory is refused; an existing file is never taken for a folder (nor a folder
 ``--overwrite`` replaces only a folder that carries prunenet's mark :data:`MARKER` of the same
 kind (a run folder of an older version without one: a run's ``report.json``/``run.json``) and
 holds nothing but that kind's own files, so a user's file or a zoo inside is refused by name;
-and the writer holds an exclusive ``flock`` on ``.NAME.lock`` beside the target for as long as
-it writes, so a second writer stops at once with a message naming the first (a zoo's writers
-wait their turn, for a bounded time, naming the one they wait for).
+and the writer holds an exclusive lock (``portalocker``'s) on ``.NAME.lock`` beside the target
+for as long as it writes, so a second writer stops at once with a message naming the first (a
+zoo's writers wait their turn, for a bounded time, naming the one they wait for).
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 from typing import Dict, Iterator, Optional, Sequence
 
 from .errors import PrunenetError
@@ -35,7 +34,7 @@ MARKER = ".prunenet"  # in every folder prunenet makes, naming its kind and what
 _RUN_FILES = ("report.json", "run.json")
 LOCK_WAIT = 120.0  # seconds a writer waits for another's lock, saying so, before it gives up
 LOCK_WAIT_ENV = "PRUNENET_LOCK_WAIT"  # another number of seconds
-_held: Dict[tuple, list] = {}  # (lock file, thread) -> [open file, depth]: a thread may nest its locks
+_held: Dict[tuple, list] = {}  # (lock file, thread) -> [portalocker lock, depth]: a thread nests
 
 
 class LockedError(PrunenetError):
@@ -241,39 +240,42 @@ def lock_wait() -> float:
     return env_seconds(LOCK_WAIT_ENV, LOCK_WAIT, "how long to wait for another writer's lock")
 
 
-def _wait_turn(path: str, what: str, wait, since: list) -> None:
-    """After a failed try for the lock of ``path``: pause before the next try (saying once, on
-    standard error, who holds it and for how long this waits), or :class:`LockedError`.
-    ``since``: [start, limit] of this wait, filled on the first call."""
-    holder = _holder(path)
+def _take(lock, path: str, what: str, wait):
+    """Take ``lock`` (a ``portalocker`` lock on the file ``path``) at once; or, held by another,
+    :class:`LockedError` naming it — or (``wait``) after saying once, on standard error, who
+    holds it and for how long this waits, take it when it is let go within that time."""
+    import portalocker
+    try:
+        return lock.acquire(timeout=0, fail_when_locked=True)
+    except portalocker.AlreadyLocked:
+        holder = _holder(path)
     if not wait:
         raise LockedError(f"{what} is being written by {holder} (lock {path}); wait for it to "
                           f"finish or choose another output")
-    now = time.monotonic()
-    if not since:
-        limit = lock_wait() if wait is True else float(wait)
-        since.extend([now, limit])
-        until = (f"giving up after {limit:g} s" if limit != float("inf") else
-                 "until it is released")
-        print(f"prunenet: waiting for {what}, held by {holder} (lock {path}); {until}",
-              file=sys.stderr, flush=True)
-    elif now - since[0] >= since[1]:
-        raise LockedError(f"{what} is still held by {holder} after {since[1]:g} s (lock "
+    limit = lock_wait() if wait is True else float(wait)
+    until = f"giving up after {limit:g} s" if limit != float("inf") else "until it is released"
+    print(f"prunenet: waiting for {what}, held by {holder} (lock {path}); {until}",
+          file=sys.stderr, flush=True)
+    try:
+        return lock.acquire(timeout=limit, check_interval=0.2, fail_when_locked=False)
+    except portalocker.AlreadyLocked:
+        raise LockedError(f"{what} is still held by {_holder(path)} after {limit:g} s (lock "
                           f"{path}); if that process is stopped (Ctrl-Z) or hung, end it; or "
-                          f"wait longer (--wait, or {LOCK_WAIT_ENV}=SECONDS)")
-    time.sleep(min(0.2, max(since[1] - (now - since[0]), 0.01)))
+                          f"wait longer (--wait, or {LOCK_WAIT_ENV}=SECONDS)") from None
 
 
 @contextlib.contextmanager
 def hold_lock(path: str, what: str, wait=False, remove: bool = True,
               clear: bool = False) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the file ``path`` for the body. Another holder makes this
-    raise :class:`LockedError` naming it (its pid and command line, written into the lock
-    file) at once, or (``wait``) after saying who holds it and waiting for it to let go:
-    ``True`` up to :func:`lock_wait` seconds, a number that many seconds (``math.inf``: without
-    end). ``remove``: delete the lock file on release; ``clear``: empty it on release (a lock
-    file kept in a folder others are served holds no pid or command line once released)."""
-    import fcntl
+    """Hold an exclusive lock (``portalocker``: ``flock`` here) on the file ``path`` for the
+    body. Another holder makes this raise :class:`LockedError` naming it (its pid and command
+    line, written into the lock file) at once, or (``wait``) after saying who holds it and
+    waiting for it to let go: ``True`` up to :func:`lock_wait` seconds, a number that many
+    seconds (``math.inf``: without end). ``remove``: delete the lock file on release (a
+    ``TemporaryFileLock``, which also retakes a file its last holder removed while this
+    waited); ``clear``: empty it on release (a lock file kept in a folder others are served
+    holds no pid or command line once released). One thread may nest its holds of one file."""
+    import portalocker
     path = os.path.abspath(path)
     key = (path, threading.get_ident())
     if key in _held:
@@ -283,43 +285,29 @@ def hold_lock(path: str, what: str, wait=False, remove: bool = True,
         finally:
             _held[key][1] -= 1
         return
-    since: list = []
-    while True:
-        try:
-            f = open(path, "a+")
-        except OSError as err:
-            raise write_error(err, path, what) from None
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            _wait_turn(path, what, wait, since)
-            continue
-        try:  # the file may have been removed by its last holder while we waited for it
-            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        f.close()
+    lock = portalocker.TemporaryFileLock(path) if remove else portalocker.Lock(path, "a")
+    try:
+        f = _take(lock, path, what, wait)
+    except OSError as err:
+        raise write_error(err, path, what) from None
+    except portalocker.LockException as err:  # no holder: the lock itself failed
+        cause = err.__cause__ if isinstance(err.__cause__, OSError) else OSError(str(err))
+        raise write_error(cause, path, what) from None
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()} ({' '.join(['prunenet'] + sys.argv[1:])})"[:500] + "\n")
     f.flush()
-    _held[key] = [f, 0]
+    _held[key] = [lock, 0]
     try:
         yield
     finally:
         del _held[key]
-        if remove:
-            with contextlib.suppress(OSError):
-                os.remove(path)
-        elif clear:
+        if clear and not remove:
             with contextlib.suppress(OSError):
                 f.seek(0)
                 f.truncate()
                 f.flush()
-        f.close()  # releases the lock
+        lock.release()  # a TemporaryFileLock removes its file before it lets go
 
 
 @contextlib.contextmanager
@@ -378,6 +366,7 @@ _ADVICE = {
     errno.ENAMETOOLONG: "the path is too long; choose a shorter one",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
     errno.EISDIR: "it is a folder; give a file name",
+    errno.ENOLCK: "its file system cannot lock files; choose a place on a local disk",
 }
 
 

@@ -6,86 +6,213 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass
 from typing import List, Optional, Union
 
 from .errors import PrunenetError
-from .methods.gcp import DEFAULT_REG
+from .methods.gcp import DEFAULT_REG, GCPConfig
+from .options import default_of, same_as, setting
 from .records import CHECKPOINT_DIR, RUN_FILE
 from .tied import DEFAULT_RULE
+from .train import FinetuneConfig
 
-__all__ = ["DataRun", "saved_run", "run_dataset", "STARTED_FILE", "FREE_ON_RESUME"]
+__all__ = ["DataRun", "RUN_DEFAULTS", "saved_run", "run_dataset", "STARTED_FILE", "FREE_ON_RESUME"]
+
+
+def _choices(module: str, name: str):
+    """The choices a flag takes: ``name`` of ``prunenet.module``, read when the parser is
+    built."""
+    def choices():
+        import importlib
+        return tuple(getattr(importlib.import_module(f"prunenet.{module}"), name))
+    return choices
+
+
+def _methods() -> tuple:
+    from .methods import METHODS, TRAINED
+    return tuple(METHODS + TRAINED)
+
+
+def _method_help() -> str:
+    from .methods import names
+    return (f"gcp (the paper's) or slimming, which train on --dataset; {', '.join(names('data'))}"
+            f", which read it; or a data-free ranking: {', '.join(names('weights'))} (required "
+            f"unless --resume)")
+
+
+def _shrink_help() -> str:
+    from .methods.gcp import SHRINK_GRID
+    return ("the candidates of --reg auto as shrink levels: the soft threshold one step applies "
+            "to a channel of average cost, in units of the median importance per unit cost (1: "
+            "half the channels zeroed if the loss did not resist); 0 is always tried (default "
+            f"{' '.join(f'{v:g}' for v in SHRINK_GRID)})")
+
+
+def _search_help() -> str:
+    from .methods.gcp import SEARCH_SHARE
+    return ("the fraction of step 1's batches each λ candidate runs (default: the search takes "
+            f"about {SEARCH_SHARE:g} of the pruning steps' time)")
+
+
+_FT, _GCP = FinetuneConfig, GCPConfig
 
 
 @dataclass
 class DataRun:
     """Everything a pruning run with data needs — GCP, or a data-free method followed by the
     same fine-tuning — saved as ``run.json`` so that ``--resume`` continues with the same
-    settings."""
+    settings. Each field is a setting (:mod:`prunenet.options`): ``prunenet prune``'s flags,
+    the API's keywords and experiment configs take their defaults from here, or from
+    :class:`~prunenet.methods.gcp.GCPConfig` and :class:`~prunenet.train.FinetuneConfig` for
+    the fields that mean theirs. ``group`` is the help's group of the flag."""
 
-    model: str
-    out: str
-    target: float
-    method: str = "gcp"
-    objective: str = "flops"
-    dataset: str = "fashion-mnist"
-    data_dir: Optional[str] = None
-    params: Optional[str] = None
-    steps: int = 3
-    reg: Union[float, str] = DEFAULT_REG  # λ, or "auto": chosen by the held-out debias loss
-    reg_grid: Optional[List[float]] = None  # "auto"'s candidates as raw λ (instead of shrink)
-    shrink_grid: Optional[List[float]] = None  # "auto"'s candidates as shrink levels ρ
-    # (default GCP's SHRINK_GRID)
-    search_fraction: Optional[float] = None  # of step 1 each candidate runs (default: ~0.2 of
-    # the pruning steps' time in all)
-    search_holdout: int = 2048  # training images held out to score the candidates
-    stream_score: str = DEFAULT_RULE  # how a tied group's score combines its layers (.tied)
-    epochs_per_step: float = 1.0
-    debias_epochs: Optional[float] = None
-    finetune_epochs: float = 1.0
-    lr: float = 0.01
-    finetune_lr: float = 0.01
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.1
-    distill: bool = False
-    batch_size: int = 128  # images per device (GluonCV's meaning; see batch_per)
-    gpus: str = ""
-    seed: int = 0
-    input_size: Optional[int] = None
-    classes: Optional[int] = None
-    round_to: int = 8
-    min_width: int = 8
-    train_limit: Optional[int] = None
-    val_limit: Optional[int] = None
-    checkpoint_every: int = 500
-    sync_every: int = 50  # iterations between host reads of the training loss and accuracy
-    latency_table: Optional[str] = None
-    latency_batch_size: int = 64
-    runtime: str = "mxnet"  # where latency and the speed check are measured (.runtimes)
-    dtype: str = "float32"
-    speed_check: bool = True  # measure the pruned network's speed-up at the end
-    kvstore: str = "device"
-    rec_train: Optional[str] = None  # ImageNet RecordIO files (default: data_dir/train.rec ...)
-    rec_train_idx: Optional[str] = None
-    rec_val: Optional[str] = None
-    rec_val_idx: Optional[str] = None
-    num_data_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    # decoding threads (ImageNet, image folders): the machine's cores unless given
-    max_bad_images: float = 0.0  # the fraction of an image folder's images that may not decode
-    progress: bool = True
-    command: Optional[List[str]] = None
-    symbol: Optional[str] = None  # a HybridBlock.export symbol file, instead of ``model``
-    momentum: float = 0.9  # of the pruning steps and fine-tuning
-    wd: float = 1e-4  # fine-tuning's weight decay
-    lr_mode: str = "cosine"  # fine-tuning's schedule (prunenet.train.LR_MODES)
-    mode: str = "hybrid"  # fine-tune hybridized, or "imperative"
-    teacher: Optional[str] = None  # a GluonCV model to distil from (else the unpruned, --distill)
-    teacher_params: Optional[str] = None
+    model: str = setting(help="GluonCV model name, e.g. resnet50_v1d (or give --symbol)",
+                         flags=None, group="network")
+    out: str = setting(help="output folder (must not exist)", group="output",
+                       aliases=("--save-dir",))
+    target: float = same_as(_GCP, "target", group="pruning", cli_type="fraction")
+    # network
+    symbol: Optional[str] = setting(None, "your own network: the NAME-symbol.json that "
+                                    "HybridBlock.export writes, with its NAME-0000.params as "
+                                    "--params (default: none)", flags=None, group="network")
+    params: Optional[str] = setting(
+        None, "Gluon save_parameters file of the unpruned model, or with --symbol its export "
+              "params file; with --classes of another count the output layer is replaced "
+              "(default: seeded random initialisation)", group="network")
+    input_size: Optional[int] = setting(
+        None, "input image size in pixels (default 224; 32 for cifar_* models; for --method "
+              "gcp: the dataset's)", least=1, group="network")
+    classes: Optional[int] = setting(None, "number of output classes (default: the model's, or "
+                                           "the dataset's)", least=1, group="network")
+    # pruning
+    method: str = setting("gcp", _method_help, choices=_methods, metavar="METHOD",
+                          group="pruning", flag_default=None)
+    objective: str = setting("flops", "the cost --target is a fraction of (default {default})",
+                             choices=lambda: tuple(sorted(_choices("costs", "OBJECTIVES")())),
+                             group="pruning")
+    round_to: int = same_as(_GCP, "round_to", help=(
+        "channels are removed in blocks of this many (default {default}), or auto: the block "
+        "of 1, 4, 8, 16 or 32 that saves the most measured time per channel in --runtime for "
+        "this network's layers (data-free methods)"), least=1, auto=True, group="pruning")
+    min_width: int = same_as(_GCP, "min_width", least=1, group="pruning")
+    seed: int = setting(0, "random seed of initialisation and data order (default {default})",
+                        least=0, group="pruning")
+    # output
+    speed_check: bool = setting(True, "skip measuring the pruned network's speed-up against the "
+                                      "unpruned one (a few seconds) at the end",
+                                flags=("--no-speed-check",), group="output")
+    # latency
+    latency_table: Optional[str] = setting(
+        None, "latency table to use and extend (default: one per device, batch size, dtype and "
+              "thread count in ~/.cache/prunenet)", metavar="FILE", group="latency")
+    latency_batch_size: int = setting(64, "batch size the latency is measured at (default "
+                                          "{default})", least=1, group="latency")
+    runtime: str = setting("mxnet", "where the latency and the speed check are measured: "
+                                    "mxnet, or onnxruntime (the network exported to ONNX; "
+                                    "default {default})", choices=_choices("runtimes", "RUNTIMES"),
+                           group="latency")  # (.runtimes)
+    dtype: str = setting("float32", "data type the latency is measured in (default {default})",
+                         choices=_choices("bench", "DTYPES"), group="latency")
+    # data
+    dataset: str = setting("fashion-mnist", "fashion-mnist (default for gcp), synthetic, "
+                           "imagenet (RecordIO) or folder; with a data-free method it adds "
+                           "fine-tuning and evaluation", group="data", flag_default=None)
+    data_dir: Optional[str] = setting(None, "where the dataset's files are", group="data")
+    rec_train: Optional[str] = setting(None, "ImageNet training RecordIO file (default: "
+                                             "DATA_DIR/train.rec)", metavar="FILE", group="data")
+    rec_train_idx: Optional[str] = setting(None, "its index (default: the same name ending "
+                                                 ".idx)", metavar="FILE", group="data")
+    rec_val: Optional[str] = setting(None, "ImageNet validation RecordIO file (default: "
+                                           "DATA_DIR/val.rec)", metavar="FILE", group="data")
+    rec_val_idx: Optional[str] = setting(None, "its index (default: the same name ending .idx)",
+                                         metavar="FILE", group="data")
+    num_data_workers: int = setting(
+        help="image decoding threads for imagenet and folder (default: this machine's cores)",
+        factory=lambda: os.cpu_count() or 1, flags=("-j", "--num-data-workers"), metavar="N",
+        group="data")
+    max_bad_images: float = setting(
+        0.0, "skip the images of a folder dataset that do not decode while they are at most "
+             "this fraction of them (default {default}: refuse)", least=0, below=1,
+        metavar="FRACTION", group="data")
+    batch_size: int = setting(128, "images per device, as in GluonCV: a step trains on "
+                                   "batch-size x devices x workers (default {default})", least=1,
+                              group="data")  # see batch_per
+    train_limit: Optional[int] = setting(None, "use only the first N training images", least=1,
+                                         group="data")
+    val_limit: Optional[int] = setting(None, "use only the first N validation images", least=1,
+                                       group="data")
+    # gcp
+    steps: int = same_as(_GCP, "steps", least=1, group="gcp")
+    reg: Union[float, str] = setting(
+        DEFAULT_REG, "L1 weight λ, or 'auto': each candidate of --shrink-grid runs a short step 1 "
+                     "and the most regularising one within one standard error of the least "
+                     "held-out debias loss is kept (default {default}, the paper's rule)",
+        least=0, auto=True, group="gcp")
+    shrink_grid: Optional[List[float]] = setting(None, _shrink_help, least=0, nargs="+",
+                                                 metavar="ρ", group="gcp")
+    reg_grid: Optional[List[float]] = setting(
+        None, "the candidates of --reg auto as raw λ instead of --shrink-grid", least=0,
+        nargs="+", metavar="λ", group="gcp")
+    search_fraction: Optional[float] = setting(None, _search_help, least=0, strict=True,
+                                               metavar="F", group="gcp")
+    search_holdout: int = setting(2048, "training images held out to score the λ candidates "
+                                        "(at most a tenth of the training set; default "
+                                        "{default})", least=1, metavar="N", group="gcp")
+    stream_score: str = setting(
+        DEFAULT_RULE, "how a residual stream's score combines its producers and consumers: sum "
+                      "(every pair), reach (each consumer with the producers upstream of it) or "
+                      "mean (one average connection); default {default}; see prunenet.tied",
+        choices=_choices("tied", "RULES"), group="gcp")
+    epochs_per_step: float = same_as(_GCP, "epochs_per_step", least=0, strict=True, group="gcp")
+    debias_epochs: Optional[float] = same_as(_GCP, "debias_epochs", least=0, group="gcp")
+    lr: float = same_as(_GCP, "lr", least=0, strict=True, group="gcp")
+    momentum: float = same_as(_FT, "momentum", least=0, below=1, group="gcp")
+    # fine-tuning
+    finetune_epochs: float = same_as(_FT, "epochs", least=0, group="fine-tuning",
+                                     aliases=("--num-epochs",))
+    finetune_lr: float = setting(0.01, "fine-tuning learning rate per 256 images, scaled "
+                                       "likewise (default {default})", least=0, strict=True,
+                                 group="fine-tuning")
+    lr_mode: str = same_as(_FT, "lr_mode", group="fine-tuning")
+    wd: float = same_as(_FT, "wd", least=0, group="fine-tuning")
+    mode: str = setting("hybrid", "fine-tune the hybridized network or run it imperatively "
+                                  "(default {default})", choices=lambda: ("hybrid", "imperative"),
+                        group="fine-tuning")
+    warmup_epochs: float = same_as(_FT, "warmup_epochs", least=0, group="fine-tuning")
+    label_smoothing: float = same_as(_FT, "label_smoothing", least=0, below=1,
+                                     group="fine-tuning")
+    distill: bool = setting(False, "fine-tune with distillation from the unpruned network",
+                            group="fine-tuning")
+    teacher: Optional[str] = setting(None, "fine-tune with distillation from this GluonCV model "
+                                           "instead (default: none)", metavar="MODEL",
+                                     group="fine-tuning")
+    teacher_params: Optional[str] = setting(
+        None, "the --teacher's save_parameters file (default: GluonCV's pretrained weights, "
+              "downloaded)", metavar="FILE", group="fine-tuning")
+    # devices and long runs
+    gpus: str = setting("", "GPU ids, e.g. 0,1 (default: CPU)", group="devices")
+    kvstore: str = setting("device", "device/local: one process; dist_sync, dist_sync_device: "
+                                     "one worker of a parameter-server job started by "
+                                     "mxnet/tools/launch.py (default {default})",
+                           choices=_choices("distributed", "KVSTORES"), group="devices")
+    progress: bool = setting(True, "no progress bars", flags=("--no-progress",), group="devices")
+    checkpoint_every: int = setting(500, "also checkpoint every N iterations inside an epoch "
+                                         "(default {default}); every phase's end is "
+                                         "checkpointed regardless", least=1, metavar="N",
+                                    group="devices")
+    sync_every: int = setting(50, "read the training loss and accuracy from the devices every N "
+                                  "iterations (default {default}): the host waits for the GPUs "
+                                  "only then", least=1, metavar="N", group="devices")
+    # not flags
+    command: Optional[List[str]] = setting(None, "the command line the run was started with",
+                                           flags=None)
     # "device": batch_size per device and the learning rates per lr_images images, scaled to
     # the global batch; "process": run folders made before, whose batch_size was the process's
     # whole batch and whose learning rates were used as given
-    batch_per: str = "device"
-    lr_images: int = 256
+    batch_per: str = setting("device", "what batch_size is of: a device, or (run folders made "
+                                       "before) the whole process", flags=None)
+    lr_images: int = setting(256, "the images per batch the learning rates are stated for",
+                             flags=None)
 
     @classmethod
     def from_settings(cls, *sources, **given) -> "DataRun":
@@ -108,6 +235,19 @@ class DataRun:
             return 1.0
         return self.images_per_batch(devices) * workers / self.lr_images
 
+
+class _Defaults:
+    """:class:`DataRun`'s defaults as attributes, each read from its field when asked
+    (``RUN_DEFAULTS.seed``): what the API's keywords default to."""
+
+    def __getattr__(self, name: str):
+        value = default_of(DataRun, name) if name in _FIELDS else MISSING
+        if value is MISSING:
+            raise AttributeError(f"DataRun has no setting {name!r} with a default")
+        return value
+
+
+RUN_DEFAULTS = _Defaults()
 
 # the settings a resumed run may hold otherwise than when it started: where its files are,
 # how it shows progress and how often it checkpoints, none of which changes its result

@@ -13,6 +13,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import NonFiniteError, PrunenetError
+from .options import setting
 
 __all__ = ["BatchStream", "NonFiniteError", "run_batches", "FinetuneConfig", "recalibrated",
            "RECALIBRATE_BATCHES",
@@ -333,33 +334,30 @@ class _Sums(dict):
 
 def cosine_lr(base: float, total: int, warmup: int = 0, final: float = 0.0) -> Callable[[int], float]:
     """Linear warm-up over ``warmup`` iterations, then cosine decay to ``final`` at ``total``."""
-    def lr_at(i: int) -> float:
-        if i < warmup:
-            return base * (i + 1) / warmup
-        progress = (i - warmup) / max(1, total - warmup)
-        return final + (base - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return lr_at
+    return learning_rate("cosine", base, total, warmup, final)
 
 
 LR_MODES = ("cosine", "step", "poly", "linear")  # GluonCV's --lr-mode names
 
 
-def learning_rate(mode: str, base: float, total: int, warmup: int = 0) -> Callable[[int], float]:
-    """The fine-tuning schedule ``mode`` after a linear warm-up: cosine decay to 0, step (×0.1
-    at 50% and 75% of ``total``), poly (power 2) or linear decay to 0."""
-    if mode == "cosine":
-        return cosine_lr(base, total, warmup)
+def learning_rate(mode: str, base: float, total: int, warmup: int = 0,
+                  final: float = 0.0) -> Callable[[int], float]:
+    """The fine-tuning schedule ``mode`` after a linear warm-up (iteration ``i`` of it at
+    ``base·(i+1)/warmup``): cosine, poly (power 2) or linear decay to ``final`` at ``total``,
+    or step (×0.1 at 50% and 75% of the iterations after the warm-up) — GluonCV's
+    ``LRScheduler`` phases joined by its ``LRSequential``; iteration ``i`` -> its rate."""
     if mode not in LR_MODES:
         raise PrunenetError(f"--lr-mode {mode!r}: choose one of {', '.join(LR_MODES)}")
-
-    def lr_at(i: int) -> float:
-        if i < warmup:
-            return base * (i + 1) / warmup
-        done = min(1.0, (i - warmup) / max(1, total - warmup))
-        if mode == "step":
-            return base * 0.1 ** ((done >= 0.5) + (done >= 0.75))
-        return base * (1 - done) ** (2 if mode == "poly" else 1)
-    return lr_at
+    from gluoncv.utils import LRScheduler, LRSequential
+    span = max(1, total - warmup)  # the decay reaches ``final`` after ``span`` iterations
+    phases = []
+    if warmup == 1:
+        phases.append(LRScheduler("constant", base_lr=base, niters=1))
+    elif warmup > 1:  # GluonCV's warm-up goes from its base_lr to its target_lr
+        phases.append(LRScheduler("linear", base_lr=base / warmup, target_lr=base, niters=warmup))
+    phases.append(LRScheduler(mode, base_lr=base, target_lr=final, niters=span + 1, power=2,
+                              step_iter=[(span + 1) // 2, (3 * span + 3) // 4], step_factor=0.1))
+    return LRSequential(phases)
 
 
 @dataclass
@@ -367,16 +365,21 @@ class FinetuneConfig:
     """The fine-tuning recipe: NAG, cosine LR with warm-up, label smoothing, no weight decay on
     BN parameters and biases, optional distillation from a teacher."""
 
-    epochs: float = 1.0
-    lr: float = 0.05
-    momentum: float = 0.9
-    wd: float = 1e-4
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.1
-    distill_weight: float = 0.5
-    temperature: float = 1.0
-    lr_mode: str = "cosine"  # see LR_MODES
-    hybridize: bool = True  # False: GluonCV's --mode imperative
+    epochs: float = setting(1.0, "fine-tuning epochs after pruning; fractions allowed "
+                                 "(default {default})")
+    lr: float = setting(0.05, "learning rate")
+    momentum: float = setting(0.9, "SGD momentum of the pruning steps and fine-tuning "
+                                   "(default {default})")
+    wd: float = setting(1e-4, "fine-tuning's weight decay, not on BN and biases (default "
+                              "{default})")
+    warmup_epochs: float = setting(0.0, "fine-tuning's linear warm-up epochs (default {default})")
+    label_smoothing: float = setting(0.1, "fine-tuning's label smoothing (default {default})")
+    distill_weight: float = setting(0.5, "the distillation loss's share of the loss")
+    temperature: float = setting(1.0, "the distillation's softmax temperature")
+    lr_mode: str = setting("cosine", "fine-tuning's learning-rate schedule (default {default})",
+                           choices=lambda: LR_MODES)
+    hybridize: bool = setting(True, "fine-tune the hybridized network (False: GluonCV's --mode "
+                                    "imperative)")
 
 
 def finetune(net, stream: BatchStream, config: FinetuneConfig, ctx: Sequence, teacher=None,

@@ -185,21 +185,18 @@ def test_gcp_auto_reg_scores_the_grid_on_heldout_batches():
     assert small.report["achieved"] <= 0.7
 
 
-def test_gcp_and_the_command_line_default_to_one_lambda_rule_read_from_one_place(monkeypatch):
-    """``prunenet.GCP()`` and ``prunenet prune`` resolve λ from the same constant: changed
-    there, both change."""
+def test_gcp_and_the_command_line_default_to_one_lambda_rule_read_from_one_place():
+    """``prunenet.GCP()`` and ``prunenet prune`` resolve λ from the same place, ``DataRun.reg``'s
+    field (tests/test_settings_one_source.py changes it there and sees both follow)."""
     import prunenet.methods.gcp as schedule
     from prunenet.cli import build_parser
+    from prunenet.options import default_of
     from prunenet.run_settings import DataRun
     args = build_parser().parse_args(["prune", "--model", "m", "--method", "gcp", "--target",
                                       "0.5", "--out", "x"])
-    assert args.reg == schedule.DEFAULT_REG == DataRun("m", "x", 0.5).reg == "auto"
+    assert args.reg == default_of(DataRun, "reg") == schedule.DEFAULT_REG == \
+        DataRun("m", "x", 0.5).reg == "auto"
     assert prunenet.GCP(randomise(Residual()), input_shape=SHAPE).auto
-    monkeypatch.setattr(schedule, "DEFAULT_REG", 0.25)
-    args = build_parser().parse_args(["prune", "--model", "m", "--method", "gcp", "--target",
-                                      "0.5", "--out", "x"])
-    gcp = prunenet.GCP(randomise(Residual()), input_shape=SHAPE)
-    assert args.reg == 0.25 and not gcp.auto and gcp.config.reg == 0.25
 
 
 def test_gcp_auto_holds_out_of_a_dataloader_by_index():

@@ -2,49 +2,49 @@
 one above, and no two modules may import each other, directly or round a cycle — imports made
 inside functions count as much as those at the top of a file.
 
-    base      errors, version, failpoints: what every module may use
-    core      the channel graph, costs, selection, surgery, the masked network, the optimizer,
-              copies of a network over its devices, and the methods that need no training;
-              nothing of datasets, files, the command line or the machine
-    machine   the devices of a run, files and their atomic writes, the run folder's records,
-              downloads, timing on this machine
-    measure   throughput, and the latency table and its cost model
-    training  datasets, training loops, parameter-server workers, checkpoints, GluonCV models,
-              an experiment's generated smoke data and its Caltech-256 split
-    methods   the method table and the methods that train (GCP, slimming)
-    formats   a pruned network built, checked, saved and loaded; the model zoo; export
-    pipeline  what a run reports, the one pipeline (trace → cost → select → cut → check), a
-              pruning run, the Python API, the demo, experiments, figures
-    cli       the command line
-    package   ``prunenet/__init__``: the public names
+The layers are listed once, in ``.importlinter`` (highest first, each named by the comment above
+it); import-linter checks its contracts there (``test_the_import_contracts_are_kept``), and this
+file reads the same list for what import-linter cannot express: that every module has a layer,
+the layer of a package's ``__init__`` whose modules sit in lower layers (import-linter takes a
+package with all its modules), and module-level cycles, a package's ``__init__`` included.
 """
 import ast
+import configparser
 import os
+import shutil
+import subprocess
+import sys
 
 import prunenet
 
 ROOT = os.path.dirname(prunenet.__file__)
-DATA_FREE = ["activation_vote", "globalpru", "l1", "qcqp", "qcqp_exact", "random", "uniform",
-             "wsp", "registry"]
-LAYERS = [
-    ("base", ["errors", "version", "failpoints"]),
-    ("core", ["graph", "tied", "costs", "select", "surgery", "optim", "replicas", "wrapper"]
-     + [f"methods.{m}" for m in DATA_FREE]),
-    ("machine", ["devices", "timing", "outputs", "files", "records", "download"]),
-    ("measure", ["runtimes", "bench", "latency", "latency.units", "latency.timer", "latency.table",
-                 "latency.cost", "latency.blocks"]),
-    ("training", ["data", "train", "distributed", "checkpoint", "models", "experiment.smoke",
-                  "experiment.caltech"]),
-    ("methods", ["methods", "methods.gcp", "methods.slimming"]),
-    ("formats", ["pruned", "zoo", "export"]),
-    ("pipeline", ["report", "pipeline", "run_settings", "gcp_steps", "runs", "api", "demo",
-                  "experiment", "experiment.config", "experiment.dryrun", "experiment.settings",
-                  "experiment.transfer", "experiment.run", "experiment.table", "plot"]),
-    ("cli", ["cli", "cli.args", "cli.count", "cli.prune", "cli.demo", "cli.bench", "cli.plot",
-             "cli.zoo", "cli.experiment", "cli.__main__", "__main__"]),
-    ("package", [""]),
-]
-LAYER_OF = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
+CONTRACTS = os.path.join(os.path.dirname(ROOT), ".importlinter")
+# the __init__ of a package whose modules sit in several layers -> its own layer ("package":
+# prunenet/__init__, the public names, above every layer)
+PACKAGE_INITS = {"methods": "methods", "experiment": "pipeline", "": "package"}
+
+
+def _read_layers():
+    """[(name, [module, ...]), ...] lowest first, from the ``layers`` contract of
+    ``.importlinter`` (the comment ``# name: ...`` above each line names its layer)."""
+    names, lines = [], []
+    with open(CONTRACTS, encoding="utf-8") as f:
+        text = f.read()
+    block = text.split("[importlinter:contract:layers]", 1)[1].split("\nlayers =\n", 1)[1]
+    for line in block.splitlines():
+        if not line.startswith((" ", "\t")):
+            break
+        line = line.strip()
+        if line.startswith("#"):
+            names.append(line[1:].split(":", 1)[0].strip())
+        elif line:
+            lines.append([m.strip() for m in line.split(":")])
+    assert len(names) == len(lines), f"name every layer of {CONTRACTS} by a comment above it"
+    return list(zip(names, lines))[::-1]
+
+
+LAYERS = _read_layers() + [("package", [""])]
+LAYER_NAMES = [name for name, _ in LAYERS]
 
 
 def _modules():
@@ -84,22 +84,84 @@ def _imports(name: str, path: str, modules) -> set:
     return {m for m in found if m != name}
 
 
+def _layer_of():
+    """Module name -> the index of its layer in :data:`LAYERS` (a package listed in a layer
+    holds every module in it; :data:`PACKAGE_INITS` places the rest)."""
+    out = {}
+    for name in _modules():
+        if name in PACKAGE_INITS:
+            out[name] = LAYER_NAMES.index(PACKAGE_INITS[name])
+            continue
+        for i, (_, entries) in enumerate(LAYERS):
+            if any(name == e or name.startswith(e + ".") for e in entries if e):
+                out[name] = i
+    return out
+
+
 def _graph():
     modules = _modules()
     return {name: _imports(name, path, modules) for name, path in modules.items()}
 
 
+def _lint(root: str):
+    """``lint-imports`` run on the package under ``root``: (exit code, its report)."""
+    lint = shutil.which("lint-imports", path=os.path.dirname(sys.executable)) or \
+        shutil.which("lint-imports")
+    assert lint, "lint-imports is missing: pip install -e .[dev] (import-linter)"
+    done = subprocess.run([lint, CONTRACTS, "--no-cache", "--no-logo"], cwd=root,
+                          env=dict(os.environ, PYTHONPATH=root), capture_output=True,
+                          text=True, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
 def test_every_module_has_a_layer():
-    unplaced = sorted(set(_modules()) - set(LAYER_OF))
-    assert not unplaced, f"give these modules a layer in {__file__}: {unplaced}"
+    unplaced = sorted(set(_modules()) - set(_layer_of()))
+    assert not unplaced, f"give these modules a layer in {CONTRACTS}: {unplaced}"
 
 
-def test_no_module_imports_a_layer_above_its_own():
-    upward = [f"{name or 'prunenet'} ({LAYERS[LAYER_OF[name]][0]}) imports {dep} "
-              f"({LAYERS[LAYER_OF[dep]][0]})"
+def test_the_import_contracts_are_kept():
+    """import-linter's contracts (``.importlinter``): the layers, no cycle between the modules
+    or folders side by side, and a core that imports no dataset, file or command-line tool."""
+    config = configparser.ConfigParser()
+    config.read(CONTRACTS)
+    contracts = [s for s in config.sections() if s.startswith("importlinter:contract:")]
+    code, report = _lint(os.path.dirname(ROOT))
+    assert code == 0 and f"{len(contracts)} kept, 0 broken" in report, report
+
+
+def test_the_contracts_fail_on_an_upward_import_inside_a_function(tmp_path):
+    """The contracts are not vacuous: a copy of the package whose costs.py (core) imports the
+    training loops inside a function breaks the layers, and importing tqdm breaks the core's."""
+    shutil.copytree(ROOT, tmp_path / "prunenet", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(tmp_path / "prunenet" / "costs.py", "a", encoding="utf-8") as f:
+        f.write("\n\ndef _upward():\n    from .train import finetune\n    import tqdm\n"
+                "    return finetune, tqdm\n")
+    code, report = _lint(str(tmp_path))
+    assert code == 1, report
+    assert "prunenet.costs is not allowed to import prunenet.train" in report, report
+    assert "prunenet.costs is not allowed to import tqdm" in report, report
+
+
+def test_the_core_contract_covers_the_core_and_base_layers():
+    """The forbidden contract names its modules apart from the layers: the same ones."""
+    config = configparser.ConfigParser()
+    config.read(CONTRACTS)
+    sources = config["importlinter:contract:core"]["source_modules"].split()
+    layers = dict(LAYERS)
+    assert sorted(sources) == sorted("prunenet." + m for m in layers["core"] + layers["base"])
+
+
+def test_package_inits_import_no_layer_above_their_own():
+    """What import-linter cannot see (it takes a package with all its modules): the layer of
+    the __init__ of a package whose modules sit in several layers, importing or imported."""
+    layer = _layer_of()
+    upward = [f"{name or 'prunenet'} ({LAYER_NAMES[layer[name]]}) imports {dep} "
+              f"({LAYER_NAMES[layer[dep]]})"
               for name, deps in sorted(_graph().items()) for dep in sorted(deps)
-              if LAYER_OF.get(dep, -1) > LAYER_OF.get(name, len(LAYERS))]
+              if (name in PACKAGE_INITS or dep in PACKAGE_INITS)
+              and layer.get(dep, -1) > layer.get(name, len(LAYERS))]
     assert not upward, "\n".join(upward)
+    assert layer["methods.gcp"] > layer["methods.l1"]  # the package's modules in two layers
 
 
 def test_no_import_cycle():

@@ -108,3 +108,33 @@ def test_the_tradeoff_figure_draws_from_a_study_csv_in_seconds(study, tmp_path):
     assert main(["plot", "tradeoff", path, "--out", str(tmp_path / "tradeoff.png")]) == 0
     assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
     assert time.time() - t0 < 60
+
+
+def test_streams_table_reads_each_cell_and_the_authors_shape_file():
+    """streams.md's rows: every ResNet-18 cell's stream and inner widths as its report gives
+    them, and the authors' resnet18_v1b_0.89 as GluonCV's shape file gives it."""
+    import json
+    import gluoncv
+    study = _study_module()
+    out = os.path.join(RESULTS, "fashion_mnist_epoch")
+    names = sorted(os.listdir(os.path.join(out, "cells")))
+    lines = study._streams_table(out, names)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[2:] for line in lines[2:]}
+    shapes = json.load(open(os.path.join(os.path.dirname(gluoncv.__file__), "model_zoo",
+                                         "pruned_resnet", "resnet18_v1b_2.6x.json")))
+    authors = rows["resnet18_v1b_0.89 (GluonCV, ImageNet)"]
+    for k in range(1, 5):
+        stream, inner = authors[k - 1].rstrip(" |").split(" · ")
+        assert int(stream) == shapes[f"resnetv1d_layers{k}_conv1_weight"][0]
+        assert inner == ", ".join(str(shapes[f"resnetv1d_layers{k}_conv{m}_weight"][0])
+                                  for m in (0, 2))
+    checked = 0
+    for name in names:
+        path = os.path.join(out, "cells", name, "report.json")
+        if not os.path.exists(path):
+            continue
+        widths = json.load(open(path))["widths"]
+        stream = rows[name][3].rstrip(" |").split(" · ")[0]
+        assert int(stream) == widths["resnetv1b_layers4_conv1_fwd"][0], name
+        checked += 1
+    assert checked >= 1

@@ -18,7 +18,8 @@ The cells are listed in the order they run — the comparisons the paper's claim
 (GCP against naive uniform at α 0.5 and 0.25), the stream rules side by side (``gcp`` uses the
 default ``sum``), further seeds, α 0.15, the other baselines, a second network and GCP with the
 parameters as its cost (``gcp-params``, α then of the parameters) later — so a study cut short
-still answers the main question. ``depth.md`` says where each GCP cell pruned (early, middle or
+still answers the main question. ``streams.md`` gives each ResNet-18 cell's stream and inner widths beside the authors' released
+``resnet18_v1b_0.89``. ``depth.md`` says where each GCP cell pruned (early, middle or
 late layers), the paper's claim about the FLOPs and parameter objectives.
 ``--quick`` runs a few cells on 4096 training images, to check the study end to end.
 """
@@ -61,7 +62,12 @@ METHODS = {"gcp": ("gcp", {}), "gcp-mean": ("gcp", {"stream_score": "mean"}),
            "slimming": ("slimming", {}), "qcqp": ("qcqp", {}), "wsp": ("wsp", {}),
            "activation-vote": ("activation-vote", {}), "globalpru": ("globalpru", {}),
            "gcp-params": ("gcp", {"objective": "params"}),  # α is then of the parameters
-           "gcp-lambda0": ("gcp", {"reg": 0.0})}  # what the regulariser adds
+           "gcp-lambda0": ("gcp", {"reg": 0.0}),  # what the regulariser adds
+           # λ held at what the rule's shrink levels ρ 0.1 and 0.3 were on the epoch plan's
+           # ResNet-18 base (reg_search of resnet18-gcp-0.25-s0): is the λ the rule turned down
+           # better after fine-tuning than the one it chose?
+           "gcp-rho0.1": ("gcp", {"reg": 0.06792983798481488}),
+           "gcp-rho0.3": ("gcp", {"reg": 0.20378951395444456})}
 BASES = {"resnet18": DemoConfig(), "resnet20": DemoConfig(model="cifar_resnet20_v1")}
 TOP1_TOLERANCE = 5e-5  # two top-1s of one base (on 10,000 images, recorded to 4 decimals)
 SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform-l1-0.25-s0",
@@ -71,10 +77,12 @@ SCRATCH = ("resnet18-gcp-0.25-s0", "resnet18-uniform-0.25-s0", "resnet18-uniform
 def _order_epoch():
     """(base, method, α, seed) of the "epoch" plan's cells, in the order they run: seed 0 of
     ResNet-18 at every α first (GCP beside its λ = 0 ablation and the two uniform baselines),
-    then seeds 1 and 2, then ResNet-20 likewise."""
+    then seeds 1 and 2, then ResNet-20 likewise; last, GCP at α 0.25 with λ held at two of the
+    levels the rule turned down."""
     methods = ("gcp", "gcp-lambda0", "uniform", "uniform-l1")
+    fixed = [("resnet18", m, 0.25, 0) for m in ("gcp-rho0.1", "gcp-rho0.3")]
     return [(b, m, a, s) for b in ("resnet18", "resnet20") for s in (0, 1, 2)
-            for a in (0.25, 0.5, 0.15) for m in methods]
+            for a in (0.25, 0.5, 0.15) for m in methods] + fixed
 
 
 def _order():
@@ -302,7 +310,8 @@ def report(args) -> None:
             writer.writeheader()
             writer.writerows(rows)
     lines = _table(rows)
-    for file, text in (("table.md", lines), ("depth.md", _depth_table(args.out, names))):
+    for file, text in (("table.md", lines), ("depth.md", _depth_table(args.out, names)),
+                       ("streams.md", _streams_table(args.out, names))):
         with atomic_path(os.path.join(args.out, file)) as tmp:
             with open(tmp, "w") as f:
                 f.write("\n".join(text) + "\n")
@@ -390,6 +399,50 @@ def _depth_table(out: str, names) -> list:
                      f"{r['macs_after'] / r['macs_before']:.3f} | "
                      f"{r['params_after'] / r['params_before']:.3f} | "
                      + " | ".join(f"{statistics.mean(t):.2f}" for t in thirds) + " |")
+    return lines
+
+
+# GluonCV's resnet18_v1b_0.89, pruned by the paper's authors on ImageNet (0.887 GFLOPs of
+# ResNet-18's 1.82, α about 0.49): its shape file ships inside GluonCV
+AUTHORS_RESNET18 = ("resnet18_v1b_0.89", "resnet18_v1b_2.6x.json", 0.887 / 1.82)
+
+
+def _resnet18_widths(width) -> list:
+    """A ResNet-18's widths as the streams table gives them: per stage, its residual stream
+    (the output of each block) then the two blocks' inner widths; ``width(stage, conv)`` is
+    conv ``conv``'s output width in stage ``stage`` (GluonCV's ``layersN_convM``)."""
+    return [(width(k, 1), width(k, 0), width(k, 2)) for k in range(1, 5)]
+
+
+def _authors_widths() -> list:
+    """The widths of the authors' pruned ResNet-18 from its shape file inside GluonCV."""
+    import gluoncv
+    path = os.path.join(os.path.dirname(gluoncv.__file__), "model_zoo", "pruned_resnet",
+                        AUTHORS_RESNET18[1])
+    shapes = read_json(path, "GluonCV's pruned ResNet-18 shape file")
+    return _resnet18_widths(lambda k, m: shapes[f"resnetv1d_layers{k}_conv{m}_weight"][0])
+
+
+def _streams_table(out: str, names) -> list:
+    """Each ResNet-18 cell's residual-stream widths per stage and its blocks' inner widths,
+    beside those of the authors' ``resnet18_v1b_0.89`` (ImageNet) and the unpruned network."""
+    lines = ["| cell | α | stage 1 stream · inner | stage 2 | stage 3 | stage 4 |",
+             "|---|---|---|---|---|---|"]
+
+    def row(label, alpha, widths) -> str:
+        return (f"| {label} | {alpha} | " + " | ".join(
+            f"{s} · {a}, {b}" for s, a, b in widths) + " |")
+    lines.append(row("unpruned ResNet-18", "1", _resnet18_widths(lambda k, m: 64 * 2 ** (k - 1))))
+    lines.append(row(f"{AUTHORS_RESNET18[0]} (GluonCV, ImageNet)", f"{AUTHORS_RESNET18[2]:.2f}",
+                     _authors_widths()))
+    for name in names:
+        path = os.path.join(out, "cells", name, "report.json")
+        if not name.startswith("resnet18-") or not os.path.exists(path):
+            continue
+        r = read_json(path, "run report")
+        widths = {k.split("_", 1)[1]: v[0] for k, v in r["widths"].items()}
+        lines.append(row(name, f"{r['target']:g}", _resnet18_widths(
+            lambda k, m: widths[f"layers{k}_conv{m}_fwd"])))
     return lines
 
 

@@ -1,12 +1,17 @@
 """What every ``prunenet`` command's parser shares: argument types that refuse bad values with
-one line, the parser that prints usage errors on one line, and :func:`one_line` itself."""
+one line, the parser that prints usage errors on one line, :func:`one_line` itself, and the
+flags made from a settings class's fields (:func:`settings_flags`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+from dataclasses import MISSING
 
-__all__ = ["Parser", "fraction", "whole_number", "positive_int", "real_number", "reg", "one_line",
-           "network_args"]
+from ..options import default_of, help_of
+
+__all__ = ["Parser", "fraction", "whole_number", "positive_int", "real_number", "one_line",
+           "network_args", "settings_flags", "flag_default"]
 
 
 def fraction(text: str) -> float:
@@ -55,12 +60,6 @@ def real_number(least: float = -math.inf, strict: bool = False, below: float = m
     return parse
 
 
-def reg(text: str):
-    """``--reg``: 'auto' or a finite number (a negative one is refused with the run's other
-    settings, before anything is written)."""
-    return "auto" if text == "auto" else real_number()(text)
-
-
 _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
@@ -92,3 +91,65 @@ def network_args(parser, required: bool) -> None:
                        help="your own network: the NAME-symbol.json that HybridBlock.export "
                             "writes, with its NAME-0000.params as --params (default: none)")
 
+
+
+def settings_flags(groups: dict, cls) -> None:
+    """A flag for each field of the settings class ``cls`` that has one (see
+    :func:`prunenet.options.setting`), added to ``groups[its group]``: its help, default,
+    type and choices read from the field; GluonCV's names of it as aliases."""
+    for f in dataclasses.fields(cls):
+        flags = f.metadata.get("flags", ("--" + f.name.replace("_", "-"),))
+        if flags is None:
+            continue
+        group, options = groups[f.metadata["group"]], _flag_options(cls, f)
+        group.add_argument(*flags, dest=f.name, **options)
+        for alias in f.metadata.get("aliases", ()):
+            group.add_argument(alias, dest=f.name, default=argparse.SUPPRESS,
+                               metavar=f.name.upper(), type=options.get("type"),
+                               help=f"the same as {flags[-1]} (GluonCV's name)")
+
+
+def _flag_options(cls, f: dataclasses.Field) -> dict:
+    """``add_argument``'s keywords for the settings field ``f`` of ``cls``."""
+    meta, default = f.metadata, flag_default(cls, f)
+    options = {"default": default, "help": help_of(cls, f.name)}
+    kind = _core(f.type)
+    if kind == "bool":  # a switch away from the default
+        return dict(options, action="store_false" if default else "store_true")
+    options.update({k: meta[k] for k in ("metavar", "nargs") if k in meta})
+    if "choices" in meta:
+        options["choices"] = meta["choices"]()
+    value = _value_type(kind, meta)
+    if value is not None:
+        options["type"] = value
+    return options
+
+
+def flag_default(cls, f: dataclasses.Field):
+    """What the flag of the settings field ``f`` of ``cls`` is when not given."""
+    default = default_of(cls, f.name)
+    return f.metadata.get("flag_default", None if default is MISSING else default)
+
+
+def _core(kind: str) -> str:
+    """An annotation without its ``Optional[...]``."""
+    return kind[len("Optional["):-1] if kind.startswith("Optional[") else kind
+
+
+def _value_type(kind: str, meta) -> object:
+    """The argparse type of a field of annotation ``kind`` and bounds ``meta``."""
+    if meta.get("cli_type") == "fraction":
+        return fraction
+    bounds = {k: meta[k] for k in ("least", "strict", "below") if k in meta}
+    if kind == "int":
+        value = whole_number(bounds["least"]) if "least" in bounds else int
+    elif kind in ("float", "List[float]", "Union[float, str]"):
+        value = real_number(**bounds)
+    else:
+        return None
+    if not meta.get("auto"):
+        return value
+
+    def or_auto(text: str):
+        return "auto" if text == "auto" else value(text)
+    return or_auto

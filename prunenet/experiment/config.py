@@ -2,21 +2,22 @@
 :func:`load_config` reads from a JSON file, and its runs (:func:`runs_of`)."""
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from dataclasses import MISSING, dataclass
+from typing import Callable, List, Optional, Union
 
-from ..distributed import KVSTORES
 from ..errors import PrunenetError
-from ..methods.gcp import DEFAULT_REG
-from ..tied import DEFAULT_RULE, RULES
+from ..options import default_of, same_as, setting
+from ..run_settings import DataRun
 
 __all__ = ["Experiment", "Run", "load_config", "runs_of", "SCHEMA", "FINETUNE_SCHEMA",
-           "DATA_SCHEMA", "BENCH_SCHEMA", "KINDS", "DATASETS", "PRETRAINED_GLUONCV"]
+           "DATA_SCHEMA", "BENCH_SCHEMA", "KINDS", "DATASETS", "PRETRAINED_GLUONCV", "schema_of",
+           "FinetuneSettings", "DataSettings", "BenchSettings"]
 
 KINDS = ("prune", "transfer")
 DATASETS = ("imagenet", "caltech256")
@@ -25,93 +26,125 @@ PRETRAINED_GLUONCV = "gluoncv"
 _NUMBER, _INT, _STR, _BOOL, _LIST, _DICT = "number", "whole number", "string", "boolean", \
     "list", "object"
 _REG = "number or \"auto\""
-# key -> (type, required, check, default); checks return an error text or None
-_POS = (lambda v: None if v > 0 else "must be above 0")
-_NONNEG = (lambda v: None if v >= 0 else "must be at least 0")
-_ONE = (lambda v: None if v >= 1 else "must be at least 1")
-FINETUNE_SCHEMA = {
-    "epochs": (_NUMBER, True, _NONNEG, None),
-    "lr": (_NUMBER, True, _POS, None),
-    "warmup_epochs": (_NUMBER, False, _NONNEG, 0.0),
-    "label_smoothing": (_NUMBER, False, lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
-                        0.1),
-    "distill": (_BOOL, False, None, False),
-}
-DATA_SCHEMA = {
-    "dataset": (_STR, True, lambda v: None if v in DATASETS else
-                f"must be one of {', '.join(DATASETS)}", None),
-    "data_dir": (_STR, True, None, None),
-    "input_size": (_INT, False, _ONE, 224),
-    "train_per_class": (_INT, False, _ONE, 60),
-    "num_workers": (_INT, False, _NONNEG, None),  # decoding threads; None: the machine's cores
-}
-BENCH_SCHEMA = {"batch_size": (_INT, False, _ONE, 64), "repeats": (_INT, False, _ONE, 10)}
-SCHEMA = {
-    "name": (_STR, True, lambda v: None if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", v)
-             else "must be letters, digits, '.', '_' and '-'", None),
-    "description": (_STR, False, None, ""),
-    "kind": (_STR, False, lambda v: None if v in KINDS else f"must be one of {', '.join(KINDS)}",
-             "prune"),
-    "model": (_STR, True, None, None),
-    "pretrained": (_STR, True, None, None),
-    "method": (_STR, True, None, None),
-    "objective": (_STR, True, None, None),
-    "targets": (_LIST, True, None, None),
-    "steps": (_INT, False, _ONE, 3),
-    "reg": (_REG, False, lambda v: None if v == "auto" or v >= 0 else "must be at least 0",
-            DEFAULT_REG),
-    "stream_score": (_STR, False, lambda v: None if v in RULES else
-                     f"must be one of {', '.join(RULES)}", DEFAULT_RULE),
-    "epochs_per_step": (_NUMBER, False, _POS, 1.0),
-    "debias_epochs": (_NUMBER, False, _NONNEG, None),
-    "lr": (_NUMBER, False, _POS, 0.01),
-    "finetune": (_DICT, True, FINETUNE_SCHEMA, None),
-    "data": (_DICT, True, DATA_SCHEMA, None),
-    "batch_size": (_INT, True, _ONE, None),
-    "gpus": (_STR, False, None, ""),
-    "kvstore": (_STR, False, lambda v: None if v in KVSTORES else
-                f"must be one of {', '.join(KVSTORES)}", "device"),
-    "seed": (_INT, False, _NONNEG, 0),
-    "round_to": (_INT, False, _ONE, 8),
-    "min_width": (_INT, False, _ONE, 8),
-    "latency_batch_size": (_INT, False, _ONE, 64),
-    "bench": (_DICT, False, BENCH_SCHEMA, None),
-    "source": (_STR, False, None, None),
-    "include_unpruned": (_BOOL, False, None, False),
-}
+# a field's annotation -> its schema type
+_KINDS = {"float": _NUMBER, "int": _INT, "str": _STR, "bool": _BOOL, "List[float]": _LIST,
+          "dict": _DICT, "Union[float, str]": _REG}
+
+
+@dataclass
+class FinetuneSettings:
+    """An experiment's ``finetune`` object: its runs' fine-tuning after pruning."""
+
+    epochs: float = same_as(DataRun, "finetune_epochs", required=True)
+    lr: float = same_as(DataRun, "finetune_lr", required=True)
+    warmup_epochs: float = same_as(DataRun, "warmup_epochs")
+    label_smoothing: float = same_as(DataRun, "label_smoothing")
+    distill: bool = same_as(DataRun, "distill")
+
+
+@dataclass
+class DataSettings:
+    """An experiment's ``data`` object: the dataset its runs train and evaluate on."""
+
+    dataset: str = setting(help="imagenet (a pruning experiment) or caltech256 (a transfer)",
+                           choices=lambda: DATASETS)
+    data_dir: str = setting(help="where the dataset's files are")
+    input_size: int = setting(224, "input image size in pixels", least=1)
+    train_per_class: int = setting(60, "training images per class (Caltech-256)", least=1)
+    num_workers: Optional[int] = setting(None, "decoding threads (default: --num-data-workers's)",
+                                         least=0)
+
+
+@dataclass
+class BenchSettings:
+    """An experiment's ``bench`` object: how the pruned and unpruned networks are timed."""
+
+    batch_size: int = setting(64, "images per timed batch", least=1)
+    repeats: int = setting(10, "timed batches", least=1)
+
+
+def _name(value: str) -> Optional[str]:
+    return None if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", value) else \
+        "must be letters, digits, '.', '_' and '-'"
 
 
 @dataclass
 class Experiment:
-    """A checked experiment config (see :data:`SCHEMA`); ``path`` is the file it came from."""
+    """A checked experiment config; each field but ``path`` (the file it came from) is a key
+    of the config (:func:`schema_of`), the settings a run shares with ``prunenet prune``
+    defaulting as there (:class:`~prunenet.run_settings.DataRun`)."""
 
-    path: str
-    name: str
-    model: str
-    pretrained: str
-    method: str
-    objective: str
-    targets: List[float]
-    finetune: dict
-    data: dict
-    batch_size: int
-    description: str = ""
-    kind: str = "prune"
-    steps: int = 3
-    reg: object = DEFAULT_REG  # λ, or "auto" (the paper's rule: chosen by the debias loss)
-    stream_score: str = DEFAULT_RULE
-    epochs_per_step: float = 1.0
-    debias_epochs: Optional[float] = None
-    lr: float = 0.01
-    gpus: str = ""
-    kvstore: str = "device"
-    seed: int = 0
-    round_to: int = 8
-    min_width: int = 8
-    latency_batch_size: int = 64
-    bench: dict = field(default_factory=dict)
-    source: Optional[str] = None
-    include_unpruned: bool = False
+    path: str = setting(help="the config file", key=False)
+    name: str = setting(help="the experiment's name, which its runs' names start with",
+                        check=_name)
+    model: str = setting(help="GluonCV model name")
+    pretrained: str = setting(help="'gluoncv' (its pretrained weights) or a params file")
+    method: str = setting(help="the pruning method")
+    objective: str = setting(help="the cost the targets are fractions of")
+    targets: List[float] = setting(help="the fractions of the cost to keep, one run each")
+    finetune: dict = setting(help="the fine-tuning", schema=FinetuneSettings)
+    data: dict = setting(help="the dataset", schema=DataSettings)
+    batch_size: int = same_as(DataRun, "batch_size", required=True)
+    description: str = setting("", "what the experiment is for")
+    kind: str = setting("prune", "prune, or transfer (fine-tune another experiment's networks "
+                                 "on Caltech-256)", choices=lambda: KINDS)
+    steps: int = same_as(DataRun, "steps")
+    reg: Union[float, str] = same_as(DataRun, "reg")
+    stream_score: str = same_as(DataRun, "stream_score")
+    epochs_per_step: float = same_as(DataRun, "epochs_per_step")
+    debias_epochs: Optional[float] = same_as(DataRun, "debias_epochs")
+    lr: float = same_as(DataRun, "lr")
+    gpus: str = same_as(DataRun, "gpus")
+    kvstore: str = same_as(DataRun, "kvstore")
+    seed: int = same_as(DataRun, "seed")
+    round_to: int = same_as(DataRun, "round_to")
+    min_width: int = same_as(DataRun, "min_width")
+    latency_batch_size: int = same_as(DataRun, "latency_batch_size")
+    bench: dict = setting(help="the timing", schema=BenchSettings, factory=dict)
+    source: Optional[str] = setting(None, "a transfer: the experiment whose networks it "
+                                          "fine-tunes")
+    include_unpruned: bool = setting(False, "a transfer: fine-tune the unpruned network too")
+
+
+def schema_of(cls) -> dict:
+    """The config keys of the settings class ``cls``: key -> (type, required, check, default),
+    a check returning an error text or None (a nested object's: its own schema)."""
+    schema = {}
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("key", True):
+            continue
+        kind = f.type[len("Optional["):-1] if f.type.startswith("Optional[") else f.type
+        default = default_of(cls, f.name)
+        nested = f.metadata.get("schema")
+        check = schema_of(nested) if nested else f.metadata.get("check") or _check(f.metadata)
+        schema[f.name] = (_KINDS[kind], default is MISSING, check,
+                          None if default is MISSING or nested else default)
+    return schema
+
+
+def _check(meta) -> Optional[Callable]:
+    """The check a field's bounds and choices make (the command line's words)."""
+    least, strict, below = meta.get("least"), meta.get("strict", False), meta.get("below")
+    choices = meta.get("choices")
+    if least is None and below is None and choices is None:
+        return None
+
+    def check(value) -> Optional[str]:
+        if choices is not None:
+            return None if value in choices() else f"must be one of {', '.join(choices())}"
+        if value == "auto" or (least is None or value > least or not strict and value == least) \
+                and (below is None or value < below):
+            return None
+        bound = "" if least is None else f"above {least:g}" if strict else f"at least {least:g}"
+        return "must be " + " and ".join(b for b in (bound, below is not None and
+                                                    f"below {below:g}") if b)
+    return check
+
+
+FINETUNE_SCHEMA = schema_of(FinetuneSettings)
+DATA_SCHEMA = schema_of(DataSettings)
+BENCH_SCHEMA = schema_of(BenchSettings)
+SCHEMA = schema_of(Experiment)  # as the classes' defaults are when the module is imported
 
 
 @dataclass
@@ -192,7 +225,7 @@ def load_config(path: str) -> Experiment:
     from ..methods import METHODS, TRAINED
     from ..models import model_names
     doc = _read_object(path)
-    values = _check_object(doc, SCHEMA, path)
+    values = _check_object(doc, schema_of(Experiment), path)
 
     def fail(key: str, why: str) -> PrunenetError:
         return PrunenetError(f"experiment config {path}: key {key} {why}")
@@ -215,7 +248,7 @@ def load_config(path: str) -> Experiment:
     gpus = values["gpus"]
     if gpus and not re.fullmatch(r"\d+(,\d+)*", gpus):
         raise fail("gpus", f"must be GPU ids such as \"0,1\" or \"\" for the CPU (it is {gpus!r})")
-    values["bench"] = values["bench"] or {k: d for k, (_, _, _, d) in BENCH_SCHEMA.items()}
+    values["bench"] = values["bench"] or _check_object({}, schema_of(BenchSettings), path)
     _check_kind(values, doc, path, fail)
     return Experiment(path=path, **values)
 

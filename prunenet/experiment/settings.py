@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from ..options import default_of
+from ..run_settings import DataRun
 from .config import PRETRAINED_GLUONCV, Experiment
 from .smoke import make_smoke_folder, make_smoke_records
 
@@ -68,6 +70,7 @@ def _smoke_epochs(count: int, batch_size: int, batches: int = 2) -> float:
 
 
 def decoders(exp: Experiment) -> int:
-    """Image decoding threads: the config's ``data.num_workers``, else the machine's cores."""
+    """Image decoding threads: the config's ``data.num_workers``, else ``prunenet prune``'s
+    default (the machine's cores)."""
     given = exp.data.get("num_workers")
-    return int(given) if given is not None else (os.cpu_count() or 1)
+    return int(given) if given is not None else default_of(DataRun, "num_data_workers")

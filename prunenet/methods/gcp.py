@@ -40,7 +40,8 @@ from ..costs import CostModel
 from ..distributed import Workers
 from ..errors import PrunenetError
 from ..select import Selection, block_size, check_cost_target, select
-from ..train import SYNC_EVERY, BatchStream, NonFiniteError, run_batches
+from ..options import same_as, setting
+from ..train import SYNC_EVERY, BatchStream, FinetuneConfig, NonFiniteError, run_batches
 from ..wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 from .registry import register
 
@@ -114,21 +115,26 @@ def check_reg(reg, grid: Optional[Sequence[float]] = None,
 class GCPConfig:
     """Hyper-parameters of the pruning schedule."""
 
-    target: float
-    steps: int = 3
-    reg: float = 0.0  # λ (the entry points resolve DEFAULT_REG, choosing it by search_reg)
-    epochs_per_step: float = 1.0  # regularize epochs per step (fractions allowed)
-    debias_epochs: Optional[float] = None  # default: epochs_per_step
-    lr: float = 0.01
-    momentum: float = 0.9
-    round_to: int = 8
-    min_width: int = 8
+    target: float = setting(help="fraction of the objective's cost to keep, in (0, 1)")
+    steps: int = setting(3, "pruning steps T (default {default})")
+    reg: float = setting(0.0, "λ, the weight of the L1 penalty, as a number (the entry points "
+                              "resolve their reg, 'auto' by default, into it)")
+    epochs_per_step: float = setting(1.0, "regularize epochs per step; fractions allowed "
+                                          "(default {default})")
+    debias_epochs: Optional[float] = setting(None, "debias epochs per step (default: "
+                                                   "--epochs-per-step)")
+    lr: float = setting(0.01, "learning rate of the pruning steps per 256 images, scaled to the "
+                              "global batch (default {default})")
+    momentum: float = same_as(FinetuneConfig, "momentum")
+    round_to: int = setting(8, "channels are removed in blocks of this many (default {default})")
+    min_width: int = setting(8, "no group keeps fewer channels than this (default {default})")
     # GCP's choices; network slimming (:mod:`prunenet.methods.slimming`) turns them all off
-    bn_off: bool = True  # regularize with BatchNorm on its running statistics
-    rescale: bool = True  # move consumer norms into the scales before regularizing
-    cost_weighted: bool = True  # λ·c_i per channel (else λ alike for every channel)
-    train_weights: bool = False  # regularize trains the convolutions too
-    prune_zeros: bool = True  # a channel the regulariser zeroed is pruned whatever the target
+    bn_off: bool = setting(True, "regularize with BatchNorm on its running statistics")
+    rescale: bool = setting(True, "move consumer norms into the scales before regularizing")
+    cost_weighted: bool = setting(True, "λ·c_i per channel (else λ alike for every channel)")
+    train_weights: bool = setting(False, "regularize trains the convolutions too")
+    prune_zeros: bool = setting(True, "a channel the regulariser zeroed is pruned whatever the "
+                                      "target")
 
     def check(self) -> None:
         check_cost_target(self.target, "--target")
