@@ -43,7 +43,7 @@ def _networks(model: str, size: int, batch: int, alpha: float, log) -> dict:
     from prunenet.files import read_shapes
     from prunenet.models import load_model
     from prunenet.pruned import prune_network
-    from prunenet.runs import method_selection, objective_cost, select_with
+    from prunenet.pipeline import method_selection, objective_cost, select_with
     from prunenet.surgery import network_params, widths_of
     net = load_model(model, input_size=size)
     shape = (1, 3, size, size)

@@ -47,50 +47,24 @@ def _model_name(net) -> str:
     return gluoncv_name(net) or _name(net)
 
 
-def _trace(net, input_shape, strict: bool):
-    from mxnet import gluon
-    from .graph import trace
-    if not isinstance(net, gluon.HybridBlock):
-        raise PrunenetError(f"{_name(net)} is a {type(net).__mro__[1].__name__}, not a "
-                            f"gluon.HybridBlock: prunenet prunes hybridizable networks only "
-                            f"(write it as a HybridBlock with hybrid_forward)")
-    if len(tuple(input_shape)) != 4:
-        raise PrunenetError(f"input_shape {tuple(input_shape)} must be NCHW, e.g. (1, 3, 224, 224)")
-    graph = trace(net, input_shape, strict=strict)
-    _materialise(net, graph.input_shape)
-    return graph
-
-
-def _materialise(net, input_shape) -> None:
-    """Give deferred-initialised parameters their shapes (one forward pass), and refuse
-    parameters that have no value at all."""
-    import mxnet as mx
-    params = list(net.collect_params().values())
-    empty = [p.name for p in params if p._data is None and not p._deferred_init]
-    if empty:
-        raise PrunenetError(f"parameter {empty[0]} of {_name(net)} has no value; call "
-                            f"net.initialize() or net.load_parameters(...) first")
-    deferred = [p for p in params if p._data is None]
-    if deferred:
-        ctx = deferred[0]._deferred_init[1][0]
-        with mx.autograd.pause(train_mode=False):
-            net(mx.nd.zeros(input_shape, ctx=ctx)).wait_to_read()
-
-
-def _cost(graph, objective: str, name: str, round_to: int, min_width: int, target: float,
-          ctx: list, latency_table, latency_batch_size: int, dtype: str):
+def _pipeline(net, method: str, objective: str, target: float, input_shape, strict: bool,
+              ctx: list, seed: int, round_to: int, min_width: int, latency_table,
+              latency_batch_size: int, dtype: str):
+    """The :class:`prunenet.pipeline.Pipeline` of ``net`` (left as it is), traced and costed,
+    with the keywords' values refused in the API's words."""
     from .costs import OBJECTIVES
-    from .runs import objective_cost
-    from .select import check_blocks, check_cost_target, check_reachable
+    from .pipeline import Pipeline
+    from .select import check_blocks, check_cost_target
+    pipe = Pipeline(net, method, target, seed=seed, ctx=ctx, keep_net=True)
+    pipe.trace(input_shape, strict)
     if objective not in OBJECTIVES:
         raise PrunenetError(f"unknown objective {objective!r}: choose one of "
                             f"{', '.join(sorted(OBJECTIVES))}")
     check_cost_target(target)
     check_blocks(round_to, min_width)
-    cost = objective_cost(graph, objective, name, round_to, _gpus(ctx), latency_table,
-                          latency_batch_size, dtype)
-    check_reachable(graph, cost, target, round_to, min_width)
-    return cost
+    pipe.price(objective, _name(net), round_to, min_width, _gpus(ctx), latency_table,
+               latency_batch_size, dtype=dtype)  # the latency table's dtype
+    return pipe
 
 
 def _attach(pruned, report: dict):
@@ -123,13 +97,8 @@ def prune(net, method: str = "l1", objective: str = RUN_DEFAULTS.objective, targ
     >>> small.report["achieved"] <= 0.5
     True
     """
-    from .costs import count
     from .data import Epochs
     from .methods import DATA_DRIVEN, METHODS, TRAINED
-    from .pruned import check_surgery, prune_network, surgery_check
-    from .report import base_report
-    from .runs import method_selection, select_with
-    from .surgery import build_symbol_block, full_keep, network_params
 
     if method in TRAINED:
         raise PrunenetError(f"method {method!r} trains while it prunes: use prunenet.GCP(net, "
@@ -142,30 +111,18 @@ def prune(net, method: str = "l1", objective: str = RUN_DEFAULTS.objective, targ
     ctx = _contexts(ctx)
     timings: Dict[str, float] = {}
     t0 = time.time()
-    graph = _trace(net, input_shape, strict)
-    cost = _cost(graph, objective, _name(net), round_to, min_width, target, ctx, latency_table,
-                 latency_batch_size, dtype)
-    before = count(graph)
+    pipe = _pipeline(net, method, objective, target, input_shape, strict, ctx, seed, round_to,
+                     min_width, latency_table, latency_batch_size, dtype)
     timings["trace_s"] = time.time() - t0
     t0 = time.time()
-    params = network_params(net)
-    batches = None if data is None else Epochs(data, graph.input_shape)
-    selection, latency = select_with(
-        lambda a: method_selection(method, graph, params, cost, a, round_to, min_width, seed, net,
-                                   batches, ctx[0]), cost, target)
+    pipe.fit().select(None if data is None else Epochs(data, pipe.graph.input_shape))
     timings["select_s"] = time.time() - t0
     t0 = time.time()
-    pruned = prune_network(net, graph, selection.keep, params=params, ctx=ctx)
-    masked = build_symbol_block(graph, full_keep(graph), params, ctx=ctx[0])  # net stays as it is
-    diff, scale = surgery_check(masked, pruned.net, graph, selection.keep, seed=seed)
-    check_surgery(diff, scale)
+    pruned = pipe.cut()
+    pipe.check()
     timings["surgery_s"] = time.time() - t0
-    report = base_report(_model_name(net), method, objective, target, selection, graph, before,
-                          timings, command=[])
-    report.update({"input_shape": list(graph.input_shape), "round_to": round_to,
-                   "min_width": min_width, "seed": seed, "surgery_max_abs_diff": diff,
-                   "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-                   **latency})
+    report = pipe.report(_model_name(net), timings, [], round_to=round_to, min_width=min_width,
+                         seed=seed)
     return _attach(pruned, report)
 
 
@@ -177,7 +134,8 @@ def replace_classifier(net, classes: int, input_shape: Sequence[int] = (1, 3, 22
     (the ``transfer`` field of a report)."""
     import mxnet as mx
     from mxnet.gluon import nn
-    graph = _trace(net, input_shape, strict=False)
+    from .pipeline import traced
+    graph = traced(net, input_shape)
     outputs = [name for name, layer in graph.layers.items()
                if "network output" in graph.out_group(name).reasons]
     found = []
@@ -265,9 +223,7 @@ class GCP:
                  search_fraction: Optional[float] = RUN_DEFAULTS.search_fraction,
                  search_holdout: int = RUN_DEFAULTS.search_holdout,
                  stream_score: str = RUN_DEFAULTS.stream_score, **schedule) -> None:
-        from .costs import count
-        from .methods.gcp import DEFAULT_REG, GCP as Schedule, GCPConfig, check_reg
-        from .wrapper import MaskedNetwork
+        from .methods.gcp import DEFAULT_REG, GCPConfig, check_reg
 
         fields = [f.name for f in dataclasses.fields(GCPConfig) if f.name != "target"]
         unknown = sorted(set(schedule) - set(fields))
@@ -286,14 +242,12 @@ class GCP:
         self.ctx = _contexts(ctx)
         self.transfer = None if classes is None else \
             replace_classifier(net, classes, input_shape, self.ctx)
-        self.graph = _trace(net, input_shape, strict)
-        self.cost = _cost(self.graph, objective, _name(net), self.config.round_to,
-                          self.config.min_width, target, self.ctx, latency_table,
-                          latency_batch_size, dtype)
-        self.before = count(self.graph)
-        self._wrapper = MaskedNetwork(net, self.graph, self.ctx, stream_score=stream_score)
-        self._schedule = Schedule(self._wrapper, self.cost, self.config, self.ctx,
-                                  progress=progress)
+        self._pipe = _pipeline(net, "gcp", objective, target, input_shape, strict, self.ctx,
+                               seed, self.config.round_to, self.config.min_width, latency_table,
+                               latency_batch_size, dtype)
+        self.graph, self.cost, self.before = self._pipe.graph, self._pipe.cost, self._pipe.before
+        self._schedule = self._pipe.schedule(self.config, stream_score, progress=progress)
+        self._wrapper = self._pipe.wrapper
         self.history: List[dict] = []  # the rows of steps.csv
         self.steps_done = 0
         self.timings: Dict[str, float] = {}
@@ -333,60 +287,42 @@ class GCP:
         held_out = None if val_data is None else Epochs(val_data, shape, "validation data")
         if held_out is not None and self.steps_done == 0:  # the report's top1_before
             self.top1_before = accuracy(self._wrapper, held_out(), self.ctx)
+        held = Epochs(heldout_data, shape, "held-out data") if search else None
+
+        def heldout_losses():
+            return losses(self._wrapper.block(DEBIAS), held(), self.ctx)
+        self._pipe.fit(stream, heldout_losses if search else None, grid=self.reg_grid,
+                       unit=self.reg_unit, fraction=self.search_fraction, done=self.steps_done,
+                       timings=self.timings, hooks=_history(self, held_out))
         if search:
-            held = Epochs(heldout_data, shape, "held-out data")
-            t0 = time.time()
-            self.search = self._schedule.search_reg(
-                stream, lambda: losses(self._wrapper.block(DEBIAS), held(), self.ctx),
-                self.reg_grid, unit=self.reg_unit, fraction=self.search_fraction)
-            self.timings["reg_search_s"] = time.time() - t0
-        for t in range(self.steps_done + 1, self.config.steps + 1):
-            t0 = time.time()
-            records = self._schedule.run_step(t, stream)
-            rows = [dataclasses.asdict(r) for r in records]
-            self.timings[f"step{t}_s"] = time.time() - t0
-            if held_out is not None:
-                rows[-1]["val_top1"] = accuracy(self._wrapper, held_out(), self.ctx)[0]
-            self.history += rows
-            self.steps_done = t
+            self.search = self._schedule.search
         self._pruned = None
         return self
 
     def prune(self):
         """The physically pruned network after :meth:`fit`, with ``.report``; ready to
         fine-tune (:func:`finetune`)."""
-        from .pruned import check_surgery, output_gap, probe, prune_network
-        from .report import base_report, latency_report
         if self.steps_done < self.config.steps:
             raise PrunenetError(f"GCP has run {self.steps_done} of its {self.config.steps} steps: "
                                 f"call fit(train_data) before prune()")
         if self._pruned is not None:
             return self._pruned.net
-        selection = self._schedule.selection()
+        pipe = self._pipe
+        selection = pipe.select()
         t0 = time.time()
-        pruned = prune_network(self.net, self.graph, selection.keep,
-                               params=self._wrapper.folded_params(), ctx=self.ctx)
-        diff, scale = output_gap(self.masked, pruned.net,
-                                 probe(self.graph.input_shape, self.seed, self.ctx[0]))
-        check_surgery(diff, scale)
+        pruned = pipe.cut()
+        pipe.check()
         self.timings["surgery_s"] = time.time() - t0
-        report = base_report(_model_name(self.net), "gcp", self.objective, self.config.target,
-                              selection, self.graph, self.before, dict(self.timings), command=[])
-        report.update({"input_shape": list(self.graph.input_shape), "seed": self.seed,
-                       "surgery_max_abs_diff": diff, "notes": list(self._schedule.notes),
-                       "settings": dataclasses.asdict(self.config), "transfer": self.transfer,
-                       "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-                       **self._gcp_fields(),
-                       **latency_report(self.cost, selection.keep, self.config.target)})
+        report = pipe.report(_model_name(self.net), dict(self.timings), [], seed=self.seed,
+                             notes=pipe.notes, settings=dataclasses.asdict(self.config),
+                             transfer=self.transfer, **self._gcp_fields())
         self._pruned, self._selection = pruned, selection
         return _attach(pruned, report)
 
     def _gcp_fields(self) -> dict:
         """The report's GCP fields, as the command line writes them: λ, its search, the
         channels removed for a zero scale, the stream rule."""
-        return {"reg": self.config.reg, "reg_search": self.search,
-                "zeros_pruned": self._schedule.zeros_pruned,
-                "stream_score": self._wrapper.stream_score}
+        return self._pipe.gcp_fields(self.search)
 
     def save(self, folder: str, *, data=None, overwrite: bool = False,
              dataset: Optional[str] = None, speed_check: bool = True) -> str:
@@ -432,6 +368,22 @@ class GCP:
         x = mx.nd.zeros((1,) + tuple(self.graph.input_shape[1:]), ctx=self.ctx[0])
         with mx.autograd.pause(train_mode=False):
             return int(net(x).shape[1])
+
+
+def _history(gcp: GCP, held_out):
+    """:meth:`GCP.fit`'s hooks on the schedule (:class:`prunenet.methods.gcp.ScheduleHooks`):
+    each step's rows kept in ``history`` (with the top-1 on ``held_out``, when given)."""
+    from .methods.gcp import ScheduleHooks
+
+    class History(ScheduleHooks):
+        def stepped(self, t: int, records) -> None:
+            from .data import accuracy
+            rows = [dataclasses.asdict(r) for r in records]
+            if held_out is not None:
+                rows[-1]["val_top1"] = accuracy(gcp._wrapper, held_out(), gcp.ctx)[0]
+            gcp.history += rows
+            gcp.steps_done = t
+    return History()
 
 
 def hold_out_loader(loader, count: int, seed: int = 0):

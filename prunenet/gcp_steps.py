@@ -1,17 +1,18 @@
-"""GCP's steps inside a pruning run: the λ search, the regularize and debias steps, and a
-checkpoint after each, resumable from the last one (the run around them is :mod:`prunenet.runs`)."""
+"""GCP's steps inside a pruning run: the run folder's hooks on the schedule's one driver
+(:meth:`prunenet.methods.gcp.GCPSchedule.fit`) — the held-out images of the λ search, a checkpoint
+after each candidate, batch and step, the rows and log lines — and the restore of a checkpoint
+(the run around them is :mod:`prunenet.runs`)."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from .distributed import Workers
 from .failpoints import failpoint
-from .graph import ChannelGraph
 from .records import CHECKPOINT_DIR, STEPS_FILE, write_steps
+from .methods.gcp import ScheduleHooks
 from .run_settings import DataRun
 from .select import Selection
 
@@ -42,47 +43,51 @@ def search_lines(search: dict) -> List[str]:
     return lines
 
 
-def gcp_steps(run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt, rows, timings,
-               say, shares, progress: dict, workers=None):
-    """The GCP steps of a run, resuming from ``ckpt``, with a checkpoint after each; returns the
-    selection, the masked network, its parameters for surgery and GCP's notes."""
-    steps = _GCPSteps(run, net, graph, cost, ctx, train, ckpt, rows, timings, say, shares,
-                      progress, workers)
+def gcp_steps(run: DataRun, pipe, train, ckpt, rows, timings, say, shares, progress: dict,
+              workers=None):
+    """The GCP steps of a run on ``pipe`` (a :class:`prunenet.pipeline.Pipeline`), resuming
+    from ``ckpt``, with a checkpoint after each; returns GCP's notes and the report's GCP
+    fields (the selection is then ``pipe.select()``'s)."""
+    steps = _GCPSteps(run, pipe, train, ckpt, rows, timings, say, shares, progress, workers)
     if ckpt is not None:
         steps.restore(ckpt)
+    heldout_losses = None
     if steps.searching:
-        steps.search_reg()
+        say(f"choosing λ by the one-standard-error rule on the debias loss of a short step 1 "
+            f"on {steps.held_count} held-out training images")
+        heldout_losses = steps.heldout_losses
     elif steps.search is not None:
         steps.gcp.config.reg = steps.search["chosen"]
         steps.gcp.search = steps.search
-    for t in range(steps.done + 1, run.steps + 1):
-        steps.step(t)
+    pipe.fit(steps.stream, heldout_losses, grid=run.reg_grid or run.shrink_grid,
+             unit="reg" if run.reg_grid else "shrink", fraction=run.search_fraction,
+             search=steps.search, done=steps.done, step_state=steps.step_state,
+             timings=timings, hooks=steps)
     return steps.result()
 
 
-class _GCPSteps:
-    """GCP's steps in one run (:func:`gcp_steps`): the masked network, its trainers, their
-    batches, the λ search's state, and the checkpoints of them all."""
+class _GCPSteps(ScheduleHooks):
+    """The run folder's part in GCP's steps (:func:`gcp_steps`): their batches, the λ search's
+    held-out images and state, the checkpoints, the rows of ``steps.csv`` and the log lines,
+    as hooks on the schedule's driver (:meth:`prunenet.methods.gcp.GCPSchedule.fit`)."""
 
-    def __init__(self, run: DataRun, net, graph: ChannelGraph, cost, ctx, train, ckpt,
-                 rows: List[dict], timings: Dict[str, float], say, shares, progress: dict,
+    def __init__(self, run: DataRun, pipe, train, ckpt, rows: List[dict],
+                 timings: Dict[str, float], say, shares, progress: dict,
                  workers: Optional[Workers]) -> None:
         from .methods import get
-        from .methods.gcp import GCP
         from .train import BatchStream
-        from .wrapper import MaskedNetwork
-        self.run, self.net, self.graph, self.ctx = run, net, graph, ctx
-        self.rows, self.timings, self.say, self.progress = rows, timings, say, progress
+        self.run, self.pipe, self.net, self.graph = run, pipe, pipe.net, pipe.graph
+        self.rows, self.timings, self.say, self.evaluated = rows, timings, say, progress
         self.ckpt_dir = os.path.join(run.out, CHECKPOINT_DIR)
-        self.wrapper = MaskedNetwork(net, graph, ctx, stream_score=run.stream_score)
         auto = run.reg == "auto"
         settings = dict(target=run.target, steps=run.steps, reg=0.0 if auto else run.reg,
                         epochs_per_step=run.epochs_per_step, debias_epochs=run.debias_epochs,
-                        lr=run.lr * run.lr_factor(len(ctx), workers.count if workers else 1),
+                        lr=run.lr * run.lr_factor(len(pipe.ctx), workers.count if workers else 1),
                         momentum=run.momentum, round_to=run.round_to, min_width=run.min_width)
         config = get(run.method).config(**settings)
-        self.gcp = GCP(self.wrapper, cost, config, ctx, progress=run.progress, workers=workers,
-                       sync_every=run.sync_every)
+        self.gcp = pipe.schedule(config, run.stream_score, progress=run.progress,
+                                 workers=workers, sync_every=run.sync_every)
+        self.wrapper = pipe.wrapper
         if auto:  # the λ candidates are scored on training images the steps never see
             train = self._hold_out(train)
         self.stream = BatchStream(lambda e, s: shares(train, e, s))
@@ -105,7 +110,7 @@ class _GCPSteps:
         """The debiased network's loss on each held-out image."""
         from .data import losses
         from .wrapper import DEBIAS
-        return losses(self.wrapper.block(DEBIAS), self.held_batches, self.ctx)
+        return losses(self.wrapper.block(DEBIAS), self.held_batches, self.pipe.ctx)
 
     def restore(self, ckpt: dict) -> None:
         """The masks, weights, trainers, batch position and progress of checkpoint ``ckpt``."""
@@ -148,56 +153,41 @@ class _GCPSteps:
                         zeros_pruned=gcp.zeros_pruned,
                         largest_block=last.largest_block if last else None,
                         blocks_removed=last.blocks_removed if last else None,
-                        timings=self.timings, net_prefix=self.net.prefix, **self.progress)
+                        timings=self.timings, net_prefix=self.net.prefix, **self.evaluated)
         failpoint("checkpointed-phase" if state is not None else "checkpointed-step")
 
-    def search_reg(self) -> None:
-        """λ chosen by :meth:`prunenet.methods.gcp.GCP.search_reg` (a checkpoint after each
-        candidate); the network is left at its start for step 1."""
-        run, gcp, timings = self.run, self.gcp, self.timings
-        unit = "reg" if run.reg_grid else "shrink"
-        grid = run.reg_grid or run.shrink_grid
-        self.say(f"choosing λ by the one-standard-error rule on the debias loss of a short step 1 "
-                 f"on {self.held_count} held-out training images")
-        t0 = time.time() - timings.get("reg_search_s", 0.0)
+    # -- the hooks on the schedule's driver ------------------------------------------------
 
-        def on_candidate(state: dict) -> None:
-            self.search = state
-            timings["reg_search_s"] = time.time() - t0
-            k = sum(v is not None for v in state["losses"])
-            self.save(f"search-{k}", 0, None)  # the start is in force
-            failpoint("search")
-        search = gcp.search_reg(self.stream, self.heldout_losses, grid, unit=unit,
-                                fraction=run.search_fraction, state=self.search,
-                                on_candidate=on_candidate)
+    def candidate(self, state: dict) -> None:
+        """A checkpoint after each λ candidate (the start in force)."""
+        self.search = state
+        k = sum(v is not None for v in state["losses"])
+        self.save(f"search-{k}", 0, None)
+        failpoint("search")
+
+    def searched(self, search: dict) -> None:
+        """The search, with its held-out images, logged and checkpointed."""
         self.search = dict(search, holdout_images=self.held_count,
                            trained_images=self.trained_count, holdout_rule=self.held_rule)
-        timings["reg_search_s"] = time.time() - t0
         for line in search_lines(self.search):
             self.say(line)
         self.save("search", 0, None)
 
-    def step(self, t: int) -> None:
-        """Step ``t`` (from inside it, resuming), with checkpoints in its phases and at its
-        end."""
-        run, timings = self.run, self.timings
-        t0 = time.time() - (timings.get(f"step{t}_s", 0.0) if self.step_state else 0.0)
+    def progress(self, t: int, state: dict) -> None:
+        """Inside step ``t``: a checkpoint every ``checkpoint_every`` batches."""
+        if state["done"] == 0 or state["done"] % self.run.checkpoint_every == 0:
+            self.save(f"step{t}-{state['phase']}-{state['done']}", t - 1, state)
+        if state["done"]:
+            failpoint(state["phase"])
 
-        def on_progress(state: dict) -> None:
-            timings[f"step{t}_s"] = time.time() - t0
-            if state["done"] == 0 or state["done"] % run.checkpoint_every == 0:
-                self.save(f"step{t}-{state['phase']}-{state['done']}", t - 1, state)
-            if state["done"]:
-                failpoint(state["phase"])
-        records = self.gcp.run_step(t, self.stream, state=self.step_state,
-                                    on_progress=on_progress)
+    def stepped(self, t: int, records) -> None:
+        """Step ``t`` done: its rows, a checkpoint and a log line."""
         self.step_state = None
-        timings[f"step{t}_s"] = time.time() - t0
         self._add_rows(records)
         self.save(f"step{t}", t, None)
         ran = [r for r in records if np.isfinite(r.loss)]  # slimming has no debias phase
         loss = f"{ran[-1].phase} loss {ran[-1].loss:.4f}" if ran else "no training"
-        self.say(f"step {t}/{run.steps}: cost {records[-1].achieved:.4f} of the unpruned "
+        self.say(f"step {t}/{self.run.steps}: cost {records[-1].achieved:.4f} of the unpruned "
                  f"(target {records[-1].target:.4f}); {loss}, "
                  f"{records[0].zeroed_channels} channels zeroed by the regulariser")
 
@@ -209,15 +199,7 @@ class _GCPSteps:
         write_steps(os.path.join(self.run.out, STEPS_FILE), self.rows)
 
     def result(self) -> tuple:
-        """GCP's notes logged; the selection, the masked network, its parameters for surgery,
-        the notes and the report's GCP fields."""
-        import mxnet as mx
-        from .wrapper import REGULARIZE
-        gcp = self.gcp
-        for note in gcp.notes:
+        """GCP's notes, logged, and the report's GCP fields."""
+        for note in self.gcp.notes:
             self.say(note)
-        info = {"reg": gcp.config.reg, "reg_search": self.search,
-                "zeros_pruned": gcp.zeros_pruned, "stream_score": self.run.stream_score}
-        mx.nd.waitall()  # static_alloc: read the parameters only once they are written
-        return (gcp.selection(), self.wrapper.block(REGULARIZE), self.wrapper.folded_params(),
-                gcp.notes, info)
+        return self.gcp.notes, self.pipe.gcp_fields(self.search)

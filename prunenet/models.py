@@ -177,7 +177,9 @@ def load_model(name: str, classes: Optional[int] = None, params: Optional[str] =
                                 f"--classes {classes}")
     initialize_missing(net, mx.init.MSRAPrelu(), ctx)
     try:
-        net(mx.nd.zeros(shape, ctx=ctx))  # materialise deferred shapes
+        # materialise deferred shapes; waited for: with oneDNN the pass reorders the
+        # convolution weights, and a read of them before it ends can see them half-written
+        net(mx.nd.zeros(shape, ctx=ctx)).wait_to_read()
     except mx.base.MXNetError as err:
         raise PrunenetError(f"{name} cannot run on input of shape {shape}"
                             + (f" with shape file {shapes_source}" if shapes else "")

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import os
 import time
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .bench import speed_line
-from .costs import cost_model, count
+from .costs import cost_model
 from .devices import CPU_CONTEXTS, contexts  # noqa: F401  (re-exported)
 from .distributed import LOCAL_KVSTORES, Workers
 from .errors import PrunenetError
 from .failpoints import failpoint
 from .gcp_steps import gcp_steps
-from .graph import ChannelGraph, trace
+from .graph import ChannelGraph
 from .pruned import (PrunedNetwork, by_original_names, check_surgery, load_pruned,  # noqa: F401
                      output_gap, probe, prune_network, renamed, save_pruned, surgery_check)
 from .records import (CHECKPOINT_DIR, LOG_FILE, PARAMS_FILE, REPORT_FILE,  # noqa: F401
@@ -32,27 +33,14 @@ from .report import (RANDOM_WEIGHTS, base_report, environment, latency_fields,  
                      kept_whole_line, latency_line, latency_report, run_speed_check,
                      transfer_line)
 from .select import Selection, check_cost_target, check_reachable
-from .surgery import network_params, zero_removed
+from .pipeline import Pipeline
+from .surgery import network_params
 from .train import RECALIBRATE_BATCHES, recalibrated
 
 
 __all__ = ["PrunedNetwork", "prune_network", "prune_run", "save_pruned", "surgery_check",
            "environment", "DataRun", "data_run", "contexts", "load_pruned",
            "CPU_CONTEXTS", "PARAMS_FILE", "SHAPES_FILE", "SYMBOL_PREFIX"]  # (re-exported)
-
-
-def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_to: int = 8,
-                   gpus: str = "", latency_table: Optional[str] = None,
-                   latency_batch_size: int = 64, dtype: str = "float32", runtime: str = "mxnet"):
-    """The cost model of ``objective``; for ``latency``, backed by the latency table of
-    ``runtime`` on the first device in ``gpus`` (the CPU if none) at that batch size and dtype."""
-    if objective != "latency":
-        return cost_model(graph, objective)
-    from .latency import LatencyTable
-    first = (gpus or "").split(",")[0].strip()
-    table = LatencyTable.open(latency_table, gpus=first, batch_size=latency_batch_size,
-                              dtype=dtype, runtime=runtime)
-    return cost_model(graph, "latency", table=table, round_to=round_to, name=model)
 
 
 def auto_round_to(graph: ChannelGraph, gpus: str, latency_table: Optional[str],
@@ -78,26 +66,6 @@ def auto_round_to(graph: ChannelGraph, gpus: str, latency_table: Optional[str],
                                                                for b, g in gains.items()}}}
 
 
-def select_with(select, cost, target: float) -> Tuple[Selection, dict]:
-    """``select(target)``, and for the latency objective the selection checked by measuring the
-    pruned network and refined (:func:`prunenet.latency.select_measured`); returns it with the
-    report's latency fields (none for other objectives). A latency target still missed by more
-    than the measurement's noise is refused, in one line."""
-    if cost.name != "latency":
-        return select(target), {}
-    from .latency import select_measured
-    selection, rounds = select_measured(select, cost, target)
-    last = rounds[-1]
-    if not last["met"]:
-        raise PrunenetError(
-            f"latency target {target} missed: the pruned network measured {last['measured']:.3f} "
-            f"±{last['noise']:.3f} of the unpruned latency after {len(rounds)} rounds (predicted "
-            f"{last['predicted']:.3f}); the latency table does not fit this machine now (it is "
-            f"busy, or the table is stale): run again, delete {cost.table.path} to measure it "
-            f"again, or prune with --objective flops")
-    return selection, {"latency_rounds": rounds, **latency_fields(cost, last, target)}
-
-
 def prune_run(model: str, method: str, objective: str, target: float, out: str,
               params: Optional[str] = None, input_size: Optional[int] = None,
               classes: Optional[int] = None, round_to: int = 8, min_width: int = 8,
@@ -110,6 +78,7 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     return the report. The ``latency`` objective measures on ``gpus``' first device (the CPU if
     none), at ``latency_batch_size`` and ``dtype``, in ``runtime`` (mxnet or onnxruntime);
     unless ``speed_check`` is off, the pruned network's speed-up is measured there too."""
+    settings = SimpleNamespace(**locals())  # _prune_run's arguments, by name
     from .methods import DATA_FREE
 
     if method not in DATA_FREE:
@@ -122,87 +91,75 @@ def prune_run(model: str, method: str, objective: str, target: float, out: str,
     check_replace(out_path, overwrite, own=RUN_ENTRIES)
     _check_input_outside(out_path, overwrite, params=params, symbol=symbol)
     with exclusive(out_path):  # held to the end: a second writer of --out stops at once
-        return _prune_run(model, method, objective, target, out, params, input_size, classes,
-                          round_to, min_width, seed, overwrite, command, log, latency_table,
-                          latency_batch_size, dtype, gpus, symbol, speed_check, runtime)
+        return _prune_run(settings)
 
 
-def _prune_run(model, method, objective, target, out, params, input_size, classes, round_to,
-               min_width, seed, overwrite, command, log, latency_table, latency_batch_size,
-               dtype, gpus, symbol, speed_check, runtime) -> dict:
+def _prune_run(o) -> dict:
+    """:func:`prune_run` on its arguments ``o`` (by name), its folder locked: the network loaded,
+    :class:`prunenet.pipeline.Pipeline` run, the speed checked, the folder written."""
     from .files import staged_dir, write_json
     from .models import load_network
-    timings = {}
+    from .pipeline import Pipeline
+    timings, log = {}, o.log
     t0 = time.time()
-    net, name, shape = load_network(model or None, symbol, classes, params, seed,
-                                    input_size=input_size)
+    net, name, shape = load_network(o.model or None, o.symbol, o.classes, o.params, o.seed,
+                                    input_size=o.input_size)
     transfer = getattr(net, "prunenet_transfer", None)
-    if params is None:
+    if o.params is None:
         log(RANDOM_WEIGHTS)
     if transfer:
         log(transfer_line(transfer))
-    graph = trace(net, shape)
-    blocks = {}
+    pipe = Pipeline(net, o.method, o.target, seed=o.seed)
+    graph = pipe.trace(shape)
+    round_to, blocks = o.round_to, {}
     if round_to == "auto":
         def fits(block: int) -> bool:  # latency: judged by the MACs, not measured five times
-            proxy = objective if objective in ("flops", "params") else "flops"
+            proxy = o.objective if o.objective in ("flops", "params") else "flops"
             try:
-                check_reachable(graph, cost_model(graph, proxy), target, block,
-                                min_width)
+                check_reachable(graph, cost_model(graph, proxy), o.target, block, o.min_width)
             except PrunenetError:
                 return False
             return True
-        round_to, blocks = auto_round_to(graph, gpus, latency_table, latency_batch_size, dtype,
-                                         runtime, log, fits)
+        round_to, blocks = auto_round_to(graph, o.gpus, o.latency_table, o.latency_batch_size,
+                                         o.dtype, o.runtime, log, fits)
     if kept_whole_line(graph):
         log(kept_whole_line(graph))
-    cost = objective_cost(graph, objective, name, round_to, gpus, latency_table,
-                          latency_batch_size, dtype, runtime)
-    check_reachable(graph, cost, target, round_to, min_width)
-    before = count(graph)
+    pipe.price(o.objective, name, round_to, o.min_width, o.gpus, o.latency_table,
+               o.latency_batch_size, o.runtime, dtype=o.dtype)  # the latency table's dtype
+    before = pipe.before
     timings["load_and_trace_s"] = time.time() - t0
 
     t0 = time.time()
-    params_now = network_params(net)
-    selection, latency = select_with(
-        lambda a: method_selection(method, graph, params_now, cost, a, round_to, min_width,
-                                   seed), cost, target)
+    selection = pipe.fit().select()
     timings["select_s"] = time.time() - t0
 
     t0 = time.time()
-    pruned = prune_network(net, graph, selection.keep, model or None, classes)
-    diff, scale = surgery_check(net, pruned.net, graph, selection.keep, seed=seed)
+    pruned = pipe.cut(o.model or None, o.classes)
+    pipe.check()
     timings["surgery_s"] = time.time() - t0
-    check_surgery(diff, scale)
     speed = {}
-    if speed_check:
+    if o.speed_check:
         t0 = time.time()
         speed = {"speed_check": run_speed_check(net, pruned.net, shape, before, graph,
-                                                 selection, gpus, objective,
-                                                 latency_batch_size, runtime=runtime)}
+                                                 selection, o.gpus, o.objective,
+                                                 o.latency_batch_size, runtime=o.runtime)}
         timings["speed_check_s"] = time.time() - t0
 
-    report = base_report(name, method, objective, target, selection, graph, before, timings,
-                          command)
-    report.update({
-        "input_shape": list(shape), "classes": classes, "round_to": round_to,
-        "min_width": min_width, "seed": seed, "params_file": params, "symbol_file": symbol,
-        "transfer": transfer, **blocks,
-        "surgery_max_abs_diff": diff,
-        "format": "gluoncv-pruned-resnet" if pruned.gluoncv else "mxnet-symbol",
-        **latency, **speed,
-    })
-    with staged_dir(out, overwrite=overwrite, own=RUN_ENTRIES) as stage:
+    report = pipe.report(name, timings, o.command, classes=o.classes, round_to=round_to,
+                         min_width=o.min_width, seed=o.seed, params_file=o.params,
+                         symbol_file=o.symbol, transfer=transfer, **blocks)
+    report.update(speed)
+    with staged_dir(o.out, overwrite=o.overwrite, own=RUN_ENTRIES) as stage:
         report["files"] = save_pruned(pruned, stage)
         write_json(os.path.join(stage, REPORT_FILE), report)
     # the latency objective's selection is always measured (select_with): lead with that
     kept = (f"{report['latency_fraction_measured']:.3f} ±{report['latency_fraction_noise']:.3f} "
-            f"of the measured latency" if objective == "latency" else
+            f"of the measured latency" if o.objective == "latency" else
             f"{report['achieved']:.4f} of the cost")
-    log(f"{name} {method}/{objective}: kept {kept} (target {target}); MACs "
+    log(f"{name} {o.method}/{o.objective}: kept {kept} (target {o.target}); MACs "
         f"{before['macs'] / 1e9:.3f}G -> {report['macs_after'] / 1e9:.3f}G, params "
         f"{before['params'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M"
-        f"{latency_line(report)}{speed_line(report)}; written to {out}")
+        f"{latency_line(report)}{speed_line(report)}; written to {o.out}")
     return report
 
 
@@ -359,11 +316,12 @@ class _RunPhases:
         self.workers.agree(failure)
         self.workers.broadcast(self.net.collect_params())
         self.transfer = getattr(self.net, "prunenet_transfer", None)
-        self.graph = trace(self.net, self.shape)
-        self.cost = objective_cost(self.graph, run.objective, self.net_name, run.round_to,
-                                   run.gpus, run.latency_table, run.latency_batch_size, run.dtype,
-                                   run.runtime)
-        check_reachable(self.graph, self.cost, run.target, run.round_to, run.min_width)
+        self.pipe = Pipeline(self.net, run.method, run.target, seed=run.seed, ctx=self.ctx,
+                             dtype=run.dtype)
+        self.graph = self.pipe.trace(self.shape)
+        self.cost = self.pipe.price(run.objective, self.net_name, run.round_to, run.min_width,
+                                    run.gpus, run.latency_table, run.latency_batch_size,
+                                    run.runtime)
 
     def _load(self) -> None:
         """The devices and datasets, checked against the settings; the folder's lock; the
@@ -435,7 +393,7 @@ class _RunPhases:
         remove_leftovers(out)  # a killed run's temporary files
         remove_leftovers(self.ckpt_dir)
         self.say = _Log(os.path.join(out, LOG_FILE), self.log)
-        self.before = count(self.graph)
+        self.before = self.pipe.before
         ckpt = load_checkpoint(self.ckpt_dir) if self.resume else None
         if self.resume and ckpt is None and os.path.exists(os.path.join(out, REPORT_FILE)):
             raise PrunenetError(f"--resume {out}: the run has finished ({REPORT_FILE}) and its "
@@ -481,7 +439,8 @@ class _RunPhases:
         if self.stage == "finetune":  # resuming inside or after fine-tuning: rebuild its network
             self._rebuild()
         else:
-            self._cut(*self._select(t0))
+            self._select(t0)
+            self._cut()
 
     def _rebuild(self) -> None:
         """The pruned network, its selection and what was measured of it, from the fine-tuning
@@ -503,45 +462,34 @@ class _RunPhases:
         weights in oneDNN's own layout, and training such arrays under MXNet's threaded engine
         is not reproducible (docs/resuming.md)."""
         keep = [arrays[f"keep:{g.index}"] > 0.5 for g in self.graph.groups]
-        self.pruned = prune_network(self.net, self.graph, keep, self.run.model or None,
-                                    self.classes, ctx=self.ctx)
+        self.pruned = self.pipe.cut(self.run.model or None, self.classes, keep=keep,
+                                    params=network_params(self.net))
         for name, param in by_original_names(self.pruned).items():
             param.set_data(arrays["net:" + name])
         return keep
 
-    def _select(self, t0: float) -> tuple:
-        """The selection, by GCP's steps or a method that trains nothing (timed from ``t0``);
-        returns the masked network and the parameters to cut from."""
-        run = self.run
+    def _select(self, t0: float) -> None:
+        """The selection, by GCP's steps or a method that trains nothing (timed from ``t0``)."""
+        run, pipe = self.run, self.pipe
         if _trained(run.method):
-            self.selection, masked, params, self.notes, self.gcp_info = gcp_steps(
-                run, self.net, self.graph, self.cost, self.ctx, self.train, self.ckpt, self.rows,
-                self.timings, self.say, self.shares,
+            self.notes, self.gcp_info = gcp_steps(
+                run, pipe, self.train, self.ckpt, self.rows, self.timings, self.say, self.shares,
                 progress={"top1_before": self.top1_before, "top5_before": self.top5_before},
                 workers=self.workers)
-            self.latency = latency_report(self.cost, self.selection.keep, run.target)
-            return masked, params
-        params = network_params(self.net)
-        selection, self.latency = select_with(
-            lambda a: method_selection(run.method, self.graph, params, self.cost, a, run.round_to,
-                                       run.min_width, run.seed, self.net,
-                                       lambda: self.batches(self.train, 0, 0, True), self.ctx[0]),
-            self.cost, run.target)
-        self.selection = self.workers.rank0_selection(selection, self.cost)
-        zero_removed(self.graph, self.net, self.selection.keep)
-        self.notes, self.gcp_info = [], {}
-        self.timings["select_s"] = time.time() - t0
-        return self.net, params
+            self.selection = pipe.select()
+        else:
+            self.selection = pipe.fit().select(lambda: self.batches(self.train, 0, 0, True),
+                                               self.workers)
+            self.notes, self.gcp_info = [], {}
+            self.timings["select_s"] = time.time() - t0
+        self.latency = pipe.latency
 
-    def _cut(self, masked, params) -> None:
-        """The selection cut out of the network and checked against ``masked``; its row."""
+    def _cut(self) -> None:
+        """The selection cut out of the network and checked against the masked one; its row."""
         run, t0 = self.run, time.time()
-        self.top1_selected, _ = self.val_top1(masked)
-        self.pruned = prune_network(self.net, self.graph, self.selection.keep,
-                                    run.model or None, self.classes, params=params, ctx=self.ctx)
-        x = probe(self.shape, run.seed, self.ctx[0]).astype(run.dtype)
-        self.diff, scale = output_gap(masked, self.pruned.net, x)
-        check_surgery(self.diff, scale, run.dtype)
+        self.top1_selected, _ = self.val_top1(self.pipe.masked)
+        self.pruned = self.pipe.cut(run.model or None, self.classes)
+        self.diff = self.pipe.check()
         self.timings["surgery_s"] = time.time() - t0
         self.top1_recalibrated = self._recalibrated_top1()
         self.rows.append({"step": run.steps if _trained(run.method) else 0,
@@ -667,19 +615,18 @@ class _RunPhases:
         import dataclasses
         from .files import write_json
         run, before, speed = self.run, self.before, self._speed_check()
-        report = base_report(self.net_name, run.method, run.objective, run.target,
-                             self.selection, self.graph, before, self.timings, run.command)
-        report.update({
-            "top1_before": self.top1_before, "top5_before": self.top5_before,
-            "top1_selected": self.top1_selected,
-            "top1_recalibrated": self.top1_recalibrated, "top1_after": self.top1_after,
-            "top5_after": self.top5_after, "dataset": run.dataset,
-            "input_shape": list(self.shape), "classes": self.classes,
-            "surgery_max_abs_diff": self.diff, "notes": self.notes, "transfer": self.transfer,
-            **self.gcp_info,
-            "format": "gluoncv-pruned-resnet" if self.pruned.gluoncv else "mxnet-symbol",
-            "settings": dataclasses.asdict(run), **self.latency, **speed,
-        })
+        pipe = self.pipe  # resumed in fine-tuning: what the checkpoint holds of the cut
+        pipe.selection, pipe.pruned, pipe.diff, pipe.latency = \
+            self.selection, self.pruned, self.diff, self.latency
+        report = pipe.report(self.net_name, self.timings, run.command,
+                             top1_before=self.top1_before, top5_before=self.top5_before,
+                             top1_selected=self.top1_selected,
+                             top1_recalibrated=self.top1_recalibrated,
+                             top1_after=self.top1_after, top5_after=self.top5_after,
+                             dataset=run.dataset, classes=self.classes, notes=self.notes,
+                             transfer=self.transfer, **self.gcp_info,
+                             settings=dataclasses.asdict(run))
+        report.update(speed)
         report["files"] = save_pruned(self.pruned, self.out)
         failpoint("export")
         write_json(os.path.join(self.out, REPORT_FILE), report)
@@ -740,21 +687,6 @@ def _drop_aside(out: str):
             shutil.rmtree(set_aside(out), ignore_errors=True)
         return False
     return done
-
-
-def method_selection(method: str, graph: ChannelGraph, params, cost, target: float,
-                     round_to: int = 8, min_width: int = 8, seed: int = 0, net=None,
-                     train_batches=None, ctx=None) -> Selection:
-    """The selection of a method that trains nothing, at ``target``: from the weights, or (a
-    method that needs data) reading the batches ``train_batches()`` gives."""
-    from .methods import get
-    chosen = get(method)
-    options = {"round_to": round_to, "min_width": min_width}
-    if chosen.needs == "data":
-        options.update(net=net, batches=train_batches(), ctx=ctx)
-    if chosen.seeded:
-        options["seed"] = seed
-    return chosen.select(graph, params, cost, target, **options)
 
 
 def _trained(method: str) -> bool:

@@ -14,7 +14,7 @@ from prunenet.costs import cost_model
 from prunenet.errors import PrunenetError
 from prunenet.files import load_params, read_json
 from prunenet.graph import trace
-from prunenet.methods.gcp import GCP, GCPConfig
+from prunenet.methods.gcp import GCPSchedule, GCPConfig
 from prunenet.models import load_model, randomize_batchnorm
 from prunenet.runs import CPU_CONTEXTS, DataRun, contexts, data_run, load_pruned
 from prunenet.train import BatchStream, FinetuneConfig, finetune
@@ -46,7 +46,7 @@ def _gcp(ctx, reg=0.05, epochs=1.0, **kwargs):
     graph = trace(net, (1, 3, 32, 32))
     wrapper = MaskedNetwork(net, graph, ctx)
     config = GCPConfig(target=0.5, steps=2, reg=reg, epochs_per_step=epochs, lr=0.05)
-    gcp = GCP(wrapper, cost_model(graph, "flops"), config, ctx, progress=False, **kwargs)
+    gcp = GCPSchedule(wrapper, cost_model(graph, "flops"), config, ctx, progress=False, **kwargs)
     train = datasets.synthetic(128, 10, seed=0)
     stream = BatchStream(lambda e, s: train.batches(32, shuffle=True, seed=0, epoch=e, start=s,
                                                     drop_last=True))
@@ -216,16 +216,16 @@ def test_first_step_widths_on_two_devices_match_one_device(tmp_path, two_context
 def test_resume_on_two_devices_gives_the_uninterrupted_network(whole, tmp_path, two_contexts,
                                                                 monkeypatch, small_run):
     report, _, folder = whole
-    original = GCP.run_step
+    original = GCPSchedule.run_step
 
     def interrupted(self, t, stream, **kwargs):
         if t == 2:
             raise KeyboardInterrupt
         return original(self, t, stream, **kwargs)
-    monkeypatch.setattr(GCP, "run_step", interrupted)
+    monkeypatch.setattr(GCPSchedule, "run_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         small_run(tmp_path / "cut", distill=True)
-    monkeypatch.setattr(GCP, "run_step", original)
+    monkeypatch.setattr(GCPSchedule, "run_step", original)
     resumed = data_run(DataRun(model="", out=str(tmp_path / "cut"), target=0.5), resume=True,
                        log=None)
     assert resumed["group_widths"] == report["group_widths"]

@@ -170,13 +170,13 @@ def test_the_trainers_of_a_float16_run_update_through_float32_master_copies(monk
     from prunenet.costs import cost_model
     from prunenet.devices import cast
     from prunenet.graph import trace
-    from prunenet.methods.gcp import GCP, GCPConfig
+    from prunenet.methods.gcp import GCPSchedule, GCPConfig
     from prunenet.wrapper import MaskedNetwork
     built = {}
     for dtype in ("float32", "float16"):
         net = _nets()["resnet"]
         graph = trace(net, (1, 3, 32, 32))
-        gcp = GCP(MaskedNetwork(cast(net, dtype), graph), cost_model(graph, "flops"),
+        gcp = GCPSchedule(MaskedNetwork(cast(net, dtype), graph), cost_model(graph, "flops"),
                   GCPConfig(target=0.5), [mx.cpu()], progress=False)
 
         def capture(block, trainer, *args, **kwargs):

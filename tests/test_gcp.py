@@ -5,7 +5,7 @@ import pytest
 from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
-from prunenet.methods.gcp import GCP, GCPConfig
+from prunenet.methods.gcp import GCPSchedule, GCPConfig
 from prunenet.runs import prune_network
 from prunenet.train import BatchStream
 from prunenet.wrapper import DEBIAS, REGULARIZE, MaskedNetwork
@@ -134,8 +134,9 @@ def test_regularize_gradients_match_finite_differences(random_net):
 def _run_steps(random_net, name, size, target=0.5, steps=2, reg=0.05, seed=0):
     net, graph, w = _wrapped(random_net, name, size, seed=seed)
     cost = cost_model(graph, "flops")
-    gcp = GCP(w, cost, GCPConfig(target=target, steps=steps, reg=reg, epochs_per_step=1, lr=0.02),
-              [mx.cpu()], progress=False)
+    gcp = GCPSchedule(w, cost, GCPConfig(target=target, steps=steps, reg=reg, epochs_per_step=1,
+                                         lr=0.02),
+                      [mx.cpu()], progress=False)
     stream = BatchStream(_toy_stream(size))
     records = []
     for t in range(1, steps + 1):
@@ -316,7 +317,7 @@ def test_bad_config_is_refused(kwargs, words):
 def test_non_finite_loss_names_the_step_and_suggests_a_smaller_rate(random_net):
     from prunenet.train import NonFiniteError
     net, graph, w = _wrapped(random_net, "cifar_resnet20_v1", 16)
-    gcp = GCP(w, cost_model(graph, "flops"),
+    gcp = GCPSchedule(w, cost_model(graph, "flops"),
               GCPConfig(target=0.5, steps=1, reg=0.01, epochs_per_step=1, lr=1e12),
               [mx.cpu()], progress=False)
     with pytest.raises(NonFiniteError, match=r"step 1/1 regularize.*smaller --lr|--lr"):

@@ -12,7 +12,7 @@ from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
 from prunenet.methods import DATA_FREE
-from prunenet.methods.gcp import GCP, GCPConfig, one_se_rule
+from prunenet.methods.gcp import GCPSchedule, GCPConfig, one_se_rule
 from prunenet.models import randomize_batchnorm
 from prunenet.select import select
 from prunenet.surgery import network_params, widths_of
@@ -28,7 +28,8 @@ def _gcp(random_net, seed=0, size=16, reg=0.0):
     graph = trace(net, (1, 3, size, size))
     w = MaskedNetwork(net, graph)
     cfg = GCPConfig(target=0.6, steps=2, reg=reg, epochs_per_step=0.5, lr=0.02)
-    return net, graph, w, GCP(w, cost_model(graph, "flops"), cfg, [mx.cpu()], progress=False)
+    return net, graph, w, GCPSchedule(w, cost_model(graph, "flops"), cfg, [mx.cpu()],
+                                      progress=False)
 
 
 def _heldout(w, size=16):

@@ -8,7 +8,7 @@ import pytest
 
 from prunenet.cli import main
 from prunenet.files import read_json
-from prunenet.methods.gcp import GCP
+from prunenet.methods.gcp import GCPSchedule
 from prunenet.runs import DataRun, data_run, load_pruned
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
     # with fine-tuning, in one process: its network is rebuilt from the surgery checkpoint in
     # both runs (issue #33: two fine-tunings in one process used to differ by up to 2.4e-5)
     whole = small_run(tmp_path / "whole")
-    original = GCP.run_step
+    original = GCPSchedule.run_step
     calls = []
 
     def interrupted(self, t, stream, **kwargs):
@@ -57,12 +57,12 @@ def test_resume_after_an_interruption_gives_the_same_network(tmp_path, monkeypat
             raise KeyboardInterrupt  # killed during step 2, after step 1's checkpoint
         return original(self, t, stream, **kwargs)
 
-    monkeypatch.setattr(GCP, "run_step", interrupted)
+    monkeypatch.setattr(GCPSchedule, "run_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         small_run(tmp_path / "cut")
     assert read_json(str(tmp_path / "cut" / "checkpoint" / "checkpoint.json"))["step"] == 1
     assert not (tmp_path / "cut" / "report.json").exists()
-    monkeypatch.setattr(GCP, "run_step", original)
+    monkeypatch.setattr(GCPSchedule, "run_step", original)
     resumed = data_run(DataRun(model="", out=str(tmp_path / "cut"), target=0.5), resume=True,
                       log=None)
     assert resumed["group_widths"] == whole["group_widths"]
@@ -187,7 +187,7 @@ def test_slimming_trains_every_weight_and_keeps_the_outputs_contract(tmp_path, s
 def test_slimming_regularize_step_moves_the_convolutions_and_gcp_does_not():
     from prunenet import cost_model, trace
     from prunenet.methods import slimming
-    from prunenet.methods.gcp import GCP, GCPConfig
+    from prunenet.methods.gcp import GCPSchedule, GCPConfig
     from prunenet.models import load_model
     from prunenet.train import BatchStream
     from prunenet.wrapper import MaskedNetwork
@@ -200,7 +200,7 @@ def test_slimming_regularize_step_moves_the_convolutions_and_gcp_does_not():
         graph = trace(net, (1, 3, 16, 16))
         conv = next(layer.weight for layer in graph.layers.values() if layer.op == "Convolution")
         before = net.collect_params()[conv].data().asnumpy().copy()
-        gcp = GCP(MaskedNetwork(net, graph), cost_model(graph, "flops"), cfg, [mx.cpu()],
+        gcp = GCPSchedule(MaskedNetwork(net, graph), cost_model(graph, "flops"), cfg, [mx.cpu()],
                   progress=False)
         gcp.run_step(1, BatchStream(lambda e, s: [(x, y)] * (2 - s)))
         moved[name] = not np.array_equal(net.collect_params()[conv].data().asnumpy(), before)

@@ -126,7 +126,7 @@ def _reachable_latency_target(table: str, model: str = "cifar_resnet20_v1",
     """0.7 of the latency, or a little above the smallest fraction this machine's table allows
     (a slow remainder — stem, pooling, classifier — can put 0.7 out of reach of width 8)."""
     from prunenet.models import input_shape, load_model
-    from prunenet.runs import objective_cost
+    from prunenet.pipeline import objective_cost
     graph = trace(load_model(model), input_shape(model))
     cost = objective_cost(graph, "latency", model, latency_table=table, latency_batch_size=16,
                           runtime=runtime)
@@ -257,7 +257,7 @@ def test_a_selection_measured_slower_than_predicted_is_refined_until_it_meets_th
 
 
 def test_a_target_still_missed_is_refused_in_one_line():
-    from prunenet.runs import select_with
+    from prunenet.pipeline import select_with
     cost = _Scripted(lambda w: 0.9)  # nothing the search does makes it faster
     cost.name = "latency"
     with pytest.raises(PrunenetError, match=r"latency target 0.5 missed: .*measured 0.900 "
@@ -294,7 +294,7 @@ def test_latency_objective_beside_a_busy_core_ends_within_its_noise_or_refuses(t
     import subprocess
     import sys
     import time
-    from prunenet.runs import select_with
+    from prunenet.pipeline import select_with
     from prunenet.select import check_reachable
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

@@ -7,7 +7,7 @@ from test_gcp import _toy_stream
 
 from prunenet import cost_model, trace
 from prunenet.methods import DATA_FREE
-from prunenet.methods.gcp import GCP, GCPConfig
+from prunenet.methods.gcp import GCPSchedule, GCPConfig
 from prunenet.runs import prune_network, surgery_check
 from prunenet.surgery import network_params
 from prunenet.train import BatchStream
@@ -87,7 +87,7 @@ def test_gcp_step_preserves_function_and_surgery_equals_masked(name, size, rando
     w.rescale()
     scale = np.abs(ref).max()
     np.testing.assert_allclose(w.block(REGULARIZE)(x).asnumpy(), ref, atol=1e-5 * scale)
-    gcp = GCP(w, cost_model(graph, "flops"),
+    gcp = GCPSchedule(w, cost_model(graph, "flops"),
               GCPConfig(target=0.6, steps=1, reg=0.01, epochs_per_step=1, lr=0.01),
               [mx.cpu()], progress=False)
     batch = 2 if size > 64 else 8

@@ -145,7 +145,7 @@ def test_the_latency_objective_in_onnx_runtime_refuses_a_missed_target(
         tmp_path, onnx_sleeping_machine):
     from test_latency import _reachable_latency_target
     from prunenet.models import input_shape, load_model
-    from prunenet.runs import method_selection, objective_cost, select_with
+    from prunenet.pipeline import method_selection, objective_cost, select_with
     table = str(tmp_path / "table.json")
     target = _reachable_latency_target(table, runtime="onnxruntime")
     net = load_model("cifar_resnet20_v1")

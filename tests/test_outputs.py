@@ -98,21 +98,21 @@ def _appear(path):
         f.write("made meanwhile")
 
 
-@pytest.mark.parametrize("method,hook", [("l1", "surgery_check"), ("gcp", "check_reachable")])
+@pytest.mark.parametrize("method,hook", [("l1", "check"), ("gcp", "price")])
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_folder_that_appears_while_a_run_works_is_kept(tmp_path, monkeypatch, method, hook,
                                                          overwrite, G):
     """The check of --out is done again under the lock where the folder is replaced (GCP used
     to check early and delete later: a folder made in between was deleted)."""
-    import prunenet.runs as runs
+    from prunenet.pipeline import Pipeline
     out = str(tmp_path / "run")
-    real = getattr(runs, hook)
+    real = getattr(Pipeline, hook)
 
     def meanwhile(*args, **kwargs):
         if not os.path.exists(out):
             _appear(out)
         return real(*args, **kwargs)
-    monkeypatch.setattr(runs, hook, meanwhile)
+    monkeypatch.setattr(Pipeline, hook, meanwhile)
     argv = (L if method == "l1" else G) + ["--out", out] + (["--overwrite"] if overwrite else [])
     refused(argv, "prunenet did not write" if overwrite else "already exists")
     assert os.listdir(out) == ["user.txt"]

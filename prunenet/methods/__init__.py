@@ -4,7 +4,7 @@
 cost, target, round_to=8, min_width=8)``. ``data`` methods (``DATA_DRIVEN``) also take
 ``net=``, ``batches=`` (an iterable of (data, label) NDArray pairs), ``ctx=`` and
 ``max_batches=``. ``training`` methods (``TRAINED``: ``gcp``, ``slimming``) give the
-:class:`~prunenet.methods.gcp.GCPConfig` that :class:`~prunenet.methods.gcp.GCP` trains and
+:class:`~prunenet.methods.gcp.GCPConfig` that :class:`~prunenet.methods.gcp.GCPSchedule` trains and
 prunes the network with.
 """
 from . import (activation_vote, gcp, globalpru, l1, qcqp, qcqp_exact, random, slimming,  # noqa

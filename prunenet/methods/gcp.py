@@ -22,9 +22,9 @@ held-out training images, with two rules of our own that make the choice mean so
   whose short first step alone (its zeroed channels pruned) goes below the run's target α by
   more than one block is not admissible: it would remove more than was asked for.
 
-:meth:`GCP.search_reg` scores each candidate on a short version of step 1 — ``fraction`` of its
-regularize and debias batches, λ scaled so the total shrink is the candidate's ρ — all from the
-same start, then leaves the network at that start with λ set: step 1 then runs in full.
+:meth:`GCPSchedule.search_reg` scores each candidate on a short version of step 1 — ``fraction``
+of its regularize and debias batches, λ scaled so the total shrink is the candidate's ρ — all from
+the same start, then leaves the network at that start with λ set: step 1 then runs in full.
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ from ..train import SYNC_EVERY, BatchStream, FinetuneConfig, NonFiniteError, run
 from ..wrapper import DEBIAS, REGULARIZE, MaskedNetwork
 from .registry import register
 
-__all__ = ["GCPConfig", "GCP", "StepRecord", "DEFAULT_REG", "SHRINK_GRID", "SEARCH_SHARE",
-           "check_reg", "one_se_rule", "search_fraction"]
+__all__ = ["GCPConfig", "GCPSchedule", "ScheduleHooks", "StepRecord", "DEFAULT_REG",
+           "SHRINK_GRID", "SEARCH_SHARE", "check_reg", "one_se_rule", "search_fraction"]
 
 # λ of every entry point (the CLI, ``prunenet.GCP``, experiment configs, the demo): the paper's
 # rule, chosen by the held-out debias loss
@@ -165,8 +165,26 @@ class StepRecord:
     time_s: float
 
 
-class GCP:
-    """The GCP schedule on a :class:`MaskedNetwork`; resumable at any batch."""
+class ScheduleHooks:
+    """What a caller of :meth:`GCPSchedule.fit` adds to it (checkpoints, rows, log lines): each
+    a no-op here; the run folder (:mod:`prunenet.gcp_steps`) and the API override them."""
+
+    def candidate(self, state: Dict[str, object]) -> None:
+        """After each λ candidate, with the start back in force (``state``: the search's)."""
+
+    def searched(self, search: Dict[str, object]) -> None:
+        """After the λ search, λ set."""
+
+    def progress(self, t: int, state: Dict[str, object]) -> None:
+        """Inside step ``t``, after each batch and at the end of each phase."""
+
+    def stepped(self, t: int, records: List["StepRecord"]) -> None:
+        """After step ``t``, with its log lines."""
+
+
+class GCPSchedule:
+    """The GCP schedule on a :class:`MaskedNetwork`; resumable at any batch. :meth:`fit` drives
+    it (the λ search, then the steps); ``prunenet.GCP`` and the run folder both call it."""
 
     def __init__(self, wrapper: MaskedNetwork, cost: CostModel, config: GCPConfig,
                  ctx: Sequence, progress: bool = True, workers: Optional[Workers] = None,
@@ -189,6 +207,40 @@ class GCP:
         self.last_selection: Optional[Selection] = None  # of the latest step
         self.zeros_pruned = 0  # channels removed because their scale was 0, over all steps
         self.search: Optional[Dict[str, object]] = None  # the λ search's grid, losses, choice
+
+    def fit(self, stream: BatchStream, heldout_losses: Optional[Callable[[], np.ndarray]] = None,
+            *, grid: Optional[Sequence[float]] = None, unit: str = "shrink",
+            fraction: Optional[float] = None, search: Optional[Dict[str, object]] = None,
+            done: int = 0, step_state: Optional[Dict[str, object]] = None,
+            timings: Optional[Dict[str, float]] = None,
+            hooks: Optional[ScheduleHooks] = None) -> None:
+        """The one driver of the schedule: with ``heldout_losses``, λ chosen first
+        (:meth:`search_reg` over ``grid`` in ``unit``, continuing the saved ``search`` state);
+        then steps ``done`` + 1 … T, the first from inside at ``step_state``. ``timings`` gets
+        ``reg_search_s`` and ``step{t}_s``, continuing the time already in it when resuming;
+        ``hooks`` (:class:`ScheduleHooks`) are told of each candidate, batch and step."""
+        hooks = hooks or ScheduleHooks()
+        timings = {} if timings is None else timings
+        if heldout_losses is not None:
+            t0 = time.time() - timings.get("reg_search_s", 0.0)
+
+            def on_candidate(state: Dict[str, object]) -> None:
+                timings["reg_search_s"] = time.time() - t0
+                hooks.candidate(state)
+            self.search_reg(stream, heldout_losses, grid, unit=unit, fraction=fraction,
+                            state=search, on_candidate=on_candidate)
+            timings["reg_search_s"] = time.time() - t0
+            hooks.searched(self.search)
+        for t in range(done + 1, self.config.steps + 1):
+            t0 = time.time() - (timings.get(f"step{t}_s", 0.0) if step_state else 0.0)
+
+            def on_progress(state: Dict[str, object], t: int = t, t0: float = t0) -> None:
+                timings[f"step{t}_s"] = time.time() - t0
+                hooks.progress(t, state)
+            records = self.run_step(t, stream, state=step_state, on_progress=on_progress)
+            step_state = None
+            timings[f"step{t}_s"] = time.time() - t0
+            hooks.stepped(t, records)
 
     def step_target(self, t: int) -> float:
         """The cost fraction to reach after step ``t`` of T: α^(t/T)."""
@@ -476,3 +528,15 @@ def _load_trainer_bytes(trainer, data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
         trainer.load_states(path)
+
+
+def __getattr__(name: str):
+    """``GCP``, this class's old name (``prunenet.GCP`` is the API's): importable for one more
+    release, with a DeprecationWarning."""
+    if name == "GCP":
+        import warnings
+        warnings.warn("prunenet.methods.gcp.GCP is now GCPSchedule (prunenet.GCP is the API's "
+                      "class); the old name goes in the next release", DeprecationWarning,
+                      stacklevel=2)
+        return GCPSchedule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ a residual stream ties together, on the mask they share), BatchNorm in ordinary 
 the same λ for every channel (no cost weights) and no rescaling of the scales by their
 consumers' norms. The channels of least |γ| are then removed down to the target and the network
 fine-tuned. With ``--steps`` above 1 these alternate as in GCP; the original is one step.
-Regularizing runs on :class:`prunenet.methods.gcp.GCP`, so checkpoints, resume and the outputs
+Regularizing runs on :class:`prunenet.methods.gcp.GCPSchedule`, so checkpoints, resume and the outputs
 are those of a GCP run.
 """
 from __future__ import annotations
