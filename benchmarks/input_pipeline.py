@@ -2,7 +2,7 @@
 file at ``-j`` 1, 2 and all cores, prunenet's reader next to a bare ``mx.io.ImageRecordIter``
 with GluonCV ``train_imagenet.py``'s settings, measured in one interleaved run.
 
-prunenet's reader (:func:`prunenet.data.imagenet_record`) is that same iterator with the same
+prunenet's reader (:func:`prunenet.training.data.imagenet_record`) is that same iterator with the same
 augmentation (random resized crop, mirror, colour jitter, PCA noise, mean/std), plus a copy of
 each batch out of the iterator's reused buffers; the ratio ours/GluonCV at each thread count is
 what that wrapper costs. Eight GPUs training ResNet-50 need on the order of 3000 images/s (a
@@ -35,7 +35,7 @@ import numpy as np
 import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
 import mxnet as mx
 
-from prunenet import data as datasets
+from prunenet.training import data as datasets
 from prunenet.experiment import make_smoke_records
 
 MEAN, STD = (123.68, 116.779, 103.939), (58.393, 57.12, 57.375)

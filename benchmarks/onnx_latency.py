@@ -9,7 +9,7 @@ For each case (network, input size) and batch size, the unpruned network is prun
 
 plus, for resnet50_v1d, GluonCV's own resnet50_v1d_0.86 and _0.48 architectures (the shape files
 shipped in gluoncv/model_zoo/pruned_resnet: 1.8x and 3.6x). Then every network is timed in both
-runtimes in ONE interleaved run (``prunenet.bench.throughput(..., runtime="both")``), and the table
+runtimes in ONE interleaved run (``prunenet.latency.throughput.throughput(..., runtime="both")``), and the table
 gives its latency as a fraction of the unpruned network's in the same runtime (the median of
 per-round ratios, ± its noise) and its gain per MACs reduction: measured speed-up ÷ MACs
 reduction (1.0: every MAC removed bought its share of time).
@@ -39,12 +39,12 @@ def _networks(model: str, size: int, batch: int, alpha: float, log) -> dict:
     """label -> (network, MACs per image, note) for one case and batch size."""
     import gluoncv
     from prunenet import PrunenetError, trace
-    from prunenet.costs import count
-    from prunenet.files import read_shapes
-    from prunenet.models import load_model
-    from prunenet.pruned import prune_network
-    from prunenet.pipeline import method_selection, objective_cost, select_with
-    from prunenet.surgery import network_params, widths_of
+    from prunenet.core.costs import count
+    from prunenet.io.files import read_shapes
+    from prunenet.training.models import load_model
+    from prunenet.zoo.pruned import prune_network
+    from prunenet.run.pipeline import method_selection, objective_cost, select_with
+    from prunenet.core.surgery import network_params, widths_of
     net = load_model(model, input_size=size)
     shape = (1, 3, size, size)
     graph = trace(net, shape)
@@ -81,7 +81,7 @@ def _networks(model: str, size: int, batch: int, alpha: float, log) -> dict:
 
 
 def run(cases: dict, batches, alpha: float, repeats: int, log=print) -> list:
-    from prunenet.bench import throughput
+    from prunenet.latency.throughput import throughput
     rows = []
     for model, size in cases.items():
         for batch in batches:

@@ -39,15 +39,16 @@ import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from prunenet import bench, cost_model, trace
-from prunenet.costs import count
+from prunenet import cost_model, trace
+from prunenet.latency import throughput as bench
+from prunenet.core.costs import count
 from prunenet.latency import LatencyTable, default_table_path, select_measured
 from prunenet.methods import DATA_FREE
-from prunenet.models import load_model, randomize_batchnorm
-from prunenet.runs import prune_network
-from prunenet.surgery import network_params, widths_of
-from prunenet.timing import ratio, time_until_stable
-from prunenet.wrapper import REGULARIZE, MaskedNetwork
+from prunenet.training.models import load_model, randomize_batchnorm
+from prunenet.zoo.pruned import prune_network
+from prunenet.core.surgery import network_params, widths_of
+from prunenet.latency.timing import ratio, time_until_stable
+from prunenet.gcp.masked import REGULARIZE, MaskedNetwork
 
 MODEL = "resnet50_v1d"
 
@@ -55,7 +56,7 @@ MODEL = "resnet50_v1d"
 # -- (a) pruning-step time --------------------------------------------------------------------------
 def _step_functions(size: int, batch: int) -> Dict[str, object]:
     """name -> a function running one step on a fixed batch."""
-    import prunenet.optim  # noqa: F401  (registers 'proxsgd')
+    import prunenet.gcp.prox  # noqa: F401  (registers 'proxsgd')
     shape = (batch, 3, size, size)
     x = mx.nd.array(np.random.RandomState(0).normal(size=shape).astype(np.float32))
     y = mx.nd.array(np.random.RandomState(1).randint(0, 1000, batch).astype(np.float32))
@@ -277,8 +278,8 @@ def part_bc(args) -> dict:
               f"{r['measured']:.3f} ±{r['noise']:.3f} of the unpruned latency (measured side by "
               f"side, {r['rounds']} interleaved batches){'' if r['met'] else ', target missed'}")
 
-    from prunenet.models import build_pruned_resnet
-    from prunenet.files import read_shapes
+    from prunenet.training.models import build_pruned_resnet
+    from prunenet.io.files import read_shapes
     import gluoncv
     zoo_dir = os.path.join(os.path.dirname(gluoncv.__file__), "model_zoo", "pruned_resnet")
     nets = {MODEL: net}
@@ -347,10 +348,11 @@ def part_d(args) -> dict:
     evaluations, the speed check and fine-tuning) over one training epoch of the unpruned
     network on the same images, measured in the same process."""
     import tempfile
-    from prunenet import data as datasets
-    from prunenet.methods.gcp import SHRINK_GRID
-    from prunenet.runs import DataRun, data_run
-    from prunenet.train import BatchStream, FinetuneConfig, finetune
+    from prunenet.training import data as datasets
+    from prunenet.gcp.schedule import SHRINK_GRID
+    from prunenet.run.folder import data_run
+    from prunenet.run.settings import DataRun
+    from prunenet.training.train import BatchStream, FinetuneConfig, finetune
     images, batch = args.epoch_images, args.step_batch
     print(f"\n(d) pruning time in training epochs: {MODEL}, synthetic 3x32x32, {images} images, "
           f"batch {batch}, {_threads()}", flush=True)
@@ -437,7 +439,7 @@ def main(argv=None) -> int:
         results["d"] = part_d(args)
     print(f"\ntotal {time.time() - start:.0f} s")
     if args.json:
-        from prunenet.files import write_json
+        from prunenet.io.files import write_json
         write_json(args.json, results)
     return 0
 

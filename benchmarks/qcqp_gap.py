@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from conftest import conv_chain  # noqa: E402
 from prunenet import cost_model, trace  # noqa: E402
 from prunenet.methods import DATA_FREE, qcqp, qcqp_exact  # noqa: E402
-from prunenet.surgery import network_params  # noqa: E402
+from prunenet.core.surgery import network_params  # noqa: E402
 
 
 def chain(seed: int, width: int):

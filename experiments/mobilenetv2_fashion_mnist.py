@@ -15,12 +15,15 @@ import sys
 
 import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
 from prunenet import count, trace
-from prunenet.bench import throughput
-from prunenet.data import accuracy, fashion_mnist
+from prunenet.latency.throughput import throughput
+from prunenet.training.data import accuracy, fashion_mnist
 from prunenet.demo import DemoConfig, train_base
-from prunenet.files import atomic_path
-from prunenet.models import input_shape, load_model
-from prunenet.runs import DataRun, contexts, data_run, load_pruned
+from prunenet.io.files import atomic_path
+from prunenet.training.models import input_shape, load_model
+from prunenet.io.devices import contexts
+from prunenet.run.folder import data_run
+from prunenet.run.settings import DataRun
+from prunenet.zoo.pruned import load_pruned
 
 COLUMNS = ["model", "method", "objective", "target", "achieved", "macs", "params", "top1", "top5",
            "throughput_img_s", "batch_size", "device", "dataset", "seed", "run_dir"]

@@ -6,7 +6,7 @@ any iterable of ``(data, label)`` batches; ``prunenet.finetune(small, loader)`` 
 ``prunenet.replace_classifier(net, classes)`` gives a network a fresh output layer (transfer);
 ``gcp.save(folder, data=...)``, ``prunenet.zoo.publish(folder, zoo, name)``,
 ``prunenet.zoo.get_model(name, pretrained=True, root=zoo)`` and
-``prunenet.export.export(name, zoo, "onnx", out)`` carry the result to a zoo and to ONNX.
+``prunenet.zoo.export.export(name, zoo, "onnx", out)`` carry the result to a zoo and to ONNX.
 See docs/api.md.
 
 Importing prunenet before MXNet sets ``OMP_NUM_THREADS`` to the number of cores when the user
@@ -16,13 +16,16 @@ import os as _os
 
 _os.environ.setdefault("OMP_NUM_THREADS", str(_os.cpu_count() or 1))
 
+from . import _moved  # noqa: E402
+
+_moved.install()  # the old import paths, for one release
 from .api import GCP, finetune, prune, replace_classifier  # noqa: E402
-from .costs import cost_model, count  # noqa: E402
+from .core.costs import cost_model, count  # noqa: E402
 from .errors import PrunenetError  # noqa: E402
-from .graph import ChannelGraph, Group, Layer, Norm, UnsupportedOpError, trace  # noqa: E402
+from .core.graph import ChannelGraph, Group, Layer, Norm, UnsupportedOpError, trace  # noqa: E402
 from . import latency  # noqa: E402,F401  (registers the latency objective)
-from . import export, zoo  # noqa: E402,F401  (prunenet.zoo.publish, prunenet.export.export)
-from .select import InfeasibleTargetError, Selection, select  # noqa: E402
+from . import zoo  # noqa: E402,F401  (prunenet.zoo.publish, prunenet.zoo.export.export)
+from .core.select import InfeasibleTargetError, Selection, select  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = ["prune", "GCP", "finetune", "replace_classifier", "trace", "ChannelGraph", "Group",

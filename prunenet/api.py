@@ -4,7 +4,7 @@
 ``(data, label)`` batches) and ``finetune`` work on the network at hand and give back a
 physically smaller Gluon block — GluonCV's ``ResNetV1b`` where the input was one, else a
 ``SymbolBlock`` — with ``.report``, the fields of the command line's ``report.json``. They are
-the command line's own pieces (:mod:`prunenet.runs`), called on a network instead of a file.
+the command line's own pieces (:mod:`prunenet.run.folder`), called on a network instead of a file.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from .errors import PrunenetError
-from .run_settings import RUN_DEFAULTS
+from .run.settings import RUN_DEFAULTS
 
 __all__ = ["prune", "GCP", "finetune", "replace_classifier", "hold_out_loader"]
 
@@ -43,18 +43,18 @@ def _model_name(net) -> str:
     """The name a report gives ``net``: GluonCV's model name (``resnet18_v1b``, as the command
     line writes it, which ``load_pruned`` and ``prunenet zoo publish`` build by) where ``net`` is
     one of GluonCV's networks, else its class name."""
-    from .models import gluoncv_name
+    from .training.models import gluoncv_name
     return gluoncv_name(net) or _name(net)
 
 
 def _pipeline(net, method: str, objective: str, target: float, input_shape, strict: bool,
               ctx: list, seed: int, round_to: int, min_width: int, latency_table,
               latency_batch_size: int, dtype: str):
-    """The :class:`prunenet.pipeline.Pipeline` of ``net`` (left as it is), traced and costed,
+    """The :class:`prunenet.run.pipeline.Pipeline` of ``net`` (left as it is), traced and costed,
     with the keywords' values refused in the API's words."""
-    from .costs import OBJECTIVES
-    from .pipeline import Pipeline
-    from .select import check_blocks, check_cost_target
+    from .core.costs import OBJECTIVES
+    from .run.pipeline import Pipeline
+    from .core.select import check_blocks, check_cost_target
     pipe = Pipeline(net, method, target, seed=seed, ctx=ctx, keep_net=True)
     pipe.trace(input_shape, strict)
     if objective not in OBJECTIVES:
@@ -97,7 +97,7 @@ def prune(net, method: str = "l1", objective: str = RUN_DEFAULTS.objective, targ
     >>> small.report["achieved"] <= 0.5
     True
     """
-    from .data import Epochs
+    from .training.data import Epochs
     from .methods import DATA_DRIVEN, METHODS, TRAINED
 
     if method in TRAINED:
@@ -134,7 +134,7 @@ def replace_classifier(net, classes: int, input_shape: Sequence[int] = (1, 3, 22
     (the ``transfer`` field of a report)."""
     import mxnet as mx
     from mxnet.gluon import nn
-    from .pipeline import traced
+    from .run.pipeline import traced
     graph = traced(net, input_shape)
     outputs = [name for name, layer in graph.layers.items()
                if "network output" in graph.out_group(name).reasons]
@@ -181,16 +181,16 @@ class GCP:
     """Global Channel Pruning of ``net`` to ``target`` × ``objective``'s cost, trained on your
     data: ``GCP(net, ...).fit(train_data).prune()``.
 
-    ``schedule`` are the fields of :class:`prunenet.methods.gcp.GCPConfig` (``steps``,
+    ``schedule`` are the fields of :class:`prunenet.gcp.schedule.GCPConfig` (``steps``,
     ``epochs_per_step``, ``debias_epochs``, ``lr``, ``momentum``, ``round_to``, ``min_width``,
     ...), with its defaults. ``reg``: λ, or ``"auto"`` (the default, as on the command line:
-    :data:`prunenet.methods.gcp.DEFAULT_REG`), which scores the shrink levels ``shrink_grid``
-    (default :data:`prunenet.methods.gcp.SHRINK_GRID`; or raw λ ``reg_grid``) on a short step 1
+    :data:`prunenet.gcp.schedule.DEFAULT_REG`), which scores the shrink levels ``shrink_grid``
+    (default :data:`prunenet.gcp.schedule.SHRINK_GRID`; or raw λ ``reg_grid``) on a short step 1
     each and keeps the most regularising one within one standard error of the least held-out
-    debias loss (:func:`prunenet.methods.gcp.one_se_rule`); the held-out images are
+    debias loss (:func:`prunenet.gcp.schedule.one_se_rule`); the held-out images are
     ``heldout_data`` given to :meth:`fit`, or held out of ``train_data`` itself when it is a
     ``gluon.data.DataLoader``. ``stream_score``: how a residual
-    stream's score combines its layers (:mod:`prunenet.tied`). GCP takes ``net`` over: its
+    stream's score combines its layers (:mod:`prunenet.gcp.streams`). GCP takes ``net`` over: its
     BatchNorm parameters and classifier are
     trained in place (copy it first to keep the original). ``classes``: first give ``net`` a
     fresh output layer of that many classes (:func:`replace_classifier`), for transfer.
@@ -223,7 +223,7 @@ class GCP:
                  search_fraction: Optional[float] = RUN_DEFAULTS.search_fraction,
                  search_holdout: int = RUN_DEFAULTS.search_holdout,
                  stream_score: str = RUN_DEFAULTS.stream_score, **schedule) -> None:
-        from .methods.gcp import DEFAULT_REG, GCPConfig, check_reg
+        from .gcp.schedule import DEFAULT_REG, GCPConfig, check_reg
 
         fields = [f.name for f in dataclasses.fields(GCPConfig) if f.name != "target"]
         unknown = sorted(set(schedule) - set(fields))
@@ -261,7 +261,7 @@ class GCP:
     @property
     def masked(self):
         """The network being pruned: removed channels held at zero (callable on a batch)."""
-        from .wrapper import REGULARIZE
+        from .gcp.masked import REGULARIZE
         return self._wrapper.block(REGULARIZE)
 
     def fit(self, train_data, val_data=None, heldout_data=None) -> "GCP":
@@ -273,9 +273,9 @@ class GCP:
         ``gluon.data.DataLoader``'s dataset is split (``search_holdout`` images, at most a
         tenth, drawn from ``seed``) and the rest trains. The search is in :attr:`search`.
         Returns ``self``."""
-        from .data import Epochs, accuracy, losses
-        from .train import BatchStream
-        from .wrapper import DEBIAS
+        from .training.data import Epochs, accuracy, losses
+        from .training.train import BatchStream
+        from .gcp.masked import DEBIAS
 
         shape = self.graph.input_shape
         search = self.auto and self.steps_done == 0
@@ -329,19 +329,19 @@ class GCP:
         """Write the run folder the command line writes — ``report.json``, ``steps.csv`` and the
         pruned pair — atomically, with the weights the network :meth:`prune` returned has now
         (fine-tuned or not); returns its path. ``prunenet zoo publish`` and
-        :func:`prunenet.pruned.load_pruned` take the folder.
+        :func:`prunenet.zoo.pruned.load_pruned` take the folder.
 
         ``data`` (batches of held-out images): evaluated as the command line evaluates, into
         ``top1_after``/``top5_after`` (the network as it is now) and ``top1_selected`` (right
         after the selection); ``top1_before`` is the unpruned network's on ``fit``'s
         ``val_data``, when it was given. ``dataset``: the name the zoo lists. ``speed_check``:
         the measured speed-up on the first context, as the command line's ``speed_check``."""
-        from .data import Epochs, accuracy
-        from .files import staged_dir, write_json
-        from .pruned import by_original_names, save_pruned
-        from .records import REPORT_FILE, RUN_ENTRIES, STEPS_FILE, write_steps
-        from .replicas import host_copy
-        from .report import run_speed_check
+        from .training.data import Epochs, accuracy
+        from .io.files import staged_dir, write_json
+        from .zoo.pruned import by_original_names, save_pruned
+        from .io.records import REPORT_FILE, RUN_ENTRIES, STEPS_FILE, write_steps
+        from .core.replicas import host_copy
+        from .run.report import run_speed_check
         net = self.prune()
         self._pruned.params = host_copy(by_original_names(self._pruned))  # what it holds now
         report = dict(net.report, dataset=dataset, classes=self._classes(net),
@@ -371,13 +371,13 @@ class GCP:
 
 
 def _history(gcp: GCP, held_out):
-    """:meth:`GCP.fit`'s hooks on the schedule (:class:`prunenet.methods.gcp.ScheduleHooks`):
+    """:meth:`GCP.fit`'s hooks on the schedule (:class:`prunenet.gcp.schedule.ScheduleHooks`):
     each step's rows kept in ``history`` (with the top-1 on ``held_out``, when given)."""
-    from .methods.gcp import ScheduleHooks
+    from .gcp.schedule import ScheduleHooks
 
     class History(ScheduleHooks):
         def stepped(self, t: int, records) -> None:
-            from .data import accuracy
+            from .training.data import accuracy
             rows = [dataclasses.asdict(r) for r in records]
             if held_out is not None:
                 rows[-1]["val_top1"] = accuracy(gcp._wrapper, held_out(), gcp.ctx)[0]
@@ -391,7 +391,7 @@ def hold_out_loader(loader, count: int, seed: int = 0):
     training images and ``count`` (at most a tenth) held-out ones, drawn from ``seed``, in
     order. Anything else is refused in one line saying what to pass."""
     from mxnet import gluon
-    from .data import holdout_rows
+    from .training.data import holdout_rows
     if not isinstance(loader, gluon.data.DataLoader):
         raise PrunenetError(
             f"reg='auto' scores λ on held-out training images, and a {type(loader).__name__} "
@@ -432,11 +432,11 @@ def finetune(net, data, epochs: float = 1.0, ctx=None, progress: bool = False,
              **recipe) -> dict:
     """Train every parameter of ``net`` on ``data`` (any iterable of ``(data, label)``
     batches) for ``epochs`` with the fine-tuning recipe of
-    :class:`prunenet.train.FinetuneConfig` (``lr``, ``momentum``, ``wd``, ``warmup_epochs``,
+    :class:`prunenet.training.train.FinetuneConfig` (``lr``, ``momentum``, ``wd``, ``warmup_epochs``,
     ``label_smoothing``); returns the mean training loss and top-1. ``net`` is changed in
     place (and hybridized)."""
-    from .data import Epochs
-    from .train import BatchStream, FinetuneConfig, finetune as train
+    from .training.data import Epochs
+    from .training.train import BatchStream, FinetuneConfig, finetune as train
     fields = [f.name for f in dataclasses.fields(FinetuneConfig) if f.name != "epochs"]
     unknown = sorted(set(recipe) - set(fields))
     if unknown:

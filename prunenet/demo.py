@@ -11,7 +11,7 @@ from typing import Optional
 
 from .errors import PrunenetError
 from .options import same_as, setting
-from .run_settings import DataRun
+from .run.settings import DataRun
 
 
 __all__ = ["DemoConfig", "FULL", "QUICK", "run_demo", "train_base"]
@@ -59,7 +59,7 @@ QUICK = replace(FULL, base_epochs=2.0, steps=1, epochs_per_step=0.5, finetune_ep
 def _cached_top1(params_file: str, meta_file: str) -> float:
     """The top-1 a cached base's ``meta_file`` records, the cache refused (delete it to train
     the base again) when that is not a fraction or ``params_file`` is not a params file."""
-    from .files import load_params, read_json
+    from .io.files import load_params, read_json
     again = f"delete {params_file} and {meta_file} to train the base again"
     meta = read_json(meta_file, "cached base")
     top1 = meta.get("top1") if isinstance(meta, dict) else None
@@ -78,10 +78,10 @@ def train_base(config: DemoConfig, data_dir: Optional[str], cache_dir: str, ctx,
     """The trained base network's ``save_parameters`` file and its test top-1; trained and
     cached under ``cache_dir`` unless already there."""
     import mxnet as mx
-    from . import data as datasets
-    from .files import atomic_path, write_json
-    from .models import load_model
-    from .train import BatchStream, FinetuneConfig, finetune
+    from .training import data as datasets
+    from .io.files import atomic_path, write_json
+    from .training.models import load_model
+    from .training.train import BatchStream, FinetuneConfig, finetune
 
     key = config.base_key()
     params_file = os.path.join(cache_dir, key + ".params")
@@ -121,10 +121,11 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
              progress: bool = True, log=print, config: Optional[DemoConfig] = None) -> dict:
     """Train (or reuse) the base, prune it with GCP, fine-tune, benchmark, print the table;
     ``config`` replaces the full (or ``quick``) demo's settings."""
-    from .bench import throughput
-    from .models import load_model
-    from .devices import contexts
-    from .runs import DataRun, data_run
+    from .latency.throughput import throughput
+    from .training.models import load_model
+    from .io.devices import contexts
+    from .run.folder import data_run
+    from .run.settings import DataRun
 
     config = config or (QUICK if quick else FULL)
     ctx = contexts(gpus)
@@ -145,7 +146,7 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
     shape = report["input_shape"][1:]
     base = load_model(config.model, classes=report["classes"], params=params_file,
                       ctx=ctx[0], input_size=shape[-1], channels=shape[0])
-    from .pruned import load_pruned
+    from .zoo.pruned import load_pruned
     pruned = load_pruned(out, ctx=ctx[0])
     speed = throughput({"base": base, "pruned": pruned}, shape, batch_size=64, ctx=ctx[0])
     rows = [("base", report["top1_before"], report["macs_before"], report["params_before"],
@@ -162,8 +163,8 @@ def run_demo(out: str, quick: bool = False, data_dir: Optional[str] = None,
     summary = {"table": table, "base_top1": base_top1, "report": report, "throughput": speed,
                "total_s": time.time() - start, "quick": quick,
                "config": asdict(config)}
-    from .files import write_json
-    from .records import DEMO_FILE
+    from .io.files import write_json
+    from .io.records import DEMO_FILE
     write_json(os.path.join(out, DEMO_FILE), {k: v for k, v in summary.items()
                                                  if k != "report"})
     log(f"the pruned network is in {out} (GluonCV pair shapes.json + pruned.params); "

@@ -1,7 +1,7 @@
 """How a setting is declared: a dataclass field holding its default and a one-line help (and,
 where the command line takes it, how its flag reads a value). The settings classes —
-:class:`~prunenet.methods.gcp.GCPConfig`, :class:`~prunenet.train.FinetuneConfig`,
-:class:`~prunenet.run_settings.DataRun`, the demo's and an experiment's — are made of these
+:class:`~prunenet.gcp.schedule.GCPConfig`, :class:`~prunenet.training.train.FinetuneConfig`,
+:class:`~prunenet.run.settings.DataRun`, the demo's and an experiment's — are made of these
 fields, and the command line, the Python API and experiment configs read their defaults from
 them: a default is written once."""
 from __future__ import annotations

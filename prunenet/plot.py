@@ -19,7 +19,7 @@ import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import PrunenetError
-from .records import REPORT_FILE, RESULTS_COLUMNS, number, read_csv, read_report, read_steps
+from .io.records import REPORT_FILE, RESULTS_COLUMNS, number, read_csv, read_report, read_steps
 
 __all__ = ["REFERENCE_FILE", "LABEL_LIMIT", "FRONTS", "result_points", "read_zoo", "read_points",
            "reference_table", "measure_reference", "pareto_front", "tradeoff_figure",
@@ -90,7 +90,7 @@ def _mean_over_seeds(points: List[dict]) -> List[dict]:
 def read_zoo(zoo: str) -> List[dict]:
     """The models of a prunenet zoo (its ``zoo.json``) that have a top-1 and a throughput, as
     :func:`result_points` rows."""
-    from .zoo import manifest_path, read_manifest
+    from .zoo.store import manifest_path, read_manifest
     doc = read_manifest(zoo)
     points = []
     for name, entry in sorted(doc["models"].items()):
@@ -114,7 +114,7 @@ def read_zoo(zoo: str) -> List[dict]:
 def read_points(source: str, mean_over_seeds: bool = False) -> List[dict]:
     """The points of a results CSV (``mean_over_seeds``: see :func:`result_points`), or of a zoo
     (a folder holding ``zoo.json``, or its URL)."""
-    from .download import is_url
+    from .io.download import is_url
     if os.path.isdir(source) or is_url(source):
         return read_zoo(source)
     return result_points(source, mean_over_seeds)
@@ -157,9 +157,9 @@ def reference_table(models: Optional[Iterable[str]] = None) -> List[dict]:
 # -- measuring the references ---------------------------------------------------------------------
 def _reference_net(name: str, input_size: int, ctx):
     """GluonCV's ``name`` built without weights (a pruned one from GluonCV's shape file)."""
-    from .files import read_shapes
-    from .models import load_model
-    from .zoo import gluoncv_shape_file, gluoncv_pruned_models
+    from .io.files import read_shapes
+    from .training.models import load_model
+    from .zoo.store import gluoncv_shape_file, gluoncv_pruned_models
     pruned = gluoncv_pruned_models()
     if name in pruned:
         tag = pruned[name]
@@ -172,9 +172,9 @@ def _reference_net(name: str, input_size: int, ctx):
 def measure_reference(models: Sequence[str], input_size: int = 224, batch_size: int = 64,
                       repeats: int = 10, warmup: int = 3, ctx=None, log=None) -> Dict[str, dict]:
     """Throughput of GluonCV's reference architectures (random weights) on ``ctx``: one network
-    at a time, so only one is in memory; :func:`prunenet.bench.throughput`'s figures each."""
+    at a time, so only one is in memory; :func:`prunenet.latency.throughput.throughput`'s figures each."""
     import mxnet as mx
-    from .bench import throughput
+    from .latency.throughput import throughput
     ctx = ctx or mx.cpu()
     measured = {}
     for name in models:
@@ -613,8 +613,8 @@ def curves_figure(run_dir: str, title: Optional[str] = None):
 def figure_paths(out: str, svg: bool = False, overwrite: bool = True) -> List[str]:
     """The files a figure written as ``--out`` makes — ``out`` itself (``.png`` or ``.svg``),
     and with ``svg`` the SVG beside a PNG — if it may be written there (the rule of
-    :mod:`prunenet.outputs`); an existing one is refused unless ``overwrite``."""
-    from .outputs import check_target
+    :mod:`prunenet.io.outputs`); an existing one is refused unless ``overwrite``."""
+    from .io.outputs import check_target
     check_target(out, "--out", kind="file")
     stem, ext = os.path.splitext(out)
     if ext.lower() not in (".png", ".svg"):
@@ -634,8 +634,8 @@ def save_figure(fig, out: str, svg: bool = True, overwrite: bool = True) -> List
     ``svg``, a PNG's SVG beside it (the command line writes it only with ``--svg``), each
     atomically; returns the paths. An existing file is replaced only with ``overwrite`` (the
     command line: ``--overwrite``)."""
-    from .files import atomic_path
-    from .outputs import exclusive
+    from .io.files import atomic_path
+    from .io.outputs import exclusive
     with _style(), exclusive(figure_paths(out, svg, overwrite)[0]), \
             contextlib.ExitStack() as staged:  # every file written before any is replaced
         paths = figure_paths(out, svg, overwrite)  # again, under the lock
@@ -654,7 +654,7 @@ def tradeoff(source: str, reference: str = "auto", reference_models=None,
     ``reference`` is ``local``, draw. ``auto``: GluonCV's ImageNet ResNets are measured and
     drawn only when ``source`` has ImageNet rows or ``reference_models`` names some (they are
     ImageNet networks: beside other datasets' results they only cost minutes of timing)."""
-    from .bench import check_settings, device, device_name
+    from .latency.throughput import check_settings, device, device_name
     if reference not in REFERENCES:
         raise PrunenetError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
     points = read_points(source, mean_over_seeds)

@@ -9,7 +9,7 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from prunenet.models import load_model, randomize_batchnorm  # noqa: E402
+from prunenet.training.models import load_model, randomize_batchnorm  # noqa: E402
 
 
 def random_net(name, input_size, seed=0, classes=None):

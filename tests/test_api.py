@@ -14,7 +14,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 import prunenet
-from prunenet.methods.gcp import one_se_rule
+from prunenet.gcp.schedule import one_se_rule
 from prunenet import plot
 from prunenet.cli import main
 
@@ -188,10 +188,10 @@ def test_gcp_auto_reg_scores_the_grid_on_heldout_batches():
 def test_gcp_and_the_command_line_default_to_one_lambda_rule_read_from_one_place():
     """``prunenet.GCP()`` and ``prunenet prune`` resolve λ from the same place, ``DataRun.reg``'s
     field (tests/test_settings_one_source.py changes it there and sees both follow)."""
-    import prunenet.methods.gcp as schedule
+    import prunenet.gcp.schedule as schedule
     from prunenet.cli import build_parser
     from prunenet.options import default_of
-    from prunenet.run_settings import DataRun
+    from prunenet.run.settings import DataRun
     args = build_parser().parse_args(["prune", "--model", "m", "--method", "gcp", "--target",
                                       "0.5", "--out", "x"])
     assert args.reg == default_of(DataRun, "reg") == schedule.DEFAULT_REG == \
@@ -357,7 +357,7 @@ def test_transfer_from_a_10_class_params_file_to_a_2_class_folder(tmp_path):
 
 def test_gluoncv_flag_names_help_and_defaults(tmp_path, capsys):
     from prunenet.cli import build_parser
-    from prunenet.train import learning_rate
+    from prunenet.training.train import learning_rate
     parser = build_parser()
     args = parser.parse_args(["prune", "--num-epochs", "2", "--save-dir", "x", "--wd", "0",
                               "--momentum", "0.5", "--mode", "imperative", "--lr-mode", "step"])

@@ -13,12 +13,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from prunenet import zoo
+from prunenet.zoo import store as zoo
 from prunenet.cli import main
 from prunenet.errors import PrunenetError
-from prunenet.files import load_params, read_json
+from prunenet.io.files import load_params, read_json
 from prunenet.latency import LatencyTable
-from prunenet.runs import prune_run
+from prunenet.run.folder import prune_run
 from test_data import make_folder, no_download, record, write_fashion, write_idx  # noqa: F401
 from test_zoo import _flip_byte
 
@@ -143,7 +143,7 @@ def test_count_bench_and_demo_flags(tmp_path, monkeypatch):
             "warm-up (-1) at least 0")
     refused(["count"], "one of the arguments --model --symbol is required")
 
-    monkeypatch.setattr("prunenet.data._download_fashion_mnist", no_download)
+    monkeypatch.setattr("prunenet.training.data._download_fashion_mnist", no_download)
     afile = write(tmp_path / "afile", b"x")
     demo = ["demo", "--quick", "--no-progress", "--cache-dir", str(tmp_path / "cache")]
     refused(demo + ["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d")],
@@ -323,8 +323,8 @@ def test_zoo_files_and_folders_given_wrong(zoo_copy, zoo_dir, tmp_path):
 # ------------------------------------------------------------------ datasets
 
 def test_fashion_mnist_files_given_wrong(tmp_path, monkeypatch):
-    monkeypatch.setattr("prunenet.data._download_fashion_mnist", no_download)
-    from prunenet.data import fashion_mnist, read_idx
+    monkeypatch.setattr("prunenet.training.data._download_fashion_mnist", no_download)
+    from prunenet.training.data import fashion_mnist, read_idx
     labels = tmp_path / "labels"
     labels.mkdir()
     write_fashion(str(labels), n=4)
@@ -343,7 +343,7 @@ def test_fashion_mnist_files_given_wrong(tmp_path, monkeypatch):
 
 
 def test_image_folders_given_wrong(tmp_path):
-    from prunenet.data import image_folder, load
+    from prunenet.training.data import image_folder, load
     make_folder(str(tmp_path / "set" / "train"), ["cat"], per_class=1)
     make_folder(str(tmp_path / "set" / "val"), ["cat", "dog"], per_class=1)
     write(tmp_path / "set" / "val" / "cat" / "broken.jpg", b"not a jpeg")
@@ -365,7 +365,7 @@ def test_image_folders_given_wrong(tmp_path):
 
 
 def test_record_files_given_wrong(record, tmp_path):  # noqa: F811 (the imported fixture)
-    from prunenet.data import imagenet_record
+    from prunenet.training.data import imagenet_record
     rec, idx = str(record / "train.rec"), str(record / "train.idx")
     raw = open(rec, "rb").read()
     short = write(tmp_path / "short.rec", raw[:-20])  # MXNet's reader aborted the process
@@ -446,12 +446,12 @@ def test_dtype_float16_training_on_a_cpu_is_refused_before_any_work(tmp_path, mo
                                                                      method, contexts):
     """A run that trains (GCP, or any method followed by fine-tuning on --dataset) cannot
     compute in float16 on CPU contexts: one line, before a network is loaded or a folder made."""
-    import prunenet.models
+    import prunenet.training.models
     monkeypatch.setenv("PRUNENET_CPU_CONTEXTS", contexts)
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a network was loaded before the dtype was refused")
-    monkeypatch.setattr(prunenet.models, "load_network", no_loading)
+    monkeypatch.setattr(prunenet.training.models, "load_network", no_loading)
     out = tmp_path / "run"
     refused(["prune", "--model", "cifar_resnet20_v1", "--method", method, "--target", "0.5",
              "--dataset", "synthetic", "--dtype", "float16", "--out", str(out)],
@@ -474,7 +474,7 @@ ONE_PASS = r"""
 import numpy as np, mxnet as mx
 import prunenet
 from gluoncv.model_zoo import get_model
-from prunenet.train import BatchStream
+from prunenet.training.train import BatchStream
 
 def batches():
     rng = np.random.RandomState(0)

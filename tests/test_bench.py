@@ -1,11 +1,12 @@
-"""``prunenet bench`` and :func:`prunenet.bench.throughput`: results, refusals, the command."""
+"""``prunenet bench`` and :func:`prunenet.latency.throughput.throughput`: results, refusals, the command."""
 import argparse
 import json
 import os
 
 import pytest
 
-from prunenet import PrunenetError, bench
+from prunenet import PrunenetError
+from prunenet.latency import throughput as bench
 from prunenet.cli import bench as bench_command
 
 
@@ -128,7 +129,7 @@ def test_labels_name_the_shape_files_rows():
 
 
 def test_every_pruned_run_measures_its_speed_up_beside_its_macs_reduction(tmp_path):
-    from prunenet.runs import prune_run
+    from prunenet.run.folder import prune_run
     lines = []
     report = prune_run("cifar_resnet20_v1", "l1", "flops", 0.4, str(tmp_path / "run"),
                        log=lines.append)
@@ -147,7 +148,7 @@ def test_every_pruned_run_measures_its_speed_up_beside_its_macs_reduction(tmp_pa
 
 
 def test_a_gain_well_below_the_macs_reduction_points_at_the_latency_objective(random_net):
-    from prunenet.bench import speed_check, speed_line
+    from prunenet.latency.throughput import speed_check, speed_line
     net = random_net("cifar_resnet20_v1", 16)
     # the same network as "pruned", said to have 3x fewer MACs: no gain where 3x was promised
     check = speed_check(net, net, (1, 3, 16, 16), 300, 100, batch_size=4, budget_s=1.0)

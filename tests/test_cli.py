@@ -8,8 +8,8 @@ import mxnet as mx
 import pytest
 
 from prunenet.cli import main
-from prunenet.files import read_json
-from prunenet.models import load_model
+from prunenet.io.files import read_json
+from prunenet.training.models import load_model
 
 SHAPE_DIR = os.path.join(os.path.dirname(__import__("gluoncv").__file__), "model_zoo",
                          "pruned_resnet")

@@ -9,8 +9,8 @@ import pytest
 
 from prunenet import cost_model, count, trace
 from prunenet.cli import main
-from prunenet.models import input_shape, load_model
-from prunenet.surgery import full_keep, widths_of
+from prunenet.training.models import input_shape, load_model
+from prunenet.core.surgery import full_keep, widths_of
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
                          "gluoncv_resnet_zoo.csv")
@@ -78,7 +78,7 @@ def test_saving_equals_cost_of_the_physically_smaller_network(objective, indepen
                                                               random_net):
     """The saving the cost model predicts for removing channels is what the pruned network
     (built by surgery and counted independently) really saves."""
-    from prunenet.runs import prune_network
+    from prunenet.zoo.pruned import prune_network
     net = random_net("resnet50_v1d", 64)
     graph = trace(net, (1, 3, 64, 64))
     cost = cost_model(graph, objective)

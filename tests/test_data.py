@@ -9,8 +9,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from prunenet import data
-from prunenet.data import (ArrayDataset, accuracy, fashion_mnist, image_folder, imagenet_record,
+from prunenet.training import data
+from prunenet.training.data import (ArrayDataset, accuracy, fashion_mnist, image_folder, imagenet_record,
                            load, read_idx, synthetic)
 from prunenet.errors import PrunenetError
 
@@ -315,7 +315,7 @@ def test_record_holdout_is_drawn_across_the_file_and_never_trained_on(record):
     """On a generated RecordIO file (label i = record i), the held-out records and the ones
     training reads are disjoint and together the whole file, drawn across it (not its first
     records), and the held-out images are the records' own (their colour)."""
-    from prunenet.data import holdout
+    from prunenet.training.data import holdout
     ds = imagenet_record(str(record / "train.rec"), train=True, input_size=24, num_workers=1,
                          classes=12)
     train, held = holdout(ds, 4, seed=2)
@@ -400,7 +400,7 @@ def test_load_by_name(tmp_path):
 def test_record_file_split_among_workers_by_part(record):
     """Each worker reads its own part of a RecordIO file; all take the same number of batches,
     and together they cover distinct records."""
-    from prunenet.data import imagenet_record
+    from prunenet.training.data import imagenet_record
     whole = imagenet_record(str(record / "train.rec"), train=False, input_size=16,
                             num_workers=1)
     seen = []
@@ -418,7 +418,7 @@ def test_record_file_split_among_workers_by_part(record):
 
 
 def test_array_batches_split_among_workers_by_rows():
-    from prunenet.data import ArrayDataset
+    from prunenet.training.data import ArrayDataset
     images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
     data = ArrayDataset(images, np.zeros(10), classes=1)
     whole = [x.asnumpy().ravel().tolist() for x, _ in
@@ -440,7 +440,7 @@ def test_batches_asked_for_on_devices_come_split_straight_onto_them(record, kind
     """With a list of contexts every batch is each device's share, on that device, cut as
     split_and_load cuts it; batches kept over an epoch are not overwritten by later ones (the
     record iterator reuses its arrays), and they equal the batches made on one context."""
-    from prunenet.train import split
+    from prunenet.training.train import split
     two = [mx.cpu(0), mx.cpu(1)]
     ds = imagenet_record(str(record / "train.rec"), train=False, input_size=16, num_workers=1,
                          classes=12) if kind == "record" else data.synthetic(12, 12, (3, 16, 16), seed=0)

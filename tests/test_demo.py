@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from prunenet.data import FASHION_MNIST_DIRS
-from prunenet.files import read_json
+from prunenet.training.data import FASHION_MNIST_DIRS
+from prunenet.io.files import read_json
 
 HAVE_DATA = any(os.path.exists(os.path.join(os.path.expanduser(d), "t10k-labels-idx1-ubyte.gz"))
                 or os.path.exists(os.path.join(os.path.expanduser(d), "t10k-labels-idx1-ubyte"))

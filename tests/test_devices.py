@@ -8,17 +8,21 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from prunenet import data as datasets
-from prunenet import devices, replicas
-from prunenet.costs import cost_model
+from prunenet.training import data as datasets
+from prunenet.io import devices
+from prunenet.core import replicas
+from prunenet.core.costs import cost_model
 from prunenet.errors import PrunenetError
-from prunenet.files import load_params, read_json
-from prunenet.graph import trace
-from prunenet.methods.gcp import GCPSchedule, GCPConfig
-from prunenet.models import load_model, randomize_batchnorm
-from prunenet.runs import CPU_CONTEXTS, DataRun, contexts, data_run, load_pruned
-from prunenet.train import BatchStream, FinetuneConfig, finetune
-from prunenet.wrapper import DEBIAS, REGULARIZE, MaskedNetwork
+from prunenet.io.files import load_params, read_json
+from prunenet.core.graph import trace
+from prunenet.gcp.schedule import GCPSchedule, GCPConfig
+from prunenet.training.models import load_model, randomize_batchnorm
+from prunenet.io.devices import CPU_CONTEXTS, contexts
+from prunenet.run.folder import data_run
+from prunenet.run.settings import DataRun
+from prunenet.zoo.pruned import load_pruned
+from prunenet.training.train import BatchStream, FinetuneConfig, finetune
+from prunenet.gcp.masked import DEBIAS, REGULARIZE, MaskedNetwork
 
 TWO = [mx.cpu(0), mx.cpu(1)]
 
@@ -83,7 +87,7 @@ def _after_regularize(ctx):
 def test_every_network_of_a_run_lives_on_every_device():
     net = load_model("resnet18_v1b", classes=10, input_size=32, ctx=TWO)
     assert all(p.list_ctx() == TWO for p in net.collect_params().values())
-    devices.place(net, [mx.cpu(0)])
+    replicas.place(net, [mx.cpu(0)])
     assert all(p.list_ctx() == [mx.cpu(0)] for p in net.collect_params().values())
 
 
@@ -105,8 +109,8 @@ def test_averaging_the_statistics_midway_changes_nothing_at_the_end():
             for o in outs:
                 o.backward()
             if midway and k == 0:
-                devices.average_running_stats(net)
-        devices.average_running_stats(net)
+                replicas.average_running_stats(net)
+        replicas.average_running_stats(net)
         ends.append({n: [a.asnumpy() for a in p.list_data()]
                      for n, p in net.collect_params().items() if n.endswith("running_var")})
     for name, (a, b) in ends[0].items():
@@ -155,13 +159,13 @@ def whole(tmp_path_factory, small_run):
     """A GCP run (2 steps, distilled fine-tuning) on two devices, with the per-device running
     statistics seen by every averaging."""
     calls = []
-    original = devices.average_running_stats
+    original = replicas.average_running_stats
 
     def recording(params):
         mx.nd.waitall()
         calls.append({n: np.stack([a.asnumpy() for a in p.list_data()])
-                      for n, p in devices._items(params)
-                      if n.endswith(devices.RUNNING_STATS) and p._data is not None})
+                      for n, p in replicas._items(params)
+                      if n.endswith(replicas.RUNNING_STATS) and p._data is not None})
         original(params)
     out = tmp_path_factory.mktemp("devices") / "whole"
     with pytest.MonkeyPatch.context() as mp:
@@ -315,8 +319,8 @@ def test_latency_tables_are_keyed_by_the_gpu_model(monkeypatch, tmp_path):
 
 
 def test_batch_size_is_per_device_and_old_run_folders_keep_their_meaning(tmp_path):
-    from prunenet.files import write_json
-    from prunenet.runs import saved_run
+    from prunenet.io.files import write_json
+    from prunenet.run.settings import saved_run
     new = DataRun(model="resnet50_v1d", out="x", target=0.5, batch_size=32, lr=0.01)
     assert new.images_per_batch(8) == 256 and new.lr_factor(8) == 1.0
     assert new.lr_factor(8, workers=2) == 2.0 and new.lr_factor(1) == 0.125
@@ -343,7 +347,7 @@ def test_a_bad_cpu_context_count_is_refused_on_one_line(monkeypatch, capsys, tmp
 
 def test_sync_every_below_1_is_refused(capsys, tmp_path):
     from prunenet.cli import main
-    from prunenet.train import run_batches
+    from prunenet.training.train import run_batches
     with pytest.raises(SystemExit) as stop:
         main(["prune", "--model", "resnet18_v1b", "--method", "gcp", "--target", "0.5",
               "--dataset", "synthetic", "--sync-every", "0", "--out", str(tmp_path / "r")])

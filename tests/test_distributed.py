@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from prunenet.files import load_params, read_json
+from prunenet.io.files import load_params, read_json
 
 WORKERS = 2
 DEADLINE_S = 150  # the whole job; it takes about a minute here
@@ -146,7 +146,7 @@ def test_a_distributed_kvstore_outside_a_launched_job_is_refused(tmp_path, RUN):
     with pytest.raises(SystemExit) as stop:  # argparse's choices
         main(RUN + ["--kvstore", "dist_async", "--out", str(out)])
     assert stop.value.code == 2
-    from prunenet.distributed import Workers
+    from prunenet.training.distributed import Workers
     from prunenet.errors import PrunenetError
     with pytest.raises(PrunenetError, match="asynchronous updates cannot keep"):
         Workers("dist_async")
@@ -181,8 +181,9 @@ def test_a_worker_that_cannot_start_stops_the_others(tmp_path, RUN):
 def test_what_a_distributed_run_cannot_do_is_refused_before_any_work(tmp_path):
     import dataclasses
     from prunenet.errors import PrunenetError
-    from prunenet.files import write_json
-    from prunenet.runs import DataRun, data_run
+    from prunenet.io.files import write_json
+    from prunenet.run.folder import data_run
+    from prunenet.run.settings import DataRun
     run = DataRun(model="cifar_resnet20_v1", out=str(tmp_path / "lat"), target=0.6,
                   dataset="synthetic", objective="latency", kvstore="dist_sync")
     with pytest.raises(PrunenetError, match="each worker would measure its own latencies"):

@@ -15,8 +15,8 @@ import pytest
 from prunenet import experiment as ex
 from prunenet.cli import main
 from prunenet.errors import PrunenetError
-from prunenet.files import read_json
-from prunenet.records import RESULTS_COLUMNS
+from prunenet.io.files import read_json
+from prunenet.io.records import RESULTS_COLUMNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.json")))
@@ -63,11 +63,11 @@ def test_every_committed_config_passes_its_dry_run():
 def test_targets_reproduce_the_macs_of_gluoncvs_pruned_resnets():
     """α = the shipped model's MACs / the unpruned MACs (floored at 4 decimals), counted here."""
     import gluoncv
-    from prunenet.costs import count
-    from prunenet.files import read_shapes
-    from prunenet.graph import trace
-    from prunenet.models import input_shape, load_model
-    from prunenet.zoo import gluoncv_pruned_models
+    from prunenet.core.costs import count
+    from prunenet.io.files import read_shapes
+    from prunenet.core.graph import trace
+    from prunenet.training.models import input_shape, load_model
+    from prunenet.zoo.store import gluoncv_pruned_models
     folder = os.path.join(os.path.dirname(gluoncv.__file__), "model_zoo", "pruned_resnet")
     targets = {m: ex.load_config(config(m + "_flops")).targets
                for m in ("resnet18_v1b", "resnet50_v1d", "resnet101_v1d")}
@@ -244,7 +244,7 @@ def test_an_interrupted_run_is_resumed(records, tmp_path):
 def test_a_killed_transfer_continues_its_fine_tuning_to_the_same_network(tmp_path):
     """Caltech transfer is one long fine-tuning: killed after its first iteration, it resumes
     from its checkpoint and ends where an uninterrupted run ends (serial engine: bit for bit)."""
-    from prunenet.files import load_params
+    from prunenet.io.files import load_params
     data = ex.make_smoke_folder(str(tmp_path / "caltech"))
     env = dict(os.environ, OMP_NUM_THREADS="1", MXNET_ENGINE_TYPE="NaiveEngine")
 

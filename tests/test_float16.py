@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-import prunenet.optim  # noqa: F401  (registers 'proxsgd')
-from prunenet.optim import refresh_master_copies, zero_state_rows
+import prunenet.gcp.prox  # noqa: F401  (registers 'proxsgd')
+from prunenet.gcp.prox import refresh_master_copies, zero_state_rows
 
 LR, MOMENTUM = 0.1, 0.9
 
@@ -99,7 +99,7 @@ def _batchnorm_params(graph):
 def _nets():
     """A GluonCV ResNet, the same as a SymbolBlock, and a chain whose first convolution has no
     BatchNorm after it (its group is masked by multiplying the feature map)."""
-    from prunenet.models import load_model
+    from prunenet.training.models import load_model
     resnet = load_model("resnet18_v1b", classes=10, seed=0, input_size=32)
     symbol = gluon.SymbolBlock(resnet(mx.sym.var("data")), [mx.sym.var("data")],
                                params=resnet.collect_params())
@@ -115,8 +115,8 @@ def _nets():
 
 @pytest.mark.parametrize("kind", ["resnet", "symbol", "chain"])
 def test_the_cast_helper_keeps_exactly_the_batchnorm_parameters_in_float32(kind):
-    from prunenet.devices import cast, compute_dtype
-    from prunenet.graph import trace
+    from prunenet.core.replicas import cast, compute_dtype
+    from prunenet.core.graph import trace
     net = _nets()[kind]
     graph = trace(net, (1, 3, 32, 32))
     mx.nd.waitall()  # load_model's writes: a read right after it can see a weight half-written
@@ -129,7 +129,7 @@ def test_the_cast_helper_keeps_exactly_the_batchnorm_parameters_in_float32(kind)
         want = np.float32 if name in norms else np.float16
         assert np.dtype(p.dtype) == want and p.data().dtype == want, (name, p.dtype)
         np.testing.assert_array_equal(p.data().asnumpy(), before[name].astype(want))
-    from prunenet.devices import host_copy
+    from prunenet.core.replicas import host_copy
     saved = host_copy(net)  # saves and checkpoints stay float32, loadable by a float32 network
     assert {v.dtype for v in saved.values()} == {np.dtype(np.float32)}
 
@@ -139,9 +139,9 @@ def test_the_masked_views_of_a_float16_network_type_check_with_float32_masks(kin
     """Both GCP views of a float16 network infer, from float16 data alone, exactly the dtype
     each parameter has: masks float32 (beside BatchNorm's γ), and a mask that multiplies a
     float16 feature map cast to it in the view."""
-    from prunenet.devices import cast
-    from prunenet.graph import trace
-    from prunenet.wrapper import DEBIAS, REGULARIZE, MaskedNetwork
+    from prunenet.core.replicas import cast
+    from prunenet.core.graph import trace
+    from prunenet.gcp.masked import DEBIAS, REGULARIZE, MaskedNetwork
     net = _nets()[kind]
     graph = trace(net, (1, 3, 32, 32))  # traced in float32: the views must not keep its dtypes
     wrapper = MaskedNetwork(cast(net, "float16"), graph)
@@ -166,12 +166,12 @@ def test_the_masked_views_of_a_float16_network_type_check_with_float32_masks(kin
 def test_the_trainers_of_a_float16_run_update_through_float32_master_copies(monkeypatch):
     """GCP's two trainers and fine-tuning's: multi_precision on for a float16 network, off for
     a float32 one; a step leaves each float16 weight its float32 master copy."""
-    from prunenet import train
-    from prunenet.costs import cost_model
-    from prunenet.devices import cast
-    from prunenet.graph import trace
-    from prunenet.methods.gcp import GCPSchedule, GCPConfig
-    from prunenet.wrapper import MaskedNetwork
+    from prunenet.training import train
+    from prunenet.core.costs import cost_model
+    from prunenet.core.replicas import cast
+    from prunenet.core.graph import trace
+    from prunenet.gcp.schedule import GCPSchedule, GCPConfig
+    from prunenet.gcp.masked import MaskedNetwork
     built = {}
     for dtype in ("float32", "float16"):
         net = _nets()["resnet"]

@@ -5,10 +5,10 @@ import pytest
 from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
-from prunenet.methods.gcp import GCPSchedule, GCPConfig
-from prunenet.runs import prune_network
-from prunenet.train import BatchStream
-from prunenet.wrapper import DEBIAS, REGULARIZE, MaskedNetwork
+from prunenet.gcp.schedule import GCPSchedule, GCPConfig
+from prunenet.zoo.pruned import prune_network
+from prunenet.training.train import BatchStream
+from prunenet.gcp.masked import DEBIAS, REGULARIZE, MaskedNetwork
 
 
 def _x(shape, seed=0):
@@ -145,8 +145,8 @@ def _run_steps(random_net, name, size, target=0.5, steps=2, reg=0.05, seed=0):
 
 
 def test_conv_weights_frozen_and_bn_statistics_only_move_in_debias(random_net):
-    import prunenet.optim  # noqa: F401  (registers 'proxsgd')
-    from prunenet.train import run_batches
+    import prunenet.gcp.prox  # noqa: F401  (registers 'proxsgd')
+    from prunenet.training.train import run_batches
     net, graph, w = _wrapped(random_net, "cifar_resnet20_v1", 16)
     params = net.collect_params()
     convs = {layer.weight for layer in graph.layers.values()} - \
@@ -181,7 +181,7 @@ def test_folding_into_the_classifier_is_exact():
     net.initialize(mx.init.Xavier())
     x = _x((3, 3, 8, 8))
     net(x)
-    from prunenet.models import randomize_batchnorm
+    from prunenet.training.models import randomize_batchnorm
     randomize_batchnorm(net, seed=4)
     graph = trace(net, (1, 3, 8, 8))
     w = MaskedNetwork(net, graph)
@@ -257,7 +257,7 @@ def test_gcp_steps_meet_the_target_and_surgery_equals_masked(random_net):
 def test_prox_gives_exact_zeros_and_costly_channels_go_first():
     """Two identical channels, one three times as costly: the costly one reaches exactly zero
     first under the same loss."""
-    import prunenet.optim  # noqa: F401  (registers 'proxsgd')
+    import prunenet.gcp.prox  # noqa: F401  (registers 'proxsgd')
     net = gluon.nn.HybridSequential()
     net.add(gluon.nn.Conv2D(2, 3, use_bias=False), gluon.nn.BatchNorm(),
             gluon.nn.Activation("relu"), gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(2))
@@ -315,7 +315,7 @@ def test_bad_config_is_refused(kwargs, words):
 
 
 def test_non_finite_loss_names_the_step_and_suggests_a_smaller_rate(random_net):
-    from prunenet.train import NonFiniteError
+    from prunenet.training.train import NonFiniteError
     net, graph, w = _wrapped(random_net, "cifar_resnet20_v1", 16)
     gcp = GCPSchedule(w, cost_model(graph, "flops"),
               GCPConfig(target=0.5, steps=1, reg=0.01, epochs_per_step=1, lr=1e12),

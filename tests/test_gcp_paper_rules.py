@@ -12,12 +12,12 @@ from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
 from prunenet.methods import DATA_FREE
-from prunenet.methods.gcp import GCPSchedule, GCPConfig, one_se_rule
-from prunenet.models import randomize_batchnorm
-from prunenet.select import select
-from prunenet.surgery import network_params, widths_of
-from prunenet.train import BatchStream
-from prunenet.wrapper import DEBIAS, REGULARIZE, MaskedNetwork
+from prunenet.gcp.schedule import GCPSchedule, GCPConfig, one_se_rule
+from prunenet.training.models import randomize_batchnorm
+from prunenet.core.select import select
+from prunenet.core.surgery import network_params, widths_of
+from prunenet.training.train import BatchStream
+from prunenet.gcp.masked import DEBIAS, REGULARIZE, MaskedNetwork
 
 from test_gcp import _toy_stream, _x
 
@@ -454,7 +454,7 @@ def test_recalibrated_statistics_are_the_batches_and_the_network_keeps_its_own()
     """"Right after selection" re-estimates BatchNorm's statistics on training batches: inside,
     the running mean and variance are those batches' (the convolution's output computed apart),
     and afterwards the network has its own statistics back."""
-    from prunenet.train import recalibrated
+    from prunenet.training.train import recalibrated
     net = gluon.nn.HybridSequential()
     net.add(gluon.nn.Conv2D(4, 3, in_channels=3), gluon.nn.BatchNorm(in_channels=4),
             gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(10))

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from prunenet.cli import main
-from prunenet.files import read_json
-from prunenet.methods.gcp import GCPSchedule
-from prunenet.runs import DataRun, data_run, load_pruned
+from prunenet.io.files import read_json
+from prunenet.gcp.schedule import GCPSchedule
+from prunenet.run.folder import data_run
+from prunenet.run.settings import DataRun
+from prunenet.zoo.pruned import load_pruned
 
 @pytest.fixture(scope="module")
 def small_run(small_gcp):
@@ -105,7 +107,7 @@ def test_missing_dataset_and_images_that_do_not_fit(tmp_path, capsys):
     assert main(args + ["--dataset", "synthetic", "--input-size", "28"]) == 2  # 32x32 images
     assert "32x32" in _err(capsys) and not out.exists()
     # a base network trained for 3-channel images, given 1-channel Fashion-MNIST
-    from prunenet.models import load_model
+    from prunenet.training.models import load_model
     load_model("resnet18_v1b", classes=10, input_size=28).save_parameters(str(tmp_path / "rgb.params"))
     assert main(args + ["--params", str(tmp_path / "rgb.params"), "--train-limit", "256"]) == 2
     assert "rgb.params" in _err(capsys)
@@ -153,8 +155,8 @@ def test_cli_runs_a_data_free_method_with_a_dataset(tmp_path):
 
 
 def test_a_checkpoint_of_non_finite_parameters_is_refused_and_the_last_good_one_kept(tmp_path):
-    from prunenet.checkpoint import load_checkpoint, save_checkpoint
-    from prunenet.train import NonFiniteError
+    from prunenet.io.checkpoint import load_checkpoint, save_checkpoint
+    from prunenet.training.train import NonFiniteError
     folder = str(tmp_path / "ckpt")
     save_checkpoint(folder, "good", {"w": np.ones(3, np.float32)}, step=1)
     with pytest.raises(NonFiniteError, match=r"w became NaN or Inf \(at checkpoint bad\)"):
@@ -171,7 +173,7 @@ def test_resume_of_a_damaged_run_file(tmp_path, capsys, content):
 
 
 def test_slimming_trains_every_weight_and_keeps_the_outputs_contract(tmp_path, small_run):
-    from prunenet.methods import slimming
+    from prunenet.gcp import slimming
     cfg = slimming.config(target=0.5)
     assert (cfg.bn_off, cfg.rescale, cfg.cost_weighted, cfg.train_weights) == \
         (False, False, False, True) and cfg.debias_epochs == 0
@@ -186,11 +188,11 @@ def test_slimming_trains_every_weight_and_keeps_the_outputs_contract(tmp_path, s
 
 def test_slimming_regularize_step_moves_the_convolutions_and_gcp_does_not():
     from prunenet import cost_model, trace
-    from prunenet.methods import slimming
-    from prunenet.methods.gcp import GCPSchedule, GCPConfig
-    from prunenet.models import load_model
-    from prunenet.train import BatchStream
-    from prunenet.wrapper import MaskedNetwork
+    from prunenet.gcp import slimming
+    from prunenet.gcp.schedule import GCPSchedule, GCPConfig
+    from prunenet.training.models import load_model
+    from prunenet.training.train import BatchStream
+    from prunenet.gcp.masked import MaskedNetwork
     x = mx.nd.array(np.random.RandomState(0).normal(size=(8, 3, 16, 16)))
     y = mx.nd.array(np.arange(8) % 10)
     moved = {}

@@ -9,7 +9,7 @@ from scipy.stats import kendalltau
 
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.methods import DATA_DRIVEN, globalpru
-from prunenet.surgery import network_params, widths_of
+from prunenet.core.surgery import network_params, widths_of
 
 
 def _batches(size, n=8, batch=8, seed=0):

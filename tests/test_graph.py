@@ -3,7 +3,7 @@ import pytest
 from mxnet.gluon import nn
 
 from prunenet import UnsupportedOpError, trace
-from prunenet.models import input_shape, load_model
+from prunenet.training.models import input_shape, load_model
 
 STAGE_BLOCKS = {"resnet18_v1b": [2, 2, 2, 2], "resnet34_v1b": [3, 4, 6, 3],
                 "resnet50_v1d": [3, 4, 6, 3], "resnet101_v1d": [3, 4, 23, 3],

@@ -4,11 +4,11 @@ import pytest
 from mxnet.gluon import nn
 
 from prunenet import PrunenetError, cost_model, trace
-from prunenet.costs import OBJECTIVES
+from prunenet.core.costs import OBJECTIVES
 from prunenet.latency import LatencyTable, unit_specs, width_grid
 from prunenet.methods import DATA_FREE
-from prunenet.select import smallest_reachable
-from prunenet.surgery import full_keep, network_params, widths_of
+from prunenet.core.select import smallest_reachable
+from prunenet.core.surgery import full_keep, network_params, widths_of
 
 BATCH = 4
 
@@ -125,8 +125,8 @@ def _reachable_latency_target(table: str, model: str = "cifar_resnet20_v1",
                               runtime: str = "mxnet") -> float:
     """0.7 of the latency, or a little above the smallest fraction this machine's table allows
     (a slow remainder — stem, pooling, classifier — can put 0.7 out of reach of width 8)."""
-    from prunenet.models import input_shape, load_model
-    from prunenet.pipeline import objective_cost
+    from prunenet.training.models import input_shape, load_model
+    from prunenet.run.pipeline import objective_cost
     graph = trace(load_model(model), input_shape(model))
     cost = objective_cost(graph, "latency", model, latency_table=table, latency_batch_size=16,
                           runtime=runtime)
@@ -168,9 +168,9 @@ def test_prune_command_with_the_latency_objective_reports_predicted_and_measured
         tmp_path, sleeping_machine, independent_count):
     import mxnet as mx
     from prunenet.cli import main
-    from prunenet.files import read_json
-    from prunenet.models import load_model
-    from prunenet.runs import load_pruned
+    from prunenet.io.files import read_json
+    from prunenet.training.models import load_model
+    from prunenet.zoo.pruned import load_pruned
     table, out = tmp_path / "table.json", tmp_path / "run"
     target = _reachable_latency_target(str(table))
     assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1",
@@ -201,7 +201,8 @@ def test_prune_command_with_the_latency_objective_reports_predicted_and_measured
 @pytest.mark.e2e  # a whole path: a GCP run that trains
 def test_gcp_with_the_latency_objective_measures_what_it_chose(tmp_path, sleeping_machine,
                                                               small_gcp):
-    from prunenet.runs import DataRun, data_run
+    from prunenet.run.folder import data_run
+    from prunenet.run.settings import DataRun
     table = str(tmp_path / "table.json")
     target = _reachable_latency_target(table)
     report = data_run(DataRun(out=str(tmp_path / "run"), **small_gcp(
@@ -236,7 +237,7 @@ class _Scripted:
 
 def _selection(width):
     import numpy as np
-    from prunenet.select import Selection
+    from prunenet.core.select import Selection
     keep = np.zeros(64, dtype=bool)
     keep[:width] = True
     return Selection([keep], width / 64, 1.0, 8 / 64, (64 - width) // 8)
@@ -257,7 +258,7 @@ def test_a_selection_measured_slower_than_predicted_is_refined_until_it_meets_th
 
 
 def test_a_target_still_missed_is_refused_in_one_line():
-    from prunenet.pipeline import select_with
+    from prunenet.run.pipeline import select_with
     cost = _Scripted(lambda w: 0.9)  # nothing the search does makes it faster
     cost.name = "latency"
     with pytest.raises(PrunenetError, match=r"latency target 0.5 missed: .*measured 0.900 "
@@ -294,8 +295,8 @@ def test_latency_objective_beside_a_busy_core_ends_within_its_noise_or_refuses(t
     import subprocess
     import sys
     import time
-    from prunenet.pipeline import select_with
-    from prunenet.select import check_reachable
+    from prunenet.run.pipeline import select_with
+    from prunenet.core.select import check_reachable
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         start = time.time()
@@ -327,9 +328,9 @@ def test_latency_objective_beside_a_busy_core_ends_within_its_noise_or_refuses(t
 
 def test_a_table_that_says_narrower_is_slower_is_called_noisy(random_net):
     import types
-    from prunenet.costs import MacsCost
+    from prunenet.core.costs import MacsCost
     from prunenet.latency import LatencyCost
-    from prunenet.select import check_reachable
+    from prunenet.core.select import check_reachable
     graph = trace(random_net("cifar_resnet20_v1", 16), (1, 3, 16, 16))
 
     class Inverted(MacsCost):  # what a table timed on a noisy machine can say
@@ -350,7 +351,7 @@ def test_a_table_that_says_narrower_is_slower_is_called_noisy(random_net):
 
 def test_a_correction_below_what_min_width_allows_goes_as_far_as_it_allows():
     from prunenet.latency import select_measured
-    from prunenet.select import InfeasibleTargetError
+    from prunenet.core.select import InfeasibleTargetError
 
     def select(a):  # widths below 24 are out of reach (smallest reachable fraction 0.375)
         if a < 0.375:

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(prunenet.__file__)
 CONTRACTS = os.path.join(os.path.dirname(ROOT), ".importlinter")
 # the __init__ of a package whose modules sit in several layers -> its own layer ("package":
 # prunenet/__init__, the public names, above every layer)
-PACKAGE_INITS = {"methods": "methods", "experiment": "pipeline", "": "package"}
+PACKAGE_INITS = {"methods": "methods", "gcp": "core", "": "package"}
 
 
 def _read_layers():
@@ -130,16 +130,18 @@ def test_the_import_contracts_are_kept():
 
 
 def test_the_contracts_fail_on_an_upward_import_inside_a_function(tmp_path):
-    """The contracts are not vacuous: a copy of the package whose costs.py (core) imports the
+    """The contracts are not vacuous: a copy of the package whose core/costs.py imports the
     training loops inside a function breaks the layers, and importing tqdm breaks the core's."""
     shutil.copytree(ROOT, tmp_path / "prunenet", ignore=shutil.ignore_patterns("__pycache__"))
-    with open(tmp_path / "prunenet" / "costs.py", "a", encoding="utf-8") as f:
-        f.write("\n\ndef _upward():\n    from .train import finetune\n    import tqdm\n"
+    with open(tmp_path / "prunenet" / "core" / "costs.py", "a", encoding="utf-8") as f:
+        f.write("\n\ndef _upward():\n    from ..training.train import finetune\n    import tqdm\n"
                 "    return finetune, tqdm\n")
     code, report = _lint(str(tmp_path))
     assert code == 1, report
-    assert "prunenet.costs is not allowed to import prunenet.train" in report, report
-    assert "prunenet.costs is not allowed to import tqdm" in report, report
+    assert "prunenet.core is not allowed to import prunenet.training" in report, report
+    assert "prunenet.core.costs -> prunenet.training.train" in report, report
+    assert "prunenet.core is not allowed to import tqdm" in report, report
+    assert "prunenet.core.costs -> tqdm" in report, report
 
 
 def test_the_core_contract_covers_the_core_and_base_layers():
@@ -161,7 +163,7 @@ def test_package_inits_import_no_layer_above_their_own():
               if (name in PACKAGE_INITS or dep in PACKAGE_INITS)
               and layer.get(dep, -1) > layer.get(name, len(LAYERS))]
     assert not upward, "\n".join(upward)
-    assert layer["methods.gcp"] > layer["methods.l1"]  # the package's modules in two layers
+    assert layer["gcp.schedule"] > layer["gcp.masked"]  # the package's modules in two layers
 
 
 def test_no_import_cycle():
@@ -188,5 +190,26 @@ def test_no_import_cycle():
 def test_the_walk_sees_imports_inside_functions():
     """The check would pass vacuously if lazy imports were missed: runs.py imports the
     checkpoints only inside functions."""
-    assert "checkpoint" in _graph()["runs"]
-    assert "methods.gcp" in _graph()["runs"]
+    assert "io.checkpoint" in _graph()["run.folder"]
+    assert "gcp.schedule" in _graph()["run.folder"]
+
+
+def test_the_readme_and_the_manual_draw_every_folder():
+    """The README's Layout and docs/development.md name every folder of the package, and the
+    manual every module in it."""
+    repo = os.path.dirname(ROOT)
+    readme = open(os.path.join(repo, "README.md"), encoding="utf-8").read()
+    layout = readme.split("## Layout", 1)[1]
+    manual = open(os.path.join(repo, "docs", "development.md"), encoding="utf-8").read()
+    manual = manual.split("## Layout", 1)[1].split("## Development", 1)[0]
+    folders = sorted(f for f in os.listdir(ROOT) if os.path.isfile(os.path.join(ROOT, f,
+                                                                                "__init__.py")))
+    assert folders
+    for folder in folders:
+        assert f"{folder}/" in layout, f"README's Layout does not draw prunenet/{folder}/"
+        assert f"{folder}/" in manual, f"docs/development.md does not draw prunenet/{folder}/"
+    for name in _modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if name and not leaf.startswith("__") and name not in folders \
+                and not name.startswith("cli."):  # cli/: one module per command
+            assert leaf in manual, f"docs/development.md's Layout does not name {name}"

@@ -6,12 +6,12 @@ import pytest
 
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.cli import main
-from prunenet.files import read_json
+from prunenet.io.files import read_json
 from prunenet.methods import DATA_DRIVEN, DATA_FREE, METHODS, activation_vote, qcqp, wsp
 from prunenet.methods.l1 import filter_scores
-from prunenet.runs import prune_network, surgery_check
-from prunenet.select import block_size
-from prunenet.surgery import network_params, widths_of
+from prunenet.zoo.pruned import prune_network, surgery_check
+from prunenet.core.select import block_size
+from prunenet.core.surgery import network_params, widths_of
 
 NEW = ["random", "wsp", "qcqp", "activation-vote"]
 NETS = {"resnet18_v1b": 32, "mobilenetv2_1.0": 32}
@@ -231,7 +231,7 @@ def test_command_line_activation_vote_asks_for_a_dataset(tmp_path, capsys):
 
 def _wsp_chain(conv_chain, seed=3, width=16):
     """conv-BN-ReLU ×4 (width ``width``) and a dense layer, BatchNorm randomised."""
-    from prunenet.models import randomize_batchnorm
+    from prunenet.training.models import randomize_batchnorm
     net = conv_chain(4, width, seed, prefix="wspchain_")
     randomize_batchnorm(net, seed=seed)
     return trace(net, (1, 3, 8, 8)), network_params(net)
@@ -300,7 +300,7 @@ def test_activation_vote_drops_a_dead_channel_in_blocks_at_any_target():
     # the trial's case: cifar_resnet20_v1 at GluonCV's own BatchNorm (γ 1, β 0), an inner
     # channel of stage 1 made dead, α 0.5, blocks of 8: it was kept, ranked above other
     # channels silent on some samples by the ties among zeros
-    from prunenet.models import load_model
+    from prunenet.training.models import load_model
     net = load_model("cifar_resnet20_v1", classes=10, seed=0, input_size=32)
     graph = trace(net, (1, 3, 32, 32))
     before, batches = network_params(net), _batches(32)

@@ -7,11 +7,11 @@ from test_gcp import _toy_stream
 
 from prunenet import cost_model, trace
 from prunenet.methods import DATA_FREE
-from prunenet.methods.gcp import GCPSchedule, GCPConfig
-from prunenet.runs import prune_network, surgery_check
-from prunenet.surgery import network_params
-from prunenet.train import BatchStream
-from prunenet.wrapper import REGULARIZE, MaskedNetwork
+from prunenet.gcp.schedule import GCPSchedule, GCPConfig
+from prunenet.zoo.pruned import prune_network, surgery_check
+from prunenet.core.surgery import network_params
+from prunenet.training.train import BatchStream
+from prunenet.gcp.masked import REGULARIZE, MaskedNetwork
 
 # DenseNet ends in a 7x7 average pool, so it needs 224-pixel input.
 NETWORKS = [("mobilenet1.0", 32), ("mobilenetv2_1.0", 32), ("vgg16_bn", 32),
@@ -101,7 +101,7 @@ def test_gcp_step_preserves_function_and_surgery_equals_masked(name, size, rando
 
 def test_generic_networks_through_the_cli(tmp_path):
     from prunenet.cli import main
-    from prunenet.runs import load_pruned
+    from prunenet.zoo.pruned import load_pruned
     out = tmp_path / "mbv2"
     assert main(["prune", "--model", "mobilenetv2_1.0", "--input-size", "32", "--classes", "10",
                  "--method", "l1", "--target", "0.7", "--out", str(out)]) == 0

@@ -10,10 +10,10 @@ from gluoncv.model_zoo import get_model
 from mxnet import gluon
 
 import prunenet
-from prunenet import zoo
-from prunenet.data import accuracy
-from prunenet.export import export
-from prunenet.pruned import load_pruned
+from prunenet.zoo import store as zoo
+from prunenet.training.data import accuracy
+from prunenet.zoo.export import export
+from prunenet.zoo.pruned import load_pruned
 
 SHAPE = (1, 3, 32, 32)
 

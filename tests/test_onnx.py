@@ -10,15 +10,15 @@ import pytest
 
 from prunenet import PrunenetError, cost_model, trace
 from prunenet.methods import DATA_FREE
-from prunenet.runtimes import MXNetRuntime, OnnxRuntime, get_runtime
-from prunenet.surgery import network_params
+from prunenet.latency.runtimes import MXNetRuntime, OnnxRuntime, get_runtime
+from prunenet.core.surgery import network_params
 
 ORT = "onnxruntime/CPUExecutionProvider"
 
 
 def _pruned(net, shape, name=None):
     """``net`` pruned by l1 to half its MACs (a GluonCV ``name`` rebuilt as GluonCV's)."""
-    from prunenet.pruned import prune_network
+    from prunenet.zoo.pruned import prune_network
     graph = trace(net, shape)
     sel = DATA_FREE["l1"](graph, network_params(net), cost_model(graph, "flops"), 0.5)
     assert sel.achieved <= 0.5
@@ -27,7 +27,7 @@ def _pruned(net, shape, name=None):
 
 def _symbol_network(random_net, tmp_path):
     """A network loaded as ``--symbol`` loads it: a HybridBlock.export pair read back."""
-    from prunenet.models import load_network
+    from prunenet.training.models import load_network
     net = random_net("cifar_resnet20_v1", 16)
     net.hybridize()
     net(mx.nd.zeros((1, 3, 16, 16)))
@@ -112,10 +112,10 @@ def test_the_latency_objective_in_onnx_runtime_meets_its_target(tmp_path, onnx_s
                                                                 independent_count):
     from test_latency import _reachable_latency_target, machine_ms
     from prunenet.cli import main
-    from prunenet.files import read_json
+    from prunenet.io.files import read_json
     from prunenet.latency import LatencyTable
-    from prunenet.models import load_model
-    from prunenet.runs import load_pruned
+    from prunenet.training.models import load_model
+    from prunenet.zoo.pruned import load_pruned
     table, out = tmp_path / "table.json", tmp_path / "run"
     target = _reachable_latency_target(str(table), runtime="onnxruntime")
     assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--objective",
@@ -144,8 +144,8 @@ def test_the_latency_objective_in_onnx_runtime_meets_its_target(tmp_path, onnx_s
 def test_the_latency_objective_in_onnx_runtime_refuses_a_missed_target(
         tmp_path, onnx_sleeping_machine):
     from test_latency import _reachable_latency_target
-    from prunenet.models import input_shape, load_model
-    from prunenet.pipeline import method_selection, objective_cost, select_with
+    from prunenet.training.models import input_shape, load_model
+    from prunenet.run.pipeline import method_selection, objective_cost, select_with
     table = str(tmp_path / "table.json")
     target = _reachable_latency_target(table, runtime="onnxruntime")
     net = load_model("cifar_resnet20_v1")
@@ -190,7 +190,7 @@ def test_round_to_auto_picks_the_block_the_timing_table_makes_best(best, random_
 
 def test_round_to_auto_in_a_run_measures_and_reports_the_blocks(tmp_path, capsys):
     from prunenet.cli import main
-    from prunenet.files import read_json
+    from prunenet.io.files import read_json
     out = tmp_path / "run"
     assert main(["prune", "--model", "cifar_resnet20_v1", "--method", "l1", "--target", "0.5",
                  "--round-to", "auto", "--runtime", "onnxruntime", "--latency-batch-size", "2",
@@ -208,7 +208,7 @@ def test_round_to_auto_in_a_run_measures_and_reports_the_blocks(tmp_path, capsys
 
 
 def test_bench_in_both_runtimes_interleaved(capsys, random_net):
-    from prunenet.bench import throughput
+    from prunenet.latency.throughput import throughput
     nets = {"a": random_net("cifar_resnet20_v1", 16), "b": random_net("cifar_resnet20_v2", 16)}
     out = throughput(nets, (3, 16, 16), batch_size=2, repeats=3, warmup=1, runtime="both")
     assert list(out) == ["a@mxnet", "b@mxnet", "a@onnxruntime", "b@onnxruntime"]
@@ -228,7 +228,7 @@ def test_round_to_auto_with_a_dataset_is_refused(tmp_path, capsys):
 
 
 def test_zoo_list_shows_the_onnx_runtime_throughput_beside_mxnets_where_recorded():
-    from prunenet.zoo import format_table
+    from prunenet.zoo.store import format_table
     entry = {"base": "resnet18_v1b", "macs": 9e8, "throughput_img_s": 120.4, "batch_size": 64,
              "input_shape": [1, 3, 224, 224], "device": "cpu"}
     plain = format_table({"a": entry}).splitlines()
@@ -249,7 +249,7 @@ def test_the_timed_onnx_model_lets_onnx_runtime_fold_batchnorm_into_the_convolut
     import onnx
     import onnxruntime
     from prunenet.latency.units import UnitSpec
-    from prunenet.runtimes import initial_params, onnx_model
+    from prunenet.latency.runtimes import initial_params, onnx_model
     spec = UnitSpec("conv", kernel=(3, 3), pad=(1, 1), in_hw=(8, 8),
                     post=("Activation(act_type=relu)",))
     sym, shapes = spec.symbol(16, 16), {"data": (2, 16, 8, 8)}
@@ -293,7 +293,7 @@ def test_round_to_auto_chooses_among_the_blocks_that_can_reach_the_target(monkey
     import prunenet.latency as latency
     import prunenet.latency.blocks as blocks
     from prunenet.errors import PrunenetError
-    from prunenet.runs import auto_round_to
+    from prunenet.run.folder import auto_round_to
     monkeypatch.setattr(latency.LatencyTable, "open",
                         classmethod(lambda cls, *a, **k: types.SimpleNamespace(runtime="mxnet")))
     monkeypatch.setattr(blocks, "block_gains", lambda table, graph: {1: 0.1, 4: 0.2, 32: 0.9})

@@ -104,7 +104,7 @@ def test_a_folder_that_appears_while_a_run_works_is_kept(tmp_path, monkeypatch, 
                                                          overwrite, G):
     """The check of --out is done again under the lock where the folder is replaced (GCP used
     to check early and delete later: a folder made in between was deleted)."""
-    from prunenet.pipeline import Pipeline
+    from prunenet.run.pipeline import Pipeline
     out = str(tmp_path / "run")
     real = getattr(Pipeline, hook)
 
@@ -149,7 +149,7 @@ def test_two_writers_of_one_out_one_wins_the_other_names_it(tmp_path, G):
         assert sum("before pruning" in line for line in f) == 1
     assert not os.path.exists(lock)
     # two data-free runs: the same rule
-    from prunenet import outputs
+    from prunenet.io import outputs
     with outputs.hold_lock(lock, "--out " + out):
         code, err = cli(L + ["--out", out, "--overwrite"])
     assert code == 2 and f"pid {os.getpid()}" in err, err
@@ -189,8 +189,8 @@ def test_overwrite_replaces_only_a_marked_folder_of_nothing_but_prunenet_output(
     """Issue 33 (A01, Z01, Z02, A02, A04): a folder counted as prunenet's when it held any
     report.json with a "model" key, and --overwrite deleted all of it: the user's thesis.tex
     and report.json, a zoo published inside a run folder, a whole experiment folder."""
-    from prunenet import zoo
-    from prunenet.outputs import mark, read_mark
+    from prunenet.zoo import store as zoo
+    from prunenet.io.outputs import mark, read_mark
     user = tmp_path / "userproj"  # A01
     user.mkdir()
     (user / "thesis.tex").write_text("my thesis")
@@ -416,7 +416,7 @@ def test_a_detector_is_built_without_downloading_its_backbone(monkeypatch):
     def no_download(*args, **kwargs):
         raise AssertionError("a download was attempted")
     monkeypatch.setattr(model_store, "get_model_file", no_download)
-    from prunenet.models import build_model
+    from prunenet.training.models import build_model
     net = build_model("yolo3_mobilenet1.0_voc")
     net.initialize()
     assert len(net(mx.nd.zeros((1, 3, 64, 64)))) == 3
@@ -467,7 +467,7 @@ def _module_outputs(symbol_file, params_file, x):
 
 
 def test_the_exported_symbol_carries_the_pruned_shapes(tmp_path):
-    from prunenet.runs import load_pruned
+    from prunenet.zoo.pruned import load_pruned
     out = str(tmp_path / "run")
     assert run(L + ["--out", out])[0] == 0
     x = np.random.RandomState(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
@@ -512,7 +512,7 @@ def test_a_diverging_finetune_names_finetune_lr(tmp_path, G):
 
 
 def test_check_target_refuses_what_no_command_may_write(tmp_path, monkeypatch):
-    from prunenet import outputs
+    from prunenet.io import outputs
     monkeypatch.chdir(tmp_path)
     for bad in ("", "  ", ".", "/"):
         with pytest.raises(PrunenetError):
@@ -542,7 +542,7 @@ def _records(folder, labels, payloads):
 def test_record_labels_and_payloads_are_checked_naming_the_record(tmp_path, label, payload,
                                                                    words):
     import cv2
-    from prunenet.data import imagenet_record
+    from prunenet.training.data import imagenet_record
     jpeg = cv2.imencode(".jpg", np.full((40, 40, 3), 128, np.uint8))[1].tobytes()
     labels, payloads = [0, 1, label, 3], [jpeg, jpeg, payload or jpeg, jpeg]
     rec = _records(tmp_path, labels, payloads)
@@ -558,7 +558,7 @@ def test_two_names_of_one_output_take_one_lock(tmp_path):
     to it) took the locks ``.dual.lock`` and ``.link_dual.lock``, so both resumed the same run
     and one died on a checkpoint the other had deleted; the lock now follows the link."""
     import threading
-    from prunenet.outputs import LockedError, exclusive
+    from prunenet.io.outputs import LockedError, exclusive
     real = tmp_path / "runs" / "dual"
     real.mkdir(parents=True)
     link = tmp_path / "link_dual"
@@ -583,7 +583,7 @@ def test_two_names_of_one_output_take_one_lock(tmp_path):
 FULL_WRITE = """
 import shutil, sys
 from prunenet.errors import PrunenetError
-from prunenet.files import atomic_path, write_json
+from prunenet.io.files import atomic_path, write_json
 source, target = sys.argv[1:3]
 def copy():
     with atomic_path(target) as tmp:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from prunenet.errors import PrunenetError
-from prunenet.outputs import LockedError, hold_lock
+from prunenet.io.outputs import LockedError, hold_lock
 
 
 def _other_thread(path, wait):

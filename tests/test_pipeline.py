@@ -1,4 +1,4 @@
-"""One pipeline: every entry point prunes through :class:`prunenet.pipeline.Pipeline`, and the
+"""One pipeline: every entry point prunes through :class:`prunenet.run.pipeline.Pipeline`, and the
 package has one class named GCP.
 
 A spy on ``Pipeline.cut`` records each call and, once the real cut has run, stops the entry
@@ -17,7 +17,7 @@ import pytest
 import prunenet
 from prunenet.cli import main
 from prunenet.errors import PrunenetError
-from prunenet.pipeline import Pipeline
+from prunenet.run.pipeline import Pipeline
 
 TINY_GCP = ["--dataset", "synthetic", "--steps", "1", "--reg", "0.01", "--epochs-per-step",
             "0.05", "--finetune-epochs", "0.05", "--batch-size", "16", "--train-limit", "64",
@@ -133,10 +133,10 @@ def test_one_class_is_named_gcp():
 
 
 def test_the_schedules_old_name_still_imports_with_a_warning():
-    from prunenet.methods import gcp
+    from prunenet.gcp import schedule as gcp
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        from prunenet.methods.gcp import GCP
+        from prunenet.gcp.schedule import GCP
     assert GCP is gcp.GCPSchedule
     assert any(issubclass(w.category, DeprecationWarning) and "GCPSchedule" in str(w.message)
                for w in caught)

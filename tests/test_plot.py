@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from prunenet import plot, records
+from prunenet import plot
+from prunenet.io import records
 from prunenet.cli import main
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -152,7 +153,7 @@ def test_pareto_front():
 
 
 def test_widths_of_several_runs(tmp_path, capsys):
-    from prunenet.runs import prune_run
+    from prunenet.run.folder import prune_run
     runs = []
     for objective in ("flops", "params"):
         runs.append(str(tmp_path / objective))
@@ -313,7 +314,7 @@ def test_reference_data_is_gluoncvs_published_table():
     rows = plot.reference_table()
     assert len(rows) == 11
     assert {r["kind"] for r in rows} == {"standard", "pruned"}
-    from prunenet.zoo import gluoncv_pruned_models
+    from prunenet.zoo.store import gluoncv_pruned_models
     assert {r["model"] for r in rows if r["kind"] == "pruned"} == set(gluoncv_pruned_models())
     if os.path.exists(SHARED_REFERENCE):
         with open(SHARED_REFERENCE) as f:
@@ -354,7 +355,7 @@ def test_tradeoff_draws_the_imagenet_references_only_for_imagenet_results(tmp_pa
 
 
 def test_widths_of_two_identical_runs_stay_visible(tmp_path):
-    from prunenet.runs import prune_run
+    from prunenet.run.folder import prune_run
     runs = [str(tmp_path / "a"), str(tmp_path / "b")]
     for run in runs:
         prune_run("cifar_resnet20_v1", "l1", "flops", 0.5, run, log=lambda m: None,

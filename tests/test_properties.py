@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from prunenet import zoo
+from prunenet.zoo import store as zoo
 from prunenet.errors import PrunenetError
-from prunenet.files import read_json
+from prunenet.io.files import read_json
 from prunenet.latency import LatencyTable
-from prunenet.runs import prune_run
+from prunenet.run.folder import prune_run
 from test_bad_input import COUNT, SHAPES, _table_doc, one_line, run, write
 
 FEW = settings(max_examples=30, deadline=None, database=None,

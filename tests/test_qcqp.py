@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from prunenet import PrunenetError, cost_model, trace
-from prunenet.costs import MacsCost
+from prunenet.core.costs import MacsCost
 from prunenet.methods import DATA_FREE, qcqp, qcqp_exact
-from prunenet.surgery import network_params, widths_of
+from prunenet.core.surgery import network_params, widths_of
 
 WIDTH, ROUND, FLOOR = 8, 2, 2
 

@@ -107,7 +107,7 @@ def test_readme_examples_run_as_written(tmp_path, monkeypatch):
     written; its command-line example needs ImageNet, so it is parsed by the real parser and
     must be GCP with the paper's defaults."""
     from prunenet.cli import build_parser
-    from prunenet.methods.gcp import DEFAULT_REG
+    from prunenet.gcp.schedule import DEFAULT_REG
     text = _read("README.md")
     monkeypatch.chdir(tmp_path)
     section = _section(text, "## From Python")

@@ -132,7 +132,7 @@ def test_a_folder_of_truncated_jpegs_is_refused_naming_the_first(tmp_path):
 
 
 def test_a_fraction_of_bad_images_is_skipped_when_allowed(tmp_path, capsys):
-    from prunenet.data import image_folder
+    from prunenet.training.data import image_folder
     from prunenet.errors import PrunenetError
     cuts = {1: lambda d: d[:-2],  # only the end marker missing
             5: lambda d: d[:int(len(d) * 0.9)]}
@@ -209,7 +209,7 @@ def test_finetune_refuses_non_finite_images_and_keeps_the_weights(value):
 def test_a_cli_run_checks_its_first_batch_too(monkeypatch, tmp_path):
     # the datasets check their labels when opened; the first-batch check is the same one place
     import numpy as np
-    from prunenet import data
+    from prunenet.training import data
     real = data.synthetic
 
     def noisy(*args, **kwargs):
@@ -486,7 +486,7 @@ def test_count_takes_the_image_channels_of_a_shape_file(tmp_path, capsys):
 def test_a_record_of_several_labels_is_refused_when_opened(tmp_path, labels, error):
     import mxnet as mx
     import numpy as np
-    from prunenet.data import imagenet_record
+    from prunenet.training.data import imagenet_record
     from prunenet.errors import PrunenetError
     rec = mx.recordio.MXIndexedRecordIO(str(tmp_path / "t.idx"), str(tmp_path / "t.rec"), "w")
     for i in range(4):

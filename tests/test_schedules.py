@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from prunenet.errors import PrunenetError
-from prunenet.train import LR_MODES, cosine_lr, learning_rate
+from prunenet.training.train import LR_MODES, cosine_lr, learning_rate
 
 
 def _reference(mode, base, total, warmup, i, final=0.0):

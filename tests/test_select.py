@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from prunenet import InfeasibleTargetError, cost_model, select, trace
+from prunenet import InfeasibleTargetError, cost_model, trace
+from prunenet.core.select import select
 from prunenet.methods import DATA_FREE
-from prunenet.surgery import network_params, widths_of
+from prunenet.core.surgery import network_params, widths_of
 
 
 @pytest.fixture(scope="module")

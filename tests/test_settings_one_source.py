@@ -19,10 +19,10 @@ from prunenet.demo import DemoConfig
 from prunenet.errors import PrunenetError
 from prunenet.experiment.config import BenchSettings, DataSettings, Experiment, \
     FinetuneSettings, load_config
-from prunenet.methods.gcp import GCPConfig
+from prunenet.gcp.schedule import GCPConfig
 from prunenet.options import default_of, field_of
-from prunenet.run_settings import DataRun, saved_run
-from prunenet.train import FinetuneConfig
+from prunenet.run.settings import DataRun, saved_run
+from prunenet.training.train import FinetuneConfig
 
 CLASSES = (GCPConfig, FinetuneConfig, DataRun, DemoConfig, Experiment, FinetuneSettings,
            DataSettings, BenchSettings)
@@ -164,7 +164,7 @@ def _cli_run(monkeypatch, tmp_path, cls, name, new):
     """What the run ``prunenet prune`` makes holds for a DataRun field that is not a flag."""
     if cls is not DataRun or field_of(cls, name).metadata.get("flags", ()) is not None:
         return None
-    from prunenet import runs
+    from prunenet.run import folder as runs
     from prunenet.cli import main
     made = []
     monkeypatch.setattr(runs, "data_run", lambda run, **kw: made.append(run))
@@ -189,7 +189,7 @@ def _api(monkeypatch, cls, name, new):
         return True
     if cls is FinetuneConfig:
         import mxnet as mx
-        from prunenet import train
+        from prunenet.training import train
         seen = {}
         monkeypatch.setattr(train, "finetune",
                             lambda net, stream, config, *a, **k: seen.setdefault("c", config)

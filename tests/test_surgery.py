@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from prunenet import cost_model, trace
-from prunenet.files import load_params, read_json
+from prunenet.io.files import load_params, read_json
 from prunenet.methods import DATA_FREE
-from prunenet.pruned import check_surgery
-from prunenet.runs import PARAMS_FILE, SHAPES_FILE, prune_network, save_pruned, surgery_check
-from prunenet.surgery import network_params, zero_removed
+from prunenet.zoo.pruned import check_surgery
+from prunenet.io.records import PARAMS_FILE, SHAPES_FILE
+from prunenet.zoo.pruned import prune_network, save_pruned, surgery_check
+from prunenet.core.surgery import network_params, zero_removed
 
 CASES = [("resnet18_v1b", 64, "l1", "flops"), ("resnet34_v1b", 64, "uniform", "params"),
          ("resnet50_v1d", 64, "l1", "params"), ("resnet50_v1d", 64, "uniform", "flops"),

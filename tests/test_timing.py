@@ -1,4 +1,4 @@
-"""The timing rule (prunenet.timing) on recorded timings: replayed through a fake clock, so that
+"""The timing rule (prunenet.latency.timing) on recorded timings: replayed through a fake clock, so that
 what it decides depends only on the timings, never on how busy the machine running the test is."""
 import io
 import json
@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from prunenet.timing import (NOTCH, TOLERANCE, Progress, noise, ratio, spread,
+from prunenet.latency.timing import (NOTCH, TOLERANCE, Progress, noise, ratio, spread,
                              time_until_stable)
 
 RECORDED = os.path.join(os.path.dirname(__file__), "data", "timings_busy.json")
@@ -130,7 +130,7 @@ def test_repeats_must_make_sense():
 
 
 def test_the_fastest_has_its_own_noise():
-    from prunenet.timing import min_noise
+    from prunenet.latency.timing import min_noise
     assert min_noise([1.3, 1.0, 2.0, 1.01]) == pytest.approx(0.01)
     assert min_noise([1.0, 1.0]) == math.inf
     # timings mostly slowed by a busy machine, but the fastest approached twice: the fastest is

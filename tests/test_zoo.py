@@ -12,12 +12,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from prunenet import zoo
+from prunenet.zoo import store as zoo
 from prunenet.cli import zoo as zoo_command
 from prunenet.cli.args import Parser as _Parser
 from prunenet.errors import PrunenetError
-from prunenet.files import read_json
-from prunenet.runs import load_pruned, prune_run
+from prunenet.io.files import read_json
+from prunenet.run.folder import prune_run
+from prunenet.zoo.pruned import load_pruned
 
 NAME = "resnet18_v1b_0.5_flops"
 SIZE = 64
@@ -303,12 +304,12 @@ def test_publishing_twice_refuses_unless_overwrite(published, runs, capsys):
 
 @pytest.mark.parametrize("where", ["manifest", "params copy"])
 def test_interrupted_publish_leaves_the_zoo_as_it_was(where, published, runs, monkeypatch):
-    import prunenet.files
+    import prunenet.io.files
     before = snapshot(published)
     if where == "manifest":
         def interrupted(*args, **kwargs):
             raise KeyboardInterrupt
-        monkeypatch.setattr(prunenet.files, "write_json", interrupted)
+        monkeypatch.setattr(prunenet.io.files, "write_json", interrupted)
     else:
         copy = shutil.copyfile
         calls = []

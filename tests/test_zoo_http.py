@@ -16,11 +16,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from prunenet import download, zoo
+from prunenet.io import download
+from prunenet.zoo import store as zoo
 from prunenet.cli import main
 from prunenet.plot import read_points
 from prunenet.errors import PrunenetError
-from prunenet.runs import load_pruned, prune_run
+from prunenet.run.folder import prune_run
+from prunenet.zoo.pruned import load_pruned
 from test_zoo import cli, one_line
 
 RESNET = "resnet18_v1b_0.5_flops"  # GluonCV's pruned-ResNet format: shape file + params

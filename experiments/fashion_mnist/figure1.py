@@ -27,7 +27,7 @@ a base trained on one channel refuses three): at 64 px a third channel would add
 ResNet-50's MACs, in the stem only.
 
 Report. ``--report`` times every network (the cells' pruned networks, one per seed, and the
-standard ones) side by side with ``prunenet.bench.throughput`` in MXNet and ONNX Runtime
+standard ones) side by side with ``prunenet.latency.throughput.throughput`` in MXNet and ONNX Runtime
 together (``runtime="both"``), at batch 1 and at batch 64 (``throughput.json``, measured again
 only when the set of networks changed), then writes ``results.csv`` (``RESULTS_COLUMNS``, the
 throughput column the pruning's runtime at batch 64, plus the four measured throughputs),
@@ -68,11 +68,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import prunenet  # noqa: F401,E402  (sets OMP_NUM_THREADS before MXNet loads)
 from prunenet.demo import DemoConfig, train_base  # noqa: E402
-from prunenet.devices import contexts  # noqa: E402
+from prunenet.io.devices import contexts  # noqa: E402
 from prunenet.errors import PrunenetError  # noqa: E402
-from prunenet.files import atomic_path, read_json, sha1_of, write_json  # noqa: E402
-from prunenet.records import RESULTS_COLUMNS  # noqa: E402
-from prunenet.runs import DataRun, data_run, load_pruned  # noqa: E402
+from prunenet.io.files import atomic_path, read_json, sha1_of, write_json  # noqa: E402
+from prunenet.io.records import RESULTS_COLUMNS  # noqa: E402
+from prunenet.run.folder import data_run  # noqa: E402
+from prunenet.run.settings import DataRun  # noqa: E402
+from prunenet.zoo.pruned import load_pruned  # noqa: E402
 from study import TOP1_TOLERANCE, cell_flags, check_base, drive, paired  # noqa: E402
 
 LARGE = "resnet50_v1b"
@@ -178,9 +180,9 @@ def run_cell(plan: Plan, name: str, cell, out: str, cache_dir: str, ctx) -> None
 def _train_standard(plan: Plan, folder: str, model: str, seed: int, cache_dir: str, ctx):
     """A smaller network from scratch for ``total_epochs`` (``result.json``: top-1, the
     weights' SHA-1, MACs and parameters)."""
-    from prunenet.costs import count
-    from prunenet.graph import trace
-    from prunenet.models import load_model
+    from prunenet.core.costs import count
+    from prunenet.core.graph import trace
+    from prunenet.training.models import load_model
     t0 = time.time()
     params, top1 = train_base(plan.config(model, plan.total_epochs, seed), None, cache_dir, ctx,
                               progress=False)
@@ -220,7 +222,7 @@ def _done(plan: Plan, out: str) -> dict:
 
 def _networks(plan: Plan, out: str, done: dict, ctx) -> dict:
     """name -> the cell's network, for timing (random weights serve the standard ones)."""
-    from prunenet.models import load_model
+    from prunenet.training.models import load_model
     nets = {}
     for name, (cell, _) in done.items():
         nets[name] = load_pruned(os.path.join(out, "cells", name), ctx=ctx) if \
@@ -233,7 +235,7 @@ def measure(plan: Plan, out: str, done: dict, ctx) -> dict:
     """``throughput.json``: every network's images/s at each of ``BENCH_BATCHES`` in MXNet and
     ONNX Runtime, all networks and both runtimes interleaved in one timing per batch; measured
     again only when the set of networks changed."""
-    from prunenet.bench import throughput
+    from prunenet.latency.throughput import throughput
     path = os.path.join(out, "throughput.json")
     names = sorted(done)
     if os.path.exists(path):

@@ -37,10 +37,12 @@ import prunenet  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
 import numpy as np
 from prunenet.demo import DemoConfig, train_base
 from prunenet.errors import PrunenetError
-from prunenet.files import atomic_path, read_json, sha1_of, write_json
-from prunenet.records import RESULTS_COLUMNS
-from prunenet.devices import contexts
-from prunenet.runs import DataRun, data_run, load_pruned
+from prunenet.io.files import atomic_path, read_json, sha1_of, write_json
+from prunenet.io.records import RESULTS_COLUMNS
+from prunenet.io.devices import contexts
+from prunenet.run.folder import data_run
+from prunenet.run.settings import DataRun
+from prunenet.zoo.pruned import load_pruned
 
 COLUMNS = RESULTS_COLUMNS + ["finetune_epochs", "top1_selected", "reg", "stream_score",
                              "zeros_pruned"]
@@ -178,8 +180,8 @@ def check_base(out: str, base_name: str, base_file: str, top1: float) -> None:
 
 
 def _train_stream(base, seed: int, epoch_offset: int):
-    from prunenet.data import fashion_mnist
-    from prunenet.train import BatchStream
+    from prunenet.training.data import fashion_mnist
+    from prunenet.training.train import BatchStream
     train = fashion_mnist(True, limit=base.train_limit)
     return BatchStream(lambda e, s: train.batches(base.batch_size, shuffle=True, seed=seed,
                                                   epoch=epoch_offset + e, start=s,
@@ -187,7 +189,7 @@ def _train_stream(base, seed: int, epoch_offset: int):
 
 
 def _evaluate(net, base, ctx):
-    from prunenet.data import accuracy, fashion_mnist
+    from prunenet.training.data import accuracy, fashion_mnist
     val = fashion_mnist(False, limit=base.val_limit)
     return accuracy(net, val.batches(base.batch_size), ctx)
 
@@ -195,7 +197,7 @@ def _evaluate(net, base, ctx):
 def _finetune(folder, base, settings, budget: float, ctx) -> None:
     """Fine-tune the cell's pruned network for ``budget`` epochs (the pipeline's recipe and
     batch order) and write ``finetune-<budget>.json``."""
-    from prunenet.train import FinetuneConfig, finetune
+    from prunenet.training.train import FinetuneConfig, finetune
     path = os.path.join(folder, f"finetune-{budget:g}.json")
     if os.path.exists(path):
         return
@@ -214,8 +216,8 @@ def _recalibrate(folder, base, settings, ctx) -> None:
     pipeline's images, the same for every method): ``recalibrated.json``, the table's
     fine-tuning 0."""
     from itertools import islice
-    from prunenet.data import fashion_mnist
-    from prunenet.train import RECALIBRATE_BATCHES, recalibrated
+    from prunenet.training.data import fashion_mnist
+    from prunenet.training.train import RECALIBRATE_BATCHES, recalibrated
     path = os.path.join(folder, "recalibrated.json")
     if os.path.exists(path):
         return
@@ -231,7 +233,7 @@ def _recalibrate(folder, base, settings, ctx) -> None:
 def _scratch(folder, base, settings, ctx) -> None:
     """The cell's widths from a random start, trained with the base's recipe for all the epochs
     its pruned network had (base, pruning steps, the largest fine-tuning budget)."""
-    from prunenet.train import FinetuneConfig, finetune
+    from prunenet.training.train import FinetuneConfig, finetune
     path = os.path.join(folder, "scratch.json")
     if os.path.exists(path):
         return

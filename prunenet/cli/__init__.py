@@ -68,7 +68,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"prunenet: error: {one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:
-        from ..outputs import write_error
+        from ..io.outputs import write_error
         print(f"prunenet: error: {one_line(write_error(err, writing=False))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

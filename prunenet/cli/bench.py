@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 from typing import Dict
 
-from ..bench import DTYPES, check_settings, device, device_name, throughput
+from ..latency.throughput import DTYPES, check_settings, device, device_name, throughput
 from ..errors import PrunenetError
-from ..runtimes import RUNTIMES, runtime_label
+from ..latency.runtimes import RUNTIMES, runtime_label
 from .args import positive_int
 
 
@@ -54,7 +54,7 @@ def add_parser(subparsers) -> None:
 
 def _shapes_label(path: str) -> str:
     """A --shapes row's name: a run's shape file by its run folder, any other by its file."""
-    from ..records import SHAPES_FILE
+    from ..io.records import SHAPES_FILE
     path = os.path.abspath(path)
     if os.path.basename(path) == SHAPES_FILE:
         return os.path.basename(os.path.dirname(path))
@@ -84,8 +84,8 @@ def _labels(args) -> list:
 
 def _networks(args, ctx) -> Dict[str, tuple]:
     """label -> (network, image shape C×H×W) for the command line's models."""
-    from ..files import read_shapes
-    from ..models import image_channels, input_channels, input_shape, load_model
+    from ..io.files import read_shapes
+    from ..training.models import image_channels, input_channels, input_shape, load_model
     if args.zoo is not None and not args.name:
         raise PrunenetError("--zoo ZOO needs --name NAME: the zoo model to measure")
     if not args.model and not args.name:
@@ -109,7 +109,7 @@ def _networks(args, ctx) -> Dict[str, tuple]:
                                                input_channels(net) or 3)[1:])
     if args.name:
         try:
-            from .. import zoo
+            from ..zoo import store as zoo
         except ImportError:
             raise PrunenetError("--zoo needs prunenet.zoo, which this installation lacks; "
                                 "measure shape files with --model NAME --shapes FILE") from None
@@ -126,9 +126,9 @@ def _networks(args, ctx) -> Dict[str, tuple]:
 
 def _bench(args) -> int:
     import json
-    from ..costs import count
-    from ..graph import trace
-    from ..timing import TOLERANCE
+    from ..core.costs import count
+    from ..core.graph import trace
+    from ..latency.timing import TOLERANCE
     check_settings(args.batch_size, args.dtype, args.repeats, args.warmup)
     ctx = device(args.gpus)
     nets = _networks(args, ctx)

@@ -28,10 +28,10 @@ def add_parser(sub) -> None:
 
 
 def _count(args) -> int:
-    from ..costs import count
-    from ..files import read_shapes
-    from ..graph import trace
-    from ..models import input_channels, input_shape, load_model, load_network
+    from ..core.costs import count
+    from ..io.files import read_shapes
+    from ..core.graph import trace
+    from ..training.models import input_channels, input_shape, load_model, load_network
 
     if args.shapes or args.symbol is None:
         if args.symbol is not None or args.params is not None:

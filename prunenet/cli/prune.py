@@ -6,16 +6,16 @@ import argparse
 import os
 from typing import Optional
 
-from ..distributed import LOCAL_KVSTORES
+from ..training.distributed import LOCAL_KVSTORES
 from ..errors import PrunenetError
 from .args import flag_default, network_args, positive_int, settings_flags
 
 
 def add_parser(sub) -> None:
     """Add ``prunenet prune`` to the command line: a flag for each setting of
-    :class:`~prunenet.run_settings.DataRun` (help, default, type and choices from its field),
+    :class:`~prunenet.run.settings.DataRun` (help, default, type and choices from its field),
     the network, output and resume flags, and GluonCV's names."""
-    from ..run_settings import DataRun
+    from ..run.settings import DataRun
     p = sub.add_parser("prune", help="prune a model to a cost target", description=_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        usage="prunenet prune (--model NAME | --symbol FILE) --method METHOD "
@@ -125,9 +125,10 @@ def _gluoncv_flags(parser) -> None:
 
 
 def _prune(args) -> int:
-    from ..devices import contexts
+    from ..io.devices import contexts
     from ..options import default_of
-    from ..runs import DataRun, data_run, prune_run
+    from ..run.folder import data_run, prune_run
+    from ..run.settings import DataRun
     command = args.command_line
     if args.resume:
         progress = _resume_flags(args)
@@ -148,12 +149,12 @@ def _prune(args) -> int:
         if args.symbol:
             raise PrunenetError("--pretrained downloads GluonCV's weights of a --model; a "
                                 "--symbol network takes its own --params file")
-        from ..models import pretrained_params
+        from ..training.models import pretrained_params
         params = pretrained_params(args.model)
     if args.teacher_params and not args.teacher:
         raise PrunenetError("--teacher-params goes with --teacher MODEL")
     if args.teacher and args.teacher_params is None:
-        from ..models import pretrained_params
+        from ..training.models import pretrained_params
         args.teacher_params = pretrained_params(args.teacher, flag="--teacher-params")
     from ..methods import DATA_DRIVEN
     if args.method in DATA_DRIVEN and args.dataset is None:
@@ -193,10 +194,10 @@ def _resume_flags(args) -> Optional[bool]:
     continues as it was started); returns the progress-bar setting (``--no-progress`` may be
     given), or None to keep the run's."""
     import dataclasses
-    from ..files import read_json
-    from ..records import RUN_FILE
-    from ..run_settings import FREE_ON_RESUME
-    from ..runs import DataRun
+    from ..io.files import read_json
+    from ..io.records import RUN_FILE
+    from ..run.settings import FREE_ON_RESUME
+    from ..run.settings import DataRun
     fields = {f.name: f for f in dataclasses.fields(DataRun)}
     progress = None if args.progress else False
     given = {k: v for k, v in vars(args).items() if k not in _RESUME_FREE and (

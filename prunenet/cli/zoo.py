@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from ..errors import PrunenetError
-from ..zoo import (ZOO_ENV, cache_folder, entry_of, format_table, publish, pull, read_manifest,
+from ..zoo.store import (ZOO_ENV, cache_folder, entry_of, format_table, publish, pull, read_manifest,
                    verify)
 from .args import one_line, positive_int
 
@@ -74,7 +74,7 @@ def _zoo_argument(parser) -> None:
 
 
 def _publish(args) -> int:
-    from ..devices import contexts
+    from ..io.devices import contexts
     publish(args.run_dir, args.zoo, args.name, overwrite=args.overwrite, bench=not args.no_bench,
             batch_size=args.batch_size, repeats=args.repeats, ctx=contexts(args.gpus)[0],
             wait=args.wait)
@@ -117,7 +117,7 @@ def _verify(args) -> int:
 
 
 def _export(args) -> int:
-    from ..export import export
+    from ..zoo.export import export
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise PrunenetError(f"--out {args.out} is a file; give a folder for the exported files")
     written = export(args.name, args.zoo, args.format, args.out, input_size=args.input_size,

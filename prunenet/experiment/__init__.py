@@ -5,7 +5,7 @@
 
 A config names the model, its pretrained source, the method, objective and targets (each target
 is one run), the GCP schedule, the fine-tuning recipe, the data, batch size, GPUs and kvstore
-(:data:`SCHEMA`). A run goes: pretrained GluonCV network -> :func:`prunenet.runs.data_run`
+(:data:`SCHEMA`). A run goes: pretrained GluonCV network -> :func:`prunenet.run.folder.data_run`
 (pruned, fine-tuned, evaluated) -> throughput next to the unpruned network -> published to the
 experiment's zoo -> one row in ``OUT/results.csv`` (the shared results schema). A finished run is
 skipped, an interrupted one resumed. ``kind: transfer`` configs fine-tune the pruned networks of
@@ -24,13 +24,13 @@ transfer run), :mod:`.run` (:func:`run_experiment`), :mod:`.table` (:func:`resul
 The public names are also here, as ``prunenet.experiment.NAME``; to patch one, patch it in the
 module that defines it, where its callers look it up.
 """
-from .caltech import caltech_split
+from ..training.caltech import caltech_split
 from .config import (BENCH_SCHEMA, DATA_SCHEMA, DATASETS, FINETUNE_SCHEMA, KINDS,
                      PRETRAINED_GLUONCV, SCHEMA, Experiment, Run, load_config, runs_of)
 from .dryrun import dry_run
 from .run import run_experiment
 from .settings import SMOKE_BATCH, SMOKE_SIZE, decoders
-from .smoke import make_smoke_folder, make_smoke_records
+from ..training.smoke import make_smoke_folder, make_smoke_records
 from .table import results_table
 from .transfer import TRANSFER_CHECKPOINT_EVERY
 

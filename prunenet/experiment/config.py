@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, Union
 
 from ..errors import PrunenetError
 from ..options import default_of, same_as, setting
-from ..run_settings import DataRun
+from ..run.settings import DataRun
 
 __all__ = ["Experiment", "Run", "load_config", "runs_of", "SCHEMA", "FINETUNE_SCHEMA",
            "DATA_SCHEMA", "BENCH_SCHEMA", "KINDS", "DATASETS", "PRETRAINED_GLUONCV", "schema_of",
@@ -72,7 +72,7 @@ def _name(value: str) -> Optional[str]:
 class Experiment:
     """A checked experiment config; each field but ``path`` (the file it came from) is a key
     of the config (:func:`schema_of`), the settings a run shares with ``prunenet prune``
-    defaulting as there (:class:`~prunenet.run_settings.DataRun`)."""
+    defaulting as there (:class:`~prunenet.run.settings.DataRun`)."""
 
     path: str = setting(help="the config file", key=False)
     name: str = setting(help="the experiment's name, which its runs' names start with",
@@ -221,9 +221,9 @@ def _read_object(path: str) -> dict:
 def load_config(path: str) -> Experiment:
     """Read and check an experiment config; any problem is one :class:`PrunenetError` line that
     names the file and the key."""
-    from ..costs import OBJECTIVES
+    from ..core.costs import OBJECTIVES
     from ..methods import METHODS, TRAINED
-    from ..models import model_names
+    from ..training.models import model_names
     doc = _read_object(path)
     values = _check_object(doc, schema_of(Experiment), path)
 

@@ -15,11 +15,11 @@ def dry_run(exp: Experiment, only: Optional[str] = None, log=print, _cache=None)
     target with the data-free ``uniform`` selection; no data, no training. The latency
     objective's MACs are those of the same fraction of the FLOPs (its latency is measured only
     when it runs)."""
-    from ..costs import cost_model, count
-    from ..graph import trace
+    from ..core.costs import cost_model, count
+    from ..core.graph import trace
     from ..methods import DATA_FREE
-    from ..models import input_shape, load_model
-    from ..surgery import network_params, widths_of
+    from ..training.models import input_shape, load_model
+    from ..core.surgery import network_params, widths_of
     size = exp.data["input_size"]
     classes = 257 if exp.kind == "transfer" else None
     cache = _cache if _cache is not None else {}

@@ -9,10 +9,10 @@ import sys
 import time
 from typing import List, Optional
 
-from ..distributed import LOCAL_KVSTORES
+from ..training.distributed import LOCAL_KVSTORES
 from ..errors import PrunenetError
-from ..records import REPORT_FILE, RUN_FILE, SHAPES_FILE, has_result, put_result, read_results
-from .caltech import caltech_split
+from ..io.records import REPORT_FILE, RUN_FILE, SHAPES_FILE, has_result, put_result, read_results
+from ..training.caltech import caltech_split
 from .config import Experiment, Run, _selected
 from .settings import decoders, _pretrained, _settings, _Settings, _smoke_epochs
 from .transfer import _missing_source, _source_dir, _transfer
@@ -23,13 +23,13 @@ __all__ = ["run_experiment"]
 def _preflight(exp: Experiment, s: _Settings, out: str, runs: List[Run]) -> None:
     """Refuse what would fail later, before any training: a distributed transfer or latency
     experiment, missing or mismatched data, a transfer's missing source runs."""
-    from .. import data as datasets
+    from ..training import data as datasets
     if exp.kvstore not in LOCAL_KVSTORES and (exp.kind == "transfer"
                                               or exp.objective == "latency"):
         what = "a transfer" if exp.kind == "transfer" else "the latency objective"
         raise PrunenetError(f"experiment config {exp.path}: key kvstore {exp.kvstore!r}: "
                             f"{what} runs on one machine; use device or local")
-    from ..devices import contexts
+    from ..io.devices import contexts
     contexts(s.gpus)
     if exp.kind == "transfer":
         for run in runs:
@@ -49,7 +49,7 @@ def run_experiment(exp: Experiment, out: Optional[str] = None, smoke: bool = Fal
     """Run every run of ``exp`` that is not finished into ``out`` (default
     ``experiments/results/<name>``, with ``-smoke`` in smoke mode); return the results rows."""
     import contextlib
-    from ..outputs import check_target
+    from ..io.outputs import check_target
     out = check_target(out or os.path.join("experiments", "results",
                                            exp.name + ("-smoke" if smoke else "")))
     _check_results_folder(out)
@@ -59,7 +59,7 @@ def run_experiment(exp: Experiment, out: Optional[str] = None, smoke: bool = Fal
 
 def _check_results_folder(out: str) -> None:
     """Refuse a folder that is neither new, empty, nor an experiment's results folder."""
-    from ..outputs import MARKER, kind_of
+    from ..io.outputs import MARKER, kind_of
     if not (os.path.isdir(out) and os.listdir(out)):
         return
     kind = kind_of(out)
@@ -77,11 +77,11 @@ def _check_results_folder(out: str) -> None:
 def _run_experiment(exp: Experiment, out: str, smoke: bool, only: Optional[str],
                     data_dir: Optional[str], log, held) -> List[dict]:
     """:func:`run_experiment` in a checked results folder ``out``; ``held`` keeps its lock."""
-    from ..outputs import exclusive, mark
+    from ..io.outputs import exclusive, mark
     runs = _selected(exp, only)
     s = _settings(exp, out, smoke, data_dir)
     _preflight(exp, s, out, runs)
-    from ..distributed import Workers
+    from ..training.distributed import Workers
     workers = Workers(exp.kvstore)  # rank N > 0 only trains; rank 0 benchmarks and publishes
     # one experiment (one worker of it) writes a results folder at a time
     held.enter_context(exclusive(workers.output_folder(out)))
@@ -116,7 +116,8 @@ def _rank0_says(workers, yes: bool, what: str) -> bool:
 
 def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) -> None:
     """Prune, fine-tune and evaluate one target into ``run_dir`` (resumed if interrupted)."""
-    from ..runs import DataRun, data_run
+    from ..run.folder import data_run
+    from ..run.settings import DataRun
     if _rank0_says(workers, os.path.exists(os.path.join(run_dir, REPORT_FILE)), "pruned"):
         return
     if os.path.exists(os.path.join(run_dir, RUN_FILE)) and not workers.distributed:
@@ -127,7 +128,7 @@ def _prune(exp: Experiment, run: Run, run_dir: str, s: _Settings, log, workers) 
     epochs = dict(epochs_per_step=exp.epochs_per_step, debias_epochs=exp.debias_epochs,
                   finetune_epochs=ft["epochs"])
     if s.smoke:
-        from .. import data as datasets
+        from ..training import data as datasets
         n = len(datasets.load("imagenet", s.data_dir, train=True, input_size=s.input_size))
         e = _smoke_epochs(n, s.batch_size)
         epochs = dict(epochs_per_step=e, debias_epochs=e, finetune_epochs=e)
@@ -146,11 +147,11 @@ def _finish(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, res
             log) -> dict:
     """Benchmark the finished run next to the unpruned network, publish it to ``out/zoo`` and
     put its row into the results CSV."""
-    from .. import zoo
-    from ..bench import device, device_name, throughput
-    from ..files import read_json, write_json
-    from ..models import input_shape, load_model
-    from ..pruned import load_pruned
+    from ..zoo import store as zoo
+    from ..latency.throughput import device, device_name, throughput
+    from ..io.files import read_json, write_json
+    from ..training.models import input_shape, load_model
+    from ..zoo.pruned import load_pruned
     ctx = device((s.gpus or "").split(",")[0])
     report_path = os.path.join(run_dir, REPORT_FILE)
     report = read_json(report_path, "run report")

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..options import default_of
-from ..run_settings import DataRun
+from ..run.settings import DataRun
 from .config import PRETRAINED_GLUONCV, Experiment
-from .smoke import make_smoke_folder, make_smoke_records
+from ..training.smoke import make_smoke_folder, make_smoke_records
 
 __all__ = ["SMOKE_SIZE", "SMOKE_BATCH", "decoders"]
 
@@ -57,9 +57,9 @@ def _pretrained(exp: Experiment, s: _Settings) -> Optional[str]:
     if s.smoke:
         return None  # a seeded random network: no download
     if exp.pretrained == PRETRAINED_GLUONCV:
-        from ..models import pretrained_params
+        from ..training.models import pretrained_params
         return pretrained_params(exp.model)
-    from ..files import require_file
+    from ..io.files import require_file
     return require_file(os.path.expanduser(exp.pretrained), "pretrained params file")
 
 

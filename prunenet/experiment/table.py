@@ -6,7 +6,7 @@ import os
 from typing import Dict, List
 
 from ..errors import PrunenetError
-from ..records import read_results
+from ..io.records import read_results
 
 __all__ = ["results_table"]
 

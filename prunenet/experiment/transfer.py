@@ -11,7 +11,7 @@ import time
 from typing import Optional, Tuple
 
 from ..errors import PrunenetError
-from ..records import PARAMS_FILE, REPORT_FILE, RUN_ENTRIES, SHAPES_FILE
+from ..io.records import PARAMS_FILE, REPORT_FILE, RUN_ENTRIES, SHAPES_FILE
 from .config import Experiment, Run
 from .settings import decoders, _pretrained, _Settings, _smoke_epochs
 
@@ -42,11 +42,11 @@ def _source_network(exp: Experiment, run: Run, s: _Settings, out: str, ctx):
     pruned run of the source experiment at ``run.target`` (in ``<out>/../<source>/runs/``), or
     the pretrained base. A smoke run makes a data-free stand-in for a missing source run."""
     import numpy as np
-    from ..files import load_params, read_json, read_shapes
-    from ..graph import trace
-    from ..models import input_shape, load_model
-    from ..runs import prune_run
-    from ..surgery import GLUONCV_PREFIX, full_keep, gluoncv_params, gluoncv_shapes, \
+    from ..io.files import load_params, read_json, read_shapes
+    from ..core.graph import trace
+    from ..training.models import input_shape, load_model
+    from ..run.folder import prune_run
+    from ..core.surgery import GLUONCV_PREFIX, full_keep, gluoncv_params, gluoncv_shapes, \
         network_params
     if run.target is None:
         net = load_model(exp.model, params=_pretrained(exp, s), seed=exp.seed, ctx=ctx,
@@ -80,16 +80,16 @@ def _transfer(exp: Experiment, run: Run, run_dir: str, s: _Settings, out: str, l
     """Fine-tune a pruned (or the unpruned) network on Caltech-256 with a new classifier,
     checkpointed every ``TRANSFER_CHECKPOINT_EVERY`` iterations (every one in smoke mode) in
     ``<run_dir>.checkpoint`` so that a killed run continues where it was."""
-    from .. import data as datasets
-    from ..costs import count
-    from ..devices import contexts
-    from ..files import save_params, staged_dir, write_json
-    from ..graph import trace
-    from ..models import build_pruned_resnet, input_shape
-    from ..replicas import host_copy
-    from ..report import environment
-    from ..surgery import GLUONCV_PREFIX
-    from ..train import BatchStream
+    from ..training import data as datasets
+    from ..core.costs import count
+    from ..io.devices import contexts
+    from ..io.files import save_params, staged_dir, write_json
+    from ..core.graph import trace
+    from ..training.models import build_pruned_resnet, input_shape
+    from ..core.replicas import host_copy
+    from ..run.report import environment
+    from ..core.surgery import GLUONCV_PREFIX
+    from ..training.train import BatchStream
     if os.path.exists(os.path.join(run_dir, REPORT_FILE)):
         return
     ctx = contexts(s.gpus)
@@ -142,8 +142,8 @@ def _resume_point(ckpt_dir: str, recipe: dict, params: dict, stream, run: Run,
     """Where the fine-tuning starts, as (GluonCV params, the position to resume at or None, the
     seconds spent so far): the checkpoint in ``ckpt_dir`` when it was made with ``recipe`` (one
     made with other settings is removed), else ``params`` from the beginning."""
-    from ..checkpoint import finetune_position, load_checkpoint
-    from ..surgery import GLUONCV_PREFIX
+    from ..io.checkpoint import finetune_position, load_checkpoint
+    from ..core.surgery import GLUONCV_PREFIX
     ckpt = load_checkpoint(ckpt_dir)
     if ckpt is not None and ckpt.get("recipe") != json.loads(json.dumps(recipe)):
         log(f"{run.name}: its checkpoint was made with other settings; starting afresh")
@@ -163,11 +163,11 @@ def _checkpointed_finetune(net, stream, exp: Experiment, s: _Settings, ctx, epoc
                            t0: float) -> dict:
     """Fine-tune ``net`` with ``exp``'s recipe (the lr scaled to ``batch`` images), saving a
     checkpoint every ``TRANSFER_CHECKPOINT_EVERY`` iterations (every one in smoke mode) and
-    after the last; returns :func:`prunenet.train.finetune`'s result."""
-    from ..checkpoint import save_finetune_checkpoint
+    after the last; returns :func:`prunenet.training.train.finetune`'s result."""
+    from ..io.checkpoint import save_finetune_checkpoint
     from ..failpoints import failpoint
-    from ..replicas import host_copy
-    from ..train import FinetuneConfig, finetune
+    from ..core.replicas import host_copy
+    from ..training.train import FinetuneConfig, finetune
     ft = exp.finetune
     params_now = {name[len(net.prefix):]: p for name, p in net.collect_params().items()}
     every = 1 if s.smoke else TRANSFER_CHECKPOINT_EVERY

@@ -9,7 +9,7 @@ measurements, keyed by what the unit computes (kernel, stride, padding, feature-
 and its widths, never by a layer's name, so that alike layers share them; and per network the
 measured latency of the whole network, at full width and with every prunable group near half
 width. It is cached as one JSON file per device, batch size and dtype (and, on the CPU, thread
-count). Every timing follows :mod:`prunenet.timing`'s rule (interleaved rounds until the medians
+count). Every timing follows :mod:`prunenet.latency.timing`'s rule (interleaved rounds until the medians
 are known, the spread recorded); a unit's entry is the fastest of its rounds after flushing the
 CPU caches, and every batch of timings is scaled by a reference unit timed with it, so entries
 measured minutes apart on a busy machine stay comparable.
@@ -27,9 +27,9 @@ without a timer (``measure=False``) answers from its file alone.
 
 Four rooms: :mod:`.units` (what a unit is), :mod:`.timer` (timing them here), :mod:`.table` (the
 cached measurements), :mod:`.cost` (the cost model and the measured check of a selection).
-Importing this package registers the ``latency`` objective with :mod:`prunenet.costs`.
+Importing this package registers the ``latency`` objective with :mod:`prunenet.core.costs`.
 """
-from ..costs import register_objective
+from ..core.costs import register_objective
 from .cost import NOISE_LIMIT, LatencyCost, NoisyMeasurementError, select_measured, width_grid
 from .table import FORMAT, LatencyTable, default_table_path
 from .timer import UnitTimer

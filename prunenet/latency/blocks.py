@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Dict, List, Sequence, Tuple
 
 from ..errors import PrunenetError
-from ..graph import ChannelGraph
+from ..core.graph import ChannelGraph
 from .table import LatencyTable
 from .units import UnitSpec, unit_specs
 
@@ -67,7 +67,7 @@ def choose_block(gains: Dict[int, float]) -> int:
 
 def blocks_line(gains: Dict[int, float], chosen: int, runtime: str) -> str:
     """The measurement as one log line."""
-    from ..runtimes import runtime_label
+    from .runtimes import runtime_label
     per = ", ".join(f"{b}: {g * 1e3:.2f}" for b, g in gains.items())
     return (f"--round-to auto: time saved per channel removed in {runtime_label(runtime)} "
             f"(µs per batch, by block size) {per}; pruning in blocks of {chosen}")

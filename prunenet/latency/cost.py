@@ -9,10 +9,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..costs import CostModel
+from ..core.costs import CostModel
 from ..errors import PrunenetError
-from ..graph import ChannelGraph, Layer
-from ..select import Selection
+from ..core.graph import ChannelGraph, Layer
+from ..core.select import Selection
 from .table import LatencyTable
 from .units import UnitSpec, network_key, unit_specs
 
@@ -75,7 +75,7 @@ class LatencyCost(CostModel):
     # -- calibration ------------------------------------------------------------------------
     def half_widths(self) -> np.ndarray:
         """Every prunable group at the grid width nearest half its width."""
-        from ..select import block_size
+        from ..core.select import block_size
         widths = self.graph.full_widths()
         for g in self.graph.prunable_groups:
             grid = width_grid(g.width, block_size(g, self.round_to))
@@ -376,8 +376,8 @@ def select_measured(select: Callable[[float], Selection], cost: LatencyCost, tar
     measured one and its noise (fractions of the unpruned network's, and in ms) and whether
     it met the target (``met``), the chosen round last. A measurement too noisy to tell (noise
     above :data:`NOISE_LIMIT` of the fraction) raises :class:`NoisyMeasurementError`."""
-    from ..select import InfeasibleTargetError
-    from ..surgery import widths_of
+    from ..core.select import InfeasibleTargetError
+    from ..core.surgery import widths_of
     progress = cost.table.progress
     sel, log, goal, best = select(target), [], target, None
     try:

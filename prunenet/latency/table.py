@@ -10,7 +10,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import PrunenetError
-from ..timing import pct
+from .timing import pct
 from .timer import UnitTimer
 from .units import UnitSpec
 
@@ -62,7 +62,7 @@ REFERENCE = (UnitSpec("conv", kernel=(3, 3), pad=(1, 1), in_hw=(28, 28),
 def _check_writable(path: str) -> None:
     """Refuse a latency table that could not be saved where it is to go."""
     import tempfile
-    from ..outputs import write_error
+    from ..io.outputs import write_error
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise PrunenetError(f"latency table {path} is a folder; give the file")
@@ -111,12 +111,12 @@ class LatencyTable:
              dtype: str = "float32", measure: bool = True, repeats: int = 5,
              warmup: int = 2, runtime: str = "mxnet") -> "LatencyTable":
         """The table cached at ``path`` (default :func:`default_table_path`), or a new one that
-        will be saved there; it measures what it lacks in ``runtime`` (:mod:`prunenet.runtimes`)
+        will be saved there; it measures what it lacks in ``runtime`` (:mod:`prunenet.latency.runtimes`)
         on the device ``gpus`` names (``""``: the CPU) unless ``measure`` is False. The file must
         be for this runtime, device, batch size, dtype and thread count."""
-        from ..bench import check_settings, device
-        from ..devices import device_model
-        from ..runtimes import get_runtime
+        from .throughput import check_settings, device
+        from ..io.devices import device_model
+        from .runtimes import get_runtime
         check_settings(batch_size, dtype, repeats, warmup)
         ctx = device(gpus)
         name = device_model(ctx)  # a GPU's model name: a table is not reused on another
@@ -134,7 +134,7 @@ class LatencyTable:
         return table
 
     def _load(self, path: str) -> None:
-        from ..files import read_json
+        from ..io.files import read_json
         doc = read_json(path, "latency table")
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise PrunenetError(f"{path} is not a prunenet latency table ({FORMAT}); give "
@@ -168,7 +168,7 @@ class LatencyTable:
 
     def save(self, path: Optional[str] = None) -> str:
         """Write the table (atomically) to ``path`` or where it was opened from."""
-        from ..files import write_json
+        from ..io.files import write_json
         path = path or self.path
         if not path:
             raise ValueError("the table has no path; pass one")
@@ -237,7 +237,7 @@ class LatencyTable:
     def progress(self):
         """A progress line on stderr while the table has been measuring for over 10 s."""
         if self._progress is None:
-            from ..timing import Progress
+            from .timing import Progress
             where = _describe(self.device, self.batch_size, self.dtype, self.threads,
                               self.runtime)
             self._progress = Progress(f"latency table ({where})")
@@ -288,6 +288,6 @@ def _wrong_table_field(doc: dict) -> Optional[str]:
 
 
 def _describe(device, batch_size, dtype, threads, runtime="mxnet") -> str:
-    from ..runtimes import runtime_label
+    from .runtimes import runtime_label
     return (f"{device}, batch {batch_size}, {dtype}" + (f", {threads} threads" if threads else "")
             + ("" if runtime == "mxnet" else f", {runtime_label(runtime)}"))

@@ -1,5 +1,5 @@
 """Timing units on this machine: each unit built alone at given widths and timed by
-:mod:`prunenet.timing`'s rule, scaled by a reference unit timed with it."""
+:mod:`prunenet.latency.timing`'s rule, scaled by a reference unit timed with it."""
 from __future__ import annotations
 
 from typing import Callable, Dict, Sequence
@@ -14,14 +14,14 @@ UNIT_TOLERANCE = 0.05  # the noise a unit's timings may keep (the check after se
 
 
 class UnitTimer:
-    """Times units and whole networks on one device in one runtime (:mod:`prunenet.runtimes`:
+    """Times units and whole networks on one device in one runtime (:mod:`prunenet.latency.runtimes`:
     MXNet hybridized with a static graph, or ONNX Runtime): random input, ``warmup`` untimed
     batches, then the fastest of ``repeats`` batches, the calls of one request taking turns."""
 
     def __init__(self, ctx=None, batch_size: int = 32, dtype: str = "float32", repeats: int = 5,
                  warmup: int = 2, runtime: str = "mxnet") -> None:
-        from ..bench import check_settings
-        from ..runtimes import get_runtime
+        from .throughput import check_settings
+        from .runtimes import get_runtime
         check_settings(batch_size, dtype, repeats, warmup)
         self.runtime = get_runtime(runtime, ctx, dtype)
         self.ctx = self.runtime.ctx
@@ -45,13 +45,13 @@ class UnitTimer:
 
     def time(self, calls: Dict[str, Callable[[], None]], flush: bool = True, on_round=None):
         """Milliseconds per batch of each call, measured side by side by the timing rule
-        (:mod:`prunenet.timing`; at least ``repeats`` rounds, at most twice as many, until
+        (:mod:`prunenet.latency.timing`; at least ``repeats`` rounds, at most twice as many, until
         the fastest is reproduced within :data:`UNIT_TOLERANCE`): the fastest of the rounds (other processes only ever slow a
         call down; the fastest is the one they disturbed least), each timed call after the CPU
         caches were flushed unless ``flush`` is off (in a network a layer's weights come from
         memory; and so every unit is measured alike however many are measured together).
-        Returns the milliseconds and the :class:`prunenet.timing.Timings`."""
-        from ..timing import time_until_stable
+        Returns the milliseconds and the :class:`prunenet.latency.timing.Timings`."""
+        from .timing import time_until_stable
         flusher = _cache_flusher() if flush and self.ctx.device_type == "cpu" else None
         try:
             timings = time_until_stable(calls, min_repeats=self.repeats,
@@ -66,9 +66,9 @@ class UnitTimer:
               budget_s: float = 30.0) -> Dict[str, float]:
         """Two whole networks timed interleaved by the timing rule (within about ``budget_s``
         seconds, at least ``repeats`` rounds): the median of the per-round ratios
-        numerator/denominator and its noise (:func:`prunenet.timing.ratio`), and each one's
+        numerator/denominator and its noise (:func:`prunenet.latency.timing.ratio`), and each one's
         median milliseconds."""
-        from ..timing import ratio, time_until_stable
+        from .timing import ratio, time_until_stable
         try:
             timings = time_until_stable(calls, min_repeats=self.repeats, warmup=self.warmup,
                                         budget_s=budget_s)
@@ -81,7 +81,7 @@ class UnitTimer:
 
     def _cannot(self, err: BaseException, what: str) -> BaseException:
         """A one-line refusal for a runtime's failure to run ``what`` (else ``err`` itself)."""
-        from ..runtimes import runtime_label
+        from .runtimes import runtime_label
         why = self.runtime.cannot(err)
         if why is None:
             return err

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ..graph import ChannelGraph
+from ..core.graph import ChannelGraph
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,13 @@
 cost, target, round_to=8, min_width=8)``. ``data`` methods (``DATA_DRIVEN``) also take
 ``net=``, ``batches=`` (an iterable of (data, label) NDArray pairs), ``ctx=`` and
 ``max_batches=``. ``training`` methods (``TRAINED``: ``gcp``, ``slimming``) give the
-:class:`~prunenet.methods.gcp.GCPConfig` that :class:`~prunenet.methods.gcp.GCPSchedule` trains and
+:class:`~prunenet.gcp.schedule.GCPConfig` that :class:`~prunenet.gcp.schedule.GCPSchedule` trains and
 prunes the network with.
 """
-from . import (activation_vote, gcp, globalpru, l1, qcqp, qcqp_exact, random, slimming,  # noqa
-               uniform, wsp)
-from .registry import Method, get, names, register
+from ..gcp import schedule, slimming  # noqa: F401  (register gcp, slimming)
+from . import (activation_vote, globalpru, l1, qcqp, qcqp_exact, random, uniform,  # noqa
+               wsp)
+from ..core.registry import Method, get, names, register
 
 DATA_FREE = {name: get(name).select for name in names("weights")}
 DATA_DRIVEN = {name: get(name).select for name in names("data", listed=False)}

@@ -12,8 +12,8 @@ Inspired by GlobalPru's aim (one ranking that every sample agrees on), without i
    global score is the mean normalised rank over the samples (a Borda vote, in [0, 1]). A
    channel zero on every probed sample scores exactly 0, every other channel above 0.
 4. Channels of score 0 go first, whatever the target (``drop_zeros`` of
-   :func:`prunenet.select.select`, in whole blocks); then blocks go in order of score per unit
-   of cost saved (:mod:`prunenet.select`), as for ``l1``.
+   :func:`prunenet.core.select.select`, in whole blocks); then blocks go in order of score per unit
+   of cost saved (:mod:`prunenet.core.select`), as for ``l1``.
 
 ``attention`` is this method's former name, kept as a deprecated alias.
 """
@@ -25,11 +25,11 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from ..costs import CostModel
+from ..core.costs import CostModel
 from ..errors import PrunenetError
-from ..graph import ChannelGraph
-from ..select import Selection, select
-from .registry import register
+from ..core.graph import ChannelGraph
+from ..core.select import Selection, select
+from ..core.registry import register
 
 __all__ = ["activation_scores", "select_channels", "select_channels_attention", "probe_names",
            "probe_block", "channel_means", "group_saliencies"]
@@ -117,7 +117,7 @@ def activation_scores(graph: ChannelGraph, net, batches: Iterable, ctx=None,
     if not names:
         return scores
     block = probe_block(graph, net, names)
-    from ..replicas import compute_dtype
+    from ..core.replicas import compute_dtype
     totals, samples, dtype, alive = None, 0, compute_dtype(net), None
     for i, batch in enumerate(batches):
         if i >= max_batches:

@@ -24,7 +24,7 @@ the same for every input. Every concrete choice below is ours:
   on the global attention): ``λ · mean (r_n − g)²``.
 - Loss: the task's cross entropy + ``mu`` · ranking loss + regulariser, SGD with momentum for
   ``steps`` batches; then blocks go in order of global attention ``g`` (lowest first) until the
-  cost reaches the target (:mod:`prunenet.select`, priority ``score``).
+  cost reaches the target (:mod:`prunenet.core.select`, priority ``score``).
 """
 from __future__ import annotations
 
@@ -35,12 +35,12 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
-from ..costs import CostModel
+from ..core.costs import CostModel
 from ..errors import PrunenetError
-from ..graph import ChannelGraph
-from ..select import Selection, select
+from ..core.graph import ChannelGraph
+from ..core.select import Selection, select
 from .activation_vote import probe_names
-from .registry import register
+from ..core.registry import register
 
 __all__ = ["GlobalPruConfig", "Trained", "gated_symbol", "train", "select_channels"]
 

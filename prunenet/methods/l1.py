@@ -3,8 +3,8 @@
 A channel's score is the L1 norm of the filter that writes it, as BatchNorm folds it into the
 filter (‖W_i‖₁ · |γ_i| / sqrt(σ²_i + ε)), divided by the mean over its layer so layers compare;
 a channel written by several layers (a residual stream) takes the mean of its layers' scores
-(:mod:`prunenet.tied`; ``stream_score="sum"`` adds them, the first rule). Blocks are then
-removed globally in order of score per unit of cost saved (:mod:`prunenet.select`).
+(:mod:`prunenet.gcp.streams`; ``stream_score="sum"`` adds them, the first rule). Blocks are then
+removed globally in order of score per unit of cost saved (:mod:`prunenet.core.select`).
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..costs import CostModel
-from ..graph import ChannelGraph
-from ..select import Selection, select
-from ..tied import DEFAULT_RULE, combine
-from .registry import register
+from ..core.costs import CostModel
+from ..core.graph import ChannelGraph
+from ..core.select import Selection, select
+from ..gcp.streams import DEFAULT_RULE, combine
+from ..core.registry import register
 
 __all__ = ["filter_scores", "select_channels"]
 

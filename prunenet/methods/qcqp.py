@@ -15,7 +15,7 @@ this knapsack over blocks greedily and keep it exact by always evaluating the tr
 1. ``rounds`` rounds step the cost fraction geometrically from 1 down to α. Each round values
    every kept channel by the importance lost if it alone went (its kernels to and from the
    channels still kept around it) and removes blocks in order of that loss per unit of cost
-   saved (:func:`prunenet.select.select`, which recomputes every block's exact saving at the
+   saved (:func:`prunenet.core.select.select`, which recomputes every block's exact saving at the
    current widths after each removal), so later rounds see the cuts of earlier ones.
 2. Fill: while a removed block fits back within the budget — judged by ``cost.total`` at the
    widths it would give — the one returning the most importance per unit of cost comes back.
@@ -33,13 +33,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..costs import CostModel
+from ..core.costs import CostModel
 from ..errors import PrunenetError
-from ..graph import ChannelGraph
-from ..select import (InfeasibleTargetError, Selection, block_size, check_cost_target,
+from ..core.graph import ChannelGraph
+from ..core.select import (InfeasibleTargetError, Selection, block_size, check_cost_target,
                       select, smallest_reachable)
-from ..surgery import expand_grouped, full_keep, widths_of
-from .registry import register
+from ..core.surgery import expand_grouped, full_keep, widths_of
+from ..core.registry import register
 
 __all__ = ["kernel_norms", "importance", "kept_importance", "kept_value", "channel_values", "refill",
            "swap", "select_channels"]

@@ -42,13 +42,13 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..costs import CostModel
+from ..core.costs import CostModel
 from ..errors import PrunenetError
-from ..graph import ChannelGraph
-from ..select import Selection, block_size, _floor
-from ..surgery import full_keep, widths_of
+from ..core.graph import ChannelGraph
+from ..core.select import Selection, block_size, _floor
+from ..core.surgery import full_keep, widths_of
 from . import qcqp
-from .registry import register
+from ..core.registry import register
 
 __all__ = ["CHANNEL_LEVEL_PAIRS", "select_channels", "bilinear_coefficients"]
 

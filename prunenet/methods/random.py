@@ -2,7 +2,7 @@
 
 Every channel draws a score uniformly from [0, 1) (``numpy.random.RandomState(seed)``, groups in
 order); blocks are removed globally in order of their score, blind to cost, until the cost
-reaches the target (:mod:`prunenet.select`). Because the last block removed may be a costly one,
+reaches the target (:mod:`prunenet.core.select`). Because the last block removed may be a costly one,
 removed blocks then come back while they still fit within the target, those of highest score
 per unit of cost first (:func:`prunenet.methods.qcqp.refill`). The same seed gives the same
 selection.
@@ -13,12 +13,12 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..costs import CostModel
-from ..graph import ChannelGraph
-from ..select import Selection, select
-from ..surgery import widths_of
+from ..core.costs import CostModel
+from ..core.graph import ChannelGraph
+from ..core.select import Selection, select
+from ..core.surgery import widths_of
 from .qcqp import refill
-from .registry import register
+from ..core.registry import register
 
 __all__ = ["random_scores", "select_channels"]
 

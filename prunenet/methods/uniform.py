@@ -16,12 +16,12 @@ from typing import Dict
 
 import numpy as np
 
-from ..costs import CostModel
-from ..graph import ChannelGraph
-from ..select import Selection, select
+from ..core.costs import CostModel
+from ..core.graph import ChannelGraph
+from ..core.select import Selection, select
 from .l1 import filter_scores
 from .random import random_scores
-from .registry import register
+from ..core.registry import register
 
 __all__ = ["select_channels", "select_channels_l1"]
 

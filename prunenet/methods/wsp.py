@@ -23,7 +23,7 @@ Two ways to apply it:
   block goes at the P of its largest member. Removing blocks in that order until the cost is at
   most α is the search for the smallest P meeting the target, with the blocks that cross at that
   P taken one by one, so the achieved fraction lies in (α − Δ, α] like the other methods'.
-  :func:`prunenet.select.select` performs it with per-channel scores chosen so that a block's
+  :func:`prunenet.core.select.select` performs it with per-channel scores chosen so that a block's
   score sum is that P (:func:`threshold_scores`).
 
 Ours, for what the released VGG code never meets: a group written or read by several layers (a
@@ -36,13 +36,13 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..costs import CostModel
+from ..core.costs import CostModel
 from ..errors import PrunenetError
-from ..graph import ChannelGraph, Group
-from ..select import Selection, block_size, select
-from ..surgery import widths_of
+from ..core.graph import ChannelGraph, Group
+from ..core.select import Selection, block_size, select
+from ..core.surgery import widths_of
 from .qcqp import kernel_norms
-from .registry import register
+from ..core.registry import register
 
 __all__ = ["rule_scores", "threshold_scores", "select_channels"]
 
@@ -78,7 +78,7 @@ def rule_scores(graph: ChannelGraph, params: Dict[str, np.ndarray],
 
 
 def threshold_scores(percentiles: np.ndarray, group: Group, round_to: int) -> np.ndarray:
-    """Scores under which :func:`prunenet.select.select` forms the group's blocks in order of
+    """Scores under which :func:`prunenet.core.select.select` forms the group's blocks in order of
     WSP percentile and each block's score sum is the percentile at which it goes."""
     size = block_size(group, round_to)
     per, part = size // group.segments, group.width // group.segments

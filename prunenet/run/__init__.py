@@ -1,0 +1,1 @@
+"""A pruning run: the one pipeline, its settings, its run folder and its report."""

@@ -1,0 +1,1 @@
+"""Datasets, training loops, parameter-server workers and GluonCV models."""
