@@ -49,12 +49,16 @@ def _model_name(net) -> str:
 
 def _pipeline(net, method: str, objective: str, target: float, input_shape, strict: bool,
               ctx: list, seed: int, round_to: int, min_width: int, latency_table,
-              latency_batch_size: int, dtype: str):
+              latency_batch_size: int, dtype: str, runtime: str):
     """The :class:`prunenet.run.pipeline.Pipeline` of ``net`` (left as it is), traced and costed,
     with the keywords' values refused in the API's words."""
     from .core.costs import OBJECTIVES
     from .run.pipeline import Pipeline
     from .core.select import check_blocks, check_cost_target
+    from .latency.runtimes import RUNTIMES
+    if runtime not in RUNTIMES:
+        raise PrunenetError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)} "
+                            f"(where the latency objective and the speed check measure)")
     pipe = Pipeline(net, method, target, seed=seed, ctx=ctx, keep_net=True)
     pipe.trace(input_shape, strict)
     if objective not in OBJECTIVES:
@@ -63,7 +67,7 @@ def _pipeline(net, method: str, objective: str, target: float, input_shape, stri
     check_cost_target(target)
     check_blocks(round_to, min_width)
     pipe.price(objective, _name(net), round_to, min_width, _gpus(ctx), latency_table,
-               latency_batch_size, dtype=dtype)  # the latency table's dtype
+               latency_batch_size, runtime, dtype=dtype)  # the latency table's dtype
     return pipe
 
 
@@ -79,7 +83,7 @@ def prune(net, method: str = "l1", objective: str = RUN_DEFAULTS.objective, targ
           seed: int = RUN_DEFAULTS.seed, data=None, ctx=None, strict: bool = False,
           latency_table: Optional[str] = RUN_DEFAULTS.latency_table,
           latency_batch_size: int = RUN_DEFAULTS.latency_batch_size,
-          dtype: str = RUN_DEFAULTS.dtype):
+          dtype: str = RUN_DEFAULTS.dtype, runtime: str = RUN_DEFAULTS.runtime):
     """Prune ``net`` (any initialised ``gluon.HybridBlock``) with a data-free ``method`` until
     ``objective``'s cost (``flops``, ``params`` or ``latency``) is at most ``target`` × the
     unpruned cost, at ``input_shape`` (NCHW). ``net`` is left unchanged.
@@ -88,6 +92,8 @@ def prune(net, method: str = "l1", objective: str = RUN_DEFAULTS.objective, targ
     a ``SymbolBlock``); its ``.report`` holds the fields of ``report.json``. ``data`` (an
     iterable of ``(data, label)`` batches) is read by ``method="attention"`` only; ``strict``
     refuses ops of unknown channel semantics instead of leaving the channels around them.
+    ``runtime``: where the latency objective measures (``mxnet``, or ``onnxruntime``: the
+    network exported to ONNX and timed in an ONNX Runtime session).
 
     >>> import prunenet
     >>> from gluoncv.model_zoo import get_model
@@ -112,7 +118,7 @@ def prune(net, method: str = "l1", objective: str = RUN_DEFAULTS.objective, targ
     timings: Dict[str, float] = {}
     t0 = time.time()
     pipe = _pipeline(net, method, objective, target, input_shape, strict, ctx, seed, round_to,
-                     min_width, latency_table, latency_batch_size, dtype)
+                     min_width, latency_table, latency_batch_size, dtype, runtime)
     timings["trace_s"] = time.time() - t0
     t0 = time.time()
     pipe.fit().select(None if data is None else Epochs(data, pipe.graph.input_shape))
@@ -189,7 +195,8 @@ class GCP:
     each and keeps the most regularising one within one standard error of the least held-out
     debias loss (:func:`prunenet.gcp.schedule.one_se_rule`); the held-out images are
     ``heldout_data`` given to :meth:`fit`, or held out of ``train_data`` itself when it is a
-    ``gluon.data.DataLoader``. ``stream_score``: how a residual
+    ``gluon.data.DataLoader``. ``runtime``: where the latency objective and :meth:`save`'s speed
+    check measure (``mxnet`` or ``onnxruntime``). ``stream_score``: how a residual
     stream's score combines its layers (:mod:`prunenet.gcp.streams`). GCP takes ``net`` over: its
     BatchNorm parameters and classifier are
     trained in place (copy it first to keep the original). ``classes``: first give ``net`` a
@@ -217,7 +224,8 @@ class GCP:
                  classes: Optional[int] = RUN_DEFAULTS.classes,
                  latency_table: Optional[str] = RUN_DEFAULTS.latency_table,
                  latency_batch_size: int = RUN_DEFAULTS.latency_batch_size,
-                 dtype: str = RUN_DEFAULTS.dtype, reg=RUN_DEFAULTS.reg,
+                 dtype: str = RUN_DEFAULTS.dtype, runtime: str = RUN_DEFAULTS.runtime,
+                 reg=RUN_DEFAULTS.reg,
                  reg_grid: Optional[Sequence[float]] = RUN_DEFAULTS.reg_grid,
                  shrink_grid: Optional[Sequence[float]] = RUN_DEFAULTS.shrink_grid,
                  search_fraction: Optional[float] = RUN_DEFAULTS.search_fraction,
@@ -244,7 +252,8 @@ class GCP:
             replace_classifier(net, classes, input_shape, self.ctx)
         self._pipe = _pipeline(net, "gcp", objective, target, input_shape, strict, self.ctx,
                                seed, self.config.round_to, self.config.min_width, latency_table,
-                               latency_batch_size, dtype)
+                               latency_batch_size, dtype, runtime)
+        self.runtime = runtime
         self.graph, self.cost, self.before = self._pipe.graph, self._pipe.cost, self._pipe.before
         self._schedule = self._pipe.schedule(self.config, stream_score, progress=progress)
         self._wrapper = self._pipe.wrapper
@@ -355,7 +364,8 @@ class GCP:
             batch = self.cost.table.batch_size if self.objective == "latency" else 16
             report["speed_check"] = run_speed_check(
                 self.net, net, self.graph.input_shape, self.before, self.graph,
-                self._selection, _gpus(self.ctx), self.objective, batch, self.ctx[0])
+                self._selection, _gpus(self.ctx), self.objective, batch, self.ctx[0],
+                self.runtime)
             report["timings"] = dict(report["timings"], speed_check_s=time.time() - t0)
         with staged_dir(folder, overwrite=overwrite, own=RUN_ENTRIES) as stage:
             write_steps(os.path.join(stage, STEPS_FILE), self.history)

@@ -411,3 +411,20 @@ def test_docs_name_every_public_name_and_the_docstring_examples_run():
     assert not missing, missing
     result = doctest.testmod(prunenet.api, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
+
+
+@pytest.mark.e2e  # a whole path: GCP trains, then save measures in ONNX Runtime
+def test_the_api_measures_in_the_runtime_it_is_given(tmp_path):
+    """``runtime=``: an unknown one is refused in one line naming the choices; with
+    ``onnxruntime``, ``GCP.save``'s speed check is measured in ONNX Runtime, as the command
+    line's ``--runtime onnxruntime`` does."""
+    net = randomise(Residual())
+    with pytest.raises(prunenet.PrunenetError, match="unknown runtime 'tensorrt': choose one "
+                                                     "of mxnet, onnxruntime"):
+        prunenet.prune(net, "l1", "flops", 0.5, input_shape=SHAPE, runtime="tensorrt")
+    gcp = prunenet.GCP(net, target=0.6, input_shape=SHAPE, steps=1, reg=0.0,
+                       epochs_per_step=0.5, lr=0.01, runtime="onnxruntime")
+    gcp.fit(loader()).prune()
+    with open(os.path.join(gcp.save(str(tmp_path / "run")), "report.json")) as f:
+        speed = json.load(f)["speed_check"]
+    assert speed["runtime"].startswith("onnxruntime") and speed["speedup"] > 0
