@@ -128,6 +128,21 @@ def test_publish_list_get_model_round_trip(runs, tmp_path, capsys):
     assert not np.array_equal(fresh(x).asnumpy(), net(x).asnumpy())
 
 
+def test_publish_measures_in_both_runtimes_and_list_shows_them(runs, tmp_path, capsys):
+    """``zoo publish --runtime both``: the throughput in MXNet and in ONNX Runtime, timed in
+    one interleaved run, recorded side by side and listed side by side."""
+    path = str(tmp_path / "zoo")
+    assert cli("zoo", "publish", runs["b"], "--zoo", path, "--name", NAME, "--runtime", "both",
+               "--batch-size", "2", "--repeats", "2") == 0
+    entry = read_json(os.path.join(path, "zoo.json"))["models"][NAME]
+    assert entry["throughput_img_s"] > 0 and entry["throughput_img_s_onnxruntime"] > 0
+    capsys.readouterr()
+    assert cli("zoo", "list", "--zoo", path) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    at = header.split().index("ORT_img/s")
+    assert row.split()[at] == f"{entry['throughput_img_s_onnxruntime']:.0f}"
+
+
 def test_gluoncv_prune_gluon_block_loads_what_we_publish(published):
     from gluoncv.model_zoo import get_model
     from gluoncv.model_zoo.pruned_resnet.resnetv1b_pruned import prune_gluon_block

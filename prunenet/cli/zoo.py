@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from ..errors import PrunenetError
+from ..latency.runtimes import RUNTIMES
 from ..zoo.store import (ZOO_ENV, cache_folder, entry_of, format_table, publish, pull, read_manifest,
                    verify)
 from .args import one_line, positive_int
@@ -32,6 +33,9 @@ def add_parser(subparsers) -> None:
     q.add_argument("--repeats", type=positive_int, default=10,
                    help="timed batches; the median counts (default 10)")
     q.add_argument("--gpus", default="", help="GPU id to measure on, e.g. 0 (default: CPU)")
+    q.add_argument("--runtime", default="mxnet", choices=RUNTIMES + ("both",),
+                   help="where the throughput is measured: mxnet, onnxruntime (the network "
+                        "exported to ONNX), or both in one interleaved timing (default mxnet)")
     q.set_defaults(func=_publish)
 
     q = sub.add_parser("list", help="list the zoo's models as a table")
@@ -77,7 +81,7 @@ def _publish(args) -> int:
     from ..io.devices import contexts
     publish(args.run_dir, args.zoo, args.name, overwrite=args.overwrite, bench=not args.no_bench,
             batch_size=args.batch_size, repeats=args.repeats, ctx=contexts(args.gpus)[0],
-            wait=args.wait)
+            wait=args.wait, runtime=args.runtime)
     return 0
 
 
