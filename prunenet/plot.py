@@ -42,20 +42,37 @@ _DASHES = ("-", "--", ":", "-.")
 # -- reading ------------------------------------------------------------------------------------
 
 
-def result_points(path: str, mean_over_seeds: bool = False) -> List[dict]:
+# the throughput each runtime's figures are in (results CSV column, zoo.json field)
+THROUGHPUT = {"mxnet": "throughput_img_s", "onnxruntime": "throughput_img_s_onnxruntime"}
+
+
+def _throughput_key(runtime: str) -> str:
+    if runtime not in THROUGHPUT:
+        raise PrunenetError(f"runtime {runtime!r} is not one of {', '.join(THROUGHPUT)}")
+    return THROUGHPUT[runtime]
+
+
+def result_points(path: str, mean_over_seeds: bool = False, runtime: str = "mxnet") -> List[dict]:
     """The rows of a results CSV (DESIGN.md's schema) that have both a top-1 and a throughput:
     ``model, method, objective, target, top1 (%), throughput_img_s, batch_size, device,
     dataset``. Every schema column must be in the header, and some row must have both figures.
     With ``mean_over_seeds``, rows that differ only in their seed (and run) are one point: the
-    mean top-1 and throughput, with ``top1_std`` (over ``seeds``) where there are several."""
+    mean top-1 and throughput, with ``top1_std`` (over ``seeds``) where there are several.
+    ``runtime="onnxruntime"``: the throughput is the column ``throughput_img_s_onnxruntime``,
+    which the file must then have."""
     what = "results file"
+    key = _throughput_key(runtime)
     points = []
-    for line, row in read_csv(path, RESULTS_COLUMNS, what):
+    rows = read_csv(path, RESULTS_COLUMNS, what)
+    if key not in rows[0][1]:
+        raise PrunenetError(f"{what} {path} has no column {key!r}: its throughput was not "
+                            f"measured in {runtime}; plot it with --runtime mxnet")
+    for line, row in rows:
         top1 = number(row, "top1", path, line, what)
-        speed = number(row, "throughput_img_s", path, line, what)
+        speed = number(row, key, path, line, what)
         if speed is not None and speed <= 0:
-            raise PrunenetError(f"{what} {path} line {line}: column 'throughput_img_s' holds "
-                                f"{row['throughput_img_s']!r}; images/s must be above 0")
+            raise PrunenetError(f"{what} {path} line {line}: column {key!r} holds "
+                                f"{row[key]!r}; images/s must be above 0")
         if top1 is None or speed is None:
             continue
         batch = number(row, "batch_size", path, line, what)
@@ -64,7 +81,7 @@ def result_points(path: str, mean_over_seeds: bool = False) -> List[dict]:
                              int(batch) if batch else None, row["device"], row["dataset"]))
     if not points:
         raise PrunenetError(f"results file {path} has no row with both 'top1' and "
-                            f"'throughput_img_s'; nothing to plot")
+                            f"{key!r}; nothing to plot")
     return _mean_over_seeds(points) if mean_over_seeds else points
 
 
@@ -87,16 +104,17 @@ def _mean_over_seeds(points: List[dict]) -> List[dict]:
     return out
 
 
-def read_zoo(zoo: str) -> List[dict]:
-    """The models of a prunenet zoo (its ``zoo.json``) that have a top-1 and a throughput, as
-    :func:`result_points` rows."""
+def read_zoo(zoo: str, runtime: str = "mxnet") -> List[dict]:
+    """The models of a prunenet zoo (its ``zoo.json``) that have a top-1 and a throughput (in
+    ``runtime``: ``zoo publish --runtime``), as :func:`result_points` rows."""
     from .zoo.store import manifest_path, read_manifest
+    key = _throughput_key(runtime)
     doc = read_manifest(zoo)
     points = []
     for name, entry in sorted(doc["models"].items()):
         if not isinstance(entry, dict):
             continue
-        top1, speed = entry.get("top1"), entry.get("throughput_img_s")
+        top1, speed = entry.get("top1"), entry.get(key)
         if not _finite(top1) or not _finite(speed) or speed <= 0:
             continue
         target, batch = entry.get("target"), entry.get("batch_size")
@@ -107,17 +125,20 @@ def read_zoo(zoo: str) -> List[dict]:
                              str(entry.get("dataset") or "")))
     if not points:
         raise PrunenetError(f"zoo manifest {manifest_path(zoo)} has no model with both "
-                            f"'top1' and 'throughput_img_s'; nothing to plot")
+                            f"'top1' and {key!r}; nothing to plot"
+                            + (" (publish with --runtime onnxruntime or both)"
+                               if runtime == "onnxruntime" else ""))
     return points
 
 
-def read_points(source: str, mean_over_seeds: bool = False) -> List[dict]:
+def read_points(source: str, mean_over_seeds: bool = False,
+                runtime: str = "mxnet") -> List[dict]:
     """The points of a results CSV (``mean_over_seeds``: see :func:`result_points`), or of a zoo
-    (a folder holding ``zoo.json``, or its URL)."""
+    (a folder holding ``zoo.json``, or its URL), their throughput measured in ``runtime``."""
     from .io.download import is_url
     if os.path.isdir(source) or is_url(source):
-        return read_zoo(source)
-    return result_points(source, mean_over_seeds)
+        return read_zoo(source, runtime)
+    return result_points(source, mean_over_seeds, runtime)
 
 
 def _finite(value) -> bool:
@@ -170,7 +191,8 @@ def _reference_net(name: str, input_size: int, ctx):
 
 
 def measure_reference(models: Sequence[str], input_size: int = 224, batch_size: int = 64,
-                      repeats: int = 10, warmup: int = 3, ctx=None, log=None) -> Dict[str, dict]:
+                      repeats: int = 10, warmup: int = 3, ctx=None, log=None,
+                      runtime: str = "mxnet") -> Dict[str, dict]:
     """Throughput of GluonCV's reference architectures (random weights) on ``ctx``: one network
     at a time, so only one is in memory; :func:`prunenet.latency.throughput.throughput`'s figures each."""
     import mxnet as mx
@@ -183,7 +205,7 @@ def measure_reference(models: Sequence[str], input_size: int = 224, batch_size: 
         net = _reference_net(name, input_size, ctx)
         measured[name] = throughput({name: net}, (3, input_size, input_size),
                                     batch_size=batch_size, repeats=repeats, warmup=warmup,
-                                    ctx=ctx)[name]
+                                    ctx=ctx, runtime=runtime)[name]
         del net
         mx.nd.waitall()
     return measured
@@ -649,15 +671,16 @@ def save_figure(fig, out: str, svg: bool = True, overwrite: bool = True) -> List
 def tradeoff(source: str, reference: str = "auto", reference_models=None,
              batch_size: Optional[int] = None, input_size: int = 224, repeats: int = 10,
              warmup: int = 3, gpus: str = "", title: Optional[str] = None, log=None,
-             mean_over_seeds: bool = False, front: str = "family"):
+             mean_over_seeds: bool = False, front: str = "family", runtime: str = "mxnet"):
     """The figure of ``prunenet plot tradeoff``: read ``source``, measure the references when
-    ``reference`` is ``local``, draw. ``auto``: GluonCV's ImageNet ResNets are measured and
+    ``reference`` is ``local``, draw; the throughput is the one measured in ``runtime``
+    (``mxnet`` or ``onnxruntime``), the references' too. ``auto``: GluonCV's ImageNet ResNets are measured and
     drawn only when ``source`` has ImageNet rows or ``reference_models`` names some (they are
     ImageNet networks: beside other datasets' results they only cost minutes of timing)."""
     from .latency.throughput import check_settings, device, device_name
     if reference not in REFERENCES:
         raise PrunenetError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
-    points = read_points(source, mean_over_seeds)
+    points = read_points(source, mean_over_seeds, runtime)
     if reference == "auto":
         imagenet = any(p.get("dataset") == "imagenet" for p in points)
         reference = "local" if imagenet or reference_models else "none"
@@ -685,6 +708,8 @@ def tradeoff(source: str, reference: str = "auto", reference_models=None,
                                 f"--reference none")
         where = here
         measured = measure_reference([r["model"] for r in rows], input_size, batch, repeats,
-                                     warmup, ctx, log)
+                                     warmup, ctx, log, runtime)
+    if runtime != "mxnet":
+        where += ", ONNX Runtime"
     return tradeoff_figure(points, rows, measured, v100=reference == "v100", device=where,
                            batch_size=batch, input_size=input_size, title=title, front=front)

@@ -101,6 +101,39 @@ def test_tradeoff_of_a_zoo(tmp_path, capsys):
     assert f"zoo manifest {bare / 'zoo.json'} has no model with both 'top1'" in err
 
 
+def test_tradeoff_draws_the_onnx_runtime_throughput_when_asked(tmp_path, capsys):
+    """``--runtime onnxruntime``: a zoo's ``throughput_img_s_onnxruntime`` (and a results CSV's
+    column of that name) are the x axis, and the axis says so; a source without them is
+    refused in one line."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    models = {"a": {"method": "gcp", "objective": "flops", "target": 0.5, "top1": 0.9,
+                    "throughput_img_s": 3000.0, "throughput_img_s_onnxruntime": 4500.0,
+                    "batch_size": 64, "device": "cpu(0)", "dataset": "fashion-mnist"},
+              "b": {"method": "l1", "objective": "flops", "target": 0.3, "top1": 0.85,
+                    "throughput_img_s": 4000.0, "batch_size": 64, "device": "cpu(0)",
+                    "dataset": "fashion-mnist"}}
+    (zoo / "zoo.json").write_text(json.dumps({"version": 1, "models": models}))
+    points = plot.read_points(str(zoo), runtime="onnxruntime")
+    assert [(p["model"], p["throughput_img_s"]) for p in points] == [("a", 4500.0)]
+    assert [p["throughput_img_s"] for p in plot.read_points(str(zoo))] == [3000.0, 4000.0]
+    out = str(tmp_path / "ort.png")
+    code, _, err = run_cli(["plot", "tradeoff", str(zoo), "--runtime", "onnxruntime",
+                            "--reference", "none", "--out", out], capsys)
+    assert code == 0, err
+    check_png(out)
+    fig = plot.tradeoff(str(zoo), reference="none", runtime="onnxruntime")
+    assert "ONNX Runtime" in fig.axes[0].get_xlabel()
+    csv_path = write_csv(tmp_path / "r.csv", SCHEMA + ["throughput_img_s_onnxruntime"],
+                         [["m", "gcp", "flops", "0.5", "0.49", "1", "1", "0.9", "", "100",
+                           "16", "cpu", "fashion-mnist", "0", "run", "250"]])
+    assert [p["throughput_img_s"] for p in plot.read_points(csv_path,
+                                                            runtime="onnxruntime")] == [250.0]
+    err = _one_line_error(["plot", "tradeoff", RESULTS, "--runtime", "onnxruntime",
+                           "--reference", "none"], capsys)
+    assert "has no column 'throughput_img_s_onnxruntime'" in err
+
+
 def _labels_fit(fig, ax):
     """The axes' labels: inside the axes, none overlapping another; returns their count."""
     renderer = fig.canvas.get_renderer()

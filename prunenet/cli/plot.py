@@ -46,6 +46,10 @@ def add_parser(subparsers) -> None:
     q.add_argument("--front", choices=FRONTS, default="family",
                    help="family (default): each method's Pareto front; all: also the front "
                         "over every point (dashed)")
+    q.add_argument("--runtime", choices=("mxnet", "onnxruntime"), default="mxnet",
+                   help="whose throughput to draw: mxnet (default), or onnxruntime (a results "
+                        "CSV's throughput_img_s_onnxruntime column, a zoo published with "
+                        "--runtime onnxruntime or both); local references are measured there")
     q.add_argument("--out", default="tradeoff.png", help="the file to write, .png or .svg")
     _file_flags(q)
     q.set_defaults(func=_tradeoff)
@@ -83,7 +87,7 @@ def _tradeoff(args) -> int:
                                         args.batch_size, args.input_size, args.repeats,
                                         args.warmup, args.gpus, args.title, log=print,
                                         mean_over_seeds=args.mean_over_seeds,
-                                        front=args.front))
+                                        front=args.front, runtime=args.runtime))
 
 
 def _widths(args) -> int:
