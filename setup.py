@@ -35,9 +35,11 @@ setup(
         "onnx": [],  # (onnx and onnxruntime are installed by default now; kept for old commands)
         # nbclient, nbformat, ipykernel: tests/test_notebooks.py executes the notebooks;
         # sphinx, myst-parser, sphinx-argparse: tests/test_docs.py builds the manual in docs/;
-        # import-linter: lint-imports checks .importlinter's contracts (tests/test_layers.py)
+        # import-linter: lint-imports checks .importlinter's contracts (tests/test_layers.py);
+        # pytest-xdist: the fast tier on both cores (pytest -m "not e2e" -n 2)
         "dev": ["pytest", "hypothesis", "nbclient", "nbformat",
-                "ipykernel", "sphinx", "myst-parser", "sphinx-argparse", "import-linter>=2.17"],
+                "ipykernel", "sphinx", "myst-parser", "sphinx-argparse", "import-linter>=2.17",
+                "pytest-xdist"],
     },
     entry_points={"console_scripts": ["prunenet=prunenet.cli:main"]},
 )
