@@ -55,10 +55,8 @@ def _pipeline(net, method: str, objective: str, target: float, input_shape, stri
     from .core.costs import OBJECTIVES
     from .run.pipeline import Pipeline
     from .core.select import check_blocks, check_cost_target
-    from .latency.runtimes import RUNTIMES
-    if runtime not in RUNTIMES:
-        raise PrunenetError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)} "
-                            f"(where the latency objective and the speed check measure)")
+    from .latency.runtimes import check_runtime
+    check_runtime(runtime)  # before anything is measured: the speed check needs it too
     pipe = Pipeline(net, method, target, seed=seed, ctx=ctx, keep_net=True)
     pipe.trace(input_shape, strict)
     if objective not in OBJECTIVES:

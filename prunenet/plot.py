@@ -20,6 +20,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import PrunenetError
 from .io.records import REPORT_FILE, RESULTS_COLUMNS, number, read_csv, read_report, read_steps
+from .latency.runtimes import throughput_field
 
 __all__ = ["REFERENCE_FILE", "LABEL_LIMIT", "FRONTS", "result_points", "read_zoo", "read_points",
            "reference_table", "measure_reference", "pareto_front", "tradeoff_figure",
@@ -42,16 +43,6 @@ _DASHES = ("-", "--", ":", "-.")
 # -- reading ------------------------------------------------------------------------------------
 
 
-# the throughput each runtime's figures are in (results CSV column, zoo.json field)
-THROUGHPUT = {"mxnet": "throughput_img_s", "onnxruntime": "throughput_img_s_onnxruntime"}
-
-
-def _throughput_key(runtime: str) -> str:
-    if runtime not in THROUGHPUT:
-        raise PrunenetError(f"runtime {runtime!r} is not one of {', '.join(THROUGHPUT)}")
-    return THROUGHPUT[runtime]
-
-
 def result_points(path: str, mean_over_seeds: bool = False, runtime: str = "mxnet") -> List[dict]:
     """The rows of a results CSV (DESIGN.md's schema) that have both a top-1 and a throughput:
     ``model, method, objective, target, top1 (%), throughput_img_s, batch_size, device,
@@ -61,7 +52,7 @@ def result_points(path: str, mean_over_seeds: bool = False, runtime: str = "mxne
     ``runtime="onnxruntime"``: the throughput is the column ``throughput_img_s_onnxruntime``,
     which the file must then have."""
     what = "results file"
-    key = _throughput_key(runtime)
+    key = throughput_field(runtime)
     points = []
     rows = read_csv(path, RESULTS_COLUMNS, what)
     if key not in rows[0][1]:
@@ -108,7 +99,7 @@ def read_zoo(zoo: str, runtime: str = "mxnet") -> List[dict]:
     """The models of a prunenet zoo (its ``zoo.json``) that have a top-1 and a throughput (in
     ``runtime``: ``zoo publish --runtime``), as :func:`result_points` rows."""
     from .zoo.store import manifest_path, read_manifest
-    key = _throughput_key(runtime)
+    key = throughput_field(runtime)
     doc = read_manifest(zoo)
     points = []
     for name, entry in sorted(doc["models"].items()):

@@ -308,12 +308,27 @@ class OnnxRuntime(Runtime):
         return first_line(err) if module.startswith("onnxruntime") else None
 
 
+# the field that holds a network's throughput measured in each runtime (zoo.json, results CSV)
+THROUGHPUT_FIELDS = {"mxnet": "throughput_img_s", "onnxruntime": "throughput_img_s_onnxruntime"}
+
+
+def check_runtime(name: str) -> str:
+    """``name`` if it is one of :data:`RUNTIMES`, else a one-line refusal naming them."""
+    if name not in RUNTIMES:
+        raise PrunenetError(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)}")
+    return name
+
+
+def throughput_field(key: str) -> str:
+    """The field of a throughput measured in the runtime ``key`` (``mxnet``, ``onnxruntime``
+    or a measurement's ``onnxruntime/PROVIDER``)."""
+    return THROUGHPUT_FIELDS[check_runtime(key.partition("/")[0])]
+
+
 def get_runtime(name: str, ctx=None, dtype: str = "float32") -> Runtime:
     """The runtime ``name`` (one of :data:`RUNTIMES`) on ``ctx`` in ``dtype``."""
     kinds = {"mxnet": MXNetRuntime, "onnxruntime": OnnxRuntime}
-    if name not in kinds:
-        raise PrunenetError(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)}")
-    return kinds[name](ctx, dtype)
+    return kinds[check_runtime(name)](ctx, dtype)
 
 
 def runtime_label(key: str) -> str:

@@ -36,6 +36,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from ..io.download import Unreachable, fetch, has_scheme, is_url
 from ..errors import PrunenetError
 from ..io.files import sha1_of  # noqa: F401  (also prunenet.zoo.sha1_of)
+from ..latency.runtimes import THROUGHPUT_FIELDS, throughput_field
 from ..training.models import build_pruned_resnet
 
 __all__ = ["get_model", "get_model_file", "describe", "publish", "pull", "read_manifest",
@@ -534,10 +535,8 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
     elif bench:
         measured = throughput({name: net}, image_shape=image_shape, batch_size=batch_size,
                               repeats=repeats, warmup=warmup, ctx=ctx, runtime=runtime)
-        for row, m in measured.items():
-            ort = m["runtime"].startswith("onnxruntime")
-            speed["throughput_img_s_onnxruntime" if ort else "throughput_img_s"] = \
-                m["throughput_img_s"]
+        for m in measured.values():
+            speed[throughput_field(m["runtime"])] = m["throughput_img_s"]
         speed.update(batch_size=batch_size, device=str(ctx), device_name=_device_name(ctx),
                      throughput_source="publish")
 
@@ -696,7 +695,7 @@ def format_table(models: Dict[str, dict]) -> str:
                      "x".join(map(str, shape[1:])) if shape else "-",
                      "-" if not e.get("throughput_img_s") else f"{e['throughput_img_s']:.0f}",
                      str(e.get("batch_size") or "-"), _cell(e.get("device"))))
-    ort = "throughput_img_s_onnxruntime"
+    ort = THROUGHPUT_FIELDS["onnxruntime"]
     if any(e.get(ort) for e in models.values()):
         at = header.index("img/s") + 1
         cells = ["ORT_img/s"] + [f"{models[n][ort]:.0f}" if models[n].get(ort) else "-"
