@@ -29,7 +29,7 @@ from ..core.replicas import host_copy
 from .settings import STARTED_FILE, DataRun, run_dataset, saved_run
 from .report import RANDOM_WEIGHTS, kept_whole_line, latency_line, run_speed_check, transfer_line
 from ..core.select import Selection, check_cost_target, check_reachable
-from .pipeline import Pipeline
+from .pipeline import Pipeline, open_latency_table
 from ..core.surgery import network_params
 from ..training.train import RECALIBRATE_BATCHES, recalibrated
 
@@ -43,10 +43,8 @@ def auto_round_to(graph: ChannelGraph, gpus: str, latency_table: Optional[str],
     """``--round-to auto``: of the block sizes that can reach the target (``fits``), the one
     that saves the most measured time per channel in ``runtime``
     (:mod:`prunenet.latency.blocks`), logged, and the report's field with the measurement."""
-    from ..latency import LatencyTable
     from ..latency.blocks import block_gains, blocks_line, choose_block
-    table = LatencyTable.open(latency_table, gpus=(gpus or "").split(",")[0].strip(),
-                              batch_size=latency_batch_size, dtype=dtype, runtime=runtime)
+    table = open_latency_table(latency_table, gpus, latency_batch_size, dtype, runtime)
     gains = block_gains(table, graph)
     feasible = {b: g for b, g in gains.items() if fits(b)}
     if not feasible:
@@ -93,7 +91,6 @@ def _prune_run(o) -> dict:
     :class:`prunenet.run.pipeline.Pipeline` run, the speed checked, the folder written."""
     from ..io.files import staged_dir, write_json
     from ..training.models import load_network
-    from .pipeline import Pipeline
     timings, log = {}, o.log
     t0 = time.time()
     net, name, shape = load_network(o.model or None, o.symbol, o.classes, o.params, o.seed,

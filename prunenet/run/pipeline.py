@@ -21,20 +21,27 @@ from ..errors import PrunenetError
 from ..core.graph import ChannelGraph, trace
 from ..core.select import Selection, check_reachable
 
-__all__ = ["Pipeline", "traced", "objective_cost", "select_with", "method_selection"]
+__all__ = ["Pipeline", "traced", "objective_cost", "open_latency_table", "select_with",
+           "method_selection"]
+
+
+def open_latency_table(path: Optional[str] = None, gpus: str = "", batch_size: int = 64,
+                       dtype: str = "float32", runtime: str = "mxnet"):
+    """The latency table of ``runtime`` on the first device in ``gpus`` (the CPU if none) at
+    that batch size and dtype (``path``: a table file of the user's)."""
+    from ..latency import LatencyTable
+    return LatencyTable.open(path, gpus=(gpus or "").split(",")[0].strip(),
+                             batch_size=batch_size, dtype=dtype, runtime=runtime)
 
 
 def objective_cost(graph: ChannelGraph, objective: str, model: str = "", round_to: int = 8,
                    gpus: str = "", latency_table: Optional[str] = None,
                    latency_batch_size: int = 64, dtype: str = "float32", runtime: str = "mxnet"):
-    """The cost model of ``objective``; for ``latency``, backed by the latency table of
-    ``runtime`` on the first device in ``gpus`` (the CPU if none) at that batch size and dtype."""
+    """The cost model of ``objective``; for ``latency``, backed by :func:`open_latency_table`
+    (``latency_table``: its file)."""
     if objective != "latency":
         return cost_model(graph, objective)
-    from ..latency import LatencyTable
-    first = (gpus or "").split(",")[0].strip()
-    table = LatencyTable.open(latency_table, gpus=first, batch_size=latency_batch_size,
-                              dtype=dtype, runtime=runtime)
+    table = open_latency_table(latency_table, gpus, latency_batch_size, dtype, runtime)
     return cost_model(graph, "latency", table=table, round_to=round_to, name=model)
 
 
