@@ -333,6 +333,26 @@ def test_record_holdout_is_drawn_across_the_file_and_never_trained_on(record):
     assert sorted(labels_of(list(ds.batches(4, shuffle=True, seed=5)))) == list(range(12))
 
 
+def test_record_holdout_leaves_no_temporary_file_behind(record):
+    """The image list a record hold-out writes (tens of MB on ImageNet) lives while a dataset
+    reading it does, copies included, and is gone once the last of them is."""
+    import copy
+    import gc
+    from prunenet.training.data import holdout
+    ds = imagenet_record(str(record / "train.rec"), train=True, input_size=24, num_workers=1,
+                         classes=12)
+    train, held = holdout(ds, 4, seed=2)
+    listing = train.image_list
+    assert os.path.exists(listing)
+    again = copy.copy(train)
+    del train, held
+    gc.collect()
+    assert os.path.exists(listing) and len(labels_of(list(again.batches(4)))) == 8
+    del again
+    gc.collect()
+    assert not os.path.exists(os.path.dirname(listing))
+
+
 def test_record_epochs_parts_and_load(record):
     ds = imagenet_record(str(record / "train.rec"), train=True, input_size=24, num_workers=2)
     first = list(ds.batches(4, shuffle=True, seed=3, epoch=0))

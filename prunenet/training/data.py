@@ -583,6 +583,7 @@ class RecordDataset(Dataset):
         self.image_shape = (3, input_size, input_size)
         # held out by :func:`holdout`: an image list flagging those records, skipped in training
         self.image_list: Optional[str] = None
+        self.image_list_owner = None  # keeps a temporary image list alive (hold-out)
         self.held_out = 0
 
     def __len__(self) -> int:
@@ -759,12 +760,25 @@ def _check_records(rec_path: str, idx_path: str, offsets: np.ndarray, classes: i
                                 f"expected); pack the file again")
 
 
+class _TemporaryListing:
+    """An image list in a temporary folder of its own, removed with this object (when the last
+    dataset reading it is collected, or when the interpreter exits): an ImageNet listing is tens
+    of MB, written on every hold-out."""
+
+    def __init__(self) -> None:
+        import shutil
+        import tempfile
+        import weakref
+        folder = tempfile.mkdtemp(prefix="prunenet-holdout-")
+        self.path = os.path.join(folder, "train.lst")
+        self._remove = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+
+
 def _hold_out_records(dataset: "RecordDataset", count: int, seed: int) -> tuple:
     """A record file split by its index: ``count`` records drawn at random across the whole
     file, decoded with the evaluation transform into memory, and the file's dataset marking
     them (an image list with a held-out flag beside each label) so that training skips them."""
     import copy
-    import tempfile
     import mxnet as mx
     if dataset.num_parts > 1:
         raise PrunenetError(f"record file {dataset.rec_path} is part {dataset.rank} of "
@@ -781,12 +795,12 @@ def _hold_out_records(dataset: "RecordDataset", count: int, seed: int) -> tuple:
     held, _ = holdout_rows(len(ids), count, seed)
     flags = np.zeros(len(ids), dtype=np.int64)
     flags[held] = 1
-    folder = tempfile.mkdtemp(prefix="prunenet-holdout-")
-    listing = os.path.join(folder, "train.lst")
-    with open(listing, "w") as f:
+    listing = _TemporaryListing()
+    with open(listing.path, "w") as f:
         f.writelines(f"{i}\t{lab:g}\t{flag}\tx\n" for i, lab, flag in zip(ids, labels, flags))
     train = copy.copy(dataset)
-    train.image_list, train.held_out = listing, int(count)
+    train.image_list, train.held_out = listing.path, int(count)
+    train.image_list_owner = listing  # shared by copies; the file goes with the last of them
     reader = open(dataset.rec_path, "rb")
     images = []
     with reader:
