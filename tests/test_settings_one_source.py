@@ -37,8 +37,6 @@ OWN = {
     ("api", "DataRun", "progress"): "the API is quiet unless asked; the command line shows "
                                     "progress bars",
     ("api", "GCPConfig", "reg"): "the API resolves its reg (DataRun.reg, 'auto') into this λ",
-    ("api", "FinetuneConfig", "epochs"): "prunenet.finetune's epochs keyword (not changed "
-                                         "in #30's settings part)",
     ("demo", "DemoConfig", "steps"): "the demo's budget", ("demo", "DemoConfig",
                                                            "epochs_per_step"): "the budget",
     ("demo", "DemoConfig", "finetune_epochs"): "the budget",
