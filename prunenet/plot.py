@@ -181,14 +181,18 @@ def _reference_net(name: str, input_size: int, ctx):
     return load_model(name, input_size=input_size, ctx=ctx)
 
 
-def measure_reference(models: Sequence[str], input_size: int = 224, batch_size: int = 64,
-                      repeats: int = 10, warmup: int = 3, ctx=None, log=None,
+def measure_reference(models: Sequence[str], input_size: int = 224,
+                      batch_size: Optional[int] = None, repeats: Optional[int] = None,
+                      warmup: Optional[int] = None, ctx=None, log=None,
                       runtime: str = "mxnet") -> Dict[str, dict]:
     """Throughput of GluonCV's reference architectures (random weights) on ``ctx``: one network
     at a time, so only one is in memory; :func:`prunenet.latency.throughput.throughput`'s figures each."""
     import mxnet as mx
+    from .latency.settings import bench_default
     from .latency.throughput import throughput
     ctx = ctx or mx.cpu()
+    batch_size = batch_size or bench_default("batch_size")
+    repeats = repeats or bench_default("repeats")
     measured = {}
     for name in models:
         if log:
@@ -660,15 +664,18 @@ def save_figure(fig, out: str, svg: bool = True, overwrite: bool = True) -> List
 
 
 def tradeoff(source: str, reference: str = "auto", reference_models=None,
-             batch_size: Optional[int] = None, input_size: int = 224, repeats: int = 10,
-             warmup: int = 3, gpus: str = "", title: Optional[str] = None, log=None,
+             batch_size: Optional[int] = None, input_size: int = 224,
+             repeats: Optional[int] = None, warmup: Optional[int] = None, gpus: str = "", title: Optional[str] = None, log=None,
              mean_over_seeds: bool = False, front: str = "family", runtime: str = "mxnet"):
     """The figure of ``prunenet plot tradeoff``: read ``source``, measure the references when
     ``reference`` is ``local``, draw; the throughput is the one measured in ``runtime``
     (``mxnet`` or ``onnxruntime``), the references' too. ``auto``: GluonCV's ImageNet ResNets are measured and
     drawn only when ``source`` has ImageNet rows or ``reference_models`` names some (they are
     ImageNet networks: beside other datasets' results they only cost minutes of timing)."""
+    from .latency.settings import bench_default
     from .latency.throughput import check_settings, device, device_name
+    repeats = bench_default("repeats") if repeats is None else repeats
+    warmup = bench_default("warmup") if warmup is None else warmup
     if reference not in REFERENCES:
         raise PrunenetError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
     points = read_points(source, mean_over_seeds, runtime)
@@ -683,7 +690,7 @@ def tradeoff(source: str, reference: str = "auto", reference_models=None,
         raise PrunenetError(f"{source} mixes throughput measured on {' and '.join(devices)}; "
                             f"plot one device's rows at a time")
     batches = sorted({p["batch_size"] for p in points if p["batch_size"]})
-    batch = batch_size or (batches[0] if len(batches) == 1 else 64)
+    batch = batch_size or (batches[0] if len(batches) == 1 else bench_default("batch_size"))
     if isinstance(reference_models, str):
         reference_models = reference_models.split(",")
     rows = [] if reference == "none" else reference_table(reference_models)

@@ -140,7 +140,7 @@ def test_count_bench_and_demo_flags(tmp_path, monkeypatch):
             "--shapes takes GluonCV pruned-ResNet shape files")
     refused(COUNT + [SHAPES, "--classes", "10"], "is for 1000 classes, not --classes 10")
     refused(["bench", "--model", "cifar_resnet20_v1", "--warmup", "-1"],
-            "warm-up (-1) at least 0")
+            "argument --warmup: -1 must be at least 0")
     refused(["count"], "one of the arguments --model --symbol is required")
 
     monkeypatch.setattr("prunenet.training.data._download_fashion_mnist", no_download)

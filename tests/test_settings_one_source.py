@@ -20,12 +20,17 @@ from prunenet.errors import PrunenetError
 from prunenet.experiment.config import BenchSettings, DataSettings, Experiment, \
     FinetuneSettings, load_config
 from prunenet.gcp.schedule import GCPConfig
+from prunenet.latency.settings import BenchConfig
 from prunenet.options import default_of, field_of
 from prunenet.run.settings import DataRun, saved_run
 from prunenet.training.train import FinetuneConfig
 
 CLASSES = (GCPConfig, FinetuneConfig, DataRun, DemoConfig, Experiment, FinetuneSettings,
-           DataSettings, BenchSettings)
+           DataSettings, BenchSettings, BenchConfig)
+# the commands whose timing flags are BenchConfig's fields (plot tradeoff's batch size defaults
+# to the results' own, so only its repeats and warm-up)
+BENCH_COMMANDS = {("bench",): None, ("zoo", "publish"): None,
+                  ("plot", "tradeoff"): ("repeats", "warmup")}
 EXPERIMENT = {Experiment: None, FinetuneSettings: "finetune", DataSettings: "data",
               BenchSettings: "bench"}
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs",
@@ -146,6 +151,44 @@ def _tiny_net():
     return net
 
 
+def _subparser(*names):
+    from prunenet.cli import build_parser
+    parser = build_parser()
+    for name in names:
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        parser = sub.choices[name]
+    return parser
+
+
+def _cli_bench(cls, name, new):
+    """What the timing flags of ``bench``, ``zoo publish`` and ``plot tradeoff`` default to."""
+    if cls is not BenchConfig:
+        return None
+    for command, only in BENCH_COMMANDS.items():
+        if only is None or name in only:
+            defaults = [a.default for a in _subparser(*command)._actions if a.dest == name]
+            assert defaults == [new], (command, name, defaults)
+    return True
+
+
+def _api_bench(monkeypatch, cls, name, new):
+    """What ``throughput``, ``zoo.publish`` and ``plot.measure_reference`` time with when not
+    told: throughput receives it (the others pass theirs through)."""
+    if cls is not BenchConfig:
+        return None
+    from prunenet.latency import throughput as tp
+    seen = {}
+
+    def spy(batch_size, dtype, repeats, warmup):
+        seen.update(batch_size=batch_size, repeats=repeats, warmup=warmup)
+        raise RuntimeError("stop")
+    monkeypatch.setattr(tp, "check_settings", spy)
+    with pytest.raises(RuntimeError):
+        tp.throughput({"n": _tiny_net()}, (3, 8, 8))
+    assert seen[name] == new, (name, seen)
+    return True
+
+
 def _cli(parser, cls, name, new):
     """What ``prunenet prune``'s flag of DataRun field ``name`` defaults to."""
     from prunenet.cli.args import flag_default
@@ -252,6 +295,8 @@ def test_a_default_changed_in_its_one_place_changes_every_entry_point(root, monk
     for c, n in linked:
         assert default_of(c, n) in (new, MISSING)  # or required there
         for where, got in (("cli", _cli(parser, c, n, new)),
+                           ("cli", _cli_bench(c, n, new)),
+                           ("api", _api_bench(monkeypatch, c, n, new)),
                            ("cli", _cli_run(monkeypatch, tmp_path, c, n, new)),
                            ("api", _api(monkeypatch, c, n, new)),
                            ("experiment", _experiment(tmp_path, c, n, new)),
@@ -344,6 +389,6 @@ SAME_NAME = {
            "fine-tuning's per 256 images (the command line, experiments' finetune.lr)"),
     "input_size": (("DataRun.input_size", "DataSettings.input_size"),
                    "a run's (default: the dataset's), an experiment's ImageNet size"),
-    "batch_size": (("DataRun.batch_size", "BenchSettings.batch_size"),
-                   "training's images per device, an experiment's timing batch"),
+    "batch_size": (("DataRun.batch_size", "BenchConfig.batch_size"),
+                   "training's images per device, a throughput measurement's batch"),
 }

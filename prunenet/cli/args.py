@@ -93,13 +93,14 @@ def network_args(parser, required: bool) -> None:
 
 
 
-def settings_flags(groups: dict, cls) -> None:
+def settings_flags(groups: dict, cls, only=None) -> None:
     """A flag for each field of the settings class ``cls`` that has one (see
-    :func:`prunenet.options.setting`), added to ``groups[its group]``: its help, default,
-    type and choices read from the field; GluonCV's names of it as aliases."""
+    :func:`prunenet.options.setting`), or for the fields named in ``only``, added to
+    ``groups[its group]``: its help, default, type and choices read from the field; GluonCV's
+    names of it as aliases."""
     for f in dataclasses.fields(cls):
         flags = f.metadata.get("flags", ("--" + f.name.replace("_", "-"),))
-        if flags is None:
+        if flags is None or only is not None and f.name not in only:
             continue
         group, options = groups[f.metadata["group"]], _flag_options(cls, f)
         group.add_argument(*flags, dest=f.name, **options)

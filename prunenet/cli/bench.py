@@ -7,7 +7,8 @@ from typing import Dict
 from ..latency.throughput import DTYPES, check_settings, device, device_name, throughput
 from ..errors import PrunenetError
 from ..latency.runtimes import RUNTIMES, runtime_label
-from .args import positive_int
+from ..latency.settings import BenchConfig
+from .args import positive_int, settings_flags
 
 
 def add_parser(subparsers) -> None:
@@ -30,7 +31,6 @@ def add_parser(subparsers) -> None:
                         "default $PRUNENET_ZOO)")
     p.add_argument("--name", action="append", default=[],
                    help="a model of --zoo, or one of GluonCV's pruned ResNets (repeatable)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--input-size", type=positive_int, default=None,
                    help="input image size (default 224; 32 for cifar_* models)")
     p.add_argument("--channels", type=positive_int, default=None,
@@ -42,12 +42,10 @@ def add_parser(subparsers) -> None:
                    help="where the networks run: mxnet, onnxruntime (each exported to ONNX and "
                         "run in an InferenceSession), or both, interleaved in one timing "
                         "(default mxnet)")
-    p.add_argument("--repeats", type=positive_int, default=10,
-                   help="timed batches per network at least; the median counts (default 10)")
     p.add_argument("--max-repeats", type=positive_int, default=None,
                    help="timed batches at most, while a median is still uncertain by more "
                         "than ±2%% (default 30)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed batches first (default 3)")
+    settings_flags({"timing": p}, BenchConfig)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_bench)
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ..plot import (FRONTS, REFERENCES, curves_figure, figure_paths, save_figure, tradeoff,
                     widths_figure)
-from .args import Parser, positive_int
+from ..latency.settings import BenchConfig, bench_default
+from .args import Parser, positive_int, settings_flags
 
 
 def add_parser(subparsers) -> None:
@@ -31,12 +32,10 @@ def add_parser(subparsers) -> None:
                         "draws them whatever the results' dataset)")
     q.add_argument("--batch-size", type=positive_int, default=None,
                    help="batch size to measure the references at (default: the results', "
-                        "else 64)")
+                        f"else {bench_default('batch_size')})")
     q.add_argument("--input-size", type=positive_int, default=224,
                    help="image size to measure the references at (default 224)")
-    q.add_argument("--repeats", type=positive_int, default=10,
-                   help="timed batches per reference network (default 10)")
-    q.add_argument("--warmup", type=int, default=3, help="untimed batches first (default 3)")
+    settings_flags({"timing": q}, BenchConfig, only=("repeats", "warmup"))
     q.add_argument("--gpus", default="", help="GPU id to measure the references on "
                                               "(default: the CPU)")
     q.add_argument("--title", default=None)

@@ -7,7 +7,8 @@ from ..errors import PrunenetError
 from ..latency.runtimes import RUNTIMES
 from ..zoo.store import (ZOO_ENV, cache_folder, entry_of, format_table, publish, pull, read_manifest,
                    verify)
-from .args import one_line, positive_int
+from ..latency.settings import BenchConfig
+from .args import one_line, positive_int, settings_flags
 
 
 def add_parser(subparsers) -> None:
@@ -28,10 +29,7 @@ def add_parser(subparsers) -> None:
                         "after $PRUNENET_LOCK_WAIT seconds, 120 unless set)")
     q.add_argument("--no-bench", action="store_true",
                    help="do not measure throughput (unless the run holds one, it stays empty)")
-    q.add_argument("--batch-size", type=positive_int, default=64,
-                   help="batch size of the throughput measurement (default 64)")
-    q.add_argument("--repeats", type=positive_int, default=10,
-                   help="timed batches; the median counts (default 10)")
+    settings_flags({"timing": q}, BenchConfig)
     q.add_argument("--gpus", default="", help="GPU id to measure on, e.g. 0 (default: CPU)")
     q.add_argument("--runtime", default="mxnet", choices=RUNTIMES + ("both",),
                    help="where the throughput is measured: mxnet, onnxruntime (the network "
@@ -80,7 +78,8 @@ def _zoo_argument(parser) -> None:
 def _publish(args) -> int:
     from ..io.devices import contexts
     publish(args.run_dir, args.zoo, args.name, overwrite=args.overwrite, bench=not args.no_bench,
-            batch_size=args.batch_size, repeats=args.repeats, ctx=contexts(args.gpus)[0],
+            batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup,
+            ctx=contexts(args.gpus)[0],
             wait=args.wait, runtime=args.runtime)
     return 0
 

@@ -12,6 +12,7 @@ from dataclasses import MISSING, dataclass
 from typing import Callable, List, Optional, Union
 
 from ..errors import PrunenetError
+from ..latency.settings import BenchConfig
 from ..options import default_of, same_as, setting
 from ..run.settings import DataRun
 
@@ -59,8 +60,8 @@ class DataSettings:
 class BenchSettings:
     """An experiment's ``bench`` object: how the pruned and unpruned networks are timed."""
 
-    batch_size: int = setting(64, "images per timed batch", least=1)
-    repeats: int = setting(10, "timed batches", least=1)
+    batch_size: int = same_as(BenchConfig, "batch_size")
+    repeats: int = same_as(BenchConfig, "repeats")
 
 
 def _name(value: str) -> Optional[str]:

@@ -102,8 +102,9 @@ def _timed(calls, ctx, dtype: str, runtimes: Sequence[object] = (), **rule):
         raise
 
 
-def throughput(nets: Dict[str, object], image_shape: Sequence[int], batch_size: int = 64,
-               repeats: int = 10, warmup: int = 3, ctx=None, dtype: str = "float32",
+def throughput(nets: Dict[str, object], image_shape: Sequence[int],
+               batch_size: Optional[int] = None, repeats: Optional[int] = None,
+               warmup: Optional[int] = None, ctx=None, dtype: str = "float32",
                max_repeats: Optional[int] = None, budget_s: Optional[float] = None,
                runtime="mxnet") -> Dict[str, dict]:
     """Images per second of each network in ``nets`` (name -> Gluon block) on random input of
@@ -116,9 +117,13 @@ def throughput(nets: Dict[str, object], image_shape: Sequence[int], batch_size: 
     ``float16`` casts the networks in place. ``runtime`` (:mod:`prunenet.latency.runtimes`): where they
     run, ``mxnet`` or ``onnxruntime``, or ``both`` — every network in each, all interleaved in
     one timing, the rows named ``NAME@RUNTIME`` and each speed-up over the first network in the
-    same runtime; every row names its ``runtime``."""
+    same runtime; every row names its ``runtime``. ``batch_size``, ``repeats`` and ``warmup``
+    default to :class:`prunenet.latency.settings.BenchConfig`'s."""
     import mxnet as mx
+    from .settings import bench_default
     from .timing import MAX_REPEATS, ratio
+    batch_size, repeats, warmup = (bench_default(n) if v is None else v for n, v in (
+        ("batch_size", batch_size), ("repeats", repeats), ("warmup", warmup)))
     check_settings(batch_size, dtype, repeats, warmup)
     ctx = ctx or mx.cpu()
     runtimes = _runtimes(runtime, ctx, dtype)

@@ -472,7 +472,8 @@ def _run_files(run_dir: str, report: dict) -> Tuple[str, Dict[str, str]]:
 
 
 def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: bool = True,
-            batch_size: int = 64, repeats: int = 10, warmup: int = 3, ctx=None,
+            batch_size: Optional[int] = None, repeats: Optional[int] = None,
+            warmup: Optional[int] = None, ctx=None,
             log=print, wait: bool = False, runtime: str = "mxnet") -> dict:
     """Publish the pruned network of the ``prunenet prune`` folder ``run_dir`` as ``name`` in
     ``zoo``; return its manifest entry. Refuses an existing name unless ``overwrite``. Another
@@ -533,6 +534,8 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
                      batch_size=report.get("batch_size"), device=report.get("device"),
                      throughput_source="run")
     elif bench:
+        from ..latency.settings import bench_default
+        batch_size = batch_size or bench_default("batch_size")
         measured = throughput({name: net}, image_shape=image_shape, batch_size=batch_size,
                               repeats=repeats, warmup=warmup, ctx=ctx, runtime=runtime)
         for m in measured.values():
