@@ -52,9 +52,25 @@ class CostModel:
     def total(self, widths: Sequence[int] | None = None) -> float:
         """The network's cost at ``widths`` (per group; default: unpruned)."""
         w = self.graph.full_widths() if widths is None else np.asarray(widths)
-        layers = sum(self._layer_total(i, w) for i in range(len(self.layers)))
+        return self._sum([self._layer_total(i, w) for i in range(len(self.layers))], w)
+
+    def _sum(self, layer_costs: List[float], w: np.ndarray) -> float:
         norms = sum(self.norm_cost(int(w[g])) for g in self._norm_group)
-        return float(layers + norms + self.constant)
+        return float(sum(layer_costs) + norms + self.constant)
+
+    def running_total(self, widths: np.ndarray):
+        """A function of the group whose width just changed in ``widths`` (an array changed in
+        place) that returns :meth:`total` of ``widths``, the same number, computing anew only
+        the layers that group touches (a cost with a ``total`` of its own: all of it)."""
+        if type(self).total is not CostModel.total:
+            return lambda group: self.total(widths)
+        costs = [self._layer_total(i, widths) for i in range(len(self.layers))]
+
+        def changed(group: int) -> float:
+            for i in self._touching[group]:
+                costs[i] = self._layer_total(i, widths)
+            return self._sum(costs, widths)
+        return changed
 
     def saving(self, widths: Sequence[int], group: int, k: int = 1) -> float:
         """How much the cost drops when ``k`` channels of ``group`` are removed."""
