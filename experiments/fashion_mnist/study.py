@@ -506,14 +506,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="the study's folder (default: the plan's)")
     cell_flags(p, "write results.csv, table.md, figure", "4096 training images, to check it runs")
     args = p.parse_args(argv)
-    ctx = contexts(args.gpus)
     if args.out is None:
         args.out = OUT[args.plan] + ("-quick" if args.quick else "")
     todo = {n: c for n, c in cells(args.quick, args.plan).items()
             if fnmatch.fnmatch(n, args.cells)}
 
-    def run_one(name, cell) -> None:
-        run_cell(name, *cell, args, ctx)
+    def run_one(name, cell) -> None:  # the devices (and MXNet) only to run a cell
+        run_cell(name, *cell, args, contexts(args.gpus))
         report(args)
     return drive(args, todo, lambda name: state(os.path.join(args.out, "cells", name),
                                                 args.quick),
