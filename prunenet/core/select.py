@@ -211,7 +211,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         abs_scores[g.index] = s
     saving_cache: Dict[int, float] = {}
     groups = graph.groups
-    running = cost.running_total(widths)  # cost.total(widths) after each removal
+    running = cost.running(widths)  # cost.total and cost.saving as widths change
 
     def candidate(gi: int):
         w, group = int(widths[gi]), groups[gi]
@@ -221,7 +221,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         per = size // group.segments
         block = [i for seg in order[gi] for i in seg[:per]]
         if gi not in saving_cache:
-            saving_cache[gi] = cost.saving(widths, gi, size)
+            saving_cache[gi] = running.saving(gi, size)
         saving = saving_cache[gi]
         score = float(abs_scores[gi][block].sum())
         return (rank(score, saving, w, int(full[gi])), -saving, gi, min(block)), block, saving
@@ -246,7 +246,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         for seg in order[gi]:
             del seg[:per]
         widths[gi] -= len(block)
-        current = running(gi)
+        current = running.changed(gi)
         largest = max(largest, saving)
         removed += 1
         for nb in cost.neighbours(gi):
