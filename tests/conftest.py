@@ -1,6 +1,7 @@
 """Shared fixtures — small, randomised GluonCV networks (never downloaded), MXNet's own count of
-a symbol, the small GCP run's settings, the experiment scripts' runner — and the tiers (markers
-``unit``, ``e2e``, ``slow``). Tests take these as fixtures and never import this file."""
+a symbol, the small GCP run's settings, the experiment scripts' runner, the Fashion-MNIST base
+the quick demo and study share — and the tiers (markers ``unit``, ``e2e``, ``slow``). Tests
+take these as fixtures and never import this file."""
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -122,6 +123,26 @@ def script_runner(script, out, cache, threads="2"):
         assert done.returncode == returncode, done.stderr[-3000:]
         return done.stdout if returncode == 0 else done.stderr
     return run
+
+
+@pytest.fixture(scope="session")
+def fashion_base(tmp_path_factory):
+    """The Fashion-MNIST base the quick demo's test and the quick study share (ResNet-18, 2
+    epochs on 4096 images, validated on 2000: the study's ``--quick`` base), trained once by
+    ``train_base`` into a session folder: its ``config``, ``top1``, the ``messages`` of its
+    training, and ``copy_to(folder)``, which puts it into a test's own cache folder."""
+    import shutil
+    from types import SimpleNamespace
+    from prunenet.demo import DemoConfig, train_base
+    config = DemoConfig(train_limit=4096, base_epochs=2.0, val_limit=2000)
+    cache, messages = str(tmp_path_factory.mktemp("fashion_base")), []
+    _, top1 = train_base(config, None, cache, [mx.cpu()], log=messages.append, progress=False)
+
+    def copy_to(folder):
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(cache):
+            shutil.copy2(os.path.join(cache, name), folder)
+    return SimpleNamespace(config=config, top1=top1, messages=messages, copy_to=copy_to)
 
 
 # The functions above as session fixtures of their own names: tests take them as fixtures and

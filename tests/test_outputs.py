@@ -320,26 +320,26 @@ def test_a_lock_held_by_another_writer_is_named_and_given_up_on(tmp_path):
         held.write("pid 99999 (prunenet zoo publish stuck)\n")
         held.flush()
         t0 = time.time()
-        code, err = cli(publish + ["waiter"], env=dict(ENV, PRUNENET_LOCK_WAIT="2"), timeout=120)
+        code, err = cli(publish + ["waiter"], env=dict(ENV, PRUNENET_LOCK_WAIT="0.5"), timeout=120)
         took = time.time() - t0
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 2, err
         assert lines[0].startswith(f"prunenet: waiting for zoo {zoo_dir}, held by pid 99999 "
                                    f"(prunenet zoo publish stuck)"), lines[0]
-        assert "giving up after 2 s" in lines[0]
-        one_line(lines[1], "still held by pid 99999 (prunenet zoo publish stuck) after 2 s",
+        assert "giving up after 0.5 s" in lines[0]
+        one_line(lines[1], "still held by pid 99999 (prunenet zoo publish stuck) after 0.5 s",
                  "--wait")
         assert took < 60
         code, err = cli(publish + ["waiter"], env=dict(ENV, PRUNENET_LOCK_WAIT="soon"))
         one_line(err, "PRUNENET_LOCK_WAIT=soon is not a positive number of seconds")
         # --wait: past PRUNENET_LOCK_WAIT, until the holder lets go
         patient = subprocess.Popen([sys.executable, "-m", "prunenet"] + publish +
-                                   ["patient", "--wait"], env=dict(ENV, PRUNENET_LOCK_WAIT="1"),
+                                   ["patient", "--wait"], env=dict(ENV, PRUNENET_LOCK_WAIT="0.5"),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = patient.stderr.readline()
         assert "held by pid 99999" in first and "until it is released" in first, first
-        time.sleep(3)
-        assert patient.poll() is None  # still waiting, past the 1 s
+        time.sleep(1.5)
+        assert patient.poll() is None  # still waiting, past the 0.5 s
         fcntl.flock(held.fileno(), fcntl.LOCK_UN)
         out, err = patient.communicate(timeout=120)
     assert patient.returncode == 0, err

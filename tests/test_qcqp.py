@@ -131,7 +131,8 @@ def test_never_below_greedy_l1_or_uniform_on_a_resnet(resnet20, objective):
 def test_time_limited_solve_on_resnet50_reports_its_gap(random_net):
     net = random_net("resnet50_v1d", 224)
     graph, params = trace(net, (1, 3, 224, 224)), network_params(net)
-    cost, limit = cost_model(graph, "flops"), 12.0
+    # 6 s: HiGHS has its root bound (about 2 s here) but not the optimum of ResNet-50's program
+    cost, limit = cost_model(graph, "flops"), 6.0
     start = time.time()
     sel = qcqp_exact.select_channels(graph, params, cost, 0.5, time_limit=limit)
     elapsed = time.time() - start

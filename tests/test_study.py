@@ -13,14 +13,15 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist")
-def test_quick_study_runs_its_cells_and_reports_them(tmp_path, script_runner):
+def test_quick_study_runs_its_cells_and_reports_them(tmp_path, script_runner, fashion_base):
     out, cache = str(tmp_path / "study"), str(tmp_path / "cache")
     study = script_runner(STUDY, out, cache)
+    fashion_base.copy_to(cache)  # the quick study's base, trained once for two tests
 
     listed = study("--list")
     assert "missing      resnet18-uniform-0.5-s0" in listed
     assert "missing      resnet18-gcp-0.5-s0" in listed
-    study("--cells", "resnet18-uniform-*")
+    assert "using the cached base" in study("--cells", "resnet18-uniform-*")
     listed = study("--list")
     assert "done         resnet18-uniform-0.5-s0" in listed
     table = study("--report")

@@ -360,10 +360,11 @@ def main(argv=None) -> int:
     plan = Plan(args.quick)
     out = args.out or OUT + ("-quick" if args.quick else "")
     todo = {n: c for n, c in plan.cells().items() if fnmatch.fnmatch(n, args.cells)}
-    ctx = contexts(args.gpus)
+    # the devices (and MXNet) only to run a cell or time the networks, not to --list them
     return drive(args, todo, lambda name: state(os.path.join(out, "cells", name)),
-                 lambda name, cell: run_cell(plan, name, cell, out, args.cache_dir, ctx),
-                 lambda: report(plan, out, ctx[0]), "figure1.py")
+                 lambda name, cell: run_cell(plan, name, cell, out, args.cache_dir,
+                                             contexts(args.gpus)),
+                 lambda: report(plan, out, contexts(args.gpus)[0]), "figure1.py")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ parameters as its cost (``gcp-params``, α then of the parameters) later — so 
 still answers the main question. ``streams.md`` gives each ResNet-18 cell's stream and inner widths beside the authors' released
 ``resnet18_v1b_0.89``. ``depth.md`` says where each GCP cell pruned (early, middle or
 late layers), the paper's claim about the FLOPs and parameter objectives.
-``--quick`` runs a few cells on 4096 training images, to check the study end to end.
+``--quick`` runs a few cells on 4096 training images and 2000 test images, to check the study
+end to end.
 """
 import argparse
 import csv
@@ -112,8 +113,10 @@ def cells(quick: bool, plan: str = "quarter"):
     out = {}
     for base_name, method, target, seed in order:
         base = BASES[base_name]
-        quick_base = {"train_limit": limit, "base_epochs": 2.0} if quick else {}
-        base = DemoConfig(**{**base.__dict__, **quick_base})  # --quick: 64 iterations
+        # --quick: 64 iterations, validated on 2000 images (the quick demo's)
+        quick_base = {"train_limit": limit, "base_epochs": 2.0, "val_limit": 2000} if quick \
+            else {}
+        base = DemoConfig(**{**base.__dict__, **quick_base})
         name_, extra = METHODS[method]
         settings = dict(PLANS[plan] if not quick else PRUNING, model=base.model,
                         method=name_, target=target, seed=seed, **extra)
@@ -144,7 +147,8 @@ def run_cell(name, base, settings, args, ctx):
         data_run(DataRun(model="", out=folder, target=0.5), resume=True)
     elif state(folder) == "missing":
         data_run(DataRun(out=folder, dataset="fashion-mnist", params=base_file,
-                         train_limit=base.train_limit, progress=False,
+                         train_limit=base.train_limit, val_limit=base.val_limit,
+                         progress=False,
                          command=[sys.executable] + sys.argv, **settings))
     if args.plan != "quarter":
         _recalibrate(folder, base, settings, ctx)
@@ -502,14 +506,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="the study's folder (default: the plan's)")
     cell_flags(p, "write results.csv, table.md, figure", "4096 training images, to check it runs")
     args = p.parse_args(argv)
-    ctx = contexts(args.gpus)
     if args.out is None:
         args.out = OUT[args.plan] + ("-quick" if args.quick else "")
     todo = {n: c for n, c in cells(args.quick, args.plan).items()
             if fnmatch.fnmatch(n, args.cells)}
 
-    def run_one(name, cell) -> None:
-        run_cell(name, *cell, args, ctx)
+    def run_one(name, cell) -> None:  # the devices (and MXNet) only to run a cell
+        run_cell(name, *cell, args, contexts(args.gpus))
         report(args)
     return drive(args, todo, lambda name: state(os.path.join(args.out, "cells", name),
                                                 args.quick),

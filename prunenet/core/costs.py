@@ -52,17 +52,27 @@ class CostModel:
     def total(self, widths: Sequence[int] | None = None) -> float:
         """The network's cost at ``widths`` (per group; default: unpruned)."""
         w = self.graph.full_widths() if widths is None else np.asarray(widths)
-        layers = sum(self._layer_total(i, w) for i in range(len(self.layers)))
+        return self._sum([self._layer_total(i, w) for i in range(len(self.layers))], w)
+
+    def _sum(self, layer_costs: List[float], w: np.ndarray) -> float:
         norms = sum(self.norm_cost(int(w[g])) for g in self._norm_group)
-        return float(layers + norms + self.constant)
+        return float(sum(layer_costs) + norms + self.constant)
+
+    def running(self, widths: np.ndarray) -> "RunningCost":
+        """:meth:`total` and :meth:`saving` at ``widths``, an array the caller changes in place
+        and reports (:meth:`RunningCost.changed`), each layer's cost kept between changes."""
+        return RunningCost(self, widths)
 
     def saving(self, widths: Sequence[int], group: int, k: int = 1) -> float:
         """How much the cost drops when ``k`` channels of ``group`` are removed."""
         w = np.asarray(widths)
+        return self._saving(w, group, k, lambda i: self._layer_total(i, w))
+
+    def _saving(self, w: np.ndarray, group: int, k: int, before: Callable[[int], float]) -> float:
+        """:meth:`saving`, layer ``i``'s cost at ``w`` being ``before(i)``."""
         fewer = w.copy()
         fewer[group] -= k
-        delta = sum(self._layer_total(i, w) - self._layer_total(i, fewer)
-                    for i in self._touching[group])
+        delta = sum(before(i) - self._layer_total(i, fewer) for i in self._touching[group])
         delta += self._norms_of[group] * (self.norm_cost(int(w[group]))
                                           - self.norm_cost(int(fewer[group])))
         return float(delta)
@@ -83,6 +93,34 @@ class CostModel:
             if w[g.index] > 0:
                 out[g.index] = self.saving(w, g.index, 1)
         return out
+
+
+class RunningCost:
+    """A cost model's :meth:`~CostModel.total` and :meth:`~CostModel.saving` at ``widths`` as
+    the array changes, the same numbers, each layer's cost computed anew only when a group it
+    touches changed width (a cost with a ``total`` or ``saving`` of its own, the latency's,
+    is asked every time)."""
+
+    def __init__(self, cost: CostModel, widths: np.ndarray) -> None:
+        self.cost, self.widths = cost, widths
+        own = type(cost).total is not CostModel.total or type(cost).saving is not CostModel.saving
+        self.costs = None if own else [cost._layer_total(i, widths)
+                                       for i in range(len(cost.layers))]
+
+    def changed(self, group: int) -> float:
+        """The total after the width of ``group`` changed."""
+        cost, w = self.cost, self.widths
+        if self.costs is None:
+            return cost.total(w)
+        for i in cost._touching[group]:
+            self.costs[i] = cost._layer_total(i, w)
+        return cost._sum(self.costs, w)
+
+    def saving(self, group: int, k: int) -> float:
+        """:meth:`CostModel.saving` of ``k`` channels of ``group`` at the current widths."""
+        if self.costs is None:
+            return self.cost.saving(self.widths, group, k)
+        return self.cost._saving(self.widths, group, k, self.costs.__getitem__)
 
 
 class MacsCost(CostModel):

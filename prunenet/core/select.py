@@ -211,6 +211,7 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         abs_scores[g.index] = s
     saving_cache: Dict[int, float] = {}
     groups = graph.groups
+    running = cost.running(widths)  # cost.total and cost.saving as widths change
 
     def candidate(gi: int):
         w, group = int(widths[gi]), groups[gi]
@@ -220,17 +221,21 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         per = size // group.segments
         block = [i for seg in order[gi] for i in seg[:per]]
         if gi not in saving_cache:
-            saving_cache[gi] = cost.saving(widths, gi, size)
+            saving_cache[gi] = running.saving(gi, size)
         saving = saving_cache[gi]
         score = float(abs_scores[gi][block].sum())
         return (rank(score, saving, w, int(full[gi])), -saving, gi, min(block)), block, saving
 
     largest, removed = zero_largest, zero_blocks
     prunable = [g.index for g in graph.prunable_groups]
+    # each group's candidate, kept until a removal changes its width or saving (its neighbours)
+    candidates: Dict[int, object] = {}
     while current > goal:
         best = None
         for gi in prunable:
-            cand = candidate(gi)
+            if gi not in candidates:
+                candidates[gi] = candidate(gi)
+            cand = candidates[gi]
             if cand is not None and (best is None or cand[0] < best[0]):
                 best = cand
         if best is None:  # cannot happen after the feasibility check; guard anyway
@@ -241,11 +246,12 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         for seg in order[gi]:
             del seg[:per]
         widths[gi] -= len(block)
-        current = cost.total(widths)
+        current = running.changed(gi)
         largest = max(largest, saving)
         removed += 1
         for nb in cost.neighbours(gi):
             saving_cache.pop(nb, None)
+            candidates.pop(nb, None)
     return Selection(keep, current, base, largest, removed, zeros_removed)
 
 
