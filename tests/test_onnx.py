@@ -56,6 +56,30 @@ def test_a_pruned_network_in_onnx_runtime_computes_what_mxnet_computes(which, tm
     assert float(np.abs(got - expected).max()) <= 1e-4 * max(1.0, scale)
 
 
+def test_the_sessions_timed_do_not_spin_and_whole_networks_are_timed_warm(monkeypatch):
+    """Sessions timed in turn must not run beside each other's spinning thread pools (measured
+    in docs/latency.md: a batch 1.8x slower, ratios ±17 %): every session prunenet makes has
+    spinning off; and whole networks are timed right after an untimed batch of their own."""
+    from prunenet.latency import timing
+    from prunenet.latency.timer import UnitTimer
+    rt = OnnxRuntime()
+    sym = mx.sym.Activation(mx.sym.var("data"), act_type="relu")
+    made = []
+    real = rt.session
+    monkeypatch.setattr(rt, "session", lambda model: made.append(real(model)) or made[-1])
+    rt.symbol_call(sym, {"data": (1, 4)})()
+    options = made[0].get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    seen = {}
+    real_tus = timing.time_until_stable
+    monkeypatch.setattr(timing, "time_until_stable",
+                        lambda calls, **k: seen.update(k) or real_tus(calls, **k))
+    timer = UnitTimer(batch_size=1, repeats=3, warmup=0, runtime="onnxruntime")
+    call = timer.network_call(sym, (4,))
+    timer.ratio({"a": call, "b": call}, "a", "b", budget_s=0.1)
+    assert seen["warm_each"] is True
+
+
 def test_a_layer_the_export_cannot_express_is_refused_naming_it():
     data = mx.sym.var("data")
     conv = mx.sym.Convolution(data, num_filter=8, kernel=(3, 3), pad=(1, 1), name="conv0")

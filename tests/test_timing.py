@@ -76,6 +76,21 @@ def test_timings_that_calm_down_stop_once_the_median_is_known():
     assert noise(noisy_then_calm[:t.repeats]) <= TOLERANCE < noise(noisy_then_calm[:t.repeats - 1])
 
 
+def test_warm_each_times_the_run_right_after_an_untimed_one_of_the_same_call():
+    """Each call's first run after another call's is slow (cold caches, sleeping threads): with
+    warm_each that run is untimed and the timed one follows it; without, the slow runs are what
+    is timed."""
+    rounds = 6
+    slow_then_fast = [0.05, 0.01] * (rounds + 1)
+    durations = {"a": slow_then_fast, "b": [2 * d for d in slow_then_fast]}
+    warm = _replay(durations, min_repeats=rounds, max_repeats=rounds, warm_each=True)
+    assert warm.seconds["a"] == pytest.approx([0.01] * rounds)
+    assert warm.seconds["b"] == pytest.approx([0.02] * rounds)
+    cold = _replay(durations, min_repeats=rounds, max_repeats=rounds)
+    assert cold.seconds["a"][0] == 0.05 and ratio(cold.seconds["b"], cold.seconds["a"])[
+        "ratio"] == pytest.approx(2.0)
+
+
 def test_a_time_budget_stops_a_noisy_timing_early():
     rec = json.load(open(RECORDED))["recordings"]["one_more_core_busy"]
     durations = {"full": rec["full"], "half": rec["half_batch"]}

@@ -80,7 +80,8 @@ def _runtimes(runtime, ctx, dtype: str) -> list:
 
 
 def _timed(calls, ctx, dtype: str, runtimes: Sequence[object] = (), **rule):
-    """``calls`` timed by the timing rule, a progress line every 10 s after the first 10."""
+    """``calls`` timed by the timing rule, each timed batch right after an untimed one of the
+    same network (``warm_each``), a progress line every 10 s after the first 10."""
     from .runtimes import runtime_label
     from .timing import Progress, pct, time_until_stable
     progress = Progress(f"timing {', '.join(calls)}")
@@ -88,7 +89,7 @@ def _timed(calls, ctx, dtype: str, runtimes: Sequence[object] = (), **rule):
     def on_round(t) -> None:
         progress(f"round {t.repeats}, medians within {pct(t.worst)} so far")
     try:
-        return time_until_stable(calls, on_round=on_round, **rule)
+        return time_until_stable(calls, on_round=on_round, warm_each=True, **rule)
     except Exception as err:  # noqa: BLE001 (a runtime's own errors; others raised again)
         for rt in runtimes:
             why = rt.cannot(err)

@@ -65,13 +65,14 @@ class UnitTimer:
     def ratio(self, calls: Dict[str, Callable[[], None]], numerator: str, denominator: str,
               budget_s: float = 30.0) -> Dict[str, float]:
         """Two whole networks timed interleaved by the timing rule (within about ``budget_s``
-        seconds, at least ``repeats`` rounds): the median of the per-round ratios
-        numerator/denominator and its noise (:func:`prunenet.latency.timing.ratio`), and each one's
-        median milliseconds."""
+        seconds, at least ``repeats`` rounds), each timed batch right after an untimed one of the
+        same network (``warm_each``): the median of the per-round ratios numerator/denominator
+        and its noise (:func:`prunenet.latency.timing.ratio`), and each one's median
+        milliseconds."""
         from .timing import ratio, time_until_stable
         try:
             timings = time_until_stable(calls, min_repeats=self.repeats, warmup=self.warmup,
-                                        budget_s=budget_s)
+                                        budget_s=budget_s, warm_each=True)
         except Exception as err:  # noqa: BLE001 (the runtime's own errors)
             raise self._cannot(err, "the network") from None
         out = ratio(timings.seconds[numerator], timings.seconds[denominator])

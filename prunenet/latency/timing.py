@@ -117,13 +117,15 @@ def time_until_stable(calls: Dict[str, Callable[[], None]], min_repeats: int = 5
                       before: Optional[Callable[[], None]] = None,
                       clock: Callable[[], float] = time.perf_counter,
                       on_round: Optional[Callable[["Timings"], None]] = None,
-                      statistic: str = "median") -> Timings:
+                      statistic: str = "median", warm_each: bool = False) -> Timings:
     """Time ``calls`` (name -> a function running and waiting for one batch) interleaved by the
     rule of this module: ``warmup`` untimed calls each, at least ``min_repeats`` rounds, then
     rounds until every median's (``statistic="min"``: fastest's) noise is at most ``tolerance``
     or ``max_repeats`` rounds (or ``budget_s`` seconds, counted from the first timed round) have
-    run. ``before`` runs untimed before every timed call (e.g. to flush the caches);
-    ``on_round`` after every round."""
+    run. ``before`` runs untimed before every timed call (e.g. to flush the caches); with
+    ``warm_each``, an untimed call of the same function does too, after ``before`` (a network
+    timed as it runs deployed, right after its own previous batch: its weights in the caches,
+    its threads awake — not after another network's); ``on_round`` after every round."""
     if min_repeats < 1 or max_repeats < min_repeats:
         raise ValueError(f"repeats: need 1 <= min_repeats ({min_repeats}) <= max_repeats "
                          f"({max_repeats})")
@@ -139,6 +141,8 @@ def time_until_stable(calls: Dict[str, Callable[[], None]], min_repeats: int = 5
         for name, call in calls.items():
             if before is not None:
                 before()
+            if warm_each:
+                call()
             sync()
             t0 = clock()
             call()
