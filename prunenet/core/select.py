@@ -209,7 +209,6 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
             idx = np.flatnonzero(keep[g.index][j * part:(j + 1) * part]) + j * part
             order[g.index].append([int(i) for i in idx[np.argsort(s[idx], kind="stable")]])
         abs_scores[g.index] = s
-    saving_cache: Dict[int, float] = {}
     groups = graph.groups
     running = cost.running(widths)  # cost.total and cost.saving as widths change
 
@@ -220,15 +219,14 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
             return None
         per = size // group.segments
         block = [i for seg in order[gi] for i in seg[:per]]
-        if gi not in saving_cache:
-            saving_cache[gi] = running.saving(gi, size)
-        saving = saving_cache[gi]
+        saving = running.saving(gi, size)
         score = float(abs_scores[gi][block].sum())
         return (rank(score, saving, w, int(full[gi])), -saving, gi, min(block)), block, saving
 
     largest, removed = zero_largest, zero_blocks
     prunable = [g.index for g in graph.prunable_groups]
-    # each group's candidate, kept until a removal changes its width or saving (its neighbours)
+    # each group's candidate (its block and saving), kept until a removal changes its width or
+    # saving: the removed group's neighbours (itself included)
     candidates: Dict[int, object] = {}
     while current > goal:
         best = None
@@ -250,7 +248,6 @@ def select(graph: ChannelGraph, cost: CostModel, scores: Sequence[np.ndarray], t
         largest = max(largest, saving)
         removed += 1
         for nb in cost.neighbours(gi):
-            saving_cache.pop(nb, None)
             candidates.pop(nb, None)
     return Selection(keep, current, base, largest, removed, zeros_removed)
 
