@@ -436,8 +436,8 @@ class _Rows:
         return self.dataset[self.rows[i]]
 
 
-def finetune(net, data, epochs: float = RUN_DEFAULTS.finetune_epochs, ctx=None, progress: bool = False,
-             **recipe) -> dict:
+def finetune(net, data, epochs: float = RUN_DEFAULTS.finetune_epochs, ctx=None,
+             progress: bool = False, **recipe) -> dict:
     """Train every parameter of ``net`` on ``data`` (any iterable of ``(data, label)``
     batches) for ``epochs`` with the fine-tuning recipe of
     :class:`prunenet.training.train.FinetuneConfig` (``lr``, ``momentum``, ``wd``, ``warmup_epochs``,

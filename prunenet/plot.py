@@ -188,11 +188,10 @@ def measure_reference(models: Sequence[str], input_size: int = 224,
     """Throughput of GluonCV's reference architectures (random weights) on ``ctx``: one network
     at a time, so only one is in memory; :func:`prunenet.latency.throughput.throughput`'s figures each."""
     import mxnet as mx
-    from .latency.settings import bench_default
+    from .latency.settings import bench_settings
     from .latency.throughput import throughput
     ctx = ctx or mx.cpu()
-    batch_size = batch_size or bench_default("batch_size")
-    repeats = repeats or bench_default("repeats")
+    batch_size, repeats, warmup = bench_settings(batch_size, repeats, warmup)
     measured = {}
     for name in models:
         if log:
@@ -665,17 +664,17 @@ def save_figure(fig, out: str, svg: bool = True, overwrite: bool = True) -> List
 
 def tradeoff(source: str, reference: str = "auto", reference_models=None,
              batch_size: Optional[int] = None, input_size: int = 224,
-             repeats: Optional[int] = None, warmup: Optional[int] = None, gpus: str = "", title: Optional[str] = None, log=None,
-             mean_over_seeds: bool = False, front: str = "family", runtime: str = "mxnet"):
+             repeats: Optional[int] = None, warmup: Optional[int] = None, gpus: str = "",
+             title: Optional[str] = None, log=None, mean_over_seeds: bool = False,
+             front: str = "family", runtime: str = "mxnet"):
     """The figure of ``prunenet plot tradeoff``: read ``source``, measure the references when
     ``reference`` is ``local``, draw; the throughput is the one measured in ``runtime``
-    (``mxnet`` or ``onnxruntime``), the references' too. ``auto``: GluonCV's ImageNet ResNets are measured and
-    drawn only when ``source`` has ImageNet rows or ``reference_models`` names some (they are
+    (``mxnet`` or ``onnxruntime``), the references' too. ``auto``: GluonCV's ImageNet ResNets
+    are measured and drawn only when ``source`` has ImageNet rows or ``reference_models`` names some (they are
     ImageNet networks: beside other datasets' results they only cost minutes of timing)."""
-    from .latency.settings import bench_default
+    from .latency.settings import bench_default, bench_settings
     from .latency.throughput import check_settings, device, device_name
-    repeats = bench_default("repeats") if repeats is None else repeats
-    warmup = bench_default("warmup") if warmup is None else warmup
+    _, repeats, warmup = bench_settings(None, repeats, warmup)  # the batch: the results' first
     if reference not in REFERENCES:
         raise PrunenetError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
     points = read_points(source, mean_over_seeds, runtime)

@@ -160,3 +160,13 @@ def test_a_gain_well_below_the_macs_reduction_points_at_the_latency_objective(ra
     assert "well below what the MACs promise" in line and "--objective latency" in line
     fair = dict(check, speedup=2.9, below_macs=False)
     assert "well below" not in speed_line({"speed_check": fair, "objective": "flops"})
+
+
+def test_the_api_keeps_a_timing_setting_it_is_given_and_refuses_a_bad_one():
+    """Only a setting not given takes BenchConfig's default: a batch size of 0 handed to
+    ``plot.measure_reference`` is refused by the measurement, not replaced by the default."""
+    from prunenet import plot
+    from prunenet.latency.settings import bench_settings
+    assert bench_settings(0, None, 0) == (0, 10, 0)
+    with pytest.raises(PrunenetError, match="batch size 0 must be"):
+        plot.measure_reference(["cifar_resnet20_v1"], input_size=32, batch_size=0)

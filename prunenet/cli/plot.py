@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..plot import (FRONTS, REFERENCES, curves_figure, figure_paths, save_figure, tradeoff,
                     widths_figure)
+from ..latency.runtimes import RUNTIMES
 from ..latency.settings import BenchConfig, bench_default
 from .args import Parser, positive_int, settings_flags
 
@@ -45,7 +46,7 @@ def add_parser(subparsers) -> None:
     q.add_argument("--front", choices=FRONTS, default="family",
                    help="family (default): each method's Pareto front; all: also the front "
                         "over every point (dashed)")
-    q.add_argument("--runtime", choices=("mxnet", "onnxruntime"), default="mxnet",
+    q.add_argument("--runtime", choices=RUNTIMES, default="mxnet",
                    help="whose throughput to draw: mxnet (default), or onnxruntime (a results "
                         "CSV's throughput_img_s_onnxruntime column, a zoo published with "
                         "--runtime onnxruntime or both); local references are measured there")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..options import default_of, setting
 
-__all__ = ["BenchConfig", "bench_default"]
+__all__ = ["BenchConfig", "bench_default", "bench_settings"]
 
 
 @dataclass
@@ -25,3 +25,10 @@ class BenchConfig:
 def bench_default(name: str):
     """:class:`BenchConfig`'s default of ``name`` as it is now."""
     return default_of(BenchConfig, name)
+
+
+def bench_settings(batch_size=None, repeats=None, warmup=None):
+    """``(batch_size, repeats, warmup)``, each not given (None) as :class:`BenchConfig` has it;
+    a value given, even one the measurement will refuse, is kept."""
+    return tuple(bench_default(n) if v is None else v for n, v in (
+        ("batch_size", batch_size), ("repeats", repeats), ("warmup", warmup)))

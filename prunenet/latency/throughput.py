@@ -121,10 +121,9 @@ def throughput(nets: Dict[str, object], image_shape: Sequence[int],
     same runtime; every row names its ``runtime``. ``batch_size``, ``repeats`` and ``warmup``
     default to :class:`prunenet.latency.settings.BenchConfig`'s."""
     import mxnet as mx
-    from .settings import bench_default
+    from .settings import bench_settings
     from .timing import MAX_REPEATS, ratio
-    batch_size, repeats, warmup = (bench_default(n) if v is None else v for n, v in (
-        ("batch_size", batch_size), ("repeats", repeats), ("warmup", warmup)))
+    batch_size, repeats, warmup = bench_settings(batch_size, repeats, warmup)
     check_settings(batch_size, dtype, repeats, warmup)
     ctx = ctx or mx.cpu()
     runtimes = _runtimes(runtime, ctx, dtype)

@@ -534,8 +534,8 @@ def publish(run_dir: str, zoo: str, name: str, overwrite: bool = False, bench: b
                      batch_size=report.get("batch_size"), device=report.get("device"),
                      throughput_source="run")
     elif bench:
-        from ..latency.settings import bench_default
-        batch_size = batch_size or bench_default("batch_size")
+        from ..latency.settings import bench_settings
+        batch_size, repeats, warmup = bench_settings(batch_size, repeats, warmup)
         measured = throughput({name: net}, image_shape=image_shape, batch_size=batch_size,
                               repeats=repeats, warmup=warmup, ctx=ctx, runtime=runtime)
         for m in measured.values():
