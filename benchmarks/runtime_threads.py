@@ -38,8 +38,9 @@ def _networks(batch: int):
             "quarter": _resized_symbol(graph, quarter)}, graph, cost
 
 
-def alone(runtime: str, which: str, batch: int) -> float:
-    """Median ms of one network run batch after batch, alone in this process."""
+def alone(runtime: str, which: str, batch: int) -> str:
+    """Median ms of one network run batch after batch, alone in this process, and the noise of
+    that median (:func:`prunenet.latency.timing.noise`), as ``"MS NOISE"``."""
     import numpy as np
     from prunenet.latency import runtimes
     sym = _networks(batch)[0][which]
@@ -64,7 +65,8 @@ def alone(runtime: str, which: str, batch: int) -> float:
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
+    from prunenet.latency.timing import noise
+    return f"{float(np.median(times)) * 1e3} {noise(times)}"
 
 
 def timer_ratios(runtime: str, batch: int) -> dict:
@@ -99,15 +101,20 @@ def main(argv=None) -> int:
     print(f"resnet18_v1b 64 px in {args.runtime}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', '')}")
     for batch in args.batch_sizes:
-        deployed = {}
+        deployed, noisy = {}, {}
         for which in ("full", "half", "quarter"):
             out = subprocess.run([sys.executable, __file__, "--runtime", args.runtime,
                                   "--alone", which, str(batch)], check=True,
                                  capture_output=True, text=True).stdout.split()
-            deployed[which] = float(out[-1])
+            deployed[which], noisy[which] = float(out[-2]), float(out[-1])
         timed = timer_ratios(args.runtime, batch)
+        from prunenet.latency.timing import TOLERANCE
         print(f"batch {batch}: unpruned {deployed['full']:.2f} ms deployed, "
               f"{timed['half'][2]:.2f} ms timed")
+        worst = max(noisy.values())
+        if worst > TOLERANCE:  # the deployed figures are medians of 40 batches
+            print(f"    too noisy: a deployed median is uncertain by ±{worst:.1%} (more than "
+                  f"±{TOLERANCE:.0%}); run it on an idle machine")
         for k in ("half", "quarter"):
             r, noise, _ = timed[k]
             print(f"    {k} / unpruned: deployed {deployed[k] / deployed['full']:.3f}, "
