@@ -12,9 +12,9 @@ for the same total number of epochs.
 
 Cells. ``resnet50_v1b-<method>-<target>-s<seed>`` prunes the one ResNet-50 base (trained for
 ``BASE_EPOCHS``, recorded in ``bases.json`` with its SHA-1 as ``study.py`` does, and refused if
-another base turns up) to ``target`` of its measured latency (MXNet, batch 64, this CPU) in one
-``prunenet`` run folder, which fine-tunes it so that base + pruning + fine-tuning make
-``TOTAL_EPOCHS``; an interrupted run resumes. ``<network>-standard-s<seed>`` trains a smaller
+another base turns up) to ``target`` of its measured latency (ONNX Runtime, where the
+networks ship; batch 64, this CPU) in one ``prunenet`` run folder, which fine-tunes it so that
+base + pruning + fine-tuning make ``TOTAL_EPOCHS``; an interrupted run resumes. ``<network>-standard-s<seed>`` trains a smaller
 network from scratch for ``TOTAL_EPOCHS`` with the base's recipe (``result.json``). Every cell
 is written when done and skipped when found, so the experiment runs in pieces.
 
@@ -87,8 +87,9 @@ INPUT_SIZE = 64
 TRAIN_LIMIT, VAL_LIMIT = 12000, 5000
 BASE_EPOCHS, TOTAL_EPOCHS = 2.0, 4.0
 RECIPE = dict(base_lr=0.1, batch_size=64)
-# GCP: one regularize step and its debias step (0.5 epoch each), λ by the debias loss
-PRUNING = dict(objective="latency", runtime="mxnet", latency_batch_size=64, steps=1,
+# GCP: one regularize step and its debias step (0.5 epoch each), λ by the debias loss; the
+# latency measured in ONNX Runtime (issue #28), the runtime users deploy through
+PRUNING = dict(objective="latency", runtime="onnxruntime", latency_batch_size=64, steps=1,
                epochs_per_step=0.5, debias_epochs=0.5, reg="auto", lr=0.01, finetune_lr=0.02,
                label_smoothing=0.1, batch_size=64)
 BENCH_BATCHES = (1, 64)
