@@ -277,11 +277,13 @@ class OnnxRuntime(Runtime):
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads, options.inter_op_num_threads = threads(), 1
         # Each session has a pool of threads that spin after a run, waiting for more work; the
-        # sessions a measurement times in turn then run beside the spinning pools of the others.
-        # Measured (docs/latency.md, "ONNX Runtime's threads"): resnet18_v1b at 64 px, batch 32,
-        # 2 threads, idle: 81 ms a batch against 44 ms deployed, pruned-to-unpruned ratios
-        # ±17 %, units' fastest timings ±370 %; with spinning off 47 ms, ±1 %, ±3 %.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # sessions a measurement times in turn then ran beside the spinning pools of the others
+        # (resnet18_v1b at 64 px, batch 32, 2 threads, idle: 81 ms a batch against 44 ms
+        # deployed, ratios ±17 %). The threads spin while a run lasts, as deployed, and stop
+        # when it returns (docs/latency.md, "ONNX Runtime's threads": with spinning off instead,
+        # the quarter-width network read 0.082-0.084 of the unpruned against 0.074-0.076
+        # deployed; with this, 0.075-0.077).
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 3  # errors only
         try:
             return onnxruntime.InferenceSession(model.SerializeToString(), options,
