@@ -413,8 +413,9 @@ def main(argv=None) -> int:
     p.add_argument("--table", default=None, help="latency table file (default: the cache's)")
     p.add_argument("--table-repeats", type=int, default=5,
                    help="timings per table entry; the fastest counts (default 5)")
-    p.add_argument("--epoch-images", type=int, default=256,
-                   help="images in an epoch of part (d) (default 256)")
+    p.add_argument("--epoch-images", type=int, default=2048,
+                   help="images in an epoch of part (d) (default 2048: fewer leave a step so "
+                        "few batches that the λ candidates' 8-batch floor decides their cost)")
     p.add_argument("--gcp-steps", type=int, default=3, help="GCP steps of part (d) (default 3)")
     p.add_argument("--parts", default="abcd", help="which parts to run (default abcd)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")

@@ -12,7 +12,9 @@ from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
 from prunenet.methods import DATA_FREE
-from prunenet.gcp.schedule import GCPSchedule, GCPConfig, one_se_rule
+from prunenet.gcp.schedule import (GCPConfig, GCPSchedule, SEARCH_MIN_BATCHES, SEARCH_SHARE,
+                                    one_se_rule)
+from prunenet.run.gcp_steps import search_lines
 from prunenet.training.models import randomize_batchnorm
 from prunenet.core.select import select
 from prunenet.core.surgery import network_params, widths_of
@@ -131,6 +133,14 @@ def test_search_scores_lambda_zero_and_every_candidate_from_one_start_and_leaves
     assert stream.state() == position and all(k.all() for k in w.keep)
     # the candidates differ: λ changes what the short step keeps or how far it shrinks
     assert len(set(np.round(means, 6))) == 3
+    # the candidates' batches over the T steps' (each phase a quarter, at least the floor)
+    full = stream.count(gcp.config.epochs_per_step)
+    short = min(full, max(SEARCH_MIN_BATCHES, round(full * 0.25)))
+    assert search["share"] == pytest.approx(3 * short / (gcp.config.steps * full))
+    lines = search_lines(dict(search, share=2.5 * SEARCH_SHARE))
+    assert any(f"ran {2.5 * SEARCH_SHARE:.2f}x the pruning steps' batches" in l for l in lines)
+    assert not any("the pruning steps' batches" in l
+                   for l in search_lines(dict(search, share=SEARCH_SHARE)))
 
 
 def test_auto_resumes_an_interrupted_search_where_it_stopped(random_net):
@@ -198,6 +208,8 @@ def test_cli_auto_reports_its_grid_and_losses_and_resumes_a_killed_search(tmp_pa
     out = _prune(FASHION_FREE + ["--shrink-grid", *grid, "--out", str(killed)],
                  env={"PRUNENET_FAILPOINT": "search:2"})
     assert out.returncode != 0 and not (killed / "report.json").exists()
+    ckpt = json.loads((killed / "checkpoint" / "checkpoint.json").read_text())
+    assert ckpt["tag"] == "search-2" and ckpt["params"] == "ckpt-search-1.params"  # not rewritten
     resumed = _prune(["--resume", str(killed), "--no-progress"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the λ search after 2 of 3 candidates" in (killed / "log.txt").read_text()

@@ -46,7 +46,8 @@ from .masked import DEBIAS, REGULARIZE, MaskedNetwork
 from ..core.registry import register
 
 __all__ = ["GCPConfig", "GCPSchedule", "ScheduleHooks", "StepRecord", "DEFAULT_REG",
-           "SHRINK_GRID", "SEARCH_SHARE", "check_reg", "one_se_rule", "search_fraction"]
+           "SHRINK_GRID", "SEARCH_SHARE", "SEARCH_MIN_BATCHES", "check_reg", "one_se_rule",
+           "search_fraction"]
 
 # λ of every entry point (the CLI, ``prunenet.GCP``, experiment configs, the demo): the paper's
 # rule, chosen by the held-out debias loss
@@ -55,8 +56,11 @@ DEFAULT_REG = "auto"
 # one step's target (on the first Fashion-MNIST ResNet-18 cell at one epoch per step, ρ 1's
 # first step alone kept 0.19 of the FLOPs for α 0.25, and a ρ of 3 kept 0.007)
 SHRINK_GRID = (0.0, 0.03, 0.1, 0.3, 1.0)
-# the search's time as a fraction of the pruning steps' it aims at (``search_fraction``)
-SEARCH_SHARE = 0.2
+# the candidates' batches as a fraction of the pruning steps' (``search_fraction``); each
+# candidate's own costs (a rescale, a selection, a held-out evaluation, a restore) come on top,
+# so that the whole search stays within a quarter of the steps' time: at 0.2 it took 0.26x in
+# benchmarks/pruning_and_latency.py part (d) with 2048 images an epoch
+SEARCH_SHARE = 0.15
 # the fewest batches a candidate's regularize or debias phase runs
 SEARCH_MIN_BATCHES = 8
 
@@ -479,10 +483,18 @@ class GCPSchedule:
             raise PrunenetError(f"the saved λ search was over {state['unit']} "
                                 f"{state['grid']}, not {unit} {grid}")
         short = self.batches(stream, self.config.epochs_per_step, state["fraction"])
+        if "share" not in state:  # the candidates' batches over the steps' (a search saved by
+            # an older version has none)
+            debias = self.config.epochs_per_step if self.config.debias_epochs is None \
+                else self.config.debias_epochs
+            deb_full = self.batches(stream, debias) if debias else 0
+            deb_short = self.batches(stream, debias, state["fraction"]) if debias else 0
+            state["share"] = len(grid) * (short + deb_short) / max(
+                1, self.config.steps * (full + deb_full))
+        # the network is at the start here, and each candidate leaves it there
         for k, reg in enumerate(state["regs"]):
             if state["per_image"][k] is not None:
                 continue
-            self.restore(start, stream)
             # the short step's λ gives the candidate's whole shrink in its fewer batches
             self.config.reg = reg * full / short
             records = self.run_step(1, stream, fraction=state["fraction"])
@@ -507,7 +519,6 @@ class GCPSchedule:
         chosen, best, means, se = one_se_rule(state["per_image"], admissible)
         state.update(chosen_index=chosen, best=best, se=[float(v) for v in se],
                      admissible=admissible, chosen=state["regs"][chosen], done=True)
-        self.restore(start, stream)
         self.config.reg = state["regs"][chosen]
         self.search = state
         return state

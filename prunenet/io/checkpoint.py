@@ -22,12 +22,17 @@ __all__ = ["save_checkpoint", "load_checkpoint", "restore_trainer", "save_finetu
 CHECKPOINT_FILE = "checkpoint.json"
 
 
-def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
+def save_checkpoint(folder: str, tag: str, arrays: Optional[Dict[str, np.ndarray]],
                     trainers: Optional[Dict[str, object]] = None, **progress) -> None:
     """Save ``arrays`` and the trainers' states under ``tag``, then point ``checkpoint.json``
     at them together with ``progress`` (JSON-able), and remove older checkpoint files. Arrays
     holding NaN or Inf are refused (:class:`prunenet.training.train.NonFiniteError`), so the checkpoint
-    in force stays the last good one."""
+    in force stays the last good one. ``arrays`` None: the parameters and states are those of
+    the checkpoint in force, whose files the new ``checkpoint.json`` names again (only the
+    progress changed)."""
+    if arrays is None:
+        _save_progress(folder, tag, progress)
+        return
     bad = [name for name, value in arrays.items() if not np.isfinite(value).all()]
     if bad:
         from ..errors import NonFiniteError
@@ -52,6 +57,17 @@ def save_checkpoint(folder: str, tag: str, arrays: Dict[str, np.ndarray],
     for name in os.listdir(folder):
         if name.startswith("ckpt-") and name not in keep:
             os.remove(os.path.join(folder, name))
+
+
+def _save_progress(folder: str, tag: str, progress: dict) -> None:
+    """A new ``checkpoint.json`` under ``tag`` with ``progress``, naming the files of the one in
+    force (their SHA-1 as it recorded them)."""
+    path = os.path.join(folder, CHECKPOINT_FILE)
+    if not os.path.exists(path):
+        raise ValueError(f"no checkpoint in {folder} to keep the parameters of")
+    doc = read_json(path, "checkpoint")
+    write_json(path, {"tag": tag, "params": doc["params"], "states": doc.get("states", {}),
+                      "sha1": doc.get("sha1"), **progress})
 
 
 def load_checkpoint(folder: str) -> Optional[dict]:

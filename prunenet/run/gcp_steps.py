@@ -12,7 +12,7 @@ import numpy as np
 from ..training.distributed import Workers
 from ..failpoints import failpoint
 from ..io.records import CHECKPOINT_DIR, STEPS_FILE, write_steps
-from ..gcp.schedule import ScheduleHooks
+from ..gcp.schedule import SEARCH_MIN_BATCHES, SEARCH_SHARE, ScheduleHooks
 from .settings import DataRun
 from ..core.select import Selection
 
@@ -37,6 +37,12 @@ def search_lines(search: dict) -> List[str]:
              "least): " + ", ".join(rows),
              f"chose {name} = {chosen:g} (λ = {search['chosen']:.4g}): the most regularising "
              f"candidate within one standard error of the least"]
+    share = search.get("share")
+    if share is not None and share > 2 * SEARCH_SHARE:
+        lines.append(f"the λ candidates ran {share:.2f}x the pruning steps' batches, not about "
+                     f"{SEARCH_SHARE:g}x: each runs at least {SEARCH_MIN_BATCHES} batches a "
+                     f"phase, and a step has only {search['iterations']}; more images per step "
+                     f"(or fewer candidates, or a fixed --reg) make the search cheaper")
     if search["chosen"] == 0:
         lines.append("λ = 0 (no regulariser) was chosen: no candidate that regularises scored "
                      "within one standard error of the least; the selection ranks rescaled |γ|")
@@ -141,12 +147,15 @@ class _GCPSteps(ScheduleHooks):
                 f"in step {self.done + 1}, {step_state['phase']} batch {step_state['done']}"
             self.say(f"resuming {where} of {self.run.steps}")
 
-    def save(self, tag: str, finished: int, state: Optional[dict]) -> None:
-        """A checkpoint ``tag`` after ``finished`` steps (inside the next, at ``state``)."""
+    def save(self, tag: str, finished: int, state: Optional[dict],
+             same_network: bool = False) -> None:
+        """A checkpoint ``tag`` after ``finished`` steps (inside the next, at ``state``); with
+        ``same_network``, the parameters and optimizer states are those of the checkpoint in
+        force, and only the progress is written."""
         from ..io.checkpoint import save_checkpoint
         gcp = self.gcp
         last = gcp.last_selection
-        save_checkpoint(self.ckpt_dir, tag, gcp.arrays(),
+        save_checkpoint(self.ckpt_dir, tag, None if same_network else gcp.arrays(),
                         {"regularize": gcp.reg_trainer, "debias": gcp.debias_trainer},
                         stage="gcp", step=finished, step_state=state, stream=self.stream.state(),
                         notes=gcp.notes, rows=self.rows, search=self.search,
@@ -159,10 +168,11 @@ class _GCPSteps(ScheduleHooks):
     # -- the hooks on the schedule's driver ------------------------------------------------
 
     def candidate(self, state: dict) -> None:
-        """A checkpoint after each λ candidate (the start in force)."""
+        """A checkpoint after each λ candidate (the start in force: after the first, the
+        network's files are the checkpoint's already, and only the search's state is new)."""
         self.search = state
         k = sum(v is not None for v in state["losses"])
-        self.save(f"search-{k}", 0, None)
+        self.save(f"search-{k}", 0, None, same_network=k > 1)
         failpoint("search")
 
     def searched(self, search: dict) -> None:

@@ -50,8 +50,9 @@ def _shrink_help() -> str:
 
 def _search_help() -> str:
     from ..gcp.schedule import SEARCH_SHARE
-    return ("the fraction of step 1's batches each λ candidate runs (default: the search takes "
-            f"about {SEARCH_SHARE:g} of the pruning steps' time)")
+    return ("the fraction of step 1's batches each λ candidate runs (default: the candidates "
+            f"run {SEARCH_SHARE:g} of the pruning steps' batches, and the search takes under a "
+            "quarter of their time)")
 
 
 _FT, _GCP = FinetuneConfig, GCPConfig
