@@ -3,8 +3,10 @@ folder's table as its table.md has it, the README's headline rows are rows of it
 what the study's report makes of results.csv."""
 import csv
 import importlib.util
+import json
 import glob
 import os
+import sys
 
 import pytest
 
@@ -75,10 +77,32 @@ def test_readme_headline_rows_are_rows_of_the_study_it_links():
     assert f"]({study}/table.md)" in readme and f"]({study}/results.csv)" in readme
     with open(os.path.join(ROOT, study, "table.md")) as f:
         table = f.read().splitlines()
-    (headline,) = _tables(os.path.join(ROOT, "README.md"))
+    headline = _tables(os.path.join(ROOT, "README.md"))[0]  # the first; speed follows
     assert headline[:2] == table[:2] and len(headline) > 3
     for row in headline[2:]:
         assert row in table, row
+
+
+def test_readme_speed_rows_are_the_committed_benchmark_rows():
+    """The README's ONNX Runtime table: its header and every row as ``benchmarks/onnx_latency.py``
+    renders the rows it committed (``benchmarks/onnx_latency*.json``)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import onnx_latency
+    finally:
+        sys.path.pop(0)
+    rows = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "onnx_latency*.json"))):
+        with open(path) as f:
+            rows += json.load(f)
+    rendered = onnx_latency.table(rows).splitlines()
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert "benchmarks/onnx_latency.py" in readme
+    speed = [t for t in _tables(os.path.join(ROOT, "README.md")) if t[0] == rendered[0]]
+    assert len(speed) == 1 and speed[0][:2] == rendered[:2] and len(speed[0]) > 3
+    for row in speed[0][2:]:
+        assert row in rendered, row
 
 
 def test_paired_p_is_left_out_when_every_seed_differs_alike():
@@ -113,7 +137,6 @@ def test_the_tradeoff_figure_draws_from_a_study_csv_in_seconds(study, tmp_path):
 def test_streams_table_reads_each_cell_and_the_authors_shape_file():
     """streams.md's rows: every ResNet-18 cell's stream and inner widths as its report gives
     them, and the authors' resnet18_v1b_0.89 as GluonCV's shape file gives it."""
-    import json
     import gluoncv
     study = _study_module()
     out = os.path.join(RESULTS, "fashion_mnist_epoch")
