@@ -86,7 +86,10 @@ from study import TOP1_TOLERANCE, cell_flags, check_base, drive, paired  # noqa:
 LARGE = "resnet50_v1b"
 SMALLER = ("resnet18_v1b", "resnet34_v1b", "mobilenetv2_1.0", "mobilenetv2_0.75",
            "mobilenetv2_0.5")
-TARGETS = (0.2, 0.35, 0.5, 0.7)  # of ResNet-50's measured latency: beside the smaller networks
+# of ResNet-50's measured latency: beside the smaller networks. Not 0.2: in ONNX Runtime at one
+# thread, batch 64, naive uniform cannot go below 0.2374 (every group at 8 channels), and was
+# refused there (the GCP cell at 0.2 ran: 75.88 %, measured 0.259 on a busy machine)
+TARGETS = (0.25, 0.35, 0.5, 0.7)
 METHODS = ("gcp", "uniform")
 SEEDS = (0, 1, 2)
 INPUT_SIZE = 64
