@@ -67,3 +67,28 @@ def test_quick_study_runs_its_cells_and_reports_them(tmp_path, script_runner, fa
         json.dump(dict(doc, top1_before=doc["top1_before"] - 0.01), f)
     err = study("--report", returncode=2)
     assert "pruned from different bases" in err and len(err.splitlines()) == 1
+
+
+def test_a_refused_cell_does_not_stop_the_cells_after_it(capsys):
+    """An experiment runs for hours unattended: a cell refused with a PrunenetError is one line,
+    the cells after it still run, and the exit status and last line say which were refused."""
+    import argparse
+    import importlib.util
+    from prunenet.errors import PrunenetError
+    spec = importlib.util.spec_from_file_location("study", STUDY)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    ran = []
+
+    def run_one(name, cell):
+        if name == "b":
+            raise PrunenetError("target 0.2 is below the smallest reachable cost fraction")
+        ran.append(name)
+    args = argparse.Namespace(list=False, report=False)
+    todo = {"a": None, "b": None, "c": None}
+    assert study.drive(args, todo, str, run_one, None, "study.py") == 2
+    assert ran == ["a", "c"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["study.py: b: target 0.2 is below the smallest reachable cost fraction",
+                   "study.py: 1 of 3 cell(s) refused (b); the others ran"]
+    assert study.drive(args, {"a": None, "c": None}, str, run_one, None, "study.py") == 0

@@ -522,19 +522,30 @@ def main(argv=None) -> int:
 def drive(args, todo: dict, state_of, run_one, report_all, script: str) -> int:
     """What an experiment script of cells does with its flags: ``--list`` the cells of
     ``todo`` (name -> cell) with ``state_of`` each, ``--report`` (``report_all``), or run them
-    in order (``run_one(name, cell)``); a :class:`PrunenetError` is one line and exit 2."""
+    in order (``run_one(name, cell)``). A :class:`PrunenetError` is one line and exit 2; a cell
+    refused so does not stop the cells after it (an experiment runs for hours unattended), and
+    the last line names the refused ones."""
     if args.list:
         for name in todo:
             print(f"{state_of(name):12} {name}")
         return 0
-    try:
-        if args.report:
+    if args.report:
+        try:
             report_all()
-        else:
-            for name, cell in todo.items():
-                run_one(name, cell)
-    except PrunenetError as err:
-        print(f"{script}: {err}", file=sys.stderr)
+        except PrunenetError as err:
+            print(f"{script}: {err}", file=sys.stderr)
+            return 2
+        return 0
+    refused = []
+    for name, cell in todo.items():
+        try:
+            run_one(name, cell)
+        except PrunenetError as err:
+            print(f"{script}: {name}: {err}", file=sys.stderr)
+            refused.append(name)
+    if refused:
+        print(f"{script}: {len(refused)} of {len(todo)} cell(s) refused ({', '.join(refused)}); "
+              f"the others ran", file=sys.stderr)
         return 2
     return 0
 
