@@ -154,8 +154,8 @@ def test_streams_table_reads_each_cell_and_the_authors_shape_file():
     checked = 0
     for name in names:
         path = os.path.join(out, "cells", name, "report.json")
-        if not os.path.exists(path):
-            continue
+        if not name.startswith("resnet18-") or not os.path.exists(path):
+            continue  # the table is ResNet-18's (its streams beside the authors')
         widths = json.load(open(path))["widths"]
         stream = rows[name][3].rstrip(" |").split(" · ")[0]
         assert int(stream) == widths["resnetv1b_layers4_conv1_fwd"][0], name
