@@ -73,11 +73,9 @@ def test_a_refused_cell_does_not_stop_the_cells_after_it(capsys):
     """An experiment runs for hours unattended: a cell refused with a PrunenetError is one line,
     the cells after it still run, and the exit status and last line say which were refused."""
     import argparse
-    import importlib.util
     from prunenet.errors import PrunenetError
-    spec = importlib.util.spec_from_file_location("study", STUDY)
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    from test_study_results import _study_module
+    study = _study_module()
     ran = []
 
     def run_one(name, cell):
@@ -92,3 +90,5 @@ def test_a_refused_cell_does_not_stop_the_cells_after_it(capsys):
     assert err == ["study.py: b: target 0.2 is below the smallest reachable cost fraction",
                    "study.py: 1 of 3 cell(s) refused (b); the others ran"]
     assert study.drive(args, {"a": None, "c": None}, str, run_one, None, "study.py") == 0
+    assert study.drive(args, {"b": None}, str, run_one, None, "study.py") == 2  # one line alone
+    assert capsys.readouterr().err.strip().splitlines() == [err[0]]

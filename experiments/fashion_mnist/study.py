@@ -524,7 +524,7 @@ def drive(args, todo: dict, state_of, run_one, report_all, script: str) -> int:
     ``todo`` (name -> cell) with ``state_of`` each, ``--report`` (``report_all``), or run them
     in order (``run_one(name, cell)``). A :class:`PrunenetError` is one line and exit 2; a cell
     refused so does not stop the cells after it (an experiment runs for hours unattended), and
-    the last line names the refused ones."""
+    when others ran, a last line names the refused ones."""
     if args.list:
         for name in todo:
             print(f"{state_of(name):12} {name}")
@@ -543,11 +543,10 @@ def drive(args, todo: dict, state_of, run_one, report_all, script: str) -> int:
         except PrunenetError as err:
             print(f"{script}: {name}: {err}", file=sys.stderr)
             refused.append(name)
-    if refused:
+    if refused and len(refused) < len(todo):
         print(f"{script}: {len(refused)} of {len(todo)} cell(s) refused ({', '.join(refused)}); "
               f"the others ran", file=sys.stderr)
-        return 2
-    return 0
+    return 2 if refused else 0
 
 
 if __name__ == "__main__":
