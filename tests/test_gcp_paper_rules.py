@@ -12,8 +12,7 @@ from mxnet import autograd, gluon
 
 from prunenet import cost_model, trace
 from prunenet.methods import DATA_FREE
-from prunenet.gcp.schedule import (GCPConfig, GCPSchedule, SEARCH_MIN_BATCHES, SEARCH_SHARE,
-                                    one_se_rule)
+from prunenet.gcp.schedule import GCPConfig, GCPSchedule, SEARCH_MIN_BATCHES, one_se_rule
 from prunenet.run.gcp_steps import search_lines
 from prunenet.training.models import randomize_batchnorm
 from prunenet.core.select import select
@@ -137,10 +136,12 @@ def test_search_scores_lambda_zero_and_every_candidate_from_one_start_and_leaves
     full = stream.count(gcp.config.epochs_per_step)
     short = min(full, max(SEARCH_MIN_BATCHES, round(full * 0.25)))
     assert search["share"] == pytest.approx(3 * short / (gcp.config.steps * full))
-    lines = search_lines(dict(search, share=2.5 * SEARCH_SHARE))
-    assert any(f"ran {2.5 * SEARCH_SHARE:.2f}x the pruning steps' batches" in l for l in lines)
+    aimed = 3 * 0.25 / gcp.config.steps  # before the floor
+    assert search["aimed"] == pytest.approx(aimed)
+    lines = search_lines(dict(search, share=2.5 * aimed))
+    assert any(f"ran {2.5 * aimed:.2f}x the pruning steps' batches" in l for l in lines)
     assert not any("the pruning steps' batches" in l
-                   for l in search_lines(dict(search, share=SEARCH_SHARE)))
+                   for l in search_lines(dict(search, share=aimed)))
 
 
 def test_auto_resumes_an_interrupted_search_where_it_stopped(random_net):

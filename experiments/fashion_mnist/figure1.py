@@ -14,9 +14,10 @@ Cells. ``resnet50_v1b-<method>-<target>-s<seed>`` prunes the one ResNet-50 base 
 ``BASE_EPOCHS``, recorded in ``bases.json`` with its SHA-1 as ``study.py`` does, and refused if
 another base turns up) to ``target`` of its measured latency (ONNX Runtime, where the
 networks ship; batch 64, this CPU) in one ``prunenet`` run folder, which fine-tunes it so that
-base + pruning + fine-tuning make ``TOTAL_EPOCHS``; an interrupted run resumes. ``<network>-standard-s<seed>`` trains a smaller
-network from scratch for ``TOTAL_EPOCHS`` with the base's recipe (``result.json``). Every cell
-is written when done and skipped when found, so the experiment runs in pieces.
+base + pruning + fine-tuning make ``TOTAL_EPOCHS``; an interrupted run resumes.
+``<network>-standard-s<seed>`` trains a smaller network from scratch for ``TOTAL_EPOCHS`` with
+the base's recipe (``result.json``). Every cell is written when done and skipped when found, so
+the experiment runs in pieces.
 
 Input size. Fashion-MNIST is upsampled (bilinear) to ``INPUT_SIZE`` = 64 pixels: ResNet-50 v1b
 halves the feature map five times (stem convolution, max pool, stages 2-4: a factor 32), so 64

@@ -140,6 +140,11 @@ class GCPConfig:
     prune_zeros: bool = setting(True, "a channel the regulariser zeroed is pruned whatever the "
                                       "target")
 
+    @property
+    def debias_phase_epochs(self) -> float:
+        """Epochs of each step's debias phase: ``debias_epochs``, else ``epochs_per_step``."""
+        return self.epochs_per_step if self.debias_epochs is None else self.debias_epochs
+
     def check(self) -> None:
         check_cost_target(self.target, "--target")
         if self.steps < 1:
@@ -336,9 +341,8 @@ class GCPSchedule:
                                       reg["loss"], reg["top1"], zeroed, cfg.lr,
                                       reg["time_s"] + time.time() - start))
         zeroed = records[0].zeroed_channels
-        if cfg.debias_epochs != 0:
-            epochs = cfg.epochs_per_step if cfg.debias_epochs is None else cfg.debias_epochs
-            deb = run(DEBIAS, self.debias_trainer, epochs)
+        if cfg.debias_phase_epochs != 0:
+            deb = run(DEBIAS, self.debias_trainer, cfg.debias_phase_epochs)
             self._check_finite(w.scores(), t)
         else:
             deb = {"loss": float("nan"), "top1": float("nan"), "time_s": 0.0}
@@ -483,14 +487,14 @@ class GCPSchedule:
             raise PrunenetError(f"the saved λ search was over {state['unit']} "
                                 f"{state['grid']}, not {unit} {grid}")
         short = self.batches(stream, self.config.epochs_per_step, state["fraction"])
-        if "share" not in state:  # the candidates' batches over the steps' (a search saved by
-            # an older version has none)
-            debias = self.config.epochs_per_step if self.config.debias_epochs is None \
-                else self.config.debias_epochs
-            deb_full = self.batches(stream, debias) if debias else 0
-            deb_short = self.batches(stream, debias, state["fraction"]) if debias else 0
-            state["share"] = len(grid) * (short + deb_short) / max(
-                1, self.config.steps * (full + deb_full))
+        # the candidates' batches over the steps' (``share``), and what the fraction aimed at
+        # before the floor of SEARCH_MIN_BATCHES (``aimed``)
+        debias = self.config.debias_phase_epochs
+        deb_full = self.batches(stream, debias) if debias else 0
+        deb_short = self.batches(stream, debias, state["fraction"]) if debias else 0
+        steps_batches = max(1, self.config.steps * (full + deb_full))
+        state["share"] = len(grid) * (short + deb_short) / steps_batches
+        state["aimed"] = len(grid) * state["fraction"] * (full + deb_full) / steps_batches
         # the network is at the start here, and each candidate leaves it there
         for k, reg in enumerate(state["regs"]):
             if state["per_image"][k] is not None:

@@ -12,7 +12,7 @@ import numpy as np
 from ..training.distributed import Workers
 from ..failpoints import failpoint
 from ..io.records import CHECKPOINT_DIR, STEPS_FILE, write_steps
-from ..gcp.schedule import SEARCH_MIN_BATCHES, SEARCH_SHARE, ScheduleHooks
+from ..gcp.schedule import SEARCH_MIN_BATCHES, ScheduleHooks
 from .settings import DataRun
 from ..core.select import Selection
 
@@ -37,12 +37,13 @@ def search_lines(search: dict) -> List[str]:
              "least): " + ", ".join(rows),
              f"chose {name} = {chosen:g} (λ = {search['chosen']:.4g}): the most regularising "
              f"candidate within one standard error of the least"]
-    share = search.get("share")
-    if share is not None and share > 2 * SEARCH_SHARE:
-        lines.append(f"the λ candidates ran {share:.2f}x the pruning steps' batches, not about "
-                     f"{SEARCH_SHARE:g}x: each runs at least {SEARCH_MIN_BATCHES} batches a "
-                     f"phase, and a step has only {search['iterations']}; more images per step "
-                     f"(or fewer candidates, or a fixed --reg) make the search cheaper")
+    share, aimed = search.get("share"), search.get("aimed")
+    if share is not None and aimed is not None and share > 2 * aimed:
+        lines.append(f"the λ candidates ran {share:.2f}x the pruning steps' batches, not the "
+                     f"{aimed:.2g}x their fraction aimed at: each runs at least "
+                     f"{SEARCH_MIN_BATCHES} batches a phase, and a step has only "
+                     f"{search['iterations']}; more images per step (or fewer candidates, or a "
+                     f"fixed --reg) make the search cheaper")
     if search["chosen"] == 0:
         lines.append("λ = 0 (no regulariser) was chosen: no candidate that regularises scored "
                      "within one standard error of the least; the selection ranks rescaled |γ|")
