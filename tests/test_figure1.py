@@ -46,13 +46,15 @@ def test_quick_figure1_runs_reports_and_refuses_a_second_base(tmp_path, script_r
     assert float(rows[STANDARD]["top1"]) == pytest.approx(result["top1"])
     assert rows[STANDARD]["method"] == "standard" and rows[PRUNED]["method"] == "gcp"
     speeds = json.load(open(os.path.join(out, "throughput.json")))
-    runtime = _figure1_module().PRUNING["runtime"]  # the figure's column: the pruning's, b64
+    from prunenet.latency.runtimes import throughput_field
+    figure = throughput_field(_figure1_module().PRUNING["runtime"])  # the pruning's runtime
     for name, row in rows.items():  # both runtimes, both batches
         for key in ("throughput_b1_mxnet", "throughput_b64_mxnet", "throughput_b1_onnxruntime",
                     "throughput_b64_onnxruntime"):
             measured = speeds["rows"][name][key]
             assert float(row[key]) == pytest.approx(measured) and measured > 0
-        assert row["throughput_img_s"] == row[f"throughput_b64_{runtime}"]
+        for runtime in ("mxnet", "onnxruntime"):  # the schema's columns: batch 64
+            assert row[throughput_field(runtime)] == row[f"throughput_b64_{runtime}"]
     table = open(os.path.join(out, "table.md")).read()
     assert f"| {STANDARD.split('-')[0]} | standard |" in table
     gain = 100 * (float(rows[PRUNED]["top1"]) - float(rows[STANDARD]["top1"]))
@@ -60,8 +62,8 @@ def test_quick_figure1_runs_reports_and_refuses_a_second_base(tmp_path, script_r
     assert line.endswith(f"| mobilenetv2_0.5 | {gain:+.2f} pt |")  # the nearest in speed
     svg = open(os.path.join(out, "figure1.svg")).read()
     from prunenet.plot import pareto_front
-    front = pareto_front([(float(r["throughput_img_s"]), float(r["top1"])) for r in rows.values()])
-    assert "mobilenetv2_0.5" in svg  # the standard network named
+    front = pareto_front([(float(r[figure]), float(r["top1"])) for r in rows.values()])
+    assert "mobilenetv2_0.5" in svg and "ONNX Runtime" in svg  # the standard network named
     assert ("Pareto front" in svg) == (len(front) > 1)  # the front over all, where it is a line
     stamp = os.path.getmtime(os.path.join(out, "throughput.json"))
     figure1("--report")  # the same networks: not timed again

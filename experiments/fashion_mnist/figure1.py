@@ -30,11 +30,13 @@ ResNet-50's MACs, in the stem only.
 Report. ``--report`` times every network (the cells' pruned networks, one per seed, and the
 standard ones) side by side with ``prunenet.latency.throughput.throughput`` in MXNet and ONNX Runtime
 together (``runtime="both"``), at batch 1 and at batch 64 (``throughput.json``, measured again
-only when the set of networks changed), then writes ``results.csv`` (``RESULTS_COLUMNS``, the
-throughput column the pruning's runtime at batch 64, plus the four measured throughputs),
-``table.md`` (mean ± std over seeds; GCP against uniform paired by seed at equal target; each
-pruned network against the standard network nearest in measured throughput, Welch's test) and
-``figure1.png``/``.svg`` drawn by ``prunenet plot tradeoff`` from the CSV.
+only when the set of networks changed), then writes ``results.csv`` (``RESULTS_COLUMNS`` with
+MXNet's throughput at batch 64 in ``throughput_img_s`` and ONNX Runtime's in
+``throughput_img_s_onnxruntime``, as DESIGN's schema has them, plus the four measured
+throughputs), ``table.md`` (mean ± std over seeds, sorted by the pruning runtime's throughput;
+GCP against uniform paired by seed at equal target; each pruned network against the standard
+network nearest in that throughput, Welch's test) and ``figure1.png``/``.svg``, drawn by
+``prunenet plot tradeoff --runtime onnxruntime`` from the CSV.
 
 Time estimate (not yet measured: the experiment has not been run). Training throughput at 64
 px, batch 64, measured on one core of this 2-core VM while the other agents kept it busy: ResNet-50
@@ -79,6 +81,7 @@ from prunenet.io.devices import contexts  # noqa: E402
 from prunenet.errors import PrunenetError  # noqa: E402
 from prunenet.io.files import atomic_path, read_json, sha1_of, write_json  # noqa: E402
 from prunenet.io.records import RESULTS_COLUMNS  # noqa: E402
+from prunenet.latency.runtimes import THROUGHPUT_FIELDS, throughput_field  # noqa: E402
 from prunenet.run.folder import data_run  # noqa: E402
 from prunenet.run.settings import DataRun  # noqa: E402
 from prunenet.zoo.pruned import load_pruned  # noqa: E402
@@ -104,9 +107,10 @@ PRUNING = dict(objective="latency", runtime="onnxruntime", latency_batch_size=64
                label_smoothing=0.1, batch_size=64)
 BENCH_BATCHES = (1, 64)
 RUNTIMES = ("mxnet", "onnxruntime")
-FIGURE_BATCH = 64  # results.csv's throughput column: the pruning's runtime at this batch
+FIGURE_BATCH = 64  # results.csv's throughput columns (one per runtime, DESIGN's schema): this batch
 EXTRA = [f"throughput_b{b}_{rt}" for rt in RUNTIMES for b in BENCH_BATCHES]
-COLUMNS = RESULTS_COLUMNS + ["runtime", "total_epochs", "top1_before"] + EXTRA
+COLUMNS = RESULTS_COLUMNS + [THROUGHPUT_FIELDS["onnxruntime"], "runtime", "total_epochs",
+                             "top1_before"] + EXTRA
 OUT = os.path.join("experiments", "results", "fashion_mnist_figure1")
 
 
@@ -278,8 +282,8 @@ def rows_of(done: dict, speeds: dict, plan: Plan) -> list:
         row = {"model": model, "method": method, "dataset": "fashion-mnist", "seed": seed,
                "run_dir": os.path.join("cells", name), "batch_size": FIGURE_BATCH,
                "device": speed["device"], "runtime": runtime, "total_epochs": plan.total_epochs,
-               "throughput_img_s": speed[f"throughput_b{FIGURE_BATCH}_{runtime}"],
-               **{k: speed[k] for k in EXTRA}}
+               **{throughput_field(rt): speed[f"throughput_b{FIGURE_BATCH}_{rt}"]
+                  for rt in RUNTIMES}, **{k: speed[k] for k in EXTRA}}
         if kind == "pruned":
             row.update(objective=r["objective"], target=target, achieved=r["achieved"],
                        macs=r["macs_after"], params=r["params_after"], top1=r["top1_after"],
@@ -298,11 +302,12 @@ def table(rows: list) -> list:
     for row in rows:
         groups.setdefault((row["model"], row["method"], row["target"]), []).append(row)
     standard = {k: rs for k, rs in groups.items() if k[1] == "standard"}
+    speed = throughput_field(rows[0]["runtime"])  # the runtime the pruning measured
     lines = ["| network | method | target | MXNet img/s b1 / b64 | ONNX Runtime img/s b1 / b64 | "
              "top-1 (mean ± std) | seeds | vs uniform (paired) | nearest standard | vs it |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for (model, method, target), rs in sorted(groups.items(), key=lambda kv: -_mean(
-            kv[1], "throughput_img_s")):
+            kv[1], speed)):
         top1 = [100 * r["top1"] for r in rs]
         spread = f" ± {statistics.stdev(top1):.2f}" if len(top1) > 1 else ""
         speeds = [" / ".join(f"{_mean(rs, f'throughput_b{b}_{rt}'):.0f}" for b in BENCH_BATCHES)
@@ -311,8 +316,7 @@ def table(rows: list) -> list:
             if method != "standard" else ""
         near, against = "", ""
         if method != "standard" and standard:
-            key = min(standard, key=lambda k: abs(_mean(standard[k], "throughput_img_s") -
-                                                  _mean(rs, "throughput_img_s")))
+            key = min(standard, key=lambda k: abs(_mean(standard[k], speed) - _mean(rs, speed)))
             near, against = key[0], _welch(rs, standard[key])
         lines.append(f"| {model} | {method} | {'' if target == '' else f'{target:g}'} | "
                      f"{speeds[0]} | {speeds[1]} | {statistics.mean(top1):.2f}%{spread} | "
@@ -355,7 +359,8 @@ def report(plan: Plan, out: str, ctx) -> list:
     from prunenet.cli import main as cli
     title = f"Fashion-MNIST at {plan.input_size} px, {plan.total_epochs:g} epochs each"
     if cli(["plot", "tradeoff", csv_path, "--reference", "none", "--title", title,
-            "--mean-over-seeds", "--front", "all", "--out", os.path.join(out, "figure1.png"),
+            "--mean-over-seeds", "--front", "all", "--runtime", plan.pruning["runtime"],
+            "--out", os.path.join(out, "figure1.png"),
             "--svg", "--overwrite"]) != 0:
         raise PrunenetError(f"prunenet plot tradeoff could not draw {csv_path}")
     print("\n".join(lines))
