@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import shutil
-import sys
 
 import pytest
 
@@ -17,12 +16,8 @@ PRUNED, STANDARD = "resnet18_v1b-gcp-0.5-s0", "mobilenetv2_0.5-standard-s0"
 
 
 def _figure1_module():
-    sys.path.insert(0, FOLDER)
-    try:
-        import figure1
-    finally:
-        sys.path.remove(FOLDER)
-    return figure1
+    from test_study_results import _experiment
+    return _experiment("figure1")
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="needs Debian's dataset-fashion-mnist")

@@ -74,8 +74,8 @@ def test_a_refused_cell_does_not_stop_the_cells_after_it(capsys):
     the cells after it still run, and the exit status and last line say which were refused."""
     import argparse
     from prunenet.errors import PrunenetError
-    from test_study_results import _study_module
-    study = _study_module()
+    from test_study_results import _experiment
+    study = _experiment()
     ran = []
 
     def run_one(name, cell):

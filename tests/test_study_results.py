@@ -1,6 +1,6 @@
 """The study results committed in experiments/results: the manual's results pages show each
 folder's table as its table.md has it, the README's headline rows are rows of it, and table.md is
-what the study's report makes of results.csv."""
+what the study's (or figure1's) report makes of results.csv."""
 import csv
 import importlib.util
 import json
@@ -17,11 +17,17 @@ STUDIES = ("fashion_mnist_epoch", "fashion_mnist", "fashion_mnist_first_base",
            "fashion_mnist_seed_papers")
 
 
-def _study_module():
-    spec = importlib.util.spec_from_file_location(
-        "study", os.path.join(ROOT, "experiments", "fashion_mnist", "study.py"))
+def _experiment(name="study"):
+    """``experiments/fashion_mnist/NAME.py`` as a module (its folder importable while it loads:
+    figure1 imports study)."""
+    folder = os.path.join(ROOT, "experiments", "fashion_mnist")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
     return module
 
 
@@ -62,7 +68,7 @@ def test_manual_shows_the_committed_table_and_the_table_is_the_csv(study):
         table = f.read().splitlines()
     pages = glob.glob(os.path.join(ROOT, "docs", "results", "*.md"))
     assert table in _tables(*pages), f"docs/results/ does not show {study}/table.md as it is"
-    remade = _study_module()._table(_csv_rows(os.path.join(folder, "results.csv")))
+    remade = _experiment()._table(_csv_rows(os.path.join(folder, "results.csv")))
     assert remade == table
     cells = {row["run_dir"] for row in _csv_rows(os.path.join(folder, "results.csv"))}
     for cell in cells:  # every row has its cell's report committed beside it
@@ -111,7 +117,7 @@ def test_paired_p_is_left_out_when_every_seed_differs_alike():
     rows = [dict(row, method="uniform", seed=s, top1=t) for s, t in enumerate((0.1, 0.2, 0.3))]
     rows += [dict(row, method="same", seed=s, top1=t + 0.05) for s, t in enumerate((0.1, 0.2, 0.3))]
     rows += [dict(row, method="varied", seed=s, top1=t) for s, t in enumerate((0.2, 0.2, 0.5))]
-    lines = {line.split(" | ")[3]: line for line in _study_module()._table(rows)[2:]}
+    lines = {line.split(" | ")[3]: line for line in _experiment()._table(rows)[2:]}
     assert "+5.00 pt over 3 |" in lines["same"] and "p =" not in lines["same"]
     assert "p = " in lines["varied"]
 
@@ -138,7 +144,7 @@ def test_streams_table_reads_each_cell_and_the_authors_shape_file():
     """streams.md's rows: every ResNet-18 cell's stream and inner widths as its report gives
     them, and the authors' resnet18_v1b_0.89 as GluonCV's shape file gives it."""
     import gluoncv
-    study = _study_module()
+    study = _experiment()
     out = os.path.join(RESULTS, "fashion_mnist_epoch")
     names = sorted(os.listdir(os.path.join(out, "cells")))
     lines = study._streams_table(out, names)
@@ -161,3 +167,31 @@ def test_streams_table_reads_each_cell_and_the_authors_shape_file():
         assert int(stream) == widths["resnetv1b_layers4_conv1_fwd"][0], name
         checked += 1
     assert checked >= 1
+
+
+FIGURE1 = os.path.join(RESULTS, "fashion_mnist_figure1")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(FIGURE1, "table.md")),
+                    reason="figure1.py --report has not been run")
+def test_figure1_table_is_its_csv_and_the_readme_and_manual_show_it():
+    with open(os.path.join(FIGURE1, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:  # the types the report computed them in
+        row["top1"], row["seed"] = float(row["top1"]), int(row["seed"])
+        row["target"] = float(row["target"]) if row["target"] else ""
+    with open(os.path.join(FIGURE1, "table.md")) as f:
+        table = f.read().splitlines()
+    assert _experiment("figure1").table(rows) == table
+    for row in rows:  # every row has its cell's report (pruned) or result (standard) beside it
+        kind = "result" if row["method"] == "standard" else "report"
+        assert os.path.exists(os.path.join(FIGURE1, row["run_dir"], f"{kind}.json")), row
+    pages = glob.glob(os.path.join(ROOT, "docs", "results", "*.md"))
+    assert table in _tables(*pages), "docs/results/ does not show fashion_mnist_figure1/table.md"
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert "experiments/results/fashion_mnist_figure1/figure1.png" in readme
+    shown = [t for t in _tables(os.path.join(ROOT, "README.md")) if t[0] == table[0]]
+    assert len(shown) == 1 and shown[0][:2] == table[:2] and len(shown[0]) > 3
+    for row in shown[0][2:]:
+        assert row in table, row

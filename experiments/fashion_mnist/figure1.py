@@ -7,8 +7,8 @@ for the same total number of epochs.
     python experiments/fashion_mnist/figure1.py [--cells PATTERN]  # run what is missing, in order
     python experiments/fashion_mnist/figure1.py --report           # bench, CSV, table, figure
     python experiments/fashion_mnist/figure1.py --quick ...        # the tiny subset the tests run
-    prunenet plot tradeoff RESULTS.csv --reference none --mean-over-seeds --front all \
-        --out figure1.png                                           # the figure again
+    prunenet plot tradeoff RESULTS.csv --runtime onnxruntime --reference none \
+        --mean-over-seeds --front all --out figure1.png             # the figure again
 
 Cells. ``resnet50_v1b-<method>-<target>-s<seed>`` prunes the one ResNet-50 base (trained for
 ``BASE_EPOCHS``, recorded in ``bases.json`` with its SHA-1 as ``study.py`` does, and refused if
