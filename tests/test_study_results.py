@@ -79,7 +79,7 @@ def test_readme_headline_rows_are_rows_of_the_study_it_links():
     """The README's results table: its header and every row as the linked table.md has them."""
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    study = "experiments/results/fashion_mnist"
+    study = "experiments/results/fashion_mnist_epoch"
     assert f"]({study}/table.md)" in readme and f"]({study}/results.csv)" in readme
     with open(os.path.join(ROOT, study, "table.md")) as f:
         table = f.read().splitlines()
