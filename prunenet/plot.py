@@ -240,7 +240,7 @@ def _label_of(point: dict) -> str:
 
 def _family_of(point: dict) -> str:
     method = point["method"] or "unpruned"
-    return "unpruned" if method == "standard" else method
+    return "standard networks" if method == "standard" else method
 
 
 def _place_labels(fig, ax, items: Sequence[Tuple[float, float, str]]) -> None:
@@ -339,7 +339,7 @@ def _log_limits(ax, xs: Sequence[float], ys: Sequence[float]) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     lo, hi = min(xs), max(xs)
     ax.set_xscale("log")
-    ax.set_xlim(lo / 1.8, hi * 1.8)
+    ax.set_xlim(lo / 1.8, hi * 2.4)  # room on the right for the fastest point's label
     subs = (1.0, 2.0, 5.0) if hi / lo < 30 else (1.0,)
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
@@ -353,6 +353,7 @@ _DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "imagenet": "ImageNet",
                   "synthetic": "synthetic data", "folder": "image folder"}
 FRONTS = ("family", "all")  # tradeoff_figure's Pareto fronts: each family's, or also all points'
 LABEL_LIMIT = 8  # a panel with more points than this names them by its legend only
+_XLABEL_CHARS = 48  # a longer x label does not fit under one column's panel on one line
 _COLUMN = 3.4  # inches: one panel is one column of a two-column paper
 _COLUMN_STYLE = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8,
                  "legend.fontsize": 7.5, "xtick.labelsize": 7.5, "ytick.labelsize": 7.5}
@@ -411,11 +412,16 @@ def tradeoff_figure(points: Sequence[dict], reference: Optional[Sequence[dict]] 
                  for i, f in enumerate(families)}
         ncol = min(3 if len(panels) == 1 else 4, len(families))
         legend_rows = -(-len(families) // ncol)
-        height = 2.6 + 0.45 + 0.16 * legend_rows
+        local = f"throughput on {where} (img/s, log)"
+        if len(local) > _XLABEL_CHARS:  # a second line rather than a label cut at the edge
+            local = f"throughput on {where}\n(img/s, log)"
+        extra = 0.13 * local.count("\n")
+        height = 2.6 + 0.45 + 0.16 * legend_rows + extra
         fig = _figure(_COLUMN * len(panels), height)
         axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
         left, right = 0.16 / len(panels) + 0.02, 0.97
-        fig.subplots_adjust(left=left, right=right, bottom=(0.55 + 0.16 * legend_rows) / height,
+        fig.subplots_adjust(left=left, right=right,
+                            bottom=(0.55 + 0.16 * legend_rows + extra) / height,
                             top=1 - 0.45 / height, wspace=0.32)
         handles: Dict[str, object] = {}
         for ax, (key, pts, published) in zip(axes, panels):
@@ -440,7 +446,7 @@ def tradeoff_figure(points: Sequence[dict], reference: Optional[Sequence[dict]] 
                     linestyle="--", linewidth=0.9, zorder=1)[0]
             _log_limits(ax, [p["throughput_img_s"] for p in pts], [p["top1"] for p in pts])
             ax.set_xlabel("throughput on one V100, batch 64 (img/s, log)" if published else
-                          f"throughput on {where} (img/s, log)")
+                          local)
             ax.set_ylabel(f"{_dataset_name(key)} top-1 (%)")
             ax.set_title("GluonCV's published figures (V100)" if published else
                          _dataset_name(key))

@@ -11,6 +11,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
 RESULTS = os.path.join(ROOT, "experiments", "results", "mobilenetv2_fashion_mnist")
+FIGURE1 = os.path.join(ROOT, "experiments", "results", "fashion_mnist_figure1", "results.csv")
 EXPECTED = {"accuracy_vs_throughput.ipynb", "pruning_patterns.ipynb",
             "fashion_mnist_walkthrough.ipynb", "python_api.ipynb"}
 
@@ -52,9 +53,10 @@ def test_accuracy_vs_throughput(tmp_path):
     notebook = execute("accuracy_vs_throughput.ipynb", tmp_path,
                        RESULTS=os.path.join(RESULTS, "results.csv"),
                        REFERENCE_MODELS="resnet18_v1b,resnet50_v1d_0.86", INPUT_SIZE=32,
-                       REPEATS=2, WARMUP=1, OUT=figure)
-    assert images(notebook) == 2
-    assert os.path.exists(figure) and os.path.exists(figure.replace(".png", "_v100.png"))
+                       REPEATS=2, WARMUP=1, OUT=figure, FIGURE1=FIGURE1)
+    assert images(notebook) == 3  # the results with the references, V100's, Figure 1
+    for suffix in (".png", "_v100.png", "_figure1.png"):
+        assert os.path.exists(figure.replace(".png", suffix))
 
 
 def test_pruning_patterns(tmp_path):

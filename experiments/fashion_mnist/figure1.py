@@ -35,7 +35,7 @@ MXNet's throughput at batch 64 in ``throughput_img_s`` and ONNX Runtime's in
 ``throughput_img_s_onnxruntime``, as DESIGN's schema has them, plus the four measured
 throughputs), ``table.md`` (mean ± std over seeds, sorted by the pruning runtime's throughput;
 GCP against uniform paired by seed at equal target; each pruned network against the standard
-network nearest in that throughput, Welch's test) and ``figure1.png``/``.svg``, drawn by
+network nearest in that throughput (by ratio), Welch's test) and ``figure1.png``/``.svg``, drawn by
 ``prunenet plot tradeoff --runtime onnxruntime`` from the CSV.
 
 Time estimate (not yet measured: the experiment has not been run). Training throughput at 64
@@ -69,6 +69,7 @@ minute) and MobileNetV2-0.5 from scratch, 256 images at 32 px, 2 epochs each, in
 import argparse
 import csv
 import fnmatch
+import math
 import os
 import statistics
 import sys
@@ -297,7 +298,8 @@ def rows_of(done: dict, speeds: dict, plan: Plan) -> list:
 
 def table(rows: list) -> list:
     """table.md's lines: mean ± std over seeds per contestant, GCP paired against uniform at
-    its target, each pruned network against the standard one nearest in measured throughput."""
+    its target, each pruned network against the standard one nearest in measured throughput
+    (by ratio, as the figure's log axis shows it)."""
     groups = {}
     for row in rows:
         groups.setdefault((row["model"], row["method"], row["target"]), []).append(row)
@@ -316,7 +318,8 @@ def table(rows: list) -> list:
             if method != "standard" else ""
         near, against = "", ""
         if method != "standard" and standard:
-            key = min(standard, key=lambda k: abs(_mean(standard[k], speed) - _mean(rs, speed)))
+            key = min(standard, key=lambda k: abs(math.log(_mean(standard[k], speed) /
+                                                           _mean(rs, speed))))
             near, against = key[0], _welch(rs, standard[key])
         lines.append(f"| {model} | {method} | {'' if target == '' else f'{target:g}'} | "
                      f"{speeds[0]} | {speeds[1]} | {statistics.mean(top1):.2f}%{spread} | "
