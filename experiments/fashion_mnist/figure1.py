@@ -35,10 +35,12 @@ MXNet's throughput at batch 64 in ``throughput_img_s`` and ONNX Runtime's in
 ``throughput_img_s_onnxruntime``, as DESIGN's schema has them, plus the four measured
 throughputs), ``table.md`` (mean ± std over seeds, sorted by the pruning runtime's throughput;
 GCP against uniform paired by seed at equal target; each pruned network against the standard
-network nearest in that throughput (by ratio), Welch's test) and ``figure1.png``/``.svg``, drawn by
-``prunenet plot tradeoff --runtime onnxruntime`` from the CSV.
+network nearest in that throughput (by ratio), Welch's test) and ``figure1.png``/``.svg``,
+drawn by ``prunenet plot tradeoff --runtime onnxruntime`` from the CSV.
 
-Time estimate (not yet measured: the experiment has not been run). Training throughput at 64
+Time estimate, made before the run (seed 0 measured since: about 3.5 hours of one core, base
+and latency table included, so about 8.5 core-hours for three seeds; docs/results/figure1.md).
+Training throughput at 64
 px, batch 64, measured on one core of this 2-core VM while the other agents kept it busy: ResNet-50
 21 img/s, ResNet-18 53, ResNet-34 60, MobileNetV2-1.0 69, -0.5 132 (so a smaller network costs
 about 0.3 of a ResNet-50 epoch, a pruned one about 0.6 on average over the targets). With
