@@ -84,7 +84,7 @@ from prunenet.io.devices import contexts  # noqa: E402
 from prunenet.errors import PrunenetError  # noqa: E402
 from prunenet.io.files import atomic_path, read_json, sha1_of, write_json  # noqa: E402
 from prunenet.io.records import RESULTS_COLUMNS  # noqa: E402
-from prunenet.latency.runtimes import THROUGHPUT_FIELDS, throughput_field  # noqa: E402
+from prunenet.latency.runtimes import throughput_field  # noqa: E402
 from prunenet.run.folder import data_run  # noqa: E402
 from prunenet.run.settings import DataRun  # noqa: E402
 from prunenet.zoo.pruned import load_pruned  # noqa: E402
@@ -112,7 +112,7 @@ BENCH_BATCHES = (1, 64)
 RUNTIMES = ("mxnet", "onnxruntime")
 FIGURE_BATCH = 64  # results.csv's throughput columns (one per runtime, DESIGN's schema): this batch
 EXTRA = [f"throughput_b{b}_{rt}" for rt in RUNTIMES for b in BENCH_BATCHES]
-COLUMNS = RESULTS_COLUMNS + [THROUGHPUT_FIELDS["onnxruntime"], "runtime", "total_epochs",
+COLUMNS = RESULTS_COLUMNS + [throughput_field("onnxruntime"), "runtime", "total_epochs",
                              "top1_before"] + EXTRA
 OUT = os.path.join("experiments", "results", "fashion_mnist_figure1")
 
