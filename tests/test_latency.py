@@ -114,6 +114,33 @@ def test_width_grid_steps():
     assert width_grid(3, 8) == [1, 3]
 
 
+def test_two_writers_of_one_table_lose_neither_measurement(tmp_path):
+    """Two prunes open one table; each adds what it measured and saves: the file ends with
+    both, each reference timing once, however often they save; a file that is no longer a
+    table is refused, not replaced."""
+    path = tmp_path / "latency.json"
+    first = LatencyTable(batch_size=BATCH, path=str(path))
+    first.references, first.noise = [30.0], [0.01]
+    first.save()
+    a, b = _table(path, measure=False), _table(path, measure=False)
+    a.add_network("net:a", {"latency": 2.0})  # saves
+    b.units["unit"] = {"8,8": 0.5}
+    b.references.append(31.0)
+    b.noise.append(0.02)
+    b.add_network("net:b", {"latency": 3.0})  # saves, after a did
+    a.add_network("net:c", {"latency": 4.0})
+    a.save()
+    both = _table(path, measure=False)
+    assert set(both.networks) == {"net:a", "net:b", "net:c"}
+    assert both.units == {"unit": {"8,8": 0.5}}
+    assert both.references == [30.0, 31.0] and both.noise == [0.01, 0.02]
+
+    path.write_text('{"not": "a table"}')
+    with pytest.raises(PrunenetError, match="is not a prunenet latency table"):
+        a.add_network("net:d", {"latency": 5.0})
+    assert path.read_text() == '{"not": "a table"}'
+
+
 def test_latency_objective_needs_a_table(random_net):
     assert "latency" in OBJECTIVES
     graph = trace(random_net("cifar_resnet20_v1", 16), (1, 3, 16, 16))

@@ -27,7 +27,7 @@ from typing import Dict, Iterator, Optional, Sequence
 from ..errors import PrunenetError
 
 __all__ = ["MARKER", "check_target", "read_mark", "kind_of", "foreign", "check_replace",
-           "exclusive", "hold_lock", "lock_wait", "env_seconds", "mark", "set_aside",
+           "exclusive", "hold_lock", "lock_path", "lock_wait", "env_seconds", "mark", "set_aside",
            "remove_leftovers", "LockedError", "write_error"]
 
 MARKER = ".prunenet"  # in every folder prunenet makes, naming its kind and what wrote it
@@ -204,7 +204,8 @@ def set_aside(out: str) -> str:
     return os.path.join(os.path.dirname(out), "." + os.path.basename(out) + ".replaced")
 
 
-def _lock_path(target: str) -> str:
+def lock_path(target: str) -> str:
+    """The lock file of ``target``: ``.NAME.lock`` beside it."""
     target = os.path.realpath(target)  # two names of one output (a symbolic link) share a lock
     return os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".lock")
 
@@ -326,7 +327,7 @@ def exclusive(target: str, flag: str = "--out") -> Iterator[str]:
             os.makedirs(parent, exist_ok=True)
         except OSError as err:
             raise write_error(err, parent, f"{flag} {target}") from None
-        with hold_lock(_lock_path(target), f"{flag} {target}"):
+        with hold_lock(lock_path(target), f"{flag} {target}"):
             yield target
     except BaseException:
         for folder in made:  # a failure leaves no empty folder behind (those still empty)

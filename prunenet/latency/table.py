@@ -99,6 +99,7 @@ class LatencyTable:
         self.timer, self.path = timer, path
         self._progress = None
         self.measured = 0  # units and networks timed by this object
+        self._read = 0  # references (and noise) read from the file: the ones after are ours
 
     @property
     def reference_ms(self) -> float:
@@ -153,6 +154,7 @@ class LatencyTable:
         self.units = {k: {p: float(v) for p, v in d.items()} for k, d in doc["units"].items()}
         self.networks = dict(doc["networks"])
         self.references = [float(v) for v in doc["references_ms"]]
+        self._read = len(self.references)
         self.noise = [float(v) if isinstance(v, (int, float)) else None
                       for v in doc.get("noise", [])]
 
@@ -167,13 +169,35 @@ class LatencyTable:
                 "units": self.units, "networks": self.networks}
 
     def save(self, path: Optional[str] = None) -> str:
-        """Write the table (atomically) to ``path`` or where it was opened from."""
+        """Write the table (atomically) to ``path`` or where it was opened from, merged with
+        what other processes have saved there since this one read it: their units, networks
+        and reference timings are kept beside this one's (an entry both have keeps this
+        one's), under a lock beside the file, so two prunes sharing a table lose neither's
+        measurements. A file there that is not a table for the same settings is refused."""
         from ..io.files import write_json
+        from ..io.outputs import hold_lock, lock_path
         path = path or self.path
         if not path:
             raise ValueError("the table has no path; pass one")
-        write_json(path, self.to_json())
+        with hold_lock(lock_path(path), f"latency table {path}", wait=True):
+            if os.path.exists(path):
+                self._merge(path)
+            write_json(path, self.to_json())
+            self._read = len(self.references)
         return path
+
+    def _merge(self, path: str) -> None:
+        """Take in what the table file at ``path`` holds that this object lacks."""
+        disk = LatencyTable(self.device, self.batch_size, self.dtype, runtime=self.runtime)
+        disk._load(path)
+        for key, points in disk.units.items():
+            mine = self.units.setdefault(key, {})
+            for point, value in points.items():
+                mine.setdefault(point, value)
+        for key, record in disk.networks.items():
+            self.networks.setdefault(key, record)
+        self.references = disk.references + self.references[self._read:]
+        self.noise = disk.noise + self.noise[self._read:]
 
     # -- lookups and measuring ----------------------------------------------------------------
     def get(self, spec: UnitSpec, in_width: int, out_width: int) -> Optional[float]:
