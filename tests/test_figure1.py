@@ -83,3 +83,35 @@ def test_quick_figure1_runs_reports_and_refuses_a_second_base(tmp_path, script_r
     from prunenet.errors import PrunenetError
     with pytest.raises(PrunenetError, match="different bases"):
         module.report(plan, out, mx.cpu())
+
+
+def test_the_lambda0_ablation_runs_gcp_without_the_regulariser_and_is_paired_in_the_table():
+    """``gcp-lambda0`` cells prune with prunenet's GCP at λ = 0 and GCP's fine-tuning budget; the
+    table pairs each GCP row with them by seed, and their own rows with uniform."""
+    module = _figure1_module()
+    plan = module.Plan(quick=False)
+    names = [n for n in plan.cells() if "-gcp-lambda0-" in n]
+    assert len(names) == len(module.ABLATION_TARGETS) * len(module.SEEDS)
+    gcp, ablation = plan.pruning_settings("gcp"), plan.pruning_settings("gcp-lambda0")
+    assert ablation == dict(gcp, reg=0.0) and gcp["reg"] == "auto" and ablation["method"] == "gcp"
+    assert plan.pruning_settings("uniform")["finetune_epochs"] > gcp["finetune_epochs"]
+
+    def row(method, seed, top1, target=0.25):
+        speed = {f"throughput_b{b}_{rt}": 100.0 for rt in module.RUNTIMES
+                 for b in module.BENCH_BATCHES}
+        return dict(speed, model="resnet50_v1b", method=method, target=target, seed=seed,
+                    top1=top1, objective="latency", runtime="onnxruntime",
+                    throughput_img_s=100.0, throughput_img_s_onnxruntime=100.0)
+    rows = [row("gcp", 0, 0.80), row("gcp", 1, 0.82), row("gcp-lambda0", 0, 0.77),
+            row("gcp-lambda0", 1, 0.78), row("uniform", 0, 0.83), row("uniform", 1, 0.84)]
+    lines = module.table(rows)
+    assert lines[0].endswith("| vs gcp-lambda0 (paired) |")
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    by_method = {line.split(" | ")[1]: line for line in lines[2:]}
+    from scipy import stats
+    p = stats.ttest_rel([0.80, 0.82], [0.77, 0.78]).pvalue
+    assert by_method["gcp"].endswith(f"| +3.50 pt over 2, p = {p:.2g} |")  # (3 + 4) / 2
+    assert "| -6.00 pt over 2 |" in by_method["gcp-lambda0"]  # against uniform, no spread: no p
+    assert by_method["uniform"].split("|")[-2].strip() == ""  # not GCP: no ablation to pair
+    without = [r for r in rows if r["method"] != "gcp-lambda0"]
+    assert "vs gcp-lambda0" not in module.table(without)[0]

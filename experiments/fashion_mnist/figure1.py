@@ -16,8 +16,10 @@ another base turns up) to ``target`` of its measured latency (ONNX Runtime, wher
 networks ship; batch 64, this CPU) in one ``prunenet`` run folder, which fine-tunes it so that
 base + pruning + fine-tuning make ``TOTAL_EPOCHS``; an interrupted run resumes.
 ``<network>-standard-s<seed>`` trains a smaller network from scratch for ``TOTAL_EPOCHS`` with
-the base's recipe (``result.json``). Every cell is written when done and skipped when found, so
-the experiment runs in pieces.
+the base's recipe (``result.json``). ``resnet50_v1b-gcp-lambda0-<target>-s<seed>`` is the
+ablation: GCP with λ = 0, at the targets where the rule chose λ above 0 (``ABLATION_TARGETS``),
+after every seed's main cells. Every cell is written when done and skipped when found, so the
+experiment runs in pieces.
 
 Input size. Fashion-MNIST is upsampled (bilinear) to ``INPUT_SIZE`` = 64 pixels: ResNet-50 v1b
 halves the feature map five times (stem convolution, max pool, stages 2-4: a factor 32), so 64
@@ -99,6 +101,9 @@ SMALLER = ("resnet18_v1b", "resnet34_v1b", "mobilenetv2_1.0", "mobilenetv2_0.75"
 TARGETS = (0.25, 0.35, 0.5, 0.7)
 METHODS = ("gcp", "uniform")
 SEEDS = (0, 1, 2)
+# what GCP's regulariser adds here: GCP with λ = 0 (the rule off), at the targets where the rule
+# chose λ above 0 on seeds 0 and 1 (ρ 1 at 0.25, ρ 0.3 at 0.35); after every seed's main cells
+ABLATION, ABLATION_TARGETS = {"gcp-lambda0": {"reg": 0.0}}, (0.25, 0.35)
 INPUT_SIZE = 64
 TRAIN_LIMIT, VAL_LIMIT = 12000, 5000
 BASE_EPOCHS, TOTAL_EPOCHS = 2.0, 4.0
@@ -125,6 +130,7 @@ class Plan:
         if quick:  # a few hundred 32-pixel images, one pruned cell and one standard network
             self.large, self.smaller, self.targets = "resnet18_v1b", ("mobilenetv2_0.5",), (0.5,)
             self.methods, self.seeds, self.input_size = ("gcp",), (0,), 32
+            self.ablation_targets = ()
             self.train_limit, self.val_limit, self.base_epochs, self.total_epochs = 256, 256, 1, 2
             # FLOPs, not latency: the latency table alone takes a minute to measure
             self.pruning = dict(PRUNING, objective="flops", epochs_per_step=0.25,
@@ -134,6 +140,7 @@ class Plan:
         else:
             self.large, self.smaller, self.targets = LARGE, SMALLER, TARGETS
             self.methods, self.seeds, self.input_size = METHODS, SEEDS, INPUT_SIZE
+            self.ablation_targets = ABLATION_TARGETS
             self.train_limit, self.val_limit = TRAIN_LIMIT, VAL_LIMIT
             self.base_epochs, self.total_epochs = BASE_EPOCHS, TOTAL_EPOCHS
             self.pruning, self.recipe, self.bench = PRUNING, RECIPE, {}
@@ -153,13 +160,24 @@ class Plan:
                         "pruned", self.large, method, target, seed)
             for model in self.smaller:
                 out[f"{model}-standard-s{seed}"] = ("standard", model, "standard", None, seed)
+        for target in self.ablation_targets:
+            for seed in self.seeds:
+                for method in ABLATION:
+                    out[f"{self.large}-{method}-{target:g}-s{seed}"] = (
+                        "pruned", self.large, method, target, seed)
         return out
+
+    def pruning_settings(self, method: str) -> dict:
+        """The run's settings of ``method``: prunenet's method and ``pruning``, with an
+        ablation's changes (``gcp-lambda0``: GCP with λ = 0)."""
+        return dict(self.pruning, method="gcp" if method in ABLATION else method,
+                    finetune_epochs=self.finetune_epochs(method), **ABLATION.get(method, {}))
 
     def finetune_epochs(self, method: str) -> float:
         """Fine-tuning that makes base + pruning + fine-tuning ``total_epochs``."""
         p = self.pruning
-        pruning = p["steps"] * (p["epochs_per_step"] + p["debias_epochs"]) if method == "gcp" \
-            else 0.0
+        pruning = p["steps"] * (p["epochs_per_step"] + p["debias_epochs"]) \
+            if method.startswith("gcp") else 0.0
         return self.total_epochs - self.base_epochs - pruning
 
 
@@ -186,12 +204,12 @@ def run_cell(plan: Plan, name: str, cell, out: str, cache_dir: str, ctx) -> None
             data_run(DataRun(model="", out=folder, target=target), resume=True)
         else:
             data_run(DataRun(out=folder, dataset="fashion-mnist", params=base_file,
-                             model=model, method=method, target=target, seed=seed,
+                             model=model, target=target, seed=seed,
                              input_size=plan.input_size, train_limit=plan.train_limit,
                              val_limit=plan.val_limit, progress=False,
-                             finetune_epochs=plan.finetune_epochs(method),
                              latency_table=os.path.join(out, "latency-table.json"),
-                             command=[sys.executable] + sys.argv, **plan.pruning))
+                             command=[sys.executable] + sys.argv,
+                             **plan.pruning_settings(method)))
     print(f"{name}: {time.time() - t0:.0f} s", flush=True)
 
 
@@ -300,16 +318,19 @@ def rows_of(done: dict, speeds: dict, plan: Plan) -> list:
 
 def table(rows: list) -> list:
     """table.md's lines: mean ± std over seeds per contestant, GCP paired against uniform at
-    its target, each pruned network against the standard one nearest in measured throughput
-    (by ratio, as the figure's log axis shows it)."""
+    its target (and, where the ablation ran, against GCP with λ = 0), each pruned network
+    against the standard one nearest in measured throughput (by ratio, as the figure's log
+    axis shows it)."""
     groups = {}
     for row in rows:
         groups.setdefault((row["model"], row["method"], row["target"]), []).append(row)
     standard = {k: rs for k, rs in groups.items() if k[1] == "standard"}
     speed = throughput_field(rows[0]["runtime"])  # the runtime the pruning measured
+    ablation = next((m for m in ABLATION if any(r["method"] == m for r in rows)), None)
     lines = ["| network | method | target | MXNet img/s b1 / b64 | ONNX Runtime img/s b1 / b64 | "
-             "top-1 (mean ± std) | seeds | vs uniform (paired) | nearest standard | vs it |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "top-1 (mean ± std) | seeds | vs uniform (paired) | nearest standard | vs it |" +
+             (f" vs {ablation} (paired) |" if ablation else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if ablation else "")]
     for (model, method, target), rs in sorted(groups.items(), key=lambda kv: -_mean(
             kv[1], speed)):
         top1 = [100 * r["top1"] for r in rs]
@@ -323,9 +344,13 @@ def table(rows: list) -> list:
             key = min(standard, key=lambda k: abs(math.log(_mean(standard[k], speed) /
                                                            _mean(rs, speed))))
             near, against = key[0], _welch(rs, standard[key])
-        lines.append(f"| {model} | {method} | {'' if target == '' else f'{target:g}'} | "
-                     f"{speeds[0]} | {speeds[1]} | {statistics.mean(top1):.2f}%{spread} | "
-                     f"{len(rs)} | {versus} | {near} | {against} |")
+        line = (f"| {model} | {method} | {'' if target == '' else f'{target:g}'} | "
+                f"{speeds[0]} | {speeds[1]} | {statistics.mean(top1):.2f}%{spread} | "
+                f"{len(rs)} | {versus} | {near} | {against} |")
+        if ablation:
+            line += f" {paired(rs, groups.get((model, ablation, target)), method, ablation)} |" \
+                if method == "gcp" else " |"
+        lines.append(line)
     return lines
 
 
