@@ -169,8 +169,8 @@ class LatencyTable:
                 "units": self.units, "networks": self.networks}
 
     def save(self, path: Optional[str] = None) -> str:
-        """Write the table (atomically) to ``path`` or where it was opened from, merged with
-        what other processes have saved there since this one read it: their units, networks
+        """Write the table (atomically) to ``path`` or where it was opened from; there, merged
+        with what other processes have saved since this one read it: their units, networks
         and reference timings are kept beside this one's (an entry both have keeps this
         one's), under a lock beside the file, so two prunes sharing a table lose neither's
         measurements. A file there that is not a table for the same settings is refused."""
@@ -180,7 +180,7 @@ class LatencyTable:
         if not path:
             raise ValueError("the table has no path; pass one")
         with hold_lock(lock_path(path), f"latency table {path}", wait=True):
-            if os.path.exists(path):
+            if path == self.path and os.path.exists(path):
                 self._merge(path)
             write_json(path, self.to_json())
             self._read = len(self.references)
