@@ -90,6 +90,7 @@ from prunenet.latency.runtimes import throughput_field  # noqa: E402
 from prunenet.run.folder import data_run  # noqa: E402
 from prunenet.run.settings import DataRun  # noqa: E402
 from prunenet.zoo.pruned import load_pruned  # noqa: E402
+from study import METHODS as RUNS  # noqa: E402  (study name -> prunenet method, settings)
 from study import TOP1_TOLERANCE, cell_flags, check_base, drive, paired  # noqa: E402
 
 LARGE = "resnet50_v1b"
@@ -103,7 +104,7 @@ METHODS = ("gcp", "uniform")
 SEEDS = (0, 1, 2)
 # what GCP's regulariser adds here: GCP with λ = 0 (the rule off), at the targets where the rule
 # chose λ above 0 on seeds 0 and 1 (ρ 1 at 0.25, ρ 0.3 at 0.35); after every seed's main cells
-ABLATION, ABLATION_TARGETS = {"gcp-lambda0": {"reg": 0.0}}, (0.25, 0.35)
+ABLATION, ABLATION_TARGETS = ("gcp-lambda0",), (0.25, 0.35)  # as study.py runs it
 INPUT_SIZE = 64
 TRAIN_LIMIT, VAL_LIMIT = 12000, 5000
 BASE_EPOCHS, TOTAL_EPOCHS = 2.0, 4.0
@@ -168,17 +169,15 @@ class Plan:
         return out
 
     def pruning_settings(self, method: str) -> dict:
-        """The run's settings of ``method``: prunenet's method and ``pruning``, with an
-        ablation's changes (``gcp-lambda0``: GCP with λ = 0)."""
-        return dict(self.pruning, method="gcp" if method in ABLATION else method,
-                    finetune_epochs=self.finetune_epochs(method), **ABLATION.get(method, {}))
-
-    def finetune_epochs(self, method: str) -> float:
-        """Fine-tuning that makes base + pruning + fine-tuning ``total_epochs``."""
+        """The run's settings of ``method`` (a name of study.py's ``METHODS``: prunenet's
+        method and its changes, e.g. ``gcp-lambda0``, GCP with λ = 0) over ``pruning``, with
+        the fine-tuning that makes base + pruning + fine-tuning ``total_epochs``."""
+        name, extra = RUNS[method]
         p = self.pruning
-        pruning = p["steps"] * (p["epochs_per_step"] + p["debias_epochs"]) \
-            if method.startswith("gcp") else 0.0
-        return self.total_epochs - self.base_epochs - pruning
+        pruning = p["steps"] * (p["epochs_per_step"] + p["debias_epochs"]) if name == "gcp" \
+            else 0.0
+        return dict(p, method=name, **extra,
+                    finetune_epochs=self.total_epochs - self.base_epochs - pruning)
 
 
 def state(folder: str) -> str:
