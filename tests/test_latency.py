@@ -1,4 +1,6 @@
 """The latency table and the latency cost model, on small networks measured for real."""
+import json
+
 import mxnet as mx
 import pytest
 from mxnet.gluon import nn
@@ -134,6 +136,15 @@ def test_two_writers_of_one_table_lose_neither_measurement(tmp_path):
     assert set(both.networks) == {"net:a", "net:b", "net:c"}
     assert both.units == {"unit": {"8,8": 0.5}}
     assert both.references == [30.0, 31.0] and both.noise == [0.01, 0.02]
+
+    doc = json.loads(path.read_text())  # a table from before noise was kept: none of it
+    del doc["noise"]
+    path.write_text(json.dumps(doc))
+    c = _table(path, measure=False)
+    c.references.append(32.0)
+    c.noise.append(0.03)
+    c.save()
+    assert _table(path, measure=False).noise == [None, None, 0.03]
 
     path.write_text('{"not": "a table"}')
     with pytest.raises(PrunenetError, match="is not a prunenet latency table"):

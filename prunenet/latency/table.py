@@ -157,6 +157,7 @@ class LatencyTable:
         self._read = len(self.references)
         self.noise = [float(v) if isinstance(v, (int, float)) else None
                       for v in doc.get("noise", [])]
+        self.noise += [None] * (len(self.references) - len(self.noise))  # one per reference
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "runtime": self.runtime, "device": self.device, "batch_size": self.batch_size,
