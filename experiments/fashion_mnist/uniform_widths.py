@@ -43,13 +43,14 @@ def main(argv=None) -> int:
     ap.add_argument("--target", type=float, default=0.25, help="latency fraction (0.25)")
     args = ap.parse_args(argv)
     sys.path.insert(0, ROOT)
-    from prunenet.core.surgery import widths_of
+    from prunenet.core.surgery import network_params, widths_of
+    from prunenet.io.files import read_json
     from prunenet.run.pipeline import method_selection, objective_cost, traced
     from prunenet.training.models import load_model
 
     net = load_model("resnet50_v1b", classes=10, channels=1, input_size=64)
     graph = traced(net, (1, 1, 64, 64))
-    params = {k: v.data().asnumpy() for k, v in net.collect_params().items()}
+    params = network_params(net)
     with tempfile.TemporaryDirectory() as folder:
         cost = objective_cost(graph, "latency", model="resnet50_v1b", runtime="onnxruntime",
                               latency_table=table_at(args.at, args.networks, folder))
@@ -61,9 +62,8 @@ def main(argv=None) -> int:
         path = os.path.join(ROOT, RESULTS, "cells", f"resnet50_v1b-uniform-{args.target:g}-s{seed}",
                             "report.json")
         if os.path.exists(path):
-            with open(path) as f:
-                print(f"the cell of seed {seed} recorded "
-                      f"{[w[0] for w in json.load(f)['group_widths']]}")
+            widths = [w[0] for w in read_json(path, "run report")["group_widths"]]
+            print(f"the cell of seed {seed} recorded {widths}")
     return 0
 
 
