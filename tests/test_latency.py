@@ -260,7 +260,9 @@ class _Scripted:
     def __init__(self, measure, noise=0.01):
         import types
         self.measure, self.noise, self.checked = measure, noise, []
-        self.table = types.SimpleNamespace(progress=lambda *a, **k: None, path="t.json")
+        self.table = types.SimpleNamespace(progress=lambda *a, **k: None, path="t.json",
+                                           runtime="mxnet", device="cpu", batch_size=64,
+                                           dtype="float32", threads=1)
 
     def refit(self):
         pass
@@ -323,6 +325,27 @@ def test_an_overpruned_selection_is_refined_upward_and_the_best_kept():
     sel, rounds = select_measured(lambda a: _selection(next(picks)), cost, 0.5)
     assert int(sel.keep[0].sum()) == 32 and rounds[-1]["measured"] == pytest.approx(0.25)
     assert [r["round"] for r in rounds] == [2, 1]
+
+
+def test_a_network_kept_far_below_its_target_says_so_in_its_summary():
+    """A selection that met its target by keeping a quarter less latency than asked (the kept
+    one above, and Figure 1's λ 0 cells) is named in the summary line, as a missed one is; one
+    that met it within its noise and a block is not."""
+    from prunenet.run.pipeline import select_with
+    from prunenet.run.report import latency_line
+
+    def summary(measured_at, picks):
+        cost = _Scripted(measured_at)
+        cost.name = "latency"
+        picks = iter(picks)
+        sel, fields = select_with(lambda a: _selection(next(picks)), cost, 0.5)
+        return latency_line({"target": 0.5, "granularity": sel.granularity, **fields})
+
+    below = summary(lambda w: {32: 0.25, 48: 0.7}.get(w, 0.6), [32, 48, 48, 48])
+    assert "; BELOW target 0.5 by more than the noise and one block (0.125)" in below
+    assert "MISSED" not in below
+    within = summary(lambda w: w / 64 - 0.01, [32])  # 0.49: within 0.005 + 0.125 of 0.5
+    assert "BELOW" not in within and "MISSED" not in within and "measured 0.490" in within
 
 
 def test_latency_objective_beside_a_busy_core_ends_within_its_noise_or_refuses(tmp_path):

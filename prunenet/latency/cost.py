@@ -392,7 +392,7 @@ def select_measured(select: Callable[[float], Selection], cost: LatencyCost, tar
                 raise NoisyMeasurementError(target, r)
             if r["met"]:
                 best = (sel, i)
-                if r["measured"] >= target - r["noise"] - sel.granularity:
+                if not far_below(target, r["measured"], r["noise"], sel.granularity):
                     break
             if i == rounds - 1:
                 break
@@ -414,6 +414,13 @@ def select_measured(select: Callable[[float], Selection], cost: LatencyCost, tar
         sel = best[0]
         log.append(log.pop(best[1]))
     return sel, log
+
+
+def far_below(target: float, measured: float, noise: float, granularity: float) -> bool:
+    """Whether a measured latency fraction is further below ``target`` than its ``noise`` plus
+    the selection's ``granularity`` (its largest block, as a fraction): a selection that could
+    have kept another block and still met the target."""
+    return measured < target - noise - granularity
 
 
 def _corrected(log: List[Dict[str, float]], target: float) -> float:

@@ -15,7 +15,7 @@ from ..core.select import Selection
 from ..core.surgery import layer_widths, widths_of
 
 __all__ = ["base_report", "RANDOM_WEIGHTS", "transfer_line", "latency_report", "latency_fields",
-           "latency_line", "run_speed_check", "environment"]
+           "latency_line", "landed_below", "run_speed_check", "environment"]
 
 
 def base_report(model: str, method: str, objective: str, target: float, selection: Selection,
@@ -106,7 +106,20 @@ def latency_line(report: dict) -> str:
         line += "; TOO NOISY to tell whether the target was met"
     elif not report.get("latency_target_met", True):
         line += f"; target {report['target']} MISSED by more than the noise"
+    elif landed_below(report):
+        line += (f"; BELOW target {report['target']} by more than the noise and one block "
+                 f"({report['granularity']:.3f}): the latency table over-priced this network, "
+                 f"which kept fewer channels than the target allows (prune at a higher --target "
+                 f"to keep more)")
     return line
+
+
+def landed_below(report: dict) -> bool:
+    """Whether a run's measured latency is far below its target
+    (:func:`prunenet.latency.cost.far_below`)."""
+    from ..latency.cost import far_below
+    return far_below(report["target"], report["latency_fraction_measured"],
+                     report["latency_fraction_noise"], report.get("granularity", 0.0))
 
 
 def run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
