@@ -107,19 +107,29 @@ def latency_line(report: dict) -> str:
     elif not report.get("latency_target_met", True):
         line += f"; target {report['target']} MISSED by more than the noise"
     elif landed_below(report):
-        line += (f"; BELOW target {report['target']} by more than the noise and one block "
-                 f"({report['granularity']:.3f}): the latency table over-priced this network, "
-                 f"which kept fewer channels than the target allows (prune at a higher --target "
-                 f"to keep more)")
+        measured, target = report["latency_fraction_measured"], report["target"]
+        refined = any(not r["met"] for r in report.get("latency_rounds", []))
+        line += (f"; BELOW target {target} by {target - measured:.3f}, more than the noise "
+                 f"and the largest block ({report['granularity']:.3f}) together: the network "
+                 f"kept fewer channels than the target allows; "
+                 + ("the selections tried above it measured over the target" if refined else
+                    "prune at a higher --target to keep more"))
     return line
 
 
+# a network this far below its target (as a fraction of it) is worth a line; closer is a
+# normal landing of a selection made in blocks
+BELOW_SHARE = 0.05
+
+
 def landed_below(report: dict) -> bool:
-    """Whether a run's measured latency is far below its target
-    (:func:`prunenet.latency.cost.far_below`)."""
+    """Whether a run's measured latency is far below its target: further than the noise plus
+    the largest block (:func:`prunenet.latency.cost.far_below`, the selection's own test) and
+    more than :data:`BELOW_SHARE` of the target."""
     from ..latency.cost import far_below
-    return far_below(report["target"], report["latency_fraction_measured"],
-                     report["latency_fraction_noise"], report.get("granularity", 0.0))
+    measured, target = report["latency_fraction_measured"], report["target"]
+    return (far_below(target, measured, report["latency_fraction_noise"], report["granularity"])
+            and measured < (1 - BELOW_SHARE) * target)
 
 
 def run_speed_check(full, pruned, shape, before: dict, graph: ChannelGraph,
