@@ -317,9 +317,9 @@ def rows_of(done: dict, speeds: dict, plan: Plan) -> list:
 
 def table(rows: list) -> list:
     """table.md's lines: mean ± std over seeds per contestant, the fraction of the unpruned
-    latency its networks measured, GCP paired against uniform at its target (and, where the ablation ran, against GCP with λ = 0), each pruned network
-    against the standard one nearest in measured throughput (by ratio, as the figure's log
-    axis shows it)."""
+    latency its networks measured, GCP paired against uniform at its target (and, where the
+    ablation ran, against GCP with λ = 0), each pruned network against the standard one
+    nearest in measured throughput (by ratio, as the figure's log axis shows it)."""
     groups = {}
     for row in rows:
         groups.setdefault((row["model"], row["method"], row["target"]), []).append(row)
@@ -344,8 +344,9 @@ def table(rows: list) -> list:
                                                            _mean(rs, speed))))
             near, against = key[0], _welch(rs, standard[key])
         line = (f"| {model} | {method} | {'' if target == '' else f'{target:g}'} | "
-                f"{_measured(rs)} | {speeds[0]} | {speeds[1]} | {statistics.mean(top1):.2f}%{spread} | "
-                f"{len(rs)} | {versus} | {near} | {against} |")
+                f"{_measured(rs)} | {speeds[0]} | {speeds[1]} | "
+                f"{statistics.mean(top1):.2f}%{spread} | {len(rs)} | {versus} | {near} | "
+                f"{against} |")
         if ablation:
             line += f" {paired(rs, groups.get((model, ablation, target)), method, ablation)} |" \
                 if method == "gcp" else " |"
