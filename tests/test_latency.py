@@ -67,8 +67,10 @@ def test_latency_costs_are_positive_and_larger_at_larger_feature_maps(tmp_path):
     convs = [name for name, layer in graph.layers.items() if layer.op == "Convolution"]
     big, small = graph.layers[convs[1]], graph.layers[convs[3]]  # 32→32 at 64² and at 16²
     assert cost.layer_cost(big, 32, 32) > 2 * cost.layer_cost(small, 32, 32) > 0
-    assert cost.layer_cost(big, 32, 32) - cost.layer_cost(big, 32, 16) > \
-        cost.layer_cost(small, 32, 32) - cost.layer_cost(small, 32, 16)
+    # No finite difference of one unit here: CI once timed the 64² conv at 16 outputs no faster
+    # than at 32 (its min over 4 rounds), so only the model's clamp kept it below. That clamp is
+    # what makes the model's order safe, and the next test checks it; the savings' order is
+    # checked on whole groups below.
 
     marginal = cost.marginal()
     prunable = [g.index for g in graph.prunable_groups]
@@ -83,6 +85,27 @@ def test_latency_costs_are_positive_and_larger_at_larger_feature_maps(tmp_path):
     for g in prunable:  # a cheaper network at fewer channels, whichever group shrinks
         fewer = graph.full_widths()
         fewer[g] -= 8
+        assert cost.total(fewer) < cost.total()
+
+
+def test_a_narrower_point_timed_slower_than_a_wider_one_still_costs_less(tmp_path):
+    net, graph = _two_scales()
+    table = _table(tmp_path / "t.json")
+    cost_model(graph, "latency", table=table).total(graph.full_widths() // 2)  # measures both
+    conv = next(layer for layer in graph.layers.values()
+                if layer.op == "Convolution" and layer.in_channels == 32)
+    spec = unit_specs(graph)[conv.name]
+    full = table.get(spec, 32, 32)
+    table.units[spec.key]["32,16"] = 1.5 * full  # timing noise inverted the pair
+    table.units[spec.key]["16,32"] = full
+    cost = cost_model(graph, "latency", table=table)
+    assert 0 < cost.layer_cost(conv, 32, 16) < cost.layer_cost(conv, 32, 32)
+    assert 0 < cost.layer_cost(conv, 16, 32) < cost.layer_cost(conv, 32, 32)
+    assert cost.layer_cost(conv, 32, 24) < cost.layer_cost(conv, 32, 32)  # between them too
+    prunable = [g.index for g in graph.prunable_groups]
+    for g in prunable:  # the network's total is still cheaper at fewer channels
+        fewer = graph.full_widths()
+        fewer[g] //= 2
         assert cost.total(fewer) < cost.total()
 
 
